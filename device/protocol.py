@@ -1,0 +1,285 @@
+"""Haven's wire contract: MQTT topics and JSON payloads between devices and the hub.
+
+Stdlib only: the Pi firmware and the hub both import this module, so there is
+one source of truth for what travels on the broker.
+
+Topics (``prefix`` defaults to ``haven/v1``)::
+
+    <prefix>/dev/<device_id>/alarm    device -> hub   QoS 1   an alarm press
+    <prefix>/dev/<device_id>/status   device -> hub   QoS 1   retained; Last Will "offline"
+    <prefix>/dev/<device_id>/cmd      hub -> device   QoS 1   confirmations and requests
+
+Payloads are UTF-8 JSON objects carrying ``"v": 1`` (the schema version).
+
+An alarm::
+
+    {"v": 1, "alarm_id": "<uuid4>", "kind": "emergency",
+     "device": "main-circ-01", "pressed_at": 1763840000123}
+
+``alarm_id`` is made once per press on the device and reused on every resend,
+so the hub can drop duplicates; ``pressed_at`` is the device clock in Unix
+milliseconds. The device id in the payload must match the one in the topic
+(the broker ACL ties the topic to the device's identity).
+
+Every decode function returns a frozen dataclass or raises
+:class:`ProtocolError`, whose message names the topic, the field and the
+problem.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, Collection
+
+SCHEMA_VERSION = 1
+DEFAULT_PREFIX = "haven/v1"
+
+#: Alarm kinds a device may send when no site config narrows them down.
+#: The hub validates against the kinds its site config declares.
+DEFAULT_KINDS = ("assist", "emergency", "safe_room", "missed_checkin", "welfare", "test")
+
+#: Device ids and alarm ids: letters, digits, ``-`` and ``_``; no MQTT wildcards or
+#: separators, so an id can stand in a topic level.
+ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+KIND_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+
+#: Largest payload accepted, in bytes (an alarm is ~130 bytes).
+MAX_PAYLOAD_BYTES = 4096
+
+#: ``status`` payload states.
+STATUS_ONLINE = "online"
+STATUS_OFFLINE = "offline"
+STATUS_STATES = (STATUS_ONLINE, STATUS_OFFLINE)
+
+#: Commands the hub sends on a device's ``cmd`` topic.
+CMD_RECEIVED = "received"          # the hub stored the alarm (not just the broker PUBACK)
+CMD_ACKNOWLEDGED = "acknowledged"  # a person acknowledged: help is coming
+CMD_RESOLVED = "resolved"          # an operator resolved or cancelled the alarm
+CMD_NOT_DELIVERED = "not_delivered"  # no contact could be reached: use the phone
+COMMANDS = (CMD_RECEIVED, CMD_ACKNOWLEDGED, CMD_RESOLVED, CMD_NOT_DELIVERED)
+
+
+class ProtocolError(ValueError):
+    """A message that breaks the wire contract.
+
+    ``where`` is the topic (or "payload"), ``field`` the offending JSON field
+    (or ``None`` for the whole message), ``problem`` what is wrong with it.
+    """
+
+    def __init__(self, where: str, field: str | None, problem: str):
+        self.where, self.field, self.problem = where, field, problem
+        target = f"field '{field}'" if field else "message"
+        super().__init__(f"{where}: {target}: {problem}")
+
+
+@dataclass(frozen=True)
+class Topics:
+    """Topic names under one prefix. ``Topics().alarm("d1") == "haven/v1/dev/d1/alarm"``."""
+
+    prefix: str = DEFAULT_PREFIX
+
+    def __post_init__(self) -> None:
+        if not self.prefix or self.prefix.startswith("/") or self.prefix.endswith("/") \
+                or any(c in self.prefix for c in "+#\0"):
+            raise ProtocolError("topic prefix", None,
+                                f"{self.prefix!r} must be non-empty, without '+', '#', "
+                                "or a leading/trailing '/'")
+
+    def alarm(self, device_id: str) -> str:
+        return f"{self.prefix}/dev/{device_id}/alarm"
+
+    def status(self, device_id: str) -> str:
+        return f"{self.prefix}/dev/{device_id}/status"
+
+    def cmd(self, device_id: str) -> str:
+        return f"{self.prefix}/dev/{device_id}/cmd"
+
+    def device_filter(self, channel: str) -> str:
+        """Subscription filter for one channel of every device, e.g. ``.../dev/+/alarm``."""
+        return f"{self.prefix}/dev/+/{channel}"
+
+    def parse(self, topic: str) -> tuple[str, str]:
+        """Split a device topic into ``(device_id, channel)`` or raise ProtocolError."""
+        head = f"{self.prefix}/dev/"
+        if not topic.startswith(head):
+            raise ProtocolError(f"topic {topic}", None, f"not under '{head}'")
+        parts = topic[len(head):].split("/")
+        if len(parts) != 2 or parts[1] not in ("alarm", "status", "cmd"):
+            raise ProtocolError(f"topic {topic}", None,
+                                f"expected '{head}<device_id>/alarm|status|cmd'")
+        if not ID_RE.match(parts[0]):
+            raise ProtocolError(f"topic {topic}", None, f"device id {parts[0]!r} is not valid")
+        return parts[0], parts[1]
+
+
+@dataclass(frozen=True)
+class AlarmMessage:
+    """One press, as the device sent it. ``pressed_at`` is Unix milliseconds (device clock)."""
+
+    device: str
+    alarm_id: str
+    kind: str
+    pressed_at: int
+    v: int = SCHEMA_VERSION
+
+    def to_json(self) -> bytes:
+        return _dump({"v": self.v, "alarm_id": self.alarm_id, "kind": self.kind,
+                      "device": self.device, "pressed_at": self.pressed_at})
+
+
+@dataclass(frozen=True)
+class StatusMessage:
+    """A device's retained presence: ``online`` on connect, ``offline`` as its Last Will.
+
+    ``at`` is Unix milliseconds, or ``None`` in a Last Will (written at connect
+    time, so any time in it would be stale).
+    """
+
+    device: str
+    state: str
+    at: int | None = None
+    firmware: str | None = None
+    v: int = SCHEMA_VERSION
+
+    def to_json(self) -> bytes:
+        obj: dict[str, Any] = {"v": self.v, "device": self.device, "state": self.state}
+        if self.at is not None:
+            obj["at"] = self.at
+        if self.firmware is not None:
+            obj["firmware"] = self.firmware
+        return _dump(obj)
+
+
+@dataclass(frozen=True)
+class Command:
+    """Hub -> device. ``alarm_id`` names the alarm it is about; ``at`` is Unix ms (hub clock)."""
+
+    cmd: str
+    alarm_id: str
+    at: int
+    v: int = SCHEMA_VERSION
+
+    def to_json(self) -> bytes:
+        return _dump({"v": self.v, "cmd": self.cmd, "alarm_id": self.alarm_id, "at": self.at})
+
+
+def new_alarm(device: str, kind: str, now_s: float | None = None) -> AlarmMessage:
+    """A fresh alarm for one press, with a new uuid4 id; ``now_s`` is Unix seconds."""
+    pressed = time.time() if now_s is None else now_s
+    return AlarmMessage(device=device, alarm_id=str(uuid.uuid4()), kind=kind,
+                        pressed_at=int(pressed * 1000))
+
+
+def decode_alarm(topic: str, payload: bytes, *, topics: Topics = Topics(),
+                 kinds: Collection[str] = DEFAULT_KINDS) -> AlarmMessage:
+    """Validate an alarm publish; the device id in the payload must match the topic's."""
+    device_id, channel = topics.parse(topic)
+    where = f"topic {topic}"
+    if channel != "alarm":
+        raise ProtocolError(where, None, "not an alarm topic")
+    obj = _load(where, payload)
+    _version(where, obj)
+    device = _id(where, obj, "device")
+    if device != device_id:
+        raise ProtocolError(where, "device",
+                            f"{device!r} does not match the topic's device {device_id!r}")
+    kind = _str(where, obj, "kind")
+    if kind not in kinds:
+        raise ProtocolError(where, "kind",
+                            f"unknown kind {kind!r}; expected one of {', '.join(sorted(kinds))}")
+    return AlarmMessage(device=device, alarm_id=_id(where, obj, "alarm_id"), kind=kind,
+                        pressed_at=_millis(where, obj, "pressed_at"))
+
+
+def decode_status(topic: str, payload: bytes, *, topics: Topics = Topics()) -> StatusMessage:
+    """Validate a status publish (retained presence or Last Will)."""
+    device_id, channel = topics.parse(topic)
+    where = f"topic {topic}"
+    if channel != "status":
+        raise ProtocolError(where, None, "not a status topic")
+    obj = _load(where, payload)
+    _version(where, obj)
+    device = _id(where, obj, "device")
+    if device != device_id:
+        raise ProtocolError(where, "device",
+                            f"{device!r} does not match the topic's device {device_id!r}")
+    state = _str(where, obj, "state")
+    if state not in STATUS_STATES:
+        raise ProtocolError(where, "state", f"{state!r} is not one of {', '.join(STATUS_STATES)}")
+    at = _millis(where, obj, "at") if "at" in obj else None
+    firmware = _str(where, obj, "firmware") if "firmware" in obj else None
+    return StatusMessage(device=device, state=state, at=at, firmware=firmware)
+
+
+def decode_command(topic: str, payload: bytes, *, topics: Topics = Topics()) -> Command:
+    """Validate a hub -> device command (used by the firmware)."""
+    _, channel = topics.parse(topic)
+    where = f"topic {topic}"
+    if channel != "cmd":
+        raise ProtocolError(where, None, "not a command topic")
+    obj = _load(where, payload)
+    _version(where, obj)
+    cmd = _str(where, obj, "cmd")
+    if cmd not in COMMANDS:
+        raise ProtocolError(where, "cmd", f"{cmd!r} is not one of {', '.join(COMMANDS)}")
+    return Command(cmd=cmd, alarm_id=_id(where, obj, "alarm_id"), at=_millis(where, obj, "at"))
+
+
+# --- helpers -----------------------------------------------------------------
+
+def _dump(obj: dict[str, Any]) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+
+def _load(where: str, payload: bytes) -> dict[str, Any]:
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise ProtocolError(where, None, f"payload is {len(payload)} bytes; "
+                                         f"at most {MAX_PAYLOAD_BYTES} are accepted")
+    try:
+        obj = json.loads(payload)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ProtocolError(where, None, f"payload is not valid UTF-8 JSON ({exc})") from None
+    if not isinstance(obj, dict):
+        raise ProtocolError(where, None, f"payload must be a JSON object, not {type(obj).__name__}")
+    return obj
+
+
+def _version(where: str, obj: dict[str, Any]) -> None:
+    if "v" not in obj:
+        raise ProtocolError(where, "v", "missing (schema version; expected 1)")
+    if obj["v"] != SCHEMA_VERSION or isinstance(obj["v"], bool):
+        raise ProtocolError(where, "v", f"schema version {obj['v']!r} is not supported; "
+                                        f"expected {SCHEMA_VERSION}")
+
+
+def _str(where: str, obj: dict[str, Any], field: str) -> str:
+    if field not in obj:
+        raise ProtocolError(where, field, "missing")
+    value = obj[field]
+    if not isinstance(value, str):
+        raise ProtocolError(where, field, f"must be a string, not {type(value).__name__}")
+    return value
+
+
+def _id(where: str, obj: dict[str, Any], field: str) -> str:
+    value = _str(where, obj, field)
+    if not ID_RE.match(value):
+        raise ProtocolError(where, field, f"{value!r} is not a valid id "
+                                          "(1-64 letters, digits, '-' or '_')")
+    return value
+
+
+def _millis(where: str, obj: dict[str, Any], field: str) -> int:
+    if field not in obj:
+        raise ProtocolError(where, field, "missing")
+    value = obj[field]
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ProtocolError(where, field,
+                            f"must be an integer (Unix milliseconds), not {type(value).__name__}")
+    if value < 0:
+        raise ProtocolError(where, field, f"{value} is negative")
+    return value

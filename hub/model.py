@@ -1,0 +1,109 @@
+"""The hub's vocabulary as data: alarm states, alarms, and notification keys.
+
+An alarm's timeline::
+
+    raised ──(a person acknowledges)──> acknowledged ──(operator)──> resolved
+       └──────────(device within its window, or operator)──────────> cancelled
+
+Times are Unix milliseconds (``*_ms``) throughout: they travel as JSON and
+sort as integers in Redis.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from enum import StrEnum
+from typing import Any
+
+
+class AlarmState(StrEnum):
+    """Where an alarm is in its life; reads the same in Redis, JSON and logs."""
+
+    RAISED = "raised"
+    ACKNOWLEDGED = "acknowledged"
+    RESOLVED = "resolved"
+    CANCELLED = "cancelled"
+
+    @property
+    def active(self) -> bool:
+        """Raised or acknowledged: someone may still be in danger."""
+        return self in (AlarmState.RAISED, AlarmState.ACKNOWLEDGED)
+
+
+class Channel(StrEnum):
+    SMS = "sms"
+    CALL = "call"
+
+
+@dataclass(frozen=True)
+class Alarm:
+    """One press, placed by the site config and stamped by the hub.
+
+    ``pressed_at_ms`` is the device clock; ``received_at_ms`` the hub clock when
+    it stored the alarm.
+    """
+
+    id: str
+    kind: str
+    device: str
+    branch: str
+    room: str
+    pressed_at_ms: int
+    received_at_ms: int
+    state: AlarmState = AlarmState.RAISED
+
+    def to_fields(self) -> dict[str, str]:
+        """Flat string fields for a Redis hash."""
+        return {k: str(v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_fields(cls, fields: dict[str, str]) -> "Alarm":
+        return cls(id=fields["id"], kind=fields["kind"], device=fields["device"],
+                   branch=fields["branch"], room=fields["room"],
+                   pressed_at_ms=int(fields["pressed_at_ms"]),
+                   received_at_ms=int(fields["received_at_ms"]),
+                   state=AlarmState(fields["state"]))
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "state": str(self.state)}
+
+
+@dataclass(frozen=True)
+class NotificationKey:
+    """What makes a notification unique: sent at most once per (alarm, step, contact, channel).
+
+    ``contact`` is the contact's E.164 phone number; ``step`` counts escalation
+    steps from 0.
+    """
+
+    alarm_id: str
+    step: int
+    contact: str
+    channel: Channel
+
+    def __str__(self) -> str:
+        return f"{self.alarm_id}:{self.step}:{self.contact}:{self.channel}"
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What a notifier reports for one message: accepted (``ok``) or a failure.
+
+    ``retryable`` failures (HTTP 429, 5xx, timeouts, connection errors) may
+    succeed if sent again; the others (an invalid number, say) will not.
+    ``code`` is the provider's error code when it gave one (Twilio's 21211 ...).
+    """
+
+    ok: bool
+    sid: str | None = None
+    error: str | None = None
+    code: int | None = None
+    retryable: bool = False
+
+    @classmethod
+    def sent(cls, sid: str) -> "Delivery":
+        return cls(ok=True, sid=sid)
+
+    @classmethod
+    def failed(cls, error: str, *, retryable: bool, code: int | None = None) -> "Delivery":
+        return cls(ok=False, error=error, retryable=retryable, code=code)

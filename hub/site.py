@@ -1,0 +1,367 @@
+"""The site config: branches, rooms, safe rooms, devices, contacts and alarm kinds.
+
+A site is reviewed text (TOML, under version control) loaded once at start-up
+into frozen objects. Every mistake is collected and reported as
+``FILE:LINE: FIELD: problem`` in one :class:`ConfigError`, so an IT person
+fixes them all in one pass. See ``deploy/examples/site.toml`` for a sample.
+
+Layout::
+
+    [site]            name
+    [kinds.<kind>]    label, notify = [roles paged for this kind]
+    [[branch]]        id, name, timezone
+    [[branch.room]]   id, name, safe_room = false
+    [[device]]        id, branch, room, type = "wearable"|"wall"|"safe_room", holder
+    [[contact]]       name, phone (E.164), branches = [...], roles = [...]
+
+Location comes from this registry, never from the device: a device is known by
+its id and placed in one room of one branch.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+import zoneinfo
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from device.protocol import ID_RE, KIND_RE
+
+from .errors import ConfigError, Problem
+from .tomlpos import Positions, dotted
+
+E164_RE = re.compile(r"^\+[1-9][0-9]{6,14}$")
+ROLE_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+DEVICE_TYPES = ("wearable", "wall", "safe_room")
+
+
+@dataclass(frozen=True)
+class Room:
+    """A room of a branch; a safe room is a lockable refuge staff may retreat to."""
+
+    id: str
+    name: str
+    branch_id: str
+    safe_room: bool = False
+
+
+@dataclass(frozen=True)
+class Branch:
+    id: str
+    name: str
+    timezone: str
+    rooms: tuple[Room, ...]
+
+    def room(self, room_id: str) -> Room | None:
+        return next((r for r in self.rooms if r.id == room_id), None)
+
+
+@dataclass(frozen=True)
+class Device:
+    """A button (worn or on a wall) or a safe-room contact, placed in one room."""
+
+    id: str
+    branch_id: str
+    room_id: str
+    type: str = "wall"
+    holder: str | None = None
+
+
+@dataclass(frozen=True)
+class Contact:
+    """A person or desk to page. ``phone`` is E.164 (``+15550100``)."""
+
+    name: str
+    phone: str
+    branches: frozenset[str]
+    roles: frozenset[str]
+
+
+@dataclass(frozen=True)
+class Kind:
+    """An alarm kind and the roles it pages (empty: recorded, no one paged)."""
+
+    id: str
+    label: str
+    notify: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Site:
+    name: str
+    source: str
+    kinds: dict[str, Kind] = field(hash=False)
+    branches: dict[str, Branch] = field(hash=False)
+    devices: dict[str, Device] = field(hash=False)
+    contacts: tuple[Contact, ...] = ()
+
+    def locate(self, device_id: str) -> tuple[Branch, Room] | None:
+        """The branch and room of a registered device, or ``None`` if unknown."""
+        device = self.devices.get(device_id)
+        if device is None:
+            return None
+        branch = self.branches[device.branch_id]
+        room = branch.room(device.room_id)
+        assert room is not None  # guaranteed by validation
+        return branch, room
+
+    def recipients(self, kind: str, branch_id: str) -> tuple[Contact, ...]:
+        """Contacts of ``branch_id`` holding a role that ``kind`` pages, in config order."""
+        roles = set(self.kinds[kind].notify)
+        return tuple(c for c in self.contacts
+                     if branch_id in c.branches and roles & c.roles)
+
+
+# --- loading -----------------------------------------------------------------
+
+class _Checker:
+    """Collects problems with positions while reading raw TOML data."""
+
+    def __init__(self, source: str, positions: Positions):
+        self.source, self.positions = source, positions
+        self.problems: list[Problem] = []
+
+    def add(self, path: tuple, problem: str) -> None:
+        self.problems.append(Problem(self.source, self.positions.line(path), dotted(path), problem))
+
+    def table(self, raw: Any, path: tuple, allowed: tuple[str, ...]) -> dict[str, Any] | None:
+        if not isinstance(raw, dict):
+            self.add(path, f"must be a table, not {type(raw).__name__}")
+            return None
+        for key in raw:
+            if key not in allowed:
+                self.add(path + (key,), f"unknown field; expected one of {', '.join(allowed)}")
+        return raw
+
+    def text(self, raw: dict, path: tuple, key: str, *, required: bool = True,
+             pattern: re.Pattern | None = None, hint: str = "",
+             default: str | None = None) -> str | None:
+        if key not in raw:
+            if required:
+                self.add(path + (key,), f"missing{': ' + hint if hint else ''}")
+            return default
+        value = raw[key]
+        if not isinstance(value, str) or not value.strip():
+            self.add(path + (key,), f"must be a non-empty string{': ' + hint if hint else ''}")
+            return default
+        if pattern is not None and not pattern.match(value):
+            self.add(path + (key,), f"{value!r} is not valid{': ' + hint if hint else ''}")
+            return default
+        return value
+
+    def strings(self, raw: dict, path: tuple, key: str, *, pattern: re.Pattern,
+                hint: str, required: bool = True) -> list[str]:
+        if key not in raw:
+            if required:
+                self.add(path + (key,), f"missing: {hint}")
+            return []
+        value = raw[key]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            self.add(path + (key,), f"must be a list of strings: {hint}")
+            return []
+        bad = [v for v in value if not pattern.match(v)]
+        if bad:
+            self.add(path + (key,), f"{', '.join(map(repr, bad))} not valid: {hint}")
+        return [v for v in value if pattern.match(v)]
+
+    def array(self, data: dict, key: str) -> list[tuple[tuple, Any]]:
+        raw = data.get(key, [])
+        if not isinstance(raw, list):
+            self.add((key,), f"must be an array of tables: write [[{key}]]")
+            return []
+        return [((key, i), item) for i, item in enumerate(raw)]
+
+
+def load_site(path: str | Path) -> Site:
+    """Read and validate a site file; raise :class:`ConfigError` listing every problem."""
+    path = Path(path)
+    source = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([Problem(source, None, "", f"cannot read: {exc.strerror}")]) from None
+    return parse_site(text, source)
+
+
+def parse_site(text: str, source: str = "<site>") -> Site:
+    """Validate site TOML ``text``; ``source`` names the file in error messages."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        m = re.search(r"line (\d+)", str(exc))
+        raise ConfigError([Problem(source, int(m.group(1)) if m else None, "",
+                                   f"not valid TOML: {exc}")]) from None
+    check = _Checker(source, Positions(text))
+    check.table(data, (), ("site", "kinds", "branch", "device", "contact"))
+
+    site_name = "Haven site"
+    site_raw = check.table(data.get("site", {}), ("site",), ("name",))
+    if site_raw is not None:
+        site_name = check.text(site_raw, ("site",), "name", required=False,
+                               default=site_name) or site_name
+
+    kinds = _kinds(check, data)
+    branches = _branches(check, data)
+    devices = _devices(check, data, branches)
+    contacts = _contacts(check, data, branches)
+    if not check.problems:  # reach is only meaningful once every entry reads cleanly
+        _check_reach(check, kinds, branches, contacts)
+
+    if check.problems:
+        raise ConfigError(check.problems)
+    return Site(name=site_name, source=source, kinds=kinds, branches=branches,
+                devices=devices, contacts=tuple(contacts))
+
+
+def _kinds(check: _Checker, data: dict) -> dict[str, Kind]:
+    kinds: dict[str, Kind] = {}
+    raw_kinds = data.get("kinds")
+    if raw_kinds is None:
+        check.add(("kinds",), "missing: declare each alarm kind as [kinds.<name>] "
+                              "with notify = [roles]")
+        return kinds
+    if check.table(raw_kinds, ("kinds",), tuple(raw_kinds) if isinstance(raw_kinds, dict) else ()) \
+            is None:
+        return kinds
+    for kind_id, raw in raw_kinds.items():
+        path = ("kinds", kind_id)
+        if not KIND_RE.match(kind_id):
+            check.add(path, "kind names are lower-case letters, digits and '_'")
+            continue
+        raw = check.table(raw, path, ("label", "notify"))
+        if raw is None:
+            continue
+        label = check.text(raw, path, "label", required=False) or kind_id.replace("_", " ")
+        notify = check.strings(raw, path, "notify", pattern=ROLE_RE,
+                               hint="roles to page, e.g. [\"staff\", \"police\"]; [] pages no one")
+        kinds[kind_id] = Kind(kind_id, label, tuple(notify))
+    return kinds
+
+
+def _branches(check: _Checker, data: dict) -> dict[str, Branch]:
+    branches: dict[str, Branch] = {}
+    entries = check.array(data, "branch")
+    if not entries and "branch" not in data:
+        check.add(("branch",), "missing: describe at least one [[branch]]")
+    for path, raw in entries:
+        raw = check.table(raw, path, ("id", "name", "timezone", "room"))
+        if raw is None:
+            continue
+        branch_id = check.text(raw, path, "id", pattern=ID_RE,
+                               hint="letters, digits, '-' or '_', e.g. \"main\"")
+        name = check.text(raw, path, "name")
+        tz = check.text(raw, path, "timezone", hint="an IANA zone such as \"America/Chicago\"")
+        if tz is not None:
+            try:
+                zoneinfo.ZoneInfo(tz)
+            except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+                check.add(path + ("timezone",),
+                          f"{tz!r} is not a known IANA zone (e.g. \"America/Chicago\")")
+        rooms = _rooms(check, raw, path, branch_id or "?")
+        if branch_id is None:
+            continue
+        if branch_id in branches:
+            check.add(path + ("id",), f"branch {branch_id!r} is declared twice")
+            continue
+        branches[branch_id] = Branch(branch_id, name or branch_id, tz or "UTC", tuple(rooms))
+    return branches
+
+
+def _rooms(check: _Checker, raw_branch: dict, bpath: tuple, branch_id: str) -> list[Room]:
+    rooms: list[Room] = []
+    raw_rooms = raw_branch.get("room", [])
+    if not isinstance(raw_rooms, list) or not raw_rooms:
+        check.add(bpath + ("room",), "missing: list the branch's rooms as [[branch.room]]")
+        return rooms
+    for i, raw in enumerate(raw_rooms):
+        path = bpath + ("room", i)
+        raw = check.table(raw, path, ("id", "name", "safe_room"))
+        if raw is None:
+            continue
+        room_id = check.text(raw, path, "id", pattern=ID_RE,
+                             hint="letters, digits, '-' or '_', e.g. \"circulation\"")
+        name = check.text(raw, path, "name")
+        safe = raw.get("safe_room", False)
+        if not isinstance(safe, bool):
+            check.add(path + ("safe_room",), "must be true or false")
+            safe = False
+        if room_id is None:
+            continue
+        if any(r.id == room_id for r in rooms):
+            check.add(path + ("id",), f"room {room_id!r} is declared twice in this branch")
+            continue
+        rooms.append(Room(room_id, name or room_id, branch_id, safe))
+    return rooms
+
+
+def _devices(check: _Checker, data: dict, branches: dict[str, Branch]) -> dict[str, Device]:
+    devices: dict[str, Device] = {}
+    for path, raw in check.array(data, "device"):
+        raw = check.table(raw, path, ("id", "branch", "room", "type", "holder"))
+        if raw is None:
+            continue
+        device_id = check.text(raw, path, "id", pattern=ID_RE,
+                               hint="letters, digits, '-' or '_', e.g. \"main-circ-01\"")
+        branch_id = check.text(raw, path, "branch")
+        room_id = check.text(raw, path, "room")
+        dtype = check.text(raw, path, "type", required=False, default="wall")
+        if dtype not in DEVICE_TYPES:
+            check.add(path + ("type",), f"{dtype!r} is not one of {', '.join(DEVICE_TYPES)}")
+        holder = check.text(raw, path, "holder", required=False)
+        if branch_id is not None and branch_id not in branches:
+            check.add(path + ("branch",), f"unknown branch {branch_id!r}; "
+                                          f"known: {', '.join(branches) or 'none'}")
+            continue
+        if branch_id is not None and room_id is not None:
+            branch = branches[branch_id]
+            if branch.room(room_id) is None:
+                check.add(path + ("room",),
+                          f"unknown room {room_id!r} in branch {branch_id!r}; "
+                          f"its rooms are {', '.join(r.id for r in branch.rooms)}")
+                continue
+        if device_id is None or branch_id is None or room_id is None:
+            continue
+        if device_id in devices:
+            check.add(path + ("id",), f"device {device_id!r} is declared twice")
+            continue
+        devices[device_id] = Device(device_id, branch_id, room_id, dtype or "wall", holder)
+    return devices
+
+
+def _contacts(check: _Checker, data: dict, branches: dict[str, Branch]) -> list[Contact]:
+    contacts: list[Contact] = []
+    for path, raw in check.array(data, "contact"):
+        raw = check.table(raw, path, ("name", "phone", "branches", "roles"))
+        if raw is None:
+            continue
+        name = check.text(raw, path, "name")
+        phone = check.text(raw, path, "phone", pattern=E164_RE,
+                           hint="E.164: '+', country code and number, no spaces, "
+                                "e.g. \"+15550100123\"")
+        member = check.strings(raw, path, "branches", pattern=ID_RE,
+                               hint="ids of the branches this contact serves")
+        for b in member:
+            if b not in branches:
+                check.add(path + ("branches",), f"unknown branch {b!r}; "
+                                                f"known: {', '.join(branches) or 'none'}")
+        roles = check.strings(raw, path, "roles", pattern=ROLE_RE,
+                              hint="e.g. [\"staff\"], [\"police\"], [\"manager\"]")
+        if name and phone:
+            contacts.append(Contact(name, phone, frozenset(member), frozenset(roles)))
+    return contacts
+
+
+def _check_reach(check: _Checker, kinds: dict[str, Kind], branches: dict[str, Branch],
+                 contacts: list[Contact]) -> None:
+    """A kind that pages someone must reach at least one contact at every branch."""
+    for kind in kinds.values():
+        if not kind.notify:
+            continue
+        for branch in branches.values():
+            if not any(branch.id in c.branches and set(kind.notify) & c.roles for c in contacts):
+                check.add(("kinds", kind.id, "notify"),
+                          f"no contact of branch {branch.id!r} holds any of the roles "
+                          f"{', '.join(kind.notify)}: an alarm there would page no one; "
+                          f"add such a [[contact]]")

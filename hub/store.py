@@ -1,0 +1,165 @@
+"""Redis store: alarms, timelines, notification claims, device health, live events.
+
+The Redis connection is passed in (never global) and every key lives under one
+prefix (default ``haven``)::
+
+    haven:alarm:<id>              hash   the alarm (see model.Alarm.to_fields)
+    haven:alarms:active           zset   active alarm ids, scored by received_at_ms
+    haven:timeline:<id>           stream append-only timeline of one alarm
+    haven:notification:<key>      string claim and outcome of one notification
+    haven:device:<id>             hash   last status of a device
+    haven:rejected                stream messages that broke the wire contract (capped)
+    haven:events                  pubsub live events for dashboards (JSON)
+
+Each write that must be all-or-nothing is one Lua script, so a crash between
+two commands cannot leave half an alarm behind, and two hub workers handling
+the same alarm id cannot both create it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import redis
+
+from .model import Alarm, Delivery, NotificationKey
+
+#: How long notification claims are kept, in seconds: far longer than any
+#: alarm can be redelivered by the broker.
+CLAIM_TTL_S = 30 * 24 * 3600
+
+#: Entries kept in the rejected-messages stream.
+REJECTED_MAXLEN = 1000
+
+_RAISE = """
+-- KEYS: alarm hash, active zset, timeline stream
+-- ARGV: channel, event json, received_at_ms, alarm id, field/value pairs...
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local fields = {}
+for i = 5, #ARGV do fields[#fields + 1] = ARGV[i] end
+redis.call('HSET', KEYS[1], unpack(fields))
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
+redis.call('XADD', KEYS[3], '*', 'event', 'raised', 'at_ms', ARGV[3])
+redis.call('PUBLISH', ARGV[1], ARGV[2])
+return 1
+"""
+
+_RECORD = """
+-- KEYS: notification key, timeline stream
+-- ARGV: channel, event json, outcome, ttl, timeline field/value pairs...
+redis.call('SET', KEYS[1], ARGV[3], 'EX', ARGV[4])
+local fields = {}
+for i = 5, #ARGV do fields[#fields + 1] = ARGV[i] end
+redis.call('XADD', KEYS[2], '*', unpack(fields))
+redis.call('PUBLISH', ARGV[1], ARGV[2])
+return 1
+"""
+
+
+class Store:
+    """Alarm state in Redis. ``client`` must be made with ``decode_responses=True``."""
+
+    def __init__(self, client: redis.Redis, prefix: str = "haven"):
+        self.r = client
+        self.prefix = prefix
+        self.events_channel = f"{prefix}:events"
+        self._raise = client.register_script(_RAISE)
+        self._record = client.register_script(_RECORD)
+
+    @classmethod
+    def from_url(cls, url: str, prefix: str = "haven") -> "Store":
+        """A store on ``redis://host:port/db``; timeouts in seconds keep a dead Redis loud."""
+        client = redis.Redis.from_url(url, decode_responses=True, socket_timeout=5,
+                                      socket_connect_timeout=5, health_check_interval=30)
+        return cls(client, prefix)
+
+    def _key(self, *parts: str) -> str:
+        return ":".join((self.prefix, *parts))
+
+    # --- alarms --------------------------------------------------------------
+
+    def raise_alarm(self, alarm: Alarm) -> bool:
+        """Store a new alarm; ``False`` if its id is already known (a redelivery)."""
+        event = json.dumps({"type": "alarm.raised", "alarm": alarm.to_json()})
+        pairs = [x for kv in alarm.to_fields().items() for x in kv]
+        created = self._raise(
+            keys=[self._key("alarm", alarm.id), self._key("alarms", "active"),
+                  self._key("timeline", alarm.id)],
+            args=[self.events_channel, event, alarm.received_at_ms, alarm.id, *pairs])
+        return bool(created)
+
+    def get_alarm(self, alarm_id: str) -> Alarm | None:
+        fields = self.r.hgetall(self._key("alarm", alarm_id))
+        return Alarm.from_fields(fields) if fields else None
+
+    def active_alarms(self) -> list[Alarm]:
+        """Active alarms, newest first."""
+        ids = self.r.zrevrange(self._key("alarms", "active"), 0, -1)
+        if not ids:
+            return []
+        pipe = self.r.pipeline(transaction=False)
+        for alarm_id in ids:
+            pipe.hgetall(self._key("alarm", alarm_id))
+        return [Alarm.from_fields(f) for f in pipe.execute() if f]
+
+    def timeline(self, alarm_id: str) -> list[dict[str, str]]:
+        """The alarm's events, oldest first; each has an ``id`` (the stream entry id)."""
+        return [{"id": entry_id, **fields}
+                for entry_id, fields in self.r.xrange(self._key("timeline", alarm_id))]
+
+    def add_timeline(self, alarm_id: str, event: str, **fields: Any) -> None:
+        self.r.xadd(self._key("timeline", alarm_id),
+                    {"event": event, **{k: str(v) for k, v in fields.items()}})
+
+    # --- notifications -------------------------------------------------------
+
+    def claim_notification(self, key: NotificationKey) -> bool:
+        """Atomically claim the right to send ``key``; ``False`` if anyone claimed it before."""
+        return bool(self.r.set(self._key("notification", str(key)), "claimed",
+                               nx=True, ex=CLAIM_TTL_S))
+
+    def notification_outcome(self, key: NotificationKey) -> str | None:
+        return self.r.get(self._key("notification", str(key)))
+
+    def record_notification(self, key: NotificationKey, contact_name: str,
+                            delivery: Delivery, at_ms: int) -> None:
+        """Record what happened to a claimed notification, in its claim and the timeline."""
+        outcome = f"sent:{delivery.sid}" if delivery.ok else \
+            f"failed:{delivery.code or ''}:{'retryable' if delivery.retryable else 'permanent'}"
+        timeline = {"event": "notified" if delivery.ok else "notify_failed", "at_ms": at_ms,
+                    "step": key.step, "channel": str(key.channel), "contact": contact_name,
+                    "to": key.contact, "sid": delivery.sid or "",
+                    "error": delivery.error or "", "code": delivery.code or ""}
+        event = json.dumps({"type": "alarm.notified", "alarm_id": key.alarm_id,
+                            "ok": delivery.ok, "contact": contact_name,
+                            "channel": str(key.channel)})
+        pairs = [str(x) for kv in timeline.items() for x in kv]
+        self._record(keys=[self._key("notification", str(key)),
+                           self._key("timeline", key.alarm_id)],
+                     args=[self.events_channel, event, outcome, CLAIM_TTL_S, *pairs])
+
+    # --- devices and rejects ---------------------------------------------------
+
+    def set_device_status(self, device_id: str, state: str, at_ms: int,
+                          firmware: str | None = None) -> None:
+        fields = {"state": state, "since_ms": at_ms}
+        if firmware:
+            fields["firmware"] = firmware
+        pipe = self.r.pipeline()
+        pipe.hset(self._key("device", device_id), mapping=fields)
+        pipe.publish(self.events_channel, json.dumps(
+            {"type": "device.status", "device": device_id, "state": state}))
+        pipe.execute()
+
+    def device_status(self, device_id: str) -> dict[str, str]:
+        return self.r.hgetall(self._key("device", device_id))
+
+    def record_rejected(self, topic: str, reason: str, at_ms: int) -> None:
+        """Keep a capped record of a message that broke the wire contract."""
+        self.r.xadd(self._key("rejected"), {"topic": topic, "reason": reason, "at_ms": at_ms},
+                    maxlen=REJECTED_MAXLEN, approximate=True)
+
+    def rejected(self, count: int = 100) -> list[dict[str, str]]:
+        """The newest rejected messages, newest first."""
+        return [fields for _, fields in self.r.xrevrange(self._key("rejected"), count=count)]

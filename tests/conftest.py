@@ -1,0 +1,52 @@
+"""Shared fixtures: real mosquitto and redis-server processes, stores, the sample site.
+
+Servers start from the Debian packages' binaries on free loopback ports in the
+test's temp dir (milliseconds each) and are stopped after the test.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import fakeredis
+import pytest
+
+from hub.localservices import LocalService, start_mosquitto, start_redis
+from hub.site import Site, load_site
+from hub.store import Store
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE_SITE = ROOT / "deploy" / "examples" / "site.toml"
+
+
+@pytest.fixture
+def sample_site() -> Site:
+    return load_site(SAMPLE_SITE)
+
+
+@pytest.fixture
+def mosquitto(tmp_path) -> LocalService:
+    service = start_mosquitto(tmp_path / "mosquitto")
+    yield service
+    service.stop()
+
+
+@pytest.fixture
+def redis_service(tmp_path) -> LocalService:
+    service = start_redis(tmp_path / "redis")
+    yield service
+    service.stop()
+
+
+@pytest.fixture
+def store(redis_service) -> Store:
+    """A store on a real redis-server."""
+    s = Store.from_url(redis_service.url)
+    yield s
+    s.r.close()
+
+
+@pytest.fixture
+def fake_store() -> Store:
+    """A store on fakeredis, for fast unit tests (no durability, no second process)."""
+    return Store(fakeredis.FakeRedis(decode_responses=True))
