@@ -55,12 +55,20 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
         pass
 
 
-def spawn(argv: list[str], *, log: Path, env: dict[str, str] | None = None,
+def spawn(argv: list[str], *, log: Path | None, env: dict[str, str] | None = None,
           cwd: str | Path | None = None) -> subprocess.Popen:
-    """Start a child that dies with this process; stdout and stderr go to ``log``."""
+    """Start a child in its own session that dies with this process.
+
+    Its stdout and stderr go to ``log``, or to ours when ``log`` is ``None``. Its
+    own session keeps a terminal's Ctrl-C away from it, so the parent stops
+    children in order.
+    """
+    kwargs = dict(stdin=subprocess.DEVNULL, env=env, cwd=cwd, preexec_fn=_die_with_parent,
+                  start_new_session=True)
+    if log is None:
+        return subprocess.Popen(argv, **kwargs)
     with open(log, "ab") as out:
-        return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=env, cwd=cwd, preexec_fn=_die_with_parent)
+        return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, **kwargs)
 
 
 @dataclass

@@ -50,3 +50,12 @@ def store(redis_service) -> Store:
 def fake_store() -> Store:
     """A store on fakeredis, for fast unit tests (no durability, no second process)."""
     return Store(fakeredis.FakeRedis(decode_responses=True))
+
+
+@pytest.fixture
+def fake_twilio():
+    """A local fake Twilio REST API on a free loopback port."""
+    from tests.fake_twilio import FakeTwilio
+    fake = FakeTwilio().start()
+    yield fake
+    fake.stop()

@@ -1,0 +1,35 @@
+"""Message text for people: short, plain, no links (carriers filter them).
+
+Pure functions of an alarm and the site config; the first SMS aims to fit one
+GSM-7 segment (160 characters).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from .model import Alarm
+from .site import Site
+
+SMS_SEGMENT_CHARS = 160
+
+
+def where(alarm: Alarm, site: Site) -> str:
+    """``"Main Library, Circulation Desk"`` (with the holder of a worn device)."""
+    branch = site.branches[alarm.branch]
+    room = branch.room(alarm.room)
+    text = f"{branch.name}, {room.name if room else alarm.room}"
+    device = site.devices.get(alarm.device)
+    if device is not None and device.holder:
+        text += f" ({device.holder})"
+    return text
+
+
+def sms_text(alarm: Alarm, site: Site) -> str:
+    """The alarm SMS: kind, branch, room, local time of receipt, short reference."""
+    branch = site.branches[alarm.branch]
+    local = datetime.fromtimestamp(alarm.received_at_ms / 1000, ZoneInfo(branch.timezone))
+    label = site.kinds[alarm.kind].label
+    return (f"HAVEN {label}: {where(alarm, site)}. "
+            f"Alarm at {local:%H:%M}. Ref {alarm.id[:8]}")

@@ -1,0 +1,165 @@
+"""The hub's MQTT edge: subscribe, hand each message to the service, ack after storing.
+
+- Alarms arrive on a shared subscription (``$share/<group>/<prefix>/dev/+/alarm``),
+  so N hub workers split them; statuses on a plain subscription (retained
+  messages are not delivered to shared subscriptions), so every worker sees
+  every device's presence.
+- MQTT v5, QoS 1, a persistent session (``clean_start=False`` plus a
+  Session Expiry Interval), so alarms published while the hub restarts wait
+  in the broker.
+- ``manual_ack``: a message is acknowledged to the broker only once the
+  service has handled it. If Redis is unreachable the message is kept and
+  retried on a background thread with backoff; a crash meanwhile leaves it
+  unacknowledged, and the broker redelivers it to the next session.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import paho.mqtt.client as mqtt
+import redis
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from device.protocol import Topics
+
+log = logging.getLogger("haven.mqtt")
+
+#: How long the broker keeps the hub's session (and queues its alarms) while
+#: it is disconnected, in seconds.
+SESSION_EXPIRY_S = 24 * 3600
+#: Seconds between MQTT keepalive pings: a dead broker is noticed within ~1.5x this.
+KEEPALIVE_S = 10
+#: Retry delays while the store is unreachable, in seconds.
+RETRY_MIN_S, RETRY_MAX_S = 0.2, 5.0
+
+
+@dataclass(frozen=True)
+class BrokerAddress:
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, text: str) -> "BrokerAddress":
+        """``"host:port"`` or ``"host"`` (port 1883)."""
+        host, _, port = text.rpartition(":") if ":" in text else (text, "", "1883")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"broker address {text!r} must look like 127.0.0.1:1883")
+        return cls(host, int(port))
+
+
+class HubMqtt:
+    """Runs the hub's MQTT client. ``handler(topic, payload)`` raises RedisError to defer."""
+
+    def __init__(self, broker: BrokerAddress, handler: Callable[[str, bytes], object], *,
+                 client_id: str, topics: Topics = Topics(), share_group: str = "haven-hub"):
+        self.broker, self.handler, self.topics = broker, handler, topics
+        self.share_group = share_group
+        self.ready = threading.Event()
+        self._retry: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
+        self._stopping = threading.Event()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
+                                  protocol=mqtt.MQTTv5, manual_ack=True)
+        self.client.reconnect_delay_set(min_delay=1, max_delay=5)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_subscribe = self._on_subscribe
+        self.client.on_message = self._on_message
+        self._retrier = threading.Thread(target=self._retry_loop, name="hub-store-retry",
+                                         daemon=True)
+
+    def publish(self, topic: str, payload: bytes) -> None:
+        """QoS 1 publish; while disconnected paho queues it in memory and sends on reconnect."""
+        info = self.client.publish(topic, payload, qos=1)
+        if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+            log.error("publish to %s failed: %s", topic, mqtt.error_string(info.rc))
+
+    # --- callbacks (paho's network thread) ------------------------------------
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            log.error("broker %s:%d refused the hub: %s", self.broker.host, self.broker.port,
+                      reason_code)
+            return
+        log.info("connected to broker %s:%d (session present: %s)", self.broker.host,
+                 self.broker.port, flags.session_present)
+        client.subscribe([
+            (f"$share/{self.share_group}/{self.topics.device_filter('alarm')}",
+             mqtt.SubscribeOptions(qos=1)),
+            (self.topics.device_filter("status"), mqtt.SubscribeOptions(qos=1)),
+        ])
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        failed = [rc for rc in reason_codes if rc.is_failure]
+        if failed:
+            log.error("broker refused the hub's subscriptions: %s", failed)
+            return
+        if not self.ready.is_set():
+            log.info("hub ready")
+            self.ready.set()
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        if not self._stopping.is_set():
+            log.error("lost the broker (%s): reconnecting", reason_code)
+
+    def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
+        if not self._retry.empty():  # keep order behind messages waiting for the store
+            self._retry.put(msg)
+            return
+        try:
+            self.handler(msg.topic, msg.payload)
+        except redis.RedisError as exc:
+            log.error("store unreachable (%s): holding %s unacknowledged and retrying",
+                      exc, msg.topic)
+            self._retry.put(msg)
+            return
+        except Exception:
+            log.exception("handling %s failed; message left unacknowledged", msg.topic)
+            return
+        client.ack(msg.mid, msg.qos)
+
+    def _retry_loop(self) -> None:
+        delay = RETRY_MIN_S
+        while not self._stopping.is_set():
+            try:
+                msg = self._retry.queue[0] if self._retry.qsize() else None
+            except IndexError:
+                msg = None
+            if msg is None:
+                time.sleep(RETRY_MIN_S)
+                continue
+            try:
+                self.handler(msg.topic, msg.payload)
+            except redis.RedisError as exc:
+                log.error("store still unreachable (%s); retrying in %.1f s", exc, delay)
+                self._stopping.wait(delay)
+                delay = min(delay * 2, RETRY_MAX_S)
+                continue
+            except Exception:
+                log.exception("handling %s failed; message left unacknowledged", msg.topic)
+            else:
+                self.client.ack(msg.mid, msg.qos)
+            self._retry.get_nowait()
+            delay = RETRY_MIN_S
+
+    # --- lifecycle --------------------------------------------------------------
+
+    def run(self) -> None:
+        """Connect and serve until :meth:`stop`; reconnects on its own."""
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = SESSION_EXPIRY_S
+        self._retrier.start()
+        self.client.connect_async(self.broker.host, self.broker.port, keepalive=KEEPALIVE_S,
+                                  clean_start=False, properties=props)
+        self.client.loop_forever(retry_first_connection=True)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.client.disconnect()

@@ -1,0 +1,139 @@
+"""Notifiers: one method each, ``send_sms(to, body) -> Delivery``.
+
+A notifier only sends and reports: accepted (with the provider's id), or a
+failure that says whether it is worth retrying. Idempotency, retries and
+fallback wrap notifiers from the outside (see ``hub.service``), so every
+notifier gets them alike.
+
+- :class:`ConsoleNotifier` prints what it would send: the default when no
+  Twilio credentials are configured (demo, development).
+- :class:`TwilioNotifier` sends through the official twilio SDK. Its
+  ``api_base`` points the SDK at another host (a local fake API in tests and
+  benchmarks); production leaves it unset.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import sys
+import threading
+from typing import Protocol, TextIO
+from urllib.parse import urlsplit, urlunsplit
+
+from .model import Delivery
+
+log = logging.getLogger(__name__)
+
+#: Seconds to wait for Twilio's API before counting a request as a retryable failure.
+TWILIO_TIMEOUT_S = 10.0
+
+# The SDK logs each request's body (phone numbers, message text) at INFO.
+logging.getLogger("twilio.http_client").setLevel(logging.WARNING)
+
+
+class Notifier(Protocol):
+    name: str
+
+    def send_sms(self, to: str, body: str) -> Delivery: ...
+
+
+class ConsoleNotifier:
+    """Prints each SMS to ``stream`` (stdout) instead of sending it."""
+
+    name = "console"
+
+    def __init__(self, stream: TextIO | None = None):
+        self._stream = stream
+        self._lock = threading.Lock()
+        self._seq = itertools.count(1)
+
+    def send_sms(self, to: str, body: str) -> Delivery:
+        stream = self._stream or sys.stdout
+        with self._lock:
+            sid = f"CONSOLE{next(self._seq):06d}"
+            stream.write(f"[SMS to {to}] {body}\n")
+            stream.flush()
+        return Delivery.sent(sid)
+
+
+def _retryable_status(status: int) -> bool:
+    return status == 429 or status >= 500
+
+
+class TwilioNotifier:
+    """SMS through Twilio's Messages API.
+
+    ``from_number`` (E.164) or ``messaging_service_sid`` picks the sender; a
+    Messaging Service spreads load over its number pool. One SDK client per
+    thread, since the notifier is called from a pool of sender threads.
+    """
+
+    name = "twilio"
+
+    def __init__(self, account_sid: str, auth_token: str, *, from_number: str | None = None,
+                 messaging_service_sid: str | None = None, api_base: str | None = None,
+                 timeout_s: float = TWILIO_TIMEOUT_S):
+        if not (from_number or messaging_service_sid):
+            raise ValueError("TwilioNotifier needs from_number or messaging_service_sid")
+        self._sid, self._token = account_sid, auth_token
+        self._from, self._service = from_number, messaging_service_sid
+        if api_base is not None:
+            base = urlsplit(api_base)
+            if base.scheme not in ("http", "https") or not base.netloc:
+                raise ValueError(f"Twilio API base {api_base!r} must look like "
+                                 "http://127.0.0.1:8080")
+        self._api_base, self._timeout = api_base, timeout_s
+        self._local = threading.local()
+        # The SDK imports its API modules lazily (~0.1 s): do it now, not on the first alarm.
+        _ = self._client().messages
+
+    def _client(self):
+        client = getattr(self._local, "client", None)
+        if client is None:
+            from twilio.rest import Client
+            client = Client(self._sid, self._token,
+                            http_client=_http_client(self._api_base, self._timeout))
+            self._local.client = client
+        return client
+
+    def send_sms(self, to: str, body: str) -> Delivery:
+        from requests import RequestException
+        from twilio.base.exceptions import TwilioException, TwilioRestException
+
+        kwargs = {"to": to, "body": body}
+        if self._service:
+            kwargs["messaging_service_sid"] = self._service
+        else:
+            kwargs["from_"] = self._from
+        try:
+            message = self._client().messages.create(**kwargs)
+        except TwilioRestException as exc:
+            return Delivery.failed(f"HTTP {exc.status}: {exc.msg}", code=exc.code,
+                                   retryable=_retryable_status(exc.status))
+        except RequestException as exc:  # timeouts, refused or dropped connections
+            return Delivery.failed(f"{type(exc).__name__}: {exc}", retryable=True)
+        except TwilioException as exc:
+            return Delivery.failed(str(exc), retryable=False)
+        return Delivery.sent(message.sid)
+
+
+def _http_client(api_base: str | None, timeout_s: float):
+    """The SDK's HTTP client, optionally rebased onto ``api_base`` (scheme://host:port)."""
+    from requests.adapters import HTTPAdapter
+    from twilio.http.http_client import TwilioHttpClient
+
+    class RebasedHttpClient(TwilioHttpClient):
+        """Sends every request to ``api_base`` instead of https://*.twilio.com."""
+
+        def request(self, method, url, *args, **kwargs):
+            parts = urlsplit(url)
+            url = urlunsplit((base.scheme, base.netloc, parts.path, parts.query, parts.fragment))
+            return super().request(method, url, *args, **kwargs)
+
+    if not api_base:
+        return TwilioHttpClient(timeout=timeout_s)
+    base = urlsplit(api_base)
+    client = RebasedHttpClient(timeout=timeout_s)
+    client.session.mount("http://", HTTPAdapter(pool_maxsize=32))
+    return client

@@ -1,0 +1,145 @@
+"""The hub's alarm service: a message from a device in, stored alarm and pages out.
+
+Wiring: the MQTT adapter calls :meth:`AlarmService.handle` for every message
+and acknowledges the message to the broker only after ``handle`` returns, so
+an alarm is never acknowledged before it is stored. Sending is handed to a
+thread pool: all notifications of a step go out concurrently, each claimed in
+Redis first so it is sent at most once whatever the redeliveries or workers.
+
+The decisions (who gets what text) are pure: :func:`plan_notifications`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Callable
+
+from device.protocol import (CMD_RECEIVED, Command, ProtocolError, Topics, decode_alarm,
+                             decode_status)
+
+from .messages import sms_text
+from .model import Alarm, Channel, Delivery, NotificationKey
+from .notify import Notifier
+from .site import Contact, Site
+from .store import Store
+
+log = logging.getLogger("haven.hub")
+
+Publish = Callable[[str, bytes], None]
+
+
+class Outcome(StrEnum):
+    """What :meth:`AlarmService.handle` did with one message."""
+
+    STORED = "stored"          # a new alarm: stored, pages going out
+    DUPLICATE = "duplicate"    # an alarm id seen before: confirmed again, nobody re-paged
+    STATUS = "status"          # a device status recorded
+    REJECTED = "rejected"      # broke the wire contract or names an unknown device
+    IGNORED = "ignored"        # a topic the hub does not consume
+
+
+@dataclass(frozen=True)
+class PlannedNotification:
+    key: NotificationKey
+    contact: Contact
+    body: str
+
+
+def plan_notifications(alarm: Alarm, site: Site, step: int = 0) -> list[PlannedNotification]:
+    """The SMS of the alarm's first step: one per contact the kind pages at its branch."""
+    body = sms_text(alarm, site)
+    return [PlannedNotification(NotificationKey(alarm.id, step, c.phone, Channel.SMS), c, body)
+            for c in site.recipients(alarm.kind, alarm.branch)]
+
+
+class AlarmService:
+    """Validates, places, stores and pages. ``clock`` returns Unix seconds."""
+
+    def __init__(self, site: Site, store: Store, notifier: Notifier, publish: Publish,
+                 senders: Executor, *, topics: Topics = Topics(),
+                 clock: Callable[[], float] = time.time):
+        self.site, self.store, self.notifier = site, store, notifier
+        self.publish, self.senders, self.topics, self.clock = publish, senders, topics, clock
+
+    def _now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
+    def handle(self, topic: str, payload: bytes) -> Outcome:
+        """Handle one MQTT message. Raises only when the store is unreachable
+        (``redis.RedisError``): the caller must then not acknowledge the message."""
+        try:
+            _, channel = self.topics.parse(topic)
+            if channel == "alarm":
+                return self._alarm(topic, payload)
+            if channel == "status":
+                return self._status(topic, payload)
+            return Outcome.IGNORED
+        except ProtocolError as exc:
+            return self._reject(topic, str(exc))
+
+    def _reject(self, topic: str, reason: str) -> Outcome:
+        log.warning("rejected message: %s", reason)
+        self.store.record_rejected(topic, reason, self._now_ms())
+        return Outcome.REJECTED
+
+    def _alarm(self, topic: str, payload: bytes) -> Outcome:
+        msg = decode_alarm(topic, payload, topics=self.topics, kinds=self.site.kinds.keys())
+        place = self.site.locate(msg.device)
+        if place is None:
+            return self._reject(topic, f"topic {topic}: field 'device': {msg.device!r} is not "
+                                       f"in the site config {self.site.source}; add a [[device]] "
+                                       "entry with its branch and room")
+        branch, room = place
+        alarm = Alarm(id=msg.alarm_id, kind=msg.kind, device=msg.device, branch=branch.id,
+                      room=room.id, pressed_at_ms=msg.pressed_at, received_at_ms=self._now_ms())
+        created = self.store.raise_alarm(alarm)
+        self._confirm(alarm)
+        if not created:
+            log.info("duplicate alarm %s from %s: confirmed again, not re-paged",
+                     alarm.id, alarm.device)
+            return Outcome.DUPLICATE
+        planned = plan_notifications(alarm, self.site)
+        log.info("alarm %s %s at %s/%s from %s: paging %d contact(s)", alarm.id, alarm.kind,
+                 alarm.branch, alarm.room, alarm.device, len(planned))
+        for item in planned:
+            self.senders.submit(self._send, item)
+        return Outcome.STORED
+
+    def _confirm(self, alarm: Alarm) -> None:
+        """Tell the device the hub has stored its alarm (a PUBACK only means the broker has)."""
+        cmd = Command(cmd=CMD_RECEIVED, alarm_id=alarm.id, at=self._now_ms())
+        self.publish(self.topics.cmd(alarm.device), cmd.to_json())
+
+    def _send(self, item: PlannedNotification) -> Delivery | None:
+        """Claim, send, record. Runs on a sender thread; never raises."""
+        try:
+            if not self.store.claim_notification(item.key):
+                log.info("notification %s already claimed: not sent again", item.key)
+                return None
+            delivery = self.notifier.send_sms(item.contact.phone, item.body)
+            self.store.record_notification(item.key, item.contact.name, delivery,
+                                           self._now_ms())
+            if delivery.ok:
+                log.info("sms to %s for alarm %s: accepted (%s)", item.contact.name,
+                         item.key.alarm_id, delivery.sid)
+            else:
+                log.error("sms to %s for alarm %s FAILED (%s, code %s, %s)", item.contact.name,
+                          item.key.alarm_id, delivery.error, delivery.code,
+                          "retryable" if delivery.retryable else "permanent")
+            return delivery
+        except Exception:  # a sender thread must not die silently
+            log.exception("sending %s failed", item.key)
+            return None
+
+    def _status(self, topic: str, payload: bytes) -> Outcome:
+        msg = decode_status(topic, payload, topics=self.topics)
+        if msg.device not in self.site.devices:
+            return self._reject(topic, f"topic {topic}: field 'device': {msg.device!r} is not "
+                                       f"in the site config {self.site.source}")
+        self.store.set_device_status(msg.device, msg.state, msg.at or self._now_ms(),
+                                     msg.firmware)
+        return Outcome.STATUS

@@ -1,0 +1,94 @@
+"""Hub and dashboard settings from the environment and the command line, validated once.
+
+Environment (command-line options override):
+
+    HAVEN_SITE              site config file             /etc/haven/site.toml
+    HAVEN_BROKER            MQTT broker host:port        127.0.0.1:1883
+    HAVEN_REDIS_URL         Redis URL                    redis://127.0.0.1:6379/0
+    HAVEN_TOPIC_PREFIX      MQTT topic prefix            haven/v1
+    HAVEN_HUB_ID            this worker's MQTT client id haven-hub-<hostname>
+    TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, and TWILIO_FROM_NUMBER or
+    TWILIO_MESSAGING_SERVICE_SID
+                            send real SMS; without them the console notifier prints
+    HAVEN_TWILIO_API_BASE   point the twilio SDK at another API host (tests, benchmarks)
+
+This is the only module that reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from typing import Mapping
+
+from .errors import ConfigError, Problem
+from .site import E164_RE
+
+TWILIO_VARS = ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_FROM_NUMBER",
+               "TWILIO_MESSAGING_SERVICE_SID")
+
+
+@dataclass(frozen=True)
+class TwilioSettings:
+    account_sid: str
+    auth_token: str
+    from_number: str | None
+    messaging_service_sid: str | None
+    api_base: str | None
+
+
+@dataclass(frozen=True)
+class HubSettings:
+    site_path: str
+    broker: str
+    redis_url: str
+    topic_prefix: str
+    hub_id: str
+    twilio: TwilioSettings | None
+
+
+def env_default(name: str, default: str, env: Mapping[str, str] | None = None) -> str:
+    env = os.environ if env is None else env
+    return env.get(name) or default
+
+
+def twilio_from_env(env: Mapping[str, str] | None = None) -> TwilioSettings | None:
+    """Twilio credentials, or ``None`` when none are set; a partial set is an error."""
+    env = os.environ if env is None else env
+    given = {name: env.get(name, "").strip() for name in TWILIO_VARS}
+    if not any(given.values()):
+        return None
+    problems = []
+    for name in ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN"):
+        if not given[name]:
+            problems.append(Problem("environment", None, name,
+                                    "missing: set it too, or unset every TWILIO_* variable "
+                                    "to use the console notifier"))
+    sender = given["TWILIO_FROM_NUMBER"] or None
+    service = given["TWILIO_MESSAGING_SERVICE_SID"] or None
+    if not (sender or service):
+        problems.append(Problem("environment", None, "TWILIO_FROM_NUMBER",
+                                "missing: set the sending number (E.164) or "
+                                "TWILIO_MESSAGING_SERVICE_SID"))
+    if sender and not E164_RE.match(sender):
+        problems.append(Problem("environment", None, "TWILIO_FROM_NUMBER",
+                                f"{sender!r} is not E.164, e.g. +15550100123"))
+    if problems:
+        raise ConfigError(problems)
+    return TwilioSettings(given["TWILIO_ACCOUNT_SID"], given["TWILIO_AUTH_TOKEN"], sender, service,
+                          env.get("HAVEN_TWILIO_API_BASE") or None)
+
+
+def hub_settings(*, site: str | None = None, broker: str | None = None,
+                 redis_url: str | None = None, topic_prefix: str | None = None,
+                 hub_id: str | None = None,
+                 env: Mapping[str, str] | None = None) -> HubSettings:
+    return HubSettings(
+        site_path=site or env_default("HAVEN_SITE", "/etc/haven/site.toml", env),
+        broker=broker or env_default("HAVEN_BROKER", "127.0.0.1:1883", env),
+        redis_url=redis_url or env_default("HAVEN_REDIS_URL", "redis://127.0.0.1:6379/0", env),
+        topic_prefix=topic_prefix or env_default("HAVEN_TOPIC_PREFIX", "haven/v1", env),
+        hub_id=hub_id or env_default("HAVEN_HUB_ID", f"haven-hub-{socket.gethostname()}", env),
+        twilio=twilio_from_env(env),
+    )

@@ -1,0 +1,152 @@
+"""A local fake of Twilio's REST API, for tests that drive the real twilio SDK.
+
+Serves on 127.0.0.1 (a free port) what the hub uses:
+
+    POST /2010-04-01/Accounts/<AccountSid>/Messages.json   To, From|MessagingServiceSid, Body
+    POST /2010-04-01/Accounts/<AccountSid>/Calls.json      To, From, Twiml|Url
+
+and answers like Twilio: 201 with the resource as JSON, 401 for bad Basic
+auth, 400 with ``{"code": 21604, ...}`` for a missing parameter. Failures can
+be injected per recipient (:meth:`FakeTwilio.fail`). Every request is
+recorded with ``time.monotonic()`` at receipt.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import json
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs
+
+API_RE = re.compile(r"^/2010-04-01/Accounts/(?P<sid>AC[0-9a-zA-Z]+)/(?P<res>Messages|Calls)\.json$")
+
+
+@dataclass
+class Request:
+    resource: str          # "Messages" or "Calls"
+    form: dict[str, str]
+    status: int            # what the fake answered
+    at: float              # time.monotonic() at receipt
+
+
+@dataclass
+class Failure:
+    status: int
+    code: int
+    message: str
+    times: int | None = None  # None: every time
+
+
+@dataclass
+class FakeTwilio:
+    account_sid: str = "AC" + "0" * 32
+    auth_token: str = "test-token"
+    requests: list[Request] = field(default_factory=list)
+
+    def __post_init__(self):
+        self._cond = threading.Condition()
+        self._failures: dict[str, Failure] = {}
+        self._seq = itertools.count(1)
+        self._server: ThreadingHTTPServer | None = None
+
+    # --- control --------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def fail(self, to: str, status: int, code: int, message: str, times: int | None = None):
+        """Answer requests to ``to`` with an error (``times`` times, or always)."""
+        self._failures[to] = Failure(status, code, message, times)
+
+    def accepted(self, resource: str = "Messages") -> list[Request]:
+        with self._cond:
+            return [r for r in self.requests if r.resource == resource and r.status == 201]
+
+    def wait_for(self, count: int, timeout: float, resource: str = "Messages",
+                 match=lambda r: True) -> list[Request]:
+        """Wait until ``count`` accepted requests match; returns them (maybe fewer at timeout)."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                found = [r for r in self.requests
+                         if r.resource == resource and r.status == 201 and match(r)]
+                remaining = deadline - time.monotonic()
+                if len(found) >= count or remaining <= 0:
+                    return found
+                self._cond.wait(remaining)
+
+    # --- server ---------------------------------------------------------------
+
+    def start(self) -> "FakeTwilio":
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self):  # noqa: N802
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length).decode()
+                at = time.monotonic()
+                form = {k: v[0] for k, v in parse_qs(raw, keep_blank_values=True).items()}
+                status, obj = fake._answer(self.path, self.headers.get("Authorization", ""), form)
+                m = API_RE.match(self.path)
+                resource = m["res"] if m else "?"
+                with fake._cond:
+                    fake.requests.append(Request(resource, form, status, at))
+                    fake._cond.notify_all()
+                body = json.dumps(obj).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+    def _answer(self, path: str, auth: str, form: dict[str, str]) -> tuple[int, dict]:
+        m = API_RE.match(path)
+        if not m:
+            return 404, _error(404, 20404, "The requested resource was not found")
+        expected = "Basic " + base64.b64encode(
+            f"{self.account_sid}:{self.auth_token}".encode()).decode()
+        if m["sid"] != self.account_sid or auth != expected:
+            return 401, _error(401, 20003, "Authenticate")
+        needed = ("To", "Body") if m["res"] == "Messages" else ("To", "From")
+        for name in needed:
+            if not form.get(name):
+                return 400, _error(400, 21604 if name == "To" else 21602,
+                                   f"A '{name}' parameter is required.")
+        if m["res"] == "Messages" and not (form.get("From") or form.get("MessagingServiceSid")):
+            return 400, _error(400, 21603, "A 'From' or 'MessagingServiceSid' is required.")
+        failure = self._failures.get(form["To"])
+        if failure is not None and failure.times != 0:
+            if failure.times is not None:
+                failure.times -= 1
+            return failure.status, _error(failure.status, failure.code, failure.message)
+        prefix = "SM" if m["res"] == "Messages" else "CA"
+        sid = f"{prefix}{next(self._seq):032d}"
+        return 201, {"sid": sid, "account_sid": self.account_sid, "to": form["To"],
+                     "from": form.get("From"), "body": form.get("Body"), "status": "queued",
+                     "uri": f"/2010-04-01/Accounts/{self.account_sid}/{m['res']}/{sid}.json"}
+
+
+def _error(status: int, code: int, message: str) -> dict:
+    return {"code": code, "message": message, "status": status,
+            "more_info": f"https://www.twilio.com/docs/errors/{code}"}

@@ -1,0 +1,160 @@
+"""End to end on real parts: a mock pin -> device firmware -> mosquitto -> hub process
+-> redis-server -> twilio SDK -> the fake Twilio API."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+import paho.mqtt.client as mqtt
+import pytest
+from gpiozero.pins.mock import MockFactory
+from paho.mqtt.enums import CallbackAPIVersion
+
+from device.config import DeviceConfig
+from device.firmware import DeviceApp
+from device.protocol import Topics, new_alarm
+from hub.localservices import spawn
+from tests.conftest import SAMPLE_SITE
+
+FROM = "+12065550000"
+
+
+@pytest.fixture
+def hub(tmp_path, mosquitto, redis_service, fake_twilio):
+    """A hub worker process sending through the fake Twilio; yields its log path."""
+    env = dict(os.environ, TWILIO_ACCOUNT_SID=fake_twilio.account_sid,
+               TWILIO_AUTH_TOKEN=fake_twilio.auth_token, TWILIO_FROM_NUMBER=FROM,
+               HAVEN_TWILIO_API_BASE=fake_twilio.url)
+    log = tmp_path / "hub.log"
+    proc = spawn([sys.executable, "-m", "hub.cli", "hub", "--site", str(SAMPLE_SITE),
+                  "--broker", f"127.0.0.1:{mosquitto.port}", "--redis", redis_service.url,
+                  "--hub-id", "test-hub"], log=log, env=env)
+    deadline = time.monotonic() + 10
+    while "hub ready" not in log.read_text():
+        assert proc.poll() is None, f"hub exited:\n{log.read_text()}"
+        assert time.monotonic() < deadline, f"hub not ready:\n{log.read_text()}"
+        time.sleep(0.02)
+    yield log
+    proc.terminate()
+    assert proc.wait(10) == 0, log.read_text()
+
+
+@pytest.fixture
+def pins():
+    factory = MockFactory()
+    yield factory
+    factory.close()
+
+
+def device(pins, mosquitto, device_id: str, pin: int) -> DeviceApp:
+    app = DeviceApp(DeviceConfig(device_id, "127.0.0.1", mosquitto.port, button_pin=pin),
+                    pin_factory=pins)
+    app.start()
+    assert app.connected.wait(5)
+    return app
+
+
+def test_a_press_texts_every_contact_of_the_kind_and_branch_within_2s(
+        hub, pins, mosquitto, fake_twilio, sample_site):
+    app = device(pins, mosquitto, "main-circ-01", 17)
+    try:
+        pressed = time.monotonic()
+        pins.pin(17).drive_low()
+        pins.pin(17).drive_high()
+        expected = {c.phone for c in sample_site.recipients("assist", "main")}
+        assert len(expected) == 2
+        got = fake_twilio.wait_for(len(expected), timeout=2.0)
+        assert {r.form["To"] for r in got} == expected
+        for r in got:
+            assert r.form["From"] == FROM
+            assert "Main Library" in r.form["Body"] and "Circulation Desk" in r.form["Body"]
+            assert "Assistance needed" in r.form["Body"]
+            assert r.at - pressed < 2.0
+        # the hub confirmed the stored alarm to the device
+        deadline = time.monotonic() + 2
+        while "received" not in app.alarms.values() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert list(app.alarms.values()) == ["received"]
+    finally:
+        app.stop()
+
+
+def test_a_hold_raises_an_emergency_that_reaches_police(hub, pins, mosquitto, fake_twilio,
+                                                        sample_site):
+    app = device(pins, mosquitto, "west-front-01", 18)
+    try:
+        pins.pin(18).drive_low()
+        time.sleep(app.config.hold_seconds + 0.3)
+        pins.pin(18).drive_high()
+        expected = {c.phone for c in sample_site.recipients("emergency", "westside")}
+        got = fake_twilio.wait_for(len(expected), timeout=2.0)
+        assert {r.form["To"] for r in got} == expected
+        assert "+12065550199" in expected  # police dispatch
+        assert all("EMERGENCY" in r.form["Body"] and "Westside Branch, Front Desk" in r.form["Body"]
+                   for r in got)
+        time.sleep(0.3)
+        assert len(fake_twilio.accepted()) == len(expected)  # the release raised nothing more
+    finally:
+        app.stop()
+
+
+def _publisher(mosquitto) -> mqtt.Client:
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="intruder", protocol=mqtt.MQTTv5)
+    client.connect("127.0.0.1", mosquitto.port)
+    client.loop_start()
+    return client
+
+
+def test_bad_messages_are_rejected_with_a_reason_and_the_hub_keeps_running(
+        hub, mosquitto, fake_twilio, redis_service):
+    from hub.store import Store
+    topics = Topics()
+    good = new_alarm("main-ref-01", "assist")
+    bad = [
+        (topics.alarm("main-ref-01"), b"{not json", "not valid UTF-8 JSON"),
+        (topics.alarm("main-ref-01"), json.dumps({**json.loads(good.to_json()),
+                                                  "pressed_at": "now"}).encode(),
+         "field 'pressed_at': must be an integer"),
+        (topics.alarm("main-ref-01"), json.dumps({**json.loads(good.to_json()),
+                                                  "kind": "party"}).encode(),
+         "field 'kind': unknown kind 'party'"),
+        (topics.alarm("main-ref-01"), new_alarm("main-circ-01", "assist").to_json(),
+         "field 'device': 'main-circ-01' does not match the topic's device 'main-ref-01'"),
+        (topics.alarm("ghost-01"), new_alarm("ghost-01", "assist").to_json(),
+         "'ghost-01' is not in the site config"),
+    ]
+    client = _publisher(mosquitto)
+    try:
+        for topic, payload, _ in bad:
+            client.publish(topic, payload, qos=1).wait_for_publish(2)
+        client.publish(topics.alarm("main-ref-01"), good.to_json(), qos=1).wait_for_publish(2)
+        got = fake_twilio.wait_for(2, timeout=3.0)
+        assert len(got) == 2 and all(good.alarm_id[:8] in r.form["Body"] for r in got)
+    finally:
+        client.loop_stop()
+        client.disconnect()
+    store = Store.from_url(redis_service.url)
+    reasons = [r["reason"] for r in store.rejected()]
+    store.r.close()
+    for _, _, reason in bad:
+        assert any(reason in text for text in reasons), (reason, reasons)
+    log = hub.read_text()
+    assert log.count("rejected message") == len(bad)
+
+
+def test_a_redelivered_alarm_pages_nobody_twice(hub, mosquitto, fake_twilio):
+    alarm = new_alarm("main-child-01", "assist")
+    client = _publisher(mosquitto)
+    try:
+        for _ in range(3):
+            client.publish(Topics().alarm(alarm.device), alarm.to_json(), qos=1).wait_for_publish(2)
+        got = fake_twilio.wait_for(2, timeout=3.0)
+        time.sleep(0.5)
+    finally:
+        client.loop_stop()
+        client.disconnect()
+    assert len(got) == 2
+    assert len(fake_twilio.accepted()) == 2

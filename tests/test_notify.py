@@ -1,0 +1,73 @@
+"""Notifiers: the real twilio SDK against the local fake API, and the console notifier."""
+
+import io
+
+import pytest
+
+from hub.notify import ConsoleNotifier, TwilioNotifier
+
+
+@pytest.fixture
+def notifier(fake_twilio):
+    return TwilioNotifier(fake_twilio.account_sid, fake_twilio.auth_token,
+                          from_number="+12065550000", api_base=fake_twilio.url)
+
+
+def test_twilio_sms_reaches_the_api_with_to_from_and_body(notifier, fake_twilio):
+    delivery = notifier.send_sms("+12065550101", "HAVEN EMERGENCY: Main Library")
+    assert delivery.ok and delivery.sid.startswith("SM")
+    [req] = fake_twilio.accepted()
+    assert req.form == {"To": "+12065550101", "From": "+12065550000",
+                        "Body": "HAVEN EMERGENCY: Main Library"}
+
+
+def test_messaging_service_replaces_the_from_number(fake_twilio):
+    notifier = TwilioNotifier(fake_twilio.account_sid, fake_twilio.auth_token,
+                              messaging_service_sid="MG" + "1" * 32, api_base=fake_twilio.url)
+    assert notifier.send_sms("+12065550101", "x").ok
+    [req] = fake_twilio.accepted()
+    assert req.form["MessagingServiceSid"] == "MG" + "1" * 32 and "From" not in req.form
+
+
+@pytest.mark.parametrize("status, code, retryable", [
+    (400, 21211, False),   # invalid 'To' number: permanent
+    (400, 21610, False),   # recipient replied STOP: permanent
+    (429, 20429, True),    # too many requests: never processed, safe to retry
+    (500, 20500, True),
+    (503, 20503, True),
+])
+def test_api_errors_are_classified_with_their_code(notifier, fake_twilio, status, code, retryable):
+    fake_twilio.fail("+12065550101", status, code, "nope")
+    delivery = notifier.send_sms("+12065550101", "x")
+    assert not delivery.ok
+    assert delivery.code == code
+    assert delivery.retryable is retryable
+    assert f"HTTP {status}" in delivery.error
+
+
+def test_bad_credentials_are_a_permanent_failure(fake_twilio):
+    notifier = TwilioNotifier(fake_twilio.account_sid, "wrong", from_number="+12065550000",
+                              api_base=fake_twilio.url)
+    delivery = notifier.send_sms("+12065550101", "x")
+    assert not delivery.ok and not delivery.retryable and delivery.code == 20003
+
+
+def test_unreachable_api_is_a_retryable_failure():
+    from hub.localservices import free_port
+    notifier = TwilioNotifier("AC" + "0" * 32, "t", from_number="+12065550000",
+                              api_base=f"http://127.0.0.1:{free_port()}", timeout_s=2)
+    delivery = notifier.send_sms("+12065550101", "x")
+    assert not delivery.ok and delivery.retryable
+    assert "ConnectionError" in delivery.error
+
+
+def test_console_notifier_prints_the_sms():
+    out = io.StringIO()
+    delivery = ConsoleNotifier(out).send_sms("+12065550101", "HAVEN assist: Westside")
+    assert delivery.ok
+    assert out.getvalue() == "[SMS to +12065550101] HAVEN assist: Westside\n"
+
+
+def test_api_base_must_be_a_url():
+    with pytest.raises(ValueError, match="must look like"):
+        TwilioNotifier("AC1", "t", from_number="+12065550000", api_base="localhost")
