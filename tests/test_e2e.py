@@ -158,3 +158,27 @@ def test_a_redelivered_alarm_pages_nobody_twice(hub, mosquitto, fake_twilio):
         client.disconnect()
     assert len(got) == 2
     assert len(fake_twilio.accepted()) == 2
+
+
+def test_an_alarm_raised_while_redis_is_down_is_paged_once_redis_returns(
+        hub, mosquitto, redis_service, fake_twilio):
+    from hub.localservices import start_redis
+    redis_service.stop()
+    alarm = new_alarm("main-work-01", "assist")
+    client = _publisher(mosquitto)
+    revived = None
+    try:
+        client.publish(Topics().alarm(alarm.device), alarm.to_json(), qos=1).wait_for_publish(2)
+        deadline = time.monotonic() + 5
+        while "store unreachable" not in hub.read_text():
+            assert time.monotonic() < deadline, hub.read_text()
+            time.sleep(0.02)
+        assert fake_twilio.accepted() == []
+        revived = start_redis(redis_service.workdir, port=redis_service.port)
+        got = fake_twilio.wait_for(2, timeout=10.0)
+        assert len(got) == 2 and all(alarm.alarm_id[:8] in r.form["Body"] for r in got)
+    finally:
+        client.loop_stop()
+        client.disconnect()
+        if revived is not None:
+            revived.stop()

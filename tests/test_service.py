@@ -1,0 +1,136 @@
+"""The alarm service with fakeredis, a recording notifier and a recording publisher."""
+
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import redis
+
+from device.protocol import Topics, decode_command, new_alarm
+from hub.messages import SMS_SEGMENT_CHARS, sms_text
+from hub.model import Alarm, Delivery
+from hub.service import AlarmService, Outcome, plan_notifications
+
+NOW = 1763840000.0  # 2025-11-22 19:33:20 UTC
+
+
+class RecordingNotifier:
+    name = "recording"
+
+    def __init__(self, fail: dict[str, Delivery] | None = None):
+        self.sent: list[tuple[str, str]] = []
+        self.fail = fail or {}
+
+    def send_sms(self, to, body):
+        self.sent.append((to, body))
+        return self.fail.get(to) or Delivery.sent(f"SM{len(self.sent)}")
+
+
+@pytest.fixture
+def parts(sample_site, fake_store):
+    notifier, published = RecordingNotifier(), []
+    pool = ThreadPoolExecutor(4)
+    service = AlarmService(sample_site, fake_store, notifier,
+                           lambda t, p: published.append((t, p)), pool, clock=lambda: NOW)
+    yield service, notifier, published, pool
+    pool.shutdown()
+
+
+
+
+def test_an_alarm_is_stored_placed_paged_and_confirmed(parts, fake_store, sample_site):
+    service, notifier, published, pool = parts
+    msg = new_alarm("main-safe-01", "safe_room", NOW - 1)
+    assert service.handle(Topics().alarm(msg.device), msg.to_json()) is Outcome.STORED
+    pool.shutdown(wait=True)
+    stored = fake_store.get_alarm(msg.alarm_id)
+    assert (stored.branch, stored.room, stored.kind) == ("main", "safe-room", "safe_room")
+    assert stored.received_at_ms == NOW * 1000 and stored.pressed_at_ms == msg.pressed_at
+    expected = {c.phone for c in sample_site.recipients("safe_room", "main")}
+    assert {to for to, _ in notifier.sent} == expected
+    [(topic, payload)] = published
+    cmd = decode_command(topic, payload)
+    assert topic == Topics().cmd("main-safe-01") and cmd.cmd == "received"
+    assert cmd.alarm_id == msg.alarm_id
+    events = [e["event"] for e in fake_store.timeline(msg.alarm_id)]
+    assert events == ["raised"] + ["notified"] * len(expected)
+
+
+def test_a_duplicate_is_confirmed_again_but_pages_nobody(parts):
+    service, notifier, published, pool = parts
+    msg = new_alarm("main-circ-01", "assist", NOW)
+    topic = Topics().alarm(msg.device)
+    assert service.handle(topic, msg.to_json()) is Outcome.STORED
+    assert service.handle(topic, msg.to_json()) is Outcome.DUPLICATE
+    pool.shutdown(wait=True)
+    assert len(notifier.sent) == 2
+    assert len(published) == 2  # the device hears "received" both times
+
+
+def test_the_test_kind_is_recorded_and_pages_no_one(parts, fake_store):
+    service, notifier, _, pool = parts
+    msg = new_alarm("main-circ-01", "test", NOW)
+    assert service.handle(Topics().alarm(msg.device), msg.to_json()) is Outcome.STORED
+    pool.shutdown(wait=True)
+    assert notifier.sent == [] and fake_store.get_alarm(msg.alarm_id) is not None
+
+
+def test_a_failed_delivery_is_recorded_with_its_code(sample_site, fake_store):
+    bad = sample_site.recipients("assist", "main")[0].phone
+    notifier = RecordingNotifier({bad: Delivery.failed("HTTP 400: invalid", code=21211,
+                                                       retryable=False)})
+    with ThreadPoolExecutor(2) as pool:
+        service = AlarmService(sample_site, fake_store, notifier, lambda t, p: None, pool,
+                               clock=lambda: NOW)
+        msg = new_alarm("main-circ-01", "assist", NOW)
+        service.handle(Topics().alarm(msg.device), msg.to_json())
+    failed = [e for e in fake_store.timeline(msg.alarm_id) if e["event"] == "notify_failed"]
+    assert [(e["to"], e["code"]) for e in failed] == [(bad, "21211")]
+
+
+@pytest.mark.parametrize("topic, payload, reason", [
+    ("haven/v1/dev/main-circ-01/alarm", b"nope", "not valid UTF-8 JSON"),
+    ("haven/v1/dev/ghost/alarm", new_alarm("ghost", "assist").to_json(),
+     "'ghost' is not in the site config"),
+    ("haven/v1/dev/ghost/status", b'{"v":1,"device":"ghost","state":"online"}',
+     "'ghost' is not in the site config"),
+    ("elsewhere/x", b"{}", "not under 'haven/v1/dev/'"),
+])
+def test_bad_messages_are_rejected_and_recorded(parts, fake_store, topic, payload, reason):
+    service, notifier, published, _ = parts
+    assert service.handle(topic, payload) is Outcome.REJECTED
+    [rejected] = fake_store.rejected()
+    assert reason in rejected["reason"] and rejected["topic"] == topic
+    assert notifier.sent == [] and published == []
+
+
+def test_device_status_is_recorded(parts, fake_store):
+    service, *_ = parts
+    payload = b'{"v":1,"device":"main-circ-01","state":"online","at":5,"firmware":"0.1.0"}'
+    assert service.handle(Topics().status("main-circ-01"), payload) is Outcome.STATUS
+    assert fake_store.device_status("main-circ-01") == {"state": "online", "since_ms": "5",
+                                                        "firmware": "0.1.0"}
+
+
+def test_an_unreachable_store_raises_so_the_message_is_not_acknowledged(sample_site):
+    from hub.localservices import free_port
+    from hub.store import Store
+    store = Store.from_url(f"redis://127.0.0.1:{free_port()}")
+    with ThreadPoolExecutor(1) as pool:
+        service = AlarmService(sample_site, store, RecordingNotifier(), lambda t, p: None, pool)
+        msg = new_alarm("main-circ-01", "assist")
+        with pytest.raises(redis.ConnectionError):
+            service.handle(Topics().alarm(msg.device), msg.to_json())
+
+
+def test_the_sms_names_kind_branch_room_and_holder_in_one_segment(sample_site):
+    alarm = Alarm(id="0b6f2a7e-5c1d-4c55-9d0e-2f7f6f1c9a10", kind="emergency",
+                  device="west-front-01", branch="westside", room="front-desk",
+                  pressed_at_ms=0, received_at_ms=int(NOW * 1000))
+    text = sms_text(alarm, sample_site)
+    assert text == ("HAVEN EMERGENCY: Westside Branch, Front Desk (Evening librarian). "
+                    "Alarm at 11:33. Ref 0b6f2a7e")
+    assert len(text) <= SMS_SEGMENT_CHARS
+    planned = plan_notifications(alarm, sample_site)
+    assert [p.key.contact for p in planned] == [c.phone for c in
+                                                sample_site.recipients("emergency", "westside")]
+    assert {str(p.key.channel) for p in planned} == {"sms"} and {p.key.step for p in planned} == {0}

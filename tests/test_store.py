@@ -1,0 +1,64 @@
+"""Redis store on fakeredis: atomic raise, claims, timeline, events."""
+
+import json
+
+from hub.model import Alarm, AlarmState, Channel, Delivery, NotificationKey
+
+
+def alarm(alarm_id="a1", received=2000, **kw):
+    return Alarm(id=alarm_id, kind=kw.get("kind", "assist"), device="main-circ-01",
+                 branch="main", room="circulation", pressed_at_ms=1000, received_at_ms=received)
+
+
+def test_an_alarm_is_stored_once(fake_store):
+    assert fake_store.raise_alarm(alarm()) is True
+    assert fake_store.raise_alarm(alarm(received=9999)) is False
+    assert fake_store.get_alarm("a1") == alarm()
+    assert fake_store.get_alarm("a1").state is AlarmState.RAISED
+    assert [e["event"] for e in fake_store.timeline("a1")] == ["raised"]
+
+
+def test_active_alarms_are_newest_first(fake_store):
+    fake_store.raise_alarm(alarm("old", received=1))
+    fake_store.raise_alarm(alarm("new", received=3))
+    fake_store.raise_alarm(alarm("mid", received=2))
+    assert [a.id for a in fake_store.active_alarms()] == ["new", "mid", "old"]
+
+
+def test_a_notification_is_claimed_once_and_its_outcome_recorded(fake_store):
+    fake_store.raise_alarm(alarm())
+    key = NotificationKey("a1", 0, "+12065550101", Channel.SMS)
+    assert fake_store.claim_notification(key) is True
+    assert fake_store.claim_notification(key) is False
+    assert fake_store.claim_notification(NotificationKey("a1", 1, "+12065550101", Channel.SMS))
+    fake_store.record_notification(key, "Circ desk", Delivery.sent("SM1"), 2500)
+    assert fake_store.notification_outcome(key) == "sent:SM1"
+    failed = NotificationKey("a1", 0, "+12065550102", Channel.SMS)
+    fake_store.claim_notification(failed)
+    fake_store.record_notification(failed, "Manager",
+                                   Delivery.failed("HTTP 400", code=21211, retryable=False), 2600)
+    assert fake_store.notification_outcome(failed) == "failed:21211:permanent"
+    events = fake_store.timeline("a1")
+    assert [(e["event"], e["contact"]) for e in events[1:]] == [("notified", "Circ desk"),
+                                                               ("notify_failed", "Manager")]
+    assert events[2]["code"] == "21211"
+
+
+def test_changes_are_published_for_dashboards(fake_store):
+    pubsub = fake_store.r.pubsub()
+    pubsub.subscribe(fake_store.events_channel)
+    pubsub.get_message(timeout=1)  # subscribe confirmation
+    fake_store.raise_alarm(alarm())
+    fake_store.set_device_status("main-circ-01", "online", 5)
+    first = json.loads(pubsub.get_message(timeout=1)["data"])
+    second = json.loads(pubsub.get_message(timeout=1)["data"])
+    pubsub.close()
+    assert first["type"] == "alarm.raised" and first["alarm"]["room"] == "circulation"
+    assert second == {"type": "device.status", "device": "main-circ-01", "state": "online"}
+    assert fake_store.device_status("main-circ-01") == {"state": "online", "since_ms": "5"}
+
+
+def test_rejected_messages_are_kept_newest_first(fake_store):
+    fake_store.record_rejected("t/1", "bad one", 1)
+    fake_store.record_rejected("t/2", "bad two", 2)
+    assert [r["reason"] for r in fake_store.rejected()] == ["bad two", "bad one"]
