@@ -15,6 +15,7 @@ set in the environment.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import signal
@@ -32,13 +33,12 @@ from urllib.parse import parse_qs, urlsplit
 from device.config import DeviceConfig
 from device.protocol import DEFAULT_PREFIX
 
+from .settings import demo_state_file
 from .localservices import LocalService, free_port, spawn, start_mosquitto, start_redis
 from .site import Site, load_site
 from .store import Store
 
 SAMPLE_SITE = Path(__file__).resolve().parents[1] / "deploy" / "examples" / "site.toml"
-#: Where a running demo tells ``haven press`` how to reach it.
-STATE_FILE = Path(tempfile.gettempdir()) / f"haven-demo-{os.getuid()}.json"
 #: Seconds a press waits for the hub's "received" confirmation.
 CONFIRM_TIMEOUT_S = 5.0
 #: BCM pins handed to simulated devices (a mock Pi has GPIO0-27).
@@ -56,6 +56,7 @@ class Simulator:
         self.apps: dict[str, DeviceApp] = {}
         self.pins: dict[str, int] = {}
         self._changed = threading.Condition()
+        self._seen: dict[tuple[str, str], float] = {}  # (alarm id, event) -> time.monotonic()
         for pin, device in zip(range(FIRST_PIN, LAST_PIN + 1), site.devices.values()):
             config = DeviceConfig(device_id=device.id, broker_host="127.0.0.1",
                                   broker_port=broker_port, topic_prefix=prefix, button_pin=pin)
@@ -66,6 +67,7 @@ class Simulator:
 
     def _on_event(self, event: str, alarm_id: str) -> None:
         with self._changed:
+            self._seen.setdefault((alarm_id, event), time.monotonic())
             self._changed.notify_all()
 
     def start(self) -> None:
@@ -88,7 +90,6 @@ class Simulator:
                                           f"devices: {', '.join(self.apps)}"}
         before = set(app.alarms)
         pin = self.factory.pin(self.pins[device_id])
-        started = time.monotonic()
         pin.drive_low()
         if hold:
             time.sleep(app.config.hold_seconds + 0.3)
@@ -107,9 +108,9 @@ class Simulator:
                             "error": f"the hub did not confirm within {CONFIRM_TIMEOUT_S:.0f} s "
                                      f"(last state: {state})"}
                 self._changed.wait(0.05)
-        released = time.monotonic()
+            sent, received = self._seen[(new[0], "sending")], self._seen[(new[0], "received")]
         return {"ok": True, "alarm_id": new[0], "kind": "emergency" if hold else "assist",
-                "device": device_id, "confirmed_ms": round((released - started) * 1000)}
+                "device": device_id, "confirmed_ms": round((received - sent) * 1000, 1)}
 
 
 def _control_server(sim: Simulator) -> ThreadingHTTPServer:
@@ -123,8 +124,8 @@ def _control_server(sim: Simulator) -> ThreadingHTTPServer:
             result = sim.press(parts[1], hold)
             if result["ok"]:
                 print(f"demo: pressed {parts[1]}{' (held)' if hold else ''} -> "
-                      f"{result['kind']} alarm {result['alarm_id'][:8]}, confirmed by the hub "
-                      f"{result['confirmed_ms']} ms after the press began", flush=True)
+                      f"{result['kind']} alarm {result['alarm_id'][:8]}: the hub confirmed it "
+                      f"{result['confirmed_ms']} ms after the device sent it", flush=True)
             self._reply(200 if result["ok"] else 409, result)
 
         def _reply(self, status: int, obj: dict) -> None:
@@ -192,8 +193,10 @@ def _haven_command() -> str:
 
 
 def run_demo(site_path: str | None = None, port: int = 8080) -> int:
+    state_file = Path(demo_state_file())
     site_file = Path(site_path) if site_path else SAMPLE_SITE
     site = load_site(site_file)
+    logging.getLogger("haven.device").setLevel(logging.WARNING)  # one line per press instead
     workdir = Path(tempfile.mkdtemp(prefix="haven-demo-"))
     children: list[tuple[str, subprocess.Popen]] = []
     services: list[LocalService] = []
@@ -231,7 +234,7 @@ def run_demo(site_path: str | None = None, port: int = 8080) -> int:
         store.r.close()
         url = f"http://127.0.0.1:{dash_port}/"
         _wait_http(url + "api/board", dashboard)
-        STATE_FILE.write_text(json.dumps({"pid": os.getpid(), "control_url": control_url,
+        state_file.write_text(json.dumps({"pid": os.getpid(), "control_url": control_url,
                                           "dashboard_url": url, "workdir": str(workdir)}))
         _banner(site, url, sim)
 
@@ -269,8 +272,11 @@ def run_demo(site_path: str | None = None, port: int = 8080) -> int:
                 proc.wait()
         for service in reversed(services):
             service.stop()
-        if STATE_FILE.exists() and json.loads(STATE_FILE.read_text()).get("pid") == os.getpid():
-            STATE_FILE.unlink()
+        try:
+            if json.loads(state_file.read_text()).get("pid") == os.getpid():
+                state_file.unlink()
+        except (OSError, ValueError):
+            pass
         if status == 0:
             shutil.rmtree(workdir, ignore_errors=True)
         print("demo: stopped", flush=True)
@@ -298,10 +304,11 @@ def _banner(site: Site, url: str, sim: Simulator) -> None:
 
 def press(device_id: str, hold: bool = False) -> int:
     """``haven press``: ask the running demo to push a simulated button."""
+    state_file = Path(demo_state_file())
     try:
-        state = json.loads(STATE_FILE.read_text())
+        state = json.loads(state_file.read_text())
     except (OSError, ValueError):
-        print(f"haven press: no demo is running (no {STATE_FILE}); start one with 'make demo'",
+        print(f"haven press: no demo is running (no {state_file}); start one with 'make demo'",
               file=sys.stderr)
         return 1
     url = f"{state['control_url']}/press/{device_id}?hold={'1' if hold else '0'}"
@@ -318,6 +325,6 @@ def press(device_id: str, hold: bool = False) -> int:
     if not result.get("ok"):
         print(f"haven press: {result.get('error')}", file=sys.stderr)
         return 1
-    print(f"{device_id}: {result['kind']} alarm {result['alarm_id']} received by the hub "
-          f"{result['confirmed_ms']} ms after the press began; see {state['dashboard_url']}")
+    print(f"{device_id}: {result['kind']} alarm {result['alarm_id']} stored by the hub "
+          f"{result['confirmed_ms']} ms after the device sent it; see {state['dashboard_url']}")
     return 0

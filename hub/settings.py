@@ -11,6 +11,8 @@ Environment (command-line options override):
     TWILIO_MESSAGING_SERVICE_SID
                             send real SMS; without them the console notifier prints
     HAVEN_TWILIO_API_BASE   point the twilio SDK at another API host (tests, benchmarks)
+    HAVEN_DEMO_STATE        where a running demo tells `haven press` how to reach it
+                                                         $TMPDIR/haven-demo-<uid>.json
 
 This is the only module that reads ``os.environ``.
 """
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import os
 import socket
+import tempfile
 from dataclasses import dataclass
 from typing import Mapping
 
@@ -51,6 +54,11 @@ class HubSettings:
 def env_default(name: str, default: str, env: Mapping[str, str] | None = None) -> str:
     env = os.environ if env is None else env
     return env.get(name) or default
+
+
+def demo_state_file(env: Mapping[str, str] | None = None) -> str:
+    return env_default("HAVEN_DEMO_STATE",
+                       os.path.join(tempfile.gettempdir(), f"haven-demo-{os.getuid()}.json"), env)
 
 
 def twilio_from_env(env: Mapping[str, str] | None = None) -> TwilioSettings | None:
