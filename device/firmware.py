@@ -60,7 +60,8 @@ class DeviceApp:
         self.alarms: dict[str, str] = {}  # alarm id -> last event
         self.connected = threading.Event()
         self._lock = threading.Lock()
-        self._mids: dict[int, str] = {}
+        self._mids: dict[int, str | None] = {}  # publish mid -> alarm id (None: a status)
+        self._early_acks: set[int] = set()   # PUBACKs that arrived before their mid was noted
         self._held = False
 
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=config.device_id,
@@ -95,14 +96,31 @@ class DeviceApp:
         self._held = False
 
     def raise_alarm(self, kind: str) -> AlarmMessage:
-        """Publish a new alarm of ``kind`` (QoS 1); returns it with its fresh id."""
+        """Publish a new alarm of ``kind`` (QoS 1); returns it with its fresh id.
+
+        Our lock is never held while calling into paho: paho holds its own
+        message lock while it runs ``on_publish``, which takes ours, so holding
+        both in the other order would deadlock a press against a PUBACK.
+        """
         alarm = new_alarm(self.config.device_id, kind, self.clock())
-        with self._lock:
-            info = self.client.publish(self.topics.alarm(alarm.device), alarm.to_json(), qos=1)
-            self._mids[info.mid] = alarm.alarm_id
         log.info("%s alarm %s: sending", kind, alarm.alarm_id)
         self._event("sending", alarm.alarm_id)
+        self._publish(self.topics.alarm(alarm.device), alarm.to_json(), alarm_id=alarm.alarm_id)
         return alarm
+
+    def _publish(self, topic: str, payload: bytes, *, retain: bool = False,
+                 alarm_id: str | None = None):
+        """QoS 1 publish, noting its mid so its PUBACK can be matched (and never mismatched)."""
+        info = self.client.publish(topic, payload, qos=1, retain=retain)
+        with self._lock:
+            acked_already = info.mid in self._early_acks
+            if acked_already:
+                self._early_acks.discard(info.mid)
+            else:
+                self._mids[info.mid] = alarm_id
+        if acked_already and alarm_id is not None:
+            self._sent(alarm_id)
+        return info
 
     # --- MQTT callbacks ------------------------------------------------------
 
@@ -112,8 +130,7 @@ class DeviceApp:
             return
         status = StatusMessage(device=self.config.device_id, state=STATUS_ONLINE,
                                at=int(self.clock() * 1000), firmware=FIRMWARE_VERSION)
-        client.publish(self.topics.status(self.config.device_id), status.to_json(), qos=1,
-                       retain=True)
+        self._publish(self.topics.status(self.config.device_id), status.to_json(), retain=True)
         client.subscribe(self.topics.cmd(self.config.device_id), qos=1)
         self.connected.set()
         log.info("device %s connected", self.config.device_id)
@@ -124,8 +141,16 @@ class DeviceApp:
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
         with self._lock:
-            alarm_id = self._mids.pop(mid, None)
-        if alarm_id is not None and self.alarms.get(alarm_id) == "sending":
+            if mid in self._mids:
+                alarm_id = self._mids.pop(mid)
+            else:  # the PUBACK beat _publish's bookkeeping
+                alarm_id = None
+                self._early_acks.add(mid)
+        if alarm_id is not None:
+            self._sent(alarm_id)
+
+    def _sent(self, alarm_id: str) -> None:
+        if self.alarms.get(alarm_id) == "sending":  # not if the hub's "received" came first
             self._event("sent", alarm_id)
 
     def _on_message(self, client, userdata, msg) -> None:
@@ -156,8 +181,8 @@ class DeviceApp:
         if self.connected.is_set():
             status = StatusMessage(device=self.config.device_id, state=STATUS_OFFLINE,
                                    at=int(self.clock() * 1000))
-            info = self.client.publish(self.topics.status(self.config.device_id),
-                                       status.to_json(), qos=1, retain=True)
+            info = self._publish(self.topics.status(self.config.device_id), status.to_json(),
+                                 retain=True)
             try:
                 info.wait_for_publish(timeout=2)
             except (RuntimeError, ValueError):

@@ -1,0 +1,181 @@
+"""The board: every branch and room of the site, and the alarms active in them.
+
+Routes::
+
+    GET /            the page (layout from the site config; state filled in by board.js)
+    GET /api/board   JSON snapshot of the board, built by :func:`board_snapshot`
+    GET /events      server-sent events: the store's live events, forwarded as they come
+
+The page stays correct without trusting the event stream: on every event, and
+every time the stream (re)opens, it fetches a fresh snapshot. Events only say
+"look again"; the snapshot is the truth.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+from flask import Blueprint, Response, current_app, jsonify, render_template
+
+from hub.model import Alarm
+from hub.site import Site
+from hub.store import Store
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("board", __name__)
+
+#: How long to wait for Redis to confirm the subscription, in seconds.
+SUBSCRIBE_TIMEOUT_S = 5.0
+#: How long a browser waits before reconnecting a dropped stream, in milliseconds.
+RECONNECT_MS = 2000
+_EVENT_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+@dataclass(frozen=True)
+class BoardContext:
+    """What the views need, stored once in ``app.extensions["haven"]``."""
+
+    site: Site
+    store: Store
+    demo_control_url: str | None = None
+
+
+def board_context() -> BoardContext:
+    return current_app.extensions["haven"]
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def board_snapshot(site: Site, alarms: Iterable[Alarm], now_ms: int, *,
+                   demo: bool = False) -> dict[str, Any]:
+    """The board as JSON-ready data: pure, from the site config and the active alarms.
+
+    A room's ``state`` is ``"quiet"`` or the kind of its newest active alarm.
+    ``active`` lists every active alarm newest first, including any whose room
+    is no longer in the site config (its ids stand in for the names): an alarm
+    is never hidden.
+    """
+    active = sorted((a for a in alarms if a.state.active),
+                    key=lambda a: (a.received_at_ms, a.id), reverse=True)
+    alarms_by_room: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    active_json = []
+    for alarm in active:
+        kind = site.kinds.get(alarm.kind)
+        item = {**alarm.to_json(), "kind_label": kind.label if kind else alarm.kind}
+        alarms_by_room[(alarm.branch, alarm.room)].append(item)
+        branch = site.branches.get(alarm.branch)
+        room = branch.room(alarm.room) if branch else None
+        active_json.append({**item, "branch_name": branch.name if branch else alarm.branch,
+                            "room_name": room.name if room else alarm.room})
+    devices_by_room: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for device in site.devices.values():
+        devices_by_room[(device.branch_id, device.room_id)].append(device.id)
+
+    def room_json(branch_id: str, room) -> dict[str, Any]:
+        room_alarms = alarms_by_room.get((branch_id, room.id), [])
+        return {"id": room.id, "name": room.name, "safe_room": room.safe_room,
+                "devices": devices_by_room.get((branch_id, room.id), []),
+                "alarms": room_alarms,
+                "state": room_alarms[0]["kind"] if room_alarms else "quiet"}
+
+    return {
+        "site": site.name,
+        "generated_at_ms": now_ms,
+        "demo": demo,
+        "branches": [{"id": b.id, "name": b.name,
+                      "rooms": [room_json(b.id, r) for r in b.rooms]}
+                     for b in site.branches.values()],
+        "active": active_json,
+    }
+
+
+@bp.get("/")
+def index() -> str:
+    ctx = board_context()
+    return render_template("board.html", site=ctx.site)
+
+
+@bp.get("/api/board")
+def api_board() -> Response:
+    ctx = board_context()
+    snapshot = board_snapshot(ctx.site, ctx.store.active_alarms(), now_ms(),
+                              demo=ctx.demo_control_url is not None)
+    response = jsonify(snapshot)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.errorhandler(redis.RedisError)
+def store_unavailable(exc: redis.RedisError) -> tuple[Response, int]:
+    log.warning("alarm store unavailable: %s", exc)
+    return jsonify(error=f"alarm store unavailable: {exc}"), 503
+
+
+@bp.get("/events")
+def events() -> Response:
+    ctx = board_context()
+    stream = event_stream(ctx.store, current_app.config["HAVEN_SSE_HEARTBEAT_S"])
+    return Response(stream, mimetype="text/event-stream",
+                    headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+def event_stream(store: Store, heartbeat_s: float) -> Iterator[str]:
+    """Server-sent events: ``hello`` once subscribed, then each store event, and pings.
+
+    ``hello`` is sent only after Redis confirmed the subscription, so a snapshot
+    fetched after it misses nothing. A ``: ping`` comment every ``heartbeat_s``
+    seconds lets the server notice a vanished client (only a write fails). If
+    Redis fails, the stream ends and the browser reconnects after RECONNECT_MS.
+    """
+    pubsub = store.r.pubsub()
+    try:
+        pubsub.subscribe(store.events_channel)
+        if not _subscribed(pubsub, SUBSCRIBE_TIMEOUT_S):
+            log.warning("Redis did not confirm the subscription within %s s", SUBSCRIBE_TIMEOUT_S)
+            return
+        yield f"retry: {RECONNECT_MS}\nevent: hello\ndata: {{}}\n\n"
+        next_ping = time.monotonic() + heartbeat_s
+        while True:
+            message = pubsub.get_message(timeout=max(0.0, next_ping - time.monotonic()))
+            if message is not None and message["type"] == "message":
+                yield format_event(message["data"])
+            if time.monotonic() >= next_ping:
+                yield ": ping\n\n"
+                next_ping = time.monotonic() + heartbeat_s
+    except redis.RedisError as exc:
+        log.warning("event stream ended: alarm store unavailable: %s", exc)
+    finally:
+        pubsub.close()
+
+
+def _subscribed(pubsub: redis.client.PubSub, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while (remaining := deadline - time.monotonic()) > 0:
+        message = pubsub.get_message(timeout=remaining)
+        if message is not None and message["type"] == "subscribe":
+            return True
+    return False
+
+
+def format_event(raw: str | bytes) -> str:
+    """One SSE message from a store event: its JSON ``type`` names the event."""
+    data = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+    try:
+        name = json.loads(data).get("type")
+    except (ValueError, AttributeError):
+        name = None
+    if not isinstance(name, str) or not _EVENT_NAME_RE.match(name):
+        name = "message"
+    lines = "".join(f"data: {line}\n" for line in data.splitlines() or [""])
+    return f"event: {name}\n{lines}\n"

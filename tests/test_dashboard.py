@@ -1,0 +1,341 @@
+"""The dashboard: page, snapshot, demo controls and the live event stream."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import threading
+import time
+from html import unescape
+from html.parser import HTMLParser
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from dashboard import create_app
+from dashboard.board import board_snapshot, format_event
+from dashboard.serve import make_server, stop
+from hub.model import Alarm, AlarmState
+from hub.store import Store
+
+SAMPLE_ROOMS = {
+    ("main", "Main Library"): ["Circulation Desk", "Reference Desk", "Children's Area",
+                               "Staff Workroom", "Safe Room"],
+    ("westside", "Westside Branch"): ["Front Desk", "Safe Room"],
+}
+
+
+def alarm(id="a1", kind="emergency", branch="main", room="circulation",
+          device="main-circ-01", at_ms=1_000, state=AlarmState.RAISED) -> Alarm:
+    return Alarm(id=id, kind=kind, device=device, branch=branch, room=room,
+                 pressed_at_ms=at_ms - 50, received_at_ms=at_ms, state=state)
+
+
+def room_of(snapshot: dict, branch_id: str, room_id: str) -> dict:
+    branch = next(b for b in snapshot["branches"] if b["id"] == branch_id)
+    return next(r for r in branch["rooms"] if r["id"] == room_id)
+
+
+@pytest.fixture
+def client(sample_site, fake_store):
+    return create_app(sample_site, fake_store).test_client()
+
+
+class TileParser(HTMLParser):
+    """Collects the attributes of every room tile and the page's text."""
+
+    def __init__(self):
+        super().__init__()
+        self.tiles: list[dict[str, str | None]] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if "tile" in (attrs.get("class") or "").split():
+            self.tiles.append(attrs)
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+# --- the page ------------------------------------------------------------------
+
+def test_page_shows_every_branch_and_room_and_marks_safe_rooms(client):
+    response = client.get("/")
+    assert response.status_code == 200
+    page = TileParser()
+    page.feed(response.text)
+    text = unescape(" ".join(page.text))
+    assert "Riverside Public Library" in text
+    for (_, branch_name), rooms in SAMPLE_ROOMS.items():
+        assert branch_name in text
+        for room_name in rooms:
+            assert room_name in text
+    assert [(t["data-branch"], t["data-room"]) for t in page.tiles] == [
+        ("main", "circulation"), ("main", "reference"), ("main", "children"),
+        ("main", "workroom"), ("main", "safe-room"), ("westside", "front-desk"),
+        ("westside", "safe-room")]
+    safe = {(t["data-branch"], t["data-room"]) for t in page.tiles
+            if t.get("data-safe-room") == "true"}
+    assert safe == {("main", "safe-room"), ("westside", "safe-room")}
+    assert text.count("Safe room") == 2  # the word, beside the icon
+    assert 'aria-live="assertive"' in response.text
+
+
+def test_page_loads_its_own_script_and_style_only(client):
+    response = client.get("/")
+    assert "script-src 'self'" in response.headers["Content-Security-Policy"]
+    assert client.get("/static/board.js").status_code == 200
+    assert client.get("/static/board.css").status_code == 200
+    assert 'src="http' not in response.text and 'href="http' not in response.text
+
+
+# --- the snapshot --------------------------------------------------------------
+
+def test_api_board_follows_a_raised_alarm(client, fake_store):
+    before = client.get("/api/board")
+    assert before.status_code == 200
+    assert before.headers["Cache-Control"] == "no-store"
+    assert room_of(before.json, "main", "circulation")["state"] == "quiet"
+    assert before.json["active"] == []
+
+    assert fake_store.raise_alarm(alarm(at_ms=5_000))
+
+    after = client.get("/api/board").json
+    room = room_of(after, "main", "circulation")
+    assert room["state"] == "emergency"
+    assert [a["id"] for a in room["alarms"]] == ["a1"]
+    assert room["alarms"][0]["kind_label"] == "EMERGENCY"
+    assert after["active"] == [{**alarm(at_ms=5_000).to_json(), "kind_label": "EMERGENCY",
+                                "branch_name": "Main Library", "room_name": "Circulation Desk"}]
+    assert room_of(after, "main", "reference")["state"] == "quiet"
+    assert after["site"] == "Riverside Public Library"
+    assert after["demo"] is False
+    assert isinstance(after["generated_at_ms"], int)
+
+
+def test_snapshot_is_built_from_site_and_alarms(sample_site):
+    alarms = [
+        alarm("old", "assist", at_ms=1_000),
+        alarm("new", "safe_room", room="safe-room", device="main-safe-01", at_ms=3_000),
+        alarm("mid", "emergency", at_ms=2_000),
+        alarm("done", "welfare", branch="westside", room="front-desk", at_ms=4_000,
+              state=AlarmState.RESOLVED),
+        alarm("gone", "mystery", branch="east", room="lobby", device="x", at_ms=500),
+    ]
+    snap = board_snapshot(sample_site, alarms, 9_999, demo=True)
+
+    assert snap["generated_at_ms"] == 9_999 and snap["demo"] is True
+    assert [b["id"] for b in snap["branches"]] == ["main", "westside"]
+    circulation = room_of(snap, "main", "circulation")
+    assert circulation["state"] == "emergency"  # the newest of its two alarms
+    assert [a["id"] for a in circulation["alarms"]] == ["mid", "old"]
+    assert circulation["devices"] == ["main-circ-01"]
+    assert circulation["safe_room"] is False
+    safe = room_of(snap, "main", "safe-room")
+    assert safe["safe_room"] is True and safe["state"] == "safe_room"
+    assert safe["alarms"][0]["kind_label"] == "Staff sheltering in safe room"
+    assert room_of(snap, "westside", "front-desk")["state"] == "quiet"  # resolved: not active
+    # newest first; an alarm from a room the config no longer has is still listed
+    assert [a["id"] for a in snap["active"]] == ["new", "mid", "old", "gone"]
+    gone = snap["active"][-1]
+    assert (gone["branch_name"], gone["room_name"], gone["kind_label"]) == \
+        ("east", "lobby", "mystery")
+    json.dumps(snap)  # JSON-ready as it is
+
+
+def test_api_board_answers_503_when_redis_is_down(sample_site):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    store = Store.from_url(f"redis://127.0.0.1:{port}")
+    try:
+        response = create_app(sample_site, store).test_client().get("/api/board")
+    finally:
+        store.r.close()
+    assert response.status_code == 503
+    assert "alarm store unavailable" in response.json["error"]
+
+
+# --- demo controls ---------------------------------------------------------------
+
+class ControlStub:
+    """The demo simulator's control endpoint: records presses, answers ``status``."""
+
+    def __init__(self, status: int = 200):
+        self.presses: list[tuple[str, str]] = []
+        self.pressed = threading.Event()
+        stub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                stub.presses.append((self.command, self.path))
+                body = json.dumps({"ok": status == 200}).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                stub.pressed.set()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,),
+                                       daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
+
+
+@pytest.fixture
+def control():
+    stub = ControlStub()
+    yield stub
+    stub.close()
+
+
+def test_demo_press_forwards_device_and_hold_to_the_simulator(sample_site, fake_store, control):
+    client = create_app(sample_site, fake_store, demo_control_url=control.url + "/").test_client()
+
+    held = client.post("/demo/press/main-circ-01", json={"hold": 1})
+    assert held.status_code == 200 and held.json == {"ok": True}
+    pressed = client.post("/demo/press/west-front-01", data={"hold": "0"})
+    assert pressed.status_code == 200
+
+    assert control.pressed.wait(1)
+    assert control.presses == [("POST", "/press/main-circ-01?hold=1"),
+                               ("POST", "/press/west-front-01?hold=0")]
+    assert client.get("/api/board").json["demo"] is True
+
+
+def test_demo_press_rejects_unknown_devices_and_bad_hold(sample_site, fake_store, control):
+    client = create_app(sample_site, fake_store, demo_control_url=control.url).test_client()
+
+    unknown = client.post("/demo/press/nope-01", json={"hold": 0})
+    assert unknown.status_code == 404
+    assert "nope-01" in unknown.json["error"]
+    assert client.post("/demo/press/main-circ-01", json={"hold": 2}).status_code == 400
+    assert client.post("/demo/press/main-circ-01", json=[1]).status_code == 400
+    assert control.presses == []
+
+
+def test_demo_press_is_502_when_the_simulator_is_unreachable(sample_site, fake_store):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{s.getsockname()[1]}"  # closed again: connection refused
+    client = create_app(sample_site, fake_store, demo_control_url=url).test_client()
+    response = client.post("/demo/press/main-circ-01", json={"hold": 0})
+    assert response.status_code == 502
+    assert response.json["ok"] is False and url in response.json["error"]
+
+
+@pytest.fixture
+def failing_control():
+    stub = ControlStub(status=500)
+    yield stub
+    stub.close()
+
+
+def test_demo_press_passes_on_a_simulator_error_as_502(sample_site, fake_store, failing_control):
+    client = create_app(sample_site, fake_store,
+                        demo_control_url=failing_control.url).test_client()
+    response = client.post("/demo/press/main-circ-01")
+    assert response.status_code == 502
+    assert "HTTP 500" in response.json["error"]
+    assert failing_control.presses == [("POST", "/press/main-circ-01?hold=0")]
+
+
+def test_demo_routes_are_absent_without_a_control_url(client):
+    assert client.post("/demo/press/main-circ-01", json={"hold": 0}).status_code == 404
+    assert client.get("/api/board").json["demo"] is False
+
+
+def test_a_bad_demo_control_url_is_refused(sample_site, fake_store):
+    with pytest.raises(ValueError, match="demo_control_url"):
+        create_app(sample_site, fake_store, demo_control_url="localhost:8081")
+
+
+# --- the event stream ------------------------------------------------------------
+
+def test_format_event_names_the_event_by_its_type():
+    assert format_event('{"type": "alarm.raised", "alarm": {}}') == \
+        'event: alarm.raised\ndata: {"type": "alarm.raised", "alarm": {}}\n\n'
+    assert format_event("not json") == "event: message\ndata: not json\n\n"
+    assert format_event('{"type": "a\\nb"}') == 'event: message\ndata: {"type": "a\\nb"}\n\n'
+    assert format_event("two\nlines") == "event: message\ndata: two\ndata: lines\n\n"
+
+
+def test_events_says_hello_and_unsubscribes_when_the_client_leaves(client, fake_store):
+    response = client.get("/events", buffered=False)
+    assert response.mimetype == "text/event-stream"
+    assert response.headers["Cache-Control"] == "no-cache"
+    assert response.headers["X-Accel-Buffering"] == "no"
+    chunks = iter(response.response)
+    assert b"event: hello\n" in next(chunks)
+    assert fake_store.r.pubsub_numsub(fake_store.events_channel) == [(fake_store.events_channel, 1)]
+    response.close()  # the generator gets GeneratorExit
+    assert fake_store.r.pubsub_numsub(fake_store.events_channel) == [(fake_store.events_channel, 0)]
+
+
+def read_event(response: http.client.HTTPResponse, deadline: float) -> tuple[str, str]:
+    """The next ``(event, data)`` of an SSE stream, skipping comments (pings)."""
+    event, data = "message", []
+    while time.monotonic() < deadline:
+        line = response.readline().decode().rstrip("\n")
+        if line.startswith("event: "):
+            event = line[len("event: "):]
+        elif line.startswith("data: "):
+            data.append(line[len("data: "):])
+        elif line == "" and data:
+            return event, "\n".join(data)
+    raise AssertionError("no event before the deadline")
+
+
+@pytest.fixture
+def served(sample_site, store):
+    """The app on a real redis-server, served by waitress in a thread; yields its port."""
+    app = create_app(sample_site, store, test_config={"HAVEN_SSE_HEARTBEAT_S": 0.1})
+    server = make_server(app, "127.0.0.1", 0, threads=4)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    yield int(server.effective_port)
+    stop(server)
+    thread.join(5)
+    assert not thread.is_alive()
+
+
+def subscribers(store: Store) -> int:
+    return dict(store.r.pubsub_numsub(store.events_channel))[store.events_channel]
+
+
+def test_events_stream_a_raised_alarm_within_a_second(served, store):
+    conn = http.client.HTTPConnection("127.0.0.1", served, timeout=1)
+    conn.request("GET", "/events", headers={"Accept": "text/event-stream"})
+    response = conn.getresponse()
+    try:
+        assert response.status == 200
+        assert response.getheader("Content-Type").startswith("text/event-stream")
+        assert read_event(response, time.monotonic() + 1) == ("hello", "{}")
+
+        raised_at = time.monotonic()
+        store.raise_alarm(alarm(at_ms=7_000))
+        event, data = read_event(response, raised_at + 1)
+        assert time.monotonic() - raised_at < 1
+        assert event == "alarm.raised"
+        assert json.loads(data)["alarm"] == alarm(at_ms=7_000).to_json()
+        assert subscribers(store) == 1
+    finally:
+        response.close()
+        conn.close()
+
+    deadline = time.monotonic() + 2  # the server notices at its next ping (0.1 s)
+    while subscribers(store) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert subscribers(store) == 0
