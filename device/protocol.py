@@ -177,16 +177,7 @@ def new_alarm(device: str, kind: str, now_s: float | None = None) -> AlarmMessag
 def decode_alarm(topic: str, payload: bytes, *, topics: Topics = Topics(),
                  kinds: Collection[str] = DEFAULT_KINDS) -> AlarmMessage:
     """Validate an alarm publish; the device id in the payload must match the topic's."""
-    device_id, channel = topics.parse(topic)
-    where = f"topic {topic}"
-    if channel != "alarm":
-        raise ProtocolError(where, None, "not an alarm topic")
-    obj = _load(where, payload)
-    _version(where, obj)
-    device = _id(where, obj, "device")
-    if device != device_id:
-        raise ProtocolError(where, "device",
-                            f"{device!r} does not match the topic's device {device_id!r}")
+    where, obj, device = _open(topic, payload, topics, "alarm")
     kind = _str(where, obj, "kind")
     if kind not in kinds:
         raise ProtocolError(where, "kind",
@@ -197,16 +188,7 @@ def decode_alarm(topic: str, payload: bytes, *, topics: Topics = Topics(),
 
 def decode_status(topic: str, payload: bytes, *, topics: Topics = Topics()) -> StatusMessage:
     """Validate a status publish (retained presence or Last Will)."""
-    device_id, channel = topics.parse(topic)
-    where = f"topic {topic}"
-    if channel != "status":
-        raise ProtocolError(where, None, "not a status topic")
-    obj = _load(where, payload)
-    _version(where, obj)
-    device = _id(where, obj, "device")
-    if device != device_id:
-        raise ProtocolError(where, "device",
-                            f"{device!r} does not match the topic's device {device_id!r}")
+    where, obj, device = _open(topic, payload, topics, "status")
     state = _str(where, obj, "state")
     if state not in STATUS_STATES:
         raise ProtocolError(where, "state", f"{state!r} is not one of {', '.join(STATUS_STATES)}")
@@ -217,12 +199,7 @@ def decode_status(topic: str, payload: bytes, *, topics: Topics = Topics()) -> S
 
 def decode_command(topic: str, payload: bytes, *, topics: Topics = Topics()) -> Command:
     """Validate a hub -> device command (used by the firmware)."""
-    _, channel = topics.parse(topic)
-    where = f"topic {topic}"
-    if channel != "cmd":
-        raise ProtocolError(where, None, "not a command topic")
-    obj = _load(where, payload)
-    _version(where, obj)
+    where, obj, _ = _open(topic, payload, topics, "cmd")
     cmd = _str(where, obj, "cmd")
     if cmd not in COMMANDS:
         raise ProtocolError(where, "cmd", f"{cmd!r} is not one of {', '.join(COMMANDS)}")
@@ -230,6 +207,28 @@ def decode_command(topic: str, payload: bytes, *, topics: Topics = Topics()) -> 
 
 
 # --- helpers -----------------------------------------------------------------
+
+def _open(topic: str, payload: bytes, topics: Topics,
+          channel: str) -> tuple[str, dict[str, Any], str]:
+    """Check topic, channel, JSON and version; returns ``(where, object, device id)``.
+
+    Messages a device sends carry its id, which must match the topic's (the
+    broker ACL ties the topic to the device's identity).
+    """
+    device_id, actual = topics.parse(topic)
+    where = f"topic {topic}"
+    if actual != channel:
+        raise ProtocolError(where, None, f"not {'an' if channel == 'alarm' else 'a'} "
+                                         f"{'command' if channel == 'cmd' else channel} topic")
+    obj = _load(where, payload)
+    _version(where, obj)
+    if channel != "cmd":
+        device = _id(where, obj, "device")
+        if device != device_id:
+            raise ProtocolError(where, "device",
+                                f"{device!r} does not match the topic's device {device_id!r}")
+    return where, obj, device_id
+
 
 def _dump(obj: dict[str, Any]) -> bytes:
     return json.dumps(obj, separators=(",", ":")).encode()
