@@ -1,30 +1,77 @@
 """A device's own config (``/etc/haven/device.toml``), validated once at start.
 
-::
+Every problem is collected and reported at once (unknown key, bad pin, a pin
+used twice, a pattern that cannot parse, a missing TLS file), each as
+``FILE: FIELD: problem``. A wearable needs only this::
 
     [device]
-    id = "main-circ-01"          # the id the site config knows this device by
+    id = "west-front-01"               # the id the site config knows this device by
 
     [broker]
     host = "haven-hub.local"
-    port = 1883
-    topic_prefix = "haven/v1"    # optional
 
-    [button]
-    pin = 17                     # BCM number; wire the button between the pin and GND
-    hold_seconds = 2.0           # a hold this long raises an emergency; a press, an assist
+Everything else has a default suited to a wearable: one button on BCM 17
+(wired between the pin and GND), ``hold 2s`` -> emergency, ``3 presses within
+2s`` -> assist, ``press`` -> test (the daily test press; no one is paged),
+``2 presses within 1s`` -> cancel (an assist alarm, within ``cancel_window_s``);
+no single-press alarm, so brushing the button pages no one. Full form::
 
-Stdlib only, like the rest of the firmware's core.
+    [device]
+    id = "main-safe-01"
+    outbox = "/var/lib/haven/outbox.sqlite3"   # durable queue of unconfirmed alarms
+    heartbeat_s = 30                # status heartbeat period, seconds
+    not_delivered_after_s = 10      # no hub confirmation by then: show NOT delivered
+    resend_every_s = 5              # resend unconfirmed alarms this often, seconds
+    cancel_window_s = 10            # an assist may be cancelled this long after the press
+    battery_reader = "mypkg.ups:percent"       # optional: module:function -> 0..100
+
+    [broker]
+    host = "haven-hub.local"
+    port = 8883
+    topic_prefix = "haven/v1"
+    keepalive_s = 10
+    ca_file = "/etc/haven/ca.crt"   # TLS when set
+    cert_file = "/etc/haven/device.crt"        # client certificate (with key_file) ...
+    key_file = "/etc/haven/device.key"
+    username = "main-safe-01"       # ... or a username and a password file
+    password_file = "/etc/haven/device.password"
+
+    [[input]]
+    pin = 17
+    role = "button"                 # or "door_contact" (active = door closed)
+    patterns = { "hold 2s" = "emergency", "3 presses within 2s" = "assist" }
+
+    [outputs]                       # all optional
+    led = 22
+    vibration = 23
+    buzzer = 24
+    buzzer_for = ["locate"]         # signals that may sound the buzzer (silent by default)
+
+Actions are alarm kinds (``emergency``, ``assist``, ``safe_room``, ``test``, ...)
+or ``cancel``, ``checkin`` and ``safe_room_left``. Stdlib only.
 """
 
 from __future__ import annotations
 
+import os
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .protocol import DEFAULT_PREFIX, ID_RE
+from .patterns import PatternError, PressDecoder, parse_pattern
+from .protocol import DEFAULT_PREFIX, ID_RE, KIND_RE
+
+#: Actions that are not alarm kinds.
+ACTION_CANCEL, ACTION_CHECKIN, ACTION_SAFE_ROOM_LEFT = "cancel", "checkin", "safe_room_left"
+SPECIAL_ACTIONS = (ACTION_CANCEL, ACTION_CHECKIN, ACTION_SAFE_ROOM_LEFT)
+ROLES = ("button", "door_contact")
+SIGNAL_NAMES = ("idle", "sending", "received", "acknowledged", "resolved", "not_delivered",
+                "fault", "locate", "checkin", "test_ok")
+
+WEARABLE_PATTERNS = {"hold 2s": "emergency", "3 presses within 2s": "assist",
+                     "press": "test", "2 presses within 1s": ACTION_CANCEL}
+DOOR_PATTERNS = {"closed": "safe_room", "opened": ACTION_SAFE_ROOM_LEFT}
 
 
 class DeviceConfigError(ValueError):
@@ -32,13 +79,50 @@ class DeviceConfigError(ValueError):
 
 
 @dataclass(frozen=True)
+class InputConfig:
+    pin: int
+    role: str
+    patterns: tuple[tuple[str, str], ...]   # (pattern text, action), in config order
+
+
+@dataclass(frozen=True)
+class OutputsConfig:
+    led: int | None = None
+    vibration: int | None = None
+    buzzer: int | None = None
+    buzzer_for: tuple[str, ...] = ("locate",)
+
+
+@dataclass(frozen=True)
+class BrokerConfig:
+    host: str
+    port: int = 1883
+    topic_prefix: str = DEFAULT_PREFIX
+    keepalive_s: int = 10
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    username: str | None = None
+    password_file: str | None = None
+
+    @property
+    def tls(self) -> bool:
+        return self.ca_file is not None
+
+
+@dataclass(frozen=True)
 class DeviceConfig:
     device_id: str
-    broker_host: str
-    broker_port: int = 1883
-    topic_prefix: str = DEFAULT_PREFIX
-    button_pin: int = 17
-    hold_seconds: float = 2.0
+    broker: BrokerConfig
+    inputs: tuple[InputConfig, ...] = field(
+        default_factory=lambda: (InputConfig(17, "button", tuple(WEARABLE_PATTERNS.items())),))
+    outputs: OutputsConfig = OutputsConfig()
+    outbox: str = "/var/lib/haven/outbox.sqlite3"
+    heartbeat_s: float = 30.0
+    not_delivered_after_s: float = 10.0
+    resend_every_s: float = 5.0
+    cancel_window_s: float = 10.0
+    battery_reader: str | None = None
 
 
 def load_device_config(path: str | Path) -> DeviceConfig:
@@ -52,40 +136,167 @@ def load_device_config(path: str | Path) -> DeviceConfig:
     return parse_device_config(data, str(path))
 
 
-def parse_device_config(data: dict[str, Any], source: str = "<device>") -> DeviceConfig:
-    problems: list[str] = []
+class _Reader:
+    """Typed access to one TOML table, collecting problems."""
 
-    def get(table: str, key: str, kind: type | tuple[type, ...], default: Any = None,
-            required: bool = False) -> Any:
-        section = data.get(table, {})
-        if not isinstance(section, dict):
-            problems.append(f"{source}: [{table}]: must be a table")
-            return default
-        if key not in section:
+    def __init__(self, source: str, problems: list[str]):
+        self.source, self.problems = source, problems
+
+    def add(self, where: str, problem: str) -> None:
+        self.problems.append(f"{self.source}: {where}: {problem}")
+
+    def table(self, data: dict, name: str, allowed: tuple[str, ...]) -> dict[str, Any]:
+        raw = data.get(name, {})
+        if not isinstance(raw, dict):
+            self.add(name, "must be a table")
+            return {}
+        for key in raw:
+            if key not in allowed:
+                self.add(f"{name}.{key}", f"unknown key; expected one of {', '.join(allowed)}")
+        return raw
+
+    def get(self, raw: dict, where: str, key: str, kind, default=None, *, required=False,
+            low=None, high=None):
+        if key not in raw:
             if required:
-                problems.append(f"{source}: {table}.{key}: missing")
+                self.add(f"{where}.{key}", "missing")
             return default
-        value = section[key]
-        if isinstance(value, bool) or not isinstance(value, kind):
-            problems.append(f"{source}: {table}.{key}: {value!r} has the wrong type")
+        value = raw[key]
+        if isinstance(value, bool) != (kind is bool) or not isinstance(value, kind):
+            self.add(f"{where}.{key}", f"{value!r} has the wrong type")
+            return default
+        if low is not None and not low <= value <= high:
+            self.add(f"{where}.{key}", f"{value} must be {low} to {high}")
             return default
         return value
 
-    device_id = get("device", "id", str, required=True)
+    def file(self, raw: dict, where: str, key: str) -> str | None:
+        value = self.get(raw, where, key, str)
+        if value is not None and not os.access(value, os.R_OK):
+            self.add(f"{where}.{key}", f"{value} does not exist or cannot be read")
+        return value
+
+
+def parse_device_config(data: dict[str, Any], source: str = "<device>") -> DeviceConfig:
+    problems: list[str] = []
+    r = _Reader(source, problems)
+    for key in data:
+        if key not in ("device", "broker", "input", "outputs"):
+            r.add(key, "unknown section; expected device, broker, input, outputs")
+
+    dev = r.table(data, "device", ("id", "outbox", "heartbeat_s", "not_delivered_after_s",
+                                   "resend_every_s", "cancel_window_s", "battery_reader"))
+    device_id = r.get(dev, "device", "id", str, required=True)
     if device_id is not None and not ID_RE.match(device_id):
-        problems.append(f"{source}: device.id: {device_id!r} is not valid "
-                        "(letters, digits, '-' or '_')")
-    host = get("broker", "host", str, required=True)
-    port = get("broker", "port", int, 1883)
-    if not 0 < port < 65536:
-        problems.append(f"{source}: broker.port: {port} is not a TCP port")
-    prefix = get("broker", "topic_prefix", str, DEFAULT_PREFIX)
-    pin = get("button", "pin", int, 17)
-    if not 0 <= pin <= 27:
-        problems.append(f"{source}: button.pin: {pin} is not a BCM GPIO number (0-27)")
-    hold = float(get("button", "hold_seconds", (int, float), 2.0))
-    if not 0.5 <= hold <= 10:
-        problems.append(f"{source}: button.hold_seconds: {hold} must be 0.5 to 10 seconds")
+        r.add("device.id", f"{device_id!r} is not valid (letters, digits, '-' or '_')")
+    number = (int, float)
+    timings = {key: float(r.get(dev, "device", key, number, default, low=low, high=high))
+               for key, default, low, high in (("heartbeat_s", 30.0, 1, 3600),
+                                               ("not_delivered_after_s", 10.0, 1, 300),
+                                               ("resend_every_s", 5.0, 0.5, 300),
+                                               ("cancel_window_s", 10.0, 0, 120))}
+    battery = r.get(dev, "device", "battery_reader", str)
+    if battery:
+        from .health import load_reader
+        try:
+            load_reader(battery)
+        except ValueError as exc:
+            r.add("device.battery_reader", str(exc))
+
+    broker = _broker(r, data)
+    outputs = _outputs(r, data)
+    inputs = _inputs(r, data)
+
+    pins = [(f"input[{i}].pin", inp.pin) for i, inp in enumerate(inputs)]
+    pins += [(f"outputs.{name}", getattr(outputs, name)) for name in ("led", "vibration", "buzzer")
+             if getattr(outputs, name) is not None]
+    seen: dict[int, str] = {}
+    for where, pin in pins:
+        if pin in seen:
+            r.add(where, f"BCM {pin} is already used by {seen[pin]}")
+        seen.setdefault(pin, where)
+
     if problems:
         raise DeviceConfigError("\n".join(problems))
-    return DeviceConfig(device_id, host, port, prefix, pin, hold)
+    return DeviceConfig(device_id=device_id, broker=broker, inputs=inputs, outputs=outputs,
+                        outbox=r.get(dev, "device", "outbox", str,
+                                     "/var/lib/haven/outbox.sqlite3"),
+                        battery_reader=battery or None, **timings)
+
+
+def _broker(r: _Reader, data: dict) -> BrokerConfig:
+    raw = r.table(data, "broker", ("host", "port", "topic_prefix", "keepalive_s", "ca_file",
+                                   "cert_file", "key_file", "username", "password_file"))
+    broker = BrokerConfig(
+        host=r.get(raw, "broker", "host", str, "", required=True),
+        port=r.get(raw, "broker", "port", int, 1883, low=1, high=65535),
+        topic_prefix=r.get(raw, "broker", "topic_prefix", str, DEFAULT_PREFIX),
+        keepalive_s=r.get(raw, "broker", "keepalive_s", int, 10, low=2, high=600),
+        ca_file=r.file(raw, "broker", "ca_file"),
+        cert_file=r.file(raw, "broker", "cert_file"),
+        key_file=r.file(raw, "broker", "key_file"),
+        username=r.get(raw, "broker", "username", str),
+        password_file=r.file(raw, "broker", "password_file"))
+    if (broker.cert_file is None) != (broker.key_file is None):
+        r.add("broker.cert_file", "a client certificate needs both cert_file and key_file")
+    if broker.cert_file and not broker.ca_file:
+        r.add("broker.ca_file", "missing: a client certificate needs TLS (set ca_file)")
+    if broker.password_file and not broker.username:
+        r.add("broker.username", "missing: password_file is set but username is not")
+    return broker
+
+
+def _outputs(r: _Reader, data: dict) -> OutputsConfig:
+    raw = r.table(data, "outputs", ("led", "vibration", "buzzer", "buzzer_for"))
+    pins = {name: r.get(raw, "outputs", name, int, low=0, high=27)
+            for name in ("led", "vibration", "buzzer")}
+    buzzer_for = r.get(raw, "outputs", "buzzer_for", list, ["locate"])
+    for name in buzzer_for:
+        if name not in SIGNAL_NAMES:
+            r.add("outputs.buzzer_for", f"{name!r} is not one of {', '.join(SIGNAL_NAMES)}")
+    return OutputsConfig(**pins, buzzer_for=tuple(n for n in buzzer_for if n in SIGNAL_NAMES))
+
+
+def _inputs(r: _Reader, data: dict) -> tuple[InputConfig, ...]:
+    raw_inputs = data.get("input")
+    if raw_inputs is None:
+        return DeviceConfig.__dataclass_fields__["inputs"].default_factory()
+    if not isinstance(raw_inputs, list) or not raw_inputs:
+        r.add("input", "must be one or more [[input]] tables")
+        return ()
+    inputs = []
+    for i, raw in enumerate(raw_inputs):
+        where = f"input[{i}]"
+        if not isinstance(raw, dict):
+            r.add(where, "must be a table")
+            continue
+        for key in raw:
+            if key not in ("pin", "role", "patterns"):
+                r.add(f"{where}.{key}", "unknown key; expected one of pin, role, patterns")
+        pin = r.get(raw, where, "pin", int, required=True, low=0, high=27)
+        role = r.get(raw, where, "role", str, "button")
+        if role not in ROLES:
+            r.add(f"{where}.role", f"{role!r} is not one of {', '.join(ROLES)}")
+            continue
+        default = WEARABLE_PATTERNS if role == "button" else DOOR_PATTERNS
+        patterns = r.get(raw, where, "patterns", dict, default)
+        rules, bad = [], len(r.problems)
+        for text, action in patterns.items():
+            if not isinstance(action, str) or not (action in SPECIAL_ACTIONS
+                                                    or KIND_RE.match(action)):
+                r.add(f"{where}.patterns.{text!r}",
+                      f"action {action!r} must be an alarm kind or one of "
+                      f"{', '.join(SPECIAL_ACTIONS)}")
+                continue
+            try:
+                rules.append((parse_pattern(text), action))
+            except PatternError as exc:
+                r.add(f"{where}.patterns", str(exc))
+        if len(r.problems) == bad:  # the rules as a set, once each one reads
+            try:
+                PressDecoder(rules)
+            except PatternError as exc:
+                r.add(f"{where}.patterns", str(exc))
+        if pin is not None:
+            inputs.append(InputConfig(pin, role, tuple(patterns.items())))
+    return tuple(inputs)

@@ -1,157 +1,288 @@
-"""The button firmware: a press raises ``assist``, a hold raises ``emergency``.
+"""The device firmware: inputs -> press patterns -> durable outbox -> MQTT, and feedback.
 
-Wiring: a momentary button between the configured BCM pin and GND (the pin's
-internal pull-up holds it high; a press pulls it low). A press shorter than
-``hold_seconds`` publishes an ``assist`` alarm when released; holding it for
-``hold_seconds`` publishes an ``emergency`` alarm at once, without waiting
-for the release.
+Wiring: each input is a button or door contact between its BCM pin and GND
+(the internal pull-up holds the pin high; pressing, or closing the door, pulls
+it low). Outputs (LED, vibration motor, buzzer) are optional, each on its own
+pin through a transistor as usual.
 
-MQTT: v5, QoS 1, a persistent session, a retained ``online`` status on every
-connect and a retained Last Will ``offline``. The hub answers each stored
-alarm with a ``received`` command on the device's ``cmd`` topic; the firmware
-records what happened to each alarm in :attr:`DeviceApp.alarms` and reports
-it through ``on_event(event, alarm_id)``:
+What happens on a press:
 
-    sending    published, not yet confirmed by the broker
-    sent       the broker has it (PUBACK)
-    received   the hub has stored it: people are being paged
-    acknowledged / resolved / not_delivered   as the hub reports
+1. gpiozero reports the pin's raw edges; :class:`device.patterns.PressDecoder`
+   (ours, with its own debounce) turns them into actions: an alarm kind, or
+   ``cancel`` / ``checkin`` / ``safe_room_left``.
+2. An alarm is written to the SQLite outbox (fsynced) *before* it is
+   published (MQTT v5, QoS 1). It leaves the outbox only when the hub says
+   ``received`` - after it has stored the alarm; a broker PUBACK is not enough.
+3. Unconfirmed alarms are re-sent with the same id on every (re)connect and
+   every ``resend_every_s`` seconds; the hub drops duplicates.
+4. The wearer sees and feels what happened (:mod:`device.feedback`): sending;
+   received; acknowledged - help is coming; resolved; NOT delivered (no
+   confirmation within ``not_delivered_after_s``: use the phone); fault (no broker).
 
-Pins come from gpiozero's pin factory: real GPIO on a Pi, ``MockFactory`` in
-tests and the demo.
+One background thread (the ticker) drives everything time-based: decoder
+deadlines (holds, press windows, debounce), resends, heartbeats, the
+not-delivered deadline and the systemd watchdog. Paho runs its own network
+thread; no lock of ours is ever held while calling into paho (paho holds its
+own locks while it runs our callbacks).
 """
 
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
+from dataclasses import dataclass, field
 from typing import Callable
 
 import paho.mqtt.client as mqtt
-from gpiozero import Button
+from gpiozero import DigitalInputDevice, DigitalOutputDevice, LED, Buzzer
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from .config import DeviceConfig
-from .protocol import (STATUS_OFFLINE, STATUS_ONLINE, AlarmMessage, ProtocolError, StatusMessage,
-                       Topics, decode_command, new_alarm)
+from . import health, sdnotify
+from .transport import tcp_nodelay
+from .config import (ACTION_CANCEL, ACTION_CHECKIN, ACTION_SAFE_ROOM_LEFT, DeviceConfig)
+from .feedback import FeedbackPlayer, Signal
+from .outbox import Outbox
+from .patterns import PressDecoder, parse_pattern
+from .protocol import (CMD_ACKNOWLEDGED, CMD_CHECKIN_REQUEST, CMD_LOCATE, CMD_NOT_DELIVERED,
+                       CMD_RECEIVED, CMD_RESOLVED, CMD_TEST, EVENT_CANCEL, EVENT_CHECKIN,
+                       EVENT_SAFE_ROOM_LEFT, EVENT_SELFTEST, STATUS_OFFLINE, STATUS_ONLINE,
+                       AlarmMessage, DeviceEvent, Health, ProtocolError, StatusMessage, Topics,
+                       decode_command, new_alarm)
 
 log = logging.getLogger("haven.device")
 
-FIRMWARE_VERSION = "0.1.0"
+FIRMWARE_VERSION = "0.2.0"
 #: How long the broker keeps this device's session while it is away, in seconds.
 SESSION_EXPIRY_S = 3600
-KEEPALIVE_S = 10
+#: Reconnect backoff: doubles from MIN to MAX seconds, each delay jittered down by up to half.
+RECONNECT_MIN_S, RECONNECT_MAX_S = 1, 30
+#: How long a check-in request waits for the wearer's press, in seconds.
+CHECKIN_WINDOW_S = 300
+#: Alarm kinds the wearer may cancel (within ``cancel_window_s``); never an emergency.
+CANCELLABLE_KINDS = frozenset({"assist", "test"})
 
 EventSink = Callable[[str, str], None]
 
 
+@dataclass
+class AlarmTrack:
+    """What the firmware knows of one of its alarms (kept in memory; the outbox is on disk)."""
+
+    kind: str
+    raised_mono: float                 # time.monotonic() of the press
+    state: str = "sending"             # sending, sent, received, acknowledged, resolved, ...
+    not_delivered: bool = False
+
+
+def persistent_signal(*, connected: bool, tracks: dict[str, AlarmTrack], now_mono: float,
+                      not_delivered_after_s: float) -> Signal:
+    """What the outputs show when nothing transient plays. Pure.
+
+    Precedence: NOT delivered (use the phone) > sending > help is coming >
+    fault (no broker) > idle.
+    """
+    open_tracks = [t for t in tracks.values() if t.state not in ("resolved", "cancelled")]
+    if any(t.not_delivered or (t.state in ("sending", "sent")
+                               and now_mono - t.raised_mono >= not_delivered_after_s)
+           for t in open_tracks):
+        return Signal.NOT_DELIVERED
+    if any(t.state in ("sending", "sent") for t in open_tracks):
+        return Signal.SENDING
+    if any(t.state == "acknowledged" for t in open_tracks):
+        return Signal.ACKNOWLEDGED
+    return Signal.IDLE if connected else Signal.FAULT
+
+
 class DeviceApp:
-    """One device: its button, its MQTT client, and what became of its alarms."""
+    """One device: inputs, outbox, MQTT client, feedback, and the ticker thread."""
 
-    def __init__(self, config: DeviceConfig, *, pin_factory=None,
-                 on_event: EventSink | None = None, clock: Callable[[], float] = time.time):
+    def __init__(self, config: DeviceConfig, *, pin_factory=None, outbox: Outbox | None = None,
+                 on_event: EventSink | None = None, clock: Callable[[], float] = time.time,
+                 monotonic: Callable[[], float] = time.monotonic):
         self.config = config
-        self.topics = Topics(config.topic_prefix)
-        self.clock = clock
+        self.topics = Topics(config.broker.topic_prefix)
+        self.clock, self.monotonic = clock, monotonic
         self.on_event = on_event or (lambda event, alarm_id: None)
-        self.alarms: dict[str, str] = {}  # alarm id -> last event
+        self.outbox = outbox or Outbox(config.outbox)
+        self.tracks: dict[str, AlarmTrack] = {}
         self.connected = threading.Event()
-        self._lock = threading.Lock()
-        self._mids: dict[int, str | None] = {}  # publish mid -> alarm id (None: a status)
-        self._early_acks: set[int] = set()   # PUBACKs that arrived before their mid was noted
-        self._held = False
+        self.started_mono = monotonic()
+        self._wake = threading.Condition()
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()          # guards decoders, tracks, checkin
+        self._checkin_until: float | None = None
+        self._next_heartbeat = 0.0
+        self._shown: Signal | None = None
+        self._reconnect_attempt = 0
+        self._battery = health.load_reader(config.battery_reader)
 
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=config.device_id,
-                                  protocol=mqtt.MQTTv5)
-        self.client.reconnect_delay_set(min_delay=1, max_delay=5)
-        will = StatusMessage(device=config.device_id, state=STATUS_OFFLINE)
-        self.client.will_set(self.topics.status(config.device_id), will.to_json(), qos=1,
-                             retain=True)
-        self.client.on_connect = self._on_connect
-        self.client.on_disconnect = self._on_disconnect
-        self.client.on_publish = self._on_publish
-        self.client.on_message = self._on_message
+        self.client = self._make_client()
+        self.feedback = self._make_feedback(pin_factory)
+        self.inputs: list[tuple[DigitalInputDevice, PressDecoder]] = []
+        for spec in config.inputs:
+            device = DigitalInputDevice(spec.pin, pull_up=True, pin_factory=pin_factory)
+            # A door already closed at boot must still report its opening.
+            decoder = PressDecoder([(parse_pattern(p), a) for p, a in spec.patterns],
+                                   initial_active=device.is_active)
+            device.when_activated = lambda d=decoder: self._edge(d, True)
+            device.when_deactivated = lambda d=decoder: self._edge(d, False)
+            self.inputs.append((device, decoder))
+        self._ticker = threading.Thread(target=self._tick_loop, name="device-ticker", daemon=True)
 
-        self.button = Button(config.button_pin, pull_up=True, hold_time=config.hold_seconds,
-                             pin_factory=pin_factory)
-        self.button.when_pressed = self._pressed
-        self.button.when_held = self._held_down
-        self.button.when_released = self._released
+    # --- construction helpers ---------------------------------------------------
 
-    # --- button --------------------------------------------------------------
+    def _make_client(self) -> mqtt.Client:
+        b = self.config.broker
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.config.device_id,
+                             protocol=mqtt.MQTTv5)
+        if b.tls:
+            client.tls_set(ca_certs=b.ca_file, certfile=b.cert_file, keyfile=b.key_file)
+        if b.username:
+            password = None
+            if b.password_file:
+                with open(b.password_file, encoding="utf-8") as f:
+                    password = f.read().strip()
+            client.username_pw_set(b.username, password)
+        client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MIN_S)
+        will = StatusMessage(device=self.config.device_id, state=STATUS_OFFLINE)
+        client.will_set(self.topics.status(self.config.device_id), will.to_json(), qos=1,
+                        retain=True)
+        client.on_socket_open = tcp_nodelay
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_subscribe = self._on_subscribe
+        client.on_message = self._on_message
+        return client
 
-    def _pressed(self) -> None:
-        self._held = False
+    def _make_feedback(self, pin_factory) -> FeedbackPlayer:
+        out = self.config.outputs
+        make = {"led": LED, "vibration": DigitalOutputDevice, "buzzer": Buzzer}
+        devices = {name: make[name](getattr(out, name), pin_factory=pin_factory)
+                   for name in make if getattr(out, name) is not None}
+        self._output_devices = list(devices.values())
+        return FeedbackPlayer(**devices, buzzer_for=frozenset(Signal(n) for n in out.buzzer_for))
 
-    def _held_down(self) -> None:
-        self._held = True
-        self.raise_alarm("emergency")
+    # --- inputs and actions ---------------------------------------------------------
 
-    def _released(self) -> None:
-        if not self._held:
-            self.raise_alarm("assist")
-        self._held = False
+    def _edge(self, decoder: PressDecoder, active: bool) -> None:
+        with self._lock:
+            actions = decoder.edge(active, self.monotonic())
+        self._act(actions)
+        with self._wake:
+            self._wake.notify()
+
+    def _act(self, actions: list[str]) -> None:
+        for action in actions:
+            log.info("pattern -> %s", action)
+            if action == ACTION_CANCEL:
+                self.cancel_latest()
+            elif action == ACTION_CHECKIN or (action == "test" and self._checkin_pending()):
+                self._checkin()
+            elif action == ACTION_SAFE_ROOM_LEFT:
+                self._send_event(EVENT_SAFE_ROOM_LEFT)
+            else:
+                self.raise_alarm(action)
 
     def raise_alarm(self, kind: str) -> AlarmMessage:
-        """Publish a new alarm of ``kind`` (QoS 1); returns it with its fresh id.
-
-        Our lock is never held while calling into paho: paho holds its own
-        message lock while it runs ``on_publish``, which takes ours, so holding
-        both in the other order would deadlock a press against a PUBACK.
-        """
+        """Store, then publish, a new alarm of ``kind``; returns it with its fresh id."""
         alarm = new_alarm(self.config.device_id, kind, self.clock())
-        log.info("%s alarm %s: sending", kind, alarm.alarm_id)
+        self.outbox.add(alarm, self.clock())
+        with self._lock:
+            self.tracks[alarm.alarm_id] = AlarmTrack(kind, self.monotonic())
+        log.info("%s alarm %s: stored, sending", kind, alarm.alarm_id)
         self._event("sending", alarm.alarm_id)
-        self._publish(self.topics.alarm(alarm.device), alarm.to_json(), alarm_id=alarm.alarm_id)
+        self._publish_alarm(alarm.alarm_id, alarm.to_json(), first=True)
+        self._refresh()
         return alarm
 
-    def _publish(self, topic: str, payload: bytes, *, retain: bool = False,
-                 alarm_id: str | None = None):
-        """QoS 1 publish, noting its mid so its PUBACK can be matched (and never mismatched)."""
-        info = self.client.publish(topic, payload, qos=1, retain=retain)
+    def cancel_latest(self) -> str | None:
+        """Cancel the newest cancellable alarm still inside its window; never an emergency."""
+        now = self.monotonic()
         with self._lock:
-            acked_already = info.mid in self._early_acks
-            if acked_already:
-                self._early_acks.discard(info.mid)
-            else:
-                self._mids[info.mid] = alarm_id
-        if acked_already and alarm_id is not None:
-            self._sent(alarm_id)
-        return info
+            candidates = [(t.raised_mono, alarm_id, t) for alarm_id, t in self.tracks.items()
+                          if t.state not in ("resolved", "cancelled")]
+        if not candidates:
+            return None
+        _, alarm_id, track = max(candidates)
+        if track.kind not in CANCELLABLE_KINDS:
+            log.warning("%s alarm %s cannot be cancelled from the device; only an operator "
+                        "resolves it", track.kind, alarm_id)
+            return None
+        if now - track.raised_mono > self.config.cancel_window_s:
+            log.warning("alarm %s: cancel window of %.0f s has passed", alarm_id,
+                        self.config.cancel_window_s)
+            return None
+        self._send_event(EVENT_CANCEL, alarm_id=alarm_id)
+        return alarm_id
 
-    # --- MQTT callbacks ------------------------------------------------------
+    def _checkin_pending(self) -> bool:
+        return self._checkin_until is not None and self.monotonic() < self._checkin_until
+
+    def _checkin(self) -> None:
+        self._checkin_until = None
+        self._send_event(EVENT_CHECKIN)
+
+    def _send_event(self, event: str, **fields) -> None:
+        msg = DeviceEvent(device=self.config.device_id, event=event,
+                          at=int(self.clock() * 1000), **fields)
+        self.client.publish(self.topics.event(self.config.device_id), msg.to_json(), qos=1)
+
+    def _publish_alarm(self, alarm_id: str, payload: bytes, *, first: bool = False) -> None:
+        """QoS 1 publish of an outbox entry (paho queues it in memory while offline)."""
+        info = self.client.publish(self.topics.alarm(self.config.device_id), payload, qos=1)
+        if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+            log.error("alarm %s: publish failed (%s); kept in the outbox", alarm_id,
+                      mqtt.error_string(info.rc))
+        if not first:  # Outbox.add counted the first attempt
+            self.outbox.mark_sent(alarm_id, self.clock())
+
+    def _resend(self, *, all_pending: bool) -> None:
+        """Re-send unconfirmed alarms (all, on connect; those due, periodically)."""
+        now = self.clock()
+        for entry in self.outbox.pending():
+            due = entry.last_sent_s is None or now - entry.last_sent_s >= self.config.resend_every_s
+            if all_pending or due:
+                log.info("alarm %s: re-sending (attempt %d)", entry.alarm_id, entry.attempts + 1)
+                self._publish_alarm(entry.alarm_id, entry.payload)
+
+    # --- MQTT callbacks (paho's network thread) ---------------------------------------
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
             log.error("broker refused device %s: %s", self.config.device_id, reason_code)
             return
-        status = StatusMessage(device=self.config.device_id, state=STATUS_ONLINE,
-                               at=int(self.clock() * 1000), firmware=FIRMWARE_VERSION)
-        self._publish(self.topics.status(self.config.device_id), status.to_json(), retain=True)
+        self._reconnect_attempt = 0
+        client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MIN_S)
+        # The broker handles this connection's packets in order: the subscription is in
+        # place before any resent alarm, so the hub's "received" cannot miss us.
         client.subscribe(self.topics.cmd(self.config.device_id), qos=1)
+        self._heartbeat()
+        self._resend(all_pending=True)
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        if any(rc.is_failure for rc in reason_codes):
+            log.error("broker refused device %s its command topic: %s", self.config.device_id,
+                      reason_codes)
+            return
         self.connected.set()
         log.info("device %s connected", self.config.device_id)
+        self._refresh()
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         self.connected.clear()
-        log.warning("device %s lost the broker (%s)", self.config.device_id, reason_code)
-
-    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
-        with self._lock:
-            if mid in self._mids:
-                alarm_id = self._mids.pop(mid)
-            else:  # the PUBACK beat _publish's bookkeeping
-                alarm_id = None
-                self._early_acks.add(mid)
-        if alarm_id is not None:
-            self._sent(alarm_id)
-
-    def _sent(self, alarm_id: str) -> None:
-        if self.alarms.get(alarm_id) == "sending":  # not if the hub's "received" came first
-            self._event("sent", alarm_id)
+        if self._stopping.is_set():
+            return
+        self._reconnect_attempt += 1
+        ceiling = min(RECONNECT_MAX_S, RECONNECT_MIN_S * 2 ** min(self._reconnect_attempt, 8))
+        delay = max(RECONNECT_MIN_S, round(ceiling * random.uniform(0.5, 1.0)))
+        client.reconnect_delay_set(delay, delay)
+        log.warning("device %s lost the broker (%s); reconnecting in ~%d s",
+                    self.config.device_id, reason_code, delay)
+        self._refresh()
 
     def _on_message(self, client, userdata, msg) -> None:
         try:
@@ -159,34 +290,142 @@ class DeviceApp:
         except ProtocolError as exc:
             log.warning("ignored command: %s", exc)
             return
-        log.info("alarm %s: %s", cmd.alarm_id, cmd.cmd)
-        self._event(cmd.cmd, cmd.alarm_id)
+        log.info("command %s%s", cmd.cmd, f" for alarm {cmd.alarm_id}" if cmd.alarm_id else "")
+        if cmd.cmd == CMD_LOCATE:
+            self.feedback.show(Signal.LOCATE)
+        elif cmd.cmd == CMD_TEST:
+            threading.Thread(target=self._report_selftest, daemon=True).start()
+        elif cmd.cmd == CMD_CHECKIN_REQUEST:
+            self._checkin_until = self.monotonic() + CHECKIN_WINDOW_S
+            self.feedback.show(Signal.CHECKIN)
+        else:
+            self._alarm_command(cmd.cmd, cmd.alarm_id)
+
+    def _alarm_command(self, cmd: str, alarm_id: str) -> None:
+        with self._lock:
+            track = self.tracks.get(alarm_id)
+            if track is not None:
+                if cmd == CMD_NOT_DELIVERED:
+                    track.not_delivered = True
+                elif cmd == CMD_RECEIVED and track.state not in ("sending", "sent"):
+                    track = None  # a late duplicate confirmation: nothing new to show
+                else:
+                    track.state, track.not_delivered = cmd, False
+            transient = {CMD_RECEIVED: Signal.RECEIVED, CMD_RESOLVED: Signal.RESOLVED}.get(cmd)
+            if transient is not None and track is not None:
+                self.feedback.show(transient)
+        self._event(cmd, alarm_id)
+        self._refresh()
+        if cmd == CMD_RECEIVED:
+            # After telling the wearer: losing this delete only means one more resend,
+            # which the hub drops as a duplicate.
+            self.outbox.confirm(alarm_id)
+
+    # --- time-based work (the ticker thread) -----------------------------------------
+
+    def _tick_loop(self) -> None:
+        watchdog = sdnotify.watchdog_interval_s()
+        next_watchdog = self.monotonic()
+        while not self._stopping.is_set():
+            with self._lock:  # the clock is read under the lock, as in _edge: never backwards
+                now = self.monotonic()
+                actions = [a for _, decoder in self.inputs for a in decoder.tick(now)]
+                deadlines = [d for _, decoder in self.inputs
+                             if (d := decoder.next_deadline()) is not None]
+            self._act(actions)
+            if self.connected.is_set():
+                self._resend(all_pending=False)
+                if now >= self._next_heartbeat:
+                    self._heartbeat()
+            if watchdog and now >= next_watchdog:
+                sdnotify.notify("WATCHDOG=1")
+                next_watchdog = now + watchdog
+            self._refresh()
+            wake_at = min([now + 0.5, self._next_heartbeat, *deadlines]
+                          + ([next_watchdog] if watchdog else []))
+            with self._wake:
+                self._wake.wait(max(0.0, wake_at - self.monotonic()))
+
+    def health(self) -> Health:
+        return Health(uptime_s=int(self.monotonic() - self.started_mono),
+                      outbox=self.outbox.depth(), wifi_dbm=health.wifi_dbm(),
+                      cpu_temp_c=health.cpu_temp_c(), battery_pct=health.read(self._battery))
+
+    def _heartbeat(self) -> None:
+        self._next_heartbeat = self.monotonic() + self.config.heartbeat_s
+        status = StatusMessage(device=self.config.device_id, state=STATUS_ONLINE,
+                               at=int(self.clock() * 1000), firmware=FIRMWARE_VERSION,
+                               health=self.health())
+        self.client.publish(self.topics.status(self.config.device_id), status.to_json(), qos=1,
+                            retain=True)
+
+    def _refresh(self) -> None:
+        """Show the persistent signal if it changed (from any thread).
+
+        Deciding and showing happen under one lock, so two threads cannot show
+        their decisions in the opposite order (the player never calls back).
+        """
+        with self._lock:
+            signal = persistent_signal(connected=self.connected.is_set(), tracks=self.tracks,
+                                       now_mono=self.monotonic(),
+                                       not_delivered_after_s=self.config.not_delivered_after_s)
+            previous, self._shown = self._shown, signal
+            if signal == previous:
+                return
+            if signal is Signal.NOT_DELIVERED:
+                log.error("an alarm is NOT confirmed by the hub: the wearer is told to use "
+                          "the phone")
+            if previous in (Signal.NOT_DELIVERED, Signal.FAULT):
+                self.feedback.clear(previous)  # the player never lets IDLE hide these
+            self.feedback.show(signal)
 
     def _event(self, event: str, alarm_id: str) -> None:
-        self.alarms[alarm_id] = event
         self.on_event(event, alarm_id)
 
-    # --- lifecycle -------------------------------------------------------------
+    def _report_selftest(self) -> None:
+        from .selftest import run_selftest
+        results = run_selftest(self.config, app=self)
+        ok = all(r.ok for r in results)
+        detail = "; ".join(f"{r.name}: {r.detail}" for r in results if not r.ok) or "all passed"
+        self._send_event(EVENT_SELFTEST, ok=ok, detail=detail)
+        if ok:
+            self.feedback.show(Signal.TEST_OK)
+
+    # --- lifecycle --------------------------------------------------------------
 
     def start(self) -> None:
-        """Connect in the background; reconnects on its own."""
+        """Connect in the background (reconnecting on its own) and start the ticker."""
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = SESSION_EXPIRY_S
-        self.client.connect_async(self.config.broker_host, self.config.broker_port,
-                                  keepalive=KEEPALIVE_S, clean_start=False, properties=props)
+        self.client.connect_async(self.config.broker.host, self.config.broker.port,
+                                  keepalive=self.config.broker.keepalive_s, clean_start=False,
+                                  properties=props)
         self.client.loop_start()
+        self._ticker.start()
+        self._refresh()
+        sdnotify.notify("READY=1")
 
     def stop(self) -> None:
-        """Say ``offline`` (a clean stop sends no Last Will), disconnect, release the pin."""
+        """Say ``offline`` (a clean stop sends no Last Will), disconnect, release the pins."""
+        self._stopping.set()
+        with self._wake:
+            self._wake.notify()
         if self.connected.is_set():
             status = StatusMessage(device=self.config.device_id, state=STATUS_OFFLINE,
                                    at=int(self.clock() * 1000))
-            info = self._publish(self.topics.status(self.config.device_id), status.to_json(),
-                                 retain=True)
+            info = self.client.publish(self.topics.status(self.config.device_id),
+                                       status.to_json(), qos=1, retain=True)
             try:
                 info.wait_for_publish(timeout=2)
             except (RuntimeError, ValueError):
                 pass
         self.client.disconnect()
         self.client.loop_stop()
-        self.button.close()
+        if self._ticker.is_alive():
+            self._ticker.join(2)
+        for device, _ in self.inputs:
+            device.close()
+        self.feedback.close()
+        for output in self._output_devices:  # the player turns them off; we release the pins
+            output.close()
+        self.outbox.close()

@@ -7,6 +7,7 @@ Topics (``prefix`` defaults to ``haven/v1``)::
 
     <prefix>/dev/<device_id>/alarm    device -> hub   QoS 1   an alarm press
     <prefix>/dev/<device_id>/status   device -> hub   QoS 1   retained; Last Will "offline"
+    <prefix>/dev/<device_id>/event    device -> hub   QoS 1   cancel, check-in, self-test result
     <prefix>/dev/<device_id>/cmd      hub -> device   QoS 1   confirmations and requests
 
 Payloads are UTF-8 JSON objects carrying ``"v": 1`` (the schema version).
@@ -47,6 +48,9 @@ DEFAULT_KINDS = ("assist", "emergency", "safe_room", "missed_checkin", "welfare"
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 KIND_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 
+#: The last topic level of every device topic.
+CHANNELS = ("alarm", "status", "event", "cmd")
+
 #: Largest payload accepted, in bytes (an alarm is ~130 bytes).
 MAX_PAYLOAD_BYTES = 4096
 
@@ -55,12 +59,24 @@ STATUS_ONLINE = "online"
 STATUS_OFFLINE = "offline"
 STATUS_STATES = (STATUS_ONLINE, STATUS_OFFLINE)
 
-#: Commands the hub sends on a device's ``cmd`` topic.
+#: Commands the hub sends on a device's ``cmd`` topic. The first four are about
+#: one alarm and carry its ``alarm_id``; the rest are about the device.
 CMD_RECEIVED = "received"          # the hub stored the alarm (not just the broker PUBACK)
 CMD_ACKNOWLEDGED = "acknowledged"  # a person acknowledged: help is coming
-CMD_RESOLVED = "resolved"          # an operator resolved or cancelled the alarm
+CMD_RESOLVED = "resolved"          # an operator resolved the alarm, or it was cancelled
 CMD_NOT_DELIVERED = "not_delivered"  # no contact could be reached: use the phone
-COMMANDS = (CMD_RECEIVED, CMD_ACKNOWLEDGED, CMD_RESOLVED, CMD_NOT_DELIVERED)
+CMD_LOCATE = "locate"              # blink/vibrate so IT can find the device
+CMD_TEST = "test"                  # run the self-test and report it as an event
+CMD_CHECKIN_REQUEST = "checkin_request"  # lone worker: press once to check in
+ALARM_COMMANDS = (CMD_RECEIVED, CMD_ACKNOWLEDGED, CMD_RESOLVED, CMD_NOT_DELIVERED)
+COMMANDS = ALARM_COMMANDS + (CMD_LOCATE, CMD_TEST, CMD_CHECKIN_REQUEST)
+
+#: Events a device sends on its ``event`` topic.
+EVENT_CANCEL = "cancel"            # the wearer cancels an alarm (assist only, within its window)
+EVENT_CHECKIN = "checkin"          # the wearer answered a check-in request
+EVENT_SELFTEST = "selftest"        # the result of a self-test (``ok``, ``detail``)
+EVENT_SAFE_ROOM_LEFT = "safe_room_left"  # the safe-room door opened: staff left the refuge
+EVENTS = (EVENT_CANCEL, EVENT_CHECKIN, EVENT_SELFTEST, EVENT_SAFE_ROOM_LEFT)
 
 
 class ProtocolError(ValueError):
@@ -98,6 +114,9 @@ class Topics:
     def cmd(self, device_id: str) -> str:
         return f"{self.prefix}/dev/{device_id}/cmd"
 
+    def event(self, device_id: str) -> str:
+        return f"{self.prefix}/dev/{device_id}/event"
+
     def device_filter(self, channel: str) -> str:
         """Subscription filter for one channel of every device, e.g. ``.../dev/+/alarm``."""
         return f"{self.prefix}/dev/+/{channel}"
@@ -108,9 +127,9 @@ class Topics:
         if not topic.startswith(head):
             raise ProtocolError(f"topic {topic}", None, f"not under '{head}'")
         parts = topic[len(head):].split("/")
-        if len(parts) != 2 or parts[1] not in ("alarm", "status", "cmd"):
+        if len(parts) != 2 or parts[1] not in CHANNELS:
             raise ProtocolError(f"topic {topic}", None,
-                                f"expected '{head}<device_id>/alarm|status|cmd'")
+                                f"expected '{head}<device_id>/{'|'.join(CHANNELS)}'")
         if not ID_RE.match(parts[0]):
             raise ProtocolError(f"topic {topic}", None, f"device id {parts[0]!r} is not valid")
         return parts[0], parts[1]
@@ -132,6 +151,26 @@ class AlarmMessage:
 
 
 @dataclass(frozen=True)
+class Health:
+    """A heartbeat's readings. A sensor that cannot be read is ``None`` (absent), never a guess.
+
+    ``uptime_s`` seconds since the firmware started; ``outbox`` alarms not yet
+    confirmed by the hub; ``wifi_dbm`` signal level; ``cpu_temp_c`` degrees
+    Celsius; ``battery_pct`` 0-100.
+    """
+
+    uptime_s: int
+    outbox: int
+    wifi_dbm: float | None = None
+    cpu_temp_c: float | None = None
+    battery_pct: float | None = None
+
+    def to_obj(self) -> dict[str, Any]:
+        return {"uptime_s": self.uptime_s, "outbox": self.outbox, "wifi_dbm": self.wifi_dbm,
+                "cpu_temp_c": self.cpu_temp_c, "battery_pct": self.battery_pct}
+
+
+@dataclass(frozen=True)
 class StatusMessage:
     """A device's retained presence: ``online`` on connect, ``offline`` as its Last Will.
 
@@ -143,6 +182,7 @@ class StatusMessage:
     state: str
     at: int | None = None
     firmware: str | None = None
+    health: Health | None = None
     v: int = SCHEMA_VERSION
 
     def to_json(self) -> bytes:
@@ -151,20 +191,48 @@ class StatusMessage:
             obj["at"] = self.at
         if self.firmware is not None:
             obj["firmware"] = self.firmware
+        if self.health is not None:
+            obj["health"] = self.health.to_obj()
         return _dump(obj)
 
 
 @dataclass(frozen=True)
 class Command:
-    """Hub -> device. ``alarm_id`` names the alarm it is about; ``at`` is Unix ms (hub clock)."""
+    """Hub -> device. ``alarm_id`` names the alarm an alarm command is about (``None``
+    for device commands such as ``locate``); ``at`` is Unix ms (hub clock)."""
 
     cmd: str
-    alarm_id: str
+    alarm_id: str | None
     at: int
     v: int = SCHEMA_VERSION
 
     def to_json(self) -> bytes:
-        return _dump({"v": self.v, "cmd": self.cmd, "alarm_id": self.alarm_id, "at": self.at})
+        obj: dict[str, Any] = {"v": self.v, "cmd": self.cmd, "at": self.at}
+        if self.alarm_id is not None:
+            obj["alarm_id"] = self.alarm_id
+        return _dump(obj)
+
+
+@dataclass(frozen=True)
+class DeviceEvent:
+    """Device -> hub, on the ``event`` topic: a cancel or check-in (about ``alarm_id``
+    when it names one), or a self-test result (``ok``, ``detail``). ``at`` is Unix ms."""
+
+    device: str
+    event: str
+    at: int
+    alarm_id: str | None = None
+    ok: bool | None = None
+    detail: str | None = None
+    v: int = SCHEMA_VERSION
+
+    def to_json(self) -> bytes:
+        obj: dict[str, Any] = {"v": self.v, "device": self.device, "event": self.event,
+                               "at": self.at}
+        for name in ("alarm_id", "ok", "detail"):
+            if getattr(self, name) is not None:
+                obj[name] = getattr(self, name)
+        return _dump(obj)
 
 
 def new_alarm(device: str, kind: str, now_s: float | None = None) -> AlarmMessage:
@@ -194,7 +262,25 @@ def decode_status(topic: str, payload: bytes, *, topics: Topics = Topics()) -> S
         raise ProtocolError(where, "state", f"{state!r} is not one of {', '.join(STATUS_STATES)}")
     at = _millis(where, obj, "at") if "at" in obj else None
     firmware = _str(where, obj, "firmware") if "firmware" in obj else None
-    return StatusMessage(device=device, state=state, at=at, firmware=firmware)
+    health = _health(where, obj["health"]) if "health" in obj else None
+    return StatusMessage(device=device, state=state, at=at, firmware=firmware, health=health)
+
+
+def decode_event(topic: str, payload: bytes, *, topics: Topics = Topics()) -> DeviceEvent:
+    """Validate a device event (cancel, check-in, self-test result)."""
+    where, obj, device = _open(topic, payload, topics, "event")
+    event = _str(where, obj, "event")
+    if event not in EVENTS:
+        raise ProtocolError(where, "event", f"{event!r} is not one of {', '.join(EVENTS)}")
+    alarm_id = _id(where, obj, "alarm_id") if "alarm_id" in obj else None
+    if event == EVENT_CANCEL and alarm_id is None:
+        raise ProtocolError(where, "alarm_id", "missing: a cancel names the alarm it cancels")
+    ok = obj.get("ok")
+    if ok is not None and not isinstance(ok, bool):
+        raise ProtocolError(where, "ok", f"must be true or false, not {type(ok).__name__}")
+    detail = _str(where, obj, "detail") if "detail" in obj else None
+    return DeviceEvent(device=device, event=event, at=_millis(where, obj, "at"),
+                       alarm_id=alarm_id, ok=ok, detail=detail)
 
 
 def decode_command(topic: str, payload: bytes, *, topics: Topics = Topics()) -> Command:
@@ -203,7 +289,11 @@ def decode_command(topic: str, payload: bytes, *, topics: Topics = Topics()) -> 
     cmd = _str(where, obj, "cmd")
     if cmd not in COMMANDS:
         raise ProtocolError(where, "cmd", f"{cmd!r} is not one of {', '.join(COMMANDS)}")
-    return Command(cmd=cmd, alarm_id=_id(where, obj, "alarm_id"), at=_millis(where, obj, "at"))
+    if cmd in ALARM_COMMANDS or "alarm_id" in obj:
+        alarm_id = _id(where, obj, "alarm_id")
+    else:
+        alarm_id = None
+    return Command(cmd=cmd, alarm_id=alarm_id, at=_millis(where, obj, "at"))
 
 
 # --- helpers -----------------------------------------------------------------
@@ -218,7 +308,7 @@ def _open(topic: str, payload: bytes, topics: Topics,
     device_id, actual = topics.parse(topic)
     where = f"topic {topic}"
     if actual != channel:
-        raise ProtocolError(where, None, f"not {'an' if channel == 'alarm' else 'a'} "
+        raise ProtocolError(where, None, f"not {'an' if channel in ('alarm', 'event') else 'a'} "
                                          f"{'command' if channel == 'cmd' else channel} topic")
     obj = _load(where, payload)
     _version(where, obj)
@@ -228,6 +318,21 @@ def _open(topic: str, payload: bytes, topics: Topics,
             raise ProtocolError(where, "device",
                                 f"{device!r} does not match the topic's device {device_id!r}")
     return where, obj, device_id
+
+
+def _health(where: str, raw: Any) -> Health:
+    if not isinstance(raw, dict):
+        raise ProtocolError(where, "health", f"must be an object, not {type(raw).__name__}")
+    values: dict[str, Any] = {}
+    for name, unit in (("uptime_s", "seconds"), ("outbox", "alarms waiting")):
+        values[name] = _millis(where, raw, name, unit) if name in raw else 0
+    for name in ("wifi_dbm", "cpu_temp_c", "battery_pct"):
+        value = raw.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise ProtocolError(where, f"health.{name}",
+                                f"must be a number or null, not {type(value).__name__}")
+        values[name] = value
+    return Health(**values)
 
 
 def _dump(obj: dict[str, Any]) -> bytes:
@@ -272,13 +377,13 @@ def _id(where: str, obj: dict[str, Any], field: str) -> str:
     return value
 
 
-def _millis(where: str, obj: dict[str, Any], field: str) -> int:
+def _millis(where: str, obj: dict[str, Any], field: str, unit: str = "Unix milliseconds") -> int:
     if field not in obj:
         raise ProtocolError(where, field, "missing")
     value = obj[field]
     if isinstance(value, bool) or not isinstance(value, int):
         raise ProtocolError(where, field,
-                            f"must be an integer (Unix milliseconds), not {type(value).__name__}")
+                            f"must be an integer ({unit}), not {type(value).__name__}")
     if value < 0:
         raise ProtocolError(where, field, f"{value} is negative")
     return value

@@ -3,9 +3,10 @@ with just the ``device`` extra can run ``haven device``.
 
     haven hub            run a hub worker (MQTT -> Redis -> SMS)
     haven dashboard      serve the operator dashboard
-    haven device         run the button firmware on a Pi
+    haven device run     run the button firmware on a Pi (selftest: check the device)
     haven demo           a whole system on private servers, with simulated devices
     haven press ID       press a simulated button of the running demo (--hold: emergency)
+    haven alarm          list, acknowledge, resolve or cancel alarms
     haven check-config   validate a site config and report every problem
 """
 
@@ -47,19 +48,16 @@ def cmd_dashboard(args) -> int:
 
 
 def cmd_device(args) -> int:
-    import signal
-    import threading
-
     from device.config import load_device_config
-    from device.firmware import DeviceApp
-    app = DeviceApp(load_device_config(args.config))
-    done = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
-    signal.signal(signal.SIGINT, lambda *_: done.set())
-    app.start()
-    done.wait()
-    app.stop()
-    return 0
+    config = load_device_config(args.config)
+    if args.device_command == "selftest":
+        from device.selftest import run_selftest
+        results = run_selftest(config)
+        for check in results:
+            print(f"{'ok  ' if check.ok else 'FAIL'} {check.name}: {check.detail}")
+        return 0 if all(c.ok for c in results) else 1
+    from device.run import run_device
+    return run_device(config, keyboard=args.keyboard)
 
 
 def cmd_demo(args) -> int:
@@ -69,7 +67,32 @@ def cmd_demo(args) -> int:
 
 def cmd_press(args) -> int:
     from .demo import press
-    return press(args.device, hold=args.hold)
+    return press(args.device, hold=args.hold, times=args.times, door=args.door)
+
+
+def cmd_alarm(args) -> int:
+    import time
+
+    from .lifecycle import AlarmEvent, IllegalTransition
+    from .settings import hub_settings
+    from .store import Store
+    store = Store.from_url(hub_settings(redis_url=args.redis).redis_url)
+    if args.alarm_command == "list":
+        for alarm in store.active_alarms():
+            print(f"{alarm.id}  {alarm.state:<12} {alarm.kind:<14} {alarm.branch}/{alarm.room}"
+                  f"  {alarm.device}")
+        return 0
+    event = {"ack": AlarmEvent.ACKNOWLEDGE, "resolve": AlarmEvent.RESOLVE,
+             "cancel": AlarmEvent.CANCEL_OPERATOR}[args.alarm_command]
+    try:
+        alarm = store.transition(args.alarm_id, event, by=args.by,
+                                 now_ms=int(time.time() * 1000),
+                                 reason=getattr(args, "reason", None))
+    except (KeyError, IllegalTransition) as exc:
+        print(f"haven alarm {args.alarm_command}: {exc.args[0]}", file=sys.stderr)
+        return 1
+    print(f"alarm {alarm.id}: {alarm.state} by {args.by}")
+    return 0
 
 
 def cmd_check_config(args) -> int:
@@ -103,8 +126,14 @@ def build_parser() -> argparse.ArgumentParser:
     dash.add_argument("--demo-control", help=argparse.SUPPRESS)
     dash.set_defaults(func=cmd_dashboard)
 
-    dev = sub.add_parser("device", help="run the button firmware")
-    dev.add_argument("--config", default="/etc/haven/device.toml")
+    dev = sub.add_parser("device", help="the button firmware: run it, or test the device")
+    dev_sub = dev.add_subparsers(dest="device_command", required=True)
+    run = dev_sub.add_parser("run", help="run the firmware (under systemd: Type=notify)")
+    run.add_argument("--config", default="/etc/haven/device.toml")
+    run.add_argument("--keyboard", action="store_true",
+                     help="simulate the inputs with mock pins driven from the keyboard")
+    test = dev_sub.add_parser("selftest", help="check pins, broker, TLS, clock and outbox")
+    test.add_argument("--config", default="/etc/haven/device.toml")
     dev.set_defaults(func=cmd_device)
 
     demo = sub.add_parser("demo", help="run a whole demo system")
@@ -115,8 +144,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     press = sub.add_parser("press", help="press a simulated button of the running demo")
     press.add_argument("device", help="device id, e.g. main-circ-01")
-    press.add_argument("--hold", action="store_true", help="hold 2 s: an emergency alarm")
+    how = press.add_mutually_exclusive_group()
+    how.add_argument("--hold", action="store_true", help="hold 2 s: an emergency alarm")
+    how.add_argument("--times", type=int, default=1,
+                     help="quick presses (a wearable: 3 = assist, 2 = cancel, 1 = test)")
+    how.add_argument("--door", choices=["close", "open"],
+                     help="a safe-room door contact: close (staff sheltering) or open")
     press.set_defaults(func=cmd_press)
+
+    alarm = sub.add_parser("alarm", help="list, acknowledge, resolve or cancel alarms")
+    alarm.add_argument("--redis", help="Redis URL (env HAVEN_REDIS_URL)")
+    alarm_sub = alarm.add_subparsers(dest="alarm_command", required=True)
+    alarm_sub.add_parser("list", help="active alarms, newest first")
+    for name, text in (("ack", "a person is responding: the device shows help is coming"),
+                       ("resolve", "the situation is over (needs --reason: the outcome)"),
+                       ("cancel", "a false alarm (needs --reason)")):
+        action = alarm_sub.add_parser(name, help=text)
+        action.add_argument("alarm_id")
+        action.add_argument("--by", required=True, help="who does it (name or role)")
+        if name != "ack":
+            action.add_argument("--reason", required=True)
+    alarm.set_defaults(func=cmd_alarm)
 
     check = sub.add_parser("check-config", help="validate a site config")
     check.add_argument("site")

@@ -30,7 +30,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-from device.config import DeviceConfig
+from device.config import (DOOR_PATTERNS, WEARABLE_PATTERNS, BrokerConfig, DeviceConfig,
+                           InputConfig)
 from device.protocol import DEFAULT_PREFIX
 
 from .settings import demo_state_file
@@ -45,10 +46,19 @@ CONFIRM_TIMEOUT_S = 5.0
 FIRST_PIN, LAST_PIN = 2, 27
 
 
-class Simulator:
-    """The site's devices running the real firmware on mock pins."""
+#: Press patterns of the simulated devices, by the site's device type.
+DEMO_PATTERNS = {
+    "wall": {"press": "assist", "hold 2s": "emergency"},
+    "wearable": dict(WEARABLE_PATTERNS),
+    "safe_room": dict(DOOR_PATTERNS),
+}
 
-    def __init__(self, site: Site, broker_port: int, prefix: str = DEFAULT_PREFIX):
+
+class Simulator:
+    """The site's devices running the real firmware on mock pins, outboxes in ``workdir``."""
+
+    def __init__(self, site: Site, broker_port: int, workdir: Path,
+                 prefix: str = DEFAULT_PREFIX):
         from gpiozero.pins.mock import MockFactory
 
         from device.firmware import DeviceApp
@@ -57,16 +67,25 @@ class Simulator:
         self.pins: dict[str, int] = {}
         self._changed = threading.Condition()
         self._seen: dict[tuple[str, str], float] = {}  # (alarm id, event) -> time.monotonic()
+        self._alarms: dict[str, list[str]] = {}        # device id -> its alarm ids, in order
         for pin, device in zip(range(FIRST_PIN, LAST_PIN + 1), site.devices.values()):
-            config = DeviceConfig(device_id=device.id, broker_host="127.0.0.1",
-                                  broker_port=broker_port, topic_prefix=prefix, button_pin=pin)
-            self.apps[device.id] = DeviceApp(config, pin_factory=self.factory,
-                                             on_event=self._on_event)
+            role = "door_contact" if device.type == "safe_room" else "button"
+            config = DeviceConfig(
+                device_id=device.id,
+                broker=BrokerConfig(host="127.0.0.1", port=broker_port, topic_prefix=prefix),
+                inputs=(InputConfig(pin, role, tuple(DEMO_PATTERNS[device.type].items())),),
+                outbox=str(workdir / "outbox" / f"{device.id}.sqlite3"))
+            self.apps[device.id] = DeviceApp(
+                config, pin_factory=self.factory,
+                on_event=lambda event, alarm_id, d=device.id: self._on_event(d, event, alarm_id))
             self.pins[device.id] = pin
+            self._alarms[device.id] = []
         self.skipped = [d for d in site.devices if d not in self.apps]
 
-    def _on_event(self, event: str, alarm_id: str) -> None:
+    def _on_event(self, device_id: str, event: str, alarm_id: str) -> None:
         with self._changed:
+            if event == "sending":
+                self._alarms[device_id].append(alarm_id)
             self._seen.setdefault((alarm_id, event), time.monotonic())
             self._changed.notify_all()
 
@@ -82,35 +101,48 @@ class Simulator:
             t.join(5)
         self.factory.close()
 
-    def press(self, device_id: str, hold: bool = False) -> dict:
-        """Push the button (``hold``: for the hold time) and wait for the hub's confirmation."""
+    def press(self, device_id: str, *, hold: bool = False, times: int = 1,
+              door: str | None = None) -> dict:
+        """Drive the device's input like a person would, then wait for the hub to confirm
+        the alarm it raised (if its pattern raises one)."""
         app = self.apps.get(device_id)
         if app is None:
             return {"ok": False, "error": f"no simulated device {device_id!r}; "
                                           f"devices: {', '.join(self.apps)}"}
-        before = set(app.alarms)
-        pin = self.factory.pin(self.pins[device_id])
-        pin.drive_low()
-        if hold:
-            time.sleep(app.config.hold_seconds + 0.3)
-        else:
-            time.sleep(0.05)
-        pin.drive_high()
-        deadline = time.monotonic() + CONFIRM_TIMEOUT_S
+        is_door = app.config.inputs[0].role == "door_contact"
+        if is_door != (door is not None):
+            return {"ok": False, "error": f"{device_id} is a "
+                    f"{'door contact: use --door close|open' if is_door else 'button: press it'}"}
         with self._changed:
-            while True:
-                new = [a for a in app.alarms if a not in before]
-                if new and app.alarms[new[0]] == "received":
-                    break
-                if time.monotonic() > deadline:
-                    state = app.alarms[new[0]] if new else "no alarm raised"
-                    return {"ok": False, "alarm_id": new[0] if new else None,
-                            "error": f"the hub did not confirm within {CONFIRM_TIMEOUT_S:.0f} s "
-                                     f"(last state: {state})"}
+            before = len(self._alarms[device_id])
+        pin = self.factory.pin(self.pins[device_id])
+        if door == "close":
+            pin.drive_low()
+        elif door == "open":
+            pin.drive_high()
+        else:
+            for _ in range(times):
+                pin.drive_low()
+                time.sleep(2.3 if hold else 0.08)
+                pin.drive_high()
+                time.sleep(0.12)
+        deadline = time.monotonic() + 2.5 + CONFIRM_TIMEOUT_S  # press windows, then the hub
+        with self._changed:
+            while len(self._alarms[device_id]) == before:
+                if time.monotonic() > deadline - CONFIRM_TIMEOUT_S:
+                    return {"ok": True, "alarm_id": None, "device": device_id,
+                            "note": "no alarm raised by that pattern"}
                 self._changed.wait(0.05)
-            sent, received = self._seen[(new[0], "sending")], self._seen[(new[0], "received")]
-        return {"ok": True, "alarm_id": new[0], "kind": "emergency" if hold else "assist",
-                "device": device_id, "confirmed_ms": round((received - sent) * 1000, 1)}
+            alarm_id = self._alarms[device_id][before]
+            while (alarm_id, "received") not in self._seen:
+                if time.monotonic() > deadline:
+                    return {"ok": False, "alarm_id": alarm_id,
+                            "error": f"the hub did not confirm within {CONFIRM_TIMEOUT_S:.0f} s"}
+                self._changed.wait(0.05)
+            sent, received = self._seen[(alarm_id, "sending")], self._seen[(alarm_id, "received")]
+        kind = app.tracks[alarm_id].kind
+        return {"ok": True, "alarm_id": alarm_id, "kind": kind, "device": device_id,
+                "confirmed_ms": round((received - sent) * 1000, 1)}
 
 
 def _control_server(sim: Simulator) -> ThreadingHTTPServer:
@@ -120,12 +152,21 @@ def _control_server(sim: Simulator) -> ThreadingHTTPServer:
             parts = url.path.strip("/").split("/")
             if len(parts) != 2 or parts[0] != "press":
                 return self._reply(404, {"ok": False, "error": "POST /press/<device_id>"})
-            hold = parse_qs(url.query).get("hold", ["0"])[0] in ("1", "true")
-            result = sim.press(parts[1], hold)
-            if result["ok"]:
-                print(f"demo: pressed {parts[1]}{' (held)' if hold else ''} -> "
-                      f"{result['kind']} alarm {result['alarm_id'][:8]}: the hub confirmed it "
-                      f"{result['confirmed_ms']} ms after the device sent it", flush=True)
+            query = parse_qs(url.query)
+            hold = query.get("hold", ["0"])[0] in ("1", "true")
+            door = query.get("door", [None])[0]
+            try:
+                times = int(query.get("times", ["1"])[0])
+            except ValueError:
+                times = 0
+            if not 1 <= times <= 10 or door not in (None, "close", "open"):
+                return self._reply(400, {"ok": False, "error": "times must be 1-10, "
+                                                               "door close or open"})
+            result = sim.press(parts[1], hold=hold, times=times, door=door)
+            if result["ok"] and result["alarm_id"]:
+                print(f"demo: {parts[1]} -> {result['kind']} alarm {result['alarm_id'][:8]}: "
+                      f"the hub confirmed it {result['confirmed_ms']} ms after the device "
+                      "sent it", flush=True)
             self._reply(200 if result["ok"] else 409, result)
 
         def _reply(self, status: int, obj: dict) -> None:
@@ -212,7 +253,7 @@ def run_demo(site_path: str | None = None, port: int = 8080) -> int:
         redis_srv = start_redis(workdir / "redis")
         services.append(redis_srv)
 
-        sim = Simulator(site, broker.port)
+        sim = Simulator(site, broker.port, workdir)
         control = _control_server(sim)
         threading.Thread(target=control.serve_forever, name="demo-control", daemon=True).start()
         control_url = f"http://127.0.0.1:{control.server_address[1]}"
@@ -236,7 +277,7 @@ def run_demo(site_path: str | None = None, port: int = 8080) -> int:
         _wait_http(url + "api/board", dashboard)
         state_file.write_text(json.dumps({"pid": os.getpid(), "control_url": control_url,
                                           "dashboard_url": url, "workdir": str(workdir)}))
-        _banner(site, url, sim)
+        _banner(site, url, sim, redis_srv.url)
 
         while not stop.wait(0.5):
             for name, proc in children:
@@ -283,7 +324,261 @@ def run_demo(site_path: str | None = None, port: int = 8080) -> int:
     return status
 
 
-def _banner(site: Site, url: str, sim: Simulator) -> None:
+#: How to drive each device type from the command line, for the banner.
+HOW_TO_PRESS = {
+    "wall": "press: assist    --hold: emergency",
+    "wearable": "--times 3: assist    --hold: emergency    press: test    --times 2: cancel",
+    "safe_room": "--door close: sheltering in the safe room    --door open: left it",
+}
+
+
+def _banner(site: Site, url: str, sim: Simulator, redis_url: str) -> None:
+    haven = _haven_command()
+    first = next(iter(sim.apps), "DEVICE")
+    lines = ["", "Haven demo is running.", f"  Dashboard:   {url}",
+             f"  Press:       {haven} press {first} [--hold | --times N | --door close|open]",
+             "               or the Press / Hold buttons on the dashboard", "  Devices:"]
+    for device_id in sim.apps:
+        branch, room = site.locate(device_id)
+        device = site.devices[device_id]
+        lines.append(f"    {device_id:<15} {device.type:<9} {branch.name}, {room.name}")
+        lines.append(f"    {'':<15} {'':<9} {HOW_TO_PRESS[device.type]}")
+    if sim.skipped:
+        lines.append(f"  Not simulated (more devices than mock pins): {', '.join(sim.skipped)}")
+    lines += ["  SMS are printed below by the console notifier "
+              "(set TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, TWILIO_FROM_NUMBER to send real ones).",
+              f"  Alarms:      {haven} alarm --redis {redis_url} list",
+              f"               {haven} alarm --redis {redis_url} ack ID --by NAME",
+              f"               {haven} alarm --redis {redis_url} resolve ID --by NAME "
+              "--reason TEXT",
+              "  Ctrl-C stops everything.", ""]
+    print("\n".join(lines), flush=True)
+
+
+def press(self, device_id: str, *, hold: bool = False, times: int = 1,
+              door: str | None = None) -> dict:
+        """Drive the device's input like a person would, then wait for the hub to confirm
+        the alarm it raised (if its pattern raises one)."""
+        app = self.apps.get(device_id)
+        if app is None:
+            return {"ok": False, "error": f"no simulated device {device_id!r}; "
+                                          f"devices: {', '.join(self.apps)}"}
+        is_door = app.config.inputs[0].role == "door_contact"
+        if is_door != (door is not None):
+            return {"ok": False, "error": f"{device_id} is a "
+                    f"{'door contact: use --door close|open' if is_door else 'button: press it'}"}
+        with self._changed:
+            before = len(self._alarms[device_id])
+        pin = self.factory.pin(self.pins[device_id])
+        if door == "close":
+            pin.drive_low()
+        elif door == "open":
+            pin.drive_high()
+        else:
+            for _ in range(times):
+                pin.drive_low()
+                time.sleep(2.3 if hold else 0.08)
+                pin.drive_high()
+                time.sleep(0.12)
+        deadline = time.monotonic() + 2.5 + CONFIRM_TIMEOUT_S  # press windows, then the hub
+        with self._changed:
+            while len(self._alarms[device_id]) == before:
+                if time.monotonic() > deadline - CONFIRM_TIMEOUT_S:
+                    return {"ok": True, "alarm_id": None, "device": device_id,
+                            "note": "no alarm raised by that pattern"}
+                self._changed.wait(0.05)
+            alarm_id = self._alarms[device_id][before]
+            while (alarm_id, "received") not in self._seen:
+                if time.monotonic() > deadline:
+                    return {"ok": False, "alarm_id": alarm_id,
+                            "error": f"the hub did not confirm within {CONFIRM_TIMEOUT_S:.0f} s"}
+                self._changed.wait(0.05)
+            sent, received = self._seen[(alarm_id, "sending")], self._seen[(alarm_id, "received")]
+        kind = app.tracks[alarm_id].kind
+        return {"ok": True, "alarm_id": alarm_id, "kind": kind, "device": device_id,
+                "confirmed_ms": round((received - sent) * 1000, 1)}
+
+
+def _control_server(sim: Simulator) -> ThreadingHTTPServer:
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 (http.server's naming)
+            url = urlsplit(self.path)
+            parts = url.path.strip("/").split("/")
+            if len(parts) != 2 or parts[0] != "press":
+                return self._reply(404, {"ok": False, "error": "POST /press/<device_id>"})
+            query = parse_qs(url.query)
+            hold = query.get("hold", ["0"])[0] in ("1", "true")
+            door = query.get("door", [None])[0]
+            try:
+                times = int(query.get("times", ["1"])[0])
+            except ValueError:
+                times = 0
+            if not 1 <= times <= 10 or door not in (None, "close", "open"):
+                return self._reply(400, {"ok": False, "error": "times must be 1-10, "
+                                                               "door close or open"})
+            result = sim.press(parts[1], hold=hold, times=times, door=door)
+            if result["ok"] and result["alarm_id"]:
+                print(f"demo: {parts[1]} -> {result['kind']} alarm {result['alarm_id'][:8]}: "
+                      f"the hub confirmed it {result['confirmed_ms']} ms after the device "
+                      "sent it", flush=True)
+            self._reply(200 if result["ok"] else 409, result)
+
+        def _reply(self, status: int, obj: dict) -> None:
+            body = json.dumps(obj).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):  # quiet: the demo prints its own line per press
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    return server
+
+
+def _port_free(port: int) -> bool:
+    import socket
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def _wait_http(url: str, proc: subprocess.Popen, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the dashboard exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except (urllib.error.URLError, OSError):
+            time.sleep(0.05)
+    raise RuntimeError(f"the dashboard did not answer at {url} within {timeout:.0f} s")
+
+
+def _wait_devices_seen(store: Store, sim: Simulator, hub: subprocess.Popen,
+                       timeout: float = 15.0) -> None:
+    """Ready when the hub has stored every simulated device's online status."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if hub.poll() is not None:
+            raise RuntimeError(f"the hub exited with {hub.returncode}")
+        if all(store.device_status(d).get("state") == "online" for d in sim.apps):
+            return
+        time.sleep(0.05)
+    missing = [d for d in sim.apps if store.device_status(d).get("state") != "online"]
+    raise RuntimeError(f"the hub did not report devices online within {timeout:.0f} s: "
+                       f"{', '.join(missing)}")
+
+
+def _haven_command() -> str:
+    exe = Path(sys.argv[0]).resolve()
+    if exe.name == "haven":
+        try:
+            return str(exe.relative_to(Path.cwd()))
+        except ValueError:
+            return str(exe)
+    return "haven"
+
+
+def run_demo(site_path: str | None = None, port: int = 8080) -> int:
+    state_file = Path(demo_state_file())
+    site_file = Path(site_path) if site_path else SAMPLE_SITE
+    site = load_site(site_file)
+    logging.getLogger("haven.device").setLevel(logging.WARNING)  # one line per press instead
+    workdir = Path(tempfile.mkdtemp(prefix="haven-demo-"))
+    children: list[tuple[str, subprocess.Popen]] = []
+    services: list[LocalService] = []
+    sim: Simulator | None = None
+    control = None
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    status = 0
+    try:
+        broker = start_mosquitto(workdir / "mosquitto")
+        services.append(broker)
+        redis_srv = start_redis(workdir / "redis")
+        services.append(redis_srv)
+
+        sim = Simulator(site, broker.port, workdir)
+        control = _control_server(sim)
+        threading.Thread(target=control.serve_forever, name="demo-control", daemon=True).start()
+        control_url = f"http://127.0.0.1:{control.server_address[1]}"
+
+        py = [sys.executable, "-m", "hub.cli"]
+        hub = spawn(py + ["--log-level", "warning", "hub", "--site", str(site_file),
+                          "--broker", f"127.0.0.1:{broker.port}", "--redis", redis_srv.url,
+                          "--hub-id", "haven-demo-hub"], log=None)
+        children.append(("hub", hub))
+        dash_port = port if _port_free(port) else free_port()
+        dashboard = spawn(py + ["--log-level", "warning", "dashboard", "--site", str(site_file),
+                                "--redis", redis_srv.url, "--port", str(dash_port),
+                                "--demo-control", control_url], log=workdir / "dashboard.log")
+        children.append(("dashboard", dashboard))
+
+        sim.start()
+        store = Store.from_url(redis_srv.url)
+        _wait_devices_seen(store, sim, hub)
+        store.r.close()
+        url = f"http://127.0.0.1:{dash_port}/"
+        _wait_http(url + "api/board", dashboard)
+        state_file.write_text(json.dumps({"pid": os.getpid(), "control_url": control_url,
+                                          "dashboard_url": url, "workdir": str(workdir)}))
+        _banner(site, url, sim, redis_srv.url)
+
+        while not stop.wait(0.5):
+            for name, proc in children:
+                if proc.poll() is not None:
+                    print(f"demo: the {name} exited with {proc.returncode}; stopping "
+                          f"(logs in {workdir})", file=sys.stderr)
+                    status = 1
+                    stop.set()
+            for service in services:
+                if not service.alive():
+                    print(f"demo: {service.name} died; its log ends:\n{service.tail()}",
+                          file=sys.stderr)
+                    status = 1
+                    stop.set()
+    except RuntimeError as exc:
+        print(f"demo: {exc} (logs in {workdir})", file=sys.stderr)
+        status = 1
+    finally:
+        print("demo: stopping", flush=True)
+        if sim is not None:
+            sim.stop()
+        if control is not None:
+            control.shutdown()
+            control.server_close()
+        for _, proc in reversed(children):
+            if proc.poll() is None:
+                proc.terminate()
+        for _, proc in reversed(children):
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        for service in reversed(services):
+            service.stop()
+        try:
+            if json.loads(state_file.read_text()).get("pid") == os.getpid():
+                state_file.unlink()
+        except (OSError, ValueError):
+            pass
+        if status == 0:
+            shutil.rmtree(workdir, ignore_errors=True)
+        print("demo: stopped", flush=True)
+    return status
+
+
+def _banner(site: Site, url: str, sim: Simulator, redis_url: str) -> None:
     haven = _haven_command()
     first = next(iter(sim.apps), "DEVICE")
     lines = ["", "Haven demo is running.", f"  Dashboard:   {url}",
@@ -302,8 +597,8 @@ def _banner(site: Site, url: str, sim: Simulator) -> None:
     print("\n".join(lines), flush=True)
 
 
-def press(device_id: str, hold: bool = False) -> int:
-    """``haven press``: ask the running demo to push a simulated button."""
+def press(device_id: str, hold: bool = False, times: int = 1, door: str | None = None) -> int:
+    """``haven press``: ask the running demo to push a simulated button (or move a door)."""
     state_file = Path(demo_state_file())
     try:
         state = json.loads(state_file.read_text())
@@ -311,7 +606,8 @@ def press(device_id: str, hold: bool = False) -> int:
         print(f"haven press: no demo is running (no {state_file}); start one with 'make demo'",
               file=sys.stderr)
         return 1
-    url = f"{state['control_url']}/press/{device_id}?hold={'1' if hold else '0'}"
+    url = (f"{state['control_url']}/press/{device_id}?hold={'1' if hold else '0'}"
+           f"&times={times}" + (f"&door={door}" if door else ""))
     request = urllib.request.Request(url, method="POST", data=b"")
     try:
         with urllib.request.urlopen(request, timeout=CONFIRM_TIMEOUT_S + 5) as resp:
@@ -325,6 +621,9 @@ def press(device_id: str, hold: bool = False) -> int:
     if not result.get("ok"):
         print(f"haven press: {result.get('error')}", file=sys.stderr)
         return 1
+    if not result.get("alarm_id"):
+        print(f"{device_id}: {result.get('note', 'done')}")
+        return 0
     print(f"{device_id}: {result['kind']} alarm {result['alarm_id']} stored by the hub "
           f"{result['confirmed_ms']} ms after the device sent it; see {state['dashboard_url']}")
     return 0

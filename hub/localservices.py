@@ -141,7 +141,7 @@ def _redis_pong(port: int) -> bool:
 
 
 def start_mosquitto(workdir: str | Path, port: int | None = None) -> LocalService:
-    """A private broker: loopback only, anonymous, persistent, no queue limit.
+    """A private broker: loopback only, anonymous, persistent, no queue limit, no Nagle.
 
     ``max_queued_messages 0`` (unlimited) because mosquitto's default of 1000
     silently drops QoS 1 messages for a subscriber that falls behind in a burst.
@@ -157,6 +157,7 @@ def start_mosquitto(workdir: str | Path, port: int | None = None) -> LocalServic
         "persistence true",
         f"persistence_location {workdir}/",
         "max_queued_messages 0",
+        "set_tcp_nodelay true",
         "log_dest stderr",
         "log_type error",
         "log_type warning",

@@ -51,18 +51,30 @@ class Alarm:
     pressed_at_ms: int
     received_at_ms: int
     state: AlarmState = AlarmState.RAISED
+    acknowledged_at_ms: int | None = None
+    acknowledged_by: str | None = None
+    closed_at_ms: int | None = None     # resolved or cancelled
+    closed_by: str | None = None
+    reason: str | None = None           # the outcome, or why it was cancelled
 
     def to_fields(self) -> dict[str, str]:
-        """Flat string fields for a Redis hash."""
-        return {k: str(v) for k, v in asdict(self).items()}
+        """Flat string fields for a Redis hash (unset optional fields are left out)."""
+        return {k: str(v) for k, v in asdict(self).items() if v is not None}
 
     @classmethod
     def from_fields(cls, fields: dict[str, str]) -> "Alarm":
+        def opt_int(name: str) -> int | None:
+            return int(fields[name]) if fields.get(name) else None
+
         return cls(id=fields["id"], kind=fields["kind"], device=fields["device"],
                    branch=fields["branch"], room=fields["room"],
                    pressed_at_ms=int(fields["pressed_at_ms"]),
                    received_at_ms=int(fields["received_at_ms"]),
-                   state=AlarmState(fields["state"]))
+                   state=AlarmState(fields["state"]),
+                   acknowledged_at_ms=opt_int("acknowledged_at_ms"),
+                   acknowledged_by=fields.get("acknowledged_by"),
+                   closed_at_ms=opt_int("closed_at_ms"), closed_by=fields.get("closed_by"),
+                   reason=fields.get("reason"))
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "state": str(self.state)}

@@ -1,6 +1,6 @@
 """The hub's MQTT edge: subscribe, hand each message to the service, ack after storing.
 
-- Alarms arrive on a shared subscription (``$share/<group>/<prefix>/dev/+/alarm``),
+- Alarms and device events arrive on shared subscriptions (``$share/<group>/<prefix>/dev/+/alarm``),
   so N hub workers split them; statuses on a plain subscription (retained
   messages are not delivered to shared subscriptions), so every worker sees
   every device's presence.
@@ -29,6 +29,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from device.protocol import Topics
+from device.transport import tcp_nodelay
 
 log = logging.getLogger("haven.mqtt")
 
@@ -68,6 +69,7 @@ class HubMqtt:
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
                                   protocol=mqtt.MQTTv5, manual_ack=True)
         self.client.reconnect_delay_set(min_delay=1, max_delay=5)
+        self.client.on_socket_open = tcp_nodelay
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_subscribe = self._on_subscribe
@@ -92,6 +94,8 @@ class HubMqtt:
                  self.broker.port, flags.session_present)
         client.subscribe([
             (f"$share/{self.share_group}/{self.topics.device_filter('alarm')}",
+             mqtt.SubscribeOptions(qos=1)),
+            (f"$share/{self.share_group}/{self.topics.device_filter('event')}",
              mqtt.SubscribeOptions(qos=1)),
             (self.topics.device_filter("status"), mqtt.SubscribeOptions(qos=1)),
         ])

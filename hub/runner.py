@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from device.protocol import Topics
 
+from .commands import CommandForwarder
 from .mqtt import BrokerAddress, HubMqtt
 from .notify import ConsoleNotifier, Notifier, TwilioNotifier
 from .service import AlarmService
@@ -44,6 +45,8 @@ def run_hub(settings: HubSettings) -> None:
     mqtt = HubMqtt(BrokerAddress.parse(settings.broker), service.handle,
                    client_id=settings.hub_id, topics=topics)
     mqtt_box.append(mqtt)
+    forwarder = CommandForwarder(Store.from_url(settings.redis_url), mqtt.publish,
+                                 consumer=settings.hub_id, topics=topics)
 
     def stop(signum, frame):
         log.info("signal %s: stopping", signal.Signals(signum).name)
@@ -54,9 +57,11 @@ def run_hub(settings: HubSettings) -> None:
     log.info("hub %s: site %r (%d branches, %d devices), broker %s, redis %s, notifier %s",
              settings.hub_id, site.name, len(site.branches), len(site.devices), settings.broker,
              settings.redis_url, notifier.name)
+    forwarder.start()
     try:
         mqtt.run()
     finally:
+        forwarder.stop()
         senders.shutdown(wait=True)  # let pages already going out finish
         store.r.close()
         log.info("hub stopped")

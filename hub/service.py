@@ -18,9 +18,11 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Callable
 
-from device.protocol import (CMD_RECEIVED, Command, ProtocolError, Topics, decode_alarm,
-                             decode_status)
+from device.protocol import (CMD_RECEIVED, EVENT_CANCEL, EVENT_CHECKIN, EVENT_SAFE_ROOM_LEFT,
+                             EVENT_SELFTEST, Command, ProtocolError, Topics, decode_alarm,
+                             decode_event, decode_status)
 
+from .lifecycle import AlarmEvent, IllegalTransition
 from .messages import sms_text
 from .model import Alarm, Channel, Delivery, NotificationKey
 from .notify import Notifier
@@ -28,6 +30,10 @@ from .site import Contact, Site
 from .store import Store
 
 log = logging.getLogger("haven.hub")
+
+#: An alarm arriving this long after its press (device clock) is flagged as late, in ms:
+#: it sat in a device's outbox while the network or broker was down.
+LATE_MS = 30_000
 
 Publish = Callable[[str, bytes], None]
 
@@ -38,6 +44,7 @@ class Outcome(StrEnum):
     STORED = "stored"          # a new alarm: stored, pages going out
     DUPLICATE = "duplicate"    # an alarm id seen before: confirmed again, nobody re-paged
     STATUS = "status"          # a device status recorded
+    EVENT = "event"            # a device event applied (cancel, check-in, self-test ...)
     REJECTED = "rejected"      # broke the wire contract or names an unknown device
     IGNORED = "ignored"        # a topic the hub does not consume
 
@@ -77,6 +84,8 @@ class AlarmService:
                 return self._alarm(topic, payload)
             if channel == "status":
                 return self._status(topic, payload)
+            if channel == "event":
+                return self._event(topic, payload)
             return Outcome.IGNORED
         except ProtocolError as exc:
             return self._reject(topic, str(exc))
@@ -98,6 +107,11 @@ class AlarmService:
                       room=room.id, pressed_at_ms=msg.pressed_at, received_at_ms=self._now_ms())
         created = self.store.raise_alarm(alarm)
         self._confirm(alarm)
+        delay_ms = alarm.received_at_ms - alarm.pressed_at_ms
+        if created and delay_ms > LATE_MS:
+            log.warning("alarm %s from %s is late: pressed %d s before it arrived (device "
+                        "outbox or clock skew)", alarm.id, alarm.device, delay_ms // 1000)
+            self.store.add_timeline(alarm.id, "late", delay_ms=delay_ms)
         if not created:
             log.info("duplicate alarm %s from %s: confirmed again, not re-paged",
                      alarm.id, alarm.device)
@@ -142,4 +156,43 @@ class AlarmService:
                                        f"in the site config {self.site.source}")
         self.store.set_device_status(msg.device, msg.state, msg.at or self._now_ms(),
                                      msg.firmware)
+        if msg.health is not None:
+            self.store.update_device(msg.device, "health", heartbeat_ms=self._now_ms(),
+                                     **msg.health.to_obj())
         return Outcome.STATUS
+
+    def _event(self, topic: str, payload: bytes) -> Outcome:
+        msg = decode_event(topic, payload, topics=self.topics)
+        if msg.device not in self.site.devices:
+            return self._reject(topic, f"topic {topic}: field 'device': {msg.device!r} is not "
+                                       f"in the site config {self.site.source}")
+        now = self._now_ms()
+        if msg.event == EVENT_CANCEL:
+            alarm = self.store.get_alarm(msg.alarm_id)
+            if alarm is None or alarm.device != msg.device:
+                return self._reject(topic, f"topic {topic}: field 'alarm_id': "
+                                           f"{msg.alarm_id!r} is not an alarm of {msg.device}")
+            kind = self.site.kinds.get(alarm.kind)
+            try:
+                self.store.transition(alarm.id, AlarmEvent.CANCEL_DEVICE, by=msg.device,
+                                      now_ms=now, cancel_window_ms=int(
+                                          (kind.cancel_window_s if kind else 0) * 1000))
+            except IllegalTransition as exc:
+                log.warning("cancel from %s refused: %s", msg.device, exc)
+                self.store.add_timeline(alarm.id, "cancel_refused", at_ms=now, by=msg.device,
+                                        reason=str(exc))
+                return Outcome.EVENT
+            log.info("alarm %s cancelled from device %s", alarm.id, msg.device)
+        elif msg.event == EVENT_CHECKIN:
+            self.store.update_device(msg.device, "checkin", checkin_ms=now)
+        elif msg.event == EVENT_SELFTEST:
+            self.store.update_device(msg.device, "selftest", selftest_ms=now,
+                                     selftest_ok=int(bool(msg.ok)), selftest_detail=msg.detail)
+            if not msg.ok:
+                log.warning("device %s failed its self-test: %s", msg.device, msg.detail)
+        elif msg.event == EVENT_SAFE_ROOM_LEFT:
+            self.store.update_device(msg.device, "safe_room_left", door_opened_ms=now)
+            for alarm in self.store.active_alarms():
+                if alarm.device == msg.device and alarm.kind == "safe_room":
+                    self.store.add_timeline(alarm.id, "safe_room_left", at_ms=now)
+        return Outcome.EVENT

@@ -8,7 +8,8 @@ fixes them all in one pass. See ``deploy/examples/site.toml`` for a sample.
 Layout::
 
     [site]            name
-    [kinds.<kind>]    label, notify = [roles paged for this kind]
+    [kinds.<kind>]    label, notify = [roles paged for this kind],
+                      cancel_window_s = 0 (how long the wearer may cancel; never for emergency)
     [[branch]]        id, name, timezone
     [[branch.room]]   id, name, safe_room = false
     [[device]]        id, branch, room, type = "wearable"|"wall"|"safe_room", holder
@@ -35,6 +36,8 @@ from .tomlpos import Positions, dotted
 E164_RE = re.compile(r"^\+[1-9][0-9]{6,14}$")
 ROLE_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 DEVICE_TYPES = ("wearable", "wall", "safe_room")
+#: Kinds only an operator may end: the person may be forced to press "cancel".
+NEVER_CANCELLED_BY_DEVICE = frozenset({"emergency", "safe_room", "welfare"})
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,7 @@ class Kind:
     id: str
     label: str
     notify: tuple[str, ...]
+    cancel_window_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -230,13 +234,23 @@ def _kinds(check: _Checker, data: dict) -> dict[str, Kind]:
         if not KIND_RE.match(kind_id):
             check.add(path, "kind names are lower-case letters, digits and '_'")
             continue
-        raw = check.table(raw, path, ("label", "notify"))
+        raw = check.table(raw, path, ("label", "notify", "cancel_window_s"))
         if raw is None:
             continue
         label = check.text(raw, path, "label", required=False) or kind_id.replace("_", " ")
         notify = check.strings(raw, path, "notify", pattern=ROLE_RE,
                                hint="roles to page, e.g. [\"staff\", \"police\"]; [] pages no one")
-        kinds[kind_id] = Kind(kind_id, label, tuple(notify))
+        window = raw.get("cancel_window_s", 0)
+        if isinstance(window, bool) or not isinstance(window, (int, float)) \
+                or not 0 <= window <= 120:
+            check.add(path + ("cancel_window_s",), "must be 0 to 120 seconds")
+            window = 0
+        elif window and kind_id in NEVER_CANCELLED_BY_DEVICE:
+            check.add(path + ("cancel_window_s",),
+                      f"a {kind_id} alarm is never cancelled from the device (a coerced "
+                      "cancel is a real risk): remove this line")
+            window = 0
+        kinds[kind_id] = Kind(kind_id, label, tuple(notify), float(window))
     return kinds
 
 

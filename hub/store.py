@@ -9,6 +9,8 @@ prefix (default ``haven``)::
     haven:notification:<key>      string claim and outcome of one notification
     haven:device:<id>             hash   last status of a device
     haven:rejected                stream messages that broke the wire contract (capped)
+    haven:device-commands         stream commands for devices, consumed by hub workers
+                                         (consumer group "hub") and published over MQTT
     haven:events                  pubsub live events for dashboards (JSON)
 
 Each write that must be all-or-nothing is one Lua script, so a crash between
@@ -23,6 +25,7 @@ from typing import Any
 
 import redis
 
+from .lifecycle import AlarmEvent, transition
 from .model import Alarm, Delivery, NotificationKey
 
 #: How long notification claims are kept, in seconds: far longer than any
@@ -31,6 +34,10 @@ CLAIM_TTL_S = 30 * 24 * 3600
 
 #: Entries kept in the rejected-messages stream.
 REJECTED_MAXLEN = 1000
+#: Entries kept in the device-commands stream (acknowledged ones are trimmed first).
+COMMANDS_MAXLEN = 10000
+#: The consumer group of hub workers reading device commands.
+COMMANDS_GROUP = "hub"
 
 _RAISE = """
 -- KEYS: alarm hash, active zset, timeline stream
@@ -119,6 +126,74 @@ class Store:
         self.r.xadd(self._key("timeline", alarm_id),
                     {"event": event, **{k: str(v) for k, v in fields.items()}})
 
+    def transition(self, alarm_id: str, event: AlarmEvent, *, by: str, now_ms: int,
+                   reason: str | None = None, cancel_window_ms: int = 0) -> Alarm:
+        """Apply a lifecycle event atomically (WATCH/MULTI) and queue the device's command.
+
+        Raises ``KeyError`` for an unknown alarm and
+        :class:`hub.lifecycle.IllegalTransition` when the event does not apply.
+        """
+        key = self._key("alarm", alarm_id)
+        with self.r.pipeline() as pipe:
+            while True:
+                try:
+                    pipe.watch(key)
+                    fields = pipe.hgetall(key)
+                    if not fields:
+                        raise KeyError(f"no alarm {alarm_id!r}")
+                    result = transition(Alarm.from_fields(fields), event, now_ms, by=by,
+                                        reason=reason, cancel_window_ms=cancel_window_ms)
+                    new = result.alarm
+                    pipe.multi()
+                    pipe.hset(key, mapping=new.to_fields())
+                    if not new.state.active:
+                        pipe.zrem(self._key("alarms", "active"), alarm_id)
+                    pipe.xadd(self._key("timeline", alarm_id),
+                              {"event": str(new.state), "at_ms": now_ms, "by": by,
+                               "reason": reason or ""})
+                    if result.device_command:
+                        pipe.xadd(self._key("device-commands"),
+                                  {"device": new.device, "cmd": result.device_command,
+                                   "alarm_id": alarm_id}, maxlen=COMMANDS_MAXLEN,
+                                  approximate=True)
+                    pipe.publish(self.events_channel, json.dumps(
+                        {"type": f"alarm.{new.state}", "alarm": new.to_json()}))
+                    pipe.execute()
+                    return new
+                except redis.WatchError:
+                    continue
+
+    # --- device commands (hub workers publish them over MQTT) -----------------------
+
+    def queue_device_command(self, device_id: str, cmd: str) -> None:
+        """A command that is not about one alarm (locate, test, checkin_request)."""
+        self.r.xadd(self._key("device-commands"), {"device": device_id, "cmd": cmd},
+                    maxlen=COMMANDS_MAXLEN, approximate=True)
+
+    def read_device_commands(self, consumer: str, block_ms: int,
+                             count: int = 100) -> list[tuple[str, dict[str, str]]]:
+        """New commands for this worker (consumer group ``hub``): ``[(entry id, fields)]``.
+
+        Entries a dead worker read but never acknowledged for 5 s are claimed too,
+        so a command survives a worker killed mid-send.
+        """
+        stream = self._key("device-commands")
+        try:
+            self.r.xgroup_create(stream, COMMANDS_GROUP, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        _, stale, _ = self.r.xautoclaim(stream, COMMANDS_GROUP, consumer, min_idle_time=5000,
+                                        count=count)
+        if stale:
+            return [(entry_id, fields) for entry_id, fields in stale if fields]
+        got = self.r.xreadgroup(COMMANDS_GROUP, consumer, {stream: ">"}, count=count,
+                                block=block_ms)
+        return [(entry_id, fields) for _, entries in got for entry_id, fields in entries]
+
+    def ack_device_command(self, entry_id: str) -> None:
+        self.r.xack(self._key("device-commands"), COMMANDS_GROUP, entry_id)
+
     # --- notifications -------------------------------------------------------
 
     def claim_notification(self, key: NotificationKey) -> bool:
@@ -161,6 +236,15 @@ class Store:
 
     def device_status(self, device_id: str) -> dict[str, str]:
         return self.r.hgetall(self._key("device", device_id))
+
+    def update_device(self, device_id: str, event: str, **fields: Any) -> None:
+        """Record something a device reported (heartbeat health, check-in, self-test...)."""
+        pipe = self.r.pipeline()
+        pipe.hset(self._key("device", device_id),
+                  mapping={k: "" if v is None else str(v) for k, v in fields.items()})
+        pipe.publish(self.events_channel, json.dumps(
+            {"type": f"device.{event}", "device": device_id}))
+        pipe.execute()
 
     def record_rejected(self, topic: str, reason: str, at_ms: int) -> None:
         """Keep a capped record of a message that broke the wire contract."""

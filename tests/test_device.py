@@ -1,4 +1,4 @@
-"""The firmware on mock pins against a real mosquitto: presses, holds, presence."""
+"""The firmware on mock pins against a real mosquitto: patterns, outbox, feedback, presence."""
 
 from __future__ import annotations
 
@@ -14,10 +14,18 @@ import pytest
 from gpiozero.pins.mock import MockFactory
 from paho.mqtt.enums import CallbackAPIVersion
 
-from device.config import DeviceConfig, DeviceConfigError, parse_device_config
-from device.firmware import DeviceApp
-from device.protocol import Command, Topics, decode_alarm, decode_status
+from device.config import (BrokerConfig, DeviceConfig, DeviceConfigError, InputConfig,
+                           OutputsConfig, parse_device_config)
+from device.feedback import Signal
+from device.firmware import AlarmTrack, DeviceApp, persistent_signal
+from device.outbox import Outbox
+from device.protocol import Command, Topics, decode_alarm, decode_event, decode_status
 from hub.localservices import spawn
+
+WEARABLE = (("hold 2s", "emergency"), ("3 presses within 2s", "assist"), ("press", "test"),
+            ("2 presses within 1s", "cancel"))
+FAST = (("hold 0.5s", "emergency"), ("3 presses within 0.6s", "assist"),
+        ("2 presses within 0.4s", "cancel"))
 
 
 @pytest.fixture
@@ -34,84 +42,226 @@ def listener(mosquitto):
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="listener", protocol=mqtt.MQTTv5)
     client.on_message = lambda c, u, m: got.put((m.topic, m.payload, m.retain))
     client.connect("127.0.0.1", mosquitto.port)
-    client.subscribe("haven/v1/dev/#", qos=1)
+    client.subscribe("haven/v1/dev/+/alarm", qos=1)
+    client.subscribe("haven/v1/dev/+/status", qos=1)
+    client.subscribe("haven/v1/dev/+/event", qos=1)
     client.loop_start()
     yield got, client
     client.loop_stop()
     client.disconnect()
+    _held_back.pop(id(got), None)
+
+
+_held_back: dict[int, list] = {}
 
 
 def next_on(got: queue.Queue, channel: str, timeout: float = 3.0):
+    """The next message on ``channel``; messages of other channels wait for their turn."""
+    held = _held_back.setdefault(id(got), [])
+    for i, (topic, payload, retained) in enumerate(held):
+        if topic.endswith("/" + channel):
+            del held[i]
+            return topic, payload, retained
     deadline = time.monotonic() + timeout
     while True:
         topic, payload, retained = got.get(timeout=max(0.01, deadline - time.monotonic()))
         if topic.endswith("/" + channel):
             return topic, payload, retained
+        held.append((topic, payload, retained))
+
+
+def make_app(pins, port, tmp_path, *, patterns=FAST, outputs=OutputsConfig(), **timing):
+    config = DeviceConfig("main-circ-01", BrokerConfig("127.0.0.1", port),
+                          inputs=(InputConfig(17, "button", patterns),), outputs=outputs,
+                          outbox=str(tmp_path / "outbox.sqlite3"), **timing)
+    return DeviceApp(config, pin_factory=pins)
 
 
 @pytest.fixture
-def app(pins, mosquitto, listener):
-    device = DeviceApp(DeviceConfig("main-circ-01", "127.0.0.1", mosquitto.port, button_pin=17,
-                                    hold_seconds=0.5), pin_factory=pins)
+def app(pins, mosquitto, listener, tmp_path):
+    device = make_app(pins, mosquitto.port, tmp_path,
+                      outputs=OutputsConfig(led=22, vibration=23))
     device.start()
     assert device.connected.wait(5)
     yield device
     device.stop()
 
 
-def test_connect_announces_online_with_a_retained_status(app, listener):
+def press(pins, times=1, hold_s=0.06, pin=17):
+    for _ in range(times):
+        pins.pin(pin).drive_low()
+        time.sleep(hold_s)
+        pins.pin(pin).drive_high()
+        time.sleep(0.06)
+
+
+def wait_until(predicate, timeout=3.0):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def test_connect_announces_online_with_health(app, listener):
     got, _ = listener
     topic, payload, _ = next_on(got, "status")
     status = decode_status(topic, payload)
-    assert (status.device, status.state, status.firmware) == ("main-circ-01", "online", "0.1.0")
+    assert (status.device, status.state, status.firmware) == ("main-circ-01", "online", "0.2.0")
+    assert status.health.outbox == 0 and status.health.uptime_s >= 0
 
 
-def test_a_press_publishes_one_assist_alarm(app, pins, listener):
+@pytest.mark.parametrize("times, hold_s, kind", [
+    (3, 0.06, "assist"),       # three quick presses
+    (1, 0.7, "emergency"),     # a hold past 0.5 s
+])
+def test_each_pattern_publishes_its_alarm(app, pins, listener, times, hold_s, kind):
     got, _ = listener
-    pins.pin(17).drive_low()
-    pins.pin(17).drive_high()
+    press(pins, times, hold_s)
     topic, payload, _ = next_on(got, "alarm")
-    alarm = decode_alarm(topic, payload)
-    assert (alarm.device, alarm.kind) == ("main-circ-01", "assist")
-    assert abs(alarm.pressed_at / 1000 - time.time()) < 5
+    assert decode_alarm(topic, payload).kind == kind
     with pytest.raises(queue.Empty):
-        next_on(got, "alarm", timeout=0.3)
+        next_on(got, "alarm", timeout=0.8)
 
 
-def test_a_hold_publishes_an_emergency_before_release_and_nothing_on_release(app, pins,
-                                                                             listener):
+def test_a_single_press_on_a_wearable_pages_no_one(app, pins, listener):
     got, _ = listener
-    pins.pin(17).drive_low()
-    topic, payload, _ = next_on(got, "alarm", timeout=2)
-    assert decode_alarm(topic, payload).kind == "emergency"
-    pins.pin(17).drive_high()
+    press(pins, 1)
     with pytest.raises(queue.Empty):
-        next_on(got, "alarm", timeout=0.3)
+        next_on(got, "alarm", timeout=1.0)
 
 
-def test_hub_confirmations_are_tracked_per_alarm(app, listener):
-    _, client = listener
+def test_an_alarm_is_in_the_outbox_until_the_hub_confirms_it(app, listener):
+    got, client = listener
     alarm = app.raise_alarm("assist")
-    deadline = time.monotonic() + 2
-    while app.alarms[alarm.alarm_id] != "sent" and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert app.alarms[alarm.alarm_id] == "sent"  # the broker has it; the hub has not said so
+    assert app.outbox.get(alarm.alarm_id) is not None
+    wait_until(lambda: app.tracks[alarm.alarm_id].state == "sending")
+    time.sleep(0.2)  # the broker's PUBACK is not a confirmation
+    assert app.outbox.depth() == 1
     client.publish(Topics().cmd("main-circ-01"),
                    Command("received", alarm.alarm_id, 1).to_json(), qos=1)
-    while app.alarms[alarm.alarm_id] != "received" and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert app.alarms[alarm.alarm_id] == "received"
+    wait_until(lambda: app.tracks[alarm.alarm_id].state == "received")
+    assert app.outbox.depth() == 0
 
 
-def test_a_killed_device_is_reported_offline_by_its_last_will(tmp_path, mosquitto, listener):
+def test_feedback_follows_the_alarm_sending_received_acknowledged_resolved(app, pins,
+                                                                          listener):
+    _, client = listener
+    alarm = app.raise_alarm("assist")
+    for cmd in ("received", "acknowledged", "resolved"):
+        client.publish(Topics().cmd("main-circ-01"), Command(cmd, alarm.alarm_id, 1).to_json(),
+                       qos=1)
+        wait_until(lambda: app.tracks[alarm.alarm_id].state == cmd)
+    wait_until(lambda: app.feedback.history[-1] is Signal.IDLE)
+    history = app.feedback.history
+    shown = [s for s in history[history.index(Signal.SENDING):] if s is not Signal.IDLE]
+    assert shown == [Signal.SENDING, Signal.RECEIVED, Signal.ACKNOWLEDGED, Signal.RESOLVED]
+    assert any(s.state for s in pins.pin(22).states)   # the LED lit
+    assert any(s.state for s in pins.pin(23).states)   # the motor buzzed
+
+
+def test_no_confirmation_shows_not_delivered(pins, mosquitto, tmp_path):
+    device = make_app(pins, mosquitto.port, tmp_path, not_delivered_after_s=1.0,
+                      outputs=OutputsConfig(vibration=23))
+    device.start()
+    try:
+        assert device.connected.wait(5)
+        device.raise_alarm("emergency")  # no hub runs: nobody will confirm it
+        wait_until(lambda: Signal.NOT_DELIVERED in device.feedback.history, timeout=3)
+        vibration = pins.pin(23)
+        wait_until(lambda: any(s.state for s in vibration.states), timeout=2)
+    finally:
+        device.stop()
+
+
+def test_persistent_signal_precedence():
+    now = 100.0
+    fresh, old = AlarmTrack("assist", now - 1), AlarmTrack("emergency", now - 20)
+    acked = AlarmTrack("assist", now - 50, state="acknowledged")
+
+    def signal(connected=True, **tracks):
+        return persistent_signal(connected=connected, tracks=tracks, now_mono=now,
+                                 not_delivered_after_s=10)
+    assert signal() is Signal.IDLE
+    assert signal(connected=False) is Signal.FAULT
+    assert signal(connected=False, a=acked) is Signal.ACKNOWLEDGED
+    assert signal(a=acked, b=fresh) is Signal.SENDING
+    assert signal(a=acked, b=fresh, c=old) is Signal.NOT_DELIVERED
+    assert signal(c=AlarmTrack("emergency", now - 20, state="received")) is Signal.IDLE
+
+
+def test_cancel_within_the_window_sends_a_cancel_event(app, pins, listener):
+    got, _ = listener
+    press(pins, 3)
+    topic, payload, _ = next_on(got, "alarm")
+    alarm = decode_alarm(topic, payload)
+    press(pins, 2)
+    topic, payload, _ = next_on(got, "event")
+    event = decode_event(topic, payload)
+    assert (event.event, event.alarm_id) == ("cancel", alarm.alarm_id)
+
+
+def test_an_emergency_is_never_cancelled_from_the_device(app, pins, listener):
+    got, _ = listener
+    press(pins, 1, hold_s=0.7)
+    next_on(got, "alarm")
+    press(pins, 2)
+    with pytest.raises(queue.Empty):
+        next_on(got, "event", timeout=1.0)
+
+
+def test_broker_down_at_the_press_then_back_delivers_the_alarm(pins, tmp_path, listener,
+                                                               mosquitto):
+    from hub.localservices import start_mosquitto
+    got, client = listener
+    device = make_app(pins, mosquitto.port, tmp_path, resend_every_s=0.5)
+    device.start()
+    revived = None
+    try:
+        assert device.connected.wait(5)
+        client.loop_stop()
+        client.disconnect()
+        mosquitto.stop()
+        wait_until(lambda: not device.connected.is_set())
+        alarm = device.raise_alarm("emergency")
+        revived = start_mosquitto(mosquitto.workdir, port=mosquitto.port)
+        seen: queue.Queue = queue.Queue()
+        sub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="late", protocol=mqtt.MQTTv5)
+        sub.on_message = lambda c, u, m: seen.put(m.payload)
+        sub.connect("127.0.0.1", mosquitto.port)
+        sub.subscribe("haven/v1/dev/+/alarm", qos=1)
+        sub.loop_start()
+        try:
+            ids = {json.loads(seen.get(timeout=15))["alarm_id"]}
+            assert ids == {alarm.alarm_id}
+        finally:
+            sub.loop_stop()
+            sub.disconnect()
+        assert device.outbox.depth() == 1  # still waiting for the hub's "received"
+    finally:
+        device.stop()
+        if revived:
+            revived.stop()
+
+
+def test_a_killed_device_is_reported_offline_and_resends_its_outbox_on_restart(
+        tmp_path, mosquitto, listener):
     got, _ = listener
     config = tmp_path / "device.toml"
-    config.write_text(f'[device]\nid = "west-front-01"\n[broker]\nhost = "127.0.0.1"\n'
-                      f'port = {mosquitto.port}\n[button]\npin = 5\n')
+    outbox = tmp_path / "outbox.sqlite3"
+    config.write_text(f'[device]\nid = "west-front-01"\noutbox = "{outbox}"\n'
+                      f'[broker]\nhost = "127.0.0.1"\nport = {mosquitto.port}\n'
+                      '[[input]]\npin = 5\n')
+    box = Outbox(outbox)  # an alarm pressed just before a crash, never confirmed
+    from device.protocol import new_alarm
+    pending = new_alarm("west-front-01", "emergency")
+    box.add(pending, time.time())
+    box.close()
     env = dict(os.environ, GPIOZERO_PIN_FACTORY="mock")
-    proc = spawn([sys.executable, "-m", "hub.cli", "device", "--config", str(config)],
-                 log=tmp_path / "device.log", env=env)
+    argv = [sys.executable, "-m", "hub.cli", "device", "run", "--config", str(config)]
+    proc = spawn(argv, log=tmp_path / "device.log", env=env)
     try:
+        topic, payload, _ = next_on(got, "alarm", timeout=10)
+        assert decode_alarm(topic, payload) == pending  # same id, same press time
         topic, payload, _ = next_on(got, "status", timeout=10)
         assert decode_status(topic, payload).state == "online"
     finally:
@@ -119,24 +269,65 @@ def test_a_killed_device_is_reported_offline_by_its_last_will(tmp_path, mosquitt
         proc.wait()
     topic, payload, _ = next_on(got, "status", timeout=5)
     assert decode_status(topic, payload).state == "offline"
-    assert json.loads(payload)["device"] == "west-front-01"
+
+
+def test_selftest_command_reports_each_check(tmp_path, mosquitto):
+    config = tmp_path / "device.toml"
+    config.write_text(f'[device]\nid = "d1"\noutbox = "{tmp_path}/o.sqlite3"\n'
+                      f'[broker]\nhost = "127.0.0.1"\nport = {mosquitto.port}\n')
+    env = dict(os.environ, GPIOZERO_PIN_FACTORY="mock")
+    import subprocess
+    ok = subprocess.run([sys.executable, "-m", "hub.cli", "device", "selftest", "--config",
+                         str(config)], capture_output=True, text=True, env=env, timeout=30)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert [line.split()[0:2] for line in ok.stdout.splitlines()] == [
+        ["ok", "pins:"], ["ok", "broker:"], ["ok", "clock:"], ["ok", "outbox:"]]
+    mosquitto.stop()
+    bad = subprocess.run([sys.executable, "-m", "hub.cli", "device", "selftest", "--config",
+                          str(config)], capture_output=True, text=True, env=env, timeout=30)
+    assert bad.returncode == 1
+    assert f"FAIL broker: cannot reach 127.0.0.1:{mosquitto.port}" in bad.stdout
 
 
 @pytest.mark.parametrize("data, message", [
     ({"broker": {"host": "h"}}, "device.id: missing"),
     ({"device": {"id": "a b"}, "broker": {"host": "h"}}, "device.id: 'a b' is not valid"),
     ({"device": {"id": "d1"}}, "broker.host: missing"),
+    ({"device": {"id": "d1", "colour": "red"}, "broker": {"host": "h"}},
+     "device.colour: unknown key"),
     ({"device": {"id": "d1"}, "broker": {"host": "h", "port": "1883"}}, "broker.port: '1883'"),
-    ({"device": {"id": "d1"}, "broker": {"host": "h"}, "button": {"pin": 40}},
-     "button.pin: 40 is not a BCM GPIO number"),
-    ({"device": {"id": "d1"}, "broker": {"host": "h"}, "button": {"hold_seconds": 0.1}},
-     "button.hold_seconds: 0.1 must be 0.5 to 10 seconds"),
+    ({"device": {"id": "d1"}, "broker": {"host": "h"}, "input": [{"pin": 40}]},
+     "input[0].pin: 40 must be 0 to 27"),
+    ({"device": {"id": "d1"}, "broker": {"host": "h"},
+      "input": [{"pin": 17}, {"pin": 17, "role": "door_contact"}]},
+     "input[1].pin: BCM 17 is already used by input[0].pin"),
+    ({"device": {"id": "d1"}, "broker": {"host": "h"}, "outputs": {"led": 17}},
+     "outputs.led: BCM 17 is already used by input[0].pin"),
+    ({"device": {"id": "d1"}, "broker": {"host": "h"},
+      "input": [{"pin": 5, "patterns": {"hold for ages": "emergency"}}]},
+     "input[0].patterns: pattern 'hold for ages'"),
+    ({"device": {"id": "d1"}, "broker": {"host": "h"},
+      "input": [{"pin": 5, "patterns": {"press": "Party!"}}]},
+     "action 'Party!' must be an alarm kind"),
+    ({"device": {"id": "d1"}, "broker": {"host": "h", "cert_file": "/nonexistent"}},
+     "broker.cert_file: /nonexistent does not exist"),
+    ({"device": {"id": "d1", "heartbeat_s": 0}, "broker": {"host": "h"}},
+     "device.heartbeat_s: 0 must be 1 to 3600"),
+    ({"device": {"id": "d1"}, "broker": {"host": "h"}, "outputs": {"buzzer_for": ["alarm"]}},
+     "outputs.buzzer_for: 'alarm' is not one of"),
 ])
 def test_device_config_errors_name_the_field(data, message):
-    with pytest.raises(DeviceConfigError, match="device.toml: " + message.replace("(", r"\(")):
+    with pytest.raises(DeviceConfigError) as err:
         parse_device_config(data, "device.toml")
+    assert any(line.startswith("device.toml: ") and message in line
+               for line in str(err.value).splitlines()), str(err.value)
 
 
-def test_device_config_defaults():
+def test_device_config_defaults_suit_a_wearable():
     config = parse_device_config({"device": {"id": "d1"}, "broker": {"host": "hub.local"}})
-    assert config == DeviceConfig("d1", "hub.local", 1883, "haven/v1", 17, 2.0)
+    assert config.inputs == (InputConfig(17, "button", WEARABLE),)
+    assert not any(action in ("assist", "emergency") for pattern, action in WEARABLE
+                   if pattern == "press")  # brushing the button pages no one
+    assert (config.broker.port, config.heartbeat_s, config.not_delivered_after_s,
+            config.cancel_window_s) == (1883, 30.0, 10.0, 10.0)
+    assert config.outputs.buzzer_for == ("locate",)

@@ -13,7 +13,7 @@ import pytest
 from gpiozero.pins.mock import MockFactory
 from paho.mqtt.enums import CallbackAPIVersion
 
-from device.config import DeviceConfig
+from device.config import BrokerConfig, DeviceConfig, InputConfig
 from device.firmware import DeviceApp
 from device.protocol import Topics, new_alarm
 from hub.localservices import spawn
@@ -49,9 +49,13 @@ def pins():
     factory.close()
 
 
-def device(pins, mosquitto, device_id: str, pin: int) -> DeviceApp:
-    app = DeviceApp(DeviceConfig(device_id, "127.0.0.1", mosquitto.port, button_pin=pin),
-                    pin_factory=pins)
+WALL = (("press", "assist"), ("hold 2s", "emergency"), ("2 presses within 0.5s", "cancel"))
+
+
+def device(pins, mosquitto, device_id: str, pin: int, tmp_path=None) -> DeviceApp:
+    config = DeviceConfig(device_id, BrokerConfig("127.0.0.1", mosquitto.port),
+                          inputs=(InputConfig(pin, "button", WALL),), outbox=":memory:")
+    app = DeviceApp(config, pin_factory=pins)
     app.start()
     assert app.connected.wait(5)
     return app
@@ -63,6 +67,7 @@ def test_a_press_texts_every_contact_of_the_kind_and_branch_within_2s(
     try:
         pressed = time.monotonic()
         pins.pin(17).drive_low()
+        time.sleep(0.05)  # longer than the firmware's 30 ms debounce
         pins.pin(17).drive_high()
         expected = {c.phone for c in sample_site.recipients("assist", "main")}
         assert len(expected) == 2
@@ -75,9 +80,10 @@ def test_a_press_texts_every_contact_of_the_kind_and_branch_within_2s(
             assert r.at - pressed < 2.0
         # the hub confirmed the stored alarm to the device
         deadline = time.monotonic() + 2
-        while "received" not in app.alarms.values() and time.monotonic() < deadline:
+        while app.outbox.depth() and time.monotonic() < deadline:
             time.sleep(0.01)
-        assert list(app.alarms.values()) == ["received"]
+        assert [t.state for t in app.tracks.values()] == ["received"]
+        assert app.outbox.depth() == 0
     finally:
         app.stop()
 
@@ -87,7 +93,7 @@ def test_a_hold_raises_an_emergency_that_reaches_police(hub, pins, mosquitto, fa
     app = device(pins, mosquitto, "west-front-01", 18)
     try:
         pins.pin(18).drive_low()
-        time.sleep(app.config.hold_seconds + 0.3)
+        time.sleep(2.3)
         pins.pin(18).drive_high()
         expected = {c.phone for c in sample_site.recipients("emergency", "westside")}
         got = fake_twilio.wait_for(len(expected), timeout=2.0)
@@ -182,3 +188,54 @@ def test_an_alarm_raised_while_redis_is_down_is_paged_once_redis_returns(
         client.disconnect()
         if revived is not None:
             revived.stop()
+
+
+def test_acknowledge_and_resolve_reach_the_device_that_pressed(hub, pins, mosquitto,
+                                                              redis_service, fake_twilio):
+    from device.feedback import Signal
+    from hub.lifecycle import AlarmEvent
+    from hub.store import Store
+    app = device(pins, mosquitto, "main-child-01", 19)
+    store = Store.from_url(redis_service.url)
+    try:
+        alarm = app.raise_alarm("assist")
+        wait = time.monotonic() + 3
+        while app.tracks[alarm.alarm_id].state != "received" and time.monotonic() < wait:
+            time.sleep(0.01)
+        store.transition(alarm.alarm_id, AlarmEvent.ACKNOWLEDGE, by="Dana",
+                         now_ms=int(time.time() * 1000))
+        while app.tracks[alarm.alarm_id].state != "acknowledged" and time.monotonic() < wait:
+            time.sleep(0.01)
+        assert app.feedback.persistent is Signal.ACKNOWLEDGED  # help is coming
+        store.transition(alarm.alarm_id, AlarmEvent.RESOLVE, by="Dana", reason="patron left",
+                         now_ms=int(time.time() * 1000))
+        while app.tracks[alarm.alarm_id].state != "resolved" and time.monotonic() < wait:
+            time.sleep(0.01)
+        assert app.tracks[alarm.alarm_id].state == "resolved"
+    finally:
+        app.stop()
+        store.r.close()
+
+
+def test_a_wearer_cancels_an_assist_within_its_window(hub, pins, mosquitto, redis_service,
+                                                      fake_twilio):
+    from hub.model import AlarmState
+    from hub.store import Store
+    app = device(pins, mosquitto, "main-work-01", 20)
+    store = Store.from_url(redis_service.url)
+    try:
+        alarm = app.raise_alarm("assist")
+        for _ in range(2):
+            pins.pin(20).drive_low()
+            time.sleep(0.05)
+            pins.pin(20).drive_high()
+            time.sleep(0.05)
+        wait = time.monotonic() + 5
+        while app.tracks[alarm.alarm_id].state != "resolved" and time.monotonic() < wait:
+            time.sleep(0.01)
+        stored = store.get_alarm(alarm.alarm_id)
+        assert stored.state is AlarmState.CANCELLED and stored.closed_by == "main-work-01"
+        assert store.active_alarms() == []
+    finally:
+        app.stop()
+        store.r.close()

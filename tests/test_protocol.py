@@ -103,3 +103,40 @@ def test_commands():
     assert decode_command(topic, cmd.to_json()) == cmd
     with pytest.raises(ProtocolError, match="field 'cmd'"):
         decode_command(topic, b'{"v":1,"cmd":"self_destruct","alarm_id":"a1","at":7}')
+
+
+def test_heartbeat_health_round_trips_and_absent_sensors_are_null():
+    from device.protocol import Health
+    topic = T.status("d1")
+    beat = StatusMessage(device="d1", state="online", at=5, firmware="0.2.0",
+                         health=Health(uptime_s=60, outbox=2, wifi_dbm=-61.0))
+    decoded = decode_status(topic, beat.to_json())
+    assert decoded == beat and decoded.health.cpu_temp_c is None
+    assert json.loads(beat.to_json())["health"]["battery_pct"] is None
+    with pytest.raises(ProtocolError, match="field 'health.wifi_dbm': must be a number"):
+        decode_status(topic, b'{"v":1,"device":"d1","state":"online","health":{"wifi_dbm":"x"}}')
+    with pytest.raises(ProtocolError, match=r"field 'outbox': must be an integer \(alarms"):
+        decode_status(topic, b'{"v":1,"device":"d1","state":"online","health":{"outbox":1.5}}')
+
+
+def test_device_events():
+    from device.protocol import DeviceEvent, decode_event
+    topic = T.event("d1")
+    cancel = DeviceEvent(device="d1", event="cancel", at=9, alarm_id="a1")
+    assert decode_event(topic, cancel.to_json()) == cancel
+    result = DeviceEvent(device="d1", event="selftest", at=9, ok=False, detail="broker: refused")
+    assert decode_event(topic, result.to_json()) == result
+    with pytest.raises(ProtocolError, match="field 'alarm_id': missing: a cancel names"):
+        decode_event(topic, b'{"v":1,"device":"d1","event":"cancel","at":9}')
+    with pytest.raises(ProtocolError, match="field 'event': 'dance' is not one of"):
+        decode_event(topic, b'{"v":1,"device":"d1","event":"dance","at":9}')
+    with pytest.raises(ProtocolError, match="does not match the topic's device"):
+        decode_event(topic, DeviceEvent(device="d2", event="checkin", at=1).to_json())
+
+
+def test_device_commands_need_no_alarm_id_but_alarm_commands_do():
+    topic = T.cmd("d1")
+    locate = Command(cmd="locate", alarm_id=None, at=3)
+    assert decode_command(topic, locate.to_json()) == locate
+    with pytest.raises(ProtocolError, match="field 'alarm_id': missing"):
+        decode_command(topic, b'{"v":1,"cmd":"acknowledged","at":3}')

@@ -62,3 +62,39 @@ def test_rejected_messages_are_kept_newest_first(fake_store):
     fake_store.record_rejected("t/1", "bad one", 1)
     fake_store.record_rejected("t/2", "bad two", 2)
     assert [r["reason"] for r in fake_store.rejected()] == ["bad two", "bad one"]
+
+
+def test_a_transition_is_applied_recorded_and_queued_for_the_device(fake_store):
+    import pytest
+
+    from hub.lifecycle import AlarmEvent, IllegalTransition
+    fake_store.raise_alarm(alarm())
+    acked = fake_store.transition("a1", AlarmEvent.ACKNOWLEDGE, by="Dana", now_ms=3000)
+    assert acked.state is AlarmState.ACKNOWLEDGED and fake_store.get_alarm("a1") == acked
+    assert [a.id for a in fake_store.active_alarms()] == ["a1"]
+    done = fake_store.transition("a1", AlarmEvent.RESOLVE, by="Dana", now_ms=4000,
+                                 reason="patron left")
+    assert done.state is AlarmState.RESOLVED and fake_store.active_alarms() == []
+    assert [(e["event"], e.get("by")) for e in fake_store.timeline("a1")] == [
+        ("raised", None), ("acknowledged", "Dana"), ("resolved", "Dana")]
+    commands = fake_store.read_device_commands("w1", block_ms=10)
+    assert [(f["device"], f["cmd"], f["alarm_id"]) for _, f in commands] == [
+        ("main-circ-01", "acknowledged", "a1"), ("main-circ-01", "resolved", "a1")]
+    with pytest.raises(IllegalTransition):
+        fake_store.transition("a1", AlarmEvent.ACKNOWLEDGE, by="Sam", now_ms=5000)
+    with pytest.raises(KeyError):
+        fake_store.transition("nope", AlarmEvent.ACKNOWLEDGE, by="Sam", now_ms=5000)
+
+
+def test_device_commands_go_to_one_worker_and_survive_a_dead_one(fake_store):
+    fake_store.queue_device_command("main-circ-01", "locate")
+    [(entry_id, fields)] = fake_store.read_device_commands("w1", block_ms=10)
+    assert fields == {"device": "main-circ-01", "cmd": "locate"}
+    assert fake_store.read_device_commands("w2", block_ms=10) == []  # w1 has it
+    # w1 dies before acknowledging; after 5 s idle another worker claims it
+    fake_store.r.xclaim(fake_store._key("device-commands"), "hub", "w1", 0, [entry_id],
+                        idle=6000)
+    [(claimed_id, _)] = fake_store.read_device_commands("w2", block_ms=10)
+    assert claimed_id == entry_id
+    fake_store.ack_device_command(entry_id)
+    assert fake_store.read_device_commands("w3", block_ms=10) == []

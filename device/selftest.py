@@ -1,0 +1,102 @@
+"""``haven device selftest``: can this device raise an alarm right now?
+
+Checks, each reported with what failed and how to fix it: the input and output
+pins can be claimed, the broker is reachable (and its TLS certificate and our
+client certificate are valid), the clock is sane (TLS and press times need
+it), and the outbox is writable. Also run on the hub's ``test`` command, with
+the running firmware's own pins and connection.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .config import DeviceConfig
+from .outbox import Outbox
+
+if TYPE_CHECKING:
+    from .firmware import DeviceApp
+
+#: Earliest plausible wall clock (Unix s): a Pi without RTC boots in 1970 until NTP syncs.
+CLOCK_FLOOR_S = 1_735_689_600  # 2025-01-01
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+
+def _pins(config: DeviceConfig, pin_factory) -> Check:
+    from gpiozero import DigitalInputDevice, DigitalOutputDevice
+    claimed, problems = [], []
+    pins = [(f"input BCM {i.pin}", i.pin, DigitalInputDevice) for i in config.inputs]
+    pins += [(f"{name} BCM {pin}", pin, DigitalOutputDevice)
+             for name in ("led", "vibration", "buzzer")
+             if (pin := getattr(config.outputs, name)) is not None]
+    for label, pin, kind in pins:
+        try:
+            claimed.append(kind(pin, pin_factory=pin_factory))
+        except Exception as exc:  # gpiozero raises many kinds: report, don't crash
+            problems.append(f"{label}: {exc}")
+    for device in claimed:
+        device.close()
+    return Check("pins", not problems, "; ".join(problems) or f"{len(pins)} pins claimable")
+
+
+def _broker(config: DeviceConfig) -> Check:
+    b = config.broker
+    try:
+        with socket.create_connection((b.host, b.port), timeout=5) as sock:
+            if b.tls:
+                context = ssl.create_default_context(cafile=b.ca_file)
+                if b.cert_file:
+                    context.load_cert_chain(b.cert_file, b.key_file)
+                with context.wrap_socket(sock, server_hostname=b.host):
+                    pass
+    except ssl.SSLError as exc:
+        return Check("broker", False, f"TLS with {b.host}:{b.port} failed: {exc.reason}; "
+                                      "check ca_file, cert_file, key_file and the clock")
+    except OSError as exc:
+        return Check("broker", False, f"cannot reach {b.host}:{b.port}: {exc}; check the "
+                                      "network and broker.host/port")
+    return Check("broker", True, f"{b.host}:{b.port} reachable{' over TLS' if b.tls else ''}")
+
+
+def _clock(now_s: float) -> Check:
+    if now_s < CLOCK_FLOOR_S:
+        return Check("clock", False, f"the clock says {time.strftime('%Y-%m-%d', time.gmtime(now_s))}"
+                                     "; wait for NTP or fit an RTC")
+    return Check("clock", True, time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(now_s)))
+
+
+def _outbox(config: DeviceConfig, outbox: Outbox | None) -> Check:
+    try:
+        box = outbox or Outbox(config.outbox)
+        ok = box.writable()
+        depth = box.depth()
+        if outbox is None:
+            box.close()
+    except Exception as exc:
+        return Check("outbox", False, f"{config.outbox}: {exc}")
+    return Check("outbox", ok, f"{config.outbox} writable, {depth} waiting" if ok
+                 else f"{config.outbox} is not writable")
+
+
+def run_selftest(config: DeviceConfig, *, app: "DeviceApp | None" = None,
+                 pin_factory=None, now_s: float | None = None) -> list[Check]:
+    """Every check's result. With a running ``app`` its pins are in use by it (so fine)
+    and its connection state stands for the broker check."""
+    if app is not None:
+        pins = Check("pins", True, "in use by the running firmware")
+        broker = Check("broker", app.connected.is_set(),
+                       "connected" if app.connected.is_set() else "not connected")
+    else:
+        pins, broker = _pins(config, pin_factory), _broker(config)
+    return [pins, broker, _clock(time.time() if now_s is None else now_s),
+            _outbox(config, app.outbox if app is not None else None)]
