@@ -62,6 +62,9 @@ SESSION_EXPIRY_S = 3600
 RECONNECT_MIN_S, RECONNECT_MAX_S = 1, 30
 #: How long a check-in request waits for the wearer's press, in seconds.
 CHECKIN_WINDOW_S = 300
+#: How long the firmware remembers an alarm, in seconds: a closed one (resolved,
+#: cancelled), and any other (the hub keeps the record; this is only for feedback).
+FORGET_CLOSED_S, FORGET_OPEN_S = 600, 12 * 3600
 #: Alarm kinds the wearer may cancel (within ``cancel_window_s``); never an emergency.
 CANCELLABLE_KINDS = frozenset({"assist", "test"})
 
@@ -333,6 +336,7 @@ class DeviceApp:
                 deadlines = [d for _, decoder in self.inputs
                              if (d := decoder.next_deadline()) is not None]
             self._act(actions)
+            self._forget_old(now)
             if self.connected.is_set():
                 self._resend(all_pending=False)
                 if now >= self._next_heartbeat:
@@ -345,6 +349,13 @@ class DeviceApp:
                           + ([next_watchdog] if watchdog else []))
             with self._wake:
                 self._wake.wait(max(0.0, wake_at - self.monotonic()))
+
+    def _forget_old(self, now: float) -> None:
+        with self._lock:
+            for alarm_id, track in list(self.tracks.items()):
+                closed = track.state in ("resolved", "cancelled")
+                if now - track.raised_mono > (FORGET_CLOSED_S if closed else FORGET_OPEN_S):
+                    del self.tracks[alarm_id]
 
     def health(self) -> Health:
         return Health(uptime_s=int(self.monotonic() - self.started_mono),

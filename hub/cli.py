@@ -7,6 +7,7 @@ with just the ``device`` extra can run ``haven device``.
     haven demo           a whole system on private servers, with simulated devices
     haven press ID       press a simulated button of the running demo (--hold: emergency)
     haven alarm          list, acknowledge, resolve or cancel alarms
+    haven tell ID CMD    send a device locate, test or checkin_request
     haven check-config   validate a site config and report every problem
 """
 
@@ -95,6 +96,15 @@ def cmd_alarm(args) -> int:
     return 0
 
 
+def cmd_tell(args) -> int:
+    from .settings import hub_settings
+    from .store import Store
+    Store.from_url(hub_settings(redis_url=args.redis).redis_url).queue_device_command(
+        args.device, args.command_name)
+    print(f"queued {args.command_name} for {args.device}; a hub worker sends it")
+    return 0
+
+
 def cmd_check_config(args) -> int:
     from .site import load_site
     site = load_site(args.site)
@@ -165,6 +175,12 @@ def build_parser() -> argparse.ArgumentParser:
         if name != "ack":
             action.add_argument("--reason", required=True)
     alarm.set_defaults(func=cmd_alarm)
+
+    tell = sub.add_parser("tell", help="send a device a command (locate, test, checkin_request)")
+    tell.add_argument("--redis", help="Redis URL (env HAVEN_REDIS_URL)")
+    tell.add_argument("device")
+    tell.add_argument("command_name", choices=["locate", "test", "checkin_request"])
+    tell.set_defaults(func=cmd_tell)
 
     check = sub.add_parser("check-config", help="validate a site config")
     check.add_argument("site")

@@ -140,8 +140,12 @@ def _redis_pong(port: int) -> bool:
         return s.recv(64).startswith(b"+PONG")
 
 
-def start_mosquitto(workdir: str | Path, port: int | None = None) -> LocalService:
+def start_mosquitto(workdir: str | Path, port: int | None = None, *,
+                    listener: list[str] | None = None) -> LocalService:
     """A private broker: loopback only, anonymous, persistent, no queue limit, no Nagle.
+
+    ``listener`` adds lines to the listener's section (TLS files, ``require_certificate``,
+    an ACL file...); with them ``allow_anonymous`` stays true unless they say otherwise.
 
     ``max_queued_messages 0`` (unlimited) because mosquitto's default of 1000
     silently drops QoS 1 messages for a subscriber that falls behind in a burst.
@@ -152,8 +156,7 @@ def start_mosquitto(workdir: str | Path, port: int | None = None) -> LocalServic
     conf = workdir / "mosquitto.conf"
     log = workdir / "mosquitto.log"
     lines = [
-        f"listener {port} 127.0.0.1",
-        "allow_anonymous true",
+        "per_listener_settings false",
         "persistence true",
         f"persistence_location {workdir}/",
         "max_queued_messages 0",
@@ -167,6 +170,10 @@ def start_mosquitto(workdir: str | Path, port: int | None = None) -> LocalServic
         # Started as root, mosquitto switches to user 'mosquitto', which cannot
         # write our private directory; stay root for this loopback-only instance.
         lines.append("user root")
+    extra = listener or []
+    if not any(line.startswith("allow_anonymous") for line in extra):
+        lines.append("allow_anonymous true")
+    lines += [f"listener {port} 127.0.0.1", *extra]
     conf.write_text("\n".join(lines) + "\n")
     proc = spawn([find_binary("mosquitto"), "-c", str(conf)], log=log)
     service = LocalService("mosquitto", port, workdir, log, proc)

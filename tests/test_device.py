@@ -331,3 +331,36 @@ def test_device_config_defaults_suit_a_wearable():
     assert (config.broker.port, config.heartbeat_s, config.not_delivered_after_s,
             config.cancel_window_s) == (1883, 30.0, 10.0, 10.0)
     assert config.outputs.buzzer_for == ("locate",)
+
+
+def test_under_systemd_it_says_ready_and_pings_the_watchdog(tmp_path, mosquitto):
+    import socket
+    config = tmp_path / "device.toml"
+    config.write_text(f'[device]\nid = "d1"\noutbox = "{tmp_path}/o.sqlite3"\n'
+                      f'[broker]\nhost = "127.0.0.1"\nport = {mosquitto.port}\n')
+    notify = str(tmp_path / "notify.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as server:
+        server.bind(notify)
+        server.settimeout(10)
+        env = dict(os.environ, GPIOZERO_PIN_FACTORY="mock", NOTIFY_SOCKET=notify,
+                   WATCHDOG_USEC="1000000")
+        proc = spawn([sys.executable, "-m", "hub.cli", "device", "run", "--config", str(config)],
+                     log=tmp_path / "device.log", env=env)
+        try:
+            messages = [server.recv(64) for _ in range(3)]
+        finally:
+            proc.terminate()
+            assert proc.wait(10) == 0
+    assert b"READY=1" in messages and b"WATCHDOG=1" in messages
+
+
+def test_a_bad_config_exits_non_zero_listing_every_problem(tmp_path):
+    import subprocess
+    config = tmp_path / "device.toml"
+    config.write_text('[device]\nid = "d 1"\ncolour = "red"\n[[input]]\npin = 99\n')
+    result = subprocess.run([sys.executable, "-m", "hub.cli", "device", "run", "--config",
+                             str(config)], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    for fragment in ("device.id: 'd 1' is not valid", "device.colour: unknown key",
+                     "broker.host: missing", "input[0].pin: 99 must be 0 to 27"):
+        assert f"{config}: {fragment}" in result.stderr, result.stderr

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import os
 import sys
 import time
@@ -236,6 +237,108 @@ def test_a_wearer_cancels_an_assist_within_its_window(hub, pins, mosquitto, redi
         stored = store.get_alarm(alarm.alarm_id)
         assert stored.state is AlarmState.CANCELLED and stored.closed_by == "main-work-01"
         assert store.active_alarms() == []
+    finally:
+        app.stop()
+        store.r.close()
+
+
+def test_broker_down_during_a_press_pages_each_contact_exactly_once(
+        hub, pins, mosquitto, fake_twilio, sample_site):
+    from hub.localservices import start_mosquitto
+    config = DeviceConfig("main-ref-01", BrokerConfig("127.0.0.1", mosquitto.port),
+                          inputs=(InputConfig(21, "button", WALL),), outbox=":memory:",
+                          resend_every_s=0.5)
+    app = DeviceApp(config, pin_factory=pins)
+    app.start()
+    revived = None
+    try:
+        assert app.connected.wait(5)
+        mosquitto.stop()
+        deadline = time.monotonic() + 5
+        while app.connected.is_set():
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        alarm = app.raise_alarm("emergency")
+        revived = start_mosquitto(mosquitto.workdir, port=mosquitto.port)
+        expected = {c.phone for c in sample_site.recipients("emergency", "main")}
+        got = fake_twilio.wait_for(len(expected), timeout=20)
+        assert {r.form["To"] for r in got} == expected
+        deadline = time.monotonic() + 5
+        while app.outbox.depth():
+            assert time.monotonic() < deadline, "the device never heard 'received'"
+            time.sleep(0.02)
+        time.sleep(1.2)  # more than two resend periods: nothing may be paged twice
+        assert len(fake_twilio.accepted()) == len(expected)
+        assert all(alarm.alarm_id[:8] in r.form["Body"] for r in got)
+    finally:
+        app.stop()
+        if revived:
+            revived.stop()
+
+
+def test_a_firmware_killed_with_unconfirmed_alarms_delivers_each_exactly_once(
+        hub, tmp_path, mosquitto, redis_service, fake_twilio, sample_site):
+    """One alarm the hub already stored (its 'received' was lost in the crash) and one it
+    never saw: after the restart, only the second pages anyone, once."""
+    import signal as sig
+
+    from device.outbox import Outbox
+    from hub.store import Store
+    outbox_path = tmp_path / "outbox.sqlite3"
+    box = Outbox(outbox_path)
+    seen, unseen = new_alarm("main-circ-01", "assist"), new_alarm("main-circ-01", "assist")
+    box.add(seen, time.time())
+    box.add(unseen, time.time())
+    box.close()
+    client = _publisher(mosquitto)  # the hub got `seen` before the crash
+    client.publish(Topics().alarm("main-circ-01"), seen.to_json(), qos=1).wait_for_publish(2)
+    client.loop_stop()
+    client.disconnect()
+    per_alarm = len(sample_site.recipients("assist", "main"))
+    assert len(fake_twilio.wait_for(per_alarm, timeout=3)) == per_alarm
+    config = tmp_path / "device.toml"
+    config.write_text(f'[device]\nid = "main-circ-01"\noutbox = "{outbox_path}"\n'
+                      f'[broker]\nhost = "127.0.0.1"\nport = {mosquitto.port}\n')
+    env = dict(os.environ, GPIOZERO_PIN_FACTORY="mock")
+    proc = spawn([sys.executable, "-m", "hub.cli", "device", "run", "--config", str(config)],
+                 log=tmp_path / "device.log", env=env)
+    try:
+        got = fake_twilio.wait_for(2 * per_alarm, timeout=10)
+        assert len(got) == 2 * per_alarm
+        deadline = time.monotonic() + 5
+        while Outbox(outbox_path).depth():
+            assert time.monotonic() < deadline, (tmp_path / "device.log").read_text()
+            time.sleep(0.05)
+        time.sleep(0.5)
+        bodies = [r.form["Body"] for r in fake_twilio.accepted()]
+        assert sum(seen.alarm_id[:8] in b for b in bodies) == per_alarm
+        assert sum(unseen.alarm_id[:8] in b for b in bodies) == per_alarm
+    finally:
+        proc.send_signal(sig.SIGTERM)
+        proc.wait(10)
+    store = Store.from_url(redis_service.url)
+    assert {a.id for a in store.active_alarms()} == {seen.alarm_id, unseen.alarm_id}
+    store.r.close()
+
+
+def test_hub_commands_locate_and_selftest_reach_the_device(hub, pins, mosquitto,
+                                                           redis_service):
+    from device.feedback import Signal
+    from hub.store import Store
+    app = device(pins, mosquitto, "main-safe-01", 22)
+    store = Store.from_url(redis_service.url)
+    try:
+        result = subprocess.run([sys.executable, "-m", "hub.cli", "tell", "--redis",
+                                 redis_service.url, "main-safe-01", "locate"],
+                                capture_output=True, text=True, timeout=20)
+        assert result.returncode == 0, result.stderr
+        store.queue_device_command("main-safe-01", "test")
+        deadline = time.monotonic() + 5
+        while not store.device_status("main-safe-01").get("selftest_ok"):
+            assert time.monotonic() < deadline, store.device_status("main-safe-01")
+            time.sleep(0.02)
+        assert Signal.LOCATE in app.feedback.history
+        assert store.device_status("main-safe-01")["selftest_ok"] == "1"
     finally:
         app.stop()
         store.r.close()
