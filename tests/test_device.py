@@ -364,3 +364,18 @@ def test_a_bad_config_exits_non_zero_listing_every_problem(tmp_path):
     for fragment in ("device.id: 'd 1' is not valid", "device.colour: unknown key",
                      "broker.host: missing", "input[0].pin: 99 must be 0 to 27"):
         assert f"{config}: {fragment}" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("name", ["device-wearable.toml", "device-wall.toml",
+                                  "device-safe-room.toml"])
+def test_the_example_device_configs_are_valid(name, tmp_path):
+    import tomllib
+
+    from tests.conftest import ROOT
+    data = tomllib.loads((ROOT / "deploy" / "examples" / name).read_text())
+    for key in ("ca_file", "cert_file", "key_file"):  # the real ones live on the Pi
+        path = tmp_path / key
+        path.write_text("x")
+        data["broker"][key] = str(path)
+    config = parse_device_config(data, name)
+    assert config.broker.tls and config.inputs
