@@ -116,6 +116,14 @@ class AlarmService:
             log.info("duplicate alarm %s from %s: confirmed again, not re-paged",
                      alarm.id, alarm.device)
             return Outcome.DUPLICATE
+        if not self.site.kinds[alarm.kind].notify:
+            # The daily test press (or any kind that pages no one): recorded, then closed at
+            # once, so it never sits on the board as an alarm; the device hears "resolved".
+            self.store.transition(alarm.id, AlarmEvent.RESOLVE, by="hub",
+                                  now_ms=self._now_ms(),
+                                  reason=f"{alarm.kind}: recorded, no one is paged")
+            log.info("%s from %s recorded", alarm.kind, alarm.device)
+            return Outcome.STORED
         planned = plan_notifications(alarm, self.site)
         log.info("alarm %s %s at %s/%s from %s: paging %d contact(s)", alarm.id, alarm.kind,
                  alarm.branch, alarm.room, alarm.device, len(planned))

@@ -71,7 +71,11 @@ def test_the_test_kind_is_recorded_and_pages_no_one(parts, fake_store):
     msg = new_alarm("main-circ-01", "test", NOW)
     assert service.handle(Topics().alarm(msg.device), msg.to_json()) is Outcome.STORED
     pool.shutdown(wait=True)
-    assert notifier.sent == [] and fake_store.get_alarm(msg.alarm_id) is not None
+    stored = fake_store.get_alarm(msg.alarm_id)
+    assert notifier.sent == [] and stored.state == "resolved" and stored.closed_by == "hub"
+    assert fake_store.active_alarms() == []  # a test press never sits on the board
+    [(_, fields)] = fake_store.read_device_commands("w", block_ms=10)
+    assert (fields["device"], fields["cmd"]) == ("main-circ-01", "resolved")
 
 
 def test_a_failed_delivery_is_recorded_with_its_code(sample_site, fake_store):
