@@ -26,10 +26,18 @@ def where(alarm: Alarm, site: Site) -> str:
     return text
 
 
-def sms_text(alarm: Alarm, site: Site) -> str:
+def sms_text(alarm: Alarm, site: Site, *, drill: bool = False) -> str:
     """The alarm SMS: kind, branch, room, local time of receipt, short reference."""
     branch = site.branches[alarm.branch]
     local = datetime.fromtimestamp(alarm.received_at_ms / 1000, ZoneInfo(branch.timezone))
     label = site.kinds[alarm.kind].label
-    return (f"HAVEN {label}: {where(alarm, site)}. "
+    return (f"{'DRILL ' if drill else ''}HAVEN {label}: {where(alarm, site)}. "
             f"Alarm at {local:%H:%M}. Ref {alarm.id[:8]}")
+
+
+def call_text(alarm: Alarm, site: Site, *, drill: bool = False) -> str:
+    """What a voice call says (twice): plain words, no reference codes."""
+    label = site.kinds[alarm.kind].label
+    said = (f"{'This is a drill. ' if drill else ''}Haven alarm. {label}. "
+            f"{where(alarm, site)}.")
+    return f"{said} I repeat. {said}"

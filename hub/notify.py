@@ -1,4 +1,4 @@
-"""Notifiers: one method each, ``send_sms(to, body) -> Delivery``.
+"""Notifiers: ``send_sms(to, body)`` and ``place_call(to, text)``, each -> ``Delivery``.
 
 A notifier only sends and reports: accepted (with the provider's id), or a
 failure that says whether it is worth retrying. Idempotency, retries and
@@ -25,8 +25,10 @@ from .model import Delivery
 
 log = logging.getLogger(__name__)
 
-#: Seconds to wait for Twilio's API before counting a request as a retryable failure.
-TWILIO_TIMEOUT_S = 10.0
+#: Seconds to wait for Twilio's API before counting a request as a retryable failure;
+#: shorter than the escalation lease (hub.service.LEASE_MS), so a slow API never makes
+#: a second worker think this one died mid-send.
+TWILIO_TIMEOUT_S = 3.0
 
 # The SDK logs each request's body (phone numbers, message text) at INFO.
 logging.getLogger("twilio.http_client").setLevel(logging.WARNING)
@@ -36,6 +38,8 @@ class Notifier(Protocol):
     name: str
 
     def send_sms(self, to: str, body: str) -> Delivery: ...
+
+    def place_call(self, to: str, text: str) -> Delivery: ...
 
 
 class ConsoleNotifier:
@@ -53,6 +57,14 @@ class ConsoleNotifier:
         with self._lock:
             sid = f"CONSOLE{next(self._seq):06d}"
             stream.write(f"[SMS to {to}] {body}\n")
+            stream.flush()
+        return Delivery.sent(sid)
+
+    def place_call(self, to: str, text: str) -> Delivery:
+        stream = self._stream or sys.stdout
+        with self._lock:
+            sid = f"CONSOLECALL{next(self._seq):06d}"
+            stream.write(f"[CALL to {to}] {text}\n")
             stream.flush()
         return Delivery.sent(sid)
 
@@ -86,7 +98,7 @@ class TwilioNotifier:
         self._api_base, self._timeout = api_base, timeout_s
         self._local = threading.local()
         # The SDK imports its API modules lazily (~0.1 s): do it now, not on the first alarm.
-        _ = self._client().messages
+        _ = self._client().messages, self._client().calls
 
     def _client(self):
         client = getattr(self._local, "client", None)
@@ -98,16 +110,30 @@ class TwilioNotifier:
         return client
 
     def send_sms(self, to: str, body: str) -> Delivery:
-        from requests import RequestException
-        from twilio.base.exceptions import TwilioException, TwilioRestException
-
         kwargs = {"to": to, "body": body}
         if self._service:
             kwargs["messaging_service_sid"] = self._service
         else:
             kwargs["from_"] = self._from
+        return self._create(lambda: self._client().messages.create(**kwargs))
+
+    def place_call(self, to: str, text: str) -> Delivery:
+        """A call that speaks ``text`` (acknowledging by keypress comes with issue #5)."""
+        if not self._from:
+            return Delivery.failed("calls need TWILIO_FROM_NUMBER (a Messaging Service "
+                                   "cannot place calls)", retryable=False)
+        from twilio.twiml.voice_response import VoiceResponse
+        twiml = VoiceResponse()
+        twiml.say(text)
+        return self._create(lambda: self._client().calls.create(to=to, from_=self._from,
+                                                                twiml=str(twiml)))
+
+    @staticmethod
+    def _create(request) -> Delivery:
+        from requests import RequestException
+        from twilio.base.exceptions import TwilioException, TwilioRestException
         try:
-            message = self._client().messages.create(**kwargs)
+            resource = request()
         except TwilioRestException as exc:
             return Delivery.failed(f"HTTP {exc.status}: {exc.msg}", code=exc.code,
                                    retryable=_retryable_status(exc.status))
@@ -115,7 +141,7 @@ class TwilioNotifier:
             return Delivery.failed(f"{type(exc).__name__}: {exc}", retryable=True)
         except TwilioException as exc:
             return Delivery.failed(str(exc), retryable=False)
-        return Delivery.sent(message.sid)
+        return Delivery.sent(resource.sid)
 
 
 def _http_client(api_base: str | None, timeout_s: float):

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import logging
 import signal
+import threading
 from concurrent.futures import ThreadPoolExecutor
+
+import redis
 
 from device.protocol import Topics
 
 from .commands import CommandForwarder
 from .mqtt import BrokerAddress, HubMqtt
 from .notify import ConsoleNotifier, Notifier, TwilioNotifier
-from .service import AlarmService
+from .service import TICK_S, AlarmService
 from .settings import HubSettings
 from .site import load_site
 from .store import Store
@@ -20,6 +23,19 @@ log = logging.getLogger("haven.hub")
 
 #: Concurrent sends: a step to many contacts must not take contacts x API latency.
 SENDER_THREADS = 32
+#: Escalation attempts running at once (each waits for its step's sends).
+ESCALATION_THREADS = 8
+
+
+def _timer_loop(service: AlarmService, stop: threading.Event) -> None:
+    """Runs due escalation attempts every TICK_S; a dead Redis is logged, not fatal."""
+    while not stop.wait(TICK_S):
+        try:
+            while service.run_due():
+                pass
+        except redis.RedisError as exc:
+            log.error("escalation timers: store unreachable (%s)", exc)
+            stop.wait(1.0)
 
 
 def make_notifier(settings: HubSettings) -> Notifier:
@@ -39,9 +55,10 @@ def run_hub(settings: HubSettings) -> None:
     store = Store.from_url(settings.redis_url)
     notifier = make_notifier(settings)
     senders = ThreadPoolExecutor(SENDER_THREADS, thread_name_prefix="sender")
+    escalators = ThreadPoolExecutor(ESCALATION_THREADS, thread_name_prefix="escalation")
     mqtt_box: list[HubMqtt] = []
     service = AlarmService(site, store, notifier, lambda t, p: mqtt_box[0].publish(t, p),
-                           senders, topics=topics)
+                           senders, escalators=escalators, topics=topics)
     mqtt = HubMqtt(BrokerAddress.parse(settings.broker), service.handle,
                    client_id=settings.hub_id, topics=topics)
     mqtt_box.append(mqtt)
@@ -58,10 +75,17 @@ def run_hub(settings: HubSettings) -> None:
              settings.hub_id, site.name, len(site.branches), len(site.devices), settings.broker,
              settings.redis_url, notifier.name)
     forwarder.start()
+    stop_timers = threading.Event()
+    timers = threading.Thread(target=_timer_loop, args=(service, stop_timers),
+                              name="escalation-timers", daemon=True)
+    timers.start()
     try:
         mqtt.run()
     finally:
+        stop_timers.set()
+        timers.join(5)
         forwarder.stop()
-        senders.shutdown(wait=True)  # let pages already going out finish
+        escalators.shutdown(wait=True)  # let attempts and pages already going out finish
+        senders.shutdown(wait=True)
         store.r.close()
         log.info("hub stopped")

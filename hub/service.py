@@ -6,15 +6,23 @@ an alarm is never acknowledged before it is stored. Sending is handed to a
 thread pool: all notifications of a step go out concurrently, each claimed in
 Redis first so it is sent at most once whatever the redeliveries or workers.
 
-The decisions (who gets what text) are pure: :func:`plan_notifications`.
+Escalation: a new alarm's escalation (attempt 0, due at once) is stored with it
+in one step; the intake leases and runs attempt 0 straight away, and a timer
+thread (:meth:`AlarmService.run_due`, every ``TICK_S``) leases and runs later
+attempts when due. An attempt pages its step's contacts concurrently (calls
+first), then schedules the next attempt; an acknowledgement removes the timer.
+Leases of ``LEASE_MS`` make a killed worker's attempt run again elsewhere, and
+notification claims make that re-run send only what had not gone out.
+
+The decisions (who gets what, when) are pure: :mod:`hub.escalation`.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from concurrent.futures import Executor
-from dataclasses import dataclass
+from concurrent.futures import Executor, ThreadPoolExecutor, wait
+from datetime import datetime, timezone
 from enum import StrEnum
 from typing import Callable
 
@@ -22,10 +30,11 @@ from device.protocol import (CMD_RECEIVED, EVENT_CANCEL, EVENT_CHECKIN, EVENT_SA
                              EVENT_SELFTEST, Command, ProtocolError, Topics, decode_alarm,
                              decode_event, decode_status)
 
+from .escalation import PlannedNotification, attempt, plan, wait_after_ms
 from .lifecycle import AlarmEvent, IllegalTransition
-from .messages import sms_text
-from .model import Alarm, Channel, Delivery, NotificationKey
+from .model import Alarm, AlarmState, Channel, Delivery
 from .notify import Notifier
+from .schedule import BranchState, on_duty
 from .site import Contact, Site
 from .store import Store
 
@@ -34,6 +43,12 @@ log = logging.getLogger("haven.hub")
 #: An alarm arriving this long after its press (device clock) is flagged as late, in ms:
 #: it sat in a device's outbox while the network or broker was down.
 LATE_MS = 30_000
+
+#: How long a worker holds an escalation attempt or a notification claim, in ms. A worker
+#: killed mid-attempt is replaced after this; sends time out before it (TWILIO_TIMEOUT_S).
+LEASE_MS = 4000
+#: How often the timer thread looks for due escalation attempts, in seconds.
+TICK_S = 0.2
 
 Publish = Callable[[str, bytes], None]
 
@@ -49,28 +64,16 @@ class Outcome(StrEnum):
     IGNORED = "ignored"        # a topic the hub does not consume
 
 
-@dataclass(frozen=True)
-class PlannedNotification:
-    key: NotificationKey
-    contact: Contact
-    body: str
-
-
-def plan_notifications(alarm: Alarm, site: Site, step: int = 0) -> list[PlannedNotification]:
-    """The SMS of the alarm's first step: one per contact the kind pages at its branch."""
-    body = sms_text(alarm, site)
-    return [PlannedNotification(NotificationKey(alarm.id, step, c.phone, Channel.SMS), c, body)
-            for c in site.recipients(alarm.kind, alarm.branch)]
-
-
 class AlarmService:
     """Validates, places, stores and pages. ``clock`` returns Unix seconds."""
 
     def __init__(self, site: Site, store: Store, notifier: Notifier, publish: Publish,
-                 senders: Executor, *, topics: Topics = Topics(),
-                 clock: Callable[[], float] = time.time):
+                 senders: Executor, *, escalators: Executor | None = None,
+                 topics: Topics = Topics(), clock: Callable[[], float] = time.time):
         self.site, self.store, self.notifier = site, store, notifier
         self.publish, self.senders, self.topics, self.clock = publish, senders, topics, clock
+        # Attempts wait for their sends, so they must not run on the senders' own pool.
+        self.escalators = escalators or ThreadPoolExecutor(4, thread_name_prefix="escalation")
 
     def _now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -105,7 +108,8 @@ class AlarmService:
         branch, room = place
         alarm = Alarm(id=msg.alarm_id, kind=msg.kind, device=msg.device, branch=branch.id,
                       room=room.id, pressed_at_ms=msg.pressed_at, received_at_ms=self._now_ms())
-        created = self.store.raise_alarm(alarm)
+        kind = self.site.kinds[alarm.kind]
+        created = self.store.raise_alarm(alarm, escalate=bool(kind.steps))
         self._confirm(alarm)
         delay_ms = alarm.received_at_ms - alarm.pressed_at_ms
         if created and delay_ms > LATE_MS:
@@ -116,7 +120,7 @@ class AlarmService:
             log.info("duplicate alarm %s from %s: confirmed again, not re-paged",
                      alarm.id, alarm.device)
             return Outcome.DUPLICATE
-        if not self.site.kinds[alarm.kind].notify:
+        if not kind.steps:
             # The daily test press (or any kind that pages no one): recorded, then closed at
             # once, so it never sits on the board as an alarm; the device hears "resolved".
             self.store.transition(alarm.id, AlarmEvent.RESOLVE, by="hub",
@@ -124,11 +128,9 @@ class AlarmService:
                                   reason=f"{alarm.kind}: recorded, no one is paged")
             log.info("%s from %s recorded", alarm.kind, alarm.device)
             return Outcome.STORED
-        planned = plan_notifications(alarm, self.site)
-        log.info("alarm %s %s at %s/%s from %s: paging %d contact(s)", alarm.id, alarm.kind,
-                 alarm.branch, alarm.room, alarm.device, len(planned))
-        for item in planned:
-            self.senders.submit(self._send, item)
+        log.info("alarm %s %s at %s/%s from %s: escalating", alarm.id, alarm.kind,
+                 alarm.branch, alarm.room, alarm.device)
+        self.escalators.submit(self.run_due, alarm.id)  # attempt 0 now, not at the next tick
         return Outcome.STORED
 
     def _confirm(self, alarm: Alarm) -> None:
@@ -136,21 +138,79 @@ class AlarmService:
         cmd = Command(cmd=CMD_RECEIVED, alarm_id=alarm.id, at=self._now_ms())
         self.publish(self.topics.cmd(alarm.device), cmd.to_json())
 
+    # --- escalation -------------------------------------------------------------------
+
+    def branch_state(self, branch_id: str, now_ms: int) -> BranchState:
+        """Drill or lone worker by switch, else lone worker when at most one staff member
+        is on duty by schedule."""
+        from .schedule import branch_state
+        now = datetime.fromtimestamp(now_ms / 1000, timezone.utc)
+        staff = [c for c in self.site.contacts if branch_id in c.branches and "staff" in c.roles]
+        if any(c.shifts for c in staff):
+            count = sum(1 for c in staff if on_duty(c.phone, c.shifts, branch_id, now))
+        else:
+            # No schedule for this branch's staff (a desk phone, say): it counts as staffed
+            # unless a switch says otherwise.
+            count = max(2, len(staff))
+        return branch_state(count, self.store.branch_switches(branch_id), now_ms)
+
+    def run_due(self, alarm_id: str | None = None) -> int:
+        """Lease and run the escalation attempts due now (or just ``alarm_id``'s); returns
+        how many ran. Never raises but for an unreachable store."""
+        now = self._now_ms()
+        due = self.store.claim_due(now, LEASE_MS, alarm_id=alarm_id)
+        for due_id, number in due:
+            try:
+                self.run_attempt(due_id, number)
+            except Exception:  # the lease runs out and the attempt is tried again
+                log.exception("escalation attempt %d of alarm %s failed", number, due_id)
+        return len(due)
+
+    def run_attempt(self, alarm_id: str, number: int) -> None:
+        alarm = self.store.get_alarm(alarm_id)
+        if alarm is None or alarm.state is not AlarmState.RAISED:
+            self.store.stop_escalation(alarm_id)
+            return
+        kind = self.site.kinds.get(alarm.kind)
+        now = self._now_ms()
+        state = self.branch_state(alarm.branch, now)
+        steps = kind.policy(lone_worker=state is BranchState.LONE_WORKER) if kind else ()
+        if not steps:
+            log.error("alarm %s: kind %r has no escalation steps in the site config now; "
+                      "it stays on the board for an operator", alarm.id, alarm.kind)
+            self.store.stop_escalation(alarm_id)
+            return
+        current = attempt(steps, number)
+        planned = plan(self.site, alarm, steps, number, drill=state is BranchState.DRILL,
+                       on_duty=lambda c: on_duty(
+                           c.phone, c.shifts, alarm.branch,
+                           datetime.fromtimestamp(now / 1000, timezone.utc)))
+        self.store.add_timeline(alarm.id, "escalation", at_ms=now, attempt=number,
+                                step=current.step_index + 1, round=current.round + 1,
+                                branch_state=str(state), notifications=len(planned))
+        log.info("alarm %s attempt %d (step %d, round %d, %s): %d notification(s)", alarm.id,
+                 number, current.step_index + 1, current.round + 1, state, len(planned))
+        wait([self.senders.submit(self._send, item) for item in planned])
+        self.store.finish_attempt(alarm_id, number, now + wait_after_ms(steps, number))
+
     def _send(self, item: PlannedNotification) -> Delivery | None:
         """Claim, send, record. Runs on a sender thread; never raises."""
         try:
-            if not self.store.claim_notification(item.key):
+            if not self.store.claim_notification(item.key, self._now_ms(), LEASE_MS):
                 log.info("notification %s already claimed: not sent again", item.key)
                 return None
-            delivery = self.notifier.send_sms(item.contact.phone, item.body)
+            if item.key.channel is Channel.CALL:
+                delivery = self.notifier.place_call(item.contact.phone, item.text)
+            else:
+                delivery = self.notifier.send_sms(item.contact.phone, item.text)
             self.store.record_notification(item.key, item.contact.name, delivery,
                                            self._now_ms())
             if delivery.ok:
-                log.info("sms to %s for alarm %s: accepted (%s)", item.contact.name,
-                         item.key.alarm_id, delivery.sid)
+                log.info("%s to %s for alarm %s: accepted (%s)", item.key.channel,
+                         item.contact.name, item.key.alarm_id, delivery.sid)
             else:
-                log.error("sms to %s for alarm %s FAILED (%s, code %s, %s)", item.contact.name,
-                          item.key.alarm_id, delivery.error, delivery.code,
+                log.error("%s to %s for alarm %s FAILED (%s, code %s, %s)", item.key.channel,
+                          item.contact.name, item.key.alarm_id, delivery.error, delivery.code,
                           "retryable" if delivery.retryable else "permanent")
             return delivery
         except Exception:  # a sender thread must not die silently

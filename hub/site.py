@@ -8,12 +8,16 @@ fixes them all in one pass. See ``deploy/examples/site.toml`` for a sample.
 Layout::
 
     [site]            name
-    [kinds.<kind>]    label, notify = [roles paged for this kind],
+    [kinds.<kind>]    label, notify = [roles paged for this kind] (a one-step policy),
                       cancel_window_s = 0 (how long the wearer may cancel; never for emergency)
+    [[kinds.<kind>.step]]             or an escalation policy: notify = [roles],
+                                      channels = ["sms", "call"], wait_s = 120, repeat = 1
+    [[kinds.<kind>.lone_worker_step]] the policy while a branch has a lone worker
     [[branch]]        id, name, timezone
     [[branch.room]]   id, name, safe_room = false
     [[device]]        id, branch, room, type = "wearable"|"wall"|"safe_room", holder
-    [[contact]]       name, phone (E.164), branches = [...], roles = [...]
+    [[contact]]       name, phone (E.164), branches = [...], roles = [...],
+                      on_duty = ["westside Mon-Fri 12:00-21:00", ...] (none: always)
 
 Location comes from this registry, never from the device: a device is known by
 its id and placed in one room of one branch.
@@ -31,6 +35,7 @@ from typing import Any
 from device.protocol import ID_RE, KIND_RE
 
 from .errors import ConfigError, Problem
+from .schedule import ScheduleError, Shift, parse_shift
 from .tomlpos import Positions, dotted
 
 E164_RE = re.compile(r"^\+[1-9][0-9]{6,14}$")
@@ -74,22 +79,49 @@ class Device:
 
 @dataclass(frozen=True)
 class Contact:
-    """A person or desk to page. ``phone`` is E.164 (``+15550100``)."""
+    """A person or desk to page. ``phone`` is E.164 (``+15550100``). ``shifts`` are the
+    weekly hours they are on duty (none: always, like a police dispatch)."""
 
     name: str
     phone: str
     branches: frozenset[str]
     roles: frozenset[str]
+    shifts: tuple[Shift, ...] = ()
+
+
+@dataclass(frozen=True)
+class Step:
+    """One escalation step: page the contacts holding ``notify`` roles by ``channels``,
+    ``repeat`` times, ``wait_s`` seconds apart (and before the next step). The last
+    step of a policy repeats until someone acknowledges."""
+
+    notify: tuple[str, ...]
+    channels: tuple[str, ...] = ("sms",)
+    wait_s: float = 120.0
+    repeat: int = 1
 
 
 @dataclass(frozen=True)
 class Kind:
-    """An alarm kind and the roles it pages (empty: recorded, no one paged)."""
+    """An alarm kind and its escalation policy (no steps: recorded, no one paged).
+
+    ``lone_worker_steps`` replace ``steps`` while the branch has a lone worker (no
+    colleague to come: police first); empty means the same steps.
+    """
 
     id: str
     label: str
-    notify: tuple[str, ...]
+    steps: tuple[Step, ...]
     cancel_window_s: float = 0.0
+    lone_worker_steps: tuple[Step, ...] = ()
+
+    @property
+    def notify(self) -> tuple[str, ...]:
+        """The roles of the first step (whom an alarm of this kind pages first)."""
+        return self.steps[0].notify if self.steps else ()
+
+    def policy(self, lone_worker: bool) -> tuple[Step, ...]:
+        return self.lone_worker_steps if lone_worker and self.lone_worker_steps else self.steps
 
 
 @dataclass(frozen=True)
@@ -112,7 +144,8 @@ class Site:
         return branch, room
 
     def recipients(self, kind: str, branch_id: str) -> tuple[Contact, ...]:
-        """Contacts of ``branch_id`` holding a role that ``kind`` pages, in config order."""
+        """Contacts of ``branch_id`` holding a role the kind's first step pages, in config
+        order (schedules aside)."""
         roles = set(self.kinds[kind].notify)
         return tuple(c for c in self.contacts
                      if branch_id in c.branches and roles & c.roles)
@@ -234,12 +267,22 @@ def _kinds(check: _Checker, data: dict) -> dict[str, Kind]:
         if not KIND_RE.match(kind_id):
             check.add(path, "kind names are lower-case letters, digits and '_'")
             continue
-        raw = check.table(raw, path, ("label", "notify", "cancel_window_s"))
+        raw = check.table(raw, path, ("label", "notify", "cancel_window_s", "step",
+                                      "lone_worker_step"))
         if raw is None:
             continue
         label = check.text(raw, path, "label", required=False) or kind_id.replace("_", " ")
-        notify = check.strings(raw, path, "notify", pattern=ROLE_RE,
-                               hint="roles to page, e.g. [\"staff\", \"police\"]; [] pages no one")
+        if "step" in raw and "notify" in raw:
+            check.add(path + ("notify",), "give either notify = [roles] or [[kinds."
+                                          f"{kind_id}.step]] tables, not both")
+        if "step" in raw:
+            steps = _steps(check, raw, path, "step")
+        else:
+            notify = check.strings(raw, path, "notify", pattern=ROLE_RE,
+                                   hint="roles to page, e.g. [\"staff\", \"police\"]; "
+                                        "[] pages no one")
+            steps = (Step(tuple(notify)),) if notify else ()
+        lone = _steps(check, raw, path, "lone_worker_step") if "lone_worker_step" in raw else ()
         window = raw.get("cancel_window_s", 0)
         if isinstance(window, bool) or not isinstance(window, (int, float)) \
                 or not 0 <= window <= 120:
@@ -250,8 +293,40 @@ def _kinds(check: _Checker, data: dict) -> dict[str, Kind]:
                       f"a {kind_id} alarm is never cancelled from the device (a coerced "
                       "cancel is a real risk): remove this line")
             window = 0
-        kinds[kind_id] = Kind(kind_id, label, tuple(notify), float(window))
+        kinds[kind_id] = Kind(kind_id, label, steps, float(window), lone)
     return kinds
+
+
+CHANNELS = ("sms", "call")
+
+
+def _steps(check: _Checker, raw_kind: dict, kpath: tuple, key: str) -> tuple[Step, ...]:
+    raw_steps = raw_kind[key]
+    if not isinstance(raw_steps, list) or not raw_steps:
+        check.add(kpath + (key,), f"must be one or more [[kinds.{kpath[-1]}.{key}]] tables")
+        return ()
+    steps = []
+    for i, raw in enumerate(raw_steps):
+        path = kpath + (key, i)
+        raw = check.table(raw, path, ("notify", "channels", "wait_s", "repeat"))
+        if raw is None:
+            continue
+        notify = check.strings(raw, path, "notify", pattern=ROLE_RE,
+                               hint="roles to page in this step, e.g. [\"police\"]")
+        if not notify and "notify" in raw:
+            check.add(path + ("notify",), "a step must page at least one role")
+        channels = check.strings(raw, path, "channels", pattern=re.compile(r"^(sms|call)$"),
+                                 hint="\"sms\" and/or \"call\"", required=False) or ["sms"]
+        wait = raw.get("wait_s", 120)
+        if isinstance(wait, bool) or not isinstance(wait, (int, float)) or not 5 <= wait <= 3600:
+            check.add(path + ("wait_s",), "must be 5 to 3600 seconds")
+            wait = 120
+        repeat = raw.get("repeat", 1)
+        if isinstance(repeat, bool) or not isinstance(repeat, int) or not 1 <= repeat <= 20:
+            check.add(path + ("repeat",), "must be a whole number from 1 to 20")
+            repeat = 1
+        steps.append(Step(tuple(notify), tuple(dict.fromkeys(channels)), float(wait), repeat))
+    return tuple(steps)
 
 
 def _branches(check: _Checker, data: dict) -> dict[str, Branch]:
@@ -347,7 +422,7 @@ def _devices(check: _Checker, data: dict, branches: dict[str, Branch]) -> dict[s
 def _contacts(check: _Checker, data: dict, branches: dict[str, Branch]) -> list[Contact]:
     contacts: list[Contact] = []
     for path, raw in check.array(data, "contact"):
-        raw = check.table(raw, path, ("name", "phone", "branches", "roles"))
+        raw = check.table(raw, path, ("name", "phone", "branches", "roles", "on_duty"))
         if raw is None:
             continue
         name = check.text(raw, path, "name")
@@ -362,20 +437,32 @@ def _contacts(check: _Checker, data: dict, branches: dict[str, Branch]) -> list[
                                                 f"known: {', '.join(branches) or 'none'}")
         roles = check.strings(raw, path, "roles", pattern=ROLE_RE,
                               hint="e.g. [\"staff\"], [\"police\"], [\"manager\"]")
+        shifts = []
+        for text in check.strings(raw, path, "on_duty", pattern=re.compile(r"."),
+                                  hint="weekly shifts such as \"main Mon-Fri 09:00-17:00\"",
+                                  required=False):
+            try:
+                shifts.append(parse_shift(text, {b.id: b.timezone for b in branches.values()}))
+            except ScheduleError as exc:
+                check.add(path + ("on_duty",), str(exc))
         if name and phone:
-            contacts.append(Contact(name, phone, frozenset(member), frozenset(roles)))
+            contacts.append(Contact(name, phone, frozenset(member), frozenset(roles),
+                                    tuple(shifts)))
     return contacts
 
 
 def _check_reach(check: _Checker, kinds: dict[str, Kind], branches: dict[str, Branch],
                  contacts: list[Contact]) -> None:
-    """A kind that pages someone must reach at least one contact at every branch."""
+    """Every step of a kind must reach at least one contact at every branch."""
     for kind in kinds.values():
-        if not kind.notify:
-            continue
-        for branch in branches.values():
-            if not any(branch.id in c.branches and set(kind.notify) & c.roles for c in contacts):
-                check.add(("kinds", kind.id, "notify"),
-                          f"no contact of branch {branch.id!r} holds any of the roles "
-                          f"{', '.join(kind.notify)}: an alarm there would page no one; "
-                          f"add such a [[contact]]")
+        for key, steps in (("step", kind.steps), ("lone_worker_step", kind.lone_worker_steps)):
+            for i, step in enumerate(steps):
+                for branch in branches.values():
+                    if any(branch.id in c.branches and set(step.notify) & c.roles
+                           for c in contacts):
+                        continue
+                    where = ("kinds", kind.id, "notify") if key == "step" and len(steps) == 1 \
+                        else ("kinds", kind.id, key, i, "notify")
+                    check.add(where, f"no contact of branch {branch.id!r} holds any of the roles "
+                                     f"{', '.join(step.notify)}: an alarm there would page no "
+                                     f"one; add such a [[contact]]")

@@ -7,7 +7,10 @@ prefix (default ``haven``)::
     haven:alarms:active           zset   active alarm ids, scored by received_at_ms
     haven:timeline:<id>           stream append-only timeline of one alarm
     haven:notification:<key>      string claim and outcome of one notification
+    haven:escalations             zset   escalating alarm ids, scored by the next attempt's due ms
+    haven:escalation:<id>         hash   ``attempt``: the number of the next attempt
     haven:device:<id>             hash   last status of a device
+    haven:branch:<id>             hash   switches: drill_until_ms, lone_worker (1/0), by
     haven:rejected                stream messages that broke the wire contract (capped)
     haven:device-commands         stream commands for devices, consumed by hub workers
                                          (consumer group "hub") and published over MQTT
@@ -27,6 +30,7 @@ import redis
 
 from .lifecycle import AlarmEvent, transition
 from .model import Alarm, Delivery, NotificationKey
+from .schedule import Switches
 
 #: How long notification claims are kept, in seconds: far longer than any
 #: alarm can be redelivered by the broker.
@@ -40,15 +44,58 @@ COMMANDS_MAXLEN = 10000
 COMMANDS_GROUP = "hub"
 
 _RAISE = """
--- KEYS: alarm hash, active zset, timeline stream
--- ARGV: channel, event json, received_at_ms, alarm id, field/value pairs...
+-- KEYS: alarm hash, active zset, timeline stream, escalations zset, escalation hash
+-- ARGV: channel, event json, received_at_ms, alarm id, escalate (1/0), field/value pairs...
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 local fields = {}
-for i = 5, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 6, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', KEYS[1], unpack(fields))
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
 redis.call('XADD', KEYS[3], '*', 'event', 'raised', 'at_ms', ARGV[3])
+if ARGV[5] == '1' then
+  redis.call('HSET', KEYS[5], 'attempt', 0)
+  redis.call('ZADD', KEYS[4], ARGV[3], ARGV[4])
+end
 redis.call('PUBLISH', ARGV[1], ARGV[2])
+return 1
+"""
+
+_CLAIM_DUE = """
+-- KEYS: escalations zset; ARGV: now_ms, lease_ms, limit, escalation key prefix, [one id]
+-- Leases due escalations (pushes their score to now + lease) and returns id, attempt pairs.
+local ids
+if ARGV[5] then
+  local score = redis.call('ZSCORE', KEYS[1], ARGV[5])
+  if score and tonumber(score) <= tonumber(ARGV[1]) then ids = {ARGV[5]} else ids = {} end
+else
+  ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[3])
+end
+local out = {}
+for _, id in ipairs(ids) do
+  redis.call('ZADD', KEYS[1], tonumber(ARGV[1]) + tonumber(ARGV[2]), id)
+  out[#out + 1] = id
+  out[#out + 1] = redis.call('HGET', ARGV[4] .. id, 'attempt') or '0'
+end
+return out
+"""
+
+_FINISH = """
+-- KEYS: escalations zset, escalation hash; ARGV: alarm id, attempt done, next due ms
+if tostring(redis.call('HGET', KEYS[2], 'attempt')) ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[2], 'attempt', tonumber(ARGV[2]) + 1)
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) then redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1]) end
+return 1
+"""
+
+_CLAIM = """
+-- KEYS: notification key; ARGV: now_ms, lease_ms, ttl_s
+-- Free, or claimed by a worker that has not reported for lease_ms (it died): take it.
+local v = redis.call('GET', KEYS[1])
+if v then
+  if string.sub(v, 1, 8) ~= 'claimed:' then return 0 end
+  if tonumber(string.sub(v, 9)) > tonumber(ARGV[1]) - tonumber(ARGV[2]) then return 0 end
+end
+redis.call('SET', KEYS[1], 'claimed:' .. ARGV[1], 'EX', ARGV[3])
 return 1
 """
 
@@ -73,6 +120,9 @@ class Store:
         self.events_channel = f"{prefix}:events"
         self._raise = client.register_script(_RAISE)
         self._record = client.register_script(_RECORD)
+        self._claim_due = client.register_script(_CLAIM_DUE)
+        self._finish = client.register_script(_FINISH)
+        self._claim = client.register_script(_CLAIM)
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "haven") -> "Store":
@@ -93,15 +143,46 @@ class Store:
 
     # --- alarms --------------------------------------------------------------
 
-    def raise_alarm(self, alarm: Alarm) -> bool:
-        """Store a new alarm; ``False`` if its id is already known (a redelivery)."""
+    def raise_alarm(self, alarm: Alarm, *, escalate: bool = False) -> bool:
+        """Store a new alarm, and with ``escalate`` its escalation (attempt 0 due now), in
+        one step; ``False`` if its id is already known (a redelivery)."""
         event = json.dumps({"type": "alarm.raised", "alarm": alarm.to_json()})
         pairs = [x for kv in alarm.to_fields().items() for x in kv]
         created = self._raise(
             keys=[self._key("alarm", alarm.id), self._key("alarms", "active"),
-                  self._key("timeline", alarm.id)],
-            args=[self.events_channel, event, alarm.received_at_ms, alarm.id, *pairs])
+                  self._key("timeline", alarm.id), self._key("escalations"),
+                  self._key("escalation", alarm.id)],
+            args=[self.events_channel, event, alarm.received_at_ms, alarm.id,
+                  "1" if escalate else "0", *pairs])
         return bool(created)
+
+    # --- escalation timers ------------------------------------------------------
+
+    def claim_due(self, now_ms: int, lease_ms: int, limit: int = 50,
+                  alarm_id: str | None = None) -> list[tuple[str, int]]:
+        """Lease the escalations due at ``now_ms`` (or just ``alarm_id``, if due) for
+        ``lease_ms``: ``[(alarm id, attempt number)]``. A worker that dies holding a
+        lease loses it when it runs out, and another worker runs the attempt again."""
+        args = [now_ms, lease_ms, limit, self._key("escalation", "")]
+        if alarm_id is not None:
+            args.append(alarm_id)
+        flat = self._claim_due(keys=[self._key("escalations")], args=args)
+        return [(flat[i], int(flat[i + 1])) for i in range(0, len(flat), 2)]
+
+    def finish_attempt(self, alarm_id: str, attempt: int, next_due_ms: int) -> bool:
+        """Attempt ``attempt`` is done: the next one is due at ``next_due_ms`` (unless the
+        escalation stopped meanwhile). ``False`` if someone else already finished it."""
+        return bool(self._finish(keys=[self._key("escalations"),
+                                       self._key("escalation", alarm_id)],
+                                 args=[alarm_id, attempt, next_due_ms]))
+
+    def stop_escalation(self, alarm_id: str) -> None:
+        self.r.zrem(self._key("escalations"), alarm_id)
+
+    def escalation_due(self, alarm_id: str) -> int | None:
+        """When the alarm's next attempt is due (ms), or ``None`` if it is not escalating."""
+        score = self.r.zscore(self._key("escalations"), alarm_id)
+        return None if score is None else int(score)
 
     def get_alarm(self, alarm_id: str) -> Alarm | None:
         fields = self.r.hgetall(self._key("alarm", alarm_id))
@@ -148,6 +229,8 @@ class Store:
                     pipe.hset(key, mapping=new.to_fields())
                     if not new.state.active:
                         pipe.zrem(self._key("alarms", "active"), alarm_id)
+                    if new.state != "raised":  # a person answered, or it is over
+                        pipe.zrem(self._key("escalations"), alarm_id)
                     pipe.xadd(self._key("timeline", alarm_id),
                               {"event": str(new.state), "at_ms": now_ms, "by": by,
                                "reason": reason or ""})
@@ -162,6 +245,35 @@ class Store:
                     return new
                 except redis.WatchError:
                     continue
+
+    # --- branch switches ------------------------------------------------------------
+
+    def branch_switches(self, branch_id: str) -> Switches:
+        raw = self.r.hgetall(self._key("branch", branch_id))
+        drill = raw.get("drill_until_ms")
+        lone = raw.get("lone_worker")
+        return Switches(drill_until_ms=int(drill) if drill else None,
+                        lone_worker=None if lone in (None, "") else lone == "1",
+                        by=raw.get("by") or None)
+
+    def set_branch_switches(self, branch_id: str, *, by: str, now_ms: int,
+                            drill_until_ms: int | None = ..., lone_worker: bool | None = ...
+                            ) -> None:
+        """Change a branch's switches (``...`` leaves one as it is, ``None`` clears it)."""
+        key = self._key("branch", branch_id)
+        pipe = self.r.pipeline()
+        changes = {}
+        for name, value in (("drill_until_ms", drill_until_ms), ("lone_worker", lone_worker)):
+            if value is ...:
+                continue
+            if value is None:
+                pipe.hdel(key, name)
+            else:
+                changes[name] = ("1" if value else "0") if isinstance(value, bool) else value
+        pipe.hset(key, mapping={**changes, "by": by, "changed_ms": now_ms})
+        pipe.publish(self.events_channel, json.dumps({"type": "branch.switches",
+                                                      "branch": branch_id}))
+        pipe.execute()
 
     # --- device commands (hub workers publish them over MQTT) -----------------------
 
@@ -196,10 +308,12 @@ class Store:
 
     # --- notifications -------------------------------------------------------
 
-    def claim_notification(self, key: NotificationKey) -> bool:
-        """Atomically claim the right to send ``key``; ``False`` if anyone claimed it before."""
-        return bool(self.r.set(self._key("notification", str(key)), "claimed",
-                               nx=True, ex=CLAIM_TTL_S))
+    def claim_notification(self, key: NotificationKey, now_ms: int, lease_ms: int) -> bool:
+        """Atomically claim the right to send ``key``. ``False`` if it was sent, failed, or
+        is claimed by a worker heard from within ``lease_ms`` (a stale claim is taken over:
+        its worker died between claiming and recording)."""
+        return bool(self._claim(keys=[self._key("notification", str(key))],
+                                args=[now_ms, lease_ms, CLAIM_TTL_S]))
 
     def notification_outcome(self, key: NotificationKey) -> str | None:
         return self.r.get(self._key("notification", str(key)))

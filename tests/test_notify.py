@@ -71,3 +71,18 @@ def test_console_notifier_prints_the_sms():
 def test_api_base_must_be_a_url():
     with pytest.raises(ValueError, match="must look like"):
         TwilioNotifier("AC1", "t", from_number="+12065550000", api_base="localhost")
+
+
+def test_a_call_speaks_the_alarm_through_the_calls_api(notifier, fake_twilio):
+    delivery = notifier.place_call("+12065550199", "Haven alarm. EMERGENCY.")
+    assert delivery.ok and delivery.sid.startswith("CA")
+    [req] = fake_twilio.accepted("Calls")
+    assert (req.form["To"], req.form["From"]) == ("+12065550199", "+12065550000")
+    assert "<Say>Haven alarm. EMERGENCY.</Say>" in req.form["Twiml"]
+
+
+def test_calls_need_a_from_number(fake_twilio):
+    notifier = TwilioNotifier(fake_twilio.account_sid, fake_twilio.auth_token,
+                              messaging_service_sid="MG" + "1" * 32, api_base=fake_twilio.url)
+    delivery = notifier.place_call("+12065550199", "x")
+    assert not delivery.ok and not delivery.retryable and "TWILIO_FROM_NUMBER" in delivery.error

@@ -8,7 +8,8 @@ import redis
 from device.protocol import Topics, decode_command, new_alarm
 from hub.messages import SMS_SEGMENT_CHARS, sms_text
 from hub.model import Alarm, Delivery
-from hub.service import AlarmService, Outcome, plan_notifications
+from hub.escalation import plan
+from hub.service import AlarmService, Outcome
 
 NOW = 1763840000.0  # 2025-11-22 19:33:20 UTC
 
@@ -18,19 +19,36 @@ class RecordingNotifier:
 
     def __init__(self, fail: dict[str, Delivery] | None = None):
         self.sent: list[tuple[str, str]] = []
+        self.calls: list[tuple[str, str]] = []
         self.fail = fail or {}
 
     def send_sms(self, to, body):
         self.sent.append((to, body))
         return self.fail.get(to) or Delivery.sent(f"SM{len(self.sent)}")
 
+    def place_call(self, to, text):
+        self.calls.append((to, text))
+        return Delivery.sent(f"CA{len(self.calls)}")
+
+
+class Pools:
+    """Escalation and sender pools; ``shutdown`` drains both, attempts first."""
+
+    def __init__(self):
+        self.escalators, self.senders = ThreadPoolExecutor(2), ThreadPoolExecutor(4)
+
+    def shutdown(self, wait=True):
+        self.escalators.shutdown(wait=True)
+        self.senders.shutdown(wait=True)
+
 
 @pytest.fixture
 def parts(sample_site, fake_store):
     notifier, published = RecordingNotifier(), []
-    pool = ThreadPoolExecutor(4)
+    pool = Pools()
     service = AlarmService(sample_site, fake_store, notifier,
-                           lambda t, p: published.append((t, p)), pool, clock=lambda: NOW)
+                           lambda t, p: published.append((t, p)), pool.senders,
+                           escalators=pool.escalators, clock=lambda: NOW)
     yield service, notifier, published, pool
     pool.shutdown()
 
@@ -52,7 +70,7 @@ def test_an_alarm_is_stored_placed_paged_and_confirmed(parts, fake_store, sample
     assert topic == Topics().cmd("main-safe-01") and cmd.cmd == "received"
     assert cmd.alarm_id == msg.alarm_id
     events = [e["event"] for e in fake_store.timeline(msg.alarm_id)]
-    assert events == ["raised"] + ["notified"] * len(expected)
+    assert events == ["raised", "escalation"] + ["notified"] * len(expected)
 
 
 def test_a_duplicate_is_confirmed_again_but_pages_nobody(parts):
@@ -82,11 +100,12 @@ def test_a_failed_delivery_is_recorded_with_its_code(sample_site, fake_store):
     bad = sample_site.recipients("assist", "main")[0].phone
     notifier = RecordingNotifier({bad: Delivery.failed("HTTP 400: invalid", code=21211,
                                                        retryable=False)})
-    with ThreadPoolExecutor(2) as pool:
-        service = AlarmService(sample_site, fake_store, notifier, lambda t, p: None, pool,
-                               clock=lambda: NOW)
-        msg = new_alarm("main-circ-01", "assist", NOW)
-        service.handle(Topics().alarm(msg.device), msg.to_json())
+    pool = Pools()
+    service = AlarmService(sample_site, fake_store, notifier, lambda t, p: None, pool.senders,
+                           escalators=pool.escalators, clock=lambda: NOW)
+    msg = new_alarm("main-circ-01", "assist", NOW)
+    service.handle(Topics().alarm(msg.device), msg.to_json())
+    pool.shutdown()
     failed = [e for e in fake_store.timeline(msg.alarm_id) if e["event"] == "notify_failed"]
     assert [(e["to"], e["code"]) for e in failed] == [(bad, "21211")]
 
@@ -134,7 +153,8 @@ def test_the_sms_names_kind_branch_room_and_holder_in_one_segment(sample_site):
     assert text == ("HAVEN EMERGENCY: Westside Branch, Front Desk (Evening librarian). "
                     "Alarm at 11:33. Ref 0b6f2a7e")
     assert len(text) <= SMS_SEGMENT_CHARS
-    planned = plan_notifications(alarm, sample_site)
-    assert [p.key.contact for p in planned] == [c.phone for c in
-                                                sample_site.recipients("emergency", "westside")]
-    assert {str(p.key.channel) for p in planned} == {"sms"} and {p.key.step for p in planned} == {0}
+    planned = plan(sample_site, alarm, sample_site.kinds["emergency"].steps, 0, drill=False)
+    phones = [c.phone for c in sample_site.recipients("emergency", "westside")]
+    assert [(p.key.contact, str(p.key.channel)) for p in planned] == (
+        [(phone, "call") for phone in phones] + [(phone, "sms") for phone in phones])
+    assert {p.key.step for p in planned} == {0}
