@@ -1,0 +1,190 @@
+"""Escalation: the pure planner, and the service running policies on a controlled clock."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from device.protocol import Topics, new_alarm
+from hub.escalation import attempt, plan, recipients
+from hub.lifecycle import AlarmEvent
+from hub.model import Alarm, Channel, Delivery, NotificationKey
+from hub.service import LEASE_MS, AlarmService
+from hub.site import Step
+
+T0 = 1_780_000_000.0  # a Thursday, 2026-05-28 20:26:40 UTC (13:26 in Los Angeles)
+
+
+class Clock:
+    def __init__(self, now: float = T0):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Recorder:
+    name = "recorder"
+
+    def __init__(self):
+        self.sent: list[tuple[str, str, str]] = []  # (channel, to, text)
+
+    def send_sms(self, to, body):
+        self.sent.append(("sms", to, body))
+        return Delivery.sent(f"SM{len(self.sent)}")
+
+    def place_call(self, to, text):
+        self.sent.append(("call", to, text))
+        return Delivery.sent(f"CA{len(self.sent)}")
+
+
+class InlinePool(ThreadPoolExecutor):
+    """Runs attempts and sends at once on the caller's thread: deterministic tests."""
+
+    def submit(self, fn, *args, **kwargs):
+        from concurrent.futures import Future
+        future: Future = Future()
+        future.set_result(fn(*args, **kwargs))
+        return future
+
+
+@pytest.fixture
+def rig(sample_site, fake_store):
+    clock, notifier, pool = Clock(), Recorder(), InlinePool()
+    service = AlarmService(sample_site, fake_store, notifier, lambda t, p: None, pool,
+                           escalators=pool, clock=clock)
+    return service, clock, notifier, fake_store
+
+
+def raise_alarm(service, device="main-circ-01", kind="emergency"):
+    msg = new_alarm(device, kind, service.clock())
+    service.handle(Topics().alarm(device), msg.to_json())
+    return msg.alarm_id
+
+
+def phones(site, *names):
+    return {c.phone for c in site.contacts if c.name.split(" (")[0] in names}
+
+
+def test_attempts_unroll_steps_and_repeat_the_last_forever():
+    steps = (Step(("a",), repeat=2), Step(("b",)), Step(("c",), repeat=3))
+    got = [(attempt(steps, n).step_index, attempt(steps, n).round) for n in range(8)]
+    assert got == [(0, 0), (0, 1), (1, 0), (2, 0), (2, 1), (2, 2), (2, 3), (2, 4)]
+
+
+def test_an_emergency_escalates_step_by_step_until_acknowledged(rig, sample_site):
+    service, clock, notifier, store = rig
+    alarm_id = raise_alarm(service)
+    first = {(ch, to) for ch, to, _ in notifier.sent}
+    step1 = phones(sample_site, "Main circulation desk", "Dana Ortiz", "Police dispatch")
+    assert first == {(ch, p) for ch in ("call", "sms") for p in step1}
+    assert [ch for ch, _, _ in notifier.sent[:3]] == ["call"] * 3  # calls go out first
+    notifier.sent.clear()
+
+    clock.now = T0 + 59.9
+    assert service.run_due() == 0 and notifier.sent == []
+    clock.now = T0 + 60
+    assert service.run_due() == 1
+    step2 = step1 | phones(sample_site, "Security desk")
+    assert {to for _, to, _ in notifier.sent} == step2
+    notifier.sent.clear()
+    clock.now = T0 + 120
+    assert service.run_due() == 1 and {to for _, to, _ in notifier.sent} == step2  # repeats
+    notifier.sent.clear()
+
+    store.transition(alarm_id, AlarmEvent.ACKNOWLEDGE, by="Dana", now_ms=int(clock.now * 1000))
+    clock.now = T0 + 600
+    assert service.run_due() == 0 and notifier.sent == []
+    events = [e["event"] for e in store.timeline(alarm_id)]
+    assert events.count("escalation") == 3 and events[-1] == "acknowledged"
+
+
+def test_a_drill_never_calls_the_police(rig, sample_site):
+    service, clock, notifier, store = rig
+    store.set_branch_switches("main", by="Dana", now_ms=int(T0 * 1000),
+                              drill_until_ms=int((T0 + 3600) * 1000))
+    raise_alarm(service)
+    clock.now = T0 + 60
+    service.run_due()
+    police = phones(sample_site, "Police dispatch")
+    assert police and not police & {to for _, to, _ in notifier.sent}
+    assert phones(sample_site, "Drill coordinator") <= {to for _, to, _ in notifier.sent}
+    assert all(text.startswith(("DRILL", "This is a drill")) for _, _, text in notifier.sent)
+
+
+def test_after_the_drill_expires_police_are_called_again(rig, sample_site):
+    service, clock, notifier, store = rig
+    store.set_branch_switches("main", by="Dana", now_ms=int(T0 * 1000),
+                              drill_until_ms=int(T0 * 1000))  # ends exactly now
+    raise_alarm(service)
+    assert phones(sample_site, "Police dispatch") <= {to for _, to, _ in notifier.sent}
+
+
+def test_a_lone_worker_switch_sends_an_assist_to_police_first(rig, sample_site):
+    service, clock, notifier, store = rig
+    raise_alarm(service, kind="assist")
+    staffed = {to for _, to, _ in notifier.sent}
+    assert staffed == phones(sample_site, "Main circulation desk", "Security desk")
+    notifier.sent.clear()
+    store.set_branch_switches("main", by="Dana", now_ms=int(T0 * 1000), lone_worker=True)
+    raise_alarm(service, device="main-ref-01", kind="assist")
+    assert {to for _, to, _ in notifier.sent} == phones(
+        sample_site, "Police dispatch", "Security desk", "Dana Ortiz")
+
+
+def test_westside_by_schedule_has_a_lone_worker(rig, sample_site):
+    service, clock, notifier, store = rig
+    assert str(service.branch_state("westside", int(T0 * 1000))) == "lone_worker"
+    assert str(service.branch_state("main", int(T0 * 1000))) == "staffed"
+    raise_alarm(service, device="west-front-01", kind="assist")
+    assert phones(sample_site, "Police dispatch") <= {to for _, to, _ in notifier.sent}
+
+
+def test_off_duty_staff_are_not_paged_for_staff_steps(sample_site):
+    alarm = Alarm("a1", "assist", "west-front-01", "westside", "front-desk", 0, 0)
+    step = Step(("staff", "security"))
+    on = recipients(sample_site, alarm, step, drill=False, on_duty=lambda c: True)
+    off = recipients(sample_site, alarm, step, drill=False, on_duty=lambda c: False)
+    assert "Sam Lee (westside supervisor)" in {c.name for c in on}
+    assert {c.name for c in off} == {"Security desk"}  # Sam is paged as staff only
+
+
+def test_a_re_run_attempt_sends_only_what_had_not_gone_out(rig, sample_site):
+    """A worker died mid-attempt: some pages were sent, one was claimed and never sent."""
+    service, clock, notifier, store = rig
+    msg = new_alarm("main-circ-01", "assist", T0)
+    alarm = Alarm(msg.alarm_id, "assist", msg.device, "main", "circulation", msg.pressed_at,
+                  int(T0 * 1000))
+    store.raise_alarm(alarm, escalate=True)
+    [desk, security] = sorted(phones(sample_site, "Main circulation desk", "Security desk"))
+    done = NotificationKey(alarm.id, 0, desk, Channel.SMS)
+    store.claim_notification(done, int(T0 * 1000), LEASE_MS)
+    store.record_notification(done, "desk", Delivery.sent("SM0"), int(T0 * 1000))
+    store.claim_notification(NotificationKey(alarm.id, 0, security, Channel.SMS),
+                             int(T0 * 1000), LEASE_MS)
+    store.claim_due(int(T0 * 1000), LEASE_MS)  # the dead worker's lease
+    clock.now = T0 + 1
+    assert service.run_due() == 0  # its lease still holds
+    clock.now = T0 + LEASE_MS / 1000 + 0.1
+    assert service.run_due() == 1
+    assert [(ch, to) for ch, to, _ in notifier.sent] == [("sms", security)]
+
+
+def test_an_attempt_for_a_resolved_alarm_stops_quietly(rig):
+    service, clock, notifier, store = rig
+    alarm_id = raise_alarm(service)
+    store.transition(alarm_id, AlarmEvent.RESOLVE, by="Dana", reason="left",
+                     now_ms=int(T0 * 1000))
+    notifier.sent.clear()
+    clock.now = T0 + 3600
+    assert service.run_due() == 0 and notifier.sent == []
+    assert store.escalation_due(alarm_id) is None
+
+
+def test_plan_orders_calls_before_texts(sample_site):
+    alarm = Alarm("a1", "emergency", "main-circ-01", "main", "circulation", 0, 0)
+    planned = plan(sample_site, alarm, sample_site.kinds["emergency"].steps, 0, drill=False)
+    channels = [p.key.channel for p in planned]
+    assert channels == sorted(channels, key=lambda c: c is not Channel.CALL)
+    assert {p.key.step for p in planned} == {0}
