@@ -8,6 +8,7 @@ with just the ``device`` extra can run ``haven device``.
     haven press ID       press a simulated button of the running demo (--hold: emergency)
     haven alarm          list, acknowledge, resolve or cancel alarms
     haven tell ID CMD    send a device locate, test or checkin_request
+    haven branch ...     drill on/off, lone-worker on/off/auto for a branch
     haven check-config   validate a site config and report every problem
 """
 
@@ -96,6 +97,34 @@ def cmd_alarm(args) -> int:
     return 0
 
 
+def cmd_branch(args) -> int:
+    import time
+
+    from .settings import hub_settings
+    from .store import Store
+    settings = hub_settings(site=args.site, redis_url=args.redis)
+    from .site import load_site
+    site = load_site(settings.site_path)
+    if args.branch not in site.branches:
+        print(f"haven branch: unknown branch {args.branch!r}; known: {', '.join(site.branches)}",
+              file=sys.stderr)
+        return 1
+    store = Store.from_url(settings.redis_url)
+    now_ms = int(time.time() * 1000)
+    if args.switch == "drill":
+        until = now_ms + args.minutes * 60_000 if args.state == "on" else None
+        store.set_branch_switches(args.branch, by=args.by, now_ms=now_ms, drill_until_ms=until)
+        detail = (f"on for {args.minutes} min: messages marked DRILL, police never called"
+                  if until else "off")
+        print(f"{args.branch}: drill {detail}")
+    elif args.switch == "lone-worker":
+        value = {"on": True, "off": False, "auto": None}[args.state]
+        store.set_branch_switches(args.branch, by=args.by, now_ms=now_ms, lone_worker=value)
+        print(f"{args.branch}: lone worker {args.state}"
+              f"{' (from the schedule)' if value is None else ''}")
+    return 0
+
+
 def cmd_tell(args) -> int:
     from .settings import hub_settings
     from .store import Store
@@ -175,6 +204,22 @@ def build_parser() -> argparse.ArgumentParser:
         if name != "ack":
             action.add_argument("--reason", required=True)
     alarm.set_defaults(func=cmd_alarm)
+
+    branch = sub.add_parser("branch", help="switch a branch's drill or lone-worker mode")
+    branch.add_argument("--site", help="site config (env HAVEN_SITE)")
+    branch.add_argument("--redis", help="Redis URL (env HAVEN_REDIS_URL)")
+    branch_sub = branch.add_subparsers(dest="switch", required=True)
+    drill = branch_sub.add_parser("drill", help="a rehearsal: real flow, DRILL messages, "
+                                                "no police")
+    drill.add_argument("branch")
+    drill.add_argument("state", choices=["on", "off"])
+    drill.add_argument("--minutes", type=int, default=30, help="the drill ends by itself")
+    drill.add_argument("--by", required=True)
+    lone = branch_sub.add_parser("lone-worker", help="alarms go to police first")
+    lone.add_argument("branch")
+    lone.add_argument("state", choices=["on", "off", "auto"])
+    lone.add_argument("--by", required=True)
+    branch.set_defaults(func=cmd_branch)
 
     tell = sub.add_parser("tell", help="send a device a command (locate, test, checkin_request)")
     tell.add_argument("--redis", help="Redis URL (env HAVEN_REDIS_URL)")

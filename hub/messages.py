@@ -41,3 +41,19 @@ def call_text(alarm: Alarm, site: Site, *, drill: bool = False) -> str:
     said = (f"{'This is a drill. ' if drill else ''}Haven alarm. {label}. "
             f"{where(alarm, site)}.")
     return f"{said} I repeat. {said}"
+
+
+TROUBLE_WORDS = {"offline": "is OFFLINE (no heartbeat): it cannot raise alarms",
+                 "never_seen": "has never connected",
+                 "low_battery": "has a LOW BATTERY",
+                 "outbox_backlog": "has alarms stuck in its outbox (not reaching the hub)",
+                 "selftest_failed": "FAILED its self-test"}
+
+
+def trouble_text(device_id: str, trouble: str, raised: bool, site: Site) -> str:
+    """The IT contacts' SMS for a device trouble, or its all-clear."""
+    place = site.locate(device_id)
+    where_text = f"{place[0].name}, {place[1].name}" if place else "unknown place"
+    if raised:
+        return f"HAVEN device {device_id} ({where_text}) {TROUBLE_WORDS.get(trouble, trouble)}."
+    return f"HAVEN all clear: device {device_id} ({where_text}) {trouble.replace('_', ' ')} resolved."

@@ -18,6 +18,7 @@ from .service import TICK_S, AlarmService
 from .settings import HubSettings
 from .site import load_site
 from .store import Store
+from .supervision import Supervisor
 
 log = logging.getLogger("haven.hub")
 
@@ -79,11 +80,16 @@ def run_hub(settings: HubSettings) -> None:
     timers = threading.Thread(target=_timer_loop, args=(service, stop_timers),
                               name="escalation-timers", daemon=True)
     timers.start()
+    supervisor = Supervisor(site, store, service.notify_trouble)
+    supervision = threading.Thread(target=supervisor.run, args=(stop_timers,),
+                                   name="supervisor", daemon=True)
+    supervision.start()
     try:
         mqtt.run()
     finally:
         stop_timers.set()
         timers.join(5)
+        supervision.join(5)
         forwarder.stop()
         escalators.shutdown(wait=True)  # let attempts and pages already going out finish
         senders.shutdown(wait=True)

@@ -138,6 +138,31 @@ class AlarmService:
         cmd = Command(cmd=CMD_RECEIVED, alarm_id=alarm.id, at=self._now_ms())
         self.publish(self.topics.cmd(alarm.device), cmd.to_json())
 
+    # --- device troubles ---------------------------------------------------------------
+
+    def notify_trouble(self, notice) -> None:
+        """Text the branch's ``it`` contacts about a device trouble or its all-clear.
+
+        Called once per notice across workers (hub.supervision); sends go through the
+        sender pool, so a trouble never holds up the supervisor (and alarms, which
+        page from the same pool, are never queued behind a wait on these)."""
+        from .messages import trouble_text
+        contacts = [c for c in self.site.contacts
+                    if notice.branch_id in c.branches and "it" in c.roles]
+        text = trouble_text(notice.device_id, str(notice.trouble), notice.raised, self.site)
+        log.warning("device %s %s %s; telling %d IT contact(s)", notice.device_id,
+                    notice.trouble, "raised" if notice.raised else "cleared", len(contacts))
+        for contact in contacts:
+            self.senders.submit(self._send_plain, contact, text)
+
+    def _send_plain(self, contact: Contact, text: str) -> None:
+        try:
+            delivery = self.notifier.send_sms(contact.phone, text)
+            if not delivery.ok:
+                log.error("trouble SMS to %s FAILED: %s", contact.name, delivery.error)
+        except Exception:
+            log.exception("trouble SMS to %s failed", contact.name)
+
     # --- escalation -------------------------------------------------------------------
 
     def branch_state(self, branch_id: str, now_ms: int) -> BranchState:

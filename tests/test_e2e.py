@@ -342,3 +342,46 @@ def test_hub_commands_locate_and_selftest_reach_the_device(hub, pins, mosquitto,
     finally:
         app.stop()
         store.r.close()
+
+
+def test_a_device_that_goes_silent_is_reported_to_it_once_and_cleared_once(
+        tmp_path, mosquitto, redis_service, fake_twilio, sample_site):
+    """The broker dies with the device (no Last Will): the hub notices the silence."""
+    from hub.supervision import Supervisor
+    from hub.store import Store
+    store = Store.from_url(redis_service.url)
+    now = [time.time()]
+    sent = []
+    supervisor = Supervisor(sample_site, store, sent.append, silent_after_s=45,
+                            clock=lambda: now[0], started_ms=int(now[0] * 1000) - 60_000)
+    for device in sample_site.devices:
+        store.update_device(device, "health", heartbeat_ms=int(now[0] * 1000), outbox=0)
+    assert supervisor.check() == []
+    now[0] += 46
+    for device in sample_site.devices:
+        if device != "main-ref-01":
+            store.update_device(device, "health", heartbeat_ms=int(now[0] * 1000), outbox=0)
+    [notice] = supervisor.check()
+    assert (notice.device_id, str(notice.trouble), notice.raised) == ("main-ref-01", "offline",
+                                                                       True)
+    assert supervisor.check() == []  # once
+    store.update_device("main-ref-01", "health", heartbeat_ms=int(now[0] * 1000), outbox=0)
+    [clear] = supervisor.check()
+    assert (clear.device_id, clear.raised) == ("main-ref-01", False)
+    store.r.close()
+
+
+def test_branch_switches_from_the_command_line(redis_service, sample_site):
+    from hub.store import Store
+    base = [sys.executable, "-m", "hub.cli", "branch", "--site", str(SAMPLE_SITE), "--redis",
+            redis_service.url]
+    run = lambda *a: subprocess.run(base + list(a), capture_output=True, text=True, timeout=20)
+    assert run("drill", "main", "on", "--minutes", "15", "--by", "Dana").returncode == 0
+    assert run("lone-worker", "westside", "off", "--by", "Sam").returncode == 0
+    bad = run("drill", "eastside", "on", "--by", "Dana")
+    assert bad.returncode == 1 and "unknown branch 'eastside'" in bad.stderr
+    store = Store.from_url(redis_service.url)
+    main, west = store.branch_switches("main"), store.branch_switches("westside")
+    store.r.close()
+    assert main.drill_until_ms - time.time() * 1000 == pytest.approx(15 * 60_000, abs=5000)
+    assert (west.lone_worker, west.by) == (False, "Sam")
