@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import redis
 
 from device.protocol import Topics
 
+from .checkins import CheckinScheduler
 from .commands import CommandForwarder
 from .mqtt import BrokerAddress, HubMqtt
 from .notify import ConsoleNotifier, Notifier, TwilioNotifier
@@ -28,12 +30,22 @@ SENDER_THREADS = 32
 ESCALATION_THREADS = 8
 
 
-def _timer_loop(service: AlarmService, stop: threading.Event) -> None:
-    """Runs due escalation attempts every TICK_S; a dead Redis is logged, not fatal."""
+#: How often lone-worker check-ins are looked at, in seconds.
+CHECKIN_TICK_S = 5.0
+
+
+def _timer_loop(service: AlarmService, checkins: CheckinScheduler,
+                stop: threading.Event) -> None:
+    """Runs due escalation attempts every TICK_S and check-ins every CHECKIN_TICK_S; a dead
+    Redis is logged, not fatal."""
+    next_checkin = 0.0
     while not stop.wait(TICK_S):
         try:
             while service.run_due():
                 pass
+            if time.monotonic() >= next_checkin:
+                next_checkin = time.monotonic() + CHECKIN_TICK_S
+                checkins.tick(int(time.time() * 1000))
         except redis.RedisError as exc:
             log.error("escalation timers: store unreachable (%s)", exc)
             stop.wait(1.0)
@@ -77,7 +89,9 @@ def run_hub(settings: HubSettings) -> None:
              settings.redis_url, notifier.name)
     forwarder.start()
     stop_timers = threading.Event()
-    timers = threading.Thread(target=_timer_loop, args=(service, stop_timers),
+    checkins = CheckinScheduler(site, store, branch_state=service.branch_state,
+                                raise_alarm=service.raise_from_hub)
+    timers = threading.Thread(target=_timer_loop, args=(service, checkins, stop_timers),
                               name="escalation-timers", daemon=True)
     timers.start()
     supervisor = Supervisor(site, store, service.notify_trouble)

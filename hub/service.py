@@ -138,6 +138,19 @@ class AlarmService:
         cmd = Command(cmd=CMD_RECEIVED, alarm_id=alarm.id, at=self._now_ms())
         self.publish(self.topics.cmd(alarm.device), cmd.to_json())
 
+    def raise_from_hub(self, alarm: Alarm) -> bool:
+        """An alarm the hub raises itself (a missed check-in): stored and escalated like a
+        press, minus the device confirmation. ``False`` if it already existed."""
+        kind = self.site.kinds.get(alarm.kind)
+        if kind is None:
+            log.error("cannot raise %s: kind %r is not in the site config %s; add it",
+                      alarm.id, alarm.kind, self.site.source)
+            return False
+        created = self.store.raise_alarm(alarm, escalate=bool(kind.steps))
+        if created and kind.steps:
+            self.escalators.submit(self.run_due, alarm.id)
+        return created
+
     # --- device troubles ---------------------------------------------------------------
 
     def notify_trouble(self, notice) -> None:
@@ -278,6 +291,7 @@ class AlarmService:
             log.info("alarm %s cancelled from device %s", alarm.id, msg.device)
         elif msg.event == EVENT_CHECKIN:
             self.store.update_device(msg.device, "checkin", checkin_ms=now)
+            self.store.r.hset(f"{self.store.prefix}:checkin:{msg.device}", "answered_ms", now)
         elif msg.event == EVENT_SELFTEST:
             self.store.update_device(msg.device, "selftest", selftest_ms=now,
                                      selftest_ok=int(bool(msg.ok)), selftest_detail=msg.detail)

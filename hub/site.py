@@ -13,7 +13,7 @@ Layout::
     [[kinds.<kind>.step]]             or an escalation policy: notify = [roles],
                                       channels = ["sms", "call"], wait_s = 120, repeat = 1
     [[kinds.<kind>.lone_worker_step]] the policy while a branch has a lone worker
-    [[branch]]        id, name, timezone
+    [[branch]]        id, name, timezone, checkin_every_s = 1800, checkin_grace_s = 120
     [[branch.room]]   id, name, safe_room = false
     [[device]]        id, branch, room, type = "wearable"|"wall"|"safe_room", holder
     [[contact]]       name, phone (E.164), branches = [...], roles = [...],
@@ -57,10 +57,16 @@ class Room:
 
 @dataclass(frozen=True)
 class Branch:
+    """A library branch. While it has a lone worker, the hub asks each worn device to check
+    in every ``checkin_every_s`` seconds and raises ``missed_checkin`` after ``checkin_grace_s``
+    without an answer."""
+
     id: str
     name: str
     timezone: str
     rooms: tuple[Room, ...]
+    checkin_every_s: float = 1800.0
+    checkin_grace_s: float = 120.0
 
     def room(self, room_id: str) -> Room | None:
         return next((r for r in self.rooms if r.id == room_id), None)
@@ -335,7 +341,8 @@ def _branches(check: _Checker, data: dict) -> dict[str, Branch]:
     if not entries and "branch" not in data:
         check.add(("branch",), "missing: describe at least one [[branch]]")
     for path, raw in entries:
-        raw = check.table(raw, path, ("id", "name", "timezone", "room"))
+        raw = check.table(raw, path, ("id", "name", "timezone", "room", "checkin_every_s",
+                                      "checkin_grace_s"))
         if raw is None:
             continue
         branch_id = check.text(raw, path, "id", pattern=ID_RE,
@@ -349,12 +356,22 @@ def _branches(check: _Checker, data: dict) -> dict[str, Branch]:
                 check.add(path + ("timezone",),
                           f"{tz!r} is not a known IANA zone (e.g. \"America/Chicago\")")
         rooms = _rooms(check, raw, path, branch_id or "?")
+        timing = {}
+        for key, default, low, high in (("checkin_every_s", 1800, 60, 86400),
+                                        ("checkin_grace_s", 120, 10, 3600)):
+            value = raw.get(key, default)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                    or not low <= value <= high:
+                check.add(path + (key,), f"must be {low} to {high} seconds")
+                value = default
+            timing[key] = float(value)
         if branch_id is None:
             continue
         if branch_id in branches:
             check.add(path + ("id",), f"branch {branch_id!r} is declared twice")
             continue
-        branches[branch_id] = Branch(branch_id, name or branch_id, tz or "UTC", tuple(rooms))
+        branches[branch_id] = Branch(branch_id, name or branch_id, tz or "UTC", tuple(rooms),
+                                     **timing)
     return branches
 
 

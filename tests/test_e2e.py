@@ -385,3 +385,33 @@ def test_branch_switches_from_the_command_line(redis_service, sample_site):
     store.r.close()
     assert main.drill_until_ms - time.time() * 1000 == pytest.approx(15 * 60_000, abs=5000)
     assert (west.lone_worker, west.by) == (False, "Sam")
+
+
+def test_a_lone_worker_is_asked_to_check_in_and_one_press_answers(hub, pins, mosquitto,
+                                                                 redis_service):
+    from device.feedback import Signal
+    from hub.store import Store
+    wearable = (("hold 2s", "emergency"), ("3 presses within 2s", "assist"), ("press", "test"))
+    config = DeviceConfig("west-front-01", BrokerConfig("127.0.0.1", mosquitto.port),
+                          inputs=(InputConfig(23, "button", wearable),), outbox=":memory:")
+    app = DeviceApp(config, pin_factory=pins)
+    app.start()
+    store = Store.from_url(redis_service.url)
+    try:
+        assert app.connected.wait(5)
+        deadline = time.monotonic() + 10  # westside has one person on duty: lone worker
+        while Signal.CHECKIN not in app.feedback.history:
+            assert time.monotonic() < deadline, "no check-in request"
+            time.sleep(0.05)
+        pins.pin(23).drive_low()
+        time.sleep(0.05)
+        pins.pin(23).drive_high()
+        deadline = time.monotonic() + 5  # a single press waits out the 2 s press window
+        while not store.r.hget("haven:checkin:west-front-01", "answered_ms"):
+            assert time.monotonic() < deadline, "the press did not answer the check-in"
+            time.sleep(0.05)
+        assert store.device_status("west-front-01").get("checkin_ms")
+        assert not [t for t in app.tracks.values() if t.kind == "test"]  # not a test press
+    finally:
+        app.stop()
+        store.r.close()

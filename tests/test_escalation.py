@@ -188,3 +188,14 @@ def test_plan_orders_calls_before_texts(sample_site):
     channels = [p.key.channel for p in planned]
     assert channels == sorted(channels, key=lambda c: c is not Channel.CALL)
     assert {p.key.step for p in planned} == {0}
+
+
+def test_a_missed_check_in_alarm_from_the_hub_escalates(rig, sample_site):
+    service, clock, notifier, store = rig
+    alarm = Alarm("0b6f2a7e-5c1d-4c55-9d0e-2f7f6f1c9a10", "missed_checkin", "west-front-01",
+                  "westside", "front-desk", int(T0 * 1000), int(T0 * 1000))
+    assert service.raise_from_hub(alarm) is True
+    assert service.raise_from_hub(alarm) is False  # another worker raised it too
+    paged = {to for _, to, _ in notifier.sent}
+    assert paged == {c.phone for c in sample_site.recipients("missed_checkin", "westside")}
+    assert all("Lone worker missed check-in" in text for _, _, text in notifier.sent)

@@ -1,0 +1,97 @@
+"""Lone-worker check-ins: "are you all right?" to each worn device, and an alarm if not.
+
+While a branch is in ``lone_worker`` state, every worn device (site device type
+``wearable``) of that branch is sent ``checkin_request`` every
+``checkin_every_s``; the wearer answers with a single press (the firmware sends
+a ``checkin`` event). No answer within ``checkin_grace_s`` raises a
+``missed_checkin`` alarm from that device's room, escalated like any other.
+
+Per device, under the store prefix::
+
+    haven:checkin:<device>   hash   next_ms (next request due), requested_ms,
+                                    answered_ms, missed_for (requested_ms already alarmed)
+
+One Lua script decides per device and tick, so with several hub workers each
+request and each missed check-in happens once. The missed alarm's id is derived
+from the device and the request time (uuid5), so even a retried raise dedupes.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Callable
+
+from .model import Alarm
+from .schedule import BranchState
+from .site import Site
+from .store import Store
+
+log = logging.getLogger("haven.hub")
+
+_TICK = """
+-- KEYS: checkin hash; ARGV: now_ms, every_ms, grace_ms
+local now = tonumber(ARGV[1])
+local req = tonumber(redis.call('HGET', KEYS[1], 'requested_ms'))
+local ans = tonumber(redis.call('HGET', KEYS[1], 'answered_ms'))
+if req and (not ans or ans < req) and now >= req + tonumber(ARGV[3])
+   and redis.call('HGET', KEYS[1], 'missed_for') ~= tostring(req) then
+  redis.call('HSET', KEYS[1], 'missed_for', tostring(req))
+  return {'missed', tostring(req)}
+end
+local nxt = tonumber(redis.call('HGET', KEYS[1], 'next_ms'))
+if not nxt or now >= nxt then
+  redis.call('HSET', KEYS[1], 'requested_ms', ARGV[1], 'next_ms', now + tonumber(ARGV[2]))
+  return {'request', ARGV[1]}
+end
+return {}
+"""
+
+MISSED_NAMESPACE = uuid.UUID("6f0e5c4e-3b7a-4c1d-9d55-0f6c1a2b3c4d")
+
+
+class CheckinScheduler:
+    """Call :meth:`tick` every few seconds from each hub worker."""
+
+    def __init__(self, site: Site, store: Store, *,
+                 branch_state: Callable[[str, int], BranchState],
+                 raise_alarm: Callable[[Alarm], None]):
+        self.site, self.store = site, store
+        self.branch_state, self.raise_alarm = branch_state, raise_alarm
+        self._tick = store.r.register_script(_TICK)
+
+    def _key(self, device_id: str) -> str:
+        return f"{self.store.prefix}:checkin:{device_id}"
+
+    def answered(self, device_id: str, now_ms: int) -> None:
+        """The wearer pressed in answer to a request."""
+        self.store.r.hset(self._key(device_id), "answered_ms", now_ms)
+
+    def tick(self, now_ms: int) -> None:
+        for branch in self.site.branches.values():
+            wearables = [d for d in self.site.devices.values()
+                         if d.branch_id == branch.id and d.type == "wearable"]
+            if not wearables:
+                continue
+            lone = self.branch_state(branch.id, now_ms) is BranchState.LONE_WORKER
+            for device in wearables:
+                if not lone:  # a new lone-worker period starts with a request
+                    self.store.r.hdel(self._key(device.id), "next_ms")
+                    continue
+                result = self._tick(keys=[self._key(device.id)],
+                                    args=[now_ms, int(branch.checkin_every_s * 1000),
+                                          int(branch.checkin_grace_s * 1000)])
+                if not result:
+                    continue
+                what, requested = result[0], int(result[1])
+                if what == "request":
+                    log.info("check-in requested from %s (lone worker at %s)", device.id,
+                             branch.id)
+                    self.store.queue_device_command(device.id, "checkin_request")
+                else:
+                    log.warning("%s missed its check-in requested at %d: raising an alarm",
+                                device.id, requested)
+                    self.raise_alarm(Alarm(
+                        id=str(uuid.uuid5(MISSED_NAMESPACE, f"{device.id}:{requested}")),
+                        kind="missed_checkin", device=device.id, branch=branch.id,
+                        room=device.room_id, pressed_at_ms=now_ms, received_at_ms=now_ms))
