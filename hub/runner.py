@@ -19,6 +19,7 @@ from .notify import ConsoleNotifier, Notifier, TwilioNotifier
 from .service import TICK_S, AlarmService
 from .settings import HubSettings
 from .site import load_site
+from .errors import ConfigError
 from .store import Store
 from .supervision import Supervisor
 
@@ -78,23 +79,37 @@ def run_hub(settings: HubSettings) -> None:
     forwarder = CommandForwarder(Store.from_url(settings.redis_url), mqtt.publish,
                                  consumer=settings.hub_id, topics=topics)
 
+    stop_timers = threading.Event()
+    checkins = CheckinScheduler(site, store, branch_state=service.branch_state,
+                                raise_alarm=service.raise_from_hub)
+    supervisor = Supervisor(site, store, service.notify_trouble)
+
     def stop(signum, frame):
         log.info("signal %s: stopping", signal.Signals(signum).name)
         mqtt.stop()
 
+    def reload(signum, frame):
+        """SIGHUP: read the site config again. Alarms and timers live in Redis and carry
+        on; a config with mistakes is refused and the running one kept."""
+        try:
+            new_site = load_site(settings.site_path)
+        except ConfigError as exc:
+            log.error("SIGHUP: keeping the running site config; %s", exc)
+            return
+        service.site = checkins.site = supervisor.site = new_site
+        log.info("SIGHUP: site config reloaded: %d branches, %d devices, %d contacts",
+                 len(new_site.branches), len(new_site.devices), len(new_site.contacts))
+
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGHUP, reload)
     log.info("hub %s: site %r (%d branches, %d devices), broker %s, redis %s, notifier %s",
              settings.hub_id, site.name, len(site.branches), len(site.devices), settings.broker,
              settings.redis_url, notifier.name)
     forwarder.start()
-    stop_timers = threading.Event()
-    checkins = CheckinScheduler(site, store, branch_state=service.branch_state,
-                                raise_alarm=service.raise_from_hub)
     timers = threading.Thread(target=_timer_loop, args=(service, checkins, stop_timers),
                               name="escalation-timers", daemon=True)
     timers.start()
-    supervisor = Supervisor(site, store, service.notify_trouble)
     supervision = threading.Thread(target=supervisor.run, args=(stop_timers,),
                                    name="supervisor", daemon=True)
     supervision.start()

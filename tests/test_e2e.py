@@ -415,3 +415,48 @@ def test_a_lone_worker_is_asked_to_check_in_and_one_press_answers(hub, pins, mos
     finally:
         app.stop()
         store.r.close()
+
+
+def test_sighup_reloads_the_site_and_a_bad_one_is_refused(tmp_path, mosquitto, redis_service,
+                                                          fake_twilio):
+    """A device added to the site file is known after SIGHUP; a broken file keeps the
+    running config (the hub goes on paging)."""
+    import signal as sig
+    site = tmp_path / "site.toml"
+    text = SAMPLE_SITE.read_text()
+    site.write_text(text)
+    env = dict(os.environ, TWILIO_ACCOUNT_SID=fake_twilio.account_sid,
+               TWILIO_AUTH_TOKEN=fake_twilio.auth_token, TWILIO_FROM_NUMBER=FROM,
+               HAVEN_TWILIO_API_BASE=fake_twilio.url)
+    log = tmp_path / "hub.log"
+    proc = spawn([sys.executable, "-m", "hub.cli", "hub", "--site", str(site), "--broker",
+                  f"127.0.0.1:{mosquitto.port}", "--redis", redis_service.url], log=log, env=env)
+    client = None
+    try:
+        deadline = time.monotonic() + 10
+        while "hub ready" not in log.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.02)
+        site.write_text(text + '\n[[device]]\nid = "main-new-01"\nbranch = "main"\n'
+                               'room = "reference"\n')
+        proc.send_signal(sig.SIGHUP)
+        while "site config reloaded" not in log.read_text():
+            assert time.monotonic() < deadline + 5, log.read_text()
+            time.sleep(0.02)
+        site.write_text(text.replace('room = "reference"', 'room = "nowhere"'))
+        proc.send_signal(sig.SIGHUP)
+        while "keeping the running site config" not in log.read_text():
+            assert time.monotonic() < deadline + 10, log.read_text()
+            time.sleep(0.02)
+        assert "device[1].room: unknown room 'nowhere'" in log.read_text()
+        client = _publisher(mosquitto)
+        alarm = new_alarm("main-new-01", "assist")
+        client.publish(Topics().alarm(alarm.device), alarm.to_json(), qos=1).wait_for_publish(2)
+        got = fake_twilio.wait_for(2, timeout=5)
+        assert len(got) == 2 and all("Reference Desk" in r.form["Body"] for r in got)
+    finally:
+        if client:
+            client.loop_stop()
+            client.disconnect()
+        proc.terminate()
+        assert proc.wait(10) == 0

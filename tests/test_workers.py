@@ -140,3 +140,39 @@ def test_killing_a_worker_mid_escalation_loses_nothing(tmp_path, mosquitto, redi
     for r in fake_twilio.accepted():
         sent[r.form["To"]] = sent.get(r.form["To"], 0) + 1
     assert sent == expected
+
+
+def test_redis_restarted_mid_escalation_carries_on_from_its_append_only_file(
+        tmp_path, mosquitto, redis_service, fake_twilio, sample_site):
+    from hub.localservices import start_redis
+    from hub.store import Store
+    site = fast_site(tmp_path)
+    proc, log = start_worker("w1", tmp_path, site, mosquitto, redis_service, fake_twilio)
+    client = publisher(mosquitto)
+    alarm = new_alarm("main-circ-01", "emergency")
+    step1 = {c.phone for c in sample_site.recipients("emergency", "main")}
+    revived = None
+    try:
+        client.publish(Topics().alarm(alarm.device), alarm.to_json(), qos=1)
+        assert len(fake_twilio.wait_for(len(step1), timeout=5)) == len(step1)
+        time.sleep(0.3)  # attempt 0 recorded
+        redis_service.stop()  # SIGTERM: redis-server flushes its append-only file
+        time.sleep(1.0)
+        revived = start_redis(redis_service.workdir, port=redis_service.port)
+        got = fake_twilio.wait_for(len(step1) + 4, timeout=15)  # attempt 1: step 2, 4 contacts
+        assert len(got) >= len(step1) + 4, log.read_text()[-3000:]
+        store = Store.from_url(revived.url)
+        ran = [e["attempt"] for e in store.timeline(alarm.alarm_id) if e["event"] == "escalation"]
+        store.r.close()
+        assert ran[:2] == ["0", "1"], ran
+    finally:
+        client.loop_stop()
+        client.disconnect()
+        proc.terminate()
+        proc.wait(15)
+        if revived:
+            revived.stop()
+    per_phone: dict[str, int] = {}
+    for r in fake_twilio.accepted():
+        per_phone[r.form["To"]] = per_phone.get(r.form["To"], 0) + 1
+    assert max(per_phone.values()) <= len(set(ran)), per_phone  # one SMS per attempt at most
