@@ -260,11 +260,10 @@ class AlarmService:
         if msg.device not in self.site.devices:
             return self._reject(topic, f"topic {topic}: field 'device': {msg.device!r} is not "
                                        f"in the site config {self.site.source}")
+        health = {} if msg.health is None else {"heartbeat_ms": self._now_ms(),
+                                                **msg.health.to_obj()}
         self.store.set_device_status(msg.device, msg.state, msg.at or self._now_ms(),
-                                     msg.firmware)
-        if msg.health is not None:
-            self.store.update_device(msg.device, "health", heartbeat_ms=self._now_ms(),
-                                     **msg.health.to_obj())
+                                     msg.firmware, **health)
         return Outcome.STATUS
 
     def _event(self, topic: str, payload: bytes) -> Outcome:

@@ -338,11 +338,13 @@ class Store:
     # --- devices and rejects ---------------------------------------------------
 
     def set_device_status(self, device_id: str, state: str, at_ms: int,
-                          firmware: str | None = None) -> None:
-        fields = {"state": state, "since_ms": at_ms}
+                          firmware: str | None = None, **health: Any) -> None:
+        """A status (and a heartbeat's health readings) in one round trip."""
+        fields: dict[str, Any] = {"state": state, "since_ms": at_ms}
         if firmware:
             fields["firmware"] = firmware
-        pipe = self.r.pipeline()
+        fields.update({k: "" if v is None else str(v) for k, v in health.items()})
+        pipe = self.r.pipeline(transaction=False)
         pipe.hset(self._key("device", device_id), mapping=fields)
         pipe.publish(self.events_channel, json.dumps(
             {"type": "device.status", "device": device_id, "state": state}))
