@@ -43,7 +43,7 @@ class Notifier(Protocol):
 
 
 class ConsoleNotifier:
-    """Prints each SMS to ``stream`` (stdout) instead of sending it."""
+    """Prints each SMS and call to ``stream`` (stdout) instead of sending it."""
 
     name = "console"
 
@@ -53,18 +53,16 @@ class ConsoleNotifier:
         self._seq = itertools.count(1)
 
     def send_sms(self, to: str, body: str) -> Delivery:
-        stream = self._stream or sys.stdout
-        with self._lock:
-            sid = f"CONSOLE{next(self._seq):06d}"
-            stream.write(f"[SMS to {to}] {body}\n")
-            stream.flush()
-        return Delivery.sent(sid)
+        return self._print("SMS", "CONSOLE", to, body)
 
     def place_call(self, to: str, text: str) -> Delivery:
+        return self._print("CALL", "CONSOLECALL", to, text)
+
+    def _print(self, what: str, sid_prefix: str, to: str, text: str) -> Delivery:
         stream = self._stream or sys.stdout
         with self._lock:
-            sid = f"CONSOLECALL{next(self._seq):06d}"
-            stream.write(f"[CALL to {to}] {text}\n")
+            sid = f"{sid_prefix}{next(self._seq):06d}"
+            stream.write(f"[{what} to {to}] {text}\n")
             stream.flush()
         return Delivery.sent(sid)
 

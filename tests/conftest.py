@@ -20,6 +20,15 @@ SAMPLE_SITE = ROOT / "deploy" / "examples" / "site.toml"
 
 
 @pytest.fixture
+def pins():
+    """gpiozero mock pins, released after the test (or the next one gets GPIOPinInUse)."""
+    from gpiozero.pins.mock import MockFactory
+    factory = MockFactory()
+    yield factory
+    factory.close()
+
+
+@pytest.fixture
 def sample_site() -> Site:
     return load_site(SAMPLE_SITE)
 

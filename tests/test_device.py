@@ -11,7 +11,6 @@ import time
 
 import paho.mqtt.client as mqtt
 import pytest
-from gpiozero.pins.mock import MockFactory
 from paho.mqtt.enums import CallbackAPIVersion
 
 from device.config import (BrokerConfig, DeviceConfig, DeviceConfigError, InputConfig,
@@ -26,13 +25,6 @@ WEARABLE = (("hold 2s", "emergency"), ("3 presses within 2s", "assist"), ("press
             ("2 presses within 1s", "cancel"))
 FAST = (("hold 0.5s", "emergency"), ("3 presses within 0.6s", "assist"),
         ("2 presses within 0.4s", "cancel"))
-
-
-@pytest.fixture
-def pins():
-    factory = MockFactory()
-    yield factory
-    factory.close()
 
 
 @pytest.fixture

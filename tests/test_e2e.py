@@ -11,7 +11,6 @@ import time
 
 import paho.mqtt.client as mqtt
 import pytest
-from gpiozero.pins.mock import MockFactory
 from paho.mqtt.enums import CallbackAPIVersion
 
 from device.config import BrokerConfig, DeviceConfig, InputConfig
@@ -41,13 +40,6 @@ def hub(tmp_path, mosquitto, redis_service, fake_twilio):
     yield log
     proc.terminate()
     assert proc.wait(10) == 0, log.read_text()
-
-
-@pytest.fixture
-def pins():
-    factory = MockFactory()
-    yield factory
-    factory.close()
 
 
 WALL = (("press", "assist"), ("hold 2s", "emergency"), ("2 presses within 0.5s", "cancel"))

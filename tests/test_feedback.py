@@ -10,7 +10,6 @@ from itertools import combinations
 
 import pytest
 from gpiozero import LED, Buzzer, DigitalOutputDevice
-from gpiozero.pins.mock import MockFactory
 
 from device.feedback import (DEFAULT_BUZZER_FOR, ENDS, PATTERNS, PERSISTENT, STEADY, Cue,
                              FeedbackPlayer, Pattern, Signal, pulses)
@@ -52,13 +51,6 @@ def wait_for(predicate, timeout: float = 3.0, what: str = "condition"):
         if time.monotonic() > deadline:
             pytest.fail(f"timed out waiting for {what}")
         time.sleep(0.001)
-
-
-@pytest.fixture
-def pins():
-    factory = MockFactory()
-    yield factory
-    factory.close()
 
 
 @pytest.fixture
