@@ -45,8 +45,8 @@ DEFAULT_KINDS = ("assist", "emergency", "safe_room", "missed_checkin", "welfare"
 
 #: Device ids and alarm ids: letters, digits, ``-`` and ``_``; no MQTT wildcards or
 #: separators, so an id can stand in a topic level.
-ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
-KIND_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}\Z")
+KIND_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}\Z")
 
 #: The last topic level of every device topic.
 CHANNELS = ("alarm", "status", "event", "cmd")
@@ -347,6 +347,8 @@ def _load(where: str, payload: bytes) -> dict[str, Any]:
         obj = json.loads(payload)
     except (UnicodeDecodeError, ValueError) as exc:
         raise ProtocolError(where, None, f"payload is not valid UTF-8 JSON ({exc})") from None
+    except RecursionError:  # "[[[[..." nested past the interpreter's limit
+        raise ProtocolError(where, None, "payload is nested too deeply") from None
     if not isinstance(obj, dict):
         raise ProtocolError(where, None, f"payload must be a JSON object, not {type(obj).__name__}")
     return obj

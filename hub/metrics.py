@@ -111,7 +111,8 @@ def reason_class(message: str, topic: str | None = None) -> str:
         return "other"
     field, problem = match.group("field"), match.group("problem")
     if field is None:
-        if problem.startswith(("payload is not valid UTF-8 JSON", "payload must be a JSON")):
+        if problem.startswith(("payload is not valid UTF-8 JSON", "payload must be a JSON",
+                               "payload is nested too deeply")):
             return "json"
         if problem.startswith("payload is ") and "bytes; at most" in problem:
             return "too_large"

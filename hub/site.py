@@ -38,8 +38,8 @@ from .errors import ConfigError, Problem
 from .schedule import ScheduleError, Shift, parse_shift
 from .tomlpos import Positions, dotted
 
-E164_RE = re.compile(r"^\+[1-9][0-9]{6,14}$")
-ROLE_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+E164_RE = re.compile(r"^\+[1-9][0-9]{6,14}\Z")
+ROLE_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}\Z")
 DEVICE_TYPES = ("wearable", "wall", "safe_room")
 #: Kinds only an operator may end: the person may be forced to press "cancel".
 NEVER_CANCELLED_BY_DEVICE = frozenset({"emergency", "safe_room", "welfare"})
@@ -321,7 +321,7 @@ def _steps(check: _Checker, raw_kind: dict, kpath: tuple, key: str) -> tuple[Ste
                                hint="roles to page in this step, e.g. [\"police\"]")
         if not notify and "notify" in raw:
             check.add(path + ("notify",), "a step must page at least one role")
-        channels = check.strings(raw, path, "channels", pattern=re.compile(r"^(sms|call)$"),
+        channels = check.strings(raw, path, "channels", pattern=re.compile(r"^(sms|call)\Z"),
                                  hint="\"sms\" and/or \"call\"", required=False) or ["sms"]
         wait = raw.get("wait_s", 120)
         if isinstance(wait, bool) or not isinstance(wait, (int, float)) or not 5 <= wait <= 3600:

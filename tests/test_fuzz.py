@@ -17,13 +17,14 @@ docstring, not by calling the decoder.
 from __future__ import annotations
 
 import json
+import re
 from concurrent.futures import Executor, Future
 
 import fakeredis
 import pytest
 from hypothesis import HealthCheck, event, given, settings, strategies as st
 
-from device.protocol import CHANNELS, ID_RE, MAX_PAYLOAD_BYTES, Topics, decode_command
+from device.protocol import CHANNELS, MAX_PAYLOAD_BYTES, Topics, decode_command
 from hub.metrics import reason_class
 from hub.model import Delivery
 from hub.service import AlarmService, Outcome
@@ -37,6 +38,8 @@ SITE = load_site(SAMPLE_SITE)  # a file read, nothing connected
 DEVICES = sorted(SITE.devices)
 KINDS = sorted(SITE.kinds)
 FIELDS = ("v", "alarm_id", "kind", "device", "pressed_at")
+#: Device and alarm ids, as the contract words them: 1-64 letters, digits, '-' or '_'.
+ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 
 
 class InlineExecutor(Executor):
@@ -85,9 +88,7 @@ def topic_parts(topic: str) -> tuple[str, str] | None:
     if not topic.startswith(HEAD):
         return None
     parts = topic[len(HEAD):].split("/")
-    # ID_RE is the contract's own pattern (its "$" also lets a trailing newline through:
-    # pinned separately by test_an_id_with_a_trailing_newline_is_rejected below).
-    if len(parts) != 2 or parts[1] not in CHANNELS or not ID_RE.match(parts[0]):
+    if len(parts) != 2 or parts[1] not in CHANNELS or not ID.fullmatch(parts[0]):
         return None
     return parts[0], parts[1]
 
@@ -108,7 +109,7 @@ def valid_alarm_id(topic: str, payload: bytes) -> str | None:
     ok = (type(v) in (int, float) and v == 1
           and isinstance(device, str) and device == parts[0] and device in SITE.devices
           and isinstance(kind, str) and kind in SITE.kinds
-          and isinstance(alarm_id, str) and ID_RE.match(alarm_id) is not None
+          and isinstance(alarm_id, str) and ID.fullmatch(alarm_id) is not None
           and type(pressed_at) is int and pressed_at >= 0)
     return alarm_id if ok else None
 
@@ -301,23 +302,26 @@ def test_handle_never_raises_rejects_the_invalid_and_stores_the_valid_once(case)
     assert [r["topic"] for r in records] == rejected
 
 
-# --- bugs the fuzzing turned up (strict xfail: they flip to failures once fixed) -----------
+# --- the bugs fuzzing found, pinned (both fixed in device/protocol.py) --------------------
 
-@pytest.mark.xfail(strict=True, raises=RecursionError,
-                   reason="device.protocol._load catches ValueError, but json.loads raises "
-                          "RecursionError for nesting deeper than the recursion limit, "
-                          "well within MAX_PAYLOAD_BYTES")
 @pytest.mark.parametrize("channel", ["alarm", "status", "event"])
 def test_deeply_nested_json_is_rejected_not_raised(channel):
+    """json.loads raises RecursionError, not ValueError, for "[[[[..." nested past the
+    interpreter's limit, well within MAX_PAYLOAD_BYTES."""
     service, store, _ = build()
     topic = f"{HEAD}main-circ-01/{channel}"
     assert service.handle(topic, b"[" * 2000) is Outcome.REJECTED
+    assert reason_class(store.rejected(count=1)[0]["reason"], topic) == "json"
 
 
-@pytest.mark.xfail(strict=True, reason="ID_RE ends in '$', which also matches before a "
-                                       "final newline: use '\\Z' or fullmatch")
-def test_an_id_with_a_trailing_newline_is_rejected():
+@pytest.mark.parametrize("device, alarm_id, reason", [
+    ("main-circ-01", "a1\n", "field:alarm_id"),  # "$" ends a line, not the string: stored
+    ("main-circ-01\n", "a1", "topic"),           # was rejected, but as an unknown device
+])
+def test_an_id_with_a_trailing_newline_is_rejected(device, alarm_id, reason):
     service, store, _ = build()
-    obj = alarm_obj("main-circ-01", "assist", "a1\n")
-    assert service.handle(Topics().alarm("main-circ-01"), json.dumps(obj).encode()) \
-        is Outcome.REJECTED
+    topic = Topics().alarm(device)
+    obj = alarm_obj(device, "assist", alarm_id)
+    assert service.handle(topic, json.dumps(obj).encode()) is Outcome.REJECTED
+    assert reason_class(store.rejected(count=1)[0]["reason"], topic) == reason
+    assert stored_ids(store) == set()

@@ -173,6 +173,7 @@ def js(obj) -> bytes:
     (f"{CIRC}/alarm", b"nope", "json"),
     (f"{CIRC}/alarm", b"\xff{}", "json"),
     (f"{CIRC}/alarm", b"[1]", "json"),
+    (f"{CIRC}/alarm", b"[" * 2000, "json"),
     (f"{CIRC}/alarm", js({**ALARM, "v": 2}), "version"),
     (f"{CIRC}/alarm", js({k: v for k, v in ALARM.items() if k != "v"}), "version"),
     (f"{CIRC}/alarm", js({**ALARM, "kind": "party"}), "kind"),
