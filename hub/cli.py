@@ -30,7 +30,8 @@ def cmd_hub(args) -> int:
     from .runner import run_hub
     from .settings import hub_settings
     run_hub(hub_settings(site=args.site, broker=args.broker, redis_url=args.redis,
-                         topic_prefix=args.prefix, hub_id=args.hub_id))
+                         topic_prefix=args.prefix, hub_id=args.hub_id,
+                         metrics_port=args.metrics_port))
     return 0
 
 
@@ -155,6 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
     hub.add_argument("--redis", help="Redis URL (env HAVEN_REDIS_URL)")
     hub.add_argument("--prefix", help="MQTT topic prefix (env HAVEN_TOPIC_PREFIX)")
     hub.add_argument("--hub-id", help="MQTT client id of this worker (env HAVEN_HUB_ID)")
+    hub.add_argument("--metrics-port", type=int,
+                     help="serve Prometheus /metrics on 127.0.0.1:PORT, 0 = any free port "
+                          "(env HAVEN_METRICS_PORT)")
     hub.set_defaults(func=cmd_hub)
 
     dash = sub.add_parser("dashboard", help="serve the operator dashboard")

@@ -20,6 +20,7 @@ from .service import TICK_S, AlarmService
 from .settings import HubSettings
 from .site import load_site
 from .errors import ConfigError
+from .metrics import Metrics
 from .store import Store
 from .supervision import Supervisor
 
@@ -35,6 +36,15 @@ ESCALATION_THREADS = 8
 CHECKIN_TICK_S = 5.0
 
 
+def device_counts(site, store: Store) -> tuple[int, int]:
+    """(online, offline) devices, from the supervisor's trouble sets."""
+    pipe = store.r.pipeline(transaction=False)
+    for device_id in site.devices:
+        pipe.smembers(store._key("troubles", device_id))
+    offline = sum(1 for troubles in pipe.execute() if {"offline", "never_seen"} & troubles)
+    return len(site.devices) - offline, offline
+
+
 def _timer_loop(service: AlarmService, checkins: CheckinScheduler,
                 stop: threading.Event) -> None:
     """Runs due escalation attempts every TICK_S and check-ins every CHECKIN_TICK_S; a dead
@@ -47,6 +57,7 @@ def _timer_loop(service: AlarmService, checkins: CheckinScheduler,
             if time.monotonic() >= next_checkin:
                 next_checkin = time.monotonic() + CHECKIN_TICK_S
                 checkins.tick(int(time.time() * 1000))
+                service.metrics.set_devices(*device_counts(service.site, service.store))
         except redis.RedisError as exc:
             log.error("escalation timers: store unreachable (%s)", exc)
             stop.wait(1.0)
@@ -71,8 +82,13 @@ def run_hub(settings: HubSettings) -> None:
     senders = ThreadPoolExecutor(SENDER_THREADS, thread_name_prefix="sender")
     escalators = ThreadPoolExecutor(ESCALATION_THREADS, thread_name_prefix="escalation")
     mqtt_box: list[HubMqtt] = []
+    metrics = Metrics()
     service = AlarmService(site, store, notifier, lambda t, p: mqtt_box[0].publish(t, p),
-                           senders, escalators=escalators, topics=topics)
+                           senders, escalators=escalators, topics=topics, metrics=metrics)
+    metrics_server = None
+    if settings.metrics_port is not None:
+        metrics_server = metrics.serve("127.0.0.1", settings.metrics_port)
+        log.info("metrics on http://127.0.0.1:%d/metrics", metrics_server.port)
     mqtt = HubMqtt(BrokerAddress.parse(settings.broker), service.handle,
                    client_id=settings.hub_id, topics=topics)
     mqtt_box.append(mqtt)
@@ -122,5 +138,7 @@ def run_hub(settings: HubSettings) -> None:
         forwarder.stop()
         escalators.shutdown(wait=True)  # let attempts and pages already going out finish
         senders.shutdown(wait=True)
+        if metrics_server is not None:
+            metrics_server.close()
         store.r.close()
         log.info("hub stopped")

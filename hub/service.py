@@ -32,6 +32,7 @@ from device.protocol import (CMD_RECEIVED, EVENT_CANCEL, EVENT_CHECKIN, EVENT_SA
 
 from .escalation import PlannedNotification, attempt, plan, wait_after_ms
 from .lifecycle import AlarmEvent, IllegalTransition
+from .metrics import Metrics, channel_of, delivery_outcome
 from .model import Alarm, AlarmState, Channel, Delivery
 from .notify import Notifier
 from .schedule import BranchState, on_duty
@@ -69,8 +70,10 @@ class AlarmService:
 
     def __init__(self, site: Site, store: Store, notifier: Notifier, publish: Publish,
                  senders: Executor, *, escalators: Executor | None = None,
-                 topics: Topics = Topics(), clock: Callable[[], float] = time.time):
+                 topics: Topics = Topics(), clock: Callable[[], float] = time.time,
+                 metrics: Metrics | None = None):
         self.site, self.store, self.notifier = site, store, notifier
+        self.metrics = metrics or Metrics()
         self.publish, self.senders, self.topics, self.clock = publish, senders, topics, clock
         # Attempts wait for their sends, so they must not run on the senders' own pool.
         self.escalators = escalators or ThreadPoolExecutor(4, thread_name_prefix="escalation")
@@ -84,18 +87,24 @@ class AlarmService:
         try:
             _, channel = self.topics.parse(topic)
             if channel == "alarm":
-                return self._alarm(topic, payload)
-            if channel == "status":
-                return self._status(topic, payload)
-            if channel == "event":
-                return self._event(topic, payload)
-            return Outcome.IGNORED
+                outcome = self._alarm(topic, payload)
+            elif channel == "status":
+                outcome = self._status(topic, payload)
+            elif channel == "event":
+                outcome = self._event(topic, payload)
+            else:
+                outcome = Outcome.IGNORED
         except ProtocolError as exc:
             return self._reject(topic, str(exc))
+        if outcome is not Outcome.REJECTED:  # _reject counts its own, with the reason
+            self.metrics.message(channel, outcome)
+        return outcome
 
     def _reject(self, topic: str, reason: str) -> Outcome:
         log.warning("rejected message: %s", reason)
         self.store.record_rejected(topic, reason, self._now_ms())
+        self.metrics.message(channel_of(topic, self.topics), Outcome.REJECTED, reason,
+                             topic=topic)
         return Outcome.REJECTED
 
     def _alarm(self, topic: str, payload: bytes) -> Outcome:
@@ -120,6 +129,7 @@ class AlarmService:
             log.info("duplicate alarm %s from %s: confirmed again, not re-paged",
                      alarm.id, alarm.device)
             return Outcome.DUPLICATE
+        self.metrics.alarm_stored(alarm.kind, delay_ms / 1000)
         if not kind.steps:
             # The daily test press (or any kind that pages no one): recorded, then closed at
             # once, so it never sits on the board as an alarm; the device hears "resolved".
@@ -147,6 +157,8 @@ class AlarmService:
                       alarm.id, alarm.kind, self.site.source)
             return False
         created = self.store.raise_alarm(alarm, escalate=bool(kind.steps))
+        if created:
+            self.metrics.alarm_stored(alarm.kind)
         if created and kind.steps:
             self.escalators.submit(self.run_due, alarm.id)
         return created
@@ -197,7 +209,8 @@ class AlarmService:
         how many ran. Never raises but for an unreachable store."""
         now = self._now_ms()
         due = self.store.claim_due(now, LEASE_MS, alarm_id=alarm_id)
-        for due_id, number in due:
+        for due_id, number, due_ms in due:
+            self.metrics.escalation_started((now - due_ms) / 1000)
             try:
                 self.run_attempt(due_id, number)
             except Exception:  # the lease runs out and the attempt is tried again
@@ -236,6 +249,7 @@ class AlarmService:
         try:
             if not self.store.claim_notification(item.key, self._now_ms(), LEASE_MS):
                 log.info("notification %s already claimed: not sent again", item.key)
+                self.metrics.notification(str(item.key.channel), "skipped_claimed")
                 return None
             if item.key.channel is Channel.CALL:
                 delivery = self.notifier.place_call(item.contact.phone, item.text)
@@ -243,6 +257,7 @@ class AlarmService:
                 delivery = self.notifier.send_sms(item.contact.phone, item.text)
             self.store.record_notification(item.key, item.contact.name, delivery,
                                            self._now_ms())
+            self.metrics.notification(str(item.key.channel), delivery_outcome(delivery))
             if delivery.ok:
                 log.info("%s to %s for alarm %s: accepted (%s)", item.key.channel,
                          item.contact.name, item.key.alarm_id, delivery.sid)
@@ -253,6 +268,7 @@ class AlarmService:
             return delivery
         except Exception:  # a sender thread must not die silently
             log.exception("sending %s failed", item.key)
+            self.metrics.notification(str(item.key.channel), "error")
             return None
 
     def _status(self, topic: str, payload: bytes) -> Outcome:

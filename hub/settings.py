@@ -7,6 +7,7 @@ Environment (command-line options override):
     HAVEN_REDIS_URL         Redis URL                    redis://127.0.0.1:6379/0
     HAVEN_TOPIC_PREFIX      MQTT topic prefix            haven/v1
     HAVEN_HUB_ID            this worker's MQTT client id haven-hub-<hostname>
+    HAVEN_METRICS_PORT      serve Prometheus /metrics on 127.0.0.1:<port>   off
     TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, and TWILIO_FROM_NUMBER or
     TWILIO_MESSAGING_SERVICE_SID
                             send real SMS; without them the console notifier prints
@@ -49,6 +50,7 @@ class HubSettings:
     topic_prefix: str
     hub_id: str
     twilio: TwilioSettings | None
+    metrics_port: int | None = None
 
 
 def env_default(name: str, default: str, env: Mapping[str, str] | None = None) -> str:
@@ -90,8 +92,14 @@ def twilio_from_env(env: Mapping[str, str] | None = None) -> TwilioSettings | No
 
 def hub_settings(*, site: str | None = None, broker: str | None = None,
                  redis_url: str | None = None, topic_prefix: str | None = None,
-                 hub_id: str | None = None,
+                 hub_id: str | None = None, metrics_port: int | None = None,
                  env: Mapping[str, str] | None = None) -> HubSettings:
+    if metrics_port is None:
+        raw = env_default("HAVEN_METRICS_PORT", "", env)
+        if raw and not (raw.isdigit() and int(raw) < 65536):
+            raise ConfigError([Problem("environment", None, "HAVEN_METRICS_PORT",
+                                       f"{raw!r} is not a TCP port number")])
+        metrics_port = int(raw) if raw else None
     return HubSettings(
         site_path=site or env_default("HAVEN_SITE", "/etc/haven/site.toml", env),
         broker=broker or env_default("HAVEN_BROKER", "127.0.0.1:1883", env),
@@ -99,4 +107,5 @@ def hub_settings(*, site: str | None = None, broker: str | None = None,
         topic_prefix=topic_prefix or env_default("HAVEN_TOPIC_PREFIX", "haven/v1", env),
         hub_id=hub_id or env_default("HAVEN_HUB_ID", f"haven-hub-{socket.gethostname()}", env),
         twilio=twilio_from_env(env),
+        metrics_port=metrics_port,
     )

@@ -62,19 +62,21 @@ return 1
 
 _CLAIM_DUE = """
 -- KEYS: escalations zset; ARGV: now_ms, lease_ms, limit, escalation key prefix, [one id]
--- Leases due escalations (pushes their score to now + lease) and returns id, attempt pairs.
-local ids
+-- Leases due escalations (pushes their score to now + lease); returns id, attempt, due_ms.
+local due = {}
 if ARGV[5] then
   local score = redis.call('ZSCORE', KEYS[1], ARGV[5])
-  if score and tonumber(score) <= tonumber(ARGV[1]) then ids = {ARGV[5]} else ids = {} end
+  if score and tonumber(score) <= tonumber(ARGV[1]) then due = {ARGV[5], score} end
 else
-  ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[3])
+  due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'WITHSCORES', 'LIMIT', 0, ARGV[3])
 end
 local out = {}
-for _, id in ipairs(ids) do
+for i = 1, #due, 2 do
+  local id = due[i]
   redis.call('ZADD', KEYS[1], tonumber(ARGV[1]) + tonumber(ARGV[2]), id)
   out[#out + 1] = id
   out[#out + 1] = redis.call('HGET', ARGV[4] .. id, 'attempt') or '0'
+  out[#out + 1] = tostring(due[i + 1])
 end
 return out
 """
@@ -159,15 +161,16 @@ class Store:
     # --- escalation timers ------------------------------------------------------
 
     def claim_due(self, now_ms: int, lease_ms: int, limit: int = 50,
-                  alarm_id: str | None = None) -> list[tuple[str, int]]:
+                  alarm_id: str | None = None) -> list[tuple[str, int, int]]:
         """Lease the escalations due at ``now_ms`` (or just ``alarm_id``, if due) for
-        ``lease_ms``: ``[(alarm id, attempt number)]``. A worker that dies holding a
+        ``lease_ms``: ``[(alarm id, attempt number, due ms)]``. A worker that dies holding a
         lease loses it when it runs out, and another worker runs the attempt again."""
         args = [now_ms, lease_ms, limit, self._key("escalation", "")]
         if alarm_id is not None:
             args.append(alarm_id)
         flat = self._claim_due(keys=[self._key("escalations")], args=args)
-        return [(flat[i], int(flat[i + 1])) for i in range(0, len(flat), 2)]
+        return [(flat[i], int(flat[i + 1]), int(float(flat[i + 2])))
+                for i in range(0, len(flat), 3)]
 
     def finish_attempt(self, alarm_id: str, attempt: int, next_due_ms: int) -> bool:
         """Attempt ``attempt`` is done: the next one is due at ``next_due_ms`` (unless the

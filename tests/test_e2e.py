@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import os
 import sys
@@ -446,6 +447,40 @@ def test_sighup_reloads_the_site_and_a_bad_one_is_refused(tmp_path, mosquitto, r
         client.publish(Topics().alarm(alarm.device), alarm.to_json(), qos=1).wait_for_publish(2)
         got = fake_twilio.wait_for(2, timeout=5)
         assert len(got) == 2 and all("Reference Desk" in r.form["Body"] for r in got)
+    finally:
+        if client:
+            client.loop_stop()
+            client.disconnect()
+        proc.terminate()
+        assert proc.wait(10) == 0
+
+
+def test_the_hub_serves_prometheus_metrics(tmp_path, mosquitto, redis_service):
+    import urllib.request
+    log = tmp_path / "hub.log"
+    proc = spawn([sys.executable, "-m", "hub.cli", "hub", "--site", str(SAMPLE_SITE),
+                  "--broker", f"127.0.0.1:{mosquitto.port}", "--redis", redis_service.url,
+                  "--metrics-port", "0"], log=log)
+    client = None
+    try:
+        deadline = time.monotonic() + 10
+        while "hub ready" not in log.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.02)
+        port = int(re.search(r"metrics on http://127.0.0.1:(\d+)/metrics", log.read_text())[1])
+        client = _publisher(mosquitto)
+        client.publish(Topics().alarm("main-ref-01"), b"{nope", qos=1).wait_for_publish(2)
+        alarm = new_alarm("main-ref-01", "assist")
+        client.publish(Topics().alarm(alarm.device), alarm.to_json(), qos=1).wait_for_publish(2)
+        deadline = time.monotonic() + 5
+        while True:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+                text = r.read().decode()
+            if 'haven_alarms_total{kind="assist"} 1.0' in text:
+                break
+            assert time.monotonic() < deadline, text
+            time.sleep(0.05)
+        assert 'haven_rejected_total{reason="json"} 1.0' in text
     finally:
         if client:
             client.loop_stop()
