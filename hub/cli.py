@@ -118,6 +118,17 @@ def cmd_branch(args) -> int:
         detail = (f"on for {args.minutes} min: messages marked DRILL, police never called"
                   if until else "off")
         print(f"{args.branch}: drill {detail}")
+    elif args.switch == "on-duty":
+        contact = next((c for c in site.contacts if c.phone == args.phone
+                        or c.name.lower().startswith(args.phone.lower())), None)
+        if contact is None or args.branch not in contact.branches:
+            print(f"haven branch on-duty: no contact {args.phone!r} at {args.branch}",
+                  file=sys.stderr)
+            return 1
+        store.set_override(args.branch, contact.phone, on_duty=args.state == "on",
+                           until_ms=now_ms + int(args.hours * 3600_000), by=args.by)
+        print(f"{contact.name}: {'on' if args.state == 'on' else 'off'} duty at {args.branch} "
+              f"for {args.hours:g} h")
     elif args.switch == "lone-worker":
         value = {"on": True, "off": False, "auto": None}[args.state]
         store.set_branch_switches(args.branch, by=args.by, now_ms=now_ms, lone_worker=value)
@@ -219,6 +230,12 @@ def build_parser() -> argparse.ArgumentParser:
     drill.add_argument("state", choices=["on", "off"])
     drill.add_argument("--minutes", type=int, default=30, help="the drill ends by itself")
     drill.add_argument("--by", required=True)
+    duty = branch_sub.add_parser("on-duty", help="put a contact on or off duty for a while")
+    duty.add_argument("branch")
+    duty.add_argument("phone", help="the contact's phone, or the start of their name")
+    duty.add_argument("state", choices=["on", "off"])
+    duty.add_argument("--hours", type=float, default=4)
+    duty.add_argument("--by", required=True)
     lone = branch_sub.add_parser("lone-worker", help="alarms go to police first")
     lone.add_argument("branch")
     lone.add_argument("state", choices=["on", "off", "auto"])

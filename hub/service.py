@@ -77,6 +77,9 @@ class AlarmService:
         self.publish, self.senders, self.topics, self.clock = publish, senders, topics, clock
         # Attempts wait for their sends, so they must not run on the senders' own pool.
         self.escalators = escalators or ThreadPoolExecutor(4, thread_name_prefix="escalation")
+        # Alarms outrank troubles: device-trouble texts queue on their own small pool,
+        # never in front of an alarm's pages.
+        self.trouble_senders = ThreadPoolExecutor(2, thread_name_prefix="trouble")
 
     def _now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -168,9 +171,8 @@ class AlarmService:
     def notify_trouble(self, notice) -> None:
         """Text the branch's ``it`` contacts about a device trouble or its all-clear.
 
-        Called once per notice across workers (hub.supervision); sends go through the
-        sender pool, so a trouble never holds up the supervisor (and alarms, which
-        page from the same pool, are never queued behind a wait on these)."""
+        Called once per notice across workers (hub.supervision); sends go through a small
+        pool of their own, so a burst of troubles never delays an alarm's pages."""
         from .messages import trouble_text
         contacts = [c for c in self.site.contacts
                     if notice.branch_id in c.branches and "it" in c.roles]
@@ -178,7 +180,7 @@ class AlarmService:
         log.warning("device %s %s %s; telling %d IT contact(s)", notice.device_id,
                     notice.trouble, "raised" if notice.raised else "cleared", len(contacts))
         for contact in contacts:
-            self.senders.submit(self._send_plain, contact, text)
+            self.trouble_senders.submit(self._send_plain, contact, text)
 
     def _send_plain(self, contact: Contact, text: str) -> None:
         try:
@@ -196,8 +198,10 @@ class AlarmService:
         from .schedule import branch_state
         now = datetime.fromtimestamp(now_ms / 1000, timezone.utc)
         staff = [c for c in self.site.contacts if branch_id in c.branches and "staff" in c.roles]
-        if any(c.shifts for c in staff):
-            count = sum(1 for c in staff if on_duty(c.phone, c.shifts, branch_id, now))
+        overrides = self.store.overrides(branch_id, now_ms)
+        if any(c.shifts for c in staff) or overrides:
+            count = sum(1 for c in staff
+                        if on_duty(c.phone, c.shifts, branch_id, now, overrides))
         else:
             # No schedule for this branch's staff (a desk phone, say): it counts as staffed
             # unless a switch says otherwise.
@@ -232,10 +236,11 @@ class AlarmService:
             self.store.stop_escalation(alarm_id)
             return
         current = attempt(steps, number)
+        overrides = self.store.overrides(alarm.branch, now)
         planned = plan(self.site, alarm, steps, number, drill=state is BranchState.DRILL,
                        on_duty=lambda c: on_duty(
                            c.phone, c.shifts, alarm.branch,
-                           datetime.fromtimestamp(now / 1000, timezone.utc)))
+                           datetime.fromtimestamp(now / 1000, timezone.utc), overrides))
         self.store.add_timeline(alarm.id, "escalation", at_ms=now, attempt=number,
                                 step=current.step_index + 1, round=current.round + 1,
                                 branch_state=str(state), notifications=len(planned))

@@ -11,6 +11,7 @@ prefix (default ``haven``)::
     haven:escalation:<id>         hash   ``attempt``: the number of the next attempt
     haven:device:<id>             hash   last status of a device
     haven:branch:<id>             hash   switches: drill_until_ms, lone_worker (1/0), by
+    haven:overrides:<branch>      hash   phone -> "on|off:<until_ms>:<by>": ad-hoc duty changes
     haven:rejected                stream messages that broke the wire contract (capped)
     haven:device-commands         stream commands for devices, consumed by hub workers
                                          (consumer group "hub") and published over MQTT
@@ -30,7 +31,7 @@ import redis
 
 from .lifecycle import AlarmEvent, transition
 from .model import Alarm, Delivery, NotificationKey
-from .schedule import Switches
+from .schedule import Override, Switches
 
 #: How long notification claims are kept, in seconds: far longer than any
 #: alarm can be redelivered by the broker.
@@ -277,6 +278,24 @@ class Store:
         pipe.publish(self.events_channel, json.dumps({"type": "branch.switches",
                                                       "branch": branch_id}))
         pipe.execute()
+
+    def set_override(self, branch_id: str, phone: str, *, on_duty: bool, until_ms: int,
+                     by: str) -> None:
+        """Put a contact on or off duty at a branch until ``until_ms``, whatever the schedule."""
+        self.r.hset(self._key("overrides", branch_id), phone,
+                    f"{'on' if on_duty else 'off'}:{until_ms}:{by}")
+        self.r.publish(self.events_channel, json.dumps({"type": "branch.overrides",
+                                                        "branch": branch_id}))
+
+    def overrides(self, branch_id: str, now_ms: int) -> list[Override]:
+        """Overrides still in force at ``now_ms``."""
+        found = []
+        for phone, value in self.r.hgetall(self._key("overrides", branch_id)).items():
+            state, _, rest = value.partition(":")
+            until = rest.split(":", 1)[0]
+            if until.isdigit() and int(until) > now_ms:
+                found.append(Override(phone, branch_id, state == "on", int(until)))
+        return found
 
     # --- device commands (hub workers publish them over MQTT) -----------------------
 

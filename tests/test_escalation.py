@@ -199,3 +199,18 @@ def test_a_missed_check_in_alarm_from_the_hub_escalates(rig, sample_site):
     paged = {to for _, to, _ in notifier.sent}
     assert paged == {c.phone for c in sample_site.recipients("missed_checkin", "westside")}
     assert all("Lone worker missed check-in" in text for _, _, text in notifier.sent)
+
+
+def test_an_override_takes_the_only_desk_off_duty_and_the_branch_becomes_lone(rig,
+                                                                             sample_site):
+    service, clock, notifier, store = rig
+    now = int(T0 * 1000)
+    assert str(service.branch_state("main", now)) == "staffed"
+    store.set_override("main", "+12065550101", on_duty=False, until_ms=now + 60_000, by="Dana")
+    assert str(service.branch_state("main", now)) == "lone_worker"
+    raise_alarm(service, kind="assist")
+    paged = {to for _, to, _ in notifier.sent}
+    assert "+12065550101" not in paged  # off duty: not paged for a staff step
+    assert phones(sample_site, "Police dispatch") <= paged  # lone worker: police first
+    assert store.overrides("main", now + 60_000) == []  # it ran out
+    assert str(service.branch_state("main", now + 60_000)) == "staffed"

@@ -167,6 +167,7 @@ def test_device_troubles_are_texted_to_the_branch_it_contacts(parts, sample_site
                                          "front-desk", 5))
     service.notify_trouble(TroubleNotice("west-front-01", Trouble.OFFLINE, False, "westside",
                                          "front-desk", 9))
+    service.trouble_senders.shutdown(wait=True)
     pool.shutdown()
     it = [c.phone for c in sample_site.contacts if "it" in c.roles]
     assert [to for to, _ in notifier.sent] == it * 2
