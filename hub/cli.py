@@ -162,7 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     hub = sub.add_parser("hub", help="run a hub worker")
-    hub.add_argument("--site", help="site config (env HAVEN_SITE)")
+    hub.add_argument("action", nargs="?", choices=["run"], default="run",
+                     help="'haven hub run' and 'haven hub' are the same")
+    hub.add_argument("--site", "--config", dest="site", help="site config (env HAVEN_SITE)")
     hub.add_argument("--broker", help="MQTT broker host:port (env HAVEN_BROKER)")
     hub.add_argument("--redis", help="Redis URL (env HAVEN_REDIS_URL)")
     hub.add_argument("--prefix", help="MQTT topic prefix (env HAVEN_TOPIC_PREFIX)")
