@@ -57,7 +57,8 @@ class BrokerAddress:
 
 
 class HubMqtt:
-    """Runs the hub's MQTT client. ``handler(topic, payload)`` raises RedisError to defer."""
+    """Runs the hub's MQTT client. ``handler(topic, payload, retained=...)`` raises
+    RedisError to defer the message."""
 
     def __init__(self, broker: BrokerAddress, handler: Callable[[str, bytes], object], *,
                  client_id: str, topics: Topics = Topics(), share_group: str = "haven-hub"):
@@ -118,7 +119,7 @@ class HubMqtt:
             self._retry.put(msg)
             return
         try:
-            self.handler(msg.topic, msg.payload)
+            self.handler(msg.topic, msg.payload, retained=bool(msg.retain))
         except redis.RedisError as exc:
             log.error("store unreachable (%s): holding %s unacknowledged and retrying",
                       exc, msg.topic)
@@ -140,7 +141,7 @@ class HubMqtt:
                 time.sleep(RETRY_MIN_S)
                 continue
             try:
-                self.handler(msg.topic, msg.payload)
+                self.handler(msg.topic, msg.payload, retained=bool(msg.retain))
             except redis.RedisError as exc:
                 log.error("store still unreachable (%s); retrying in %.1f s", exc, delay)
                 self._stopping.wait(delay)

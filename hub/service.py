@@ -84,15 +84,18 @@ class AlarmService:
     def _now_ms(self) -> int:
         return int(self.clock() * 1000)
 
-    def handle(self, topic: str, payload: bytes) -> Outcome:
+    def handle(self, topic: str, payload: bytes, *, retained: bool = False) -> Outcome:
         """Handle one MQTT message. Raises only when the store is unreachable
-        (``redis.RedisError``): the caller must then not acknowledge the message."""
+        (``redis.RedisError``): the caller must then not acknowledge the message.
+
+        ``retained``: the broker replayed a stored message (on subscribe); a retained
+        status says what the device last said, not that it is alive now."""
         try:
             _, channel = self.topics.parse(topic)
             if channel == "alarm":
                 outcome = self._alarm(topic, payload)
             elif channel == "status":
-                outcome = self._status(topic, payload)
+                outcome = self._status(topic, payload, retained)
             elif channel == "event":
                 outcome = self._event(topic, payload)
             else:
@@ -276,13 +279,16 @@ class AlarmService:
             self.metrics.notification(str(item.key.channel), "error")
             return None
 
-    def _status(self, topic: str, payload: bytes) -> Outcome:
+    def _status(self, topic: str, payload: bytes, retained: bool = False) -> Outcome:
         msg = decode_status(topic, payload, topics=self.topics)
         if msg.device not in self.site.devices:
             return self._reject(topic, f"topic {topic}: field 'device': {msg.device!r} is not "
                                        f"in the site config {self.site.source}")
-        health = {} if msg.health is None else {"heartbeat_ms": self._now_ms(),
-                                                **msg.health.to_obj()}
+        health = {} if msg.health is None else msg.health.to_obj()
+        if msg.health is not None and not retained:
+            # Only a live heartbeat proves the device is alive now: a retained one replayed
+            # after a hub restart must not hide a device that died with the broker.
+            health["heartbeat_ms"] = self._now_ms()
         self.store.set_device_status(msg.device, msg.state, msg.at or self._now_ms(),
                                      msg.firmware, **health)
         return Outcome.STATUS

@@ -173,3 +173,13 @@ def test_device_troubles_are_texted_to_the_branch_it_contacts(parts, sample_site
     assert [to for to, _ in notifier.sent] == it * 2
     assert "west-front-01 (Westside Branch, Front Desk) is OFFLINE" in notifier.sent[0][1]
     assert notifier.sent[1][1].startswith("HAVEN all clear: device west-front-01")
+
+
+def test_a_retained_heartbeat_replayed_on_subscribe_is_not_proof_of_life(parts, fake_store):
+    service, *_ = parts
+    beat = (b'{"v":1,"device":"main-circ-01","state":"online","at":5,'
+            b'"health":{"uptime_s":9,"outbox":0}}')
+    service.handle(Topics().status("main-circ-01"), beat, retained=True)
+    assert "heartbeat_ms" not in fake_store.device_status("main-circ-01")
+    service.handle(Topics().status("main-circ-01"), beat)
+    assert fake_store.device_status("main-circ-01")["heartbeat_ms"] == str(int(NOW * 1000))
