@@ -78,12 +78,14 @@ def recipients(site: Site, alarm: Alarm, step: Step, *, drill: bool,
 
 
 def plan(site: Site, alarm: Alarm, steps: tuple[Step, ...], number: int, *, drill: bool,
-         on_duty: Callable[[Contact], bool] = lambda contact: True
-         ) -> list[PlannedNotification]:
-    """Every notification of attempt ``number``: calls first, then texts."""
+         on_duty: Callable[[Contact], bool] = lambda contact: True,
+         reply_hint: bool = False) -> list[PlannedNotification]:
+    """Every notification of attempt ``number``: calls first, then texts. ``reply_hint``:
+    SMS replies reach the dashboard, so texts say how to acknowledge."""
     current = attempt(steps, number)
     contacts = recipients(site, alarm, current.step, drill=drill, on_duty=on_duty)
-    sms, call = sms_text(alarm, site, drill=drill), call_text(alarm, site, drill=drill)
+    sms = sms_text(alarm, site, drill=drill, reply_hint=reply_hint)
+    call = call_text(alarm, site, drill=drill)
     planned = []
     for channel in sorted((Channel(c) for c in current.step.channels),
                           key=lambda c: c is not Channel.CALL):

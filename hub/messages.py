@@ -26,13 +26,15 @@ def where(alarm: Alarm, site: Site) -> str:
     return text
 
 
-def sms_text(alarm: Alarm, site: Site, *, drill: bool = False) -> str:
-    """The alarm SMS: kind, branch, room, local time of receipt, short reference."""
+def sms_text(alarm: Alarm, site: Site, *, drill: bool = False, reply_hint: bool = False) -> str:
+    """The alarm SMS: kind, branch, room, local time of receipt, short reference, and
+    with ``reply_hint`` (replies reach the dashboard) how to acknowledge."""
     branch = site.branches[alarm.branch]
     local = datetime.fromtimestamp(alarm.received_at_ms / 1000, ZoneInfo(branch.timezone))
     label = site.kinds[alarm.kind].label
     return (f"{'DRILL ' if drill else ''}HAVEN {label}: {where(alarm, site)}. "
-            f"Alarm at {local:%H:%M}. Ref {alarm.id[:8]}")
+            f"Alarm at {local:%H:%M}. Ref {alarm.id[:8]}"
+            + (". Reply 1 if you are responding." if reply_hint else ""))
 
 
 def call_text(alarm: Alarm, site: Site, *, drill: bool = False) -> str:

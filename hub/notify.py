@@ -39,7 +39,7 @@ class Notifier(Protocol):
 
     def send_sms(self, to: str, body: str) -> Delivery: ...
 
-    def place_call(self, to: str, text: str) -> Delivery: ...
+    def place_call(self, to: str, text: str, *, voice_url: str | None = None) -> Delivery: ...
 
 
 class ConsoleNotifier:
@@ -55,7 +55,7 @@ class ConsoleNotifier:
     def send_sms(self, to: str, body: str) -> Delivery:
         return self._print("SMS", "CONSOLE", to, body)
 
-    def place_call(self, to: str, text: str) -> Delivery:
+    def place_call(self, to: str, text: str, *, voice_url: str | None = None) -> Delivery:
         return self._print("CALL", "CONSOLECALL", to, text)
 
     def _print(self, what: str, sid_prefix: str, to: str, text: str) -> Delivery:
@@ -115,11 +115,17 @@ class TwilioNotifier:
             kwargs["from_"] = self._from
         return self._create(lambda: self._client().messages.create(**kwargs))
 
-    def place_call(self, to: str, text: str) -> Delivery:
-        """A call that speaks ``text`` (acknowledging by keypress comes with issue #5)."""
+    def place_call(self, to: str, text: str, *, voice_url: str | None = None) -> Delivery:
+        """A call. With ``voice_url`` (the dashboard's ``/twilio/voice/say?alarm=ID``)
+        Twilio fetches what to play there, and the callee presses 1 to acknowledge;
+        without it (no public URL configured) the call speaks ``text`` and cannot be
+        acknowledged by keypress."""
         if not self._from:
             return Delivery.failed("calls need TWILIO_FROM_NUMBER (a Messaging Service "
                                    "cannot place calls)", retryable=False)
+        if voice_url:
+            return self._create(lambda: self._client().calls.create(
+                to=to, from_=self._from, url=voice_url, method="POST"))
         from twilio.twiml.voice_response import VoiceResponse
         twiml = VoiceResponse()
         twiml.say(text)

@@ -71,9 +71,11 @@ class AlarmService:
     def __init__(self, site: Site, store: Store, notifier: Notifier, publish: Publish,
                  senders: Executor, *, escalators: Executor | None = None,
                  topics: Topics = Topics(), clock: Callable[[], float] = time.time,
-                 metrics: Metrics | None = None):
+                 metrics: Metrics | None = None, public_url: str | None = None):
         self.site, self.store, self.notifier = site, store, notifier
         self.metrics = metrics or Metrics()
+        #: The dashboard's public base URL for Twilio callbacks (keypress and SMS replies).
+        self.public_url = public_url
         self.publish, self.senders, self.topics, self.clock = publish, senders, topics, clock
         # Attempts wait for their sends, so they must not run on the senders' own pool.
         self.escalators = escalators or ThreadPoolExecutor(4, thread_name_prefix="escalation")
@@ -243,7 +245,8 @@ class AlarmService:
         planned = plan(self.site, alarm, steps, number, drill=state is BranchState.DRILL,
                        on_duty=lambda c: on_duty(
                            c.phone, c.shifts, alarm.branch,
-                           datetime.fromtimestamp(now / 1000, timezone.utc), overrides))
+                           datetime.fromtimestamp(now / 1000, timezone.utc), overrides),
+                       reply_hint=self.public_url is not None)
         self.store.add_timeline(alarm.id, "escalation", at_ms=now, attempt=number,
                                 step=current.step_index + 1, round=current.round + 1,
                                 branch_state=str(state), notifications=len(planned))
@@ -260,7 +263,10 @@ class AlarmService:
                 self.metrics.notification(str(item.key.channel), "skipped_claimed")
                 return None
             if item.key.channel is Channel.CALL:
-                delivery = self.notifier.place_call(item.contact.phone, item.text)
+                voice_url = (f"{self.public_url}/twilio/voice/say?alarm={item.key.alarm_id}"
+                             if self.public_url else None)
+                delivery = self.notifier.place_call(item.contact.phone, item.text,
+                                                    voice_url=voice_url)
             else:
                 delivery = self.notifier.send_sms(item.contact.phone, item.text)
             self.store.record_notification(item.key, item.contact.name, delivery,

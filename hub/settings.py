@@ -8,6 +8,8 @@ Environment (command-line options override):
     HAVEN_TOPIC_PREFIX      MQTT topic prefix            haven/v1
     HAVEN_HUB_ID            this worker's MQTT client id haven-hub-<hostname>
     HAVEN_METRICS_PORT      serve Prometheus /metrics on 127.0.0.1:<port>   off
+    HAVEN_PUBLIC_URL        the dashboard's public https base URL, which Twilio calls back
+                            (calls then take keypresses; SMS invite "Reply 1")   unset
     TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, and TWILIO_FROM_NUMBER or
     TWILIO_MESSAGING_SERVICE_SID
                             send real SMS; without them the console notifier prints
@@ -51,6 +53,7 @@ class HubSettings:
     hub_id: str
     twilio: TwilioSettings | None
     metrics_port: int | None = None
+    public_url: str | None = None
 
 
 def env_default(name: str, default: str, env: Mapping[str, str] | None = None) -> str:
@@ -108,4 +111,14 @@ def hub_settings(*, site: str | None = None, broker: str | None = None,
         hub_id=hub_id or env_default("HAVEN_HUB_ID", f"haven-hub-{socket.gethostname()}", env),
         twilio=twilio_from_env(env),
         metrics_port=metrics_port,
+        public_url=public_url_from_env(env),
     )
+
+
+def public_url_from_env(env: Mapping[str, str] | None = None) -> str | None:
+    raw = env_default("HAVEN_PUBLIC_URL", "", env).rstrip("/")
+    if raw and not (raw.startswith(("https://", "http://")) and "://" in raw
+                    and raw.split("://", 1)[1]):
+        raise ConfigError([Problem("environment", None, "HAVEN_PUBLIC_URL",
+                                   f"{raw!r} must be a URL such as https://haven.example.org")])
+    return raw or None

@@ -34,7 +34,7 @@ class Recorder:
         self.sent.append(("sms", to, body))
         return Delivery.sent(f"SM{len(self.sent)}")
 
-    def place_call(self, to, text):
+    def place_call(self, to, text, *, voice_url=None):
         self.sent.append(("call", to, text))
         return Delivery.sent(f"CA{len(self.sent)}")
 
@@ -214,3 +214,24 @@ def test_an_override_takes_the_only_desk_off_duty_and_the_branch_becomes_lone(ri
     assert phones(sample_site, "Police dispatch") <= paged  # lone worker: police first
     assert store.overrides("main", now + 60_000) == []  # it ran out
     assert str(service.branch_state("main", now + 60_000)) == "staffed"
+
+
+def test_with_a_public_url_calls_take_keypresses_and_texts_invite_a_reply(sample_site,
+                                                                        fake_store):
+    urls = []
+
+    class UrlRecorder(Recorder):
+        def place_call(self, to, text, *, voice_url=None):
+            urls.append(voice_url)
+            return super().place_call(to, text)
+
+    notifier, pool = UrlRecorder(), InlinePool()
+    service = AlarmService(sample_site, fake_store, notifier, lambda t, p: None, pool,
+                           escalators=pool, clock=Clock(),
+                           public_url="https://haven.example.org")
+    alarm_id = raise_alarm(service)
+    assert urls and set(urls) == {
+        f"https://haven.example.org/twilio/voice/say?alarm={alarm_id}"}
+    texts = [text for ch, _, text in notifier.sent if ch == "sms"]
+    assert texts and all(t.endswith("Reply 1 if you are responding.") for t in texts)
+    assert all(len(t) <= 160 for t in texts)

@@ -65,7 +65,7 @@ class RecordingNotifier:
         self.sent.append((to, body))
         return Delivery.sent(f"SM{len(self.sent)}")
 
-    def place_call(self, to, text):
+    def place_call(self, to, text, *, voice_url=None):
         self.sent.append((to, text))
         return Delivery.sent(f"CA{len(self.sent)}")
 

@@ -86,3 +86,10 @@ def test_calls_need_a_from_number(fake_twilio):
                               messaging_service_sid="MG" + "1" * 32, api_base=fake_twilio.url)
     delivery = notifier.place_call("+12065550199", "x")
     assert not delivery.ok and not delivery.retryable and "TWILIO_FROM_NUMBER" in delivery.error
+
+
+def test_with_a_voice_url_twilio_fetches_the_call_from_the_dashboard(notifier, fake_twilio):
+    url = "https://haven.example.org/twilio/voice/say?alarm=0b6f2a7e"
+    assert notifier.place_call("+12065550199", "ignored", voice_url=url).ok
+    [req] = fake_twilio.accepted("Calls")
+    assert (req.form["Url"], req.form["Method"]) == (url, "POST") and "Twiml" not in req.form

@@ -26,7 +26,7 @@ class RecordingNotifier:
         self.sent.append((to, body))
         return self.fail.get(to) or Delivery.sent(f"SM{len(self.sent)}")
 
-    def place_call(self, to, text):
+    def place_call(self, to, text, *, voice_url=None):
         self.calls.append((to, text))
         return Delivery.sent(f"CA{len(self.calls)}")
 
