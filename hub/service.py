@@ -197,13 +197,15 @@ class AlarmService:
 
     # --- escalation -------------------------------------------------------------------
 
-    def branch_state(self, branch_id: str, now_ms: int) -> BranchState:
+    def branch_state(self, branch_id: str, now_ms: int,
+                     overrides: list | None = None) -> BranchState:
         """Drill or lone worker by switch, else lone worker when at most one staff member
-        is on duty by schedule."""
+        is on duty by schedule (and ad-hoc ``overrides``, read from the store if not given)."""
         from .schedule import branch_state
         now = datetime.fromtimestamp(now_ms / 1000, timezone.utc)
         staff = [c for c in self.site.contacts if branch_id in c.branches and "staff" in c.roles]
-        overrides = self.store.overrides(branch_id, now_ms)
+        if overrides is None:
+            overrides = self.store.overrides(branch_id, now_ms)
         if any(c.shifts for c in staff) or overrides:
             count = sum(1 for c in staff
                         if on_duty(c.phone, c.shifts, branch_id, now, overrides))
@@ -233,7 +235,8 @@ class AlarmService:
             return
         kind = self.site.kinds.get(alarm.kind)
         now = self._now_ms()
-        state = self.branch_state(alarm.branch, now)
+        overrides = self.store.overrides(alarm.branch, now)
+        state = self.branch_state(alarm.branch, now, overrides)
         steps = kind.policy(lone_worker=state is BranchState.LONE_WORKER) if kind else ()
         if not steps:
             log.error("alarm %s: kind %r has no escalation steps in the site config now; "
@@ -241,12 +244,12 @@ class AlarmService:
             self.store.stop_escalation(alarm_id)
             return
         current = attempt(steps, number)
-        overrides = self.store.overrides(alarm.branch, now)
         planned = plan(self.site, alarm, steps, number, drill=state is BranchState.DRILL,
                        on_duty=lambda c: on_duty(
                            c.phone, c.shifts, alarm.branch,
                            datetime.fromtimestamp(now / 1000, timezone.utc), overrides),
                        reply_hint=self.public_url is not None)
+        # The timeline says which attempt ran before it lists that attempt's pages.
         self.store.add_timeline(alarm.id, "escalation", at_ms=now, attempt=number,
                                 step=current.step_index + 1, round=current.round + 1,
                                 branch_state=str(state), notifications=len(planned))
