@@ -23,7 +23,7 @@ from flask import Flask, Response
 from hub.site import Site
 from hub.store import Store
 
-from . import board, demo
+from . import board, demo, twilio_hooks
 
 #: Content-Security-Policy: the page loads its own script and style, nothing else.
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -31,12 +31,19 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' 
 
 
 def create_app(site: Site, store: Store, *, demo_control_url: str | None = None,
-               test_config: dict[str, Any] | None = None) -> Flask:
+               test_config: dict[str, Any] | None = None,
+               twilio_auth_token: str | None = None, public_url: str | None = None) -> Flask:
     """The dashboard app for ``site``, reading alarms from ``store``.
 
     ``demo_control_url`` (``http://host:port``) is the demo simulator's control
     endpoint; when given, the board shows "Press" / "Hold 2 s" buttons on rooms
     with devices. Leave it ``None`` in production.
+
+    ``twilio_auth_token`` serves the Twilio webhooks under ``/twilio`` (SMS and
+    keypress acknowledgements, see :mod:`dashboard.twilio_hooks`); without it they
+    are absent. ``public_url`` (``https://haven.example.org``) is the dashboard's
+    root as Twilio reaches it, for signature checks behind a proxy and for the
+    URLs put in TwiML; ``None`` uses the request's own URL.
 
     Config keys (override with ``test_config``):
       ``HAVEN_SSE_HEARTBEAT_S``  seconds between ``: ping`` comments on /events
@@ -57,6 +64,8 @@ def create_app(site: Site, store: Store, *, demo_control_url: str | None = None,
     app.register_blueprint(board.bp)
     if demo_control_url is not None:
         app.register_blueprint(demo.bp)
+    if twilio_auth_token is not None:
+        twilio_hooks.init_app(app, twilio_auth_token, public_url)
     app.after_request(_security_headers)
     return app
 

@@ -44,7 +44,13 @@ def cmd_dashboard(args) -> int:
     from .store import Store
     settings = hub_settings(site=args.site, redis_url=args.redis)
     app = create_app(load_site(settings.site_path), Store.from_url(settings.redis_url),
-                     demo_control_url=args.demo_control)
+                     demo_control_url=args.demo_control,
+                     twilio_auth_token=settings.twilio.auth_token if settings.twilio else None,
+                     public_url=settings.public_url)
+    if settings.twilio and not settings.public_url:
+        logging.getLogger("haven.dashboard").warning(
+            "Twilio webhooks are served, but HAVEN_PUBLIC_URL is unset: set it to the URL "
+            "Twilio reaches this dashboard at, or signatures cannot be checked behind a proxy")
     logging.getLogger("haven.dashboard").info("dashboard on http://%s:%d/", args.host, args.port)
     serve(app, args.host, args.port)
     return 0
