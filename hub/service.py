@@ -20,6 +20,7 @@ The decisions (who gets what, when) are pure: :mod:`hub.escalation`.
 from __future__ import annotations
 
 import logging
+import random
 import time
 from concurrent.futures import Executor, ThreadPoolExecutor, wait
 from datetime import datetime, timezone
@@ -33,8 +34,8 @@ from device.protocol import (CMD_RECEIVED, EVENT_CANCEL, EVENT_CHECKIN, EVENT_SA
 from .escalation import PlannedNotification, attempt, plan, wait_after_ms
 from .lifecycle import AlarmEvent, IllegalTransition
 from .metrics import Metrics, channel_of, delivery_outcome
-from .model import Alarm, AlarmState, Channel, Delivery
-from .notify import Notifier
+from .model import Alarm, AlarmState, Channel, Delivery, NotificationKey
+from .notify import TWILIO_TIMEOUT_S, Notifier
 from .schedule import BranchState, on_duty
 from .site import Contact, Site
 from .store import Store
@@ -50,6 +51,13 @@ LATE_MS = 30_000
 LEASE_MS = 4000
 #: How often the timer thread looks for due escalation attempts, in seconds.
 TICK_S = 0.2
+#: First pause before resending a retryable failure (429, 5xx, connection), in seconds;
+#: doubled each time, jittered, and only while the retry still fits in the lease.
+RETRY_FIRST_S = 0.2
+#: Paged when every notification of an attempt failed (Twilio down, numbers dead...).
+FALLBACK_ROLE = "fallback"
+#: Fallback pages get their own attempt numbers, apart from the policy's.
+FALLBACK_ATTEMPT_BASE = 1_000_000
 
 Publish = Callable[[str, bytes], None]
 
@@ -256,7 +264,30 @@ class AlarmService:
         log.info("alarm %s attempt %d (step %d, round %d, %s): %d notification(s)", alarm.id,
                  number, current.step_index + 1, current.round + 1, state, len(planned))
         wait([self.senders.submit(self._send, item) for item in planned])
+        outcomes = [self.store.notification_outcome(item.key) for item in planned]
+        if planned and all(o and o.startswith("failed") for o in outcomes):
+            self._delivery_failed(alarm, number, planned)
         self.store.finish_attempt(alarm_id, number, now + wait_after_ms(steps, number))
+
+    def _delivery_failed(self, alarm: Alarm, number: int,
+                         planned: list[PlannedNotification]) -> None:
+        """Nobody could be reached in this attempt: an alarm of its own. The device that
+        pressed shows NOT delivered (use the phone), the dashboard is told, and the
+        branch's fallback contacts are texted."""
+        log.error("alarm %s attempt %d: NOT DELIVERED to anyone (%d tried)", alarm.id, number,
+                  len(planned))
+        self.store.add_timeline(alarm.id, "delivery_failed", at_ms=self._now_ms(),
+                                attempt=number, tried=len(planned))
+        self.store.queue_device_command(alarm.device, "not_delivered", alarm_id=alarm.id)
+        tried = {item.contact.phone for item in planned}
+        fallback = [c for c in self.site.contacts if alarm.branch in c.branches
+                    and FALLBACK_ROLE in c.roles and c.phone not in tried]
+        text = ("HAVEN could not reach anyone for: "
+                + planned[0].text.removeprefix("HAVEN ").removeprefix("DRILL HAVEN "))
+        for contact in fallback:
+            key = NotificationKey(alarm.id, FALLBACK_ATTEMPT_BASE + number, contact.phone,
+                                  Channel.SMS)
+            self.senders.submit(self._send, PlannedNotification(key, contact, text[:300]))
 
     def _send(self, item: PlannedNotification) -> Delivery | None:
         """Claim, send, record. Runs on a sender thread; never raises."""
@@ -265,13 +296,7 @@ class AlarmService:
                 log.info("notification %s already claimed: not sent again", item.key)
                 self.metrics.notification(str(item.key.channel), "skipped_claimed")
                 return None
-            if item.key.channel is Channel.CALL:
-                voice_url = (f"{self.public_url}/twilio/voice/say?alarm={item.key.alarm_id}"
-                             if self.public_url else None)
-                delivery = self.notifier.place_call(item.contact.phone, item.text,
-                                                    voice_url=voice_url)
-            else:
-                delivery = self.notifier.send_sms(item.contact.phone, item.text)
+            delivery = self._deliver(item)
             self.store.record_notification(item.key, item.contact.name, delivery,
                                            self._now_ms())
             self.metrics.notification(str(item.key.channel), delivery_outcome(delivery))
@@ -287,6 +312,27 @@ class AlarmService:
             log.exception("sending %s failed", item.key)
             self.metrics.notification(str(item.key.channel), "error")
             return None
+
+    def _deliver(self, item: PlannedNotification) -> Delivery:
+        """Send once, and again after a short, growing, jittered pause while the failure is
+        retryable and another try still fits in the claim's lease (so no other worker can
+        take the claim over meanwhile). Later attempts of the policy page again anyway."""
+        started, pause = time.monotonic(), RETRY_FIRST_S
+        while True:
+            if item.key.channel is Channel.CALL:
+                voice_url = (f"{self.public_url}/twilio/voice/say?alarm={item.key.alarm_id}"
+                             if self.public_url else None)
+                delivery = self.notifier.place_call(item.contact.phone, item.text,
+                                                    voice_url=voice_url)
+            else:
+                delivery = self.notifier.send_sms(item.contact.phone, item.text)
+            budget_s = LEASE_MS / 1000 * 0.9 - (time.monotonic() - started) - TWILIO_TIMEOUT_S
+            if delivery.ok or not delivery.retryable or pause > budget_s:
+                return delivery
+            log.warning("%s to %s for alarm %s: %s; retrying in %.1f s", item.key.channel,
+                        item.contact.name, item.key.alarm_id, delivery.error, pause)
+            time.sleep(pause * random.uniform(0.5, 1.0))
+            pause *= 2
 
     def _status(self, topic: str, payload: bytes, retained: bool = False) -> Outcome:
         msg = decode_status(topic, payload, topics=self.topics)

@@ -299,10 +299,14 @@ class Store:
 
     # --- device commands (hub workers publish them over MQTT) -----------------------
 
-    def queue_device_command(self, device_id: str, cmd: str) -> None:
-        """A command that is not about one alarm (locate, test, checkin_request)."""
-        self.r.xadd(self._key("device-commands"), {"device": device_id, "cmd": cmd},
-                    maxlen=COMMANDS_MAXLEN, approximate=True)
+    def queue_device_command(self, device_id: str, cmd: str, alarm_id: str | None = None) -> None:
+        """A command for a device: about one alarm (``not_delivered``), or about the device
+        (locate, test, checkin_request)."""
+        fields = {"device": device_id, "cmd": cmd}
+        if alarm_id is not None:
+            fields["alarm_id"] = alarm_id
+        self.r.xadd(self._key("device-commands"), fields, maxlen=COMMANDS_MAXLEN,
+                    approximate=True)
 
     def read_device_commands(self, consumer: str, block_ms: int,
                              count: int = 100) -> list[tuple[str, dict[str, str]]]:

@@ -487,3 +487,22 @@ def test_the_hub_serves_prometheus_metrics(tmp_path, mosquitto, redis_service):
             client.disconnect()
         proc.terminate()
         assert proc.wait(10) == 0
+
+
+def test_when_twilio_refuses_every_page_the_wearer_is_told_not_delivered(
+        hub, pins, mosquitto, fake_twilio, sample_site):
+    from device.feedback import Signal
+    for contact in sample_site.contacts:
+        fake_twilio.fail(contact.phone, 503, 20503, "Service Unavailable")
+    app = device(pins, mosquitto, "main-circ-01", 24)
+    try:
+        alarm = app.raise_alarm("emergency")
+        deadline = time.monotonic() + 8
+        while not app.tracks[alarm.alarm_id].not_delivered:
+            assert time.monotonic() < deadline, app.tracks[alarm.alarm_id]
+            time.sleep(0.02)
+        assert app.feedback.persistent is Signal.NOT_DELIVERED  # use the phone
+        assert app.outbox.depth() == 0  # the hub has it stored: not resent, escalating
+    finally:
+        app.stop()
+    assert "NOT DELIVERED to anyone" in hub.read_text()

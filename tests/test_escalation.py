@@ -235,3 +235,60 @@ def test_with_a_public_url_calls_take_keypresses_and_texts_invite_a_reply(sample
     texts = [text for ch, _, text in notifier.sent if ch == "sms"]
     assert texts and all(t.endswith("Reply 1 if you are responding.") for t in texts)
     assert all(len(t) <= 160 for t in texts)
+
+
+class Flaky(Recorder):
+    """Fails each number's first ``failures`` sends with ``delivery``, then accepts."""
+
+    def __init__(self, delivery: Delivery, failures: int | None):
+        super().__init__()
+        self.delivery, self.failures, self.tries = delivery, failures, {}
+
+    def _maybe_fail(self, to):
+        self.tries[to] = self.tries.get(to, 0) + 1
+        if self.failures is None or self.tries[to] <= self.failures:
+            return self.delivery
+        return None
+
+    def send_sms(self, to, body):
+        return self._maybe_fail(to) or super().send_sms(to, body)
+
+    def place_call(self, to, text, *, voice_url=None):
+        return self._maybe_fail(to) or super().place_call(to, text)
+
+
+def service_with(site, store, notifier):
+    pool = InlinePool()
+    return AlarmService(site, store, notifier, lambda t, p: None, pool, escalators=pool,
+                        clock=Clock())
+
+
+def test_a_rate_limited_send_is_retried_at_once_and_goes_through(sample_site, fake_store):
+    notifier = Flaky(Delivery.failed("HTTP 429: Too Many Requests", code=20429,
+                                     retryable=True), failures=1)
+    alarm_id = raise_alarm(service_with(sample_site, fake_store, notifier), kind="assist")
+    assert set(notifier.tries.values()) == {2}
+    assert {to for _, to, _ in notifier.sent} == phones(sample_site, "Main circulation desk",
+                                                       "Security desk")
+    events = [e["event"] for e in fake_store.timeline(alarm_id)]
+    assert "notify_failed" not in events and "delivery_failed" not in events
+
+
+def test_a_permanent_failure_is_not_retried(sample_site, fake_store):
+    notifier = Flaky(Delivery.failed("HTTP 400: invalid To", code=21211, retryable=False),
+                     failures=1)
+    raise_alarm(service_with(sample_site, fake_store, notifier), kind="assist")
+    assert set(notifier.tries.values()) == {1}
+
+
+def test_when_nobody_can_be_reached_the_device_is_told_and_fallback_is_texted(sample_site,
+                                                                           fake_store):
+    notifier = Flaky(Delivery.failed("HTTP 503", code=20503, retryable=True), failures=None)
+    alarm_id = raise_alarm(service_with(sample_site, fake_store, notifier))  # an emergency
+    events = [e["event"] for e in fake_store.timeline(alarm_id)]
+    assert "delivery_failed" in events
+    commands = [(f["cmd"], f.get("alarm_id")) for _, f in
+                fake_store.read_device_commands("t", block_ms=5)]
+    assert ("not_delivered", alarm_id) in commands
+    security = phones(sample_site, "Security desk")  # the fallback contact, not in step 1
+    assert security <= set(notifier.tries)
