@@ -101,8 +101,9 @@ def test_duplicates_are_refused():
 def test_a_kind_that_would_page_nobody_at_a_branch_is_an_error():
     # Westside loses its only staff member and the security desk stops covering it.
     text = (SAMPLE.replace('roles = ["staff", "manager"]', 'roles = ["manager"]')
-            .replace('branches = ["main", "westside"]\nroles = ["security"]',
-                     'branches = ["main"]\nroles = ["security"]'))
+            .replace('branches = ["main", "westside"]\nroles = ["security", "fallback"]',
+                     'branches = ["main"]\nroles = ["security", "fallback"]'))
+    assert 'branches = ["main"]\nroles = ["security", "fallback"]' in text
     line = line_of(text, "[kinds.assist]") + 2
     assert problems(text) == [
         f"site.toml:{line}: kinds.assist.notify: no contact of branch 'westside' holds any of "
