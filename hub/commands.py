@@ -29,8 +29,12 @@ BLOCK_MS = 1000
 
 class CommandForwarder:
     def __init__(self, store: Store, publish: Callable[[str, bytes], None], *, consumer: str,
-                 topics: Topics = Topics(), clock: Callable[[], float] = time.time):
+                 topics: Topics = Topics(), clock: Callable[[], float] = time.time,
+                 on_command: Callable[[dict[str, str]], None] | None = None):
+        """``on_command`` also sees each command this worker forwards (the hub sends the
+        all-clear when it forwards a ``resolved``); its errors are logged, not fatal."""
         self.store, self.publish, self.consumer = store, publish, consumer
+        self.on_command = on_command
         self.topics, self.clock = topics, clock
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="device-commands", daemon=True)
@@ -49,6 +53,11 @@ class CommandForwarder:
             cmd = Command(cmd=fields["cmd"], alarm_id=fields.get("alarm_id") or None,
                           at=int(self.clock() * 1000))
             self.publish(self.topics.cmd(fields["device"]), cmd.to_json())
+            if self.on_command is not None:
+                try:
+                    self.on_command(fields)
+                except Exception:
+                    log.exception("after forwarding %s to %s", cmd.cmd, fields["device"])
             self.store.ack_device_command(entry_id)
             log.info("told device %s: %s%s", fields["device"], cmd.cmd,
                      f" (alarm {cmd.alarm_id})" if cmd.alarm_id else "")

@@ -45,6 +45,20 @@ def call_text(alarm: Alarm, site: Site, *, drill: bool = False) -> str:
     return f"{said} I repeat. {said}"
 
 
+def all_clear_text(alarm: Alarm, site: Site, *, drill: bool = False) -> str:
+    """The all-clear for everyone who was paged: what, where, who closed it and why."""
+    kind = site.kinds.get(alarm.kind)
+    label = kind.label if kind else alarm.kind
+    try:
+        place = where(alarm, site)
+    except KeyError:
+        place = f"{alarm.branch}, {alarm.room}"
+    verdict = "cancelled" if alarm.state == "cancelled" else "resolved"
+    reason = f": {alarm.reason}" if alarm.reason else ""
+    return (f"{'DRILL ' if drill else ''}HAVEN all clear: {label} at {place} {verdict} by "
+            f"{alarm.closed_by or 'an operator'}{reason}. No need to come."[:320])
+
+
 TROUBLE_WORDS = {"offline": "is OFFLINE (no heartbeat): it cannot raise alarms",
                  "never_seen": "has never connected",
                  "low_battery": "has a LOW BATTERY",

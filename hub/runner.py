@@ -94,7 +94,8 @@ def run_hub(settings: HubSettings) -> None:
                    client_id=settings.hub_id, topics=topics)
     mqtt_box.append(mqtt)
     forwarder = CommandForwarder(Store.from_url(settings.redis_url), mqtt.publish,
-                                 consumer=settings.hub_id, topics=topics)
+                                 consumer=settings.hub_id, topics=topics,
+                                 on_command=service.command_forwarded)
 
     stop_timers = threading.Event()
     checkins = CheckinScheduler(site, store, branch_state=service.branch_state,

@@ -58,6 +58,8 @@ RETRY_FIRST_S = 0.2
 FALLBACK_ROLE = "fallback"
 #: Fallback pages get their own attempt numbers, apart from the policy's.
 FALLBACK_ATTEMPT_BASE = 1_000_000
+#: The all-clear's attempt number in notification keys (sent at most once per contact).
+ALL_CLEAR_ATTEMPT = 2_000_000
 
 Publish = Callable[[str, bytes], None]
 
@@ -268,6 +270,36 @@ class AlarmService:
         if planned and all(o and o.startswith("failed") for o in outcomes):
             self._delivery_failed(alarm, number, planned)
         self.store.finish_attempt(alarm_id, number, now + wait_after_ms(steps, number))
+
+    def command_forwarded(self, fields: dict[str, str]) -> None:
+        """Hook for the device-command forwarder: a ``resolved`` alarm gets its all-clear."""
+        if fields.get("cmd") == "resolved" and fields.get("alarm_id"):
+            self.send_all_clear(fields["alarm_id"])
+
+    def send_all_clear(self, alarm_id: str) -> int:
+        """Text everyone who was reached for this alarm that it is over (resolved or a false
+        alarm), once each. Returns how many were queued."""
+        alarm = self.store.get_alarm(alarm_id)
+        if alarm is None or alarm.state not in (AlarmState.RESOLVED, AlarmState.CANCELLED):
+            return 0
+        reached: dict[str, str] = {}
+        drill = False
+        for entry in self.store.timeline(alarm_id):
+            if entry["event"] == "notified":
+                reached.setdefault(entry["to"], entry["contact"])
+            elif entry["event"] == "escalation":
+                drill = drill or entry.get("branch_state") == "drill"
+        if not reached:
+            return 0
+        from .messages import all_clear_text
+        text = all_clear_text(alarm, self.site, drill=drill)
+        by_phone = {c.phone: c for c in self.site.contacts}
+        for phone, name in reached.items():
+            contact = by_phone.get(phone) or Contact(name, phone, frozenset(), frozenset())
+            key = NotificationKey(alarm.id, ALL_CLEAR_ATTEMPT, phone, Channel.SMS)
+            self.senders.submit(self._send, PlannedNotification(key, contact, text))
+        log.info("alarm %s %s: all-clear to %d contact(s)", alarm.id, alarm.state, len(reached))
+        return len(reached)
 
     def _delivery_failed(self, alarm: Alarm, number: int,
                          planned: list[PlannedNotification]) -> None:

@@ -185,7 +185,8 @@ def test_an_alarm_raised_while_redis_is_down_is_paged_once_redis_returns(
 
 
 def test_acknowledge_and_resolve_reach_the_device_that_pressed(hub, pins, mosquitto,
-                                                              redis_service, fake_twilio):
+                                                              redis_service, fake_twilio,
+                                                              sample_site):
     from device.feedback import Signal
     from hub.lifecycle import AlarmEvent
     from hub.store import Store
@@ -206,6 +207,11 @@ def test_acknowledge_and_resolve_reach_the_device_that_pressed(hub, pins, mosqui
         while app.tracks[alarm.alarm_id].state != "resolved" and time.monotonic() < wait:
             time.sleep(0.01)
         assert app.tracks[alarm.alarm_id].state == "resolved"
+        paged = {c.phone for c in sample_site.recipients("assist", "main")}
+        clears = fake_twilio.wait_for(len(paged), timeout=5,
+                                      match=lambda r: "all clear" in r.form["Body"])
+        assert {r.form["To"] for r in clears} == paged
+        assert all("resolved by Dana: patron left" in r.form["Body"] for r in clears)
     finally:
         app.stop()
         store.r.close()

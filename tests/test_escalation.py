@@ -292,3 +292,27 @@ def test_when_nobody_can_be_reached_the_device_is_told_and_fallback_is_texted(sa
     assert ("not_delivered", alarm_id) in commands
     security = phones(sample_site, "Security desk")  # the fallback contact, not in step 1
     assert security <= set(notifier.tries)
+
+
+def test_resolving_sends_one_all_clear_to_everyone_reached(rig, sample_site):
+    service, clock, notifier, store = rig
+    alarm_id = raise_alarm(service)  # emergency: calls and texts to step 1
+    reached = {to for _, to, _ in notifier.sent}
+    notifier.sent.clear()
+    store.transition(alarm_id, AlarmEvent.RESOLVE, by="Dana", reason="patron left",
+                     now_ms=int(T0 * 1000) + 5000)
+    assert service.send_all_clear(alarm_id) == len(reached)
+    assert service.send_all_clear(alarm_id) == len(reached)  # a second worker: claimed, skipped
+    assert [ch for ch, _, _ in notifier.sent] == ["sms"] * len(reached)
+    assert {to for _, to, _ in notifier.sent} == reached
+    assert all(text == "HAVEN all clear: EMERGENCY at Main Library, Circulation Desk "
+                       "resolved by Dana: patron left. No need to come."
+               for _, _, text in notifier.sent)
+
+
+def test_no_all_clear_while_an_alarm_is_still_active(rig):
+    service, clock, notifier, store = rig
+    alarm_id = raise_alarm(service)
+    notifier.sent.clear()
+    store.transition(alarm_id, AlarmEvent.ACKNOWLEDGE, by="Dana", now_ms=int(T0 * 1000))
+    assert service.send_all_clear(alarm_id) == 0 and notifier.sent == []
