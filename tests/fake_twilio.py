@@ -32,6 +32,7 @@ class Request:
     form: dict[str, str]
     status: int            # what the fake answered
     at: float              # time.monotonic() at receipt
+    answered: float = 0.0  # time.monotonic() when the answer was written
 
 
 @dataclass
@@ -47,6 +48,7 @@ class FakeTwilio:
     account_sid: str = "AC" + "0" * 32
     auth_token: str = "test-token"
     requests: list[Request] = field(default_factory=list)
+    delay_s: float = 0.0  # answer each request this long after receiving it (like a slow API)
 
     def __post_init__(self):
         self._cond = threading.Condition()
@@ -99,13 +101,19 @@ class FakeTwilio:
                 resource = m["res"] if m else "?"
                 with fake._cond:
                     fake.requests.append(Request(resource, form, status, at))
+                    index = len(fake.requests) - 1
                     fake._cond.notify_all()
                 body = json.dumps(obj).encode()
+                if fake.delay_s:
+                    time.sleep(fake.delay_s)
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
+                with fake._cond:
+                    fake.requests[index].answered = time.monotonic()
+                    fake._cond.notify_all()
 
             def log_message(self, *args):
                 pass
