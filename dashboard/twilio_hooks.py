@@ -18,7 +18,8 @@ Routes (POST, form-encoded; answers are TwiML, ``text/xml``)::
                                             this number was paged for
 
 The hub places calls with ``url=<public_url>/twilio/voice/say?alarm=<id>``; the
-Twilio number's messaging webhook is ``<public_url>/twilio/sms``. An
+Twilio number's messaging webhook is ``<public_url>/twilio/sms``; every page asks for
+status callbacks at ``<public_url>/twilio/status?key=<notification key>``. An
 acknowledgement is ``store.transition(id, ACKNOWLEDGE)``: it stops the
 escalation and queues the device's ``acknowledged`` command (help is coming).
 """
@@ -110,8 +111,10 @@ def _url(route: str, **query: str | int) -> str:
 @bp.before_request
 def check_signature() -> Response | None:
     signature = request.headers.get("X-Twilio-Signature", "")
-    # the URL Twilio called: this request's, with the public root in place of ours
-    url = _base_url() + request.url[len(request.url_root) - 1:]
+    # The URL Twilio called, byte for byte: the public root, the path, and the query string
+    # as sent (request.url re-quotes it, and '%3A' vs ':' changes the signature).
+    query = request.query_string.decode("latin-1")
+    url = _base_url() + request.path + (f"?{query}" if query else "")
     if signature and _hooks().validator.validate(url, request.form, signature):
         return None
     log.warning("refused %s (from %s): %s X-Twilio-Signature", request.path,
@@ -130,6 +133,32 @@ def store_unavailable(exc: redis.RedisError) -> Response:
         reply = VoiceResponse()
         reply.say(STORE_DOWN)
     return _twiml(reply)
+
+
+#: Final statuses that mean the page did not reach the person.
+UNDELIVERED = frozenset({"undelivered", "failed", "busy", "no-answer", "canceled"})
+
+
+@bp.post("/status")
+def status() -> Response:
+    """Twilio's status callback for one page (``?key=<alarm>:<attempt>:<phone>:<channel>``,
+    the notification's idempotency key): each status goes into the alarm's timeline.
+    Answers at once with 204; nothing here can hold Twilio up."""
+    parts = request.args.get("key", "").split(":")
+    if len(parts) != 4 or not parts[1].isdigit():
+        log.warning("status callback with a bad key %r", request.args.get("key", "")[:80])
+        return Response("bad key\n", 400, mimetype="text/plain")
+    alarm_id, attempt, phone, channel = parts
+    state = request.form.get("MessageStatus") or request.form.get("CallStatus") or "unknown"
+    store = board_context().store
+    store.add_timeline(alarm_id, "delivery_status", at_ms=now_ms(), attempt=attempt,
+                       channel=channel, to=phone, status=state,
+                       error_code=request.form.get("ErrorCode", ""),
+                       answered_by=request.form.get("AnsweredBy", ""))
+    if state in UNDELIVERED:
+        log.warning("%s to %s for alarm %s: %s (error %s)", channel, mask(phone), alarm_id,
+                    state, request.form.get("ErrorCode", "-"))
+    return Response(status=204)
 
 
 @bp.post("/voice/say")

@@ -37,9 +37,10 @@ logging.getLogger("twilio.http_client").setLevel(logging.WARNING)
 class Notifier(Protocol):
     name: str
 
-    def send_sms(self, to: str, body: str) -> Delivery: ...
+    def send_sms(self, to: str, body: str, *, status_url: str | None = None) -> Delivery: ...
 
-    def place_call(self, to: str, text: str, *, voice_url: str | None = None) -> Delivery: ...
+    def place_call(self, to: str, text: str, *, voice_url: str | None = None,
+                   status_url: str | None = None) -> Delivery: ...
 
 
 class ConsoleNotifier:
@@ -52,10 +53,11 @@ class ConsoleNotifier:
         self._lock = threading.Lock()
         self._seq = itertools.count(1)
 
-    def send_sms(self, to: str, body: str) -> Delivery:
+    def send_sms(self, to: str, body: str, *, status_url: str | None = None) -> Delivery:
         return self._print("SMS", "CONSOLE", to, body)
 
-    def place_call(self, to: str, text: str, *, voice_url: str | None = None) -> Delivery:
+    def place_call(self, to: str, text: str, *, voice_url: str | None = None,
+                   status_url: str | None = None) -> Delivery:
         return self._print("CALL", "CONSOLECALL", to, text)
 
     def _print(self, what: str, sid_prefix: str, to: str, text: str) -> Delivery:
@@ -107,15 +109,19 @@ class TwilioNotifier:
             self._local.client = client
         return client
 
-    def send_sms(self, to: str, body: str) -> Delivery:
+    def send_sms(self, to: str, body: str, *, status_url: str | None = None) -> Delivery:
+        """An SMS; with ``status_url`` Twilio posts its delivery statuses there."""
         kwargs = {"to": to, "body": body}
+        if status_url:
+            kwargs["status_callback"] = status_url
         if self._service:
             kwargs["messaging_service_sid"] = self._service
         else:
             kwargs["from_"] = self._from
         return self._create(lambda: self._client().messages.create(**kwargs))
 
-    def place_call(self, to: str, text: str, *, voice_url: str | None = None) -> Delivery:
+    def place_call(self, to: str, text: str, *, voice_url: str | None = None,
+                   status_url: str | None = None) -> Delivery:
         """A call. With ``voice_url`` (the dashboard's ``/twilio/voice/say?alarm=ID``)
         Twilio fetches what to play there, and the callee presses 1 to acknowledge;
         without it (no public URL configured) the call speaks ``text`` and cannot be
@@ -123,14 +129,17 @@ class TwilioNotifier:
         if not self._from:
             return Delivery.failed("calls need TWILIO_FROM_NUMBER (a Messaging Service "
                                    "cannot place calls)", retryable=False)
+        status = {} if not status_url else {
+            "status_callback": status_url, "status_callback_method": "POST",
+            "status_callback_event": ["initiated", "ringing", "answered", "completed"]}
         if voice_url:
             return self._create(lambda: self._client().calls.create(
-                to=to, from_=self._from, url=voice_url, method="POST"))
+                to=to, from_=self._from, url=voice_url, method="POST", **status))
         from twilio.twiml.voice_response import VoiceResponse
         twiml = VoiceResponse()
         twiml.say(text)
-        return self._create(lambda: self._client().calls.create(to=to, from_=self._from,
-                                                                twiml=str(twiml)))
+        return self._create(lambda: self._client().calls.create(
+            to=to, from_=self._from, twiml=str(twiml), **status))
 
     @staticmethod
     def _create(request) -> Delivery:

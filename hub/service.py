@@ -26,6 +26,7 @@ from concurrent.futures import Executor, ThreadPoolExecutor, wait
 from datetime import datetime, timezone
 from enum import StrEnum
 from typing import Callable
+from urllib.parse import quote
 
 from device.protocol import (CMD_RECEIVED, EVENT_CANCEL, EVENT_CHECKIN, EVENT_SAFE_ROOM_LEFT,
                              EVENT_SELFTEST, Command, ProtocolError, Topics, decode_alarm,
@@ -350,14 +351,17 @@ class AlarmService:
         retryable and another try still fits in the claim's lease (so no other worker can
         take the claim over meanwhile). Later attempts of the policy page again anyway."""
         started, pause = time.monotonic(), RETRY_FIRST_S
+        status_url = (f"{self.public_url}/twilio/status?key={quote(str(item.key), safe='')}"
+                      if self.public_url else None)
         while True:
             if item.key.channel is Channel.CALL:
                 voice_url = (f"{self.public_url}/twilio/voice/say?alarm={item.key.alarm_id}"
                              if self.public_url else None)
                 delivery = self.notifier.place_call(item.contact.phone, item.text,
-                                                    voice_url=voice_url)
+                                                    voice_url=voice_url, status_url=status_url)
             else:
-                delivery = self.notifier.send_sms(item.contact.phone, item.text)
+                delivery = self.notifier.send_sms(item.contact.phone, item.text,
+                                                  status_url=status_url)
             budget_s = LEASE_MS / 1000 * 0.9 - (time.monotonic() - started) - TWILIO_TIMEOUT_S
             if delivery.ok or not delivery.retryable or pause > budget_s:
                 return delivery

@@ -51,6 +51,10 @@ class FakeTwilio:
     delay_s: float = 0.0  # answer each request this long after receiving it (like a slow API)
 
     def __post_init__(self):
+        #: Final status to report back for a number: "delivered" (default), "undelivered"
+        #: (SMS, error 30003), "no-answer" or "busy" (calls).
+        self.outcome: dict[str, str] = {}
+        self.callbacks: list[tuple[str, dict[str, str], int]] = []  # (url, form, HTTP status)
         self._cond = threading.Condition()
         self._failures: dict[str, Failure] = {}
         self._seq = itertools.count(1)
@@ -114,6 +118,9 @@ class FakeTwilio:
                 with fake._cond:
                     fake.requests[index].answered = time.monotonic()
                     fake._cond.notify_all()
+                if status == 201 and form.get("StatusCallback"):
+                    threading.Thread(target=fake._post_statuses, daemon=True,
+                                     args=(resource, form, obj["sid"])).start()
 
             def log_message(self, *args):
                 pass
@@ -127,6 +134,40 @@ class FakeTwilio:
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
+
+    def _post_statuses(self, resource: str, form: dict[str, str], sid: str) -> None:
+        """Post the statuses Twilio would, signed with the auth token, to StatusCallback."""
+        import urllib.request
+        from urllib.parse import urlencode
+
+        from twilio.request_validator import RequestValidator
+        final = self.outcome.get(form["To"], "delivered" if resource == "Messages"
+                                 else "completed")
+        if resource == "Messages":
+            steps = ["sent", final]
+        else:
+            steps = ["initiated", "ringing"] + (["answered", "completed"]
+                                                if final == "completed" else [final])
+        validator = RequestValidator(self.auth_token)
+        for step in steps:
+            params = {"AccountSid": self.account_sid, "To": form["To"],
+                      "From": form.get("From", ""),
+                      ("MessageStatus" if resource == "Messages" else "CallStatus"): step,
+                      ("MessageSid" if resource == "Messages" else "CallSid"): sid}
+            if step == "undelivered":
+                params["ErrorCode"] = "30003"
+            url = form["StatusCallback"]
+            request = urllib.request.Request(
+                url, data=urlencode(params).encode(), method="POST",
+                headers={"X-Twilio-Signature": validator.compute_signature(url, params)})
+            try:
+                with urllib.request.urlopen(request, timeout=5) as answer:
+                    code = answer.status
+            except OSError as exc:
+                code = getattr(exc, "code", 0)
+            with self._cond:
+                self.callbacks.append((url, params, code))
+                self._cond.notify_all()
 
     def _answer(self, path: str, auth: str, form: dict[str, str]) -> tuple[int, dict]:
         m = API_RE.match(path)

@@ -512,3 +512,57 @@ def test_when_twilio_refuses_every_page_the_wearer_is_told_not_delivered(
     finally:
         app.stop()
     assert "NOT DELIVERED to anyone" in hub.read_text()
+
+
+def test_twilio_status_callbacks_land_in_the_alarm_timeline(tmp_path, mosquitto, redis_service,
+                                                            fake_twilio, sample_site):
+    """Hub and dashboard as in production: pages ask for status callbacks at the public URL,
+    the (fake) API posts them signed, the dashboard records each in the timeline."""
+    import threading
+
+    from dashboard import create_app
+    from dashboard.serve import make_server, stop
+    from hub.store import Store
+    store = Store.from_url(redis_service.url)
+    app = create_app(sample_site, store, twilio_auth_token=fake_twilio.auth_token)
+    server = make_server(app, "127.0.0.1", 0, threads=8)
+    threading.Thread(target=server.run, daemon=True).start()
+    public = f"http://127.0.0.1:{server.effective_port}"
+    fake_twilio.outcome["+12065550103"] = "undelivered"
+    env = dict(os.environ, TWILIO_ACCOUNT_SID=fake_twilio.account_sid,
+               TWILIO_AUTH_TOKEN=fake_twilio.auth_token, TWILIO_FROM_NUMBER=FROM,
+               HAVEN_TWILIO_API_BASE=fake_twilio.url, HAVEN_PUBLIC_URL=public)
+    log = tmp_path / "hub.log"
+    proc = spawn([sys.executable, "-m", "hub.cli", "hub", "--site", str(SAMPLE_SITE),
+                  "--broker", f"127.0.0.1:{mosquitto.port}", "--redis", redis_service.url],
+                 log=log, env=env)
+    client = None
+    try:
+        deadline = time.monotonic() + 10
+        while "hub ready" not in log.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.02)
+        client = _publisher(mosquitto)
+        alarm = new_alarm("main-circ-01", "assist")
+        client.publish(Topics().alarm(alarm.device), alarm.to_json(), qos=1).wait_for_publish(2)
+        [first] = fake_twilio.wait_for(1, timeout=5, match=lambda r: r.form["To"] ==
+                                       "+12065550101")
+        assert first.form["StatusCallback"].startswith(f"{public}/twilio/status?key=")
+        assert first.form["Body"].endswith("Reply 1 if you are responding.")
+        deadline = time.monotonic() + 5
+        while True:
+            statuses = {(e["to"], e["status"]) for e in store.timeline(alarm.alarm_id)
+                        if e["event"] == "delivery_status"}
+            if {("+12065550101", "delivered"), ("+12065550103", "undelivered")} <= statuses:
+                break
+            assert time.monotonic() < deadline, (statuses, fake_twilio.callbacks)
+            time.sleep(0.05)
+        assert {code for _, _, code in fake_twilio.callbacks} == {204}  # all signed right
+    finally:
+        if client:
+            client.loop_stop()
+            client.disconnect()
+        proc.terminate()
+        proc.wait(10)
+        stop(server)
+        store.r.close()

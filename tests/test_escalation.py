@@ -30,11 +30,11 @@ class Recorder:
     def __init__(self):
         self.sent: list[tuple[str, str, str]] = []  # (channel, to, text)
 
-    def send_sms(self, to, body):
+    def send_sms(self, to, body, *, status_url=None):
         self.sent.append(("sms", to, body))
         return Delivery.sent(f"SM{len(self.sent)}")
 
-    def place_call(self, to, text, *, voice_url=None):
+    def place_call(self, to, text, *, voice_url=None, status_url=None):
         self.sent.append(("call", to, text))
         return Delivery.sent(f"CA{len(self.sent)}")
 
@@ -221,7 +221,7 @@ def test_with_a_public_url_calls_take_keypresses_and_texts_invite_a_reply(sample
     urls = []
 
     class UrlRecorder(Recorder):
-        def place_call(self, to, text, *, voice_url=None):
+        def place_call(self, to, text, *, voice_url=None, status_url=None):
             urls.append(voice_url)
             return super().place_call(to, text)
 
@@ -250,10 +250,10 @@ class Flaky(Recorder):
             return self.delivery
         return None
 
-    def send_sms(self, to, body):
+    def send_sms(self, to, body, *, status_url=None):
         return self._maybe_fail(to) or super().send_sms(to, body)
 
-    def place_call(self, to, text, *, voice_url=None):
+    def place_call(self, to, text, *, voice_url=None, status_url=None):
         return self._maybe_fail(to) or super().place_call(to, text)
 
 

@@ -61,11 +61,11 @@ class RecordingNotifier:
     def __init__(self):
         self.sent: list[tuple[str, str]] = []
 
-    def send_sms(self, to, body):
+    def send_sms(self, to, body, *, status_url=None):
         self.sent.append((to, body))
         return Delivery.sent(f"SM{len(self.sent)}")
 
-    def place_call(self, to, text, *, voice_url=None):
+    def place_call(self, to, text, *, voice_url=None, status_url=None):
         self.sent.append((to, text))
         return Delivery.sent(f"CA{len(self.sent)}")
 

@@ -22,11 +22,11 @@ class RecordingNotifier:
         self.calls: list[tuple[str, str]] = []
         self.fail = fail or {}
 
-    def send_sms(self, to, body):
+    def send_sms(self, to, body, *, status_url=None):
         self.sent.append((to, body))
         return self.fail.get(to) or Delivery.sent(f"SM{len(self.sent)}")
 
-    def place_call(self, to, text, *, voice_url=None):
+    def place_call(self, to, text, *, voice_url=None, status_url=None):
         self.calls.append((to, text))
         return Delivery.sent(f"CA{len(self.calls)}")
 

@@ -262,3 +262,17 @@ def test_other_keys_play_the_alarm_again(client, fake_store, digits):
 def test_an_unknown_alarm_is_no_longer_active(client, path, form):
     root = twiml(post(client, path, form))
     assert said(root) == "This Haven alarm is no longer active." and root.find("Gather") is None
+
+
+def test_status_callbacks_are_recorded_with_a_percent_encoded_key(client, fake_store):
+    """The key is sent percent-encoded ('%3A', '%2B'); the signature covers those exact bytes."""
+    a = raise_paged(fake_store, alarm())
+    path = f"/twilio/status?key={a.id}%3A0%3A%2B12065550101%3Asms"
+    response = post(client, path, {"MessageStatus": "undelivered", "ErrorCode": "30003",
+                                   "To": "+12065550101"})
+    assert response.status_code == 204
+    [entry] = [e for e in fake_store.timeline(a.id) if e["event"] == "delivery_status"]
+    assert (entry["to"], entry["status"], entry["error_code"], entry["channel"]) == (
+        "+12065550101", "undelivered", "30003", "sms")
+    assert post(client, "/twilio/status?key=nonsense", {"MessageStatus": "sent"}
+                ).status_code == 400
