@@ -158,6 +158,7 @@ def status() -> Response:
     if state in UNDELIVERED:
         log.warning("%s to %s for alarm %s: %s (error %s)", channel, mask(phone), alarm_id,
                     state, request.form.get("ErrorCode", "-"))
+        store.queue_followup(":".join(parts), state)  # a hub worker calls (again)
     return Response(status=204)
 
 

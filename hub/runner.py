@@ -36,6 +36,23 @@ ESCALATION_THREADS = 8
 CHECKIN_TICK_S = 5.0
 
 
+def _followup_loop(service: AlarmService, store: Store, consumer: str,
+                   stop: threading.Event) -> None:
+    """Acts on pages that finally failed (Twilio status callbacks, queued by the dashboard):
+    each follow-up goes to one worker; one a dead worker took is claimed after 5 s."""
+    while not stop.is_set():
+        try:
+            for entry_id, fields in store.read_followups(consumer, block_ms=1000):
+                try:
+                    service.followup(fields["key"], fields["status"])
+                except (KeyError, ValueError) as exc:
+                    log.error("bad follow-up %s: %s", fields, exc)
+                store.ack_followup(entry_id)
+        except redis.RedisError as exc:
+            log.error("follow-ups: store unreachable (%s)", exc)
+            stop.wait(1.0)
+
+
 def device_counts(site, store: Store) -> tuple[int, int]:
     """(online, offline) devices, from the supervisor's trouble sets."""
     pipe = store.r.pipeline(transaction=False)
@@ -131,12 +148,17 @@ def run_hub(settings: HubSettings) -> None:
     supervision = threading.Thread(target=supervisor.run, args=(stop_timers,),
                                    name="supervisor", daemon=True)
     supervision.start()
+    followups = threading.Thread(target=_followup_loop, name="followups", daemon=True,
+                                 args=(service, Store.from_url(settings.redis_url),
+                                       settings.hub_id, stop_timers))
+    followups.start()
     try:
         mqtt.run()
     finally:
         stop_timers.set()
         timers.join(5)
         supervision.join(5)
+        followups.join(5)
         forwarder.stop()
         escalators.shutdown(wait=True)  # let attempts and pages already going out finish
         senders.shutdown(wait=True)

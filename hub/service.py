@@ -61,6 +61,11 @@ FALLBACK_ROLE = "fallback"
 FALLBACK_ATTEMPT_BASE = 1_000_000
 #: The all-clear's attempt number in notification keys (sent at most once per contact).
 ALL_CLEAR_ATTEMPT = 2_000_000
+#: Calls placed because a page failed: attempt numbers BASE + 10 x original attempt + n,
+#: n = 0 for the call replacing an undelivered SMS, 1.. for each retry of an unanswered call.
+FOLLOWUP_CALL_BASE = 3_000_000
+#: How often an unanswered (busy, no-answer, failed) call is tried again.
+CALL_RETRIES = 2
 
 Publish = Callable[[str, bytes], None]
 
@@ -276,6 +281,39 @@ class AlarmService:
         """Hook for the device-command forwarder: a ``resolved`` alarm gets its all-clear."""
         if fields.get("cmd") == "resolved" and fields.get("alarm_id"):
             self.send_all_clear(fields["alarm_id"])
+
+    def followup(self, key_text: str, status: str) -> bool:
+        """A page finally failed (from Twilio's status callback): an undelivered SMS is
+        replaced by a call; an unanswered call is tried again, up to CALL_RETRIES times;
+        only while the alarm is still waiting for someone. Returns whether a call was queued."""
+        alarm_id, attempt_text, phone, channel = key_text.split(":")
+        attempt = int(attempt_text)
+        alarm = self.store.get_alarm(alarm_id)
+        if alarm is None or alarm.state is not AlarmState.RAISED:
+            return False
+        if channel == Channel.SMS:
+            if status not in ("undelivered", "failed"):
+                return False
+            original, n = attempt, 0
+        elif attempt >= FOLLOWUP_CALL_BASE:
+            original, n = divmod(attempt - FOLLOWUP_CALL_BASE, 10)
+            n += 1
+        else:
+            original, n = attempt, 1
+        if n > CALL_RETRIES:
+            log.error("alarm %s: %s did not answer %d calls; escalation goes on", alarm_id,
+                      phone, n)
+            return False
+        contact = next((c for c in self.site.contacts if c.phone == phone), None) \
+            or Contact(phone, phone, frozenset(), frozenset())
+        from .messages import call_text
+        key = NotificationKey(alarm_id, FOLLOWUP_CALL_BASE + 10 * original + n, phone,
+                              Channel.CALL)
+        log.warning("alarm %s: %s to %s %s; calling%s", alarm_id, channel, contact.name,
+                    status, " again" if channel == Channel.CALL else " instead")
+        self.senders.submit(self._send, PlannedNotification(key, contact,
+                                                            call_text(alarm, self.site)))
+        return True
 
     def send_all_clear(self, alarm_id: str) -> int:
         """Text everyone who was reached for this alarm that it is over (resolved or a false

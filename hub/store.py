@@ -15,6 +15,8 @@ prefix (default ``haven``)::
     haven:rejected                stream messages that broke the wire contract (capped)
     haven:device-commands         stream commands for devices, consumed by hub workers
                                          (consumer group "hub") and published over MQTT
+    haven:followups               stream pages that finally failed (from status callbacks),
+                                         consumed by hub workers: call instead, call again
     haven:events                  pubsub live events for dashboards (JSON)
 
 Each write that must be all-or-nothing is one Lua script, so a crash between
@@ -315,7 +317,12 @@ class Store:
         Entries a dead worker read but never acknowledged for 5 s are claimed too,
         so a command survives a worker killed mid-send.
         """
-        stream = self._key("device-commands")
+        return self._read_group("device-commands", consumer, block_ms, count)
+
+    def _read_group(self, name: str, consumer: str, block_ms: int,
+                    count: int) -> list[tuple[str, dict[str, str]]]:
+        """Read a work stream as one of the hub workers' consumer group, stale claims first."""
+        stream = self._key(name)
         try:
             self.r.xgroup_create(stream, COMMANDS_GROUP, id="0", mkstream=True)
         except redis.ResponseError as exc:
@@ -328,6 +335,20 @@ class Store:
         got = self.r.xreadgroup(COMMANDS_GROUP, consumer, {stream: ">"}, count=count,
                                 block=block_ms)
         return [(entry_id, fields) for _, entries in got for entry_id, fields in entries]
+
+    # --- delivery follow-ups (from Twilio's status callbacks) ----------------------------
+
+    def queue_followup(self, key: str, status: str) -> None:
+        """A page that finally failed (SMS undelivered, call unanswered): for a hub worker."""
+        self.r.xadd(self._key("followups"), {"key": key, "status": status},
+                    maxlen=COMMANDS_MAXLEN, approximate=True)
+
+    def read_followups(self, consumer: str, block_ms: int,
+                       count: int = 100) -> list[tuple[str, dict[str, str]]]:
+        return self._read_group("followups", consumer, block_ms, count)
+
+    def ack_followup(self, entry_id: str) -> None:
+        self.r.xack(self._key("followups"), COMMANDS_GROUP, entry_id)
 
     def ack_device_command(self, entry_id: str) -> None:
         self.r.xack(self._key("device-commands"), COMMANDS_GROUP, entry_id)

@@ -141,8 +141,11 @@ class FakeTwilio:
         from urllib.parse import urlencode
 
         from twilio.request_validator import RequestValidator
-        final = self.outcome.get(form["To"], "delivered" if resource == "Messages"
-                                 else "completed")
+        wanted = self.outcome.get(form["To"], "")
+        if resource == "Messages":
+            final = wanted if wanted in ("undelivered", "failed") else "delivered"
+        else:
+            final = wanted if wanted in ("busy", "no-answer", "failed") else "completed"
         if resource == "Messages":
             steps = ["sent", final]
         else:

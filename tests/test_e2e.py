@@ -514,7 +514,7 @@ def test_when_twilio_refuses_every_page_the_wearer_is_told_not_delivered(
     assert "NOT DELIVERED to anyone" in hub.read_text()
 
 
-def test_twilio_status_callbacks_land_in_the_alarm_timeline(tmp_path, mosquitto, redis_service,
+def test_status_callbacks_land_in_the_timeline_and_an_undelivered_sms_becomes_a_call(tmp_path, mosquitto, redis_service,
                                                             fake_twilio, sample_site):
     """Hub and dashboard as in production: pages ask for status callbacks at the public URL,
     the (fake) API posts them signed, the dashboard records each in the timeline."""
@@ -557,6 +557,10 @@ def test_twilio_status_callbacks_land_in_the_alarm_timeline(tmp_path, mosquitto,
                 break
             assert time.monotonic() < deadline, (statuses, fake_twilio.callbacks)
             time.sleep(0.05)
+        # the undelivered SMS is replaced by a call to the same person
+        [call] = fake_twilio.wait_for(1, timeout=5, resource="Calls",
+                                      match=lambda r: r.form["To"] == "+12065550103")
+        assert call.form["Url"] == f"{public}/twilio/voice/say?alarm={alarm.alarm_id}"
         assert {code for _, _, code in fake_twilio.callbacks} == {204}  # all signed right
     finally:
         if client:

@@ -316,3 +316,29 @@ def test_no_all_clear_while_an_alarm_is_still_active(rig):
     notifier.sent.clear()
     store.transition(alarm_id, AlarmEvent.ACKNOWLEDGE, by="Dana", now_ms=int(T0 * 1000))
     assert service.send_all_clear(alarm_id) == 0 and notifier.sent == []
+
+
+def test_an_undelivered_sms_becomes_a_call_and_an_unanswered_call_is_tried_twice_more(
+        rig, sample_site):
+    service, clock, notifier, store = rig
+    alarm_id = raise_alarm(service, kind="assist")  # SMS only
+    notifier.sent.clear()
+    desk = "+12065550101"
+    assert service.followup(f"{alarm_id}:0:{desk}:sms", "undelivered") is True
+    assert service.followup(f"{alarm_id}:0:{desk}:sms", "undelivered") is True  # redelivered
+    assert [(ch, to) for ch, to, _ in notifier.sent] == [("call", desk)]  # ... called once
+    call_key = 3_000_000  # FOLLOWUP_CALL_BASE + 10 x attempt 0 + 0
+    assert service.followup(f"{alarm_id}:{call_key}:{desk}:call", "no-answer") is True
+    assert service.followup(f"{alarm_id}:{call_key + 1}:{desk}:call", "busy") is True
+    assert service.followup(f"{alarm_id}:{call_key + 2}:{desk}:call", "no-answer") is False
+    assert [ch for ch, _, _ in notifier.sent] == ["call"] * 3
+    assert service.followup(f"{alarm_id}:0:{desk}:sms", "delivered") is False
+
+
+def test_no_follow_up_call_once_someone_acknowledged(rig):
+    service, clock, notifier, store = rig
+    alarm_id = raise_alarm(service, kind="assist")
+    store.transition(alarm_id, AlarmEvent.ACKNOWLEDGE, by="Dana", now_ms=int(T0 * 1000))
+    notifier.sent.clear()
+    assert service.followup(f"{alarm_id}:0:+12065550101:sms", "undelivered") is False
+    assert notifier.sent == []
