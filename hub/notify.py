@@ -18,6 +18,7 @@ import itertools
 import logging
 import sys
 import threading
+import time
 from typing import Protocol, TextIO
 from urllib.parse import urlsplit, urlunsplit
 
@@ -73,10 +74,28 @@ def _retryable_status(status: int) -> bool:
     return status == 429 or status >= 500
 
 
+class SenderPacing:
+    """Spreads texts over several sending numbers by their rate: each text goes from the
+    number free soonest (a long code sends ~1 SMS segment per second; Twilio queues the
+    rest). Never waits: an alarm text is never held back here."""
+
+    def __init__(self, numbers: tuple[str, ...], *, per_second: float = 1.0,
+                 clock=time.monotonic):
+        self._free_at = {number: 0.0 for number in numbers}
+        self._gap, self._clock, self._lock = 1.0 / per_second, clock, threading.Lock()
+
+    def next_sender(self) -> str:
+        with self._lock:
+            number = min(self._free_at, key=self._free_at.__getitem__)
+            self._free_at[number] = max(self._clock(), self._free_at[number]) + self._gap
+            return number
+
+
 class TwilioNotifier:
     """SMS through Twilio's Messages API.
 
-    ``from_number`` (E.164) or ``messaging_service_sid`` picks the sender; a
+    ``from_number`` (E.164; several, comma-separated, spread the load) or
+    ``messaging_service_sid`` picks the sender; a
     Messaging Service spreads load over its number pool. One SDK client per
     thread, since the notifier is called from a pool of sender threads.
     """
@@ -84,12 +103,16 @@ class TwilioNotifier:
     name = "twilio"
 
     def __init__(self, account_sid: str, auth_token: str, *, from_number: str | None = None,
+                 sms_per_second: float = 1.0,
                  messaging_service_sid: str | None = None, api_base: str | None = None,
                  timeout_s: float = TWILIO_TIMEOUT_S):
         if not (from_number or messaging_service_sid):
             raise ValueError("TwilioNotifier needs from_number or messaging_service_sid")
         self._sid, self._token = account_sid, auth_token
-        self._from, self._service = from_number, messaging_service_sid
+        self._numbers = tuple(n.strip() for n in (from_number or "").split(",") if n.strip())
+        self._from = self._numbers[0] if self._numbers else None
+        self._service = messaging_service_sid
+        self._pacing = SenderPacing(self._numbers, per_second=sms_per_second)
         if api_base is not None:
             base = urlsplit(api_base)
             if base.scheme not in ("http", "https") or not base.netloc:
@@ -117,7 +140,7 @@ class TwilioNotifier:
         if self._service:
             kwargs["messaging_service_sid"] = self._service
         else:
-            kwargs["from_"] = self._from
+            kwargs["from_"] = self._pacing.next_sender()
         return self._create(lambda: self._client().messages.create(**kwargs))
 
     def place_call(self, to: str, text: str, *, voice_url: str | None = None,

@@ -10,8 +10,8 @@ Environment (command-line options override):
     HAVEN_METRICS_PORT      serve Prometheus /metrics on 127.0.0.1:<port>   off
     HAVEN_PUBLIC_URL        the dashboard's public https base URL, which Twilio calls back
                             (calls then take keypresses; SMS invite "Reply 1")   unset
-    TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, and TWILIO_FROM_NUMBER or
-    TWILIO_MESSAGING_SERVICE_SID
+    TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, and TWILIO_FROM_NUMBER (one number, or several
+    comma-separated: texts are spread over them) or TWILIO_MESSAGING_SERVICE_SID
                             send real SMS; without them the console notifier prints
     HAVEN_TWILIO_API_BASE   point the twilio SDK at another API host (tests, benchmarks)
     HAVEN_DEMO_STATE        where a running demo tells `haven press` how to reach it
@@ -84,9 +84,11 @@ def twilio_from_env(env: Mapping[str, str] | None = None) -> TwilioSettings | No
         problems.append(Problem("environment", None, "TWILIO_FROM_NUMBER",
                                 "missing: set the sending number (E.164) or "
                                 "TWILIO_MESSAGING_SERVICE_SID"))
-    if sender and not E164_RE.match(sender):
-        problems.append(Problem("environment", None, "TWILIO_FROM_NUMBER",
-                                f"{sender!r} is not E.164, e.g. +15550100123"))
+    for number in (sender or "").split(","):
+        if not E164_RE.match(number.strip()):
+            problems.append(Problem("environment", None, "TWILIO_FROM_NUMBER",
+                                    f"{number.strip()!r} is not E.164, e.g. +15550100123 "
+                                    "(several: comma-separated)"))
     if problems:
         raise ConfigError(problems)
     return TwilioSettings(given["TWILIO_ACCOUNT_SID"], given["TWILIO_AUTH_TOKEN"], sender, service,

@@ -93,3 +93,31 @@ def test_with_a_voice_url_twilio_fetches_the_call_from_the_dashboard(notifier, f
     assert notifier.place_call("+12065550199", "ignored", voice_url=url).ok
     [req] = fake_twilio.accepted("Calls")
     assert (req.form["Url"], req.form["Method"]) == (url, "POST") and "Twiml" not in req.form
+
+
+def test_texts_are_spread_over_several_sending_numbers(fake_twilio):
+    notifier = TwilioNotifier(fake_twilio.account_sid, fake_twilio.auth_token,
+                              from_number="+12065550000, +12065550001", api_base=fake_twilio.url)
+    for i in range(4):
+        assert notifier.send_sms(f"+1206555011{i}", "x").ok
+    senders = [r.form["From"] for r in fake_twilio.accepted()]
+    assert sorted(senders) == ["+12065550000"] * 2 + ["+12065550001"] * 2
+    assert notifier.place_call("+12065550199", "x").ok  # calls go from the first number
+    assert fake_twilio.accepted("Calls")[0].form["From"] == "+12065550000"
+
+
+def test_sender_pacing_picks_the_number_free_soonest():
+    from hub.notify import SenderPacing
+    now = [100.0]
+    pacing = SenderPacing(("+1A", "+1B"), per_second=1.0, clock=lambda: now[0])
+    assert [pacing.next_sender() for _ in range(4)] == ["+1A", "+1B", "+1A", "+1B"]
+    now[0] += 10  # both idle again
+    assert pacing.next_sender() == "+1A"
+
+
+def test_a_bad_number_in_the_list_is_named():
+    from hub.errors import ConfigError
+    from hub.settings import twilio_from_env
+    with pytest.raises(ConfigError, match="TWILIO_FROM_NUMBER: '555' is not E.164"):
+        twilio_from_env({"TWILIO_ACCOUNT_SID": "AC1", "TWILIO_AUTH_TOKEN": "t",
+                         "TWILIO_FROM_NUMBER": "+12065550000,555"})
