@@ -155,7 +155,10 @@ def status() -> Response:
                        channel=channel, to=phone, status=state,
                        error_code=request.form.get("ErrorCode", ""),
                        answered_by=request.form.get("AnsweredBy", ""))
-    if state in UNDELIVERED:
+    answered_by = request.form.get("AnsweredBy", "")
+    if state == "completed" and answered_by.startswith(("machine", "fax")):
+        state = "voicemail"  # answered by a machine: nobody heard it, call again
+    if state in UNDELIVERED or state == "voicemail":
         log.warning("%s to %s for alarm %s: %s (error %s)", channel, mask(phone), alarm_id,
                     state, request.form.get("ErrorCode", "-"))
         store.queue_followup(":".join(parts), state)  # a hub worker calls (again)

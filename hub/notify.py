@@ -154,7 +154,9 @@ class TwilioNotifier:
                                    "cannot place calls)", retryable=False)
         status = {} if not status_url else {
             "status_callback": status_url, "status_callback_method": "POST",
-            "status_callback_event": ["initiated", "ringing", "answered", "completed"]}
+            "status_callback_event": ["initiated", "ringing", "answered", "completed"],
+            # tells a voicemail from a person: a voicemail pickup is called again
+            "machine_detection": "Enable"}
         if voice_url:
             return self._create(lambda: self._client().calls.create(
                 to=to, from_=self._from, url=voice_url, method="POST", **status))

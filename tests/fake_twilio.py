@@ -52,7 +52,8 @@ class FakeTwilio:
 
     def __post_init__(self):
         #: Final status to report back for a number: "delivered" (default), "undelivered"
-        #: (SMS, error 30003), "no-answer" or "busy" (calls).
+        #: (SMS, error 30003), "no-answer", "busy" or "voicemail" (calls: completed, with
+        #: AnsweredBy machine_end_beep when the call asked for machine detection).
         self.outcome: dict[str, str] = {}
         self.callbacks: list[tuple[str, dict[str, str], int]] = []  # (url, form, HTTP status)
         self._cond = threading.Condition()
@@ -149,6 +150,8 @@ class FakeTwilio:
             final = wanted if wanted in ("undelivered", "failed") else "delivered"
         else:
             final = wanted if wanted in ("busy", "no-answer", "failed") else "completed"
+        answered_by = ("machine_end_beep" if wanted == "voicemail" else "human") \
+            if form.get("MachineDetection") else ""
         if resource == "Messages":
             steps = ["sent", final]
         else:
@@ -162,6 +165,8 @@ class FakeTwilio:
                       ("MessageSid" if resource == "Messages" else "CallSid"): sid}
             if step == "undelivered":
                 params["ErrorCode"] = "30003"
+            if step in ("answered", "completed") and answered_by:
+                params["AnsweredBy"] = answered_by
             url = form["StatusCallback"]
             request = urllib.request.Request(
                 url, data=urlencode(params).encode(), method="POST",

@@ -558,9 +558,10 @@ def test_status_callbacks_land_in_the_timeline_and_an_undelivered_sms_becomes_a_
             assert time.monotonic() < deadline, (statuses, fake_twilio.callbacks)
             time.sleep(0.05)
         # the undelivered SMS is replaced by a call to the same person
-        [call] = fake_twilio.wait_for(1, timeout=5, resource="Calls",
-                                      match=lambda r: r.form["To"] == "+12065550103")
+        call = fake_twilio.wait_for(1, timeout=5, resource="Calls",
+                                    match=lambda r: r.form["To"] == "+12065550103")[0]
         assert call.form["Url"] == f"{public}/twilio/voice/say?alarm={alarm.alarm_id}"
+        assert call.form["MachineDetection"] == "Enable"
         assert {code for _, _, code in fake_twilio.callbacks} == {204}  # all signed right
     finally:
         if client:

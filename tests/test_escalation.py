@@ -342,3 +342,11 @@ def test_no_follow_up_call_once_someone_acknowledged(rig):
     notifier.sent.clear()
     assert service.followup(f"{alarm_id}:0:+12065550101:sms", "undelivered") is False
     assert notifier.sent == []
+
+
+def test_a_call_that_reached_voicemail_is_placed_again(rig):
+    service, clock, notifier, store = rig
+    alarm_id = raise_alarm(service)  # emergency: calls in attempt 0
+    notifier.sent.clear()
+    assert service.followup(f"{alarm_id}:0:+12065550199:call", "voicemail") is True
+    assert [(ch, to) for ch, to, _ in notifier.sent] == [("call", "+12065550199")]

@@ -276,3 +276,19 @@ def test_status_callbacks_are_recorded_with_a_percent_encoded_key(client, fake_s
         "+12065550101", "undelivered", "30003", "sms")
     assert post(client, "/twilio/status?key=nonsense", {"MessageStatus": "sent"}
                 ).status_code == 400
+
+
+@pytest.mark.parametrize("answered_by, followed_up", [("machine_end_beep", True),
+                                                      ("fax", True), ("human", False),
+                                                      ("", False)])
+def test_a_call_answered_by_voicemail_is_followed_up(client, fake_store, answered_by,
+                                                     followed_up):
+    a = raise_paged(fake_store, alarm())
+    path = f"/twilio/status?key={a.id}%3A0%3A%2B12065550101%3Acall"
+    form = {"CallStatus": "completed", "To": "+12065550101"}
+    if answered_by:
+        form["AnsweredBy"] = answered_by
+    assert post(client, path, form).status_code == 204
+    queued = fake_store.read_followups("t", block_ms=5)
+    assert [(f["key"], f["status"]) for _, f in queued] == (
+        [(f"{a.id}:0:+12065550101:call", "voicemail")] if followed_up else [])
