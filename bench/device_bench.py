@@ -24,8 +24,6 @@ from __future__ import annotations
 import argparse
 import os
 import queue
-import statistics
-import subprocess
 import sys
 import tempfile
 import threading

@@ -19,7 +19,6 @@ fake Twilio API, and one hub worker process sending through the real twilio SDK.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import queue
 import sys

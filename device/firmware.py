@@ -32,7 +32,7 @@ import logging
 import random
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import paho.mqtt.client as mqtt
@@ -47,7 +47,7 @@ from .config import (ACTION_CANCEL, ACTION_CHECKIN, ACTION_SAFE_ROOM_LEFT, Devic
 from .feedback import FeedbackPlayer, Signal
 from .outbox import Outbox
 from .patterns import PressDecoder, parse_pattern
-from .protocol import (CMD_ACKNOWLEDGED, CMD_CHECKIN_REQUEST, CMD_LOCATE, CMD_NOT_DELIVERED,
+from .protocol import (CMD_CHECKIN_REQUEST, CMD_LOCATE, CMD_NOT_DELIVERED,
                        CMD_RECEIVED, CMD_RESOLVED, CMD_TEST, EVENT_CANCEL, EVENT_CHECKIN,
                        EVENT_SAFE_ROOM_LEFT, EVENT_SELFTEST, STATUS_OFFLINE, STATUS_ONLINE,
                        AlarmMessage, DeviceEvent, Health, ProtocolError, StatusMessage, Topics,

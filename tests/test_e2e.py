@@ -19,25 +19,16 @@ from device.firmware import DeviceApp
 from device.protocol import Topics, new_alarm
 from hub.localservices import spawn
 from tests.conftest import SAMPLE_SITE
+from tests.hubproc import FROM, start_hub
 
-FROM = "+12065550000"
 
 
 @pytest.fixture
 def hub(tmp_path, mosquitto, redis_service, fake_twilio):
     """A hub worker process sending through the fake Twilio; yields its log path."""
-    env = dict(os.environ, TWILIO_ACCOUNT_SID=fake_twilio.account_sid,
-               TWILIO_AUTH_TOKEN=fake_twilio.auth_token, TWILIO_FROM_NUMBER=FROM,
-               HAVEN_TWILIO_API_BASE=fake_twilio.url)
     log = tmp_path / "hub.log"
-    proc = spawn([sys.executable, "-m", "hub.cli", "hub", "--site", str(SAMPLE_SITE),
-                  "--broker", f"127.0.0.1:{mosquitto.port}", "--redis", redis_service.url,
-                  "--hub-id", "test-hub"], log=log, env=env)
-    deadline = time.monotonic() + 10
-    while "hub ready" not in log.read_text():
-        assert proc.poll() is None, f"hub exited:\n{log.read_text()}"
-        assert time.monotonic() < deadline, f"hub not ready:\n{log.read_text()}"
-        time.sleep(0.02)
+    proc = start_hub(log, mosquitto, redis_service, site=SAMPLE_SITE, fake_twilio=fake_twilio,
+                     args=("--hub-id", "test-hub"))
     yield log
     proc.terminate()
     assert proc.wait(10) == 0, log.read_text()
@@ -424,18 +415,11 @@ def test_sighup_reloads_the_site_and_a_bad_one_is_refused(tmp_path, mosquitto, r
     site = tmp_path / "site.toml"
     text = SAMPLE_SITE.read_text()
     site.write_text(text)
-    env = dict(os.environ, TWILIO_ACCOUNT_SID=fake_twilio.account_sid,
-               TWILIO_AUTH_TOKEN=fake_twilio.auth_token, TWILIO_FROM_NUMBER=FROM,
-               HAVEN_TWILIO_API_BASE=fake_twilio.url)
     log = tmp_path / "hub.log"
-    proc = spawn([sys.executable, "-m", "hub.cli", "hub", "--site", str(site), "--broker",
-                  f"127.0.0.1:{mosquitto.port}", "--redis", redis_service.url], log=log, env=env)
+    proc = start_hub(log, mosquitto, redis_service, site=site, fake_twilio=fake_twilio)
     client = None
     try:
         deadline = time.monotonic() + 10
-        while "hub ready" not in log.read_text():
-            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
-            time.sleep(0.02)
         site.write_text(text + '\n[[device]]\nid = "main-new-01"\nbranch = "main"\n'
                                'room = "reference"\n')
         proc.send_signal(sig.SIGHUP)
@@ -464,15 +448,10 @@ def test_sighup_reloads_the_site_and_a_bad_one_is_refused(tmp_path, mosquitto, r
 def test_the_hub_serves_prometheus_metrics(tmp_path, mosquitto, redis_service):
     import urllib.request
     log = tmp_path / "hub.log"
-    proc = spawn([sys.executable, "-m", "hub.cli", "hub", "--site", str(SAMPLE_SITE),
-                  "--broker", f"127.0.0.1:{mosquitto.port}", "--redis", redis_service.url,
-                  "--metrics-port", "0"], log=log)
+    proc = start_hub(log, mosquitto, redis_service, site=SAMPLE_SITE,
+                     args=("--metrics-port", "0"))
     client = None
     try:
-        deadline = time.monotonic() + 10
-        while "hub ready" not in log.read_text():
-            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
-            time.sleep(0.02)
         port = int(re.search(r"metrics on http://127.0.0.1:(\d+)/metrics", log.read_text())[1])
         client = _publisher(mosquitto)
         client.publish(Topics().alarm("main-ref-01"), b"{nope", qos=1).wait_for_publish(2)
@@ -529,19 +508,11 @@ def test_status_callbacks_land_in_the_timeline_and_an_undelivered_sms_becomes_a_
     threading.Thread(target=server.run, daemon=True).start()
     public = f"http://127.0.0.1:{server.effective_port}"
     fake_twilio.outcome["+12065550103"] = "undelivered"
-    env = dict(os.environ, TWILIO_ACCOUNT_SID=fake_twilio.account_sid,
-               TWILIO_AUTH_TOKEN=fake_twilio.auth_token, TWILIO_FROM_NUMBER=FROM,
-               HAVEN_TWILIO_API_BASE=fake_twilio.url, HAVEN_PUBLIC_URL=public)
     log = tmp_path / "hub.log"
-    proc = spawn([sys.executable, "-m", "hub.cli", "hub", "--site", str(SAMPLE_SITE),
-                  "--broker", f"127.0.0.1:{mosquitto.port}", "--redis", redis_service.url],
-                 log=log, env=env)
+    proc = start_hub(log, mosquitto, redis_service, site=SAMPLE_SITE, fake_twilio=fake_twilio,
+                     extra_env={"HAVEN_PUBLIC_URL": public})
     client = None
     try:
-        deadline = time.monotonic() + 10
-        while "hub ready" not in log.read_text():
-            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
-            time.sleep(0.02)
         client = _publisher(mosquitto)
         alarm = new_alarm("main-circ-01", "assist")
         client.publish(Topics().alarm(alarm.device), alarm.to_json(), qos=1).wait_for_publish(2)

@@ -3,10 +3,8 @@ escalations, nothing lost and nothing paged twice, even when one is killed."""
 
 from __future__ import annotations
 
-import os
 import re
 import signal
-import sys
 import time
 
 import paho.mqtt.client as mqtt
@@ -14,11 +12,10 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from device.protocol import Topics, new_alarm
-from hub.localservices import spawn
 from tests.conftest import SAMPLE_SITE
+from tests.hubproc import start_hub
 
 pytestmark = pytest.mark.slow
-FROM = "+12065550000"
 
 
 def fast_site(tmp_path):
@@ -30,17 +27,9 @@ def fast_site(tmp_path):
 
 
 def start_worker(name, tmp_path, site, mosquitto, redis_service, fake_twilio):
-    env = dict(os.environ, TWILIO_ACCOUNT_SID=fake_twilio.account_sid,
-               TWILIO_AUTH_TOKEN=fake_twilio.auth_token, TWILIO_FROM_NUMBER=FROM,
-               HAVEN_TWILIO_API_BASE=fake_twilio.url)
     log = tmp_path / f"{name}.log"
-    proc = spawn([sys.executable, "-m", "hub.cli", "hub", "--site", str(site), "--broker",
-                  f"127.0.0.1:{mosquitto.port}", "--redis", redis_service.url, "--hub-id",
-                  name], log=log, env=env)
-    deadline = time.monotonic() + 10
-    while "hub ready" not in log.read_text():
-        assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
-        time.sleep(0.02)
+    proc = start_hub(log, mosquitto, redis_service, site=site, fake_twilio=fake_twilio,
+                     args=("--hub-id", name))
     return proc, log
 
 
