@@ -257,9 +257,7 @@ def decode_alarm(topic: str, payload: bytes, *, topics: Topics = Topics(),
 def decode_status(topic: str, payload: bytes, *, topics: Topics = Topics()) -> StatusMessage:
     """Validate a status publish (retained presence or Last Will)."""
     where, obj, device = _open(topic, payload, topics, "status")
-    state = _str(where, obj, "state")
-    if state not in STATUS_STATES:
-        raise ProtocolError(where, "state", f"{state!r} is not one of {', '.join(STATUS_STATES)}")
+    state = _one_of(where, obj, "state", STATUS_STATES)
     at = _millis(where, obj, "at") if "at" in obj else None
     firmware = _str(where, obj, "firmware") if "firmware" in obj else None
     health = _health(where, obj["health"]) if "health" in obj else None
@@ -269,9 +267,7 @@ def decode_status(topic: str, payload: bytes, *, topics: Topics = Topics()) -> S
 def decode_event(topic: str, payload: bytes, *, topics: Topics = Topics()) -> DeviceEvent:
     """Validate a device event (cancel, check-in, self-test result)."""
     where, obj, device = _open(topic, payload, topics, "event")
-    event = _str(where, obj, "event")
-    if event not in EVENTS:
-        raise ProtocolError(where, "event", f"{event!r} is not one of {', '.join(EVENTS)}")
+    event = _one_of(where, obj, "event", EVENTS)
     alarm_id = _id(where, obj, "alarm_id") if "alarm_id" in obj else None
     if event == EVENT_CANCEL and alarm_id is None:
         raise ProtocolError(where, "alarm_id", "missing: a cancel names the alarm it cancels")
@@ -286,9 +282,7 @@ def decode_event(topic: str, payload: bytes, *, topics: Topics = Topics()) -> De
 def decode_command(topic: str, payload: bytes, *, topics: Topics = Topics()) -> Command:
     """Validate a hub -> device command (used by the firmware)."""
     where, obj, _ = _open(topic, payload, topics, "cmd")
-    cmd = _str(where, obj, "cmd")
-    if cmd not in COMMANDS:
-        raise ProtocolError(where, "cmd", f"{cmd!r} is not one of {', '.join(COMMANDS)}")
+    cmd = _one_of(where, obj, "cmd", COMMANDS)
     if cmd in ALARM_COMMANDS or "alarm_id" in obj:
         alarm_id = _id(where, obj, "alarm_id")
     else:
@@ -368,6 +362,13 @@ def _str(where: str, obj: dict[str, Any], field: str) -> str:
     value = obj[field]
     if not isinstance(value, str):
         raise ProtocolError(where, field, f"must be a string, not {type(value).__name__}")
+    return value
+
+
+def _one_of(where: str, obj: dict[str, Any], field: str, allowed: Collection[str]) -> str:
+    value = _str(where, obj, field)
+    if value not in allowed:
+        raise ProtocolError(where, field, f"{value!r} is not one of {', '.join(allowed)}")
     return value
 
 
