@@ -20,11 +20,12 @@ import threading
 import time
 
 from .config import DeviceConfig
+from .signals import SignalPipe
 
 log = logging.getLogger("haven.device")
 
 
-def _keyboard(app, factory, done: threading.Event) -> None:
+def _keyboard(app, factory, signals: SignalPipe) -> None:
     print(__doc__.split("typed commands, to try a config on a laptop:")[1], flush=True)
     for line in sys.stdin:
         text = line.strip()
@@ -53,7 +54,7 @@ def _keyboard(app, factory, done: threading.Event) -> None:
             pin.drive_high()
         elif key:
             print(f"unknown command {key!r}", flush=True)
-    done.set()
+    signals.raise_signal(signal.SIGTERM)  # end of input: stop
 
 
 def run_device(config: DeviceConfig, *, keyboard: bool = False) -> int:
@@ -63,15 +64,14 @@ def run_device(config: DeviceConfig, *, keyboard: bool = False) -> int:
         from gpiozero.pins.mock import MockFactory
         factory = MockFactory()
     app = DeviceApp(config, pin_factory=factory)
-    done = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
-    signal.signal(signal.SIGINT, lambda *_: done.set())
+    signals = SignalPipe()
     app.start()
     log.info("device %s running (firmware %s), broker %s:%d", config.device_id,
              FIRMWARE_VERSION, config.broker.host,
              config.broker.port)
     if keyboard:
-        threading.Thread(target=_keyboard, args=(app, factory, done), daemon=True).start()
-    done.wait()
+        threading.Thread(target=_keyboard, args=(app, factory, signals), daemon=True).start()
+    signals.wait()
     app.stop()
+    signals.close()
     return 0

@@ -18,7 +18,6 @@ import json
 import logging
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -30,6 +29,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+from device.signals import SignalPipe
 from device.config import (DOOR_PATTERNS, WEARABLE_PATTERNS, BrokerConfig, DeviceConfig,
                            InputConfig)
 from device.protocol import DEFAULT_PREFIX
@@ -243,9 +243,7 @@ def run_demo(site_path: str | None = None, port: int = 8080) -> int:
     services: list[LocalService] = []
     sim: Simulator | None = None
     control = None
-    stop = threading.Event()
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signals = SignalPipe()  # Ctrl-C and SIGTERM, handled on this thread outside the handler
     status = 0
     try:
         broker = start_mosquitto(workdir / "mosquitto")
@@ -279,24 +277,23 @@ def run_demo(site_path: str | None = None, port: int = 8080) -> int:
                                           "dashboard_url": url, "workdir": str(workdir)}))
         _banner(site, url, sim, redis_srv.url)
 
-        while not stop.wait(0.5):
+        while status == 0 and signals.wait(0.5) is None:
             for name, proc in children:
                 if proc.poll() is not None:
                     print(f"demo: the {name} exited with {proc.returncode}; stopping "
                           f"(logs in {workdir})", file=sys.stderr)
                     status = 1
-                    stop.set()
             for service in services:
                 if not service.alive():
                     print(f"demo: {service.name} died; its log ends:\n{service.tail()}",
                           file=sys.stderr)
                     status = 1
-                    stop.set()
     except RuntimeError as exc:
         print(f"demo: {exc} (logs in {workdir})", file=sys.stderr)
         status = 1
     finally:
         print("demo: stopping", flush=True)
+        signals.close()
         if sim is not None:
             sim.stop()
         if control is not None:

@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import redis
 
 from device.protocol import Topics
+from device.signals import SignalPipe
 
 from .checkins import CheckinScheduler
 from .commands import CommandForwarder
@@ -119,11 +120,7 @@ def run_hub(settings: HubSettings) -> None:
                                 raise_alarm=service.raise_from_hub)
     supervisor = Supervisor(site, store, service.notify_trouble)
 
-    def stop(signum, frame):
-        log.info("signal %s: stopping", signal.Signals(signum).name)
-        mqtt.stop()
-
-    def reload(signum, frame):
+    def reload() -> None:
         """SIGHUP: read the site config again. Alarms and timers live in Redis and carry
         on; a config with mistakes is refused and the running one kept."""
         try:
@@ -135,9 +132,17 @@ def run_hub(settings: HubSettings) -> None:
         log.info("SIGHUP: site config reloaded: %d branches, %d devices, %d contacts",
                  len(new_site.branches), len(new_site.devices), len(new_site.contacts))
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGHUP, reload)
+    signals = SignalPipe(signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+    failed: list[BaseException] = []
+
+    def serve_mqtt() -> None:
+        try:
+            mqtt.run()
+        except BaseException as exc:  # noqa: BLE001 - reported, then the hub stops
+            log.exception("MQTT loop died")
+            failed.append(exc)
+            signals.raise_signal(signal.SIGTERM)
+
     log.info("hub %s: site %r (%d branches, %d devices), broker %s, redis %s, notifier %s",
              settings.hub_id, site.name, len(site.branches), len(site.devices), settings.broker,
              settings.redis_url, notifier.name)
@@ -152,9 +157,16 @@ def run_hub(settings: HubSettings) -> None:
                                  args=(service, Store.from_url(settings.redis_url),
                                        settings.hub_id, stop_timers))
     followups.start()
+    network = threading.Thread(target=serve_mqtt, name="mqtt", daemon=True)
+    network.start()
     try:
-        mqtt.run()
+        while (signum := signals.wait()) == signal.SIGHUP:
+            reload()
+        if not failed:
+            log.info("signal %s: stopping", signal.Signals(signum).name)
     finally:
+        mqtt.stop()
+        network.join(5)
         stop_timers.set()
         timers.join(5)
         supervision.join(5)
@@ -165,4 +177,7 @@ def run_hub(settings: HubSettings) -> None:
         if metrics_server is not None:
             metrics_server.close()
         store.r.close()
+        signals.close()
         log.info("hub stopped")
+    if failed:
+        raise RuntimeError("the hub's MQTT loop died") from failed[0]
