@@ -7,8 +7,11 @@ Serves on 127.0.0.1 (a free port) what the hub uses:
 
 and answers like Twilio: 201 with the resource as JSON, 401 for bad Basic
 auth, 400 with ``{"code": 21604, ...}`` for a missing parameter. Failures can
-be injected per recipient (:meth:`FakeTwilio.fail`). Every request is
-recorded with ``time.monotonic()`` at receipt.
+be injected per recipient (:meth:`FakeTwilio.fail`) or for every request
+(:meth:`FakeTwilio.fail_all`, e.g. 429s), and the whole API can go down - new
+connections refused, open ones reset - and come back on the same port
+(:meth:`FakeTwilio.down`, :meth:`FakeTwilio.up`). Every request is recorded
+with ``time.monotonic()`` at receipt.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import base64
 import itertools
 import json
 import re
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -58,6 +62,9 @@ class FakeTwilio:
         self.callbacks: list[tuple[str, dict[str, str], int]] = []  # (url, form, HTTP status)
         self._cond = threading.Condition()
         self._failures: dict[str, Failure] = {}
+        self._failure_all: Failure | None = None  # for every recipient, before per-number ones
+        self._connections: set = set()  # open client sockets, reset by down()
+        self._port = 0
         self._seq = itertools.count(1)
         self._server: ThreadingHTTPServer | None = None
 
@@ -65,11 +72,36 @@ class FakeTwilio:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return f"http://127.0.0.1:{self._port}"
 
     def fail(self, to: str, status: int, code: int, message: str, times: int | None = None):
         """Answer requests to ``to`` with an error (``times`` times, or always)."""
         self._failures[to] = Failure(status, code, message, times)
+
+    def fail_all(self, status: int, code: int, message: str, times: int | None = None):
+        """Answer every request with an error (``times`` times, or always), like an API
+        rate-limiting the whole account (429, code 20429)."""
+        self._failure_all = Failure(status, code, message, times)
+
+    def clear_failures(self) -> None:
+        self._failure_all = None
+        self._failures.clear()
+
+    def down(self) -> None:
+        """The API is unreachable: the listener closes (connections refused) and every open
+        keep-alive connection is reset, so no request is answered until :meth:`up`."""
+        self.stop()
+        with self._cond:
+            conns, self._connections = list(self._connections), set()
+        for sock in conns:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def up(self) -> "FakeTwilio":
+        """Listen again on the same port (after :meth:`down`)."""
+        return self.start()
 
     def accepted(self, resource: str = "Messages") -> list[Request]:
         with self._cond:
@@ -98,6 +130,19 @@ class FakeTwilio:
             # Headers and body go out in two writes; with Nagle the second waits for the
             # client's delayed ACK (~40 ms). Twilio's servers do not do that to us.
             disable_nagle_algorithm = True
+
+            def setup(self):
+                super().setup()
+                with fake._cond:
+                    fake._connections.add(self.connection)
+
+            def finish(self):
+                with fake._cond:
+                    fake._connections.discard(self.connection)
+                try:
+                    super().finish()
+                except OSError:  # reset by down()
+                    pass
 
             def do_POST(self):  # noqa: N802
                 length = int(self.headers.get("Content-Length") or 0)
@@ -129,8 +174,9 @@ class FakeTwilio:
             def log_message(self, *args):
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = ThreadingHTTPServer(("127.0.0.1", self._port), Handler)
         self._server.daemon_threads = True
+        self._port = self._server.server_address[1]
         threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()
         return self
 
@@ -138,6 +184,7 @@ class FakeTwilio:
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
+            self._server = None
 
     def _post_statuses(self, resource: str, form: dict[str, str], sid: str) -> None:
         """Post the statuses Twilio would, signed with the auth token, to StatusCallback."""
@@ -195,7 +242,9 @@ class FakeTwilio:
                                    f"A '{name}' parameter is required.")
         if m["res"] == "Messages" and not (form.get("From") or form.get("MessagingServiceSid")):
             return 400, _error(400, 21603, "A 'From' or 'MessagingServiceSid' is required.")
-        failure = self._failures.get(form["To"])
+        failure = self._failure_all
+        if failure is None or failure.times == 0:
+            failure = self._failures.get(form["To"])
         if failure is not None and failure.times != 0:
             if failure.times is not None:
                 failure.times -= 1
