@@ -3,7 +3,7 @@
 Routes::
 
     GET /            the page (layout from the site config; state filled in by board.js)
-    GET /api/board   JSON snapshot of the board, built by :func:`board_snapshot`
+    GET /api/board   JSON snapshot of the board (see :mod:`dashboard.snapshot`)
     GET /events      server-sent events: the store's live events, forwarded as they come
 
 The page stays correct without trusting the event stream: on every event, and
@@ -17,17 +17,18 @@ import json
 import logging
 import re
 import time
-from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import redis
 from flask import Blueprint, Response, current_app, jsonify, render_template
 
-from hub.model import Alarm
 from hub.site import Site
 from hub.store import Store
+
+from .snapshot import board_snapshot, read_facts
+
+__all__ = ["bp", "board_snapshot", "event_stream", "format_event"]
 
 log = logging.getLogger(__name__)
 
@@ -57,49 +58,6 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def board_snapshot(site: Site, alarms: Iterable[Alarm], now_ms: int, *,
-                   demo: bool = False) -> dict[str, Any]:
-    """The board as JSON-ready data: pure, from the site config and the active alarms.
-
-    A room's ``state`` is ``"quiet"`` or the kind of its newest active alarm.
-    ``active`` lists every active alarm newest first, including any whose room
-    is no longer in the site config (its ids stand in for the names): an alarm
-    is never hidden.
-    """
-    active = sorted((a for a in alarms if a.state.active),
-                    key=lambda a: (a.received_at_ms, a.id), reverse=True)
-    alarms_by_room: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
-    active_json = []
-    for alarm in active:
-        kind = site.kinds.get(alarm.kind)
-        item = {**alarm.to_json(), "kind_label": kind.label if kind else alarm.kind}
-        alarms_by_room[(alarm.branch, alarm.room)].append(item)
-        branch = site.branches.get(alarm.branch)
-        room = branch.room(alarm.room) if branch else None
-        active_json.append({**item, "branch_name": branch.name if branch else alarm.branch,
-                            "room_name": room.name if room else alarm.room})
-    devices_by_room: dict[tuple[str, str], list[str]] = defaultdict(list)
-    for device in site.devices.values():
-        devices_by_room[(device.branch_id, device.room_id)].append(device.id)
-
-    def room_json(branch_id: str, room) -> dict[str, Any]:
-        room_alarms = alarms_by_room.get((branch_id, room.id), [])
-        return {"id": room.id, "name": room.name, "safe_room": room.safe_room,
-                "devices": devices_by_room.get((branch_id, room.id), []),
-                "alarms": room_alarms,
-                "state": room_alarms[0]["kind"] if room_alarms else "quiet"}
-
-    return {
-        "site": site.name,
-        "generated_at_ms": now_ms,
-        "demo": demo,
-        "branches": [{"id": b.id, "name": b.name,
-                      "rooms": [room_json(b.id, r) for r in b.rooms]}
-                     for b in site.branches.values()],
-        "active": active_json,
-    }
-
-
 @bp.get("/")
 def index() -> str:
     ctx = board_context()
@@ -109,7 +67,8 @@ def index() -> str:
 @bp.get("/api/board")
 def api_board() -> Response:
     ctx = board_context()
-    snapshot = board_snapshot(ctx.site, ctx.store.active_alarms(), now_ms(),
+    alarms = ctx.store.active_alarms()
+    snapshot = board_snapshot(ctx.site, alarms, now_ms(), facts=read_facts(ctx.store, ctx.site),
                               demo=ctx.demo_control_url is not None)
     response = jsonify(snapshot)
     response.headers["Cache-Control"] = "no-store"

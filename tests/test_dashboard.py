@@ -15,8 +15,10 @@ import pytest
 
 from dashboard import create_app
 from dashboard.board import board_snapshot, format_event
+from dashboard.snapshot import BoardFacts, DeviceFacts, read_facts
 from dashboard.serve import make_server, stop
 from hub.model import Alarm, AlarmState
+from hub.schedule import Switches
 from hub.store import Store
 
 SAMPLE_ROOMS = {
@@ -108,7 +110,8 @@ def test_api_board_follows_a_raised_alarm(client, fake_store):
     assert [a["id"] for a in room["alarms"]] == ["a1"]
     assert room["alarms"][0]["kind_label"] == "EMERGENCY"
     assert after["active"] == [{**alarm(at_ms=5_000).to_json(), "kind_label": "EMERGENCY",
-                                "branch_name": "Main Library", "room_name": "Circulation Desk"}]
+                                "branch_name": "Main Library", "room_name": "Circulation Desk",
+                                "drill": False}]
     assert room_of(after, "main", "reference")["state"] == "quiet"
     assert after["site"] == "Riverside Public Library"
     assert after["demo"] is False
@@ -143,6 +146,75 @@ def test_snapshot_is_built_from_site_and_alarms(sample_site):
     assert (gone["branch_name"], gone["room_name"], gone["kind_label"]) == \
         ("east", "lobby", "mystery")
     json.dumps(snap)  # JSON-ready as it is
+
+
+def test_snapshot_shows_drill_offline_trouble_and_an_occupied_safe_room(sample_site):
+    facts = BoardFacts(
+        switches={"westside": Switches(drill_until_ms=10_000, by="dana")},
+        devices={"main-ref-01": DeviceFacts(state="offline"),
+                 "main-child-01": DeviceFacts(state="online", troubles=frozenset({"low_battery"})),
+                 "main-work-01": DeviceFacts(troubles=frozenset({"never_seen", "low_battery"})),
+                 "main-circ-01": DeviceFacts(state="offline"),
+                 "main-safe-01": DeviceFacts(state="online", door_opened_ms=2_000),
+                 "west-safe-01": DeviceFacts(state="online", door_opened_ms=4_000)})
+    alarms = [alarm("a", "assist", at_ms=1_000),                       # circulation
+              alarm("s1", "safe_room", room="safe-room", device="main-safe-01", at_ms=3_000),
+              alarm("s2", "safe_room", branch="westside", room="safe-room",
+                    device="west-safe-01", at_ms=3_000)]
+    snap = board_snapshot(sample_site, alarms, 9_999, facts=facts)
+
+    reference = room_of(snap, "main", "reference")
+    assert reference["state"] == "offline"
+    assert reference["troubles"] == [{"device": "main-ref-01", "offline": True,
+                                      "troubles": ["offline"], "words": "offline"}]
+    children = room_of(snap, "main", "children")
+    assert children["state"] == "trouble"
+    assert children["troubles"][0]["words"] == "battery low"
+    workroom = room_of(snap, "main", "workroom")
+    assert workroom["state"] == "offline"  # never heard outranks the battery
+    assert workroom["troubles"][0]["words"] == "never heard from, battery low"
+    circulation = room_of(snap, "main", "circulation")
+    assert circulation["state"] == "assist"  # an alarm outranks its offline device...
+    assert circulation["troubles"][0]["offline"] is True  # ...which is still shown
+    # the door closed (alarm at 3 000) after it last opened (2 000): occupied
+    main_safe = room_of(snap, "main", "safe-room")
+    assert main_safe["state"] == "safe_room" and main_safe["occupied"] is True
+    # Westside's door opened (4 000) after the alarm: staff left; the alarm stays open
+    west_safe = room_of(snap, "westside", "safe-room")
+    assert west_safe["state"] == "safe_room" and west_safe["occupied"] is False
+    # drill: westside only, until 10 000, on every room and alarm there
+    west = next(b for b in snap["branches"] if b["id"] == "westside")
+    assert west["drill"] == {"until_ms": 10_000, "by": "dana"}
+    assert room_of(snap, "westside", "front-desk")["state"] == "drill"
+    assert all(r["drill"] for r in west["rooms"])
+    assert next(b for b in snap["branches"] if b["id"] == "main")["drill"] is None
+    assert {a["id"]: a["drill"] for a in snap["active"]} == {"s2": True, "s1": False, "a": False}
+    # a drill that has ended is no drill
+    ended = board_snapshot(sample_site, [], 10_000, facts=facts)
+    assert room_of(ended, "westside", "front-desk")["state"] == "quiet"
+    assert all(b["drill"] is None for b in ended["branches"])
+
+
+def test_api_board_reads_switches_device_status_and_troubles(client, fake_store):
+    now = int(time.time() * 1000)
+    fake_store.set_branch_switches("main", by="dana", now_ms=now, drill_until_ms=now + 600_000)
+    fake_store.set_device_status("west-front-01", "offline", now)
+    fake_store.r.sadd(f"{fake_store.prefix}:troubles:west-safe-01", "selftest_failed")
+    fake_store.update_device("main-safe-01", "safe_room_left", door_opened_ms=now)
+
+    facts = read_facts(fake_store, client.application.extensions["haven"].site)
+    assert facts.switches["main"].drill_until_ms == now + 600_000
+    assert facts.switches["westside"] == Switches()
+    assert facts.devices["west-front-01"].offline
+    assert facts.devices["west-safe-01"].troubles == {"selftest_failed"}
+    assert facts.devices["main-safe-01"].door_opened_ms == now
+    assert facts.devices["main-circ-01"] == DeviceFacts()
+
+    snap = client.get("/api/board").json
+    assert next(b for b in snap["branches"] if b["id"] == "main")["drill"]["by"] == "dana"
+    assert room_of(snap, "main", "circulation")["state"] == "drill"
+    assert room_of(snap, "westside", "front-desk")["state"] == "offline"
+    assert room_of(snap, "westside", "safe-room")["troubles"][0]["words"] == "self-test failed"
 
 
 def test_api_board_answers_503_when_redis_is_down(sample_site):

@@ -1,0 +1,183 @@
+"""The board's data: what every branch and room looks like right now, as JSON.
+
+Pure core, one edge::
+
+    facts = read_facts(store, site, now_ms)            # the only Redis reads (one pipeline)
+    board_snapshot(site, alarms, now_ms, facts=facts)  # pure: JSON-ready dict
+
+A room's ``state`` is the most urgent of (first wins):
+
+    <alarm kind>   the kind of its newest active alarm (``emergency``, ``assist``,
+                   ``safe_room``...): someone may be in danger
+    ``offline``    one of its devices is offline or was never heard (a press there
+                   would not arrive)
+    ``trouble``    one of its devices has another trouble (battery low, outbox
+                   backlog, failed self-test): it may not work for long
+    ``drill``      its branch runs a drill (alarms there are practice)
+    ``quiet``      nothing to do
+
+The other facts stay visible beside the state: ``drill`` (branch in drill),
+``occupied`` (a safe room whose door closed on an active ``safe_room`` alarm
+and has not opened since), ``troubles`` (per device). Times are Unix ms on the
+hub's clock.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from hub.model import Alarm
+from hub.schedule import Switches
+from hub.site import Site
+from hub.store import Store
+
+#: Device troubles that mean a press would not reach the hub.
+OFFLINE_TROUBLES = frozenset({"offline", "never_seen"})
+#: Words for each trouble (supervision's names), for the tiles.
+TROUBLE_WORDS = {"offline": "offline", "never_seen": "never heard from",
+                 "low_battery": "battery low", "outbox_backlog": "alarms not getting through",
+                 "selftest_failed": "self-test failed"}
+
+
+@dataclass(frozen=True)
+class DeviceFacts:
+    """One device as the store knows it. ``state``: its last status (``online`` /
+    ``offline`` / ``None`` never reported); ``troubles``: the supervisor's current set;
+    ``door_opened_ms``: when its safe-room door last opened (hub clock), if ever."""
+
+    state: str | None = None
+    troubles: frozenset[str] = frozenset()
+    door_opened_ms: int | None = None
+
+    @property
+    def offline(self) -> bool:
+        return self.state == "offline" or bool(self.troubles & OFFLINE_TROUBLES)
+
+
+@dataclass(frozen=True)
+class BoardFacts:
+    """Everything besides alarms a tile shows: branch switches and device facts, by id."""
+
+    switches: Mapping[str, Switches] = field(default_factory=dict)
+    devices: Mapping[str, DeviceFacts] = field(default_factory=dict)
+
+
+def read_facts(store: Store, site: Site) -> BoardFacts:
+    """Branch switches, device status and troubles for every branch and device of ``site``,
+    in one Redis round trip. Raises ``redis.RedisError`` when Redis is unreachable."""
+    pipe = store.r.pipeline(transaction=False)
+    for branch_id in site.branches:
+        pipe.hgetall(store._key("branch", branch_id))
+    for device_id in site.devices:
+        pipe.hgetall(store._key("device", device_id))
+        pipe.smembers(store._key("troubles", device_id))
+    replies = iter(pipe.execute())
+    switches = {}
+    for branch_id in site.branches:
+        raw = next(replies)
+        drill, lone = _int(raw.get("drill_until_ms")), raw.get("lone_worker")
+        switches[branch_id] = Switches(drill_until_ms=drill,
+                                       lone_worker=None if lone in (None, "") else lone == "1",
+                                       by=raw.get("by") or None)
+    devices = {}
+    for device_id in site.devices:
+        record, troubles = next(replies), next(replies)
+        devices[device_id] = DeviceFacts(state=record.get("state") or None,
+                                         troubles=frozenset(troubles),
+                                         door_opened_ms=_int(record.get("door_opened_ms")))
+    return BoardFacts(switches, devices)
+
+
+def _int(value: str | None) -> int | None:
+    try:
+        return int(value) if value else None
+    except ValueError:
+        return None
+
+
+def board_snapshot(site: Site, alarms: Iterable[Alarm], now_ms: int, *,
+                   demo: bool = False, facts: BoardFacts = BoardFacts()) -> dict[str, Any]:
+    """The board as JSON-ready data: pure, from the site config, the alarms and ``facts``.
+
+    ``active`` lists every active alarm newest first, including any whose room
+    is no longer in the site config (its ids stand in for the names): an alarm
+    is never hidden.
+    """
+    active = sorted((a for a in alarms if a.state.active),
+                    key=lambda a: (a.received_at_ms, a.id), reverse=True)
+    alarms_by_room: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    active_json = []
+    for alarm in active:
+        kind = site.kinds.get(alarm.kind)
+        item = {**alarm.to_json(), "kind_label": kind.label if kind else alarm.kind}
+        alarms_by_room[(alarm.branch, alarm.room)].append(item)
+        branch = site.branches.get(alarm.branch)
+        room = branch.room(alarm.room) if branch else None
+        active_json.append({**item, "branch_name": branch.name if branch else alarm.branch,
+                            "room_name": room.name if room else alarm.room,
+                            "drill": _drill(facts, alarm.branch, now_ms) is not None})
+    devices_by_room: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for device in site.devices.values():
+        devices_by_room[(device.branch_id, device.room_id)].append(device.id)
+
+    def room_json(branch_id: str, room, drill: bool) -> dict[str, Any]:
+        room_alarms = alarms_by_room.get((branch_id, room.id), [])
+        device_ids = devices_by_room.get((branch_id, room.id), [])
+        known = [(d, facts.devices.get(d, DeviceFacts())) for d in device_ids]
+        troubles = [{"device": d, "offline": f.offline, "troubles": names,
+                     "words": ", ".join(TROUBLE_WORDS.get(n, n.replace("_", " "))
+                                        for n in names)}
+                    for d, f in known if (names := _troubles(f))]
+        if room_alarms:
+            state = room_alarms[0]["kind"]
+        elif any(t["offline"] for t in troubles):
+            state = "offline"
+        elif troubles:
+            state = "trouble"
+        else:
+            state = "drill" if drill else "quiet"
+        return {"id": room.id, "name": room.name, "safe_room": room.safe_room,
+                "devices": device_ids, "alarms": room_alarms, "state": state,
+                "drill": drill, "troubles": troubles,
+                "occupied": room.safe_room and _occupied(room_alarms, known)}
+
+    branches = []
+    for b in site.branches.values():
+        drill = _drill(facts, b.id, now_ms)
+        switches = facts.switches.get(b.id, Switches())
+        branches.append({
+            "id": b.id, "name": b.name,
+            "drill": None if drill is None else {"until_ms": drill, "by": switches.by},
+            "lone_worker": switches.lone_worker,
+            "rooms": [room_json(b.id, r, drill is not None) for r in b.rooms]})
+    return {"site": site.name, "generated_at_ms": now_ms, "demo": demo,
+            "branches": branches, "active": active_json}
+
+
+def _drill(facts: BoardFacts, branch_id: str, now_ms: int) -> int | None:
+    """When the branch's drill ends (Unix ms), or ``None`` if none is in force."""
+    until = facts.switches.get(branch_id, Switches()).drill_until_ms
+    return until if until is not None and now_ms < until else None
+
+
+def _troubles(f: DeviceFacts) -> list[str]:
+    """The device's troubles, silence first; a reported ``offline`` status counts at once
+    (the supervisor records it at its next check, up to 5 s later)."""
+    silence = sorted(f.troubles & OFFLINE_TROUBLES) or (["offline"] if f.offline else [])
+    return silence + sorted(f.troubles - OFFLINE_TROUBLES)
+
+
+def _occupied(room_alarms: list[dict[str, Any]],
+              devices: list[tuple[str, DeviceFacts]]) -> bool:
+    """Someone shelters: an active ``safe_room`` alarm whose door has not opened since."""
+    facts = dict(devices)
+    for alarm in room_alarms:
+        if alarm["kind"] != "safe_room":
+            continue
+        opened = facts.get(alarm["device"], DeviceFacts()).door_opened_ms
+        if opened is None or opened < alarm["received_at_ms"]:
+            return True
+    return False
