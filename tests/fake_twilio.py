@@ -174,7 +174,7 @@ class FakeTwilio:
             def log_message(self, *args):
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", self._port), Handler)
+        self._server = _QuietServer(("127.0.0.1", self._port), Handler)
         self._server.daemon_threads = True
         self._port = self._server.server_address[1]
         threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()
@@ -254,6 +254,15 @@ class FakeTwilio:
         return 201, {"sid": sid, "account_sid": self.account_sid, "to": form["To"],
                      "from": form.get("From"), "body": form.get("Body"), "status": "queued",
                      "uri": f"/2010-04-01/Accounts/{self.account_sid}/{m['res']}/{sid}.json"}
+
+
+class _QuietServer(ThreadingHTTPServer):
+    """Says nothing when a client hangs up on an answer (a hub killed mid-request)."""
+
+    def handle_error(self, request, client_address):
+        import sys
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            super().handle_error(request, client_address)
 
 
 def _error(status: int, code: int, message: str) -> dict:
