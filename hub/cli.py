@@ -10,6 +10,7 @@ with just the ``device`` extra can run ``haven device``.
     haven tell ID CMD    send a device locate, test or checkin_request
     haven branch ...     drill on/off, lone-worker on/off/auto for a branch
     haven check-config   validate a site config and report every problem
+    haven provision ...  init a site (CA, broker, Redis), add/revoke/list devices
 """
 
 from __future__ import annotations
@@ -259,6 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate a site config")
     check.add_argument("site")
     check.set_defaults(func=cmd_check_config)
+
+    from .provision.cli import register as register_provision
+    register_provision(sub)
     return p
 
 
