@@ -48,7 +48,7 @@ except ImportError:  # without the harness (tests, CI): the same interface, noth
             self.opts = opts
 
 from bench.benchsite import site_from_contacts  # noqa: E402
-from bench.procs import Worker, hub_python, start_workers, stop_workers  # noqa: E402
+from bench.procs import Worker, clean_env, hub_python, start_workers, stop_workers  # noqa: E402
 from hub.localservices import LocalService, start_redis  # noqa: E402
 
 #: Device ids the harness publishes for besides those in its contacts file.
@@ -96,10 +96,9 @@ class HavenAdapter(Adapter):
         with open(ctx.contacts_file) as f:
             site = write_site(json.load(f), work / "site.toml", self.devices)
         self.redis = start_redis(work / "redis")
-        env = dict(os.environ, TWILIO_ACCOUNT_SID=ctx.account_sid,
-                   TWILIO_AUTH_TOKEN=ctx.auth_token, TWILIO_FROM_NUMBER=ctx.from_number,
-                   HAVEN_TWILIO_API_BASE=ctx.twilio_url, HAVEN_PUBLIC_URL=PUBLIC_URL)
-        env.pop("TWILIO_MESSAGING_SERVICE_SID", None)
+        env = clean_env(TWILIO_ACCOUNT_SID=ctx.account_sid, TWILIO_AUTH_TOKEN=ctx.auth_token,
+                        TWILIO_FROM_NUMBER=ctx.from_number, HAVEN_TWILIO_API_BASE=ctx.twilio_url,
+                        HAVEN_PUBLIC_URL=PUBLIC_URL)
         try:
             self.workers = start_workers(self.workers_n, site=site,
                                          broker=f"{ctx.broker_host}:{ctx.broker_port}",

@@ -28,6 +28,14 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 READY_TIMEOUT_S = 30.0
 
 
+def clean_env(**settings: str) -> dict[str, str]:
+    """This process's environment without any HAVEN_* or TWILIO_* setting, plus ``settings``:
+    a benchmark's hub must not pick up an operator's real credentials or site."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HAVEN_", "TWILIO_"))}
+    env.update(settings)
+    return env
+
+
 def hub_python() -> str:
     """The repo's venv interpreter (it has the hub's dependencies), else this one."""
     venv = ROOT / ".venv" / "bin" / "python"
