@@ -120,6 +120,7 @@ class TwilioNotifier:
                                  "http://127.0.0.1:8080")
         self._api_base, self._timeout = api_base, timeout_s
         self._local = threading.local()
+        self._http = _http_client(api_base, timeout_s)  # shared: connections are per thread
         # The SDK imports its API modules lazily (~0.1 s): do it now, not on the first alarm.
         _ = self._client().messages, self._client().calls
 
@@ -127,8 +128,7 @@ class TwilioNotifier:
         client = getattr(self._local, "client", None)
         if client is None:
             from twilio.rest import Client
-            client = Client(self._sid, self._token,
-                            http_client=_http_client(self._api_base, self._timeout))
+            client = Client(self._sid, self._token, http_client=self._http)
             self._local.client = client
         return client
 
@@ -168,47 +168,27 @@ class TwilioNotifier:
 
     @staticmethod
     def _create(request) -> Delivery:
-        from requests import RequestException
         from twilio.base.exceptions import TwilioException, TwilioRestException
+
+        from .twilio_http import ApiUnreachable
         try:
             resource = request()
         except TwilioRestException as exc:
             return Delivery.failed(f"HTTP {exc.status}: {exc.msg}", code=exc.code,
                                    retryable=_retryable_status(exc.status))
-        except RequestException as exc:  # timeouts, refused or dropped connections
-            return Delivery.failed(f"{type(exc).__name__}: {exc}", retryable=True)
+        except ApiUnreachable as exc:  # timeouts, refused or dropped connections
+            return Delivery.failed(str(exc), retryable=True)
         except TwilioException as exc:
             return Delivery.failed(str(exc), retryable=False)
         return Delivery.sent(resource.sid)
 
 
 def _http_client(api_base: str | None, timeout_s: float):
-    """The SDK's HTTP client, optionally rebased onto ``api_base`` (scheme://host:port).
-
-    The proxy settings (HTTPS_PROXY ...) are read once, here: with ``trust_env`` on,
-    requests re-reads the environment and ~/.netrc on every request, about 40 % of the
-    SDK's time per page on the press -> page path.
-    """
+    """The SDK's transport (hub.twilio_http): keep-alive connections per sender thread,
+    optionally rebased onto ``api_base`` (scheme://host:port). The HTTPS proxy setting
+    (HTTPS_PROXY ...) is read once, here; a local fake API is never reached through one."""
     import urllib.request
 
-    from requests.adapters import HTTPAdapter
-    from twilio.http.http_client import TwilioHttpClient
-
-    class RebasedHttpClient(TwilioHttpClient):
-        """Sends every request to ``api_base`` instead of https://*.twilio.com."""
-
-        def request(self, method, url, *args, **kwargs):
-            parts = urlsplit(url)
-            url = urlunsplit((base.scheme, base.netloc, parts.path, parts.query, parts.fragment))
-            return super().request(method, url, *args, **kwargs)
-
-    if not api_base:
-        proxies = {k: v for k, v in urllib.request.getproxies().items()
-                   if k in ("http", "https")}
-        client = TwilioHttpClient(timeout=timeout_s, proxy=proxies or None)
-    else:  # a local fake API: never through a proxy
-        base = urlsplit(api_base)
-        client = RebasedHttpClient(timeout=timeout_s)
-        client.session.mount("http://", HTTPAdapter(pool_maxsize=32))
-    client.session.trust_env = False
-    return client
+    from .twilio_http import PooledHttpClient
+    proxy = None if api_base else urllib.request.getproxies().get("https")
+    return PooledHttpClient(timeout_s=timeout_s, api_base=api_base, proxy=proxy)

@@ -37,7 +37,7 @@ from .lifecycle import AlarmEvent, IllegalTransition
 from .metrics import Metrics, channel_of, delivery_outcome
 from .model import Alarm, AlarmState, Channel, Delivery, NotificationKey
 from .notify import TWILIO_TIMEOUT_S, Notifier
-from .schedule import BranchState, on_duty
+from .schedule import BranchState, Switches, on_duty
 from .site import Contact, Site
 from .store import Store
 
@@ -142,7 +142,12 @@ class AlarmService:
         alarm = Alarm(id=msg.alarm_id, kind=msg.kind, device=msg.device, branch=branch.id,
                       room=room.id, pressed_at_ms=msg.pressed_at, received_at_ms=self._now_ms())
         kind = self.site.kinds[alarm.kind]
-        created = self.store.raise_alarm(alarm, escalate=bool(kind.steps))
+        escalate = bool(kind.steps)
+        # One round trip stores the alarm, leases its attempt 0 to this worker and reads the
+        # branch's state: the first pages leave without waiting for a timer or a thread.
+        raised = self.store.raise_leased(alarm, escalate=escalate,
+                                         lease_ms=LEASE_MS if escalate else 0)
+        created = raised.created
         self._confirm(alarm)
         delay_ms = alarm.received_at_ms - alarm.pressed_at_ms
         if created and delay_ms > LATE_MS:
@@ -164,7 +169,13 @@ class AlarmService:
             return Outcome.STORED
         log.info("alarm %s %s at %s/%s from %s: escalating", alarm.id, alarm.kind,
                  alarm.branch, alarm.room, alarm.device)
-        self.escalators.submit(self.run_due, alarm.id)  # attempt 0 now, not at the next tick
+        self.metrics.escalation_started(0.0)
+        try:
+            self._attempt(alarm, 0, raised.switches, raised.overrides, alarm.received_at_ms,
+                          wait_here=False)
+        except Exception:  # stored and leased: the lease runs out and a timer runs it
+            log.exception("alarm %s: attempt 0 failed to start; the escalation timers will "
+                          "run it within %d ms", alarm.id, LEASE_MS)
         return Outcome.STORED
 
     def _confirm(self, alarm: Alarm) -> None:
@@ -213,8 +224,8 @@ class AlarmService:
 
     # --- escalation -------------------------------------------------------------------
 
-    def branch_state(self, branch_id: str, now_ms: int,
-                     overrides: list | None = None) -> BranchState:
+    def branch_state(self, branch_id: str, now_ms: int, overrides: list | None = None,
+                     switches: Switches | None = None) -> BranchState:
         """Drill or lone worker by switch, else lone worker when at most one staff member
         is on duty by schedule (and ad-hoc ``overrides``, read from the store if not given)."""
         from .schedule import branch_state
@@ -229,7 +240,9 @@ class AlarmService:
             # No schedule for this branch's staff (a desk phone, say): it counts as staffed
             # unless a switch says otherwise.
             count = max(2, len(staff))
-        return branch_state(count, self.store.branch_switches(branch_id), now_ms)
+        if switches is None:
+            switches = self.store.branch_switches(branch_id)
+        return branch_state(count, switches, now_ms)
 
     def run_due(self, alarm_id: str | None = None) -> int:
         """Lease and run the escalation attempts due now (or just ``alarm_id``'s); returns
@@ -245,37 +258,69 @@ class AlarmService:
         return len(due)
 
     def run_attempt(self, alarm_id: str, number: int) -> None:
+        """Run a leased attempt and wait for its pages (a timer thread)."""
         alarm = self.store.get_alarm(alarm_id)
         if alarm is None or alarm.state is not AlarmState.RAISED:
             self.store.stop_escalation(alarm_id)
             return
-        kind = self.site.kinds.get(alarm.kind)
         now = self._now_ms()
-        overrides = self.store.overrides(alarm.branch, now)
-        state = self.branch_state(alarm.branch, now, overrides)
+        switches, overrides = self.store.branch_context(alarm.branch, now)
+        self._attempt(alarm, number, switches, overrides, now, wait_here=True)
+
+    def _attempt(self, alarm: Alarm, number: int, switches: Switches, overrides: list,
+                 now: int, *, wait_here: bool) -> None:
+        """Plan attempt ``number`` (leased by this worker), claim its pages with its timeline
+        entry in one round trip, and send them concurrently (calls first). The rest (waiting
+        for the sends, delivery failure, scheduling the next attempt) runs here with
+        ``wait_here``, else on the escalation pool, so the intake returns at once."""
+        kind = self.site.kinds.get(alarm.kind)
+        state = self.branch_state(alarm.branch, now, overrides, switches)
         steps = kind.policy(lone_worker=state is BranchState.LONE_WORKER) if kind else ()
         if not steps:
             log.error("alarm %s: kind %r has no escalation steps in the site config now; "
                       "it stays on the board for an operator", alarm.id, alarm.kind)
-            self.store.stop_escalation(alarm_id)
+            self.store.stop_escalation(alarm.id)
             return
         current = attempt(steps, number)
+        when = datetime.fromtimestamp(now / 1000, timezone.utc)
         planned = plan(self.site, alarm, steps, number, drill=state is BranchState.DRILL,
-                       on_duty=lambda c: on_duty(
-                           c.phone, c.shifts, alarm.branch,
-                           datetime.fromtimestamp(now / 1000, timezone.utc), overrides),
+                       on_duty=lambda c: on_duty(c.phone, c.shifts, alarm.branch, when,
+                                                 overrides),
                        reply_hint=self.public_url is not None)
         # The timeline says which attempt ran before it lists that attempt's pages.
-        self.store.add_timeline(alarm.id, "escalation", at_ms=now, attempt=number,
-                                step=current.step_index + 1, round=current.round + 1,
-                                branch_state=str(state), notifications=len(planned))
+        claimed = self.store.claim_notifications(
+            alarm.id, [item.key for item in planned], now, LEASE_MS,
+            timeline={"event": "escalation", "at_ms": now, "attempt": number,
+                      "step": current.step_index + 1, "round": current.round + 1,
+                      "branch_state": state, "notifications": len(planned)})
+        futures = []
+        for item, mine in zip(planned, claimed):
+            if mine:
+                futures.append(self.senders.submit(self._send_claimed, item))
+            else:
+                log.info("notification %s already claimed: not sent again", item.key)
+                self.metrics.notification(str(item.key.channel), "skipped_claimed")
         log.info("alarm %s attempt %d (step %d, round %d, %s): %d notification(s)", alarm.id,
                  number, current.step_index + 1, current.round + 1, state, len(planned))
-        wait([self.senders.submit(self._send, item) for item in planned])
-        outcomes = [self.store.notification_outcome(item.key) for item in planned]
-        if planned and all(o and o.startswith("failed") for o in outcomes):
-            self._delivery_failed(alarm, number, planned)
-        self.store.finish_attempt(alarm_id, number, now + wait_after_ms(steps, number))
+        finish = (self._finish_attempt, alarm, number, planned, futures,
+                  now + wait_after_ms(steps, number))
+        if wait_here:
+            finish[0](*finish[1:])
+        else:
+            self.escalators.submit(*finish)
+
+    def _finish_attempt(self, alarm: Alarm, number: int, planned: list[PlannedNotification],
+                        futures: list, next_due_ms: int) -> None:
+        """Once the attempt's sends are done: a delivery failure if none got through, then
+        the next attempt is scheduled (unless someone acknowledged meanwhile)."""
+        try:
+            wait(futures)
+            outcomes = self.store.notification_outcomes([item.key for item in planned])
+            if planned and all(o and o.startswith("failed") for o in outcomes):
+                self._delivery_failed(alarm, number, planned)
+            self.store.finish_attempt(alarm.id, number, next_due_ms)
+        except Exception:  # the lease runs out and the attempt is run again (claims hold)
+            log.exception("escalation attempt %d of alarm %s failed", number, alarm.id)
 
     def command_forwarded(self, fields: dict[str, str]) -> None:
         """Hook for the device-command forwarder: a ``resolved`` alarm gets its all-clear."""
@@ -367,6 +412,15 @@ class AlarmService:
                 log.info("notification %s already claimed: not sent again", item.key)
                 self.metrics.notification(str(item.key.channel), "skipped_claimed")
                 return None
+        except Exception:
+            log.exception("claiming %s failed", item.key)
+            return None
+        return self._send_claimed(item)
+
+    def _send_claimed(self, item: PlannedNotification) -> Delivery | None:
+        """Send a notification this worker has claimed, and record the outcome. Runs on a
+        sender thread; never raises."""
+        try:
             delivery = self._deliver(item)
             self.store.record_notification(item.key, item.contact.name, delivery,
                                            self._now_ms())

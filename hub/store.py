@@ -27,6 +27,7 @@ the same alarm id cannot both create it.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -47,20 +48,26 @@ COMMANDS_MAXLEN = 10000
 COMMANDS_GROUP = "hub"
 
 _RAISE = """
--- KEYS: alarm hash, active zset, timeline stream, escalations zset, escalation hash
--- ARGV: channel, event json, received_at_ms, alarm id, escalate (1/0), field/value pairs...
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+-- KEYS: alarm hash, active zset, timeline stream, escalations zset, escalation hash,
+--       branch hash, branch overrides hash
+-- ARGV: channel, event json, received_at_ms, alarm id, escalate (1/0), lease_ms,
+--       field/value pairs...
+-- Returns {created 1/0, branch switches (flat), overrides (flat)}: what attempt 0 needs.
+local state = {redis.call('HGETALL', KEYS[6]), redis.call('HGETALL', KEYS[7])}
+if redis.call('EXISTS', KEYS[1]) == 1 then return {0, state[1], state[2]} end
 local fields = {}
-for i = 6, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 7, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', KEYS[1], unpack(fields))
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
 redis.call('XADD', KEYS[3], '*', 'event', 'raised', 'at_ms', ARGV[3])
 if ARGV[5] == '1' then
+  -- attempt 0 is due now; with a lease, the raising worker holds it (another worker
+  -- runs it if that one dies before finishing)
   redis.call('HSET', KEYS[5], 'attempt', 0)
-  redis.call('ZADD', KEYS[4], ARGV[3], ARGV[4])
+  redis.call('ZADD', KEYS[4], tonumber(ARGV[3]) + tonumber(ARGV[6]), ARGV[4])
 end
 redis.call('PUBLISH', ARGV[1], ARGV[2])
-return 1
+return {1, state[1], state[2]}
 """
 
 _CLAIM_DUE = """
@@ -116,6 +123,40 @@ return 1
 """
 
 
+@dataclass(frozen=True)
+class Raised:
+    """What :meth:`Store.raise_leased` found: whether the alarm is new, and its branch's
+    switches and overrides at that moment."""
+
+    created: bool
+    switches: Switches
+    overrides: list[Override]
+
+
+def _pairs(flat: list[str]) -> dict[str, str]:
+    return dict(zip(flat[::2], flat[1::2]))
+
+
+def parse_switches(raw: dict[str, str]) -> Switches:
+    """A branch hash (``drill_until_ms``, ``lone_worker`` 1/0, ``by``) as :class:`Switches`."""
+    drill = raw.get("drill_until_ms")
+    lone = raw.get("lone_worker")
+    return Switches(drill_until_ms=int(drill) if drill else None,
+                    lone_worker=None if lone in (None, "") else lone == "1",
+                    by=raw.get("by") or None)
+
+
+def parse_overrides(branch_id: str, raw: dict[str, str], now_ms: int) -> list[Override]:
+    """The overrides hash (phone -> ``on|off:<until_ms>:<by>``): those in force at now_ms."""
+    found = []
+    for phone, value in raw.items():
+        state, _, rest = value.partition(":")
+        until = rest.split(":", 1)[0]
+        if until.isdigit() and int(until) > now_ms:
+            found.append(Override(phone, branch_id, state == "on", int(until)))
+    return found
+
+
 class Store:
     """Alarm state in Redis. ``client`` must be made with ``decode_responses=True``."""
 
@@ -151,15 +192,23 @@ class Store:
     def raise_alarm(self, alarm: Alarm, *, escalate: bool = False) -> bool:
         """Store a new alarm, and with ``escalate`` its escalation (attempt 0 due now), in
         one step; ``False`` if its id is already known (a redelivery)."""
+        return self.raise_leased(alarm, escalate=escalate, lease_ms=0).created
+
+    def raise_leased(self, alarm: Alarm, *, escalate: bool, lease_ms: int) -> "Raised":
+        """:meth:`raise_alarm` in one round trip that also leases attempt 0 to the caller
+        for ``lease_ms`` (0: due now, for the timers) and reads the branch's switches and
+        overrides, so the caller can page at once without reading anything else."""
         event = json.dumps({"type": "alarm.raised", "alarm": alarm.to_json()})
         pairs = [x for kv in alarm.to_fields().items() for x in kv]
-        created = self._raise(
+        created, switches, overrides = self._raise(
             keys=[self._key("alarm", alarm.id), self._key("alarms", "active"),
                   self._key("timeline", alarm.id), self._key("escalations"),
-                  self._key("escalation", alarm.id)],
+                  self._key("escalation", alarm.id), self._key("branch", alarm.branch),
+                  self._key("overrides", alarm.branch)],
             args=[self.events_channel, event, alarm.received_at_ms, alarm.id,
-                  "1" if escalate else "0", *pairs])
-        return bool(created)
+                  "1" if escalate else "0", lease_ms, *pairs])
+        return Raised(bool(created), parse_switches(_pairs(switches)),
+                      parse_overrides(alarm.branch, _pairs(overrides), alarm.received_at_ms))
 
     # --- escalation timers ------------------------------------------------------
 
@@ -255,12 +304,15 @@ class Store:
     # --- branch switches ------------------------------------------------------------
 
     def branch_switches(self, branch_id: str) -> Switches:
-        raw = self.r.hgetall(self._key("branch", branch_id))
-        drill = raw.get("drill_until_ms")
-        lone = raw.get("lone_worker")
-        return Switches(drill_until_ms=int(drill) if drill else None,
-                        lone_worker=None if lone in (None, "") else lone == "1",
-                        by=raw.get("by") or None)
+        return parse_switches(self.r.hgetall(self._key("branch", branch_id)))
+
+    def branch_context(self, branch_id: str, now_ms: int) -> tuple[Switches, list[Override]]:
+        """A branch's switches and the overrides in force, in one round trip."""
+        pipe = self.r.pipeline(transaction=False)
+        pipe.hgetall(self._key("branch", branch_id))
+        pipe.hgetall(self._key("overrides", branch_id))
+        switches, overrides = pipe.execute()
+        return parse_switches(switches), parse_overrides(branch_id, overrides, now_ms)
 
     def set_branch_switches(self, branch_id: str, *, by: str, now_ms: int,
                             drill_until_ms: int | None = ..., lone_worker: bool | None = ...
@@ -291,13 +343,8 @@ class Store:
 
     def overrides(self, branch_id: str, now_ms: int) -> list[Override]:
         """Overrides still in force at ``now_ms``."""
-        found = []
-        for phone, value in self.r.hgetall(self._key("overrides", branch_id)).items():
-            state, _, rest = value.partition(":")
-            until = rest.split(":", 1)[0]
-            if until.isdigit() and int(until) > now_ms:
-                found.append(Override(phone, branch_id, state == "on", int(until)))
-        return found
+        return parse_overrides(branch_id, self.r.hgetall(self._key("overrides", branch_id)),
+                               now_ms)
 
     # --- device commands (hub workers publish them over MQTT) -----------------------
 
@@ -362,8 +409,29 @@ class Store:
         return bool(self._claim(keys=[self._key("notification", str(key))],
                                 args=[now_ms, lease_ms, CLAIM_TTL_S]))
 
+    def claim_notifications(self, alarm_id: str, keys: list[NotificationKey], now_ms: int,
+                            lease_ms: int, *, timeline: dict[str, Any] | None = None
+                            ) -> list[bool]:
+        """:meth:`claim_notification` for each of ``keys`` (all of ``alarm_id``), after
+        writing ``timeline`` (an entry of the alarm's timeline), in one round trip."""
+        pipe = self.r.pipeline(transaction=False)
+        if timeline is not None:
+            pipe.xadd(self._key("timeline", alarm_id),
+                      {k: str(v) for k, v in timeline.items()})
+        for key in keys:
+            self._claim(keys=[self._key("notification", str(key))],
+                        args=[now_ms, lease_ms, CLAIM_TTL_S], client=pipe)
+        results = pipe.execute()
+        return [bool(x) for x in results[0 if timeline is None else 1:]]
+
     def notification_outcome(self, key: NotificationKey) -> str | None:
         return self.r.get(self._key("notification", str(key)))
+
+    def notification_outcomes(self, keys: list[NotificationKey]) -> list[str | None]:
+        """:meth:`notification_outcome` of each key, in one round trip."""
+        if not keys:
+            return []
+        return self.r.mget([self._key("notification", str(key)) for key in keys])
 
     def record_notification(self, key: NotificationKey, contact_name: str,
                             delivery: Delivery, at_ms: int) -> None:
