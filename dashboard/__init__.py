@@ -7,14 +7,21 @@ Wiring::
     app = dashboard.create_app(site, store)
     dashboard.serve.serve(app, "0.0.0.0", 8080)       # blocks; waitress
 
-The dashboard only reads the alarm store; it learns of changes from the store's
-pub/sub channel (``store.events_channel``) and forwards them to browsers as
-server-sent events. Nothing connects at import: Redis is touched only when a
-request needs it.
+The dashboard reads the alarm store and acts on it the way ``haven alarm`` and
+``haven branch`` do; it learns of changes from the store's pub/sub channel
+(``store.events_channel``) and forwards them to browsers as server-sent events.
+Nothing connects at import: Redis is touched only when a request needs it.
+
+Everything needs a logged-in session (see :mod:`dashboard.auth`) except
+``/login``, ``/static/`` and the Twilio webhooks; every POST needs the session's
+CSRF token (:mod:`dashboard.csrf`). Users and sessions live in the same Redis
+(:mod:`dashboard.users`), so several dashboard processes behind one address
+share them; they must also share ``secret_key`` (see :func:`auth.load_secret_key`).
 """
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -23,7 +30,9 @@ from flask import Flask, Response
 from hub.site import Site
 from hub.store import Store
 
-from . import board, demo, twilio_hooks
+from . import alarms, auth, board, branches, csrf, demo, devices, twilio_hooks
+from .ratelimit import LoginLimiter
+from .users import Users
 
 #: Content-Security-Policy: the page loads its own script and style, nothing else.
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -32,7 +41,8 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' 
 
 def create_app(site: Site, store: Store, *, demo_control_url: str | None = None,
                test_config: dict[str, Any] | None = None,
-               twilio_auth_token: str | None = None, public_url: str | None = None) -> Flask:
+               twilio_auth_token: str | None = None, public_url: str | None = None,
+               secret_key: str | None = None) -> Flask:
     """The dashboard app for ``site``, reading alarms from ``store``.
 
     ``demo_control_url`` (``http://host:port``) is the demo simulator's control
@@ -44,6 +54,11 @@ def create_app(site: Site, store: Store, *, demo_control_url: str | None = None,
     are absent. ``public_url`` (``https://haven.example.org``) is the dashboard's
     root as Twilio reaches it, for signature checks behind a proxy and for the
     URLs put in TwiML; ``None`` uses the request's own URL.
+
+    ``secret_key`` signs the session cookie; ``None`` makes a random one, so sessions
+    end when the process does (tests). ``haven dashboard`` passes
+    :func:`auth.load_secret_key`'s. The cookie is HttpOnly, SameSite=Lax, and
+    Secure when ``public_url`` is https.
 
     Config keys (override with ``test_config``):
       ``HAVEN_SSE_HEARTBEAT_S``  seconds between ``: ping`` comments on /events
@@ -57,11 +72,18 @@ def create_app(site: Site, store: Store, *, demo_control_url: str | None = None,
                              f"not {demo_control_url!r}")
         demo_control_url = demo_control_url.rstrip("/")
     app = Flask(__name__)
-    app.config.from_mapping(HAVEN_SSE_HEARTBEAT_S=5.0)
+    app.config.from_mapping(
+        HAVEN_SSE_HEARTBEAT_S=5.0, SECRET_KEY=secret_key or secrets.token_hex(32),
+        SESSION_COOKIE_NAME="haven_session", SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=bool(public_url and public_url.startswith("https://")))
     if test_config:
         app.config.update(test_config)
     app.extensions["haven"] = board.BoardContext(site, store, demo_control_url)
-    app.register_blueprint(board.bp)
+    auth.init_app(app, Users(store), LoginLimiter(store))  # first: who is asking
+    csrf.init_app(app)                                     # then: did our page ask
+    for blueprint in (board.bp, alarms.bp, branches.bp, devices.bp):
+        app.register_blueprint(blueprint)
     if demo_control_url is not None:
         app.register_blueprint(demo.bp)
     if twilio_auth_token is not None:

@@ -20,6 +20,7 @@ from dashboard.serve import make_server, stop
 from hub.model import Alarm, AlarmState
 from hub.schedule import Switches
 from hub.store import Store
+from tests.dashboard_login import logged_in_client, session_cookie
 
 SAMPLE_ROOMS = {
     ("main", "Main Library"): ["Circulation Desk", "Reference Desk", "Children's Area",
@@ -41,7 +42,7 @@ def room_of(snapshot: dict, branch_id: str, room_id: str) -> dict:
 
 @pytest.fixture
 def client(sample_site, fake_store):
-    return create_app(sample_site, fake_store).test_client()
+    return logged_in_client(create_app(sample_site, fake_store), fake_store)
 
 
 class TileParser(HTMLParser):
@@ -222,8 +223,11 @@ def test_api_board_answers_503_when_redis_is_down(sample_site):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed again: nothing listens there
     store = Store.from_url(f"redis://127.0.0.1:{port}")
+    client = create_app(sample_site, store).test_client()
+    with client.session_transaction() as session:
+        session["sid"] = "a session id: looking it up needs the store"
     try:
-        response = create_app(sample_site, store).test_client().get("/api/board")
+        response = client.get("/api/board")
     finally:
         store.r.close()
     assert response.status_code == 503
@@ -274,7 +278,8 @@ def control():
 
 
 def test_demo_press_forwards_device_and_hold_to_the_simulator(sample_site, fake_store, control):
-    client = create_app(sample_site, fake_store, demo_control_url=control.url + "/").test_client()
+    client = logged_in_client(
+        create_app(sample_site, fake_store, demo_control_url=control.url + "/"), fake_store)
 
     held = client.post("/demo/press/main-circ-01", json={"hold": 1})
     assert held.status_code == 200 and held.json == {"ok": True}
@@ -288,7 +293,8 @@ def test_demo_press_forwards_device_and_hold_to_the_simulator(sample_site, fake_
 
 
 def test_demo_press_rejects_unknown_devices_and_bad_hold(sample_site, fake_store, control):
-    client = create_app(sample_site, fake_store, demo_control_url=control.url).test_client()
+    client = logged_in_client(
+        create_app(sample_site, fake_store, demo_control_url=control.url), fake_store)
 
     unknown = client.post("/demo/press/nope-01", json={"hold": 0})
     assert unknown.status_code == 404
@@ -302,7 +308,8 @@ def test_demo_press_is_502_when_the_simulator_is_unreachable(sample_site, fake_s
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         url = f"http://127.0.0.1:{s.getsockname()[1]}"  # closed again: connection refused
-    client = create_app(sample_site, fake_store, demo_control_url=url).test_client()
+    client = logged_in_client(
+        create_app(sample_site, fake_store, demo_control_url=url), fake_store)
     response = client.post("/demo/press/main-circ-01", json={"hold": 0})
     assert response.status_code == 502
     assert response.json["ok"] is False and url in response.json["error"]
@@ -316,8 +323,8 @@ def failing_control():
 
 
 def test_demo_press_passes_on_a_simulator_error_as_502(sample_site, fake_store, failing_control):
-    client = create_app(sample_site, fake_store,
-                        demo_control_url=failing_control.url).test_client()
+    client = logged_in_client(
+        create_app(sample_site, fake_store, demo_control_url=failing_control.url), fake_store)
     response = client.post("/demo/press/main-circ-01")
     assert response.status_code == 502
     assert "HTTP 500" in response.json["error"]
@@ -388,8 +395,9 @@ def subscribers(store: Store) -> int:
 
 
 def test_events_stream_a_raised_alarm_within_a_second(served, store):
+    cookie = session_cookie("127.0.0.1", served, store)
     conn = http.client.HTTPConnection("127.0.0.1", served, timeout=1)
-    conn.request("GET", "/events", headers={"Accept": "text/event-stream"})
+    conn.request("GET", "/events", headers={"Accept": "text/event-stream", "Cookie": cookie})
     response = conn.getresponse()
     try:
         assert response.status == 200

@@ -1,0 +1,245 @@
+"""The alarm page: what happened, who was told, who did what when; and the operator's actions.
+
+Routes (any logged-in user)::
+
+    GET  /alarms/<id>               the alarm, its timeline, and the actions its state allows
+    POST /alarms/<id>/acknowledge   a person is responding: the device shows "help is coming"
+    POST /alarms/<id>/resolve       form: outcome (one of OUTCOMES), note (required)
+    POST /alarms/<id>/cancel        a false alarm; form: reason (required)
+
+Each action is the same store call the CLI makes (``haven alarm ack|resolve|cancel``):
+``store.transition(id, event, by=<user>)``, which stops the escalation, queues the
+device's command and tells every board. A resolve also records a ``resolution``
+timeline entry with the outcome and note. A form with a field missing is shown
+again with 400 and the field named; an action the alarm's state no longer allows
+(someone else was quicker) comes back as a flash message. Unknown alarm: 404.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
+
+from hub.lifecycle import AlarmEvent, IllegalTransition
+from hub.model import Alarm
+from hub.site import Site
+
+from .board import board_context, now_ms
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("alarms", __name__, url_prefix="/alarms")
+
+#: Resolve outcomes: value -> label (what ended the situation; the note says the rest).
+OUTCOMES = {
+    "handled_by_staff": "Handled by staff on site",
+    "customer_left": "Customer left the library",
+    "security_attended": "Security attended",
+    "police_attended": "Police attended",
+    "medical_attended": "Fire / ambulance attended",
+    "referred": "Referred to outside support (988, social worker, family)",
+    "other": "Other (see note)",
+}
+MAX_NOTE = 2000
+MAX_REASON = 500
+
+EVENT_LABELS = {
+    "raised": "Alarm raised", "late": "Arrived late", "escalation": "Escalation step",
+    "notified": "Notification sent", "notify_failed": "Notification NOT sent",
+    "delivery_status": "Delivery status", "delivery_failed": "Nobody could be reached",
+    "acknowledged": "Acknowledged", "resolved": "Resolved", "cancelled": "Cancelled",
+    "resolution": "Resolution recorded", "cancel_refused": "Cancel from device refused",
+    "safe_room_left": "Safe room door opened",
+}
+BAD_STATUSES = frozenset({"undelivered", "failed", "busy", "no-answer", "canceled"})
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the timeline as the page shows it."""
+
+    at_ms: int
+    event: str
+    label: str
+    by: str
+    detail: str
+    status: str = ""
+    bad: bool = False
+
+
+def mask(phone: str) -> str:
+    return f"…{phone[-4:]}" if phone else ""
+
+
+def _entry_ms(entry: dict[str, str]) -> int:
+    """The entry's ``at_ms``, or the stream entry id's milliseconds."""
+    raw = entry.get("at_ms") or entry.get("id", "0").split("-")[0]
+    try:
+        return int(float(raw))
+    except ValueError:
+        return 0
+
+
+def timeline_rows(entries: list[dict[str, str]]) -> list[Row]:
+    """The timeline as rows, oldest first: pure. Each notification row carries its latest
+    delivery status from Twilio's callbacks (matched on attempt, channel and number)."""
+    latest: dict[tuple[str, str, str], dict[str, str]] = {}
+    for e in entries:
+        if e.get("event") == "delivery_status":
+            latest[(e.get("attempt", ""), e.get("channel", ""), e.get("to", ""))] = e
+    rows = []
+    for e in entries:
+        event = e.get("event", "?")
+        label = EVENT_LABELS.get(event, event.replace("_", " ").capitalize())
+        by, detail, status, bad = e.get("by", ""), "", "", False
+        if event in ("notified", "notify_failed"):
+            who = f"{e.get('contact', '?')} ({mask(e.get('to', ''))})"
+            channel = "SMS" if e.get("channel") == "sms" else "Call"
+            detail = f"{channel} to {who}, attempt {e.get('step', '?')}"
+            if event == "notify_failed":
+                bad = True
+                status = f"not sent: {e.get('error') or 'error'}" + \
+                    (f" (code {e['code']})" if e.get("code") else "")
+            else:
+                cb = latest.get((e.get("step", ""), e.get("channel", ""), e.get("to", "")))
+                status = cb.get("status", "sent") if cb else "sent, no delivery report yet"
+                bad = bool(cb) and status in BAD_STATUSES
+                if cb and cb.get("error_code"):
+                    status += f" (error {cb['error_code']})"
+        elif event == "delivery_status":
+            channel = "SMS" if e.get("channel") == "sms" else "Call"
+            answered = f", answered by {e['answered_by']}" if e.get("answered_by") else ""
+            detail = f"{channel} to {mask(e.get('to', ''))}, attempt {e.get('attempt', '?')}"
+            status = e.get("status", "?") + answered
+            bad = e.get("status") in BAD_STATUSES
+        elif event == "escalation":
+            detail = (f"attempt {e.get('attempt', '?')}: step {e.get('step', '?')}, "
+                      f"round {e.get('round', '?')}, branch {e.get('branch_state', '?')}, "
+                      f"{e.get('notifications', '?')} notification(s)")
+        elif event == "late":
+            detail = f"pressed {int(e.get('delay_ms', '0') or 0) // 1000} s before it arrived"
+        elif event == "delivery_failed":
+            detail, bad = f"attempt {e.get('attempt', '?')}: {e.get('tried', '?')} tried", True
+        elif event == "resolution":
+            detail = f"{OUTCOMES.get(e.get('outcome', ''), e.get('outcome', ''))}: " \
+                     f"{e.get('note', '')}"
+        else:
+            detail = e.get("reason", "")
+        rows.append(Row(_entry_ms(e), event, label, by, detail, status, bad))
+    return rows
+
+
+def local_time(ms: int | str | None, tz: str = "UTC") -> str:
+    """``2024-05-01 14:03:22 PDT`` in ``tz`` (a branch's zone), or ``—`` for nothing."""
+    try:
+        value = int(float(ms)) if ms not in (None, "") else None
+    except (TypeError, ValueError):
+        value = None
+    if value is None or value <= 0:
+        return "—"
+    try:
+        zone = ZoneInfo(tz)
+    except (KeyError, ValueError):
+        zone = timezone.utc
+    return datetime.fromtimestamp(value / 1000, zone).strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+@bp.app_template_filter("local_time")
+def _local_time_filter(ms: Any, tz: str = "UTC") -> str:
+    return local_time(ms, tz)
+
+
+def _alarm_or_404(alarm_id: str) -> Alarm:
+    alarm = board_context().store.get_alarm(alarm_id)
+    if alarm is None:
+        abort(404, description=f"No alarm {alarm_id!r}: it may have been mistyped, or "
+                               "removed from the alarm store.")
+    return alarm
+
+
+def _place(site: Site, alarm: Alarm) -> dict[str, str]:
+    branch = site.branches.get(alarm.branch)
+    room = branch.room(alarm.room) if branch else None
+    kind = site.kinds.get(alarm.kind)
+    return {"branch": branch.name if branch else alarm.branch,
+            "room": room.name if room else alarm.room,
+            "kind": kind.label if kind else alarm.kind,
+            "tz": branch.timezone if branch else "UTC"}
+
+
+def _page(alarm: Alarm, *, errors: dict[str, str] | None = None,
+          form: dict[str, str] | None = None, status: int = 200) -> tuple[str, int]:
+    ctx = board_context()
+    return render_template(
+        "alarm.html", alarm=alarm, place=_place(ctx.site, alarm),
+        rows=timeline_rows(ctx.store.timeline(alarm.id)), outcomes=OUTCOMES,
+        errors=errors or {}, form=form or {}), status
+
+
+@bp.get("/<alarm_id>")
+def show(alarm_id: str) -> Any:
+    return _page(_alarm_or_404(alarm_id))
+
+
+def _apply(alarm: Alarm, event: AlarmEvent, reason: str | None, done: str) -> bool:
+    """Do the transition as the logged-in user; flash what happened. ``True`` if done."""
+    try:
+        board_context().store.transition(alarm.id, event, by=g.user.name, now_ms=now_ms(),
+                                         reason=reason)
+    except (KeyError, IllegalTransition) as exc:
+        flash(f"Not done: {exc.args[0]}", "error")
+        return False
+    log.info("alarm %s %s by %s", alarm.id, done, g.user.name)
+    flash(f"Alarm {done} by {g.user.name}.", "info")
+    return True
+
+
+def _back(alarm: Alarm) -> Any:
+    return redirect(url_for("alarms.show", alarm_id=alarm.id), 303)
+
+
+@bp.post("/<alarm_id>/acknowledge")
+def acknowledge(alarm_id: str) -> Any:
+    alarm = _alarm_or_404(alarm_id)
+    _apply(alarm, AlarmEvent.ACKNOWLEDGE, None, "acknowledged")
+    return _back(alarm)
+
+
+@bp.post("/<alarm_id>/resolve")
+def resolve(alarm_id: str) -> Any:
+    alarm = _alarm_or_404(alarm_id)
+    outcome = request.form.get("outcome", "").strip()
+    note = request.form.get("note", "").strip()
+    errors = {}
+    if outcome not in OUTCOMES:
+        errors["outcome"] = "Outcome: choose what ended the situation."
+    if not note:
+        errors["note"] = "Note: required. Say what happened and what was done."
+    elif len(note) > MAX_NOTE:
+        errors["note"] = f"Note: at most {MAX_NOTE} characters (it has {len(note)})."
+    if errors:
+        return _page(alarm, errors=errors, form={"outcome": outcome, "note": note}, status=400)
+    if _apply(alarm, AlarmEvent.RESOLVE, f"{OUTCOMES[outcome]}: {note}", "resolved"):
+        board_context().store.add_timeline(alarm.id, "resolution", at_ms=now_ms(),
+                                           by=g.user.name, outcome=outcome, note=note)
+    return _back(alarm)
+
+
+@bp.post("/<alarm_id>/cancel")
+def cancel(alarm_id: str) -> Any:
+    alarm = _alarm_or_404(alarm_id)
+    reason = request.form.get("reason", "").strip()
+    error = None
+    if not reason:
+        error = "Reason: required. Say why this was a false alarm."
+    elif len(reason) > MAX_REASON:
+        error = f"Reason: at most {MAX_REASON} characters (it has {len(reason)})."
+    if error:
+        return _page(alarm, errors={"reason": error}, form={"reason": reason}, status=400)
+    _apply(alarm, AlarmEvent.CANCEL_OPERATOR, f"false alarm: {reason}", "cancelled")
+    return _back(alarm)
