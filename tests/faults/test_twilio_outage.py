@@ -1,0 +1,64 @@
+"""Twilio unreachable for 60 s (connections refused), then answering 429 to everything,
+then back: escalations go on failing loudly through the outage, and page again within
+5 s of the API's return, nobody twice. The one long test of the matrix (~75 s)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from hub.store import Store
+from tests.faults.harness import (WAIT_S, assert_none_lost, assert_nothing_paged_twice,
+                                  assert_resumed, fast_site, pages, publisher, stop,
+                                  wait_until, worker)
+from tests.faults.test_hub_kill import attempt_done, raise_alarms
+
+pytestmark = pytest.mark.faults
+
+OUTAGE_S = 60.0
+RATE_LIMITED_S = 6.0  # longer than one attempt's wait: at least one attempt meets the 429s
+
+
+def test_twilio_down_for_a_minute_then_rate_limiting_then_back(
+        tmp_path, mosquitto, redis_service, fake_twilio):
+    site = fast_site(tmp_path)
+    proc, log = worker("w1", tmp_path, site, mosquitto, redis_service, fake_twilio)
+    store = Store.from_url(redis_service.url)
+    client = publisher(mosquitto)
+    try:
+        [before] = raise_alarms(client, 1)
+        wait_until(lambda: attempt_done(store, before, 0), 5, "the first alarm's pages")
+        fake_twilio.down()
+        down_at = time.monotonic()
+        time.sleep(0.5)
+        [during] = raise_alarms(client, 1)
+        wait_until(lambda: store.get_alarm(during) is not None, 5, "an alarm stored meanwhile")
+        time.sleep(OUTAGE_S - (time.monotonic() - down_at))
+        fake_twilio.fail_all(429, 20429, "Too Many Requests")
+        fake_twilio.up()
+        time.sleep(RATE_LIMITED_S)
+        fake_twilio.clear_failures()
+        back = time.monotonic()
+        for alarm_id in (before, during):
+            assert_resumed(fake_twilio, alarm_id, back)
+        time.sleep(0.5)
+
+        assert_none_lost(store, fake_twilio, [before, during])
+        assert_nothing_paged_twice(fake_twilio)
+        assert not [p for p in pages(fake_twilio) if down_at < p.at < back]
+        limited = [r for r in fake_twilio.requests if r.status == 429]
+        assert limited, "no attempt met the rate limiting"
+        # Through the outage the escalation kept its pace: neither stalled nor bunched up.
+        ran = [int(e["at_ms"]) for e in store.timeline(before) if e["event"] == "escalation"]
+        gaps = [(b - a) / 1000 for a, b in zip(ran, ran[1:])]
+        assert len(ran) >= (OUTAGE_S + RATE_LIMITED_S) / WAIT_S - 1, ran
+        assert min(gaps) >= WAIT_S - 0.5, gaps
+        failed = [e for e in store.timeline(during) if e["event"] == "delivery_failed"]
+        assert failed, "an alarm nobody could be paged for must say so"
+        assert "NOT DELIVERED" in log.read_text()
+    finally:
+        client.loop_stop()
+        client.disconnect()
+        stop(proc)
+        store.r.close()
