@@ -11,6 +11,7 @@ with just the ``device`` extra can run ``haven device``.
     haven branch ...     drill on/off, lone-worker on/off/auto for a branch
     haven check-config   validate a site config and report every problem
     haven provision ...  init a site (CA, broker, Redis), add/revoke/list devices
+    haven user ...       dashboard users: add, remove, passwd, list
 """
 
 from __future__ import annotations
@@ -38,16 +39,23 @@ def cmd_hub(args) -> int:
 
 def cmd_dashboard(args) -> int:
     from dashboard import create_app
+    from dashboard.auth import load_secret_key
     from dashboard.serve import serve
 
-    from .settings import hub_settings
+    from .settings import env_default, hub_settings
     from .site import load_site
     from .store import Store
     settings = hub_settings(site=args.site, redis_url=args.redis)
+    state_dir = args.state_dir or env_default("HAVEN_STATE_DIR", "/var/lib/haven")
+    try:
+        secret_key = load_secret_key(env_default("HAVEN_DASHBOARD_SECRET", ""), state_dir)
+    except ValueError as exc:
+        print(f"haven dashboard: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     app = create_app(load_site(settings.site_path), Store.from_url(settings.redis_url),
                      demo_control_url=args.demo_control,
                      twilio_auth_token=settings.twilio.auth_token if settings.twilio else None,
-                     public_url=settings.public_url)
+                     public_url=settings.public_url, secret_key=secret_key)
     if settings.twilio and not settings.public_url:
         logging.getLogger("haven.dashboard").warning(
             "Twilio webhooks are served, but HAVEN_PUBLIC_URL is unset: set it to the URL "
@@ -186,6 +194,10 @@ def build_parser() -> argparse.ArgumentParser:
     dash.add_argument("--redis", help="Redis URL (env HAVEN_REDIS_URL)")
     dash.add_argument("--host", default="127.0.0.1")
     dash.add_argument("--port", type=int, default=8080)
+    dash.add_argument("--state-dir",
+                      help="where the session key is kept (file dashboard-secret, made 0600 "
+                           "if absent) unless HAVEN_DASHBOARD_SECRET is set "
+                           "(env HAVEN_STATE_DIR, default /var/lib/haven)")
     dash.add_argument("--demo-control", help=argparse.SUPPRESS)
     dash.set_defaults(func=cmd_dashboard)
 
@@ -263,6 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .provision.cli import register as register_provision
     register_provision(sub)
+    from .usercli import add_parser as register_user
+    register_user(sub)
     return p
 
 

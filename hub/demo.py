@@ -264,18 +264,20 @@ def run_demo(site_path: str | None = None, port: int = 8080) -> int:
         dash_port = port if _port_free(port) else free_port()
         dashboard = spawn(py + ["--log-level", "warning", "dashboard", "--site", str(site_file),
                                 "--redis", redis_srv.url, "--port", str(dash_port),
-                                "--demo-control", control_url], log=workdir / "dashboard.log")
+                                "--state-dir", str(workdir), "--demo-control", control_url],
+                          log=workdir / "dashboard.log")
         children.append(("dashboard", dashboard))
 
         sim.start()
         store = Store.from_url(redis_srv.url)
         _wait_devices_seen(store, sim, hub)
+        login = _demo_user(store)
         store.r.close()
         url = f"http://127.0.0.1:{dash_port}/"
-        _wait_http(url + "api/board", dashboard)
+        _wait_http(url + "login", dashboard)
         state_file.write_text(json.dumps({"pid": os.getpid(), "control_url": control_url,
                                           "dashboard_url": url, "workdir": str(workdir)}))
-        _banner(site, url, sim, redis_srv.url)
+        _banner(site, url, sim, redis_srv.url, login)
 
         while status == 0 and signals.wait(0.5) is None:
             for name, proc in children:
@@ -329,10 +331,32 @@ HOW_TO_PRESS = {
 }
 
 
-def _banner(site: Site, url: str, sim: Simulator, redis_url: str) -> None:
+#: The demo's dashboard user: an admin, so drills and locate can be tried too.
+DEMO_USER = "demo"
+#: How long the demo's one-time login link works, in seconds.
+DEMO_LINK_TTL_S = 24 * 3600
+
+
+def _demo_user(store: Store) -> tuple[str, str]:
+    """Make the demo's dashboard user with a fresh random password: (password, one-time
+    login token). The private Redis starts empty, so the user is new every time."""
+    import secrets
+
+    from dashboard.users import Users
+    users = Users(store)
+    password = secrets.token_urlsafe(9)
+    users.add(DEMO_USER, password, "admin")
+    return password, users.issue_token(DEMO_USER, ttl_s=DEMO_LINK_TTL_S)
+
+
+def _banner(site: Site, url: str, sim: Simulator, redis_url: str,
+            login: tuple[str, str]) -> None:
     haven = _haven_command()
     first = next(iter(sim.apps), "DEVICE")
-    lines = ["", "Haven demo is running.", f"  Dashboard:   {url}",
+    password, token = login
+    lines = ["", "Haven demo is running.", f"  Dashboard:   {url}login/token/{token}",
+             f"               (opens the board logged in, once; then log in at {url}login",
+             f"               as {DEMO_USER} with password {password})",
              f"  Press:       {haven} press {first} [--hold | --times N | --door close|open]",
              "               or the Press / Hold buttons on the dashboard", "  Devices:"]
     for device_id in sim.apps:

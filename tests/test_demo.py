@@ -58,6 +58,11 @@ def test_demo_press_shows_on_the_board_prints_the_sms_and_stops_clean(tmp_path):
             assert time.monotonic() < deadline, out.read_text()
             time.sleep(0.05)
         assert f"http://127.0.0.1:{port}/" in out.read_text()
+        # the banner's one-time link logs a browser in and lands on the board
+        link = re.search(rf"http://127\.0\.0\.1:{port}/login/token/\S+", out.read_text())
+        browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())
+        with browser.open(link.group(0), timeout=5) as landed:
+            assert landed.url == f"http://127.0.0.1:{port}/" and landed.status == 200
         children = descendants(demo.pid)
         assert len(children) >= 4  # mosquitto, redis-server, hub, dashboard
 
@@ -68,7 +73,7 @@ def test_demo_press_shows_on_the_board_prints_the_sms_and_stops_clean(tmp_path):
         alarm_id = re.search(r"assist alarm ([0-9a-f-]{36})", press.stdout).group(1)
 
         while True:  # the board shows the room active within 1 s
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/board", timeout=2) as r:
+            with browser.open(f"http://127.0.0.1:{port}/api/board", timeout=2) as r:
                 board = json.load(r)
             if [a["id"] for a in board["active"]] == [alarm_id]:
                 break
