@@ -72,6 +72,7 @@ def _timer_loop(service: AlarmService, checkins: CheckinScheduler,
         try:
             while service.run_due():
                 pass
+            service.run_call_retries()
             if time.monotonic() >= next_checkin:
                 next_checkin = time.monotonic() + CHECKIN_TICK_S
                 checkins.tick(int(time.time() * 1000))
@@ -109,7 +110,7 @@ def run_hub(settings: HubSettings) -> None:
         metrics_server = metrics.serve("127.0.0.1", settings.metrics_port)
         log.info("metrics on http://127.0.0.1:%d/metrics", metrics_server.port)
     mqtt = HubMqtt(BrokerAddress.parse(settings.broker), service.handle,
-                   client_id=settings.hub_id, topics=topics)
+                   client_id=settings.hub_id, topics=topics, tls=settings.broker_tls)
     mqtt_box.append(mqtt)
     forwarder = CommandForwarder(Store.from_url(settings.redis_url), mqtt.publish,
                                  consumer=settings.hub_id, topics=topics,
@@ -145,7 +146,7 @@ def run_hub(settings: HubSettings) -> None:
 
     log.info("hub %s: site %r (%d branches, %d devices), broker %s, redis %s, notifier %s",
              settings.hub_id, site.name, len(site.branches), len(site.devices), settings.broker,
-             settings.redis_url, notifier.name)
+             settings.redis_url_safe, notifier.name)
     forwarder.start()
     timers = threading.Thread(target=_timer_loop, args=(service, checkins, stop_timers),
                               name="escalation-timers", daemon=True)

@@ -64,8 +64,6 @@ ALL_CLEAR_ATTEMPT = 2_000_000
 #: Calls placed because a page failed: attempt numbers BASE + 10 x original attempt + n,
 #: n = 0 for the call replacing an undelivered SMS, 1.. for each retry of an unanswered call.
 FOLLOWUP_CALL_BASE = 3_000_000
-#: How often an unanswered (busy, no-answer, failed) call is tried again.
-CALL_RETRIES = 2
 
 Publish = Callable[[str, bytes], None]
 
@@ -329,8 +327,10 @@ class AlarmService:
 
     def followup(self, key_text: str, status: str) -> bool:
         """A page finally failed (from Twilio's status callback): an undelivered SMS is
-        replaced by a call; an unanswered call is tried again, up to CALL_RETRIES times;
-        only while the alarm is still waiting for someone. Returns whether a call was queued."""
+        replaced by a call at once; an unanswered call (busy, no answer, voicemail) is
+        placed again ``site.call_retry_after_s`` later, up to ``site.call_retries`` times;
+        only while the alarm is still waiting for someone. Returns whether a call was
+        queued or scheduled."""
         alarm_id, attempt_text, phone, channel = key_text.split(":")
         attempt = int(attempt_text)
         alarm = self.store.get_alarm(alarm_id)
@@ -345,20 +345,39 @@ class AlarmService:
             n += 1
         else:
             original, n = attempt, 1
-        if n > CALL_RETRIES:
+        if n > self.site.call_retries:
             log.error("alarm %s: %s did not answer %d calls; escalation goes on", alarm_id,
                       phone, n)
             return False
-        contact = next((c for c in self.site.contacts if c.phone == phone), None) \
-            or Contact(phone, phone, frozenset(), frozenset())
-        from .messages import call_text
         key = NotificationKey(alarm_id, FOLLOWUP_CALL_BASE + 10 * original + n, phone,
                               Channel.CALL)
-        log.warning("alarm %s: %s to %s %s; calling%s", alarm_id, channel, contact.name,
-                    status, " again" if channel == Channel.CALL else " instead")
-        self.senders.submit(self._send, PlannedNotification(key, contact,
-                                                            call_text(alarm, self.site)))
+        delay_ms = int(self.site.call_retry_after_s * 1000) if n else 0
+        log.warning("alarm %s: %s to %s %s; calling %s", alarm_id, channel, phone, status,
+                    f"again in {delay_ms / 1000:g} s" if delay_ms else "instead")
+        if delay_ms:
+            self.store.schedule_call_retry(key, self._now_ms() + delay_ms)
+        else:
+            self._place_followup_call(alarm, key)
         return True
+
+    def run_call_retries(self) -> int:
+        """Place the call retries that are due (timer thread); returns how many."""
+        due = self.store.lease_call_retries(self._now_ms(), LEASE_MS)
+        for key_text in due:
+            alarm_id, attempt_text, phone, _ = key_text.split(":")
+            alarm = self.store.get_alarm(alarm_id)
+            if alarm is not None and alarm.state is AlarmState.RAISED:
+                key = NotificationKey(alarm_id, int(attempt_text), phone, Channel.CALL)
+                self._place_followup_call(alarm, key).result()
+            self.store.call_retry_done(key_text)
+        return len(due)
+
+    def _place_followup_call(self, alarm: Alarm, key: NotificationKey):
+        from .messages import call_text
+        contact = next((c for c in self.site.contacts if c.phone == key.contact), None) \
+            or Contact(key.contact, key.contact, frozenset(), frozenset())
+        return self.senders.submit(self._send, PlannedNotification(key, contact,
+                                                                   call_text(alarm, self.site)))
 
     def send_all_clear(self, alarm_id: str) -> int:
         """Text everyone who was reached for this alarm that it is over (resolved or a false

@@ -7,7 +7,7 @@ fixes them all in one pass. See ``deploy/examples/site.toml`` for a sample.
 
 Layout::
 
-    [site]            name
+    [site]            name, call_retries = 2, call_retry_after_s = 30 (unanswered calls)
     [kinds.<kind>]    label, notify = [roles paged for this kind] (a one-step policy),
                       cancel_window_s = 0 (how long the wearer may cancel; never for emergency)
     [[kinds.<kind>.step]]             or an escalation policy: notify = [roles],
@@ -138,6 +138,10 @@ class Site:
     branches: dict[str, Branch] = field(hash=False)
     devices: dict[str, Device] = field(hash=False)
     contacts: tuple[Contact, ...] = ()
+    #: An unanswered call (busy, no answer, voicemail) is placed again this many times,
+    #: each ``call_retry_after_s`` seconds after the last one ended.
+    call_retries: int = 2
+    call_retry_after_s: float = 30.0
 
     def locate(self, device_id: str) -> tuple[Branch, Room] | None:
         """The branch and room of a registered device, or ``None`` if unknown."""
@@ -209,6 +213,16 @@ class _Checker:
             self.add(path + (key,), f"{', '.join(map(repr, bad))} not valid: {hint}")
         return [v for v in value if pattern.match(v)]
 
+    def number(self, raw: dict, path: tuple, key: str, default: float, low: float,
+               high: float, unit: str) -> float:
+        """``raw[key]`` (or ``default``) as a float within [low, high]; a problem otherwise."""
+        value = raw.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                or not low <= value <= high:
+            self.add(path + (key,), f"must be {low:g} to {high:g} {unit}")
+            return float(default)
+        return float(value)
+
     def array(self, data: dict, key: str) -> list[tuple[tuple, Any]]:
         raw = data.get(key, [])
         if not isinstance(raw, list):
@@ -240,10 +254,18 @@ def parse_site(text: str, source: str = "<site>") -> Site:
     check.table(data, (), ("site", "kinds", "branch", "device", "contact"))
 
     site_name = "Haven site"
-    site_raw = check.table(data.get("site", {}), ("site",), ("name",))
+    site_raw = check.table(data.get("site", {}), ("site",),
+                           ("name", "call_retries", "call_retry_after_s"))
+    calls = {}
     if site_raw is not None:
         site_name = check.text(site_raw, ("site",), "name", required=False,
                                default=site_name) or site_name
+        retries = check.number(site_raw, ("site",), "call_retries", 2, 0, 5, "calls")
+        if retries != int(retries):
+            check.add(("site", "call_retries"), "must be a whole number of calls (0 to 5)")
+        calls = {"call_retries": int(retries),
+                 "call_retry_after_s": check.number(site_raw, ("site",), "call_retry_after_s",
+                                                    30, 0, 900, "seconds")}
 
     kinds = _kinds(check, data)
     branches = _branches(check, data)
@@ -255,7 +277,7 @@ def parse_site(text: str, source: str = "<site>") -> Site:
     if check.problems:
         raise ConfigError(check.problems)
     return Site(name=site_name, source=source, kinds=kinds, branches=branches,
-                devices=devices, contacts=tuple(contacts))
+                devices=devices, contacts=tuple(contacts), **calls)
 
 
 def _kinds(check: _Checker, data: dict) -> dict[str, Kind]:
@@ -356,15 +378,9 @@ def _branches(check: _Checker, data: dict) -> dict[str, Branch]:
                 check.add(path + ("timezone",),
                           f"{tz!r} is not a known IANA zone (e.g. \"America/Chicago\")")
         rooms = _rooms(check, raw, path, branch_id or "?")
-        timing = {}
-        for key, default, low, high in (("checkin_every_s", 1800, 60, 86400),
-                                        ("checkin_grace_s", 120, 10, 3600)):
-            value = raw.get(key, default)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) \
-                    or not low <= value <= high:
-                check.add(path + (key,), f"must be {low} to {high} seconds")
-                value = default
-            timing[key] = float(value)
+        timing = {key: check.number(raw, path, key, default, low, high, "seconds")
+                  for key, default, low, high in (("checkin_every_s", 1800, 60, 86400),
+                                                  ("checkin_grace_s", 120, 10, 3600))}
         if branch_id is None:
             continue
         if branch_id in branches:

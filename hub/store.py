@@ -15,6 +15,8 @@ prefix (default ``haven``)::
     haven:rejected                stream messages that broke the wire contract (capped)
     haven:device-commands         stream commands for devices, consumed by hub workers
                                          (consumer group "hub") and published over MQTT
+    haven:call-retries            zset   unanswered calls to place again (notification key
+                                         of the new call), scored by due ms
     haven:followups               stream pages that finally failed (from status callbacks),
                                          consumed by hub workers: call instead, call again
     haven:events                  pubsub live events for dashboards (JSON)
@@ -89,6 +91,17 @@ for i = 1, #due, 2 do
   out[#out + 1] = tostring(due[i + 1])
 end
 return out
+"""
+
+_LEASE_DUE = """
+-- KEYS: a zset of jobs scored by due ms; ARGV: now_ms, lease_ms, limit
+-- Leases due jobs (pushes their score to now + lease) and returns them; the worker removes
+-- a job once done, so a job of a worker that died comes due again when its lease ends.
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[3])
+for _, job in ipairs(due) do
+  redis.call('ZADD', KEYS[1], tonumber(ARGV[1]) + tonumber(ARGV[2]), job)
+end
+return due
 """
 
 _FINISH = """
@@ -169,6 +182,7 @@ class Store:
         self._claim_due = client.register_script(_CLAIM_DUE)
         self._finish = client.register_script(_FINISH)
         self._claim = client.register_script(_CLAIM)
+        self._lease_due = client.register_script(_LEASE_DUE)
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "haven") -> "Store":
@@ -393,6 +407,18 @@ class Store:
     def read_followups(self, consumer: str, block_ms: int,
                        count: int = 100) -> list[tuple[str, dict[str, str]]]:
         return self._read_group("followups", consumer, block_ms, count)
+
+    def schedule_call_retry(self, key: NotificationKey, due_ms: int) -> None:
+        """Place the call ``key`` at ``due_ms`` (durable: any worker's timer places it)."""
+        self.r.zadd(self._key("call-retries"), {str(key): due_ms})
+
+    def lease_call_retries(self, now_ms: int, lease_ms: int, limit: int = 50) -> list[str]:
+        """Call retries due at ``now_ms``, leased to the caller for ``lease_ms``; call
+        :meth:`call_retry_done` for each once placed (or given up)."""
+        return self._lease_due(keys=[self._key("call-retries")], args=[now_ms, lease_ms, limit])
+
+    def call_retry_done(self, key_text: str) -> None:
+        self.r.zrem(self._key("call-retries"), key_text)
 
     def ack_followup(self, entry_id: str) -> None:
         self.r.xack(self._key("followups"), COMMANDS_GROUP, entry_id)

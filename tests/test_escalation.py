@@ -321,6 +321,7 @@ def test_no_all_clear_while_an_alarm_is_still_active(rig):
 def test_an_undelivered_sms_becomes_a_call_and_an_unanswered_call_is_tried_twice_more(
         rig, sample_site):
     service, clock, notifier, store = rig
+    assert (sample_site.call_retries, sample_site.call_retry_after_s) == (2, 30.0)
     alarm_id = raise_alarm(service, kind="assist")  # SMS only
     notifier.sent.clear()
     desk = "+12065550101"
@@ -328,11 +329,42 @@ def test_an_undelivered_sms_becomes_a_call_and_an_unanswered_call_is_tried_twice
     assert service.followup(f"{alarm_id}:0:{desk}:sms", "undelivered") is True  # redelivered
     assert [(ch, to) for ch, to, _ in notifier.sent] == [("call", desk)]  # ... called once
     call_key = 3_000_000  # FOLLOWUP_CALL_BASE + 10 x attempt 0 + 0
-    assert service.followup(f"{alarm_id}:{call_key}:{desk}:call", "no-answer") is True
-    assert service.followup(f"{alarm_id}:{call_key + 1}:{desk}:call", "busy") is True
+    for n, status in ((1, "no-answer"), (2, "busy")):
+        assert service.followup(f"{alarm_id}:{call_key + n - 1}:{desk}:call", status) is True
+        clock.now += 29
+        assert service.run_call_retries() == 0  # not before call_retry_after_s
+        assert len(notifier.sent) == n
+        clock.now += 1
+        assert service.run_call_retries() == 1
+        assert service.run_call_retries() == 0  # placed once, not again
+        assert [ch for ch, _, _ in notifier.sent] == ["call"] * (n + 1)
     assert service.followup(f"{alarm_id}:{call_key + 2}:{desk}:call", "no-answer") is False
-    assert [ch for ch, _, _ in notifier.sent] == ["call"] * 3
     assert service.followup(f"{alarm_id}:0:{desk}:sms", "delivered") is False
+
+
+def test_a_call_retry_due_after_the_alarm_was_acknowledged_is_dropped(rig):
+    service, clock, notifier, store = rig
+    alarm_id = raise_alarm(service, kind="assist")
+    assert service.followup(f"{alarm_id}:3000000:+12065550101:call", "no-answer") is True
+    store.transition(alarm_id, AlarmEvent.ACKNOWLEDGE, by="Dana", now_ms=int(clock() * 1000))
+    notifier.sent.clear()
+    clock.now += 31
+    assert service.run_call_retries() == 1 and notifier.sent == []
+    assert service.run_call_retries() == 0  # done with, not retried forever
+
+
+def test_a_call_retry_leased_by_a_worker_that_died_is_placed_by_another(rig):
+    service, clock, notifier, store = rig
+    alarm_id = raise_alarm(service, kind="assist")
+    assert service.followup(f"{alarm_id}:3000000:+12065550101:call", "busy") is True
+    clock.now += 30
+    # a worker leases it and dies before placing the call
+    assert len(store.lease_call_retries(int(clock() * 1000), 4000)) == 1
+    notifier.sent.clear()
+    assert service.run_call_retries() == 0  # still leased
+    clock.now += 4
+    assert service.run_call_retries() == 1
+    assert [(ch, to) for ch, to, _ in notifier.sent] == [("call", "+12065550101")]
 
 
 def test_no_follow_up_call_once_someone_acknowledged(rig):
@@ -349,4 +381,6 @@ def test_a_call_that_reached_voicemail_is_placed_again(rig):
     alarm_id = raise_alarm(service)  # emergency: calls in attempt 0
     notifier.sent.clear()
     assert service.followup(f"{alarm_id}:0:+12065550199:call", "voicemail") is True
+    clock.now += 30
+    assert service.run_call_retries() == 1
     assert [(ch, to) for ch, to, _ in notifier.sent] == [("call", "+12065550199")]

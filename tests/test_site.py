@@ -152,3 +152,19 @@ def test_the_hub_refuses_to_start_on_a_bad_site(tmp_path):
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 2
     assert "device[1].room: unknown room 'refrence'" in result.stderr
+
+
+@pytest.mark.parametrize("line, problem", [
+    ("call_retries = 2.5", "site.call_retries: must be a whole number"),
+    ("call_retries = 9", "site.call_retries: must be 0 to 5 calls"),
+    ("call_retry_after_s = -1", "site.call_retry_after_s: must be 0 to 900 seconds"),
+    ('call_retry_after_s = "soon"', "site.call_retry_after_s: must be 0 to 900 seconds"),
+])
+def test_call_retry_settings_are_checked(tmp_path, line, problem):
+    text = SAMPLE_SITE.read_text().replace('name = "Riverside Public Library"',
+                                           f'name = "Riverside Public Library"\n{line}', 1)
+    path = tmp_path / "site.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_site(path)
+    assert f"{path}:10: {problem}" in str(err.value)
