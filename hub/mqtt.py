@@ -31,6 +31,8 @@ from paho.mqtt.properties import Properties
 from device.protocol import Topics
 from device.transport import tcp_nodelay
 
+from .settings import BrokerTls
+
 log = logging.getLogger("haven.mqtt")
 
 #: How long the broker keeps the hub's session (and queues its alarms) while
@@ -61,7 +63,10 @@ class HubMqtt:
     RedisError to defer the message."""
 
     def __init__(self, broker: BrokerAddress, handler: Callable[[str, bytes], object], *,
-                 client_id: str, topics: Topics = Topics(), share_group: str = "haven-hub"):
+                 client_id: str, topics: Topics = Topics(), share_group: str = "haven-hub",
+                 tls: BrokerTls | None = None):
+        """``tls``: connect over TLS, checking the broker against ``tls.ca_file`` and
+        showing the hub's client certificate (its CN is the hub's broker identity)."""
         self.broker, self.handler, self.topics = broker, handler, topics
         self.share_group = share_group
         self.ready = threading.Event()
@@ -70,6 +75,9 @@ class HubMqtt:
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
                                   protocol=mqtt.MQTTv5, manual_ack=True)
         self.client.reconnect_delay_set(min_delay=1, max_delay=5)
+        if tls is not None:
+            self.client.tls_set(ca_certs=tls.ca_file, certfile=tls.cert_file,
+                                keyfile=tls.key_file)
         self.client.on_socket_open = tcp_nodelay
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect

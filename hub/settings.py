@@ -4,6 +4,9 @@ Environment (command-line options override):
 
     HAVEN_SITE              site config file             /etc/haven/site.toml
     HAVEN_BROKER            MQTT broker host:port        127.0.0.1:1883
+    HAVEN_BROKER_CA         the site CA: connect over TLS and check the broker's certificate
+    HAVEN_BROKER_CERT, HAVEN_BROKER_KEY   the hub's client certificate and key (both or neither;
+                            `haven provision init` writes all three into hub/haven.env)   unset
     HAVEN_REDIS_URL         Redis URL                    redis://127.0.0.1:6379/0
     HAVEN_TOPIC_PREFIX      MQTT topic prefix            haven/v1
     HAVEN_HUB_ID            this worker's MQTT client id haven-hub-<hostname>
@@ -23,6 +26,7 @@ This is the only module that reads ``os.environ``.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import tempfile
 from dataclasses import dataclass
@@ -45,6 +49,16 @@ class TwilioSettings:
 
 
 @dataclass(frozen=True)
+class BrokerTls:
+    """TLS to the broker: the CA file that signed its certificate, and our client
+    certificate and key (``None`` when the broker needs none)."""
+
+    ca_file: str
+    cert_file: str | None = None
+    key_file: str | None = None
+
+
+@dataclass(frozen=True)
 class HubSettings:
     site_path: str
     broker: str
@@ -54,6 +68,12 @@ class HubSettings:
     twilio: TwilioSettings | None
     metrics_port: int | None = None
     public_url: str | None = None
+    broker_tls: BrokerTls | None = None
+
+    @property
+    def redis_url_safe(self) -> str:
+        """The Redis URL with any password masked, for logs."""
+        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", self.redis_url)
 
 
 def env_default(name: str, default: str, env: Mapping[str, str] | None = None) -> str:
@@ -114,7 +134,34 @@ def hub_settings(*, site: str | None = None, broker: str | None = None,
         twilio=twilio_from_env(env),
         metrics_port=metrics_port,
         public_url=public_url_from_env(env),
+        broker_tls=broker_tls_from_env(env),
     )
+
+
+def broker_tls_from_env(env: Mapping[str, str] | None = None) -> BrokerTls | None:
+    """TLS settings from HAVEN_BROKER_CA/CERT/KEY, each file checked readable; ``None``
+    when none is set."""
+    names = ("HAVEN_BROKER_CA", "HAVEN_BROKER_CERT", "HAVEN_BROKER_KEY")
+    ca, cert, key = (env_default(name, "", env) or None for name in names)
+    if not (ca or cert or key):
+        return None
+    problems = []
+    if not ca:
+        problems.append(Problem("environment", None, "HAVEN_BROKER_CA",
+                                "missing: a client certificate needs TLS; set it to the site "
+                                "CA (e.g. /etc/haven/pki/ca.crt)"))
+    if (cert is None) != (key is None):
+        problems.append(Problem("environment", None,
+                                "HAVEN_BROKER_KEY" if key is None else "HAVEN_BROKER_CERT",
+                                "missing: the hub's certificate needs both HAVEN_BROKER_CERT "
+                                "and HAVEN_BROKER_KEY"))
+    for name, path in zip(names, (ca, cert, key)):
+        if path and not os.access(path, os.R_OK):
+            problems.append(Problem("environment", None, name,
+                                    f"{path} does not exist or cannot be read by this user"))
+    if problems:
+        raise ConfigError(problems)
+    return BrokerTls(ca, cert, key)
 
 
 def public_url_from_env(env: Mapping[str, str] | None = None) -> str | None:
