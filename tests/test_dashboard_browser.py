@@ -1,9 +1,13 @@
-"""The board in headless Chromium: live alarms arrive, and a dropped stream resynchronises."""
+"""The board in headless Chromium, fed straight from a real redis-server: tiles in colour,
+words and icon; alarms live and sorted; sound, notification and announcement; a dropped
+stream; a tablet and 200 % zoom; names from the config shown as text, never as markup.
+
+One redis-server, one dashboard and one browser for the module; the operator logs in
+through the real form once. Each test starts from an empty board (``clean``).
+"""
 
 from __future__ import annotations
 
-import os
-import threading
 import time
 from pathlib import Path
 
@@ -11,112 +15,320 @@ import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
 from dashboard import create_app
-from dashboard.serve import make_server, stop
+from dashboard.users import Users
+from hub.localservices import start_redis
 from hub.model import Alarm
+from hub.site import parse_site
+from hub.store import Store
+from tests.browserkit import (DESKTOP, LAYOUT_PROBLEMS, RECORD_ALERTS, BoardServer, launch,
+                              log_in_with_form, open_board, tile)
+from tests.conftest import SAMPLE_SITE
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
+PASSWORD = "correct horse battery"
+SECRET = "browser-tests-" + "0" * 32
+#: Keys a test may leave behind: everything but users, sessions and login limits.
+BOARD_KEYS = ("alarm:*", "alarms:*", "timeline:*", "branch:*", "device:*", "troubles:*",
+              "escalation*", "notification:*")
 
 
-class BoardServer:
-    """The dashboard served by waitress in a thread; can be stopped and started again."""
-
-    def __init__(self, app):
-        self.app = app
-        self.port = 0  # any free port at first, then the same one again
-        self.start()
-
-    def start(self) -> None:
-        self.server = make_server(self.app, "127.0.0.1", self.port, threads=8)
-        self.port = int(self.server.effective_port)
-        self.url = f"http://127.0.0.1:{self.port}/"
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        stop(self.server)
-        self.thread.join(5)
-        assert not self.thread.is_alive(), "the waitress loop did not stop"
+@pytest.fixture(scope="module")
+def store(tmp_path_factory, sample_site):
+    service = start_redis(tmp_path_factory.mktemp("redis"))
+    s = Store.from_url(service.url)
+    Users(s, hash_method="pbkdf2:sha256:1000").add("olive", PASSWORD, "operator")
+    yield s
+    s.r.close()
+    service.stop()
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
+def sample_site():
+    from hub.site import load_site
+    return load_site(SAMPLE_SITE)
+
+
+@pytest.fixture(scope="module")
 def board(sample_site, store):
-    server = BoardServer(create_app(sample_site, store,
+    server = BoardServer(create_app(sample_site, store, secret_key=SECRET,
                                     test_config={"HAVEN_SSE_HEARTBEAT_S": 0.5}))
     yield server
     server.stop()
 
 
-@pytest.fixture
-def page():
-    if not CHROMIUM.exists():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{CHROMIUM} is missing: CI must run the browser tests "
-                        f"(apt-get install chromium)")
-        pytest.skip(f"{CHROMIUM} is missing: apt-get install chromium to run browser tests")
+@pytest.fixture(scope="module")
+def browser():
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield browser.new_page()
-        finally:
-            browser.close()
+        b = launch(playwright)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def logged_in(browser, board):
+    return log_in_with_form(browser, board.url, "olive", PASSWORD)
+
+
+@pytest.fixture
+def clean(store):
+    """An empty board: no alarms, switches or device facts (users and sessions stay)."""
+    def wipe():
+        for pattern in BOARD_KEYS:
+            keys = list(store.r.scan_iter(f"{store.prefix}:{pattern}"))
+            if keys:
+                store.r.delete(*keys)
+    wipe()
+    yield
+    wipe()
+
+
+@pytest.fixture
+def page(browser, logged_in, clean):
+    context = browser.new_context(storage_state=logged_in, viewport=DESKTOP)
+    context.add_init_script(RECORD_ALERTS)
+    yield context.new_page()
+    context.close()
 
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def emergency(alarm_id: str, at_ms: int) -> Alarm:
-    return Alarm(id=alarm_id, kind="emergency", device="main-circ-01", branch="main",
-                 room="circulation", pressed_at_ms=at_ms - 40, received_at_ms=at_ms)
-
-
-def open_live_board(page: Page, url: str):
-    page.goto(url)
-    expect(page.locator("#connection")).to_have_attribute("data-conn", "live")
-    return page.locator('.tile[data-branch="main"][data-room="circulation"]')
+def alarm(alarm_id: str, kind: str = "emergency", branch: str = "main",
+          room: str = "circulation", device: str = "main-circ-01", at_ms: int | None = None):
+    at = now_ms() if at_ms is None else at_ms
+    return Alarm(id=alarm_id, kind=kind, device=device, branch=branch, room=room,
+                 pressed_at_ms=at - 40, received_at_ms=at)
 
 
 def test_a_raised_alarm_shows_on_the_board_within_a_second(page, board, store):
-    tile = open_live_board(page, board.url)
-    expect(tile).to_have_attribute("data-state", "quiet")
-    expect(tile).to_contain_text("Quiet")
-    safe = page.locator('.tile[data-branch="westside"][data-room="safe-room"]')
+    open_board(page, board.url)
+    circulation = tile(page, "main", "circulation")
+    expect(circulation).to_have_attribute("data-state", "quiet")
+    expect(circulation).to_contain_text("Quiet")
+    expect(circulation.locator('.status svg[data-icon="quiet"]')).to_be_visible()
+    safe = tile(page, "westside", "safe-room")
     expect(safe).to_have_attribute("data-safe-room", "true")
-    expect(safe).to_contain_text("Safe room")
+    expect(safe.locator(".safe-tag")).to_contain_text("Safe room")
+    expect(safe.locator('.safe-tag svg[data-icon="safe_room"]')).to_be_visible()
     expect(page.locator("#no-active")).to_have_text("No active alarms.")
 
-    store.raise_alarm(emergency("e1", at_ms=now_ms()))
+    store.raise_alarm(alarm("e1"))
 
-    expect(tile).to_have_attribute("data-state", "emergency", timeout=1000)
-    expect(tile).to_contain_text("EMERGENCY")
-    live = page.locator('[aria-live="assertive"]')
-    expect(live).to_contain_text("Main Library", timeout=1000)
-    expect(live).to_contain_text("Circulation Desk")
+    expect(circulation).to_have_attribute("data-state", "emergency", timeout=1000)
+    expect(circulation.locator(".status")).to_contain_text("EMERGENCY")
+    expect(circulation.locator('.status svg[data-icon="emergency"]')).to_be_visible()
+    expect(circulation.get_by_role("link", name="Open alarm")).to_have_attribute(
+        "href", "/alarms/e1")
+    live = page.locator('[role="status"][aria-live="assertive"]')
+    expect(live).to_have_text("EMERGENCY at Main Library, Circulation Desk", timeout=1000)
     first = page.locator("#active-list li").first
     expect(first).to_contain_text("EMERGENCY")
     expect(first).to_contain_text("Main Library, Circulation Desk")
     expect(first).to_contain_text("main-circ-01")
+    expect(first).to_contain_text("Not acknowledged")
+    expect(first.get_by_role("link", name="EMERGENCY")).to_have_attribute("href", "/alarms/e1")
     expect(page.locator('.branch[data-branch="main"]')).to_have_attribute("data-active", "true")
-    westside = page.locator('.branch[data-branch="westside"]')
-    expect(westside).to_have_attribute("data-active", "false")
-    expect(tile.locator("time.elapsed")).to_have_text("0:01", timeout=3000)  # counts up
+    expect(page.locator('.branch[data-branch="westside"]')).to_have_attribute(
+        "data-active", "false")
+    expect(circulation.locator("time.elapsed")).to_have_text("0:01", timeout=3000)  # counts up
+    expect(circulation.locator("time.elapsed")).to_have_text("0:02", timeout=3000)
+    expect(page).to_have_title("(1) ⚠ Haven · Riverside Public Library")
+
+
+def test_each_state_shows_in_colour_words_and_an_icon(page, board, store):
+    now = now_ms()
+    store.set_branch_switches("westside", by="ada", now_ms=now, drill_until_ms=now + 600_000)
+    store.set_device_status("main-ref-01", "offline", now)
+    store.r.sadd(f"{store.prefix}:troubles:main-child-01", "low_battery")
+    store.raise_alarm(alarm("a1", "assist", room="workroom", device="main-work-01"))
+    store.raise_alarm(alarm("s1", "safe_room", room="safe-room", device="main-safe-01"))
+    open_board(page, board.url)
+
+    expected = {  # (branch, room): (state, words, icon)
+        ("main", "circulation"): ("quiet", "Quiet", "quiet"),
+        ("main", "workroom"): ("assist", "Assistance needed", "assist"),
+        ("main", "safe-room"): ("safe_room", "Occupied: Staff sheltering in safe room",
+                                "safe_room"),
+        ("main", "reference"): ("offline", "Device offline", "offline"),
+        ("main", "children"): ("trouble", "Device trouble", "trouble"),
+        ("westside", "front-desk"): ("drill", "Drill in progress", "drill"),
+    }
+    colours = set()
+    for (branch, room), (state, words, icon) in expected.items():
+        t = tile(page, branch, room)
+        expect(t).to_have_attribute("data-state", state)
+        expect(t.locator(".status-text")).to_have_text(words)
+        expect(t.locator(f'.status svg[data-icon="{icon}"]')).to_be_visible()
+        colours.add(t.evaluate("n => getComputedStyle(n).backgroundImage + "
+                               "getComputedStyle(n).backgroundColor"))
+    assert len(colours) == len(expected), colours  # each state its own colour
+    expect(tile(page, "main", "safe-room")).to_have_attribute("data-occupied", "true")
+    expect(tile(page, "main", "reference").locator(".troubles")).to_have_text(
+        "main-ref-01: offline")
+    expect(tile(page, "main", "children").locator(".troubles")).to_have_text(
+        "main-child-01: battery low")
+    for room in ("front-desk", "safe-room"):  # every room of a drilling branch says so
+        drill = tile(page, "westside", room).locator(".drill-tag")
+        expect(drill).to_be_visible()
+        expect(drill).to_contain_text("DRILL until")
+    expect(tile(page, "main", "circulation").locator(".drill-tag")).to_be_hidden()
+    expect(page.locator('.branch[data-branch="westside"] .branch-status')).to_contain_text(
+        "drill until")
+
+    # the safe room's door opens: staff left, the alarm stays open until an operator ends it
+    store.update_device("main-safe-01", "safe_room_left", door_opened_ms=now_ms() + 1)
+    expect(tile(page, "main", "safe-room").locator(".status-text")).to_have_text(
+        "Left the safe room; alarm still open")
+
+
+def test_new_alarms_sort_to_the_top(page, board, store):
+    open_board(page, board.url)
+    store.raise_alarm(alarm("older", "assist", room="reference", device="main-ref-01",
+                            at_ms=now_ms() - 5000))
+    expect(page.locator("#active-list li")).to_have_count(1)
+    store.raise_alarm(alarm("newer", "emergency", branch="westside", room="front-desk",
+                            device="west-front-01"))
+
+    items = page.locator("#active-list li")
+    expect(items).to_have_count(2)
+    expect(items.nth(0)).to_have_attribute("data-alarm", "newer")
+    expect(items.nth(1)).to_have_attribute("data-alarm", "older")
+    expect(items.nth(0)).to_have_class("alarm new")  # flagged as new until the next render
+
+    def top(locator) -> float:
+        return locator.bounding_box()["y"]
+    # the branch with the newest alarm moves up, then the other alarmed one, then the quiet
+    assert top(page.locator('.branch[data-branch="westside"]')) < \
+        top(page.locator('.branch[data-branch="main"]'))
+    # inside a branch, the alarmed tile comes first
+    main_tiles = page.locator('.branch[data-branch="main"] .tile')
+    reference = tile(page, "main", "reference").bounding_box()
+    for i in range(main_tiles.count()):
+        box = main_tiles.nth(i).bounding_box()
+        assert (box["y"], box["x"]) >= (reference["y"], reference["x"])
+
+
+def test_sound_and_notifications_are_asked_for_once_then_alert_on_a_new_alarm(
+        browser, logged_in, board, store, clean):
+    context = browser.new_context(storage_state=logged_in, viewport=DESKTOP)
+    context.grant_permissions(["notifications"], origin=board.url.rstrip("/"))
+    context.add_init_script(RECORD_ALERTS)
+    page = context.new_page()
+    try:
+        open_board(page, board.url)
+        allow = page.get_by_role("button", name="Allow alarm sound")
+        expect(allow).to_be_visible()
+        expect(page.get_by_role("button", name="Sound on")).to_be_hidden()
+        allow.click()
+        toggle = page.get_by_role("button", name="Sound on")
+        expect(toggle).to_have_attribute("aria-pressed", "true")
+        expect(allow).to_be_hidden()  # asked once
+        page.wait_for_function("() => window.__tones >= 2")  # the confirmation chime
+        before = page.evaluate("window.__tones")
+
+        store.raise_alarm(alarm("e1"))
+        page.wait_for_function(f"() => window.__tones >= {before + 6}", timeout=2000)  # 3 pairs
+        notes = page.evaluate("window.__notes")
+        assert notes == [{"title": "EMERGENCY", "tag": "e1",
+                          "body": "Main Library, Circulation Desk (device main-circ-01)"}]
+
+        toggle.click()  # mute: visible, and kept across a reload
+        muted = page.get_by_role("button", name="Sound muted")
+        expect(muted).to_have_attribute("aria-pressed", "false")
+        silent = page.evaluate("window.__tones")
+        store.raise_alarm(alarm("e2", room="reference", device="main-ref-01"))
+        expect(page.locator("#active-list li")).to_have_count(2)
+        page.wait_for_function("() => window.__notes.length === 2")  # still notified...
+        assert page.evaluate("window.__tones") == silent       # ...but not a sound
+        page.reload()
+        expect(page.get_by_role("button", name="Sound muted")).to_be_visible()
+        expect(page.get_by_role("button", name="Allow alarm sound")).to_be_hidden()
+    finally:
+        context.close()
+
+
+def test_the_board_asks_for_notifications_with_a_button(page, board):
+    open_board(page, board.url)
+    ask = page.get_by_role("button", name="Allow notifications")
+    expect(ask).to_be_visible()  # permission "default": the page asks, by button only
+    assert page.evaluate("Notification.permission") == "default"
 
 
 def test_the_board_resynchronises_after_the_stream_drops(page, board, store):
-    tile = open_live_board(page, board.url)
-    expect(tile).to_have_attribute("data-state", "quiet")
+    open_board(page, board.url)
+    circulation = tile(page, "main", "circulation")
+    expect(circulation).to_have_attribute("data-state", "quiet")
 
     board.stop()  # the stream drops; the page notices
-    expect(page.locator("#connection")).to_have_attribute("data-conn", "reconnecting")
-    store.raise_alarm(emergency("e2", at_ms=now_ms()))  # no one is listening
-    board.start()
+    try:
+        expect(page.locator("#connection")).to_have_attribute("data-conn", "reconnecting")
+        store.raise_alarm(alarm("e2"))  # no one is listening
+    finally:
+        board.start()
 
     # the browser reconnects after the stream's retry (2 s), then fetches a snapshot
-    expect(tile).to_have_attribute("data-state", "emergency", timeout=5000)
+    expect(circulation).to_have_attribute("data-state", "emergency", timeout=5000)
     expect(page.locator("#connection")).to_have_attribute("data-conn", "live")
     expect(page.locator('[aria-live="assertive"]')).to_contain_text("Circulation Desk")
+
+
+@pytest.mark.parametrize("viewport,scale", [({"width": 768, "height": 1024}, 1),
+                                            ({"width": 640, "height": 450}, 2)],
+                         ids=["tablet-768px", "zoom-200pc"])
+def test_the_board_fits_a_tablet_and_200_percent_zoom(browser, logged_in, board, store, clean,
+                                                      viewport, scale):
+    """200 % zoom on a 1280 px window lays the page out in 640 CSS px at 2 device px each."""
+    now = now_ms()
+    store.set_branch_switches("westside", by="ada", now_ms=now, drill_until_ms=now + 600_000)
+    store.set_device_status("main-ref-01", "offline", now)
+    store.r.sadd(f"{store.prefix}:troubles:main-child-01", "low_battery", "outbox_backlog")
+    store.raise_alarm(alarm("e1"))
+    store.raise_alarm(alarm("s1", "safe_room", branch="westside", room="safe-room",
+                            device="west-safe-01"))
+    context = browser.new_context(storage_state=logged_in, viewport=viewport,
+                                  device_scale_factor=scale)
+    page = context.new_page()
+    try:
+        open_board(page, board.url)
+        expect(tile(page, "main", "circulation")).to_have_attribute("data-state", "emergency")
+        expect(page.locator("#active-list li")).to_have_count(2)
+        assert page.evaluate(LAYOUT_PROBLEMS) == []
+        names = page.locator(".tile h3")
+        for i in range(names.count()):  # every room name readable, none cut off
+            assert names.nth(i).is_visible()
+    finally:
+        context.close()
+
+
+MARKUP = '<img src=x onerror="document.title=1">'
+
+
+def test_names_from_the_config_are_shown_as_text_never_as_markup(browser, logged_in, store,
+                                                                 clean):
+    text = Path(SAMPLE_SITE).read_text()
+    for plain in ('name = "Main Library"', 'name = "Circulation Desk"', 'label = "EMERGENCY"'):
+        assert plain in text
+        key, value = plain.split(" = ")
+        text = text.replace(plain, f"{key} = '{value[1:-1]} {MARKUP}'", 1)
+    site = parse_site(text, "markup.toml")
+    server = BoardServer(create_app(site, store, secret_key=SECRET,
+                                    test_config={"HAVEN_SSE_HEARTBEAT_S": 0.5}))
+    context = browser.new_context(storage_state=logged_in, viewport=DESKTOP)
+    page = context.new_page()
+    try:
+        store.raise_alarm(alarm("x1"))
+        open_board(page, server.url)
+        t = tile(page, "main", "circulation")
+        expect(t).to_have_attribute("data-state", "emergency")
+        expect(t.locator("h3")).to_have_text(f"Circulation Desk {MARKUP}")
+        expect(t.locator(".status-text")).to_have_text(f"EMERGENCY {MARKUP}")
+        expect(page.locator("#active-list li").first).to_contain_text(
+            f"Main Library {MARKUP}, Circulation Desk {MARKUP}")
+        expect(page.locator("[aria-live=assertive]")).to_contain_text(f"Main Library {MARKUP}")
+        assert page.locator("img").count() == 0
+        expect(page).to_have_title("(1) ⚠ Haven · Riverside Public Library")  # no onerror ran
+    finally:
+        context.close()
+        server.stop()

@@ -1,9 +1,11 @@
-// Haven board: fills the server-rendered layout with live alarm state.
+// Haven board: fills the server-rendered layout with live state.
 //
 // The snapshot from /api/board is the only source of truth. The event stream
 // (/events) just says "something changed": on every event, and every time the
 // stream (re)opens, the page fetches a fresh snapshot. A slow periodic resync
 // covers anything else (an event type this page does not know, a lost packet).
+// Every text from the config or the store goes in with textContent, never as HTML.
+// Needs icons.js (HavenIcons) and alerts.js (HavenAlerts), loaded before it.
 "use strict";
 
 (() => {
@@ -11,16 +13,18 @@
   const siteName = document.body.dataset.site || "";
   // Named events the page listens for; any other name still arrives as "message".
   const EVENT_TYPES = ["hello", "message", "alarm.raised", "alarm.acknowledged",
-    "alarm.resolved", "alarm.cancelled", "alarm.notified", "device.status"];
+    "alarm.resolved", "alarm.cancelled", "alarm.notified", "device.status", "device.trouble",
+    "device.safe_room_left", "device.checkin", "device.selftest", "branch.switches"];
   const RESYNC_MS = 15000;        // periodic snapshot, even when the stream is quiet
   const REOPEN_MS = 3000;         // recreate a stream the browser gave up on
   const FETCH_TIMEOUT_MS = 10000; // a hung snapshot request must not block the next
-  const ICONS = {quiet: "✓", emergency: "⚠", assist: "✚", safe_room: "⌂",
-    missed_checkin: "◷", welfare: "♥", test: "⚙"};  // glyphs common fonts have
-  const ALARM_ICON = "⚠";
+  const MAX_RANK = 1000;          // CSS order: alarm tiles and branches before quiet ones
+  const STATE_WORDS = {quiet: "Quiet", offline: "Device offline", trouble: "Device trouble",
+    drill: "Drill in progress", unknown: "Connecting…"};
+  const Icons = window.HavenIcons;
+  const Alerts = window.HavenAlerts;
 
   const connection = document.getElementById("connection");
-  const announcer = document.getElementById("announcer");
   const activeList = document.getElementById("active-list");
   const activeCount = document.getElementById("active-count");
   const noActive = document.getElementById("no-active");
@@ -28,17 +32,36 @@
   let source = null;
   let clockOffsetMs = 0;          // hub clock minus this browser's clock
   let known = null;               // ids of the alarms already shown (null: none yet)
+  let lastActive = [];
   let inFlight = false;
   let again = false;
 
   const serverNow = () => Date.now() + clockOffsetMs;
-  const iconFor = (kind) => ICONS[kind] || ALARM_ICON;
+  const alarmUrl = (id) => `${root}/alarms/${encodeURIComponent(id)}`;
+  const clock = (ms) => new Date(ms).toLocaleTimeString([], {hour: "2-digit", minute: "2-digit"});
 
   function el(tag, attrs = {}, ...children) {
     const node = document.createElement(tag);
     for (const [name, value] of Object.entries(attrs)) node.setAttribute(name, value);
     node.append(...children);
     return node;
+  }
+
+  // The tile's child `selector`, made by `make()` and appended the first time.
+  function part(tile, selector, make) {
+    let node = tile.querySelector(selector);
+    if (!node) {
+      node = make();
+      const demo = tile.querySelector(".demo-controls");
+      tile.insertBefore(node, demo && demo.parentNode === tile ? demo : null);
+    }
+    return node;
+  }
+
+  function iconBox(name) {
+    const box = el("span", {class: "icon-box"});
+    Icons.set(box, name);
+    return box;
   }
 
   function formatElapsed(ms) {
@@ -55,33 +78,76 @@
       node.textContent = formatElapsed(ms);
       node.dateTime = `PT${Math.max(0, Math.floor(ms / 1000))}S`;
     }
+    Alerts.remind(lastActive);
   }
 
   function setConnection(state) {
-    const texts = {connecting: ["…", "Connecting…"], live: ["●", "Live"],
-      reconnecting: ["⟳", "Reconnecting…"]};
+    const texts = {connecting: ["unknown", "Connecting…"], live: ["quiet", "Live"],
+      reconnecting: ["offline", "Reconnecting…"]};
     const [icon, text] = texts[state];
     if (connection.dataset.conn === state) return;
     connection.dataset.conn = state;
     document.body.dataset.conn = state;
-    connection.querySelector(".icon").textContent = icon;
+    Icons.set(connection.querySelector(".icon-box"), icon);
     connection.querySelector(".connection-text").textContent = text;
   }
 
-  function renderTile(tile, room, demo) {
+  function statusText(room) {
+    const newest = room.alarms[0];
+    if (!newest) return STATE_WORDS[room.state] || room.state;
+    let text = newest.kind_label;
+    if (room.safe_room && newest.kind === "safe_room") {
+      text = room.occupied ? `Occupied: ${text}` : `Left the safe room; alarm still open`;
+    }
+    if (newest.state === "acknowledged") text += " · acknowledged";
+    if (room.alarms.length > 1) text += ` (+${room.alarms.length - 1} more)`;
+    return text;
+  }
+
+  function renderTile(tile, room, branch, demo, rank) {
     const newest = room.alarms[0];
     tile.dataset.state = room.state;
-    tile.querySelector(".status .icon").textContent = newest ? iconFor(newest.kind) : ICONS.quiet;
-    let text = newest ? newest.kind_label : "Quiet";
-    if (newest && newest.state === "acknowledged") text += " · acknowledged";
-    if (room.alarms.length > 1) text += ` (+${room.alarms.length - 1} more)`;
-    tile.querySelector(".status-text").textContent = text;
-    const since = tile.querySelector(".since");
+    tile.dataset.alarmed = String(Boolean(newest));
+    tile.dataset.drill = String(room.drill);
+    tile.dataset.occupied = String(room.occupied);
+    const status = part(tile, ".status", () => el("p", {class: "status"},
+      iconBox("unknown"), el("span", {class: "status-text"})));
+    Icons.set(status.querySelector(".icon-box"), newest ? newest.kind : room.state);
+    status.querySelector(".status-text").textContent = statusText(room);
+
+    const drill = part(tile, ".drill-tag", () => el("p", {class: "drill-tag"},
+      iconBox("drill"), el("span", {class: "drill-text"})));
+    drill.hidden = !room.drill;
+    drill.querySelector(".drill-text").textContent =
+      branch.drill ? `DRILL until ${clock(branch.drill.until_ms)}` : "";
+
+    const since = part(tile, ".since", () => el("p", {class: "since"}, "for ",
+      el("time", {class: "elapsed"})));
     const elapsed = since.querySelector("time.elapsed");
     since.hidden = !newest;
     if (newest) elapsed.dataset.sinceMs = newest.received_at_ms;
     else delete elapsed.dataset.sinceMs;
-    renderDemo(tile.querySelector(".demo-controls"), demo ? room.devices : []);
+
+    const troubles = part(tile, ".troubles", () => el("ul", {class: "troubles"}));
+    troubles.hidden = room.troubles.length === 0;
+    troubles.replaceChildren(...room.troubles.map((t) => el("li",
+      {"data-offline": String(t.offline)}, iconBox(t.offline ? "offline" : "trouble"),
+      el("span", {}, `${t.device}: ${t.words}`))));
+
+    const open = part(tile, ".open", () => el("p", {class: "open"},
+      el("a", {class: "open-alarm"}, "Open alarm")));
+    open.hidden = !newest;
+    const link = open.querySelector("a");
+    if (newest) {
+      link.href = alarmUrl(newest.id);
+      link.setAttribute("aria-label", `Open alarm: ${newest.kind_label}, ${room.name}`);
+    } else {
+      link.removeAttribute("href");
+    }
+    // tiles with alarms first, newest first (visual order; the active list says it in words)
+    tile.style.order = newest ? String(rank.get(newest.id) - MAX_RANK) : "0";
+    renderDemo(part(tile, ".demo-controls", () => el("div", {class: "demo-controls"})),
+      demo ? room.devices : []);
   }
 
   function renderDemo(box, devices) {
@@ -104,8 +170,10 @@
     button.disabled = true;
     feedback.textContent = hold ? "Holding…" : "Pressing…";
     try {
+      const token = document.querySelector('meta[name="csrf-token"]');
       const response = await fetch(`${root}/demo/press/${encodeURIComponent(deviceId)}`, {
-        method: "POST", headers: {"Content-Type": "application/json"},
+        method: "POST", headers: {"Content-Type": "application/json",
+          ...(token ? {"X-CSRF-Token": token.content} : {})},
         body: JSON.stringify({hold})});
       const body = await response.json().catch(() => ({}));
       feedback.textContent = response.ok ? "Sent" : `Failed: ${body.error || response.status}`;
@@ -119,13 +187,18 @@
   function renderActive(active) {
     activeList.replaceChildren(...active.map((alarm) => {
       const received = new Date(alarm.received_at_ms).toLocaleTimeString();
-      const item = el("li", {class: "alarm", "data-kind": alarm.kind, "data-alarm": alarm.id},
-        el("span", {class: "icon", "aria-hidden": "true"}, iconFor(alarm.kind)),
-        el("strong", {class: "kind"}, alarm.kind_label),
+      const item = el("li", {class: "alarm", "data-kind": alarm.kind, "data-alarm": alarm.id,
+        "data-state": alarm.state},
+        el("a", {class: "alarm-link", href: alarmUrl(alarm.id)},
+          iconBox(alarm.kind), el("strong", {class: "kind"}, alarm.kind_label)),
         el("span", {class: "where"}, `${alarm.branch_name}, ${alarm.room_name}`),
         el("span", {class: "meta"}, `device ${alarm.device} · ${received} · `,
           el("time", {class: "elapsed", "data-since-ms": alarm.received_at_ms}), " ago"));
-      if (alarm.state === "acknowledged") item.append(el("span", {class: "ack"}, "Acknowledged"));
+      if (alarm.drill) item.append(el("span", {class: "drill-mark"}, iconBox("drill"), "DRILL"));
+      item.append(alarm.state === "acknowledged"
+        ? el("span", {class: "ack"}, `Acknowledged${alarm.acknowledged_by
+          ? ` by ${alarm.acknowledged_by}` : ""}`)
+        : el("span", {class: "unack"}, "Not acknowledged"));
       if (known && !known.has(alarm.id)) item.classList.add("new");
       return item;
     }));
@@ -135,17 +208,24 @@
     document.title = `${active.length ? `(${active.length}) ⚠ ` : ""}Haven · ${siteName}`;
   }
 
-  function announce(active) {
-    const fresh = active.filter((a) => !known || !known.has(a.id));
-    if (fresh.length) {
-      announcer.textContent = fresh
-        .map((a) => `${a.kind_label} at ${a.branch_name}, ${a.room_name}`).join(". ");
-    }
-    known = new Set(active.map((a) => a.id));
+  function renderBranch(section, branch, alarms, rank) {
+    section.dataset.active = String(alarms > 0);
+    section.dataset.drill = String(branch.drill !== null);
+    const ranks = branch.rooms.flatMap((r) => r.alarms.map((a) => rank.get(a.id)));
+    const newest = Math.min(MAX_RANK, ...ranks);
+    section.style.order = alarms ? String(newest - MAX_RANK) : "0";
+    const status = section.querySelector(".branch-status");
+    if (!status) return;
+    const words = [];
+    if (alarms) words.push(`${alarms} active alarm${alarms > 1 ? "s" : ""}`);
+    if (branch.drill) words.push(`drill until ${clock(branch.drill.until_ms)}`);
+    if (branch.lone_worker === true) words.push("lone worker");
+    status.textContent = words.length ? `— ${words.join(" · ")}` : "";
   }
 
   function render(snapshot) {
     clockOffsetMs = snapshot.generated_at_ms - Date.now();
+    const rank = new Map(snapshot.active.map((a, i) => [a.id, Math.min(i, MAX_RANK - 1)]));
     let tiles = 0;
     for (const branch of snapshot.branches) {
       const section = document.querySelector(`.branch[data-branch="${CSS.escape(branch.id)}"]`);
@@ -155,16 +235,15 @@
         if (!tile) continue;
         tiles += 1;
         alarms += room.alarms.length;
-        renderTile(tile, room, snapshot.demo);
+        renderTile(tile, room, branch, snapshot.demo, rank);
       }
-      if (section) {
-        section.dataset.active = String(alarms > 0);
-        section.querySelector(".branch-status").textContent =
-          alarms ? `⚠ ${alarms} active alarm${alarms > 1 ? "s" : ""}` : "";
-      }
+      if (section) renderBranch(section, branch, alarms, rank);
     }
     renderActive(snapshot.active);
-    announce(snapshot.active);
+    const fresh = known ? snapshot.active.filter((a) => !known.has(a.id)) : snapshot.active;
+    known = new Set(snapshot.active.map((a) => a.id));
+    lastActive = snapshot.active;
+    Alerts.newAlarms(fresh, root);
     tick();
     if (tiles !== document.querySelectorAll(".tile").length ||
         tiles !== snapshot.branches.reduce((n, b) => n + b.rooms.length, 0)) {
@@ -187,6 +266,10 @@
     try {
       const response = await fetch(`${root}/api/board`,
         {cache: "no-store", signal: AbortSignal.timeout(FETCH_TIMEOUT_MS)});
+      if (response.redirected || response.status === 401) {  // the session ended: log in again
+        location.assign(`${root}/login?next=${encodeURIComponent(location.pathname)}`);
+        return;
+      }
       if (!response.ok) throw new Error(`HTTP ${response.status}`);
       render(await response.json());
       const open = source && source.readyState === EventSource.OPEN;
@@ -214,6 +297,9 @@
     });
   }
 
+  for (const box of document.querySelectorAll(".icon-box[data-icon]")) {
+    Icons.set(box, box.dataset.icon);
+  }
   connect();
   sync();
   setInterval(tick, 1000);
