@@ -1,0 +1,204 @@
+"""Ingest benchmark: heartbeats from 10,000 simulated devices, 1, 2 and 4 hub workers.
+
+    .venv/bin/python bench/ingest_bench.py [--devices 10000] [--beats 1] [--workers 1,2,4]
+
+Each device publishes ``--beats`` heartbeats (its retained status with health, QoS 1,
+as the firmware does), all from one paho client as fast as it can. Each measurement
+gets a fresh private mosquitto (no retained messages left over) and redis-server:
+
+- baseline: a bare paho subscriber in a process of its own, subscribed to the same
+  topics on the same kind of broker, counting messages (nothing else);
+- Haven: N ``haven hub`` workers and the site's 10,000 devices; done when every
+  worker's ``haven_messages_total{channel="status"}`` (its /metrics) has counted every
+  heartbeat. Statuses are a plain subscription, not a shared one (retained presence
+  must reach every worker), so every worker stores every heartbeat: more workers
+  mean more copies of the same work, not a split of it. Afterwards the store is
+  checked for every device's last heartbeat.
+
+msgs/s = heartbeats / (first publish -> last one handled), both timed with
+CLOCK_MONOTONIC (comparable across processes). Target (issue #9): one worker >= 50 %
+of the bare subscriber; workers scale.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.benchsite import site_toml, storm_groups  # noqa: E402
+from bench.hub_bench import client  # noqa: E402
+from bench.procs import clean_env, cpu_s, hub_python, start_workers, stop_workers  # noqa: E402
+from device.protocol import Health, StatusMessage, Topics  # noqa: E402
+from hub.localservices import start_mosquitto, start_redis  # noqa: E402
+from hub.store import Store  # noqa: E402
+
+STATUS_RE = re.compile(r'^haven_messages_total\{channel="status",outcome="status"\} (\S+)$', re.M)
+BARE_SUBSCRIBER = """
+import sys, threading, time
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+port, n, topic = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+count, done = [0], threading.Event()
+def on_message(c, u, m):
+    count[0] += 1
+    if count[0] == n:
+        print("last", time.monotonic(), flush=True)
+        done.set()
+c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="ingest-bare", protocol=mqtt.MQTTv5)
+c.on_message = on_message
+c.on_subscribe = lambda *a: print("ready", flush=True)
+c.on_connect = lambda cl, *a: cl.subscribe(topic, qos=1)
+c.connect("127.0.0.1", port)
+c.loop_start()
+done.wait(300)
+"""
+
+
+@dataclass
+class IngestResult:
+    workers: int
+    messages: int
+    bare_per_s: float
+    hub_per_s: float | None   # None: not every heartbeat was handled in time
+    stored_ok: bool           # every device's last heartbeat is in the store
+    cpu_s: list[float]        # per worker
+
+    def line(self) -> str:
+        hub = f"{self.hub_per_s:8.0f}" if self.hub_per_s else "     n/a"
+        ratio = f"{self.hub_per_s / self.bare_per_s:5.2f}" if self.hub_per_s else "  n/a"
+        return (f"ingest {self.messages} heartbeats, {self.workers} worker(s): hub {hub} msgs/s"
+                f"   bare subscriber {self.bare_per_s:8.0f} msgs/s   ratio {ratio}   "
+                f"stored {'all' if self.stored_ok else 'NOT ALL'}   worker CPU "
+                + ", ".join(f"{c:.1f}" for c in self.cpu_s) + " s")
+
+
+def beats(devices: list[str], per_device: int) -> list[tuple[str, bytes, str, int]]:
+    """(topic, payload, device, at) for each heartbeat, device by device in turns."""
+    out, topics = [], Topics()
+    for round_ in range(per_device):
+        for i, device in enumerate(devices):
+            at = 1_700_000_000_000 + round_ * 1000 + i % 1000
+            beat = StatusMessage(device=device, state="online", at=at, firmware="bench",
+                                 health=Health(uptime_s=round_ * 60, outbox=0))
+            out.append((topics.status(device), beat.to_json(), device, at))
+    return out
+
+
+def publish_all(port: int, messages) -> float:
+    """Publish every message (retained, QoS 1) as fast as one client can; returns the
+    CLOCK_MONOTONIC time of the first publish."""
+    pub = client(port, "ingest-devices")
+    time.sleep(0.2)
+    start = time.monotonic()
+    infos = [pub.publish(topic, payload, qos=1, retain=True) for topic, payload, *_ in messages]
+    for info in infos:
+        info.wait_for_publish(60)
+    pub.loop_stop()
+    pub.disconnect()
+    return start
+
+
+def bare_rate(workdir: Path, messages, timeout_s: float = 120.0) -> float:
+    """msgs/s of a bare paho subscriber (its own process) on a fresh broker."""
+    broker = start_mosquitto(workdir / "mosquitto-bare")
+    sub = subprocess.Popen([hub_python(), "-c", BARE_SUBSCRIBER, str(broker.port),
+                            str(len(messages)), Topics().device_filter("status")],
+                           stdout=subprocess.PIPE, text=True, env=clean_env())
+    try:
+        if sub.stdout.readline().strip() != "ready":
+            raise RuntimeError("the bare subscriber did not subscribe")
+        start = publish_all(broker.port, messages)
+        sub.wait(timeout_s)
+        line = sub.stdout.readline().split()
+        if not line or line[0] != "last":
+            raise RuntimeError(f"the bare subscriber did not get all {len(messages)} messages")
+        return len(messages) / (float(line[1]) - start)
+    finally:
+        if sub.poll() is None:
+            sub.kill()
+            sub.wait()
+        broker.stop()
+
+
+def status_count(port: int) -> float:
+    """Heartbeats a worker has handled, from its /metrics."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as answer:
+        m = STATUS_RE.search(answer.read().decode())
+    return float(m[1]) if m else 0.0
+
+
+def hub_rate(workdir: Path, site: Path, workers: int, messages,
+             timeout_s: float = 120.0) -> tuple[float | None, bool, list[float]]:
+    """(msgs/s or None, every last heartbeat stored, CPU s per worker) for ``workers``."""
+    broker = start_mosquitto(workdir / "mosquitto")
+    redis_srv = start_redis(workdir / "redis")
+    procs = []
+    try:
+        procs = start_workers(workers, site=site, broker=f"127.0.0.1:{broker.port}",
+                              redis_url=redis_srv.url, env=clean_env(), workdir=workdir,
+                              metrics=True, log_level="info")
+        time.sleep(0.5)
+        base = [status_count(w.metrics_port) for w in procs]
+        cpu0 = [cpu_s(w.pid) for w in procs]
+        start = publish_all(broker.port, messages)
+        deadline, rate = start + timeout_s, None
+        pending = list(zip(procs, base))
+        while pending and time.monotonic() < deadline:
+            pending = [(w, b) for w, b in pending
+                       if status_count(w.metrics_port) - b < len(messages)]
+            if not pending:
+                rate = len(messages) / (time.monotonic() - start)
+                break
+            time.sleep(0.02)
+        cpu = [cpu_s(w.pid) - c for w, c in zip(procs, cpu0)]
+        last = {device: at for _, _, device, at in messages}
+        store = Store.from_url(redis_srv.url)
+        stored_ok = all(store.device_status(d).get("since_ms") == str(at)
+                        for d, at in last.items())
+        store.r.close()
+        return rate, stored_ok, cpu
+    finally:
+        stop_workers(procs)
+        broker.stop()
+        redis_srv.stop()
+
+
+def ingest(devices: int = 10_000, per_device: int = 1, workers=(1, 2, 4),
+           workdir: Path | None = None) -> list[IngestResult]:
+    workdir = workdir or Path(tempfile.mkdtemp(prefix="haven-ingest-"))
+    groups = storm_groups(devices, branches=10, contacts=1)
+    site = workdir / "site.toml"
+    site.write_text(site_toml(groups, name="Ingest benchmark"))
+    messages = beats([d for g in groups.values() for d in g.devices], per_device)
+    results = []
+    for n in workers:
+        bare = bare_rate(workdir / f"bare-{n}", messages)
+        rate, stored_ok, cpu = hub_rate(workdir / f"hub-{n}", site, n, messages)
+        results.append(IngestResult(n, len(messages), bare, rate, stored_ok, cpu))
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--devices", type=int, default=10_000)
+    parser.add_argument("--beats", type=int, default=1, help="heartbeats per device")
+    parser.add_argument("--workers", default="1,2,4", help="worker counts, comma-separated")
+    args = parser.parse_args()
+    for result in ingest(args.devices, args.beats,
+                         tuple(int(x) for x in args.workers.split(","))):
+        print(result.line(), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
