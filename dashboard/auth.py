@@ -13,7 +13,7 @@ Routes::
 Every other request needs a session, except ``/login``, ``/static/`` and Twilio's
 webhooks under ``/twilio/`` (signature-checked instead). Without one, a page
 request is redirected to ``/login?next=<path>``; a script's request (``/api/``,
-``/events``, ``/demo/``, JSON, or one sending ``X-CSRF-Token``) gets 401 JSON.
+``/events``, ``/demo/``, JSON, or a POST sending ``X-CSRF-Token``) gets 401 JSON.
 
 The session cookie (Flask's, signed with the app's secret key) holds only a
 random session id and the CSRF token; the session itself is in Redis (see
@@ -66,7 +66,7 @@ def auth_context() -> AuthContext:
 def wants_json() -> bool:
     """Whether the caller is a script (answer JSON) rather than a person's page load."""
     return (request.path.startswith(SCRIPT_PREFIXES) or request.is_json
-            or csrf.HEADER in request.headers
+            or (request.method != "GET" and csrf.HEADER in request.headers)
             or request.accept_mimetypes.best == "application/json")
 
 
