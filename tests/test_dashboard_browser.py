@@ -332,3 +332,14 @@ def test_names_from_the_config_are_shown_as_text_never_as_markup(browser, logged
     finally:
         context.close()
         server.stop()
+
+
+def test_a_drill_that_runs_out_leaves_the_board_by_itself(page, board, store):
+    """No event marks a drill's end: the page looks again when it is due."""
+    open_board(page, board.url)
+    circulation = tile(page, "main", "circulation")
+    now = now_ms()
+    store.set_branch_switches("main", by="ada", now_ms=now, drill_until_ms=now + 2500)
+    expect(circulation).to_have_attribute("data-state", "drill")
+    expect(circulation).to_have_attribute("data-state", "quiet", timeout=6000)  # not 15 s
+    expect(circulation.locator(".drill-tag")).to_be_hidden()

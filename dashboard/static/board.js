@@ -35,6 +35,7 @@
   let lastActive = [];
   let inFlight = false;
   let again = false;
+  let drillTimer = null;          // a drill ends without an event: look again when it does
 
   const serverNow = () => Date.now() + clockOffsetMs;
   const alarmUrl = (id) => `${root}/alarms/${encodeURIComponent(id)}`;
@@ -244,10 +245,20 @@
     known = new Set(snapshot.active.map((a) => a.id));
     lastActive = snapshot.active;
     Alerts.newAlarms(fresh, root);
+    scheduleDrillEnd(snapshot.branches);
     tick();
     if (tiles !== document.querySelectorAll(".tile").length ||
         tiles !== snapshot.branches.reduce((n, b) => n + b.rooms.length, 0)) {
       reloadForNewLayout();
+    }
+  }
+
+  function scheduleDrillEnd(branches) {
+    const ends = branches.filter((b) => b.drill).map((b) => b.drill.until_ms);
+    clearTimeout(drillTimer);
+    if (ends.length) {
+      const wait = Math.min(...ends) - serverNow() + 500;
+      drillTimer = setTimeout(sync, Math.min(Math.max(wait, 0), 2 ** 31 - 1));
     }
   }
 
