@@ -343,3 +343,25 @@ def test_a_drill_that_runs_out_leaves_the_board_by_itself(page, board, store):
     expect(circulation).to_have_attribute("data-state", "drill")
     expect(circulation).to_have_attribute("data-state", "quiet", timeout=6000)  # not 15 s
     expect(circulation.locator(".drill-tag")).to_be_hidden()
+
+
+def test_demo_buttons_press_a_device_through_the_csrf_check(browser, logged_in, sample_site,
+                                                            store, clean):
+    from tests.test_dashboard import ControlStub
+    control = ControlStub()
+    server = BoardServer(create_app(sample_site, store, secret_key=SECRET,
+                                    demo_control_url=control.url,
+                                    test_config={"HAVEN_SSE_HEARTBEAT_S": 0.5}))
+    context = browser.new_context(storage_state=logged_in, viewport=DESKTOP)
+    page = context.new_page()
+    try:
+        open_board(page, server.url)
+        demo = tile(page, "westside", "front-desk").get_by_role("group",
+                                                                name="Demo device west-front-01")
+        demo.get_by_role("button", name="Hold 2 s west-front-01").click()
+        expect(demo.get_by_role("status")).to_have_text("Sent")
+        assert control.presses == [("POST", "/press/west-front-01?hold=1")]
+    finally:
+        context.close()
+        server.stop()
+        control.close()
