@@ -36,6 +36,7 @@ from device.protocol import ID_RE, KIND_RE
 
 from .errors import ConfigError, Problem
 from .schedule import ScheduleError, Shift, parse_shift
+from .site_incidents import IncidentSettings, parse_incidents
 from .tomlpos import Positions, dotted
 
 E164_RE = re.compile(r"^\+[1-9][0-9]{6,14}\Z")
@@ -142,6 +143,9 @@ class Site:
     #: each ``call_retry_after_s`` seconds after the last one ended.
     call_retries: int = 2
     call_retry_after_s: float = 30.0
+    #: ``[incidents]`` and ``[privacy]`` (reports, reminders, drills, retention): see
+    #: :mod:`hub.site_incidents`.
+    incidents: IncidentSettings = field(default_factory=IncidentSettings, hash=False)
 
     def locate(self, device_id: str) -> tuple[Branch, Room] | None:
         """The branch and room of a registered device, or ``None`` if unknown."""
@@ -251,7 +255,8 @@ def parse_site(text: str, source: str = "<site>") -> Site:
         raise ConfigError([Problem(source, int(m.group(1)) if m else None, "",
                                    f"not valid TOML: {exc}")]) from None
     check = _Checker(source, Positions(text))
-    check.table(data, (), ("site", "kinds", "branch", "device", "contact"))
+    check.table(data, (), ("site", "kinds", "branch", "device", "contact", "incidents",
+                           "privacy"))
 
     site_name = "Haven site"
     site_raw = check.table(data.get("site", {}), ("site",),
@@ -273,11 +278,12 @@ def parse_site(text: str, source: str = "<site>") -> Site:
     contacts = _contacts(check, data, branches)
     if not check.problems:  # reach is only meaningful once every entry reads cleanly
         _check_reach(check, kinds, branches, contacts)
+    incidents = parse_incidents(check, data, branches, contacts)
 
     if check.problems:
         raise ConfigError(check.problems)
     return Site(name=site_name, source=source, kinds=kinds, branches=branches,
-                devices=devices, contacts=tuple(contacts), **calls)
+                devices=devices, contacts=tuple(contacts), incidents=incidents, **calls)
 
 
 def _kinds(check: _Checker, data: dict) -> dict[str, Kind]:
