@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Haven's demo and tests need, only those missing:
 # mosquitto and redis-server (always), python3-venv (when python3 lacks ensurepip),
-# chromium (with --browser, for the dashboard's browser tests).
+# chromium and systemd (with --browser, for the tests: the dashboard's browser tests,
+# and systemd-analyze verify on deploy/systemd/; a bare Debian image lacks both).
 # Runs apt-get through sudo when not root. Idempotent: a no-op when all is there.
 set -euo pipefail
 
@@ -15,6 +16,7 @@ have_bin mosquitto || missing+=(mosquitto)
 have_bin redis-server || missing+=(redis-server)
 python3 -c 'import ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
 if ((want_browser)); then have_bin chromium || missing+=(chromium); fi
+if ((want_browser)); then have_bin systemd-analyze || missing+=(systemd); fi
 
 ((${#missing[@]} == 0)) && exit 0
 
