@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 import time
@@ -32,6 +33,11 @@ SENDER_THREADS = 32
 #: Escalation attempts running at once (each waits for its step's sends).
 ESCALATION_THREADS = 8
 
+
+#: On SIGTERM, how long sends and attempts already going out may take to finish, in
+#: seconds. Whatever is still running then is left to its lease: another worker (or this
+#: one, restarted) runs it again, and notification claims keep it from paging twice.
+SHUTDOWN_GRACE_S = 6.0
 
 #: How often lone-worker check-ins are looked at, in seconds.
 CHECKIN_TICK_S = 5.0
@@ -80,6 +86,20 @@ def _timer_loop(service: AlarmService, checkins: CheckinScheduler,
         except redis.RedisError as exc:
             log.error("escalation timers: store unreachable (%s)", exc)
             stop.wait(1.0)
+
+
+def _exit_after(grace_s: float) -> None:
+    """Bound the stop: a send stuck on a slow API must not keep a stopping hub (and
+    systemd, or a test) waiting; its lease hands it to another worker."""
+    def hard_exit():
+        log.warning("still busy %.0f s after the stop signal: exiting; unfinished attempts "
+                    "run again elsewhere when their leases end", grace_s)
+        logging.shutdown()
+        os._exit(0)
+
+    timer = threading.Timer(grace_s, hard_exit)
+    timer.daemon = True
+    timer.start()
 
 
 def make_notifier(settings: HubSettings) -> Notifier:
@@ -166,6 +186,7 @@ def run_hub(settings: HubSettings) -> None:
         if not failed:
             log.info("signal %s: stopping", signal.Signals(signum).name)
     finally:
+        _exit_after(SHUTDOWN_GRACE_S)
         mqtt.stop()
         network.join(5)
         stop_timers.set()

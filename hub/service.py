@@ -20,26 +20,27 @@ The decisions (who gets what, when) are pure: :mod:`hub.escalation`.
 from __future__ import annotations
 
 import logging
-import random
 import time
 from concurrent.futures import Executor, ThreadPoolExecutor, wait
 from datetime import datetime, timezone
-from enum import StrEnum
 from typing import Callable
-from urllib.parse import quote
 
-from device.protocol import (CMD_RECEIVED, EVENT_CANCEL, EVENT_CHECKIN, EVENT_SAFE_ROOM_LEFT,
-                             EVENT_SELFTEST, Command, ProtocolError, Topics, decode_alarm,
-                             decode_event, decode_status)
+from device.protocol import CMD_RECEIVED, Command, ProtocolError, Topics, decode_alarm
 
+from .device_messages import DeviceMessagesMixin
 from .escalation import PlannedNotification, attempt, plan, wait_after_ms
-from .lifecycle import AlarmEvent, IllegalTransition
-from .metrics import Metrics, channel_of, delivery_outcome
-from .model import Alarm, AlarmState, Channel, Delivery, NotificationKey
-from .notify import TWILIO_TIMEOUT_S, Notifier
+from .followups import FollowupMixin
+from .lifecycle import AlarmEvent
+from .metrics import Metrics, channel_of
+from .model import Alarm, AlarmState
+from .notify import Notifier
+from .outcome import Outcome
 from .schedule import BranchState, Switches, on_duty
-from .site import Contact, Site
+from .sending import LEASE_MS, SendingMixin
+from .site import Site
 from .store import Store
+
+__all__ = ["AlarmService", "Outcome", "LEASE_MS", "TICK_S", "LATE_MS"]
 
 log = logging.getLogger("haven.hub")
 
@@ -47,39 +48,13 @@ log = logging.getLogger("haven.hub")
 #: it sat in a device's outbox while the network or broker was down.
 LATE_MS = 30_000
 
-#: How long a worker holds an escalation attempt or a notification claim, in ms. A worker
-#: killed mid-attempt is replaced after this; sends time out before it (TWILIO_TIMEOUT_S).
-LEASE_MS = 4000
 #: How often the timer thread looks for due escalation attempts, in seconds.
 TICK_S = 0.2
-#: First pause before resending a retryable failure (429, 5xx, connection), in seconds;
-#: doubled each time, jittered, and only while the retry still fits in the lease.
-RETRY_FIRST_S = 0.2
-#: Paged when every notification of an attempt failed (Twilio down, numbers dead...).
-FALLBACK_ROLE = "fallback"
-#: Fallback pages get their own attempt numbers, apart from the policy's.
-FALLBACK_ATTEMPT_BASE = 1_000_000
-#: The all-clear's attempt number in notification keys (sent at most once per contact).
-ALL_CLEAR_ATTEMPT = 2_000_000
-#: Calls placed because a page failed: attempt numbers BASE + 10 x original attempt + n,
-#: n = 0 for the call replacing an undelivered SMS, 1.. for each retry of an unanswered call.
-FOLLOWUP_CALL_BASE = 3_000_000
 
 Publish = Callable[[str, bytes], None]
 
 
-class Outcome(StrEnum):
-    """What :meth:`AlarmService.handle` did with one message."""
-
-    STORED = "stored"          # a new alarm: stored, pages going out
-    DUPLICATE = "duplicate"    # an alarm id seen before: confirmed again, nobody re-paged
-    STATUS = "status"          # a device status recorded
-    EVENT = "event"            # a device event applied (cancel, check-in, self-test ...)
-    REJECTED = "rejected"      # broke the wire contract or names an unknown device
-    IGNORED = "ignored"        # a topic the hub does not consume
-
-
-class AlarmService:
+class AlarmService(SendingMixin, FollowupMixin, DeviceMessagesMixin):
     """Validates, places, stores and pages. ``clock`` returns Unix seconds."""
 
     def __init__(self, site: Site, store: Store, notifier: Notifier, publish: Publish,
@@ -196,30 +171,6 @@ class AlarmService:
             self.escalators.submit(self.run_due, alarm.id)
         return created
 
-    # --- device troubles ---------------------------------------------------------------
-
-    def notify_trouble(self, notice) -> None:
-        """Text the branch's ``it`` contacts about a device trouble or its all-clear.
-
-        Called once per notice across workers (hub.supervision); sends go through a small
-        pool of their own, so a burst of troubles never delays an alarm's pages."""
-        from .messages import trouble_text
-        contacts = [c for c in self.site.contacts
-                    if notice.branch_id in c.branches and "it" in c.roles]
-        text = trouble_text(notice.device_id, str(notice.trouble), notice.raised, self.site)
-        log.warning("device %s %s %s; telling %d IT contact(s)", notice.device_id,
-                    notice.trouble, "raised" if notice.raised else "cleared", len(contacts))
-        for contact in contacts:
-            self.trouble_senders.submit(self._send_plain, contact, text)
-
-    def _send_plain(self, contact: Contact, text: str) -> None:
-        try:
-            delivery = self.notifier.send_sms(contact.phone, text)
-            if not delivery.ok:
-                log.error("trouble SMS to %s FAILED: %s", contact.name, delivery.error)
-        except Exception:
-            log.exception("trouble SMS to %s failed", contact.name)
-
     # --- escalation -------------------------------------------------------------------
 
     def branch_state(self, branch_id: str, now_ms: int, overrides: list | None = None,
@@ -320,214 +271,4 @@ class AlarmService:
         except Exception:  # the lease runs out and the attempt is run again (claims hold)
             log.exception("escalation attempt %d of alarm %s failed", number, alarm.id)
 
-    def command_forwarded(self, fields: dict[str, str]) -> None:
-        """Hook for the device-command forwarder: a ``resolved`` alarm gets its all-clear."""
-        if fields.get("cmd") == "resolved" and fields.get("alarm_id"):
-            self.send_all_clear(fields["alarm_id"])
 
-    def followup(self, key_text: str, status: str) -> bool:
-        """A page finally failed (from Twilio's status callback): an undelivered SMS is
-        replaced by a call at once; an unanswered call (busy, no answer, voicemail) is
-        placed again ``site.call_retry_after_s`` later, up to ``site.call_retries`` times;
-        only while the alarm is still waiting for someone. Returns whether a call was
-        queued or scheduled."""
-        alarm_id, attempt_text, phone, channel = key_text.split(":")
-        attempt = int(attempt_text)
-        alarm = self.store.get_alarm(alarm_id)
-        if alarm is None or alarm.state is not AlarmState.RAISED:
-            return False
-        if channel == Channel.SMS:
-            if status not in ("undelivered", "failed"):
-                return False
-            original, n = attempt, 0
-        elif attempt >= FOLLOWUP_CALL_BASE:
-            original, n = divmod(attempt - FOLLOWUP_CALL_BASE, 10)
-            n += 1
-        else:
-            original, n = attempt, 1
-        if n > self.site.call_retries:
-            log.error("alarm %s: %s did not answer %d calls; escalation goes on", alarm_id,
-                      phone, n)
-            return False
-        key = NotificationKey(alarm_id, FOLLOWUP_CALL_BASE + 10 * original + n, phone,
-                              Channel.CALL)
-        delay_ms = int(self.site.call_retry_after_s * 1000) if n else 0
-        log.warning("alarm %s: %s to %s %s; calling %s", alarm_id, channel, phone, status,
-                    f"again in {delay_ms / 1000:g} s" if delay_ms else "instead")
-        if delay_ms:
-            self.store.schedule_call_retry(key, self._now_ms() + delay_ms)
-        else:
-            self._place_followup_call(alarm, key)
-        return True
-
-    def run_call_retries(self) -> int:
-        """Place the call retries that are due (timer thread); returns how many."""
-        due = self.store.lease_call_retries(self._now_ms(), LEASE_MS)
-        for key_text in due:
-            alarm_id, attempt_text, phone, _ = key_text.split(":")
-            alarm = self.store.get_alarm(alarm_id)
-            if alarm is not None and alarm.state is AlarmState.RAISED:
-                key = NotificationKey(alarm_id, int(attempt_text), phone, Channel.CALL)
-                self._place_followup_call(alarm, key).result()
-            self.store.call_retry_done(key_text)
-        return len(due)
-
-    def _place_followup_call(self, alarm: Alarm, key: NotificationKey):
-        from .messages import call_text
-        contact = next((c for c in self.site.contacts if c.phone == key.contact), None) \
-            or Contact(key.contact, key.contact, frozenset(), frozenset())
-        return self.senders.submit(self._send, PlannedNotification(key, contact,
-                                                                   call_text(alarm, self.site)))
-
-    def send_all_clear(self, alarm_id: str) -> int:
-        """Text everyone who was reached for this alarm that it is over (resolved or a false
-        alarm), once each. Returns how many were queued."""
-        alarm = self.store.get_alarm(alarm_id)
-        if alarm is None or alarm.state not in (AlarmState.RESOLVED, AlarmState.CANCELLED):
-            return 0
-        reached: dict[str, str] = {}
-        drill = False
-        for entry in self.store.timeline(alarm_id):
-            if entry["event"] == "notified":
-                reached.setdefault(entry["to"], entry["contact"])
-            elif entry["event"] == "escalation":
-                drill = drill or entry.get("branch_state") == "drill"
-        if not reached:
-            return 0
-        from .messages import all_clear_text
-        text = all_clear_text(alarm, self.site, drill=drill)
-        by_phone = {c.phone: c for c in self.site.contacts}
-        for phone, name in reached.items():
-            contact = by_phone.get(phone) or Contact(name, phone, frozenset(), frozenset())
-            key = NotificationKey(alarm.id, ALL_CLEAR_ATTEMPT, phone, Channel.SMS)
-            self.senders.submit(self._send, PlannedNotification(key, contact, text))
-        log.info("alarm %s %s: all-clear to %d contact(s)", alarm.id, alarm.state, len(reached))
-        return len(reached)
-
-    def _delivery_failed(self, alarm: Alarm, number: int,
-                         planned: list[PlannedNotification]) -> None:
-        """Nobody could be reached in this attempt: an alarm of its own. The device that
-        pressed shows NOT delivered (use the phone), the dashboard is told, and the
-        branch's fallback contacts are texted."""
-        log.error("alarm %s attempt %d: NOT DELIVERED to anyone (%d tried)", alarm.id, number,
-                  len(planned))
-        self.store.add_timeline(alarm.id, "delivery_failed", at_ms=self._now_ms(),
-                                attempt=number, tried=len(planned))
-        self.store.queue_device_command(alarm.device, "not_delivered", alarm_id=alarm.id)
-        tried = {item.contact.phone for item in planned}
-        fallback = [c for c in self.site.contacts if alarm.branch in c.branches
-                    and FALLBACK_ROLE in c.roles and c.phone not in tried]
-        text = ("HAVEN could not reach anyone for: "
-                + planned[0].text.removeprefix("HAVEN ").removeprefix("DRILL HAVEN "))
-        for contact in fallback:
-            key = NotificationKey(alarm.id, FALLBACK_ATTEMPT_BASE + number, contact.phone,
-                                  Channel.SMS)
-            self.senders.submit(self._send, PlannedNotification(key, contact, text[:300]))
-
-    def _send(self, item: PlannedNotification) -> Delivery | None:
-        """Claim, send, record. Runs on a sender thread; never raises."""
-        try:
-            if not self.store.claim_notification(item.key, self._now_ms(), LEASE_MS):
-                log.info("notification %s already claimed: not sent again", item.key)
-                self.metrics.notification(str(item.key.channel), "skipped_claimed")
-                return None
-        except Exception:
-            log.exception("claiming %s failed", item.key)
-            return None
-        return self._send_claimed(item)
-
-    def _send_claimed(self, item: PlannedNotification) -> Delivery | None:
-        """Send a notification this worker has claimed, and record the outcome. Runs on a
-        sender thread; never raises."""
-        try:
-            delivery = self._deliver(item)
-            self.store.record_notification(item.key, item.contact.name, delivery,
-                                           self._now_ms())
-            self.metrics.notification(str(item.key.channel), delivery_outcome(delivery))
-            if delivery.ok:
-                log.info("%s to %s for alarm %s: accepted (%s)", item.key.channel,
-                         item.contact.name, item.key.alarm_id, delivery.sid)
-            else:
-                log.error("%s to %s for alarm %s FAILED (%s, code %s, %s)", item.key.channel,
-                          item.contact.name, item.key.alarm_id, delivery.error, delivery.code,
-                          "retryable" if delivery.retryable else "permanent")
-            return delivery
-        except Exception:  # a sender thread must not die silently
-            log.exception("sending %s failed", item.key)
-            self.metrics.notification(str(item.key.channel), "error")
-            return None
-
-    def _deliver(self, item: PlannedNotification) -> Delivery:
-        """Send once, and again after a short, growing, jittered pause while the failure is
-        retryable and another try still fits in the claim's lease (so no other worker can
-        take the claim over meanwhile). Later attempts of the policy page again anyway."""
-        started, pause = time.monotonic(), RETRY_FIRST_S
-        status_url = (f"{self.public_url}/twilio/status?key={quote(str(item.key), safe='')}"
-                      if self.public_url else None)
-        while True:
-            if item.key.channel is Channel.CALL:
-                voice_url = (f"{self.public_url}/twilio/voice/say?alarm={item.key.alarm_id}"
-                             if self.public_url else None)
-                delivery = self.notifier.place_call(item.contact.phone, item.text,
-                                                    voice_url=voice_url, status_url=status_url)
-            else:
-                delivery = self.notifier.send_sms(item.contact.phone, item.text,
-                                                  status_url=status_url)
-            budget_s = LEASE_MS / 1000 * 0.9 - (time.monotonic() - started) - TWILIO_TIMEOUT_S
-            if delivery.ok or not delivery.retryable or pause > budget_s:
-                return delivery
-            log.warning("%s to %s for alarm %s: %s; retrying in %.1f s", item.key.channel,
-                        item.contact.name, item.key.alarm_id, delivery.error, pause)
-            time.sleep(pause * random.uniform(0.5, 1.0))
-            pause *= 2
-
-    def _status(self, topic: str, payload: bytes, retained: bool = False) -> Outcome:
-        msg = decode_status(topic, payload, topics=self.topics)
-        if msg.device not in self.site.devices:
-            return self._reject(topic, f"topic {topic}: field 'device': {msg.device!r} is not "
-                                       f"in the site config {self.site.source}")
-        health = {} if msg.health is None else msg.health.to_obj()
-        if msg.health is not None and not retained:
-            # Only a live heartbeat proves the device is alive now: a retained one replayed
-            # after a hub restart must not hide a device that died with the broker.
-            health["heartbeat_ms"] = self._now_ms()
-        self.store.set_device_status(msg.device, msg.state, msg.at or self._now_ms(),
-                                     msg.firmware, **health)
-        return Outcome.STATUS
-
-    def _event(self, topic: str, payload: bytes) -> Outcome:
-        msg = decode_event(topic, payload, topics=self.topics)
-        if msg.device not in self.site.devices:
-            return self._reject(topic, f"topic {topic}: field 'device': {msg.device!r} is not "
-                                       f"in the site config {self.site.source}")
-        now = self._now_ms()
-        if msg.event == EVENT_CANCEL:
-            alarm = self.store.get_alarm(msg.alarm_id)
-            if alarm is None or alarm.device != msg.device:
-                return self._reject(topic, f"topic {topic}: field 'alarm_id': "
-                                           f"{msg.alarm_id!r} is not an alarm of {msg.device}")
-            kind = self.site.kinds.get(alarm.kind)
-            try:
-                self.store.transition(alarm.id, AlarmEvent.CANCEL_DEVICE, by=msg.device,
-                                      now_ms=now, cancel_window_ms=int(
-                                          (kind.cancel_window_s if kind else 0) * 1000))
-            except IllegalTransition as exc:
-                log.warning("cancel from %s refused: %s", msg.device, exc)
-                self.store.add_timeline(alarm.id, "cancel_refused", at_ms=now, by=msg.device,
-                                        reason=str(exc))
-                return Outcome.EVENT
-            log.info("alarm %s cancelled from device %s", alarm.id, msg.device)
-        elif msg.event == EVENT_CHECKIN:
-            self.store.update_device(msg.device, "checkin", checkin_ms=now)
-            self.store.r.hset(f"{self.store.prefix}:checkin:{msg.device}", "answered_ms", now)
-        elif msg.event == EVENT_SELFTEST:
-            self.store.update_device(msg.device, "selftest", selftest_ms=now,
-                                     selftest_ok=int(bool(msg.ok)), selftest_detail=msg.detail)
-            if not msg.ok:
-                log.warning("device %s failed its self-test: %s", msg.device, msg.detail)
-        elif msg.event == EVENT_SAFE_ROOM_LEFT:
-            self.store.update_device(msg.device, "safe_room_left", door_opened_ms=now)
-            for alarm in self.store.active_alarms():
-                if alarm.device == msg.device and alarm.kind == "safe_room":
-                    self.store.add_timeline(alarm.id, "safe_room_left", at_ms=now)
-        return Outcome.EVENT

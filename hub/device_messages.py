@@ -1,0 +1,73 @@
+"""Device statuses (presence, heartbeats with health) and events (cancel, check-in,
+self-test, safe-room door) as the hub applies them.
+
+Part of :class:`hub.service.AlarmService` (a mixin sharing its ``store``, ``site``,
+``topics`` and clock); :meth:`AlarmService.handle` routes here by topic.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from device.protocol import (EVENT_CANCEL, EVENT_CHECKIN, EVENT_SAFE_ROOM_LEFT, EVENT_SELFTEST,
+                             decode_event, decode_status)
+
+from .lifecycle import AlarmEvent, IllegalTransition
+from .outcome import Outcome
+
+log = logging.getLogger("haven.hub")
+
+
+class DeviceMessagesMixin:
+    """Applies device status and event messages."""
+
+    def _status(self, topic: str, payload: bytes, retained: bool = False) -> Outcome:
+        msg = decode_status(topic, payload, topics=self.topics)
+        if msg.device not in self.site.devices:
+            return self._reject(topic, f"topic {topic}: field 'device': {msg.device!r} is not "
+                                       f"in the site config {self.site.source}")
+        health = {} if msg.health is None else msg.health.to_obj()
+        if msg.health is not None and not retained:
+            # Only a live heartbeat proves the device is alive now: a retained one replayed
+            # after a hub restart must not hide a device that died with the broker.
+            health["heartbeat_ms"] = self._now_ms()
+        self.store.set_device_status(msg.device, msg.state, msg.at or self._now_ms(),
+                                     msg.firmware, **health)
+        return Outcome.STATUS
+
+    def _event(self, topic: str, payload: bytes) -> Outcome:
+        msg = decode_event(topic, payload, topics=self.topics)
+        if msg.device not in self.site.devices:
+            return self._reject(topic, f"topic {topic}: field 'device': {msg.device!r} is not "
+                                       f"in the site config {self.site.source}")
+        now = self._now_ms()
+        if msg.event == EVENT_CANCEL:
+            alarm = self.store.get_alarm(msg.alarm_id)
+            if alarm is None or alarm.device != msg.device:
+                return self._reject(topic, f"topic {topic}: field 'alarm_id': "
+                                           f"{msg.alarm_id!r} is not an alarm of {msg.device}")
+            kind = self.site.kinds.get(alarm.kind)
+            try:
+                self.store.transition(alarm.id, AlarmEvent.CANCEL_DEVICE, by=msg.device,
+                                      now_ms=now, cancel_window_ms=int(
+                                          (kind.cancel_window_s if kind else 0) * 1000))
+            except IllegalTransition as exc:
+                log.warning("cancel from %s refused: %s", msg.device, exc)
+                self.store.add_timeline(alarm.id, "cancel_refused", at_ms=now, by=msg.device,
+                                        reason=str(exc))
+                return Outcome.EVENT
+            log.info("alarm %s cancelled from device %s", alarm.id, msg.device)
+        elif msg.event == EVENT_CHECKIN:
+            self.store.update_device(msg.device, "checkin", checkin_ms=now)
+            self.store.r.hset(f"{self.store.prefix}:checkin:{msg.device}", "answered_ms", now)
+        elif msg.event == EVENT_SELFTEST:
+            self.store.update_device(msg.device, "selftest", selftest_ms=now,
+                                     selftest_ok=int(bool(msg.ok)), selftest_detail=msg.detail)
+            if not msg.ok:
+                log.warning("device %s failed its self-test: %s", msg.device, msg.detail)
+        elif msg.event == EVENT_SAFE_ROOM_LEFT:
+            self.store.update_device(msg.device, "safe_room_left", door_opened_ms=now)
+            for alarm in self.store.active_alarms():
+                if alarm.device == msg.device and alarm.kind == "safe_room":
+                    self.store.add_timeline(alarm.id, "safe_room_left", at_ms=now)
+        return Outcome.EVENT

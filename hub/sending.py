@@ -1,0 +1,113 @@
+"""Sending one notification: claim it, send it (with quick retries), record the outcome.
+
+Part of :class:`hub.service.AlarmService` (a mixin sharing its ``store``, ``notifier``,
+``metrics``, ``site`` and pools). A claim in Redis makes each notification go out at most
+once whatever the redeliveries or workers; a failure that is worth retrying (429, 5xx,
+connection) is sent again after a short, growing, jittered pause, but only while the
+retry still fits in the claim's lease, so no other worker takes the claim over meanwhile.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from urllib.parse import quote
+
+from .escalation import PlannedNotification
+from .metrics import delivery_outcome
+from .model import Channel, Delivery
+from .notify import TWILIO_TIMEOUT_S
+from .site import Contact
+
+log = logging.getLogger("haven.hub")
+
+#: How long a worker holds an escalation attempt or a notification claim, in ms. A worker
+#: killed mid-attempt is replaced after this; sends time out before it (TWILIO_TIMEOUT_S).
+LEASE_MS = 4000
+#: First pause before resending a retryable failure (429, 5xx, connection), in seconds;
+#: doubled each time, jittered, and only while the retry still fits in the lease.
+RETRY_FIRST_S = 0.2
+
+
+class SendingMixin:
+    """Claims, sends and records notifications; texts IT about device troubles."""
+
+    def _send(self, item: PlannedNotification) -> Delivery | None:
+        """Claim, send, record. Runs on a sender thread; never raises."""
+        try:
+            if not self.store.claim_notification(item.key, self._now_ms(), LEASE_MS):
+                log.info("notification %s already claimed: not sent again", item.key)
+                self.metrics.notification(str(item.key.channel), "skipped_claimed")
+                return None
+        except Exception:
+            log.exception("claiming %s failed", item.key)
+            return None
+        return self._send_claimed(item)
+
+    def _send_claimed(self, item: PlannedNotification) -> Delivery | None:
+        """Send a notification this worker has claimed, and record the outcome. Runs on a
+        sender thread; never raises."""
+        try:
+            delivery = self._deliver(item)
+            self.store.record_notification(item.key, item.contact.name, delivery,
+                                           self._now_ms())
+            self.metrics.notification(str(item.key.channel), delivery_outcome(delivery))
+            if delivery.ok:
+                log.info("%s to %s for alarm %s: accepted (%s)", item.key.channel,
+                         item.contact.name, item.key.alarm_id, delivery.sid)
+            else:
+                log.error("%s to %s for alarm %s FAILED (%s, code %s, %s)", item.key.channel,
+                          item.contact.name, item.key.alarm_id, delivery.error, delivery.code,
+                          "retryable" if delivery.retryable else "permanent")
+            return delivery
+        except Exception:  # a sender thread must not die silently
+            log.exception("sending %s failed", item.key)
+            self.metrics.notification(str(item.key.channel), "error")
+            return None
+
+    def _deliver(self, item: PlannedNotification) -> Delivery:
+        """Send once, and again after a short, growing, jittered pause while the failure is
+        retryable and another try still fits in the claim's lease (so no other worker can
+        take the claim over meanwhile). Later attempts of the policy page again anyway."""
+        started, pause = time.monotonic(), RETRY_FIRST_S
+        status_url = (f"{self.public_url}/twilio/status?key={quote(str(item.key), safe='')}"
+                      if self.public_url else None)
+        while True:
+            if item.key.channel is Channel.CALL:
+                voice_url = (f"{self.public_url}/twilio/voice/say?alarm={item.key.alarm_id}"
+                             if self.public_url else None)
+                delivery = self.notifier.place_call(item.contact.phone, item.text,
+                                                    voice_url=voice_url, status_url=status_url)
+            else:
+                delivery = self.notifier.send_sms(item.contact.phone, item.text,
+                                                  status_url=status_url)
+            budget_s = LEASE_MS / 1000 * 0.9 - (time.monotonic() - started) - TWILIO_TIMEOUT_S
+            if delivery.ok or not delivery.retryable or pause > budget_s:
+                return delivery
+            log.warning("%s to %s for alarm %s: %s; retrying in %.1f s", item.key.channel,
+                        item.contact.name, item.key.alarm_id, delivery.error, pause)
+            time.sleep(pause * random.uniform(0.5, 1.0))
+            pause *= 2
+
+    def notify_trouble(self, notice) -> None:
+        """Text the branch's ``it`` contacts about a device trouble or its all-clear.
+
+        Called once per notice across workers (hub.supervision); sends go through a small
+        pool of their own, so a burst of troubles never delays an alarm's pages."""
+        from .messages import trouble_text
+        contacts = [c for c in self.site.contacts
+                    if notice.branch_id in c.branches and "it" in c.roles]
+        text = trouble_text(notice.device_id, str(notice.trouble), notice.raised, self.site)
+        log.warning("device %s %s %s; telling %d IT contact(s)", notice.device_id,
+                    notice.trouble, "raised" if notice.raised else "cleared", len(contacts))
+        for contact in contacts:
+            self.trouble_senders.submit(self._send_plain, contact, text)
+
+    def _send_plain(self, contact: Contact, text: str) -> None:
+        try:
+            delivery = self.notifier.send_sms(contact.phone, text)
+            if not delivery.ok:
+                log.error("trouble SMS to %s FAILED: %s", contact.name, delivery.error)
+        except Exception:
+            log.exception("trouble SMS to %s failed", contact.name)
