@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
-.PHONY: demo test deps venv clean
+.PHONY: demo test bench deps venv clean
 
 demo: venv
 	@bash deploy/scripts/install-deps.sh
@@ -16,6 +16,12 @@ demo: venv
 test: venv
 	@bash deploy/scripts/install-deps.sh --browser
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Every issue #9 benchmark, a table of figures against baselines, peer and targets
+# (~10 min; BENCH_ARGS="--runs 1 --quick" for a smoke run). See docs/performance.md.
+bench: venv
+	@bash deploy/scripts/install-deps.sh
+	$(PY) bench/run_all.py $(BENCH_ARGS)
 
 deps:
 	bash deploy/scripts/install-deps.sh --browser
