@@ -1,0 +1,83 @@
+"""deploy/pi/install.sh: a provisioned bundle installs into a temporary root (dry-run),
+and the firmware's selftest then passes against a broker running the site's config."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hub.cli import main
+from hub.localservices import free_port
+from hub.provision.files import SiteDir
+from hub.provision.local import start_site_mosquitto
+
+REPO = Path(__file__).resolve().parent.parent
+INSTALL = REPO / "deploy" / "pi" / "install.sh"
+EXAMPLE_SITE = REPO / "deploy" / "examples" / "site.toml"
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    """A site with one provisioned wearable, and its broker running."""
+    root = tmp_path_factory.mktemp("site")
+    assert main(["provision", "init", "--site", str(root), "--site-file", str(EXAMPLE_SITE),
+                 "--broker-host", "127.0.0.1", "--listen", "127.0.0.1",
+                 "--mqtt-port", str(free_port())]) == 0
+    assert main(["provision", "device", "--site", str(root), "--branch", "westside", "--room",
+                 "front-desk", "--kind", "wearable", "--id", "west-front-02",
+                 "--no-reload"]) == 0
+    broker = start_site_mosquitto(root, tmp_path_factory.mktemp("broker"))
+    yield SiteDir(root).bundle("west-front-02")
+    broker.stop()
+
+
+def install(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(INSTALL), *args], capture_output=True, text=True,
+                          timeout=60)
+
+
+def test_a_bundle_installs_into_a_root_and_the_selftest_passes(bundle, tmp_path):
+    root = tmp_path / "pi"
+    result = install("--dry-run", "--root", str(root), str(bundle))
+    assert result.returncode == 0, result.stderr
+    planned = result.stdout
+    for step in ("apt-get install -y -qq python3-venv python3-lgpio",
+                 "useradd --system --user-group", "usermod -a -G gpio haven",
+                 "python3 -m venv --system-site-packages /opt/haven/venv",
+                 f"pip install --disable-pip-version-check -q {REPO}[device]",
+                 "systemctl enable --now haven-device.service"):
+        assert any(line.startswith("would run: ") and step in line
+                   for line in planned.splitlines()), step
+    etc = root / "etc" / "haven"
+    assert stat.S_IMODE((etc / "device.key").stat().st_mode) == 0o640
+    assert stat.S_IMODE(etc.stat().st_mode) == 0o750
+    assert (root / "etc/systemd/system/haven-device.service").read_text() == \
+        (REPO / "deploy/systemd/haven-device.service").read_text()
+
+    env = {**os.environ, "GPIOZERO_PIN_FACTORY": "mock"}
+    check = subprocess.run([sys.executable, "-m", "hub", "device", "selftest", "--config",
+                            str(etc / "device.toml")], capture_output=True, text=True,
+                           timeout=60, env=env, cwd=tmp_path)
+    assert check.returncode == 0, check.stdout + check.stderr
+    lines = check.stdout.splitlines()
+    assert [line.split()[0] for line in lines] == ["ok"] * 4, check.stdout
+    assert any(line.startswith("ok   broker:") and "over TLS" in line for line in lines)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--dry-run", "--root", "ROOT", "NOBUNDLE"], "cannot read the bundle"),
+    (["--dry-run", "--root", "ROOT", "NOTATAR"], "not a tar.gz bundle"),
+    (["--root", "ROOT", "BUNDLE"], "--root needs --dry-run"),
+])
+def test_install_refuses_bad_bundles_and_arguments(bundle, tmp_path, args, message):
+    (tmp_path / "junk.tar.gz").write_bytes(b"not a tar")
+    paths = {"ROOT": str(tmp_path / "pi"), "NOBUNDLE": str(tmp_path / "missing.tar.gz"),
+             "NOTATAR": str(tmp_path / "junk.tar.gz"), "BUNDLE": str(bundle)}
+    result = install(*(paths.get(a, a) for a in args))
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert not (tmp_path / "pi").exists()
