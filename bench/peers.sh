@@ -4,6 +4,9 @@
 #
 #   bench/peers.sh [RUNS=3] [WORKERS...=1]        e.g.  bench/peers.sh 3 1 2
 #   PEERS_ARGS=--quick bench/peers.sh 1           a ~1 min smoke run
+#   PEERS_BROKER_NODELAY=1 bench/peers.sh 3 1      diagnostic: the harness's broker with
+#       set_tcp_nodelay true (as Haven's own broker config, hub/provision/mosquitto.py);
+#       runs a patched copy of the harness from a temp dir, labels get a -nodelay suffix
 #
 # Each round runs Haven once per worker count, then Node-RED (the harness installs it
 # under /tmp/peers with npm when missing). Raw JSON and console output go to
@@ -15,6 +18,18 @@ peers=${HAVEN_PEERS_DIR:-$root/../shared/peers}
 py=$root/.venv/bin/python
 [ -x "$py" ] || py=python3
 [ -f "$peers/bench_pipeline.py" ] || { echo "peers.sh: no harness at $peers (set HAVEN_PEERS_DIR)" >&2; exit 2; }
+suffix=
+if [ -n "${PEERS_BROKER_NODELAY:-}" ]; then
+  copy=$(mktemp -d /tmp/haven-peers-nodelay.XXXXXX)
+  cp -r "$peers"/bench_pipeline.py "$peers"/fake_twilio.py "$peers"/summarize.py \
+    "$peers"/adapters "$copy"/
+  sed -i 's/"persistence false\\n"/"persistence false\\nset_tcp_nodelay true\\n"/' \
+    "$copy/bench_pipeline.py"
+  grep -q 'set_tcp_nodelay true' "$copy/bench_pipeline.py" \
+    || { echo "peers.sh: could not patch the harness's broker config" >&2; exit 2; }
+  peers=$copy
+  suffix=-nodelay
+fi
 runs=${1:-3}
 shift || true
 
@@ -31,10 +46,10 @@ run() {  # run LABEL ARGS...
 }
 for i in $(seq 1 "$runs"); do
   for w in "${workers[@]}"; do
-    run "haven-${w}w-run$i" --adapter "$root/bench/peers_adapter.py:HavenAdapter" \
+    run "haven-${w}w$suffix-run$i" --adapter "$root/bench/peers_adapter.py:HavenAdapter" \
       --adapter-opt "workers=$w"
   done
-  run "nodered-run$i" --adapter nodered
+  run "nodered$suffix-run$i" --adapter nodered
 done
 "$py" "$peers/summarize.py" "$raw"/*-run*.json --md "$root/bench/results/peers-$stamp.md" \
   --json "$raw/summary.json"
