@@ -1,0 +1,84 @@
+"""Branch switches (drill, lone worker) and ad-hoc duty overrides in Redis.
+
+Keys (under the store's prefix)::
+
+    haven:branch:<id>             hash   drill_until_ms, lone_worker (1/0), by, changed_ms
+    haven:overrides:<branch>      hash   phone -> "on|off:<until_ms>:<by>"
+
+Part of :class:`hub.store.Store` (a mixin sharing its client ``r`` and ``_key``).
+"""
+
+from __future__ import annotations
+
+import json
+
+from .schedule import Override, Switches
+
+
+def _pairs(flat: list[str]) -> dict[str, str]:
+    return dict(zip(flat[::2], flat[1::2]))
+
+def parse_switches(raw: dict[str, str]) -> Switches:
+    """A branch hash (``drill_until_ms``, ``lone_worker`` 1/0, ``by``) as :class:`Switches`."""
+    drill = raw.get("drill_until_ms")
+    lone = raw.get("lone_worker")
+    return Switches(drill_until_ms=int(drill) if drill else None,
+                    lone_worker=None if lone in (None, "") else lone == "1",
+                    by=raw.get("by") or None)
+
+def parse_overrides(branch_id: str, raw: dict[str, str], now_ms: int) -> list[Override]:
+    """The overrides hash (phone -> ``on|off:<until_ms>:<by>``): those in force at now_ms."""
+    found = []
+    for phone, value in raw.items():
+        state, _, rest = value.partition(":")
+        until = rest.split(":", 1)[0]
+        if until.isdigit() and int(until) > now_ms:
+            found.append(Override(phone, branch_id, state == "on", int(until)))
+    return found
+
+
+class BranchStoreMixin:
+    """Reads and writes a branch's switches and overrides; changes are published as events."""
+
+    def branch_switches(self, branch_id: str) -> Switches:
+        return parse_switches(self.r.hgetall(self._key("branch", branch_id)))
+
+    def branch_context(self, branch_id: str, now_ms: int) -> tuple[Switches, list[Override]]:
+        """A branch's switches and the overrides in force, in one round trip."""
+        pipe = self.r.pipeline(transaction=False)
+        pipe.hgetall(self._key("branch", branch_id))
+        pipe.hgetall(self._key("overrides", branch_id))
+        switches, overrides = pipe.execute()
+        return parse_switches(switches), parse_overrides(branch_id, overrides, now_ms)
+
+    def set_branch_switches(self, branch_id: str, *, by: str, now_ms: int,
+                            drill_until_ms: int | None = ..., lone_worker: bool | None = ...
+                            ) -> None:
+        """Change a branch's switches (``...`` leaves one as it is, ``None`` clears it)."""
+        key = self._key("branch", branch_id)
+        pipe = self.r.pipeline()
+        changes = {}
+        for name, value in (("drill_until_ms", drill_until_ms), ("lone_worker", lone_worker)):
+            if value is ...:
+                continue
+            if value is None:
+                pipe.hdel(key, name)
+            else:
+                changes[name] = ("1" if value else "0") if isinstance(value, bool) else value
+        pipe.hset(key, mapping={**changes, "by": by, "changed_ms": now_ms})
+        pipe.publish(self.events_channel, json.dumps({"type": "branch.switches",
+                                                      "branch": branch_id}))
+        pipe.execute()
+
+    def set_override(self, branch_id: str, phone: str, *, on_duty: bool, until_ms: int,
+                     by: str) -> None:
+        """Put a contact on or off duty at a branch until ``until_ms``, whatever the schedule."""
+        self.r.hset(self._key("overrides", branch_id), phone,
+                    f"{'on' if on_duty else 'off'}:{until_ms}:{by}")
+        self.r.publish(self.events_channel, json.dumps({"type": "branch.overrides",
+                                                        "branch": branch_id}))
+
+    def overrides(self, branch_id: str, now_ms: int) -> list[Override]:
+        """Overrides still in force at ``now_ms``."""
+        return parse_overrides(branch_id, self.r.hgetall(self._key("overrides", branch_id)),
+                               now_ms)

@@ -1,0 +1,83 @@
+"""Devices in Redis: last status and health, commands for devices, rejected messages.
+
+Keys (under the store's prefix)::
+
+    haven:device:<id>             hash   last status of a device
+    haven:device-commands         stream commands for devices, consumed by hub workers
+                                         (consumer group "hub") and published over MQTT
+    haven:rejected                stream messages that broke the wire contract (capped)
+
+Part of :class:`hub.store.Store` (a mixin sharing its client ``r``, ``_key`` and
+``_read_group``).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+#: Entries kept in the rejected-messages stream.
+REJECTED_MAXLEN = 1000
+#: Entries kept in the device-commands stream (acknowledged ones are trimmed first).
+COMMANDS_MAXLEN = 10000
+#: The consumer group of hub workers reading device commands.
+COMMANDS_GROUP = "hub"
+
+
+class DeviceStoreMixin:
+    """Device statuses, device commands and rejected messages."""
+
+    def set_device_status(self, device_id: str, state: str, at_ms: int,
+                          firmware: str | None = None, **health: Any) -> None:
+        """A status (and a heartbeat's health readings) in one round trip."""
+        fields: dict[str, Any] = {"state": state, "since_ms": at_ms}
+        if firmware:
+            fields["firmware"] = firmware
+        fields.update({k: "" if v is None else str(v) for k, v in health.items()})
+        pipe = self.r.pipeline(transaction=False)
+        pipe.hset(self._key("device", device_id), mapping=fields)
+        pipe.publish(self.events_channel, json.dumps(
+            {"type": "device.status", "device": device_id, "state": state}))
+        pipe.execute()
+
+    def device_status(self, device_id: str) -> dict[str, str]:
+        return self.r.hgetall(self._key("device", device_id))
+
+    def update_device(self, device_id: str, event: str, **fields: Any) -> None:
+        """Record something a device reported (heartbeat health, check-in, self-test...)."""
+        pipe = self.r.pipeline()
+        pipe.hset(self._key("device", device_id),
+                  mapping={k: "" if v is None else str(v) for k, v in fields.items()})
+        pipe.publish(self.events_channel, json.dumps(
+            {"type": f"device.{event}", "device": device_id}))
+        pipe.execute()
+
+    def queue_device_command(self, device_id: str, cmd: str, alarm_id: str | None = None) -> None:
+        """A command for a device: about one alarm (``not_delivered``), or about the device
+        (locate, test, checkin_request)."""
+        fields = {"device": device_id, "cmd": cmd}
+        if alarm_id is not None:
+            fields["alarm_id"] = alarm_id
+        self.r.xadd(self._key("device-commands"), fields, maxlen=COMMANDS_MAXLEN,
+                    approximate=True)
+
+    def read_device_commands(self, consumer: str, block_ms: int,
+                             count: int = 100) -> list[tuple[str, dict[str, str]]]:
+        """New commands for this worker (consumer group ``hub``): ``[(entry id, fields)]``.
+
+        Entries a dead worker read but never acknowledged for 5 s are claimed too,
+        so a command survives a worker killed mid-send.
+        """
+        return self._read_group("device-commands", consumer, block_ms, count)
+
+    def ack_device_command(self, entry_id: str) -> None:
+        self.r.xack(self._key("device-commands"), COMMANDS_GROUP, entry_id)
+
+    def record_rejected(self, topic: str, reason: str, at_ms: int) -> None:
+        """Keep a capped record of a message that broke the wire contract."""
+        self.r.xadd(self._key("rejected"), {"topic": topic, "reason": reason, "at_ms": at_ms},
+                    maxlen=REJECTED_MAXLEN, approximate=True)
+
+    def rejected(self, count: int = 100) -> list[dict[str, str]]:
+        """The newest rejected messages, newest first."""
+        return [fields for _, fields in self.r.xrevrange(self._key("rejected"), count=count)]

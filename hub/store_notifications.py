@@ -1,0 +1,133 @@
+"""Notification claims and outcomes, follow-ups and call retries in Redis.
+
+Keys (under the store's prefix)::
+
+    haven:notification:<key>      string claim ("claimed:<ms>") then outcome of one page
+    haven:followups               stream pages that finally failed (from status callbacks)
+    haven:call-retries            zset   unanswered calls to place again, by due ms
+
+Part of :class:`hub.store.Store` (a mixin sharing its client ``r``, ``_key``, the scripts
+it registers and ``_read_group``).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .model import Delivery, NotificationKey
+from .store_devices import COMMANDS_GROUP, COMMANDS_MAXLEN
+
+#: How long notification claims are kept, in seconds: far longer than any
+#: alarm can be redelivered by the broker.
+CLAIM_TTL_S = 30 * 24 * 3600
+
+_CLAIM = """
+-- KEYS: notification key; ARGV: now_ms, lease_ms, ttl_s
+-- Free, or claimed by a worker that has not reported for lease_ms (it died): take it.
+local v = redis.call('GET', KEYS[1])
+if v then
+  if string.sub(v, 1, 8) ~= 'claimed:' then return 0 end
+  if tonumber(string.sub(v, 9)) > tonumber(ARGV[1]) - tonumber(ARGV[2]) then return 0 end
+end
+redis.call('SET', KEYS[1], 'claimed:' .. ARGV[1], 'EX', ARGV[3])
+return 1
+"""
+
+_RECORD = """
+-- KEYS: notification key, timeline stream
+-- ARGV: channel, event json, outcome, ttl, timeline field/value pairs...
+redis.call('SET', KEYS[1], ARGV[3], 'EX', ARGV[4])
+local fields = {}
+for i = 5, #ARGV do fields[#fields + 1] = ARGV[i] end
+redis.call('XADD', KEYS[2], '*', unpack(fields))
+redis.call('PUBLISH', ARGV[1], ARGV[2])
+return 1
+"""
+
+_LEASE_DUE = """
+-- KEYS: a zset of jobs scored by due ms; ARGV: now_ms, lease_ms, limit
+-- Leases due jobs (pushes their score to now + lease) and returns them; the worker removes
+-- a job once done, so a job of a worker that died comes due again when its lease ends.
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[3])
+for _, job in ipairs(due) do
+  redis.call('ZADD', KEYS[1], tonumber(ARGV[1]) + tonumber(ARGV[2]), job)
+end
+return due
+"""
+
+
+class NotificationStoreMixin:
+    """Claims (each page at most once across workers), outcomes and follow-up work."""
+
+    def claim_notification(self, key: NotificationKey, now_ms: int, lease_ms: int) -> bool:
+        """Atomically claim the right to send ``key``. ``False`` if it was sent, failed, or
+        is claimed by a worker heard from within ``lease_ms`` (a stale claim is taken over:
+        its worker died between claiming and recording)."""
+        return bool(self._claim(keys=[self._key("notification", str(key))],
+                                args=[now_ms, lease_ms, CLAIM_TTL_S]))
+
+    def claim_notifications(self, alarm_id: str, keys: list[NotificationKey], now_ms: int,
+                            lease_ms: int, *, timeline: dict[str, Any] | None = None
+                            ) -> list[bool]:
+        """:meth:`claim_notification` for each of ``keys`` (all of ``alarm_id``), after
+        writing ``timeline`` (an entry of the alarm's timeline), in one round trip."""
+        pipe = self.r.pipeline(transaction=False)
+        if timeline is not None:
+            pipe.xadd(self._key("timeline", alarm_id),
+                      {k: str(v) for k, v in timeline.items()})
+        for key in keys:
+            self._claim(keys=[self._key("notification", str(key))],
+                        args=[now_ms, lease_ms, CLAIM_TTL_S], client=pipe)
+        results = pipe.execute()
+        return [bool(x) for x in results[0 if timeline is None else 1:]]
+
+    def notification_outcome(self, key: NotificationKey) -> str | None:
+        return self.r.get(self._key("notification", str(key)))
+
+    def notification_outcomes(self, keys: list[NotificationKey]) -> list[str | None]:
+        """:meth:`notification_outcome` of each key, in one round trip."""
+        if not keys:
+            return []
+        return self.r.mget([self._key("notification", str(key)) for key in keys])
+
+    def record_notification(self, key: NotificationKey, contact_name: str,
+                            delivery: Delivery, at_ms: int) -> None:
+        """Record what happened to a claimed notification, in its claim and the timeline."""
+        outcome = f"sent:{delivery.sid}" if delivery.ok else \
+            f"failed:{delivery.code or ''}:{'retryable' if delivery.retryable else 'permanent'}"
+        timeline = {"event": "notified" if delivery.ok else "notify_failed", "at_ms": at_ms,
+                    "step": key.step, "channel": str(key.channel), "contact": contact_name,
+                    "to": key.contact, "sid": delivery.sid or "",
+                    "error": delivery.error or "", "code": delivery.code or ""}
+        event = json.dumps({"type": "alarm.notified", "alarm_id": key.alarm_id,
+                            "ok": delivery.ok, "contact": contact_name,
+                            "channel": str(key.channel)})
+        pairs = [str(x) for kv in timeline.items() for x in kv]
+        self._record(keys=[self._key("notification", str(key)),
+                           self._key("timeline", key.alarm_id)],
+                     args=[self.events_channel, event, outcome, CLAIM_TTL_S, *pairs])
+
+    def queue_followup(self, key: str, status: str) -> None:
+        """A page that finally failed (SMS undelivered, call unanswered): for a hub worker."""
+        self.r.xadd(self._key("followups"), {"key": key, "status": status},
+                    maxlen=COMMANDS_MAXLEN, approximate=True)
+
+    def read_followups(self, consumer: str, block_ms: int,
+                       count: int = 100) -> list[tuple[str, dict[str, str]]]:
+        return self._read_group("followups", consumer, block_ms, count)
+
+    def ack_followup(self, entry_id: str) -> None:
+        self.r.xack(self._key("followups"), COMMANDS_GROUP, entry_id)
+
+    def schedule_call_retry(self, key: NotificationKey, due_ms: int) -> None:
+        """Place the call ``key`` at ``due_ms`` (durable: any worker's timer places it)."""
+        self.r.zadd(self._key("call-retries"), {str(key): due_ms})
+
+    def lease_call_retries(self, now_ms: int, lease_ms: int, limit: int = 50) -> list[str]:
+        """Call retries due at ``now_ms``, leased to the caller for ``lease_ms``; call
+        :meth:`call_retry_done` for each once placed (or given up)."""
+        return self._lease_due(keys=[self._key("call-retries")], args=[now_ms, lease_ms, limit])
+
+    def call_retry_done(self, key_text: str) -> None:
+        self.r.zrem(self._key("call-retries"), key_text)
