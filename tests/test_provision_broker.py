@@ -11,7 +11,9 @@ forbidden one never arrived.
 from __future__ import annotations
 
 import queue
+import signal
 import threading
+import time
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -196,6 +198,34 @@ def test_a_device_cannot_take_over_another_devices_session(site, device):
     device("t-a", client_id="t-b")  # the broker uses the certificate's CN as client id
     b.publish(f"{PREFIX}/dev/t-b/event", b"still-here")  # raises if b was disconnected
     assert b.c.is_connected()
+
+
+def test_a_device_and_a_hub_worker_added_later_work_after_a_broker_reload(site, device, hub):
+    """What 'systemctl reload mosquitto' does after 'haven provision device' or 'hub': the
+    ACL is read again on SIGHUP; the new certificates need nothing (same CA)."""
+    assert main(["provision", "device", "--site", str(site.root), "--branch", "main", "--room",
+                 "workroom", "--kind", "wall", "--id", "t-d", "--no-reload"]) == 0
+    assert main(["provision", "hub", "haven-hub-2", "--site", str(site.root),
+                 "--no-reload"]) == 0
+    site.broker.process.send_signal(signal.SIGHUP)
+    d = device("t-d")
+    deadline = time.monotonic() + WAIT_S
+    while str(d.publish(f"{PREFIX}/dev/t-d/alarm", b"new")) != "Success":
+        assert time.monotonic() < deadline, site.broker.tail()  # SIGHUP is asynchronous
+        d = device("t-d")
+    assert next_on(hub.got, "alarm") == (f"{PREFIX}/dev/t-d/alarm", b"new")
+    # A second worker with its own identity reads too, and neither takes the other's session.
+    worker = Client(site.broker.port, ca=site.dir.ca_cert, cert=site.dir.hub_cert("haven-hub-2"),
+                    key=site.dir.hub_key("haven-hub-2"), client_id="haven-hub")
+    try:
+        assert worker.connected.is_set(), worker.reason
+        worker.c.subscribe(f"{PREFIX}/dev/+/event", qos=1)
+        assert all(not rc.is_failure for rc in worker.subacks.get(timeout=WAIT_S))
+        d.publish(f"{PREFIX}/dev/t-d/event", b"seen-by-both")
+        assert worker.messages.get(timeout=WAIT_S) == (f"{PREFIX}/dev/t-d/event", b"seen-by-both")
+        assert next_on(hub.got, "event") == (f"{PREFIX}/dev/t-d/event", b"seen-by-both")
+    finally:
+        worker.close()
 
 
 def other_ca_cert(tmp_path: Path) -> dict:

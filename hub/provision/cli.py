@@ -1,4 +1,4 @@
-"""``haven provision init|device|revoke|list``: argparse wiring and the service reloads.
+"""``haven provision init|device|revoke|hub|list``: argparse wiring and the service reloads.
 
 Exit codes: 0 done; 2 refused for bad input (nothing written); 1 written but a
 service could not be told (the message says which command to run by hand).
@@ -56,11 +56,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                             help="the device can no longer connect; off the board")
     rev.add_argument("device_id")
 
+    hub = verbs.add_parser("hub", parents=[site],
+                           help="another hub worker's broker identity (certificate, ACL)")
+    hub.add_argument("name", help="its certificate CN, e.g. haven-hub-2")
+
     lst = verbs.add_parser("list", parents=[site],
                             help="every device with its room, certificate and presence")
     lst.add_argument("--redis", help="Redis URL for presence (env HAVEN_REDIS_URL)")
 
-    for verb in (dev, rev):
+    for verb in (dev, rev, hub):
         verb.add_argument("--no-reload", action="store_true",
                           help="write the files only; print the systemctl commands to run")
     p.set_defaults(func=cmd_provision)
@@ -83,8 +87,11 @@ def cmd_provision(args) -> int:
                                                 device_id=args.device_id)
         elif args.provision_command == "revoke":
             outcome = commands.revoke(root, args.device_id)
+        elif args.provision_command == "hub":
+            outcome = commands.add_hub(root, args.name)
         else:
-            outcome = commands.list_devices(root, live=_presence(args.redis))
+            from .listing import list_devices
+            outcome = list_devices(root, live=_presence(args.redis))
     except (ProvisionError, ValueError) as exc:
         print(f"haven provision {args.provision_command}: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

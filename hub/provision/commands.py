@@ -127,6 +127,31 @@ def init(root: Path, s: ProvisionSettings, *, site_file: Path | None = None) -> 
     return out
 
 
+def add_hub(root: Path, name: str) -> Outcome:
+    """Another hub worker's identity (its own CN: the broker uses the CN as client id, so
+    two workers sharing one certificate would take each other's session over)."""
+    site = SiteDir(root)
+    s = load_settings(site)
+    ca_cert, ca_key = _ca(site)
+    current = _site(site)
+    reg = Registry.load(site.registry)
+    if not ID_RE.match(name):
+        raise ProvisionError(f"NAME: {name!r} must be letters, digits, '-' or '_'")
+    if name in reg.identities or name in current.devices:
+        raise ProvisionError(f"NAME: {name!r} is taken (a device or an identity); pick another")
+    cert = ca.issue(ca_cert, ca_key, name)
+    reg.add(name, "hub", cert.serial, cert.not_after)
+    with Transaction() as tx:
+        tx.write(site.hub_key(name), cert.key_pem, 0o640, HAVEN_GROUP)
+        tx.write(site.hub_cert(name), cert.cert_pem, 0o644)
+        tx.write(site.acl, _acl(s, reg), 0o640, MOSQUITTO_GROUP)
+        tx.write(site.registry, reg.to_json(), 0o644)
+    return Outcome([f"hub identity {name}: give that worker haven.env with",
+                    f"  HAVEN_BROKER_CERT={site.hub_cert(name)}",
+                    f"  HAVEN_BROKER_KEY={site.hub_key(name)}", *tx.notes],
+                   [("mosquitto", "reload")])
+
+
 def _device_id(site: Site, reg: Registry, branch: str, room: str) -> str:
     stem = f"{branch}-{room}"[:60].rstrip("-_")
     for n in range(1, 100):
@@ -224,34 +249,3 @@ def revoke(root: Path, device_id: str, *, now: dt.datetime | None = None) -> Out
                     + "ACL entry and site entry removed, its key and bundle deleted", *tx.notes],
                    [("mosquitto", "restart"), ("haven-hub", "reload"),
                     ("haven-dashboard", "restart")])
-
-
-def list_devices(root: Path, live: dict[str, str] | None = None) -> Outcome:
-    """Every device of the site file and every device certificate, with its room and
-    state; ``live`` maps device id to its presence (online/offline) when known."""
-    site = SiteDir(root)
-    current = _site(site)
-    reg = Registry.load(site.registry)
-    now = dt.datetime.now(dt.timezone.utc)
-    rows = [("DEVICE", "BRANCH/ROOM", "TYPE", "CERTIFICATE", "PRESENCE", "HOLDER")]
-    ids = list(current.devices) + sorted(n for n, i in reg.identities.items()
-                                         if i.role == "device" and n not in current.devices)
-    for device_id in ids:
-        d = current.devices.get(device_id)
-        ident = reg.identities.get(device_id)
-        if ident is not None and ident.active:
-            until = dt.datetime.fromisoformat(ident.not_after)
-            cert = (f"EXPIRED {until:%Y-%m-%d}" if until <= now else
-                    f"until {until:%Y-%m-%d}" + (" (renew soon)"
-                                                 if until - now < dt.timedelta(days=90) else ""))
-        elif ident is not None:
-            cert = f"revoked {ident.revoked[-1]['at'][:10]}" if ident.revoked else "revoked"
-        else:
-            cert = "none (not provisioned)"
-        rows.append((device_id, f"{d.branch_id}/{d.room_id}" if d else "NOT IN SITE FILE",
-                     d.type if d else "-", cert, (live or {}).get(device_id, "unknown"),
-                     (d.holder if d else None) or "-"))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
-    return Outcome(["  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1]
-                    for r in rows])
-
