@@ -7,14 +7,21 @@ import os
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+from gpiozero.pins.mock import MockFactory
 
+from device.config import load_device_config
+from device.firmware import DeviceApp
 from hub.cli import main
 from hub.localservices import free_port
 from hub.provision.files import SiteDir
-from hub.provision.local import start_site_mosquitto
+from hub.provision.local import start_site_mosquitto, start_site_redis
+from hub.store import Store
+from tests.hubproc import start_hub
 
 REPO = Path(__file__).resolve().parent.parent
 INSTALL = REPO / "deploy" / "pi" / "install.sh"
@@ -34,6 +41,15 @@ def bundle(tmp_path_factory):
     broker = start_site_mosquitto(root, tmp_path_factory.mktemp("broker"))
     yield SiteDir(root).bundle("west-front-02")
     broker.stop()
+
+
+@pytest.fixture(scope="module")
+def installed(bundle, tmp_path_factory) -> Path:
+    """The bundle installed (dry-run) into a temporary root; returns the root."""
+    root = tmp_path_factory.mktemp("pi")
+    result = install("--dry-run", "--root", str(root), str(bundle))
+    assert result.returncode == 0, result.stderr
+    return root
 
 
 def install(*args: str) -> subprocess.CompletedProcess:
@@ -81,3 +97,44 @@ def test_install_refuses_bad_bundles_and_arguments(bundle, tmp_path, args, messa
     result = install(*(paths.get(a, a) for a in args))
     assert result.returncode == 2 and message in result.stderr, result.stderr
     assert not (tmp_path / "pi").exists()
+
+
+def test_the_installed_device_raises_an_alarm_through_a_hub_run_from_haven_env(bundle, installed,
+                                                                               tmp_path):
+    """The whole provisioned chain: the device's installed config, the broker's generated
+    config, Redis's generated config, and a real hub process with the haven.env settings
+    (TLS identity, password) places the alarm from the site file."""
+    site = SiteDir(bundle.parent.parent)
+    redis_server = start_site_redis(site.root, tmp_path / "redis")
+    env = dict(line.split("=", 1) for line in site.hub_env.read_text().splitlines()
+               if line and not line.startswith("#"))
+    url = env["HAVEN_REDIS_URL"].replace(":6379/", f":{redis_server.port}/")
+    port = int(env["HAVEN_BROKER"].rsplit(":", 1)[1])
+    hub = start_hub(tmp_path / "hub.log", SimpleNamespace(port=port),
+                    SimpleNamespace(url=url), site=site.site_file,
+                    extra_env={k: v for k, v in env.items() if k.startswith("HAVEN_BROKER_")})
+    factory = MockFactory()
+    app = DeviceApp(load_device_config(installed / "etc/haven/device.toml"),
+                    pin_factory=factory)
+    try:
+        app.start()
+        assert app.connected.wait(10)
+        alarm = app.raise_alarm("emergency")
+        store = Store.from_url(url)
+        deadline = time.monotonic() + 10
+        while (stored := store.get_alarm(alarm.alarm_id)) is None:
+            assert time.monotonic() < deadline, (tmp_path / "hub.log").read_text()
+            time.sleep(0.05)
+        assert (stored.device, stored.branch, stored.room) == ("west-front-02", "westside",
+                                                               "front-desk")
+        while app.tracks[alarm.alarm_id].state in ("sending", "sent"):  # the hub's "received"
+            assert time.monotonic() < deadline, (tmp_path / "hub.log").read_text()
+            time.sleep(0.05)
+        assert "***@" in (tmp_path / "hub.log").read_text()  # the password is never logged
+        assert url.split("@")[0].split(":")[-1] not in (tmp_path / "hub.log").read_text()
+    finally:
+        app.stop()
+        factory.close()
+        hub.terminate()
+        hub.wait(10)
+        redis_server.stop()
