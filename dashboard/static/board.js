@@ -5,7 +5,7 @@
 // stream (re)opens, the page fetches a fresh snapshot. A slow periodic resync
 // covers anything else (an event type this page does not know, a lost packet).
 // Every text from the config or the store goes in with textContent, never as HTML.
-// Needs icons.js (HavenIcons) and alerts.js (HavenAlerts), loaded before it.
+// Needs icons.js (HavenIcons), alerts.js (HavenAlerts) and demo.js (HavenDemo) before it.
 "use strict";
 
 (() => {
@@ -147,42 +147,8 @@
     }
     // tiles with alarms first, newest first (visual order; the active list says it in words)
     tile.style.order = newest ? String(rank.get(newest.id) - MAX_RANK) : "0";
-    renderDemo(part(tile, ".demo-controls", () => el("div", {class: "demo-controls"})),
-      demo ? room.devices : []);
-  }
-
-  function renderDemo(box, devices) {
-    const key = devices.join(" ");
-    if (box.dataset.devices === key) return;  // keep buttons (and focus) across renders
-    box.dataset.devices = key;
-    box.replaceChildren(...devices.map((id) => {
-      const feedback = el("span", {class: "demo-feedback", role: "status"});
-      const button = (label, hold) => {
-        const b = el("button", {type: "button", "aria-label": `${label} ${id}`}, label);
-        b.addEventListener("click", () => press(id, hold, b, feedback));
-        return b;
-      };
-      return el("div", {class: "demo-device", role: "group", "aria-label": `Demo device ${id}`},
-        el("span", {class: "device-id"}, id), button("Press", 0), button("Hold 2 s", 1), feedback);
-    }));
-  }
-
-  async function press(deviceId, hold, button, feedback) {
-    button.disabled = true;
-    feedback.textContent = hold ? "Holding…" : "Pressing…";
-    try {
-      const token = document.querySelector('meta[name="csrf-token"]');
-      const response = await fetch(`${root}/demo/press/${encodeURIComponent(deviceId)}`, {
-        method: "POST", headers: {"Content-Type": "application/json",
-          ...(token ? {"X-CSRF-Token": token.content} : {})},
-        body: JSON.stringify({hold})});
-      const body = await response.json().catch(() => ({}));
-      feedback.textContent = response.ok ? "Sent" : `Failed: ${body.error || response.status}`;
-    } catch (err) {
-      feedback.textContent = `Failed: ${err.message}`;
-    } finally {
-      button.disabled = false;
-    }
+    window.HavenDemo.render(part(tile, ".demo-controls",
+      () => el("div", {class: "demo-controls"})), demo ? room.devices : []);
   }
 
   function renderActive(active) {
