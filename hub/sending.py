@@ -28,6 +28,9 @@ LEASE_MS = 4000
 #: First pause before resending a retryable failure (429, 5xx, connection), in seconds;
 #: doubled each time, jittered, and only while the retry still fits in the lease.
 RETRY_FIRST_S = 0.2
+#: A claimed page that waited this long for a sender thread (a burst) renews its claim
+#: before sending, in ms, so its lease never runs out while it waits in the queue.
+RENEW_AFTER_MS = 250
 
 
 class SendingMixin:
@@ -36,19 +39,28 @@ class SendingMixin:
     def _send(self, item: PlannedNotification) -> Delivery | None:
         """Claim, send, record. Runs on a sender thread; never raises."""
         try:
-            if not self.store.claim_notification(item.key, self._now_ms(), LEASE_MS):
+            claimed_ms = self._now_ms()
+            if not self.store.claim_notification(item.key, claimed_ms, LEASE_MS):
                 log.info("notification %s already claimed: not sent again", item.key)
                 self.metrics.notification(str(item.key.channel), "skipped_claimed")
                 return None
         except Exception:
             log.exception("claiming %s failed", item.key)
             return None
-        return self._send_claimed(item)
+        return self._send_claimed(item, claimed_ms)
 
-    def _send_claimed(self, item: PlannedNotification) -> Delivery | None:
-        """Send a notification this worker has claimed, and record the outcome. Runs on a
-        sender thread; never raises."""
+    def _send_claimed(self, item: PlannedNotification, claimed_ms: int) -> Delivery | None:
+        """Send a notification this worker claimed at ``claimed_ms``, and record the
+        outcome. Runs on a sender thread; never raises."""
         try:
+            now = self._now_ms()
+            if now - claimed_ms > RENEW_AFTER_MS:
+                if not self.store.renew_claim(item.key, claimed_ms, now):
+                    log.warning("notification %s waited %d ms for a sender and was taken "
+                                "over by another worker: not sent here", item.key,
+                                now - claimed_ms)
+                    self.metrics.notification(str(item.key.channel), "skipped_claimed")
+                    return None
             delivery = self._deliver(item)
             self.store.record_notification(item.key, item.contact.name, delivery,
                                            self._now_ms())

@@ -245,7 +245,7 @@ class AlarmService(SendingMixin, FollowupMixin, DeviceMessagesMixin):
         futures = []
         for item, mine in zip(planned, claimed):
             if mine:
-                futures.append(self.senders.submit(self._send_claimed, item))
+                futures.append(self.senders.submit(self._send_claimed, item, now))
             else:
                 log.info("notification %s already claimed: not sent again", item.key)
                 self.metrics.notification(str(item.key.channel), "skipped_claimed")

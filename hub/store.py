@@ -44,7 +44,7 @@ from .model import Alarm
 from .schedule import Override, Switches
 from .store_branches import BranchStoreMixin, _pairs, parse_overrides, parse_switches
 from .store_devices import COMMANDS_GROUP, COMMANDS_MAXLEN, DeviceStoreMixin
-from .store_notifications import (_CLAIM, _LEASE_DUE, _RECORD, CLAIM_TTL_S,
+from .store_notifications import (_CLAIM, _LEASE_DUE, _RECORD, _RENEW, CLAIM_TTL_S,
                                   NotificationStoreMixin)
 
 __all__ = ["Store", "Raised", "CLAIM_TTL_S", "parse_switches", "parse_overrides"]
@@ -126,6 +126,7 @@ class Store(BranchStoreMixin, NotificationStoreMixin, DeviceStoreMixin):
         self._finish = client.register_script(_FINISH)
         self._claim = client.register_script(_CLAIM)
         self._lease_due = client.register_script(_LEASE_DUE)
+        self._renew = client.register_script(_RENEW)
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "haven") -> "Store":

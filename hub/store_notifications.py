@@ -34,6 +34,14 @@ redis.call('SET', KEYS[1], 'claimed:' .. ARGV[1], 'EX', ARGV[3])
 return 1
 """
 
+_RENEW = """
+-- KEYS: notification key; ARGV: the claim's ms, now_ms, ttl_s
+-- Still this claim (no other worker took it over): restart its lease from now.
+if redis.call('GET', KEYS[1]) ~= 'claimed:' .. ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], 'claimed:' .. ARGV[2], 'EX', ARGV[3])
+return 1
+"""
+
 _RECORD = """
 -- KEYS: notification key, timeline stream
 -- ARGV: channel, event json, outcome, ttl, timeline field/value pairs...
@@ -81,6 +89,12 @@ class NotificationStoreMixin:
                         args=[now_ms, lease_ms, CLAIM_TTL_S], client=pipe)
         results = pipe.execute()
         return [bool(x) for x in results[0 if timeline is None else 1:]]
+
+    def renew_claim(self, key: NotificationKey, claimed_ms: int, now_ms: int) -> bool:
+        """Restart the lease of this worker's claim made at ``claimed_ms``; ``False`` if the
+        claim is no longer that one (its lease ran out and another worker took it)."""
+        return bool(self._renew(keys=[self._key("notification", str(key))],
+                                args=[claimed_ms, now_ms, CLAIM_TTL_S]))
 
     def notification_outcome(self, key: NotificationKey) -> str | None:
         return self.r.get(self._key("notification", str(key)))

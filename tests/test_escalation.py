@@ -384,3 +384,22 @@ def test_a_call_that_reached_voicemail_is_placed_again(rig):
     clock.now += 30
     assert service.run_call_retries() == 1
     assert [(ch, to) for ch, to, _ in notifier.sent] == [("call", "+12065550199")]
+
+
+def test_a_page_that_waited_for_a_sender_renews_its_claim_or_yields_to_a_takeover(rig):
+    from hub.escalation import PlannedNotification
+    from hub.model import Channel, NotificationKey
+    service, clock, notifier, store = rig
+    contact = service.site.contacts[0]
+    now = int(clock() * 1000)
+    mine = NotificationKey("a1", 0, contact.phone, Channel.SMS)
+    assert store.claim_notification(mine, now, LEASE_MS)
+    clock.now += 3.9  # waited in a burst's queue: renewed, then sent
+    assert service._send_claimed(PlannedNotification(mine, contact, "x"), now).ok
+    taken = NotificationKey("a2", 0, contact.phone, Channel.SMS)
+    assert store.claim_notification(taken, now, LEASE_MS)
+    clock.now += 5  # the lease ran out and another worker took the page over ...
+    assert store.claim_notification(taken, int(clock() * 1000), LEASE_MS)
+    notifier.sent.clear()
+    assert service._send_claimed(PlannedNotification(taken, contact, "x"), now) is None
+    assert notifier.sent == []  # ... so this worker does not send it too
