@@ -26,6 +26,8 @@ import time
 from concurrent.futures import Executor, Future
 from pathlib import Path
 
+import redis.connection
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -43,6 +45,15 @@ FROM = "+12065559999"
 DEVICES = [f"bench-dev-{i:03d}" for i in range(10)]
 
 
+def quiet_fake() -> FakeTwilio:
+    """The fake Twilio API without its status callbacks: they would go to the (unreachable)
+    public URL from threads of this process, and their DNS lookups and retries would be
+    measured as the press path's time."""
+    fake = FakeTwilio()
+    fake._post_statuses = lambda *args: None
+    return fake.start()
+
+
 class Inline(Executor):
     """Runs each submitted call at once, in the caller's thread."""
 
@@ -55,6 +66,95 @@ class Inline(Executor):
         return future
 
 
+class Stages:
+    """Low-overhead timing of the press path's stages: wraps chosen callables so each call
+    adds its CPU (this thread) and wall time to its stage. Only the outermost wrapped call
+    counts, so a store method calling another is not counted twice."""
+
+    def __init__(self):
+        self.cpu: dict[str, float] = {}
+        self.wall: dict[str, float] = {}
+        self._depth = 0
+
+    def wrap(self, owner, name: str, stage: str) -> None:
+        fn = getattr(owner, name)
+
+        def timed(*args, **kwargs):
+            if self._depth:
+                return fn(*args, **kwargs)
+            self._depth += 1
+            c0, w0 = time.thread_time(), time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self._depth -= 1
+                self.cpu[stage] = self.cpu.get(stage, 0.0) + time.thread_time() - c0
+                self.wall[stage] = self.wall.get(stage, 0.0) + time.perf_counter() - w0
+        setattr(owner, name, timed)
+
+    def wrap_public(self, obj, stage_prefix: str) -> None:
+        for name in dir(obj):
+            if not name.startswith("_") and callable(getattr(obj, name)) \
+                    and not isinstance(getattr(type(obj), name, None), (staticmethod, type)):
+                self.wrap(obj, name, f"{stage_prefix}{name}")
+
+
+def stages(alarms: int, workdir: Path) -> tuple[dict[str, float], dict[str, float], float, float]:
+    """(CPU s, wall s) per stage per alarm, and total CPU and wall per alarm, unprofiled."""
+    import device.protocol
+    import hub.service
+    site = parse_site(site_from_contacts({"default": ["+15005550100"]}, DEVICES), "bench")
+    redis_srv = start_redis(workdir / "redis-stages")
+    fake = quiet_fake()
+    store = Store.from_url(redis_srv.url)
+    timing = Stages()
+    saved = {name: getattr(hub.service, name) for name in ("decode_alarm", "plan")}
+    try:
+        notifier = TwilioNotifier(fake.account_sid, fake.auth_token, from_number=FROM,
+                                  api_base=fake.url)
+        metrics = Metrics()
+        service = AlarmService(site, store, notifier, lambda topic, payload: None, Inline(),
+                               escalators=Inline(), metrics=metrics,
+                               public_url="https://haven.bench.invalid")
+        topics = Topics()
+        payloads = []
+        for i in range(50 + alarms):
+            alarm = device.protocol.new_alarm(DEVICES[i % len(DEVICES)], "emergency")
+            payloads.append((topics.alarm(alarm.device), alarm.to_json()))
+        for topic, payload in payloads[:50]:
+            service.handle(topic, payload)
+        timing.wrap_public(store, "redis: ")
+        timing.wrap(notifier, "send_sms", "twilio SDK + HTTP round trip")
+        timing.wrap_public(metrics, "metrics: ")
+        timing.wrap(hub.service, "decode_alarm", "decode + validate JSON")
+        timing.wrap(hub.service, "plan", "plan (who, texts)")
+        for handler in logging.getLogger().handlers:
+            timing.wrap(handler, "handle", "logging (INFO, to a file)")
+        sends = [0]
+        send = redis.connection.AbstractConnection.send_packed_command
+
+        def counted(self, *args, **kwargs):
+            sends[0] += 1
+            return send(self, *args, **kwargs)
+        redis.connection.AbstractConnection.send_packed_command = counted
+        c0, w0 = time.thread_time(), time.perf_counter()
+        try:
+            for topic, payload in payloads[50:]:
+                service.handle(topic, payload)
+        finally:
+            redis.connection.AbstractConnection.send_packed_command = send
+        cpu, wall = (time.thread_time() - c0) / alarms, (time.perf_counter() - w0) / alarms
+        timing.cpu["(Redis round trips, count)"] = sends[0]
+        return ({k: v / alarms for k, v in timing.cpu.items()},
+                {k: v / alarms for k, v in timing.wall.items()}, cpu, wall)
+    finally:
+        for name, fn in saved.items():
+            setattr(hub.service, name, fn)
+        store.r.close()
+        fake.stop()
+        redis_srv.stop()
+
+
 def commandstats(store: Store) -> dict[str, int]:
     return {name.removeprefix("cmdstat_"): int(v["calls"])
             for name, v in store.r.info("commandstats").items()}
@@ -65,7 +165,7 @@ def profile(alarms: int, workdir: Path, timer) -> tuple[pstats.Stats, float, dic
     commands per alarm by name)."""
     site = parse_site(site_from_contacts({"default": ["+15005550100"]}, DEVICES), "bench")
     redis_srv = start_redis(workdir / f"redis-{timer.__name__}")
-    fake = FakeTwilio().start()
+    fake = quiet_fake()
     store = Store.from_url(redis_srv.url)
     try:
         notifier = TwilioNotifier(fake.account_sid, fake.auth_token, from_number=FROM,
@@ -130,6 +230,17 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="haven-profile-"))
     logging.basicConfig(level=logging.INFO, filename=str(workdir / "hub.log"),
                         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    stage_cpu, stage_wall, total_cpu, total_wall = stages(args.alarms, workdir)
+    print(f"press path, {args.alarms} alarms, one SMS each, in-process, NOT profiled: "
+          f"{total_cpu * 1000:.3f} ms CPU, {total_wall * 1000:.3f} ms wall per alarm; by stage "
+          "(ms per alarm, CPU / wall):")
+    print(f"  Redis round trips per alarm: {stage_cpu.pop('(Redis round trips, count)'):.1f}")
+    for stage in sorted(stage_cpu, key=lambda k: -stage_cpu[k]):
+        print(f"  {stage_cpu[stage] * 1000:7.3f} / {stage_wall[stage] * 1000:7.3f}  {stage}")
+    rest_cpu = total_cpu - sum(stage_cpu.values())
+    rest_wall = total_wall - sum(stage_wall.values())
+    print(f"  {rest_cpu * 1000:7.3f} / {rest_wall * 1000:7.3f}  everything else (the service's "
+          "own code, executors, models)\n")
     cpu_stats, cpu, commands = profile(args.alarms, workdir, time.thread_time)
     wall_stats, wall, _ = profile(args.alarms, workdir, time.perf_counter)
     print(f"press path, {args.alarms} alarms, one SMS each, in-process (profiler overhead "
