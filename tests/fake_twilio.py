@@ -37,6 +37,8 @@ class Request:
     status: int            # what the fake answered
     at: float              # time.monotonic() at receipt
     answered: float = 0.0  # time.monotonic() when the answer was written
+    sid: str = ""          # the resource created (accepted requests)
+    created: float = 0.0   # time.time() at receipt: the resource's date_created
 
 
 @dataclass
@@ -153,7 +155,8 @@ class FakeTwilio:
                 m = API_RE.match(self.path)
                 resource = m["res"] if m else "?"
                 with fake._cond:
-                    fake.requests.append(Request(resource, form, status, at))
+                    fake.requests.append(Request(resource, form, status, at,
+                                                 sid=obj.get("sid", ""), created=time.time()))
                     index = len(fake.requests) - 1
                     fake._cond.notify_all()
                 body = json.dumps(obj).encode()
@@ -170,6 +173,28 @@ class FakeTwilio:
                 if status == 201 and form.get("StatusCallback"):
                     threading.Thread(target=fake._post_statuses, daemon=True,
                                      args=(resource, form, obj["sid"])).start()
+
+            def do_GET(self):  # noqa: N802
+                """List Messages or Calls (newest first), filtered by To, as Twilio does."""
+                path, _, query = self.path.partition("?")
+                m = API_RE.match(path)
+                if not m:
+                    status, obj = 404, _error(404, 20404, "The requested resource was not found")
+                else:
+                    to = parse_qs(query).get("To", [None])[0]
+                    with fake._cond:
+                        found = [r for r in reversed(fake.requests)
+                                 if r.resource == m["res"] and r.status == 201
+                                 and to in (None, r.form.get("To"))]
+                    status, obj = 200, {m["res"].lower(): [_listed(r) for r in found],
+                                        "next_page_uri": None, "page": 0, "page_size": 50,
+                                        "uri": self.path}
+                body = json.dumps(obj).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
 
             def log_message(self, *args):
                 pass
@@ -263,6 +288,13 @@ class _QuietServer(ThreadingHTTPServer):
         import sys
         if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
             super().handle_error(request, client_address)
+
+
+def _listed(r: Request) -> dict:
+    from email.utils import formatdate
+    return {"sid": r.sid, "to": r.form.get("To"), "from": r.form.get("From"),
+            "body": r.form.get("Body"), "status": "sent" if r.resource == "Messages" else
+            "completed", "date_created": formatdate(r.created, usegmt=False)}
 
 
 def _error(status: int, code: int, message: str) -> dict:
