@@ -1,11 +1,16 @@
-"""Prints how fast escalations resumed after the faults (for docs/reliability.md)."""
+"""Prints how fast escalations resumed after each fault (for docs/reliability.md)."""
 
 from tests.faults import harness
 
 
 def pytest_terminal_summary(terminalreporter):
-    if harness.RESUMED:
-        r = sorted(harness.RESUMED)
-        terminalreporter.write_line(
-            f"faults: {len(r)} resumptions measured; seconds after the fault ended (or the "
-            f"attempt fell due): median {r[len(r) // 2]:.2f}, max {r[-1]:.2f}")
+    by_test: dict[str, list[float]] = {}
+    for test, seconds in harness.RESUMED:
+        by_test.setdefault(test, []).append(seconds)
+    if by_test:
+        terminalreporter.write_sep("-", "faults: escalation resumed, seconds after the fault "
+                                        "ended (or the attempt fell due)")
+    for test, seconds in by_test.items():
+        seconds.sort()
+        terminalreporter.write_line(f"{test}: n={len(seconds)} median "
+                                    f"{seconds[len(seconds) // 2]:.2f} max {seconds[-1]:.2f}")

@@ -15,6 +15,7 @@ Times are ``time.monotonic()`` of this test process, like the fake's ``Request.a
 from __future__ import annotations
 
 import collections
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -150,7 +151,8 @@ def assert_resumed(fake_twilio, alarm_id: str, after: float, *,
                                                  for p in ps), timeout,
                      f"alarm {alarm_id[:8]} paged again within {RESUME_S:.0f} s of the fault")
     first = first_after(got, alarm_id, after)
-    RESUMED.append(first - start)
+    test = os.environ.get("PYTEST_CURRENT_TEST", "?").split("::")[-1].split(" ")[0]
+    RESUMED.append((test, first - start))
     assert first - start <= RESUME_S, \
         f"alarm {alarm_id[:8]}: escalation resumed {first - start:.2f} s after the fault"
     return first - start
@@ -160,8 +162,8 @@ def first_after(found: list[Page], alarm_id: str, after: float) -> float:
     return min(p.at for p in found if p.alarm_id == alarm_id and p.at > after)
 
 
-#: Every resumption measured in this process, in seconds (printed by the faults conftest).
-RESUMED: list[float] = []
+#: Every resumption measured in this process: (test, seconds); printed by the faults conftest.
+RESUMED: list[tuple[str, float]] = []
 
 
 def due_monotonic(store: Store, alarm_id: str) -> float | None:
