@@ -21,7 +21,7 @@ from hub.model import Alarm
 from hub.site import parse_site
 from hub.store import Store
 from tests.browserkit import (DESKTOP, LAYOUT_PROBLEMS, RECORD_ALERTS, BoardServer, launch,
-                              log_in_with_form, open_board, tile)
+                              log_in_with_form, open_board, screenshot, tile)
 from tests.conftest import SAMPLE_SITE
 
 pytestmark = pytest.mark.browser
@@ -295,6 +295,7 @@ def test_the_board_fits_a_tablet_and_200_percent_zoom(browser, logged_in, board,
         expect(tile(page, "main", "circulation")).to_have_attribute("data-state", "emergency")
         expect(page.locator("#active-list li")).to_have_count(2)
         assert page.evaluate(LAYOUT_PROBLEMS) == []
+        screenshot(page, f"board-{viewport['width']}px-x{scale}")
         names = page.locator(".tile h3")
         for i in range(names.count()):  # every room name readable, none cut off
             assert names.nth(i).is_visible()
