@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 from typing import Protocol, TextIO
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from .model import Delivery
 
@@ -43,6 +43,12 @@ class Notifier(Protocol):
     def place_call(self, to: str, text: str, *, voice_url: str | None = None,
                    status_url: str | None = None) -> Delivery: ...
 
+    def find_sent(self, channel: str, to: str, text: str, *, since_s: float) -> str | None:
+        """The id of a page to ``to`` accepted since ``since_s`` (Unix s): an SMS with this
+        exact ``text``, or any call from our numbers. ``None`` if there is none or the
+        notifier cannot tell. Raises if the provider cannot be asked."""
+        ...
+
 
 class ConsoleNotifier:
     """Prints each SMS and call to ``stream`` (stdout) instead of sending it."""
@@ -60,6 +66,9 @@ class ConsoleNotifier:
     def place_call(self, to: str, text: str, *, voice_url: str | None = None,
                    status_url: str | None = None) -> Delivery:
         return self._print("CALL", "CONSOLECALL", to, text)
+
+    def find_sent(self, channel: str, to: str, text: str, *, since_s: float) -> str | None:
+        return None  # a console cannot be asked; printing a page twice harms no one
 
     def _print(self, what: str, sid_prefix: str, to: str, text: str) -> Delivery:
         stream = self._stream or sys.stdout
@@ -165,6 +174,25 @@ class TwilioNotifier:
         twiml.say(text)
         return self._create(lambda: self._client().calls.create(
             to=to, from_=self._from, twiml=str(twiml), **status))
+
+    def find_sent(self, channel: str, to: str, text: str, *, since_s: float) -> str | None:
+        """Asks the API (newest first, at most 20 back) whether a page got through before
+        its worker died; an SMS must match ``text`` exactly, a call must be from one of
+        our numbers."""
+        client = self._client()
+        if channel == "sms":
+            for message in client.messages.list(to=to, limit=20):
+                if message.date_created and message.date_created.timestamp() < since_s:
+                    break
+                if message.body == text:
+                    return message.sid
+            return None
+        for call in client.calls.list(to=to, limit=20):
+            if call.date_created and call.date_created.timestamp() < since_s:
+                break
+            if not self._numbers or call._from in self._numbers:
+                return call.sid
+        return None
 
     @staticmethod
     def _create(request) -> Delivery:

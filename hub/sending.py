@@ -31,6 +31,9 @@ RETRY_FIRST_S = 0.2
 #: A claimed page that waited this long for a sender thread (a burst) renews its claim
 #: before sending, in ms, so its lease never runs out while it waits in the queue.
 RENEW_AFTER_MS = 250
+#: Slack when asking the provider what was sent since a claim, in seconds: hub workers'
+#: clocks and the provider's differ a little.
+CLOCK_SKEW_S = 60
 
 
 class SendingMixin:
@@ -40,20 +43,34 @@ class SendingMixin:
         """Claim, send, record. Runs on a sender thread; never raises."""
         try:
             claimed_ms = self._now_ms()
-            if not self.store.claim_notification(item.key, claimed_ms, LEASE_MS):
+            claim = self.store.claim_notification(item.key, claimed_ms, LEASE_MS)
+            if not claim:
                 log.info("notification %s already claimed: not sent again", item.key)
                 self.metrics.notification(str(item.key.channel), "skipped_claimed")
                 return None
         except Exception:
             log.exception("claiming %s failed", item.key)
             return None
-        return self._send_claimed(item, claimed_ms)
+        return self._send_claimed(item, claimed_ms, claim)
 
-    def _send_claimed(self, item: PlannedNotification, claimed_ms: int) -> Delivery | None:
+    def _send_claimed(self, item: PlannedNotification, claimed_ms: int,
+                      claim: int = 1) -> Delivery | None:
         """Send a notification this worker claimed at ``claimed_ms``, and record the
-        outcome. Runs on a sender thread; never raises."""
+        outcome. ``claim`` > 1 is the ms of a dead worker's claim taken over: the provider
+        is asked first whether that worker's page got through. Runs on a sender thread;
+        never raises."""
         try:
             now = self._now_ms()
+            if claim > 1:
+                sid = self._already_sent(item, since_ms=claim)
+                if sid is not None:
+                    delivery = Delivery.sent(sid)
+                    self.store.record_notification(item.key, item.contact.name, delivery, now)
+                    self.metrics.notification(str(item.key.channel), "reconciled")
+                    log.warning("%s to %s for alarm %s: a dead worker's page had reached the "
+                                "API (%s): recorded, not sent again", item.key.channel,
+                                item.contact.name, item.key.alarm_id, sid)
+                    return delivery
             if now - claimed_ms > RENEW_AFTER_MS:
                 if not self.store.renew_claim(item.key, claimed_ms, now):
                     log.warning("notification %s waited %d ms for a sender and was taken "
@@ -76,6 +93,17 @@ class SendingMixin:
         except Exception:  # a sender thread must not die silently
             log.exception("sending %s failed", item.key)
             self.metrics.notification(str(item.key.channel), "error")
+            return None
+
+    def _already_sent(self, item: PlannedNotification, since_ms: int) -> str | None:
+        """The provider's id of this page if a worker that died after claiming it at
+        ``since_ms`` got it accepted; ``None`` if not, or if the provider cannot tell (then
+        the page goes out again: twice is better than never)."""
+        try:
+            return self.notifier.find_sent(str(item.key.channel), item.contact.phone, item.text,
+                                           since_s=since_ms / 1000 - CLOCK_SKEW_S)
+        except Exception as exc:  # the lookup is best effort; the page itself is not
+            log.warning("could not ask the provider about %s (%s): sending it", item.key, exc)
             return None
 
     def _deliver(self, item: PlannedNotification) -> Delivery:

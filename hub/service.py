@@ -243,9 +243,9 @@ class AlarmService(SendingMixin, FollowupMixin, DeviceMessagesMixin):
                       "step": current.step_index + 1, "round": current.round + 1,
                       "branch_state": state, "notifications": len(planned)})
         futures = []
-        for item, mine in zip(planned, claimed):
-            if mine:
-                futures.append(self.senders.submit(self._send_claimed, item, now))
+        for item, claim in zip(planned, claimed):
+            if claim:
+                futures.append(self.senders.submit(self._send_claimed, item, now, claim))
             else:
                 log.info("notification %s already claimed: not sent again", item.key)
                 self.metrics.notification(str(item.key.channel), "skipped_claimed")

@@ -24,14 +24,17 @@ CLAIM_TTL_S = 30 * 24 * 3600
 
 _CLAIM = """
 -- KEYS: notification key; ARGV: now_ms, lease_ms, ttl_s
--- Free, or claimed by a worker that has not reported for lease_ms (it died): take it.
+-- Free: take it (1). Claimed by a worker that has not reported for lease_ms (it died,
+-- maybe after the provider accepted the page): take it over, returning that claim's ms.
 local v = redis.call('GET', KEYS[1])
+local old = 1
 if v then
   if string.sub(v, 1, 8) ~= 'claimed:' then return 0 end
-  if tonumber(string.sub(v, 9)) > tonumber(ARGV[1]) - tonumber(ARGV[2]) then return 0 end
+  old = tonumber(string.sub(v, 9))
+  if old > tonumber(ARGV[1]) - tonumber(ARGV[2]) then return 0 end
 end
 redis.call('SET', KEYS[1], 'claimed:' .. ARGV[1], 'EX', ARGV[3])
-return 1
+return old
 """
 
 _RENEW = """
@@ -68,16 +71,17 @@ return due
 class NotificationStoreMixin:
     """Claims (each page at most once across workers), outcomes and follow-up work."""
 
-    def claim_notification(self, key: NotificationKey, now_ms: int, lease_ms: int) -> bool:
-        """Atomically claim the right to send ``key``. ``False`` if it was sent, failed, or
-        is claimed by a worker heard from within ``lease_ms`` (a stale claim is taken over:
-        its worker died between claiming and recording)."""
-        return bool(self._claim(keys=[self._key("notification", str(key))],
-                                args=[now_ms, lease_ms, CLAIM_TTL_S]))
+    def claim_notification(self, key: NotificationKey, now_ms: int, lease_ms: int) -> int:
+        """Atomically claim the right to send ``key``: 0 if it was sent, failed, or is
+        claimed by a worker heard from within ``lease_ms``; 1 for a fresh claim; for a
+        stale claim taken over (its worker died between claiming and recording, perhaps
+        after the provider accepted the page), the old claim's ms (> 1)."""
+        return int(self._claim(keys=[self._key("notification", str(key))],
+                               args=[now_ms, lease_ms, CLAIM_TTL_S]))
 
     def claim_notifications(self, alarm_id: str, keys: list[NotificationKey], now_ms: int,
                             lease_ms: int, *, timeline: dict[str, Any] | None = None
-                            ) -> list[bool]:
+                            ) -> list[int]:
         """:meth:`claim_notification` for each of ``keys`` (all of ``alarm_id``), after
         writing ``timeline`` (an entry of the alarm's timeline), in one round trip."""
         pipe = self.r.pipeline(transaction=False)
@@ -88,7 +92,7 @@ class NotificationStoreMixin:
             self._claim(keys=[self._key("notification", str(key))],
                         args=[now_ms, lease_ms, CLAIM_TTL_S], client=pipe)
         results = pipe.execute()
-        return [bool(x) for x in results[0 if timeline is None else 1:]]
+        return [int(x) for x in results[0 if timeline is None else 1:]]
 
     def renew_claim(self, key: NotificationKey, claimed_ms: int, now_ms: int) -> bool:
         """Restart the lease of this worker's claim made at ``claimed_ms``; ``False`` if the

@@ -121,3 +121,19 @@ def test_a_bad_number_in_the_list_is_named():
     with pytest.raises(ConfigError, match="TWILIO_FROM_NUMBER: '555' is not E.164"):
         twilio_from_env({"TWILIO_ACCOUNT_SID": "AC1", "TWILIO_AUTH_TOKEN": "t",
                          "TWILIO_FROM_NUMBER": "+12065550000,555"})
+
+
+def test_find_sent_tells_whether_a_page_reached_the_api(fake_twilio):
+    import time as _time
+    notifier = TwilioNotifier(fake_twilio.account_sid, fake_twilio.auth_token,
+                              from_number="+12065550000", api_base=fake_twilio.url)
+    since = _time.time() - 1
+    sms = notifier.send_sms("+12065550101", "HAVEN EMERGENCY at Main")
+    call = notifier.place_call("+12065550102", "HAVEN EMERGENCY at Main")
+    assert notifier.find_sent("sms", "+12065550101", "HAVEN EMERGENCY at Main",
+                              since_s=since) == sms.sid
+    assert notifier.find_sent("sms", "+12065550101", "another text", since_s=since) is None
+    assert notifier.find_sent("sms", "+12065550101", "HAVEN EMERGENCY at Main",
+                              since_s=_time.time() + 60) is None  # sent before the claim
+    assert notifier.find_sent("call", "+12065550102", "", since_s=since) == call.sid
+    assert notifier.find_sent("call", "+12065550101", "", since_s=since) is None
