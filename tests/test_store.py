@@ -28,14 +28,15 @@ def test_active_alarms_are_newest_first(fake_store):
 def test_a_notification_is_claimed_once_and_its_outcome_recorded(fake_store):
     fake_store.raise_alarm(alarm())
     key = NotificationKey("a1", 0, "+12065550101", Channel.SMS)
-    assert fake_store.claim_notification(key, 1000, 4000) is True
-    assert fake_store.claim_notification(key, 4999, 4000) is False  # its worker may be sending
-    assert fake_store.claim_notification(key, 5001, 4000) is True   # ... no: it died; take over
+    assert fake_store.claim_notification(key, 1000, 4000) == 1
+    assert fake_store.claim_notification(key, 4999, 4000) == 0  # its worker may be sending
+    # ... no: it died; take over, told when it claimed (to ask the API what got through)
+    assert fake_store.claim_notification(key, 5001, 4000) == 1000
     assert fake_store.claim_notification(NotificationKey("a1", 1, "+12065550101", Channel.SMS),
                                          5001, 4000)
     fake_store.record_notification(key, "Circ desk", Delivery.sent("SM1"), 2500)
     assert fake_store.notification_outcome(key) == "sent:SM1"
-    assert fake_store.claim_notification(key, 99_999, 4000) is False  # sent: never again
+    assert fake_store.claim_notification(key, 99_999, 4000) == 0  # sent: never again
     failed = NotificationKey("a1", 0, "+12065550102", Channel.SMS)
     fake_store.claim_notification(failed, 1000, 4000)
     fake_store.record_notification(failed, "Manager",
