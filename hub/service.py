@@ -138,6 +138,9 @@ class AlarmService(SendingMixin, FollowupMixin, DeviceMessagesMixin):
             self.store.transition(alarm.id, AlarmEvent.RESOLVE, by="hub",
                                   now_ms=self._now_ms(),
                                   reason=f"{alarm.kind}: recorded, no one is paged")
+            # The devices page and the stale-test flag read the last test press here.
+            self.store.update_device(alarm.device, "test_press", test_ms=alarm.received_at_ms,
+                                     test_alarm=alarm.id)
             log.info("%s from %s recorded", alarm.kind, alarm.device)
             return Outcome.STORED
         log.info("alarm %s %s at %s/%s from %s: escalating", alarm.id, alarm.kind,

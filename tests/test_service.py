@@ -94,6 +94,8 @@ def test_the_test_kind_is_recorded_and_pages_no_one(parts, fake_store):
     assert fake_store.active_alarms() == []  # a test press never sits on the board
     [(_, fields)] = fake_store.read_device_commands("w", block_ms=10)
     assert (fields["device"], fields["cmd"]) == ("main-circ-01", "resolved")
+    device = fake_store.device_status("main-circ-01")  # the last test press, for the board
+    assert (device["test_ms"], device["test_alarm"]) == (str(int(NOW * 1000)), msg.alarm_id)
 
 
 def test_a_failed_delivery_is_recorded_with_its_code(sample_site, fake_store):
