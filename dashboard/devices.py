@@ -11,7 +11,8 @@ What a row shows comes from two places the hub writes:
 - ``<prefix>:device:<id>`` (hash, from the device's status and events): ``state``
   online/offline and ``since_ms`` (the device's clock), ``firmware``, and from
   heartbeats ``heartbeat_ms`` (hub clock), ``battery_pct``, ``wifi_dbm``, ``outbox``;
-  from self-tests ``selftest_ms``, ``selftest_ok``, ``selftest_detail``.
+  from self-tests ``selftest_ms``, ``selftest_ok``, ``selftest_detail``; from the daily
+  test press ``test_ms`` (hub clock).
 - ``<prefix>:troubles:<id>`` (set, from :mod:`hub.supervision`): offline, never_seen,
   low_battery, outbox_backlog, selftest_failed. A device the supervisor finds silent
   is shown offline even if its last status said online (its Last Will may be lost).
@@ -60,6 +61,7 @@ class DeviceView:
     selftest_ok: str
     selftest_detail: str
     troubles: tuple[str, ...]
+    test_ms: str = ""        # the last daily test press (hub clock)
 
 
 def device_view(site: Site, device: Device, record: dict[str, str],
@@ -79,7 +81,7 @@ def device_view(site: Site, device: Device, record: dict[str, str],
         record.get("battery_pct", ""), record.get("wifi_dbm", ""), record.get("firmware", ""),
         record.get("outbox", ""), record.get("selftest_ms", ""), record.get("selftest_ok", ""),
         record.get("selftest_detail", ""),
-        tuple(TROUBLE_LABELS.get(t, t) for t in sorted(troubles)))
+        tuple(TROUBLE_LABELS.get(t, t) for t in sorted(troubles)), record.get("test_ms", ""))
 
 
 def device_views(site: Site, store: Store) -> list[DeviceView]:

@@ -233,6 +233,7 @@ def test_devices_show_health_and_troubles(operator, fake_store):
                                  wifi_dbm=-61.4, battery_pct=87.6, heartbeat_ms=now)
     fake_store.update_device("main-circ-01", "selftest", selftest_ms=now, selftest_ok=0,
                              selftest_detail="LED open circuit")
+    fake_store.update_device("main-circ-01", "test_press", test_ms=now, test_alarm="t1")
     fake_store.set_device_status("main-ref-01", "online", now)
     fake_store.r.sadd(f"{fake_store.prefix}:troubles:main-ref-01", "offline", "low_battery")
     page = operator.get("/devices")
@@ -242,6 +243,8 @@ def test_devices_show_health_and_troubles(operator, fake_store):
     for words in ('data-presence="online"', "1.4.2", "88 %", "-61 dBm", "2 waiting",
                   "FAILED</strong> LED open circuit", "Main Library, Circulation Desk"):
         assert words in circ, words
+    assert 'data-label="Last test press">—' not in circ
+    assert 'data-label="Last test press">—' in rows["main-ref-01"]
     assert 'data-presence="offline"' in rows["main-ref-01"]
     assert "⚠ low battery" in rows["main-ref-01"]
     assert 'data-presence="never seen"' in rows["west-front-01"]
