@@ -15,6 +15,7 @@ from device.protocol import Topics
 from device.signals import SignalPipe
 
 from .checkins import CheckinScheduler
+from .clockwatch import ClockWatch
 from .commands import CommandForwarder
 from .mqtt import BrokerAddress, HubMqtt
 from .notify import ConsoleNotifier, Notifier, TwilioNotifier
@@ -74,8 +75,12 @@ def _timer_loop(service: AlarmService, checkins: CheckinScheduler,
     """Runs due escalation attempts every TICK_S and check-ins every CHECKIN_TICK_S; a dead
     Redis is logged, not fatal."""
     next_checkin = 0.0
+    clock = ClockWatch()
     while not stop.wait(TICK_S):
         try:
+            step_ms = clock.step()
+            if step_ms:
+                _clock_stepped(service.store, step_ms, clock.offset_ms)
             while service.run_due():
                 pass
             service.run_call_retries()
@@ -100,6 +105,15 @@ def _exit_after(grace_s: float) -> None:
     timer = threading.Timer(grace_s, hard_exit)
     timer.daemon = True
     timer.start()
+
+
+def _clock_stepped(store: Store, step_ms: int, offset_ms: int) -> None:
+    """Move the escalation schedule with a wall-clock step (once across the workers of
+    this host: they see the same new offset)."""
+    moved = store.shift_schedule(step_ms, step_id=str(round(offset_ms / 5000)))
+    log.warning("the wall clock stepped %+.1f s: %s", step_ms / 1000,
+                "another worker moved the escalation schedule" if moved is None
+                else f"moved {moved} escalation and call-retry due times with it")
 
 
 def make_notifier(settings: HubSettings) -> Notifier:

@@ -94,6 +94,22 @@ return out
 """
 
 
+_SHIFT = """
+-- KEYS: step marker, escalations zset, call-retries zset; ARGV: delta_ms, marker ttl_s
+-- Moves every due time by delta_ms, once per clock step: the first worker to report a
+-- step (identified by the marker) moves them; the others, seeing the same step, do not.
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then return -1 end
+local moved = 0
+for k = 2, 3 do
+  local entries = redis.call('ZRANGE', KEYS[k], 0, -1, 'WITHSCORES')
+  for i = 1, #entries, 2 do
+    redis.call('ZADD', KEYS[k], tonumber(entries[i + 1]) + tonumber(ARGV[1]), entries[i])
+    moved = moved + 1
+  end
+end
+return moved
+"""
+
 _FINISH = """
 -- KEYS: escalations zset, escalation hash; ARGV: alarm id, attempt done, next due ms
 if tostring(redis.call('HGET', KEYS[2], 'attempt')) ~= ARGV[2] then return 0 end
@@ -124,6 +140,7 @@ class Store(BranchStoreMixin, NotificationStoreMixin, DeviceStoreMixin):
         self._record = client.register_script(_RECORD)
         self._claim_due = client.register_script(_CLAIM_DUE)
         self._finish = client.register_script(_FINISH)
+        self._shift = client.register_script(_SHIFT)
         self._claim = client.register_script(_CLAIM)
         self._lease_due = client.register_script(_LEASE_DUE)
         self._renew = client.register_script(_RENEW)
@@ -188,6 +205,16 @@ class Store(BranchStoreMixin, NotificationStoreMixin, DeviceStoreMixin):
         return bool(self._finish(keys=[self._key("escalations"),
                                        self._key("escalation", alarm_id)],
                                  args=[alarm_id, attempt, next_due_ms]))
+
+    def shift_schedule(self, delta_ms: int, step_id: str) -> int | None:
+        """The wall clock stepped by ``delta_ms``: move every escalation and call retry due
+        time by it, unless a worker already did for this step (``step_id``, the same for
+        every worker that saw it, e.g. the new wall-monotonic offset in seconds). Returns
+        how many were moved, or ``None`` if another worker had moved them."""
+        moved = int(self._shift(keys=[self._key("clock-step", step_id),
+                                      self._key("escalations"), self._key("call-retries")],
+                                args=[delta_ms, 3600]))
+        return None if moved < 0 else moved
 
     def stop_escalation(self, alarm_id: str) -> None:
         self.r.zrem(self._key("escalations"), alarm_id)
