@@ -224,10 +224,22 @@ def main(argv: list[str] | None = None) -> int:
     print("|---" * (len(procs) + 6) + "|", flush=True)
     raised: dict[str, float] = {}
     acked, resolved = set(), set()
-    last = {n: proc_sample(pid) for n, pid in procs.items()}
+    last = {n: (*proc_sample(pid), time.monotonic()) for n, pid in procs.items()}
     start = time.monotonic()
     next_alarm, next_row = start, start + args.sample_s
     end = start + args.minutes * 60
+
+    def row(now: float) -> None:
+        cells = []
+        for name, pid in procs.items():
+            rss, cpu = proc_sample(pid)
+            cells.append(f"{rss:.1f} / {100 * (cpu - last[name][1]) / (now - last[name][2]):.1f}")
+            last[name] = (rss, cpu, now)
+        paged = {k.split(":")[0] for k, _ in page_keys(fake)}
+        print(f"| {(now - start) / 60:.1f} | " + " | ".join(cells) + f" | {fleet.heartbeats} | "
+              f"{len(raised)} | {len(paged & set(raised))} | {len(acked)} | "
+              f"{len(resolved)} |", flush=True)
+
     while (now := time.monotonic()) < end:
         if now >= next_alarm:
             next_alarm += args.alarm_every_s
@@ -243,17 +255,10 @@ def main(argv: list[str] | None = None) -> int:
                     resolved.add(alarm_id)
         if now >= next_row:
             next_row += args.sample_s
-            cells = []
-            for name, pid in procs.items():
-                rss, cpu = proc_sample(pid)
-                cells.append(f"{rss:.1f} / {100 * (cpu - last[name][1]) / args.sample_s:.1f}")
-                last[name] = (rss, cpu)
-            paged = {k.split(":")[0] for k, _ in page_keys(fake)}
-            print(f"| {(now - start) / 60:.1f} | " + " | ".join(cells) + f" | {fleet.heartbeats} | "
-                  f"{len(raised)} | {len(paged & set(raised))} | {len(acked)} | "
-                  f"{len(resolved)} |", flush=True)
+            row(now)
         time.sleep(0.2)
 
+    row(time.monotonic())
     time.sleep(5)  # the last alarms' pages
     fleet.stop.set()
     loop.join(5)
