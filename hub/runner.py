@@ -16,6 +16,9 @@ from device.signals import SignalPipe
 
 from .checkins import CheckinScheduler
 from .clockwatch import ClockWatch
+from .incidents.jobs import IncidentJobs, run_jobs
+from .incidents.mail import Mailer, smtp_from_env
+from .incidents.store import IncidentStore
 from .commands import CommandForwarder
 from .mqtt import BrokerAddress, HubMqtt
 from .notify import ConsoleNotifier, Notifier, TwilioNotifier
@@ -154,6 +157,11 @@ def run_hub(settings: HubSettings) -> None:
     checkins = CheckinScheduler(site, store, branch_state=service.branch_state,
                                 raise_alarm=service.raise_from_hub)
     supervisor = Supervisor(site, store, service.notify_trouble)
+    smtp = smtp_from_env()  # a mistake in HAVEN_SMTP_* stops the hub before it connects
+    incident_jobs = IncidentJobs(site, IncidentStore(Store.from_url(settings.redis_url), site),
+                                 notifier, consumer=settings.hub_id,
+                                 mailer=Mailer(smtp) if smtp else None,
+                                 public_url=settings.public_url)
 
     def reload() -> None:
         """SIGHUP: read the site config again. Alarms and timers live in Redis and carry
@@ -164,6 +172,7 @@ def run_hub(settings: HubSettings) -> None:
             log.error("SIGHUP: keeping the running site config; %s", exc)
             return
         service.site = checkins.site = supervisor.site = new_site
+        incident_jobs.site = incident_jobs.incidents.site = new_site
         log.info("SIGHUP: site config reloaded: %d branches, %d devices, %d contacts",
                  len(new_site.branches), len(new_site.devices), len(new_site.contacts))
 
@@ -192,6 +201,9 @@ def run_hub(settings: HubSettings) -> None:
                                  args=(service, Store.from_url(settings.redis_url),
                                        settings.hub_id, stop_timers))
     followups.start()
+    incidents = threading.Thread(target=run_jobs, args=(incident_jobs, stop_timers),
+                                 name="incidents", daemon=True)
+    incidents.start()
     network = threading.Thread(target=serve_mqtt, name="mqtt", daemon=True)
     network.start()
     try:
@@ -207,6 +219,7 @@ def run_hub(settings: HubSettings) -> None:
         timers.join(5)
         supervision.join(5)
         followups.join(5)
+        incidents.join(5)
         forwarder.stop()
         escalators.shutdown(wait=True)  # let attempts and pages already going out finish
         senders.shutdown(wait=True)

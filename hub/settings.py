@@ -17,10 +17,15 @@ Environment (command-line options override):
     comma-separated: texts are spread over them) or TWILIO_MESSAGING_SERVICE_SID
                             send real SMS; without them the console notifier prints
     HAVEN_TWILIO_API_BASE   point the twilio SDK at another API host (tests, benchmarks)
+    HAVEN_SMTP_HOST (and HAVEN_SMTP_* beside it, see hub/incidents/mail.py)
+                            e-mail incident-report reminders; SMS without it   unset
+    HAVEN_DASHBOARD_SECRET  the dashboard's session key (32+ characters)   a 0600 file in
+    HAVEN_STATE_DIR         ... this directory                              /var/lib/haven
     HAVEN_DEMO_STATE        where a running demo tells `haven press` how to reach it
                                                          $TMPDIR/haven-demo-<uid>.json
 
-This is the only module that reads ``os.environ``.
+This module reads ``os.environ`` (hub/incidents/mail.py reads HAVEN_SMTP_* through
+its helper).
 """
 
 from __future__ import annotations
