@@ -254,8 +254,13 @@ class AlarmService(SendingMixin, FollowupMixin, DeviceMessagesMixin):
                 self.metrics.notification(str(item.key.channel), "skipped_claimed")
         log.info("alarm %s attempt %d (step %d, round %d, %s): %d notification(s)", alarm.id,
                  number, current.step_index + 1, current.round + 1, state, len(planned))
+        started = now
+        if planned and not futures:
+            # A re-run after its worker died: every page had gone out already. The next
+            # attempt keeps the pace of when they went out, not of this re-run's lease.
+            started = self.store.attempt_paged_at(alarm.id, number) or now
         finish = (self._finish_attempt, alarm, number, planned, futures,
-                  now + wait_after_ms(steps, number))
+                  max(now, started + wait_after_ms(steps, number)))
         if wait_here:
             finish[0](*finish[1:])
         else:

@@ -243,6 +243,13 @@ class Store(BranchStoreMixin, NotificationStoreMixin, DeviceStoreMixin):
         return [{"id": entry_id, **fields}
                 for entry_id, fields in self.r.xrange(self._key("timeline", alarm_id))]
 
+    def attempt_paged_at(self, alarm_id: str, attempt: int) -> int | None:
+        """When the last page of attempt ``attempt`` went out (ms), from the timeline."""
+        times = [int(e["at_ms"]) for e in self.timeline(alarm_id)
+                 if e.get("event") in ("notified", "notify_failed")
+                 and e.get("step") == str(attempt) and e.get("at_ms", "").isdigit()]
+        return max(times, default=None)
+
     def add_timeline(self, alarm_id: str, event: str, **fields: Any) -> None:
         self.r.xadd(self._key("timeline", alarm_id),
                     {"event": event, **{k: str(v) for k, v in fields.items()}})

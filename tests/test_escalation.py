@@ -171,6 +171,26 @@ def test_a_re_run_attempt_sends_only_what_had_not_gone_out(rig, sample_site):
     assert [(ch, to) for ch, to, _ in notifier.sent] == [("sms", security)]
 
 
+def test_a_re_run_that_finds_every_page_sent_keeps_the_pace_of_those_pages(rig, sample_site):
+    """The worker died after its pages went out but before scheduling the next attempt: the
+    re-run sends nothing, and the next attempt is due a wait after the pages, not after
+    the re-run (which came a lease later)."""
+    service, clock, notifier, store = rig
+    msg = new_alarm("main-circ-01", "assist", T0)
+    alarm = Alarm(msg.alarm_id, "assist", msg.device, "main", "circulation", msg.pressed_at,
+                  int(T0 * 1000))
+    store.raise_alarm(alarm, escalate=True)
+    store.claim_due(int(T0 * 1000), LEASE_MS)  # the dead worker's lease
+    for phone in phones(sample_site, "Main circulation desk", "Security desk"):
+        key = NotificationKey(alarm.id, 0, phone, Channel.SMS)
+        store.claim_notification(key, int(T0 * 1000), LEASE_MS)
+        store.record_notification(key, "x", Delivery.sent("SM"), int(T0 * 1000) + 300)
+    clock.now = T0 + LEASE_MS / 1000 + 0.1
+    assert service.run_due() == 1 and notifier.sent == []
+    wait_ms = int(sample_site.kinds["assist"].steps[0].wait_s * 1000)
+    assert store.escalation_due(alarm.id) == int(T0 * 1000) + 300 + wait_ms
+
+
 def test_an_attempt_for_a_resolved_alarm_stops_quietly(rig):
     service, clock, notifier, store = rig
     alarm_id = raise_alarm(service)
