@@ -18,7 +18,7 @@ import logging
 import re
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import redis
 from flask import Blueprint, Response, current_app, jsonify, render_template
@@ -68,7 +68,12 @@ def index() -> str:
 def api_board() -> Response:
     ctx = board_context()
     alarms = ctx.store.active_alarms()
-    snapshot = board_snapshot(ctx.site, alarms, now_ms(), facts=read_facts(ctx.store, ctx.site),
+    facts = read_facts(ctx.store, ctx.site)
+    from .incidents import readiness_now  # incidents imports this module's helpers
+    ready = readiness_now()
+    facts = replace(facts, drill_overdue=frozenset(ready.drill_overdue),
+                    test_press_stale=frozenset(ready.stale_devices))
+    snapshot = board_snapshot(ctx.site, alarms, now_ms(), facts=facts,
                               demo=ctx.demo_control_url is not None)
     response = jsonify(snapshot)
     response.headers["Cache-Control"] = "no-store"

@@ -63,6 +63,10 @@ class BoardFacts:
 
     switches: Mapping[str, Switches] = field(default_factory=dict)
     devices: Mapping[str, DeviceFacts] = field(default_factory=dict)
+    #: Readiness (hub.incidents.reports.Readiness): branches whose drill is overdue and
+    #: devices whose daily test press is stale; flagged in words, not as a tile state.
+    drill_overdue: frozenset[str] = frozenset()
+    test_press_stale: frozenset[str] = frozenset()
 
 
 def read_facts(store: Store, site: Site) -> BoardFacts:
@@ -152,6 +156,9 @@ def board_snapshot(site: Site, alarms: Iterable[Alarm], now_ms: int, *,
             "id": b.id, "name": b.name,
             "drill": None if drill is None else {"until_ms": drill, "by": switches.by},
             "lone_worker": switches.lone_worker,
+            "drill_overdue": b.id in facts.drill_overdue,
+            "test_press_stale": sorted(d.id for d in site.devices.values()
+                                       if d.branch_id == b.id and d.id in facts.test_press_stale),
             "rooms": [room_json(b.id, r, drill is not None) for r in b.rooms]})
     return {"site": site.name, "generated_at_ms": now_ms, "demo": demo,
             "branches": branches, "active": active_json}

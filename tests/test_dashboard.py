@@ -419,3 +419,14 @@ def test_events_stream_a_raised_alarm_within_a_second(served, store):
     while subscribers(store) and time.monotonic() < deadline:
         time.sleep(0.02)
     assert subscribers(store) == 0
+
+
+def test_readiness_flags_reach_the_branch_without_changing_tile_states(sample_site):
+    facts = BoardFacts(drill_overdue=frozenset({"main"}),
+                       test_press_stale=frozenset({"main-circ-01", "west-front-01"}))
+    snap = board_snapshot(sample_site, [], 9_999, facts=facts)
+    branches = {b["id"]: b for b in snap["branches"]}
+    assert branches["main"]["drill_overdue"] and not branches["westside"]["drill_overdue"]
+    assert branches["main"]["test_press_stale"] == ["main-circ-01"]
+    assert branches["westside"]["test_press_stale"] == ["west-front-01"]
+    assert {r["state"] for b in snap["branches"] for r in b["rooms"]} == {"quiet"}
