@@ -51,6 +51,8 @@ PUBLISHERS = 10
 MAX_CONNECTIONS = 64
 #: Target: a worker's RSS under the storm, in MB.
 MAX_RSS_MB = 80
+#: Accept queue of the fake API (Twilio's front end does not refuse a burst of connects).
+LISTEN_BACKLOG = 1024
 REF_RE = re.compile(r"Ref ([0-9a-f]{8})")
 
 
@@ -148,6 +150,9 @@ def storm(alarms: int = 1000, workers: int = 1, *, window_s: float = 1.0, contac
     broker = start_mosquitto(workdir / "mosquitto")
     redis_srv = start_redis(workdir / "redis")
     fake = FakeTwilio().start()
+    # socketserver listens with a backlog of 5: a burst of new connections from several
+    # workers would overflow it and be reset, which the real API does not do.
+    fake._server.socket.listen(LISTEN_BACKLOG)
     counter = ConnectionCounter(fake)
     env = clean_env(TWILIO_ACCOUNT_SID=fake.account_sid, TWILIO_AUTH_TOKEN=fake.auth_token,
                     TWILIO_FROM_NUMBER=FROM, HAVEN_TWILIO_API_BASE=fake.url)
