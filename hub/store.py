@@ -44,8 +44,8 @@ from .model import Alarm
 from .schedule import Override, Switches
 from .store_branches import BranchStoreMixin, _pairs, parse_overrides, parse_switches
 from .store_devices import COMMANDS_GROUP, COMMANDS_MAXLEN, DeviceStoreMixin
-from .store_notifications import (_CLAIM, _LEASE_DUE, _RECORD, _RENEW, CLAIM_TTL_S,
-                                  NotificationStoreMixin)
+from .store_notifications import (_CLAIM_MANY, _LEASE_DUE, _RECORD, _RENEW,
+                                  CLAIM_TTL_S, NotificationStoreMixin)
 
 __all__ = ["Store", "Raised", "CLAIM_TTL_S", "parse_switches", "parse_overrides"]
 
@@ -141,9 +141,9 @@ class Store(BranchStoreMixin, NotificationStoreMixin, DeviceStoreMixin):
         self._claim_due = client.register_script(_CLAIM_DUE)
         self._finish = client.register_script(_FINISH)
         self._shift = client.register_script(_SHIFT)
-        self._claim = client.register_script(_CLAIM)
         self._lease_due = client.register_script(_LEASE_DUE)
         self._renew = client.register_script(_RENEW)
+        self._claim_many = client.register_script(_CLAIM_MANY)
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "haven") -> "Store":

@@ -22,19 +22,34 @@ from .store_devices import COMMANDS_GROUP, COMMANDS_MAXLEN
 #: alarm can be redelivered by the broker.
 CLAIM_TTL_S = 30 * 24 * 3600
 
-_CLAIM = """
--- KEYS: notification key; ARGV: now_ms, lease_ms, ttl_s
--- Free: take it (1). Claimed by a worker that has not reported for lease_ms (it died,
--- maybe after the provider accepted the page): take it over, returning that claim's ms.
-local v = redis.call('GET', KEYS[1])
-local old = 1
-if v then
-  if string.sub(v, 1, 8) ~= 'claimed:' then return 0 end
-  old = tonumber(string.sub(v, 9))
-  if old > tonumber(ARGV[1]) - tonumber(ARGV[2]) then return 0 end
+_CLAIM_MANY = """
+-- KEYS: the alarm's timeline stream, then notification keys
+-- ARGV: now_ms, lease_ms, ttl_s, then timeline field/value pairs (none: no entry)
+-- The attempt's timeline entry, then a claim of each key; returns each key's result:
+-- free: take it (1); claimed by a worker that has not reported for lease_ms (it died,
+-- maybe after the provider accepted the page): take it over, returning that claim's ms;
+-- sent, failed, or claimed within lease_ms: 0.
+if #ARGV > 3 then
+  local entry = {}
+  for i = 4, #ARGV do entry[#entry + 1] = ARGV[i] end
+  redis.call('XADD', KEYS[1], '*', unpack(entry))
 end
-redis.call('SET', KEYS[1], 'claimed:' .. ARGV[1], 'EX', ARGV[3])
-return old
+local now, lease, out = tonumber(ARGV[1]), tonumber(ARGV[2]), {}
+for k = 2, #KEYS do
+  local v = redis.call('GET', KEYS[k])
+  local result = 1
+  if v then
+    if string.sub(v, 1, 8) ~= 'claimed:' then
+      result = 0
+    else
+      result = tonumber(string.sub(v, 9))
+      if result > now - lease then result = 0 end
+    end
+  end
+  if result ~= 0 then redis.call('SET', KEYS[k], 'claimed:' .. ARGV[1], 'EX', ARGV[3]) end
+  out[#out + 1] = result
+end
+return out
 """
 
 _RENEW = """
@@ -76,23 +91,20 @@ class NotificationStoreMixin:
         claimed by a worker heard from within ``lease_ms``; 1 for a fresh claim; for a
         stale claim taken over (its worker died between claiming and recording, perhaps
         after the provider accepted the page), the old claim's ms (> 1)."""
-        return int(self._claim(keys=[self._key("notification", str(key))],
-                               args=[now_ms, lease_ms, CLAIM_TTL_S]))
+        return self.claim_notifications(key.alarm_id, [key], now_ms, lease_ms)[0]
 
     def claim_notifications(self, alarm_id: str, keys: list[NotificationKey], now_ms: int,
                             lease_ms: int, *, timeline: dict[str, Any] | None = None
                             ) -> list[int]:
         """:meth:`claim_notification` for each of ``keys`` (all of ``alarm_id``), after
-        writing ``timeline`` (an entry of the alarm's timeline), in one round trip."""
-        pipe = self.r.pipeline(transaction=False)
-        if timeline is not None:
-            pipe.xadd(self._key("timeline", alarm_id),
-                      {k: str(v) for k, v in timeline.items()})
-        for key in keys:
-            self._claim(keys=[self._key("notification", str(key))],
-                        args=[now_ms, lease_ms, CLAIM_TTL_S], client=pipe)
-        results = pipe.execute()
-        return [int(x) for x in results[0 if timeline is None else 1:]]
+        writing ``timeline`` (an entry of the alarm's timeline), in one script: one round
+        trip (a pipeline of scripts costs redis-py a SCRIPT EXISTS round trip more)."""
+        pairs = [str(x) for kv in (timeline or {}).items() for x in kv]
+        found = self._claim_many(
+            keys=[self._key("timeline", alarm_id),
+                  *(self._key("notification", str(key)) for key in keys)],
+            args=[now_ms, lease_ms, CLAIM_TTL_S, *pairs])
+        return [int(x) for x in found]
 
     def renew_claim(self, key: NotificationKey, claimed_ms: int, now_ms: int) -> bool:
         """Restart the lease of this worker's claim made at ``claimed_ms``; ``False`` if the
