@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from concurrent.futures import Executor, ThreadPoolExecutor, wait
 from datetime import datetime, timezone
 from typing import Callable
@@ -39,6 +40,7 @@ from .schedule import BranchState, Switches, on_duty
 from .sending import LEASE_MS, SendingMixin
 from .site import Site
 from .store import Store
+from .store_branches import parse_seen
 
 __all__ = ["AlarmService", "Outcome", "LEASE_MS", "TICK_S", "LATE_MS"]
 
@@ -52,6 +54,18 @@ LATE_MS = 30_000
 TICK_S = 0.2
 
 Publish = Callable[[str, bytes], None]
+
+
+@dataclass(frozen=True)
+class AttemptPlan:
+    """One escalation attempt, planned: its pages, its timeline entry, and the wait (ms)
+    before the next attempt."""
+
+    number: int
+    now: int
+    planned: list[PlannedNotification]
+    timeline: dict[str, object]
+    wait_ms: int
 
 
 class AlarmService(SendingMixin, FollowupMixin, DeviceMessagesMixin):
@@ -71,6 +85,9 @@ class AlarmService(SendingMixin, FollowupMixin, DeviceMessagesMixin):
         # Alarms outrank troubles: device-trouble texts queue on their own small pool,
         # never in front of an alarm's pages.
         self.trouble_senders = ThreadPoolExecutor(2, thread_name_prefix="trouble")
+        #: Each branch's switches and overrides as last read (flat), to plan an alarm's
+        #: first attempt before raising it; the raise checks they are still current.
+        self._branch_seen: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
 
     def _now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -117,9 +134,19 @@ class AlarmService(SendingMixin, FollowupMixin, DeviceMessagesMixin):
         kind = self.site.kinds[alarm.kind]
         escalate = bool(kind.steps)
         # One round trip stores the alarm, leases its attempt 0 to this worker and reads the
-        # branch's state: the first pages leave without waiting for a timer or a thread.
-        raised = self.store.raise_leased(alarm, escalate=escalate,
-                                         lease_ms=LEASE_MS if escalate else 0)
+        # branch's state; attempt 0 is planned first from the state this worker saw last,
+        # and if that is still current its pages are claimed in the same trip.
+        seen = self._branch_seen.get(branch.id)
+        pre = None
+        if escalate and seen is not None:
+            switches, overrides = parse_seen(branch.id, seen, alarm.received_at_ms)
+            pre = self._plan_attempt(alarm, 0, switches, overrides, alarm.received_at_ms)
+        raised = self.store.raise_leased(
+            alarm, escalate=escalate, lease_ms=LEASE_MS if escalate else 0,
+            expect=seen if pre is not None else None,
+            claims=[item.key for item in pre.planned] if pre is not None else [],
+            timeline=pre.timeline if pre is not None else None)
+        self._branch_seen[branch.id] = raised.seen
         created = raised.created
         self._confirm(alarm)
         delay_ms = alarm.received_at_ms - alarm.pressed_at_ms
@@ -147,8 +174,11 @@ class AlarmService(SendingMixin, FollowupMixin, DeviceMessagesMixin):
                  alarm.branch, alarm.room, alarm.device)
         self.metrics.escalation_started(0.0)
         try:
-            self._attempt(alarm, 0, raised.switches, raised.overrides, alarm.received_at_ms,
-                          wait_here=False)
+            if raised.claimed:
+                self._dispatch(alarm, pre, [1] * len(pre.planned), wait_here=False)
+            else:
+                self._attempt(alarm, 0, raised.switches, raised.overrides,
+                              alarm.received_at_ms, wait_here=False)
         except Exception:  # stored and leased: the lease runs out and a timer runs it
             log.exception("alarm %s: attempt 0 failed to start; the escalation timers will "
                           "run it within %d ms", alarm.id, LEASE_MS)
@@ -225,6 +255,19 @@ class AlarmService(SendingMixin, FollowupMixin, DeviceMessagesMixin):
         entry in one round trip, and send them concurrently (calls first). The rest (waiting
         for the sends, delivery failure, scheduling the next attempt) runs here with
         ``wait_here``, else on the escalation pool, so the intake returns at once."""
+        planned = self._plan_attempt(alarm, number, switches, overrides, now)
+        if planned is None:
+            return
+        # The timeline says which attempt ran before it lists that attempt's pages.
+        claimed = self.store.claim_notifications(
+            alarm.id, [item.key for item in planned.planned], now, LEASE_MS,
+            timeline=planned.timeline)
+        self._dispatch(alarm, planned, claimed, wait_here=wait_here)
+
+    def _plan_attempt(self, alarm: Alarm, number: int, switches: Switches, overrides: list,
+                      now: int) -> "AttemptPlan | None":
+        """Who attempt ``number`` pages, from the branch's state at ``now`` (pure but for
+        stopping an escalation whose kind has no steps left in the config: ``None``)."""
         kind = self.site.kinds.get(alarm.kind)
         state = self.branch_state(alarm.branch, now, overrides, switches)
         steps = kind.policy(lone_worker=state is BranchState.LONE_WORKER) if kind else ()
@@ -232,35 +275,40 @@ class AlarmService(SendingMixin, FollowupMixin, DeviceMessagesMixin):
             log.error("alarm %s: kind %r has no escalation steps in the site config now; "
                       "it stays on the board for an operator", alarm.id, alarm.kind)
             self.store.stop_escalation(alarm.id)
-            return
+            return None
         current = attempt(steps, number)
         when = datetime.fromtimestamp(now / 1000, timezone.utc)
         planned = plan(self.site, alarm, steps, number, drill=state is BranchState.DRILL,
                        on_duty=lambda c: on_duty(c.phone, c.shifts, alarm.branch, when,
                                                  overrides),
                        reply_hint=self.public_url is not None)
-        # The timeline says which attempt ran before it lists that attempt's pages.
-        claimed = self.store.claim_notifications(
-            alarm.id, [item.key for item in planned], now, LEASE_MS,
-            timeline={"event": "escalation", "at_ms": now, "attempt": number,
-                      "step": current.step_index + 1, "round": current.round + 1,
-                      "branch_state": state, "notifications": len(planned)})
+        timeline = {"event": "escalation", "at_ms": now, "attempt": number,
+                    "step": current.step_index + 1, "round": current.round + 1,
+                    "branch_state": state, "notifications": len(planned)}
+        return AttemptPlan(number, now, planned, timeline, wait_after_ms(steps, number))
+
+    def _dispatch(self, alarm: Alarm, planned: "AttemptPlan", claimed: list[int], *,
+                  wait_here: bool) -> None:
+        """Send the pages this worker claimed (``claimed[i]`` for ``planned.planned[i]``:
+        0 not ours, 1 ours, > 1 a dead worker's claim taken over), then finish."""
+        number, now = planned.number, planned.now
         futures = []
-        for item, claim in zip(planned, claimed):
+        for item, claim in zip(planned.planned, claimed):
             if claim:
                 futures.append(self.senders.submit(self._send_claimed, item, now, claim))
             else:
                 log.info("notification %s already claimed: not sent again", item.key)
                 self.metrics.notification(str(item.key.channel), "skipped_claimed")
-        log.info("alarm %s attempt %d (step %d, round %d, %s): %d notification(s)", alarm.id,
-                 number, current.step_index + 1, current.round + 1, state, len(planned))
+        t = planned.timeline
+        log.info("alarm %s attempt %d (step %s, round %s, %s): %d notification(s)", alarm.id,
+                 number, t["step"], t["round"], t["branch_state"], len(planned.planned))
         started = now
-        if planned and not futures:
+        if planned.planned and not futures:
             # A re-run after its worker died: every page had gone out already. The next
             # attempt keeps the pace of when they went out, not of this re-run's lease.
             started = self.store.attempt_paged_at(alarm.id, number) or now
-        finish = (self._finish_attempt, alarm, number, planned, futures,
-                  max(now, started + wait_after_ms(steps, number)))
+        finish = (self._finish_attempt, alarm, number, planned.planned, futures,
+                  max(now, started + planned.wait_ms))
         if wait_here:
             finish[0](*finish[1:])
         else:

@@ -40,7 +40,7 @@ from typing import Any
 import redis
 
 from .lifecycle import AlarmEvent, transition
-from .model import Alarm
+from .model import Alarm, NotificationKey
 from .schedule import Override, Switches
 from .store_branches import BranchStoreMixin, _pairs, parse_overrides, parse_switches
 from .store_devices import COMMANDS_GROUP, COMMANDS_MAXLEN, DeviceStoreMixin
@@ -51,14 +51,18 @@ __all__ = ["Store", "Raised", "CLAIM_TTL_S", "parse_switches", "parse_overrides"
 
 _RAISE = """
 -- KEYS: alarm hash, active zset, timeline stream, escalations zset, escalation hash,
---       branch hash, branch overrides hash
+--       branch hash, branch overrides hash, then notification keys of attempt 0
 -- ARGV: channel, event json, received_at_ms, alarm id, escalate (1/0), lease_ms,
---       field/value pairs...
--- Returns {created 1/0, branch switches (flat), overrides (flat)}: what attempt 0 needs.
+--       n (alarm field/value pairs), the 2n pairs, expected branch state ('' for none),
+--       claim ttl_s, then the attempt's timeline field/value pairs
+-- Returns {created 1/0, branch switches (flat), overrides (flat), claimed 1/0}.
+-- The caller planned attempt 0 from the branch state it saw last; when the state is
+-- still that one, its pages are claimed here too, and it pages without another trip.
 local state = {redis.call('HGETALL', KEYS[6]), redis.call('HGETALL', KEYS[7])}
-if redis.call('EXISTS', KEYS[1]) == 1 then return {0, state[1], state[2]} end
+if redis.call('EXISTS', KEYS[1]) == 1 then return {0, state[1], state[2], 0} end
+local n = tonumber(ARGV[7])
 local fields = {}
-for i = 7, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 8, 7 + 2 * n do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', KEYS[1], unpack(fields))
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
 redis.call('XADD', KEYS[3], '*', 'event', 'raised', 'at_ms', ARGV[3])
@@ -69,7 +73,16 @@ if ARGV[5] == '1' then
   redis.call('ZADD', KEYS[4], tonumber(ARGV[3]) + tonumber(ARGV[6]), ARGV[4])
 end
 redis.call('PUBLISH', ARGV[1], ARGV[2])
-return {1, state[1], state[2]}
+local expected = ARGV[8 + 2 * n]
+local seen = table.concat(state[1], '\\31') .. '\\30' .. table.concat(state[2], '\\31')
+if expected == '' or expected ~= seen then return {1, state[1], state[2], 0} end
+local entry = {}
+for i = 10 + 2 * n, #ARGV do entry[#entry + 1] = ARGV[i] end
+if #entry > 0 then redis.call('XADD', KEYS[3], '*', unpack(entry)) end
+for k = 8, #KEYS do
+  redis.call('SET', KEYS[k], 'claimed:' .. ARGV[3], 'EX', ARGV[9 + 2 * n])
+end
+return {1, state[1], state[2], 1}
 """
 
 _CLAIM_DUE = """
@@ -127,6 +140,16 @@ class Raised:
     created: bool
     switches: Switches
     overrides: list[Override]
+    #: The branch state as read (switches and overrides, flat), to plan the next alarm's
+    #: attempt 0 from before raising it (see :meth:`Store.raise_leased`).
+    seen: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())
+    #: Attempt 0's pages were claimed with the alarm (the caller's plan was current).
+    claimed: bool = False
+
+
+def state_fingerprint(seen: tuple[tuple[str, ...], tuple[str, ...]]) -> str:
+    """How the raise script compares a branch state the caller saw with the current one."""
+    return "\x1f".join(seen[0]) + "\x1e" + "\x1f".join(seen[1])
 
 
 class Store(BranchStoreMixin, NotificationStoreMixin, DeviceStoreMixin):
@@ -169,21 +192,32 @@ class Store(BranchStoreMixin, NotificationStoreMixin, DeviceStoreMixin):
         one step; ``False`` if its id is already known (a redelivery)."""
         return self.raise_leased(alarm, escalate=escalate, lease_ms=0).created
 
-    def raise_leased(self, alarm: Alarm, *, escalate: bool, lease_ms: int) -> "Raised":
+    def raise_leased(self, alarm: Alarm, *, escalate: bool, lease_ms: int,
+                     expect: tuple[tuple[str, ...], tuple[str, ...]] | None = None,
+                     claims: list[NotificationKey] = (),
+                     timeline: dict[str, Any] | None = None) -> Raised:
         """:meth:`raise_alarm` in one round trip that also leases attempt 0 to the caller
         for ``lease_ms`` (0: due now, for the timers) and reads the branch's switches and
-        overrides, so the caller can page at once without reading anything else."""
+        overrides. With ``expect`` (a :attr:`Raised.seen` of an earlier raise) the caller
+        planned attempt 0 from that state: if it is still current, ``claims`` (attempt 0's
+        pages) are claimed and ``timeline`` (its escalation entry) written in the same
+        trip, and :attr:`Raised.claimed` is true."""
         event = json.dumps({"type": "alarm.raised", "alarm": alarm.to_json()})
         pairs = [x for kv in alarm.to_fields().items() for x in kv]
-        created, switches, overrides = self._raise(
+        entry = [str(x) for kv in (timeline or {}).items() for x in kv]
+        created, switches, overrides, claimed = self._raise(
             keys=[self._key("alarm", alarm.id), self._key("alarms", "active"),
                   self._key("timeline", alarm.id), self._key("escalations"),
                   self._key("escalation", alarm.id), self._key("branch", alarm.branch),
-                  self._key("overrides", alarm.branch)],
+                  self._key("overrides", alarm.branch),
+                  *(self._key("notification", str(key)) for key in claims)],
             args=[self.events_channel, event, alarm.received_at_ms, alarm.id,
-                  "1" if escalate else "0", lease_ms, *pairs])
+                  "1" if escalate else "0", lease_ms, len(pairs) // 2, *pairs,
+                  state_fingerprint(expect) if expect is not None else "", CLAIM_TTL_S,
+                  *entry])
         return Raised(bool(created), parse_switches(_pairs(switches)),
-                      parse_overrides(alarm.branch, _pairs(overrides), alarm.received_at_ms))
+                      parse_overrides(alarm.branch, _pairs(overrides), alarm.received_at_ms),
+                      (tuple(switches), tuple(overrides)), bool(claimed))
 
     # --- escalation timers ------------------------------------------------------
 

@@ -37,6 +37,13 @@ def parse_overrides(branch_id: str, raw: dict[str, str], now_ms: int) -> list[Ov
     return found
 
 
+def parse_seen(branch_id: str, seen: tuple[tuple[str, ...], tuple[str, ...]],
+               now_ms: int) -> tuple[Switches, list[Override]]:
+    """A branch state as a raise read it (flat switches and overrides: Raised.seen)."""
+    return (parse_switches(_pairs(list(seen[0]))),
+            parse_overrides(branch_id, _pairs(list(seen[1])), now_ms))
+
+
 class BranchStoreMixin:
     """Reads and writes a branch's switches and overrides; changes are published as events."""
 

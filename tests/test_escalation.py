@@ -423,3 +423,29 @@ def test_a_page_that_waited_for_a_sender_renews_its_claim_or_yields_to_a_takeove
     notifier.sent.clear()
     assert service._send_claimed(PlannedNotification(taken, contact, "x"), now) is None
     assert notifier.sent == []  # ... so this worker does not send it too
+
+
+def test_attempt_0_is_claimed_with_the_alarm_while_the_branch_state_is_unchanged(rig):
+    """The intake plans attempt 0 from the branch state it saw last and claims its pages in
+    the raise itself; a switch changed since then is noticed and the plan made again."""
+    service, clock, notifier, store = rig
+    trips = []
+    claim = store.claim_notifications
+    store.claim_notifications = lambda *a, **k: trips.append(a) or claim(*a, **k)
+    first = raise_alarm(service)
+    assert len(trips) == 1  # nothing seen yet: planned after the raise, claimed apart
+    paged = sorted(to for _, to, _ in notifier.sent)
+    notifier.sent.clear()
+    second = raise_alarm(service, device="main-ref-01")
+    assert len(trips) == 1  # claimed with the raise
+    assert sorted(to for _, to, _ in notifier.sent) == paged
+    assert [e["event"] for e in store.timeline(second)][:2] == ["raised", "escalation"]
+    assert store.raise_alarm(Alarm(second, "emergency", "main-ref-01", "main", "reference",
+                                   1, 1)) is False  # the claims did not make it twice
+    notifier.sent.clear()
+    store.set_branch_switches("main", by="Dana", now_ms=int(clock() * 1000),
+                              drill_until_ms=int(clock() * 1000) + 600_000)
+    drill = raise_alarm(service, device="main-child-01")
+    assert len(trips) == 2  # the drill switch changed the state: planned again
+    assert notifier.sent and all("drill" in text.lower() for _, _, text in notifier.sent)
+    assert first != second != drill
