@@ -13,11 +13,10 @@ import pytest
 
 from device.config import BrokerConfig, DeviceConfig, InputConfig
 from device.firmware import DeviceApp
-from device.protocol import Topics, new_alarm
 from hub.localservices import start_mosquitto, start_redis
 from hub.store import Store
 from tests.faults.harness import (RESUME_S, assert_none_lost, assert_nothing_paged_twice,
-                                  assert_resumed, due_monotonic, fast_site, pages, publisher,
+                                  assert_resumed, due_monotonic, fast_site, publisher,
                                   stop, wait_pages, wait_until, worker)
 from tests.faults.test_hub_kill import attempt_done, raise_alarms
 
