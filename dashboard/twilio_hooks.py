@@ -48,6 +48,9 @@ from .board import board_context, now_ms
 
 log = logging.getLogger(__name__)
 
+#: How long an inbound SMS's MessageSid is remembered to refuse replays, in seconds.
+SMS_SEEN_TTL_S = 7 * 24 * 3600
+
 bp = Blueprint("twilio", __name__, url_prefix="/twilio")
 
 EXTENSION = "haven.twilio"
@@ -218,6 +221,13 @@ def sms() -> Response:
         response.message(SMS_HELP)
         return _twiml(response)
     ctx = board_context()
+    message_sid = request.form.get("MessageSid", "")
+    if message_sid and not ctx.store.r.set(f"{ctx.store.prefix}:twilio-sms:{message_sid}", 1,
+                                           nx=True, ex=SMS_SEEN_TTL_S):
+        # A correctly signed request seen before: a replay (or Twilio retrying after a
+        # timeout). It must not acknowledge an alarm raised since the reply was sent.
+        log.warning("SMS %s from %s seen before: ignored", message_sid, sender)
+        return _twiml(response)
     paged = [a for a in ctx.store.active_alarms() if _was_paged(ctx.store, a.id, sender)]
     raised = next((a for a in paged if a.state is AlarmState.RAISED), None)
     if raised is not None:

@@ -195,6 +195,7 @@ def parse_device_config(data: dict[str, Any], source: str = "<device>") -> Devic
                                                ("not_delivered_after_s", 10.0, 1, 300),
                                                ("resend_every_s", 5.0, 0.5, 300),
                                                ("cancel_window_s", 10.0, 0, 120))}
+    outbox = r.get(dev, "device", "outbox", str, "/var/lib/haven/outbox.sqlite3")
     battery = r.get(dev, "device", "battery_reader", str)
     if battery:
         from .health import load_reader
@@ -219,9 +220,7 @@ def parse_device_config(data: dict[str, Any], source: str = "<device>") -> Devic
     if problems:
         raise DeviceConfigError("\n".join(problems))
     return DeviceConfig(device_id=device_id, broker=broker, inputs=inputs, outputs=outputs,
-                        outbox=r.get(dev, "device", "outbox", str,
-                                     "/var/lib/haven/outbox.sqlite3"),
-                        battery_reader=battery or None, **timings)
+                        outbox=outbox, battery_reader=battery or None, **timings)
 
 
 def _broker(r: _Reader, data: dict) -> BrokerConfig:

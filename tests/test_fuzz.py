@@ -439,14 +439,10 @@ def test_the_device_loader_answers_every_wrong_field_with_file_and_field():
             pytest.fail(f"{name} {what}: {type(exc).__name__}: {exc}")
         if wrong:
             loaded_wrong.append(f"{name} {what}")
-    known = [w for w in loaded_wrong if " outbox " in w]  # the xfail below
-    assert not set(loaded_wrong) - set(known), f"wrong values loaded silently: {loaded_wrong}"
+    assert not loaded_wrong, f"wrong values loaded silently: {loaded_wrong}"
     assert len(DEVICE_CASES) > 100
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "device/config.py parse_device_config reads [device] outbox after its 'if problems: "
-    "raise', so a wrong type is dropped silently and the default path used"))
 def test_a_device_outbox_of_the_wrong_type_is_refused():
     text = device_example("device-wall.toml").replace(
         'outbox = "/var/lib/haven/outbox.sqlite3"', "outbox = 42")
@@ -704,9 +700,6 @@ def form_client():
     return app, store, logged_in_client(app, store, "ari", "admin")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "dashboard/twilio_hooks.py sms(): signatures carry no time and MessageSid is not "
-    "remembered, so a replayed 'Reply 1' acknowledges the number's newer alarm"))
 def test_a_replayed_sms_reply_does_not_acknowledge_a_later_alarm():
     _, store, client = hook_app()
     form = {"From": CIRC[0], "Body": "1", "MessageSid": "SM" + "1" * 32}
