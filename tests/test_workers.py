@@ -40,6 +40,11 @@ def publisher(mosquitto):
     return client
 
 
+def is_page(request) -> bool:
+    """An alarm's page (it names its alarm by reference), not a device-trouble text."""
+    return re.search(r"Ref \w{8}", request.form.get("Body", "")) is not None
+
+
 def test_two_workers_share_500_alarms_with_no_loss_and_no_double_page(
         tmp_path, mosquitto, redis_service, fake_twilio, sample_site):
     workers = [start_worker(f"w{i}", tmp_path, SAMPLE_SITE, mosquitto, redis_service,
@@ -53,7 +58,7 @@ def test_two_workers_share_500_alarms_with_no_loss_and_no_double_page(
         for alarm in alarms[:50]:  # redeliveries must not page again
             client.publish(Topics().alarm(alarm.device), alarm.to_json(), qos=1)
         per_alarm = len(sample_site.recipients("assist", "main"))
-        got = fake_twilio.wait_for(500 * per_alarm, timeout=60)
+        got = fake_twilio.wait_for(500 * per_alarm, timeout=60, match=is_page)
         time.sleep(1.0)
     finally:
         client.loop_stop()
@@ -62,8 +67,10 @@ def test_two_workers_share_500_alarms_with_no_loss_and_no_double_page(
             proc.terminate()
             proc.wait(15)
     assert len(got) == 500 * per_alarm
+    # (on a slow box the run outlasts the supervisor's 45 s: IT gets device-trouble texts
+    # for the sample devices that never connected; those are not alarm pages)
     pages = [(re.search(r"Ref (\w{8})", r.form["Body"]).group(1), r.form["To"])
-             for r in fake_twilio.accepted()]
+             for r in fake_twilio.accepted() if is_page(r)]
     assert len(pages) == len(set(pages)) == 500 * per_alarm   # nobody paged twice
     assert {ref for ref, _ in pages} == {a.alarm_id[:8] for a in alarms}  # none lost
     handled = [log.read_text().count("escalating") for _, log in workers]
