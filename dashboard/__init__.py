@@ -39,6 +39,10 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' 
        "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 
 
+#: The largest request body the dashboard reads, in bytes.
+MAX_REQUEST_BYTES = 256 * 1024
+
+
 def create_app(site: Site, store: Store, *, demo_control_url: str | None = None,
                test_config: dict[str, Any] | None = None,
                twilio_auth_token: str | None = None, public_url: str | None = None,
@@ -76,7 +80,10 @@ def create_app(site: Site, store: Store, *, demo_control_url: str | None = None,
         HAVEN_SSE_HEARTBEAT_S=5.0, SECRET_KEY=secret_key or secrets.token_hex(32),
         SESSION_COOKIE_NAME="haven_session", SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
-        SESSION_COOKIE_SECURE=bool(public_url and public_url.startswith("https://")))
+        SESSION_COOKIE_SECURE=bool(public_url and public_url.startswith("https://")),
+        # Forms and Twilio's webhooks are a few KB: a bigger body is refused (413) before
+        # it is parsed, so an unsigned 2 MB post costs nothing.
+        MAX_CONTENT_LENGTH=MAX_REQUEST_BYTES)
     if test_config:
         app.config.update(test_config)
     app.extensions["haven"] = board.BoardContext(site, store, demo_control_url)

@@ -292,3 +292,11 @@ def test_a_call_answered_by_voicemail_is_followed_up(client, fake_store, answere
     queued = fake_store.read_followups("t", block_ms=5)
     assert [(f["key"], f["status"]) for _, f in queued] == (
         [(f"{a.id}:0:+12065550101:call", "voicemail")] if followed_up else [])
+
+
+def test_an_oversized_webhook_is_refused_before_it_is_parsed(sample_site, fake_store):
+    from dashboard import MAX_REQUEST_BYTES, create_app
+    app = create_app(sample_site, fake_store, twilio_auth_token="t",
+                     test_config={"TESTING": True})
+    reply = app.test_client().post("/twilio/sms", data={"Body": "x" * (MAX_REQUEST_BYTES + 1)})
+    assert reply.status_code == 413
