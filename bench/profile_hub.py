@@ -20,7 +20,6 @@ import argparse
 import collections
 import cProfile
 import marshal
-import os
 import pstats
 import signal
 import sys
