@@ -86,9 +86,10 @@ class HubMqtt:
         self._retrier = threading.Thread(target=self._retry_loop, name="hub-store-retry",
                                          daemon=True)
 
-    def publish(self, topic: str, payload: bytes) -> None:
-        """QoS 1 publish; while disconnected paho queues it in memory and sends on reconnect."""
-        info = self.client.publish(topic, payload, qos=1)
+    def publish(self, topic: str, payload: bytes, qos: int = 1) -> None:
+        """QoS 1 publish (default); while disconnected paho queues it in memory and sends on
+        reconnect. QoS 0 only for what the receiver asks for again if it is lost."""
+        info = self.client.publish(topic, payload, qos=qos)
         if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
             log.error("publish to %s failed: %s", topic, mqtt.error_string(info.rc))
 
