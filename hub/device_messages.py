@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 
 from device.protocol import (EVENT_CANCEL, EVENT_CHECKIN, EVENT_SAFE_ROOM_LEFT, EVENT_SELFTEST,
-                             decode_event, decode_status)
+                             ProtocolError, decode_event, decode_status)
 
 from .lifecycle import AlarmEvent, IllegalTransition
 from .outcome import Outcome
@@ -22,6 +22,36 @@ class DeviceMessagesMixin:
     """Applies device status and event messages."""
 
     def _status(self, topic: str, payload: bytes, retained: bool = False) -> Outcome:
+        status = self._read_status(topic, payload, retained)
+        if isinstance(status, Outcome):
+            return status
+        self.store.set_device_statuses([status])
+        return Outcome.STATUS
+
+    def handle_statuses(self, messages: list[tuple[str, bytes, bool]]) -> list[Outcome]:
+        """Status messages ``(topic, payload, retained)`` stored in one round trip (the MQTT
+        edge batches heartbeats); each bad one is rejected on its own. Raises only for an
+        unreachable store, and then stores none of them."""
+        outcomes, statuses = [], []
+        for topic, payload, retained in messages:
+            try:
+                status = self._read_status(topic, payload, retained)
+            except ProtocolError as exc:
+                status = self._reject(topic, str(exc))
+            if isinstance(status, Outcome):
+                outcomes.append(status)
+            else:
+                statuses.append(status)
+                outcomes.append(Outcome.STATUS)
+        self.store.set_device_statuses(statuses)
+        for outcome in outcomes:
+            if outcome is Outcome.STATUS:
+                self.metrics.message("status", outcome)
+        return outcomes
+
+    def _read_status(self, topic: str, payload: bytes, retained: bool):
+        """A status message as the store's (device, state, at_ms, firmware, health) tuple,
+        or the Outcome of rejecting it (an unknown device). Raises ProtocolError."""
         msg = decode_status(topic, payload, topics=self.topics)
         if msg.device not in self.site.devices:
             return self._reject(topic, f"topic {topic}: field 'device': {msg.device!r} is not "
@@ -31,9 +61,7 @@ class DeviceMessagesMixin:
             # Only a live heartbeat proves the device is alive now: a retained one replayed
             # after a hub restart must not hide a device that died with the broker.
             health["heartbeat_ms"] = self._now_ms()
-        self.store.set_device_status(msg.device, msg.state, msg.at or self._now_ms(),
-                                     msg.firmware, **health)
-        return Outcome.STATUS
+        return msg.device, msg.state, msg.at or self._now_ms(), msg.firmware, health
 
     def _event(self, topic: str, payload: bytes) -> Outcome:
         msg = decode_event(topic, payload, topics=self.topics)

@@ -31,6 +31,8 @@ from paho.mqtt.properties import Properties
 from device.protocol import Topics
 from device.transport import tcp_nodelay
 
+from .statusbatch import StatusBatcher
+
 from .settings import BrokerTls
 
 log = logging.getLogger("haven.mqtt")
@@ -64,10 +66,15 @@ class HubMqtt:
 
     def __init__(self, broker: BrokerAddress, handler: Callable[[str, bytes], object], *,
                  client_id: str, topics: Topics = Topics(), share_group: str = "haven-hub",
-                 tls: BrokerTls | None = None):
+                 tls: BrokerTls | None = None,
+                 status_batch: Callable[[list[tuple[str, bytes, bool]]], object] | None = None):
         """``tls``: connect over TLS, checking the broker against ``tls.ca_file`` and
-        showing the hub's client certificate (its CN is the hub's broker identity)."""
+        showing the hub's client certificate (its CN is the hub's broker identity).
+        ``status_batch``: store status messages in batches (hub.statusbatch) instead of
+        one by one through ``handler``."""
         self.broker, self.handler, self.topics = broker, handler, topics
+        self._statuses = None if status_batch is None else StatusBatcher(
+            status_batch, lambda m: self.client.ack(m.mid, m.qos))
         self.share_group = share_group
         self.ready = threading.Event()
         self._retry: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
@@ -124,6 +131,9 @@ class HubMqtt:
             log.error("lost the broker (%s): reconnecting", reason_code)
 
     def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
+        if self._statuses is not None and msg.topic.endswith("/status"):
+            self._statuses.put(msg)
+            return
         if not self._retry.empty():  # keep order behind messages waiting for the store
             self._retry.put(msg)
             return
@@ -170,10 +180,14 @@ class HubMqtt:
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = SESSION_EXPIRY_S
         self._retrier.start()
+        if self._statuses is not None:
+            self._statuses.start()
         self.client.connect_async(self.broker.host, self.broker.port, keepalive=KEEPALIVE_S,
                                   clean_start=False, properties=props)
         self.client.loop_forever(retry_first_connection=True)
 
     def stop(self) -> None:
         self._stopping.set()
+        if self._statuses is not None:
+            self._statuses.stop()
         self.client.disconnect()

@@ -30,14 +30,23 @@ class DeviceStoreMixin:
     def set_device_status(self, device_id: str, state: str, at_ms: int,
                           firmware: str | None = None, **health: Any) -> None:
         """A status (and a heartbeat's health readings) in one round trip."""
-        fields: dict[str, Any] = {"state": state, "since_ms": at_ms}
-        if firmware:
-            fields["firmware"] = firmware
-        fields.update({k: "" if v is None else str(v) for k, v in health.items()})
+        self.set_device_statuses([(device_id, state, at_ms, firmware, health)])
+
+    def set_device_statuses(self, statuses: list[tuple[str, str, int, str | None, dict]]
+                            ) -> None:
+        """Statuses ``(device, state, at_ms, firmware, health)``, in order, in one round
+        trip (no transaction: each is whole on its own)."""
+        if not statuses:
+            return
         pipe = self.r.pipeline(transaction=False)
-        pipe.hset(self._key("device", device_id), mapping=fields)
-        pipe.publish(self.events_channel, json.dumps(
-            {"type": "device.status", "device": device_id, "state": state}))
+        for device_id, state, at_ms, firmware, health in statuses:
+            fields: dict[str, Any] = {"state": state, "since_ms": at_ms}
+            if firmware:
+                fields["firmware"] = firmware
+            fields.update({k: "" if v is None else str(v) for k, v in health.items()})
+            pipe.hset(self._key("device", device_id), mapping=fields)
+            pipe.publish(self.events_channel, json.dumps(
+                {"type": "device.status", "device": device_id, "state": state}))
         pipe.execute()
 
     def device_status(self, device_id: str) -> dict[str, str]:

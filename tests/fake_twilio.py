@@ -284,6 +284,10 @@ class FakeTwilio:
 class _QuietServer(ThreadingHTTPServer):
     """Says nothing when a client hangs up on an answer (a hub killed mid-request)."""
 
+    # socketserver's default backlog is 5: a burst of new connections (a storm, several
+    # workers starting their pools) was reset, which the real API does not do.
+    request_queue_size = 128
+
     def handle_error(self, request, client_address):
         import sys
         if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
