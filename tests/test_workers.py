@@ -172,3 +172,40 @@ def test_redis_restarted_mid_escalation_carries_on_from_its_append_only_file(
     for r in fake_twilio.accepted():
         per_phone[r.form["To"]] = per_phone.get(r.form["To"], 0) + 1
     assert max(per_phone.values()) <= len(set(ran)), per_phone  # one SMS per attempt at most
+
+
+def test_workers_read_retained_statuses_and_store_live_ones_in_order(
+        tmp_path, mosquitto, redis_service, fake_twilio):
+    """Statuses come on a plain subscription: retained ones (a device's last word) reach a
+    worker that starts later, and each worker stores a device's statuses in order, so its
+    latest word is the one that stays."""
+    from device.protocol import Health, StatusMessage
+    from hub.store import Store
+    client = publisher(mosquitto)
+    store = Store.from_url(redis_service.url)
+    offline = StatusMessage(device="west-front-01", state="offline", at=1_000)
+    client.publish(Topics().status("west-front-01"), offline.to_json(), qos=1,
+                   retain=True).wait_for_publish(2)
+    workers = [start_worker(f"w{i}", tmp_path, SAMPLE_SITE, mosquitto, redis_service,
+                            fake_twilio) for i in (1, 2)]
+    try:
+        deadline = time.monotonic() + 5  # the retained word reached the store
+        while store.device_status("west-front-01").get("state") != "offline":
+            assert time.monotonic() < deadline, "the retained status was not read"
+            time.sleep(0.02)
+        for n in range(40):  # live heartbeats, batched: the last one is what stays
+            beat = StatusMessage(device="main-circ-01", state="online", at=2_000 + n,
+                                 health=Health(uptime_s=n, battery_pct=90, outbox=0))
+            client.publish(Topics().status("main-circ-01"), beat.to_json(), qos=1)
+        deadline = time.monotonic() + 5
+        while store.device_status("main-circ-01").get("since_ms") != str(2_039):
+            assert time.monotonic() < deadline, store.device_status("main-circ-01")
+            time.sleep(0.02)
+        assert "heartbeat_ms" not in store.device_status("west-front-01")  # retained only
+    finally:
+        client.loop_stop()
+        client.disconnect()
+        for proc, _ in workers:
+            proc.terminate()
+            proc.wait(15)
+        store.r.close()
