@@ -190,6 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
     hub.set_defaults(func=cmd_hub)
 
     dash = sub.add_parser("dashboard", help="serve the operator dashboard")
+    dash.add_argument("action", nargs="?", choices=["run"], default="run",
+                      help="'haven dashboard run' and 'haven dashboard' are the same")
     dash.add_argument("--site", help="site config (env HAVEN_SITE)")
     dash.add_argument("--redis", help="Redis URL (env HAVEN_REDIS_URL)")
     dash.add_argument("--host", default="127.0.0.1")
