@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from functools import partial
 from concurrent.futures import Executor, ThreadPoolExecutor, wait
 from datetime import datetime, timezone
 from typing import Callable
@@ -183,8 +184,9 @@ class AlarmService(SendingMixin, FollowupMixin, DeviceMessagesMixin):
             if raised.claimed:
                 self._dispatch(alarm, pre, [1] * len(pre.planned), wait_here=False)
             else:
-                self._attempt(alarm, 0, raised.switches, raised.overrides,
-                              alarm.received_at_ms, wait_here=False)
+                switches, overrides = parse_seen(branch.id, raised.seen, alarm.received_at_ms)
+                self._attempt(alarm, 0, switches, overrides, alarm.received_at_ms,
+                              wait_here=False)
         except Exception:  # stored and leased: the lease runs out and a timer runs it
             log.exception("alarm %s: attempt 0 failed to start; the escalation timers will "
                           "run it within %d ms", alarm.id, LEASE_MS)
@@ -313,12 +315,12 @@ class AlarmService(SendingMixin, FollowupMixin, DeviceMessagesMixin):
             # A re-run after its worker died: every page had gone out already. The next
             # attempt keeps the pace of when they went out, not of this re-run's lease.
             started = self.store.attempt_paged_at(alarm.id, number) or now
-        finish = (self._finish_attempt, alarm, number, planned.planned, futures,
-                  max(now, started + planned.wait_ms))
+        finish = partial(self._finish_attempt, alarm, number, planned.planned, futures,
+                         max(now, started + planned.wait_ms))
         if wait_here:
-            finish[0](*finish[1:])
+            finish()
         else:
-            self.escalators.submit(*finish)
+            self.escalators.submit(finish)
 
     def _finish_attempt(self, alarm: Alarm, number: int, planned: list[PlannedNotification],
                         futures: list, next_due_ms: int) -> None:

@@ -41,8 +41,7 @@ import redis
 
 from .lifecycle import AlarmEvent, transition
 from .model import Alarm, NotificationKey
-from .schedule import Override, Switches
-from .store_branches import BranchStoreMixin, _pairs, parse_overrides, parse_switches
+from .store_branches import BranchStoreMixin, parse_overrides, parse_switches
 from .store_devices import COMMANDS_GROUP, COMMANDS_MAXLEN, DeviceStoreMixin
 from .store_notifications import (_CLAIM_MANY, _LEASE_DUE, _RECORD, _RENEW,
                                   CLAIM_TTL_S, NotificationStoreMixin)
@@ -135,13 +134,11 @@ return 1
 @dataclass(frozen=True)
 class Raised:
     """What :meth:`Store.raise_leased` found: whether the alarm is new, and its branch's
-    switches and overrides at that moment."""
+    state at that moment."""
 
     created: bool
-    switches: Switches
-    overrides: list[Override]
-    #: The branch state as read (switches and overrides, flat), to plan the next alarm's
-    #: attempt 0 from before raising it (see :meth:`Store.raise_leased`).
+    #: The branch's switches and overrides as read (flat; hub.store_branches.parse_seen
+    #: reads them), also to plan the next alarm's attempt 0 before raising it.
     seen: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())
     #: Attempt 0's pages were claimed with the alarm (the caller's plan was current).
     claimed: bool = False
@@ -215,9 +212,7 @@ class Store(BranchStoreMixin, NotificationStoreMixin, DeviceStoreMixin):
                   "1" if escalate else "0", lease_ms, len(pairs) // 2, *pairs,
                   state_fingerprint(expect) if expect is not None else "", CLAIM_TTL_S,
                   *entry])
-        return Raised(bool(created), parse_switches(_pairs(switches)),
-                      parse_overrides(alarm.branch, _pairs(overrides), alarm.received_at_ms),
-                      (tuple(switches), tuple(overrides)), bool(claimed))
+        return Raised(bool(created), (tuple(switches), tuple(overrides)), bool(claimed))
 
     # --- escalation timers ------------------------------------------------------
 
