@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import select
 import threading
 import time
 from dataclasses import dataclass
@@ -42,6 +43,9 @@ log = logging.getLogger("haven.mqtt")
 SESSION_EXPIRY_S = 24 * 3600
 #: Seconds between MQTT keepalive pings: a dead broker is noticed within ~1.5x this.
 KEEPALIVE_S = 10
+#: The most messages read from the socket before the alarms and events among them are
+#: handled (a burst); fewer when the socket has no more waiting.
+READ_BATCH = 64
 #: Retry delays while the store is unreachable, in seconds.
 RETRY_MIN_S, RETRY_MAX_S = 0.2, 5.0
 
@@ -60,6 +64,19 @@ class BrokerAddress:
         return cls(host, int(port))
 
 
+def _readable(sock) -> bool:
+    """True when more bytes wait on paho's socket (TLS: decrypted ones count too)."""
+    if sock is None:
+        return False
+    pending = getattr(sock, "pending", None)
+    if pending is not None and pending() > 0:
+        return True
+    try:
+        return bool(select.select([sock], [], [], 0)[0])
+    except (OSError, ValueError):
+        return False
+
+
 class HubMqtt:
     """Runs the hub's MQTT client. ``handler(topic, payload, retained=...)`` raises
     RedisError to defer the message."""
@@ -67,15 +84,22 @@ class HubMqtt:
     def __init__(self, broker: BrokerAddress, handler: Callable[[str, bytes], object], *,
                  client_id: str, topics: Topics = Topics(), share_group: str = "haven-hub",
                  tls: BrokerTls | None = None,
-                 status_batch: Callable[[list[tuple[str, bytes, bool]]], object] | None = None):
+                 status_batch: Callable[[list[tuple[str, bytes, bool]]], object] | None = None,
+                 batch_handler: Callable[[list[tuple[str, bytes, bool]]], object] | None = None):
         """``tls``: connect over TLS, checking the broker against ``tls.ca_file`` and
         showing the hub's client certificate (its CN is the hub's broker identity).
         ``status_batch``: store status messages in batches (hub.statusbatch) instead of
-        one by one through ``handler``."""
+        one by one through ``handler``. ``batch_handler``: handle the alarms and events
+        read from the socket together in one call (``hub.service.AlarmService.handle_batch``:
+        a burst costs one Redis round trip per read, not per alarm); raises like
+        ``handler``."""
         self.broker, self.handler, self.topics = broker, handler, topics
         self._statuses = None if status_batch is None else StatusBatcher(
             status_batch, lambda m: self.client.ack(m.mid, m.qos))
         self.share_group = share_group
+        self.batch_handler = batch_handler
+        #: Alarms and events read in the current pass over the socket, handled at its end.
+        self._batch: list[mqtt.MQTTMessage] = []
         self.ready = threading.Event()
         self._retry: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
         self._stopping = threading.Event()
@@ -90,6 +114,9 @@ class HubMqtt:
         self.client.on_disconnect = self._on_disconnect
         self.client.on_subscribe = self._on_subscribe
         self.client.on_message = self._on_message
+        if batch_handler is not None:
+            self._read_one = self.client.loop_read
+            self.client.loop_read = self._loop_read  # paho's loop calls self.loop_read()
         self._retrier = threading.Thread(target=self._retry_loop, name="hub-store-retry",
                                          daemon=True)
 
@@ -130,9 +157,45 @@ class HubMqtt:
         if not self._stopping.is_set():
             log.error("lost the broker (%s): reconnecting", reason_code)
 
+    def _loop_read(self, max_packets: int = 1) -> mqtt.MQTTErrorCode:
+        """paho's read step, extended: read every message already waiting on the socket
+        (up to ``READ_BATCH``), then handle the alarms and events among them together."""
+        try:
+            for _ in range(READ_BATCH):
+                rc = self._read_one(max_packets)
+                if rc != mqtt.MQTT_ERR_SUCCESS or not _readable(self.client.socket()):
+                    return rc
+            return rc
+        finally:
+            if self._batch:
+                batch, self._batch = self._batch, []
+                self._handle_batch(batch)
+
+    def _handle_batch(self, batch: list[mqtt.MQTTMessage]) -> None:
+        if not self._retry.empty():  # keep order behind messages waiting for the store
+            for msg in batch:
+                self._retry.put(msg)
+            return
+        try:
+            self.batch_handler([(m.topic, m.payload, bool(m.retain)) for m in batch])
+        except redis.RedisError as exc:
+            log.error("store unreachable (%s): holding %d message(s) unacknowledged and "
+                      "retrying", exc, len(batch))
+            for msg in batch:
+                self._retry.put(msg)
+            return
+        except Exception:
+            log.exception("handling %d message(s) failed; left unacknowledged", len(batch))
+            return
+        for msg in batch:
+            self.client.ack(msg.mid, msg.qos)
+
     def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
         if self._statuses is not None and msg.topic.endswith("/status"):
             self._statuses.put(msg)
+            return
+        if self.batch_handler is not None:
+            self._batch.append(msg)
             return
         if not self._retry.empty():  # keep order behind messages waiting for the store
             self._retry.put(msg)

@@ -149,7 +149,7 @@ def run_hub(settings: HubSettings) -> None:
         log.info("metrics on http://127.0.0.1:%d/metrics", metrics_server.port)
     mqtt = HubMqtt(BrokerAddress.parse(settings.broker), service.handle,
                    client_id=settings.hub_id, topics=topics, tls=settings.broker_tls,
-                   status_batch=service.handle_statuses)
+                   status_batch=service.handle_statuses, batch_handler=service.handle_batch)
     mqtt_box.append(mqtt)
     forwarder = CommandForwarder(Store.from_url(settings.redis_url), mqtt.publish,
                                  consumer=settings.hub_id, topics=topics,

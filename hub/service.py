@@ -20,6 +20,7 @@ The decisions (who gets what, when) are pure: :mod:`hub.escalation`.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from functools import partial
@@ -40,7 +41,7 @@ from .outcome import Outcome
 from .schedule import BranchState, Switches, on_duty
 from .sending import LEASE_MS, SendingMixin
 from .site import Site
-from .store import Store
+from .store import Raised, RaiseRequest, Store
 from .store_branches import parse_seen
 
 __all__ = ["AlarmService", "Outcome", "LEASE_MS", "TICK_S", "LATE_MS"]
@@ -67,6 +68,30 @@ class AttemptPlan:
     planned: list[PlannedNotification]
     timeline: dict[str, object]
     wait_ms: int
+
+
+class _Countdown:
+    """Calls ``then`` once, on the thread that calls it for the ``count``-th time."""
+
+    def __init__(self, count: int, then: Callable[[], None]):
+        self._left, self._then, self._lock = count, then, threading.Lock()
+
+    def __call__(self) -> None:
+        with self._lock:
+            self._left -= 1
+            last = self._left == 0
+        if last:
+            self._then()
+
+
+@dataclass(frozen=True)
+class _Intake:
+    """An alarm message validated and placed, with its attempt 0 planned if possible, and
+    the raise that will store it."""
+
+    alarm: Alarm
+    pre: AttemptPlan | None
+    request: RaiseRequest
 
 
 class AlarmService(SendingMixin, FollowupMixin, DeviceMessagesMixin):
@@ -128,7 +153,56 @@ class AlarmService(SendingMixin, FollowupMixin, DeviceMessagesMixin):
                              topic=topic)
         return Outcome.REJECTED
 
+    def handle_batch(self, messages: list[tuple[str, bytes, bool]]) -> list[Outcome]:
+        """:meth:`handle` for messages read from the broker together (``(topic, payload,
+        retained)``), in order: consecutive alarms are stored in one Redis round trip, so a
+        burst costs a round trip per read, not per alarm. Raises like :meth:`handle` (the
+        caller then acknowledges none of them; the redelivered ones already stored are
+        confirmed again, not paged again)."""
+        outcomes: list[Outcome] = []
+        intakes: list[tuple[int, "_Intake"]] = []
+        for topic, payload, retained in messages:
+            try:
+                is_alarm = self.topics.parse(topic)[1] == "alarm"
+            except ProtocolError:
+                is_alarm = False
+            if not is_alarm:  # events keep their place after the alarms before them
+                self._raise_intakes(intakes, outcomes)
+                outcomes.append(self.handle(topic, payload, retained=retained))
+                continue
+            try:
+                intake = self._intake(topic, payload)
+            except ProtocolError as exc:
+                outcomes.append(self._reject(topic, str(exc)))
+                continue
+            if isinstance(intake, Outcome):
+                outcomes.append(intake)
+            else:
+                intakes.append((len(outcomes), intake))
+                outcomes.append(Outcome.IGNORED)  # replaced once raised
+        self._raise_intakes(intakes, outcomes)
+        return outcomes
+
+    def _raise_intakes(self, intakes: list[tuple[int, "_Intake"]],
+                       outcomes: list[Outcome]) -> None:
+        """Raise the alarms gathered so far in one round trip, then confirm and page each."""
+        if not intakes:
+            return
+        raised = self.store.raise_many([intake.request for _, intake in intakes])
+        for (index, intake), result in zip(intakes, raised):
+            outcomes[index] = self._raised(intake, result)
+            self.metrics.message("alarm", outcomes[index])
+        intakes.clear()
+
     def _alarm(self, topic: str, payload: bytes) -> Outcome:
+        intake = self._intake(topic, payload)
+        if isinstance(intake, Outcome):
+            return intake
+        return self._raised(intake, self.store.raise_many([intake.request])[0])
+
+    def _intake(self, topic: str, payload: bytes) -> "_Intake | Outcome":
+        """Validate and place an alarm message, and plan its attempt 0 from the branch
+        state this worker saw last (checked by the raise). Raises ProtocolError."""
         msg = decode_alarm(topic, payload, topics=self.topics, kinds=self.site.kinds.keys())
         place = self.site.locate(msg.device)
         if place is None:
@@ -138,8 +212,7 @@ class AlarmService(SendingMixin, FollowupMixin, DeviceMessagesMixin):
         branch, room = place
         alarm = Alarm(id=msg.alarm_id, kind=msg.kind, device=msg.device, branch=branch.id,
                       room=room.id, pressed_at_ms=msg.pressed_at, received_at_ms=self._now_ms())
-        kind = self.site.kinds[alarm.kind]
-        escalate = bool(kind.steps)
+        escalate = bool(self.site.kinds[alarm.kind].steps)
         # One round trip stores the alarm, leases its attempt 0 to this worker and reads the
         # branch's state; attempt 0 is planned first from the state this worker saw last,
         # and if that is still current its pages are claimed in the same trip.
@@ -148,12 +221,18 @@ class AlarmService(SendingMixin, FollowupMixin, DeviceMessagesMixin):
         if escalate and seen is not None:
             switches, overrides = parse_seen(branch.id, seen, alarm.received_at_ms)
             pre = self._plan_attempt(alarm, 0, switches, overrides, alarm.received_at_ms)
-        raised = self.store.raise_leased(
-            alarm, escalate=escalate, lease_ms=LEASE_MS if escalate else 0,
+        request = RaiseRequest(
+            alarm, escalate, LEASE_MS if escalate else 0,
             expect=seen if pre is not None else None,
-            claims=[item.key for item in pre.planned] if pre is not None else [],
+            claims=tuple(item.key for item in pre.planned) if pre is not None else (),
             timeline=pre.timeline if pre is not None else None)
-        self._branch_seen[branch.id] = raised.seen
+        return _Intake(alarm, pre, request)
+
+    def _raised(self, intake: "_Intake", raised: Raised) -> Outcome:
+        """The alarm is stored (or was known): confirm it to the device, then page."""
+        alarm, pre = intake.alarm, intake.pre
+        kind = self.site.kinds[alarm.kind]
+        self._branch_seen[alarm.branch] = raised.seen
         created = raised.created
         self._confirm(alarm)
         delay_ms = alarm.received_at_ms - alarm.pressed_at_ms
@@ -184,7 +263,8 @@ class AlarmService(SendingMixin, FollowupMixin, DeviceMessagesMixin):
             if raised.claimed:
                 self._dispatch(alarm, pre, [1] * len(pre.planned), wait_here=False)
             else:
-                switches, overrides = parse_seen(branch.id, raised.seen, alarm.received_at_ms)
+                switches, overrides = parse_seen(alarm.branch, raised.seen,
+                                                 alarm.received_at_ms)
                 self._attempt(alarm, 0, switches, overrides, alarm.received_at_ms,
                               wait_here=False)
         except Exception:  # stored and leased: the lease runs out and a timer runs it
@@ -298,40 +378,52 @@ class AlarmService(SendingMixin, FollowupMixin, DeviceMessagesMixin):
     def _dispatch(self, alarm: Alarm, planned: "AttemptPlan", claimed: list[int], *,
                   wait_here: bool) -> None:
         """Send the pages this worker claimed (``claimed[i]`` for ``planned.planned[i]``:
-        0 not ours, 1 ours, > 1 a dead worker's claim taken over), then finish."""
+        0 not ours, 1 ours, > 1 a dead worker's claim taken over), then finish: here with
+        ``wait_here``, else on the sender thread that completes the last page (no thread
+        sits waiting for an attempt's pages)."""
         number, now = planned.number, planned.now
-        futures = []
+        ours = [(item, claim) for item, claim in zip(planned.planned, claimed) if claim]
         for item, claim in zip(planned.planned, claimed):
-            if claim:
-                futures.append(self.senders.submit(self._send_claimed, item, now, claim))
-            else:
+            if not claim:
                 log.info("notification %s already claimed: not sent again", item.key)
                 self.metrics.notification(str(item.key.channel), "skipped_claimed")
         t = planned.timeline
         log.info("alarm %s attempt %d (step %s, round %s, %s): %d notification(s)", alarm.id,
                  number, t["step"], t["round"], t["branch_state"], len(planned.planned))
         started = now
-        if planned.planned and not futures:
+        if planned.planned and not ours:
             # A re-run after its worker died: every page had gone out already. The next
             # attempt keeps the pace of when they went out, not of this re-run's lease.
             started = self.store.attempt_paged_at(alarm.id, number) or now
-        finish = partial(self._finish_attempt, alarm, number, planned.planned, futures,
+        finish = partial(self._finish_attempt, alarm, number, planned.planned,
                          max(now, started + planned.wait_ms))
+        if not ours:
+            return finish() if wait_here else self.escalators.submit(finish)
+        countdown = None if wait_here else _Countdown(len(ours), finish)
+        futures = [self.senders.submit(self._send_counted, item, now, claim, countdown)
+                   for item, claim in ours]
         if wait_here:
+            wait(futures)
             finish()
-        else:
-            self.escalators.submit(finish)
+
+    def _send_counted(self, item: PlannedNotification, claimed_ms: int, claim: int,
+                      countdown: "_Countdown | None") -> None:
+        try:
+            self._send_claimed(item, claimed_ms, claim)
+        finally:
+            if countdown is not None:
+                countdown()
 
     def _finish_attempt(self, alarm: Alarm, number: int, planned: list[PlannedNotification],
-                        futures: list, next_due_ms: int) -> None:
+                        next_due_ms: int) -> None:
         """Once the attempt's sends are done: a delivery failure if none got through, then
         the next attempt is scheduled (unless someone acknowledged meanwhile)."""
         try:
-            wait(futures)
-            outcomes = self.store.notification_outcomes([item.key for item in planned])
-            if planned and all(o and o.startswith("failed") for o in outcomes):
+            keys = [item.key for item in planned]
+            if self.store.finish_unless_all_failed(alarm.id, number, next_due_ms,
+                                                   keys) is None:
                 self._delivery_failed(alarm, number, planned)
-            self.store.finish_attempt(alarm.id, number, next_due_ms)
+                self.store.finish_attempt(alarm.id, number, next_due_ms)
         except Exception:  # the lease runs out and the attempt is run again (claims hold)
             log.exception("escalation attempt %d of alarm %s failed", number, alarm.id)
 

@@ -46,7 +46,7 @@ from .store_devices import COMMANDS_GROUP, COMMANDS_MAXLEN, DeviceStoreMixin
 from .store_notifications import (_CLAIM_MANY, _LEASE_DUE, _RECORD, _RENEW,
                                   CLAIM_TTL_S, NotificationStoreMixin)
 
-__all__ = ["Store", "Raised", "CLAIM_TTL_S", "parse_switches", "parse_overrides"]
+__all__ = ["Store", "Raised", "RaiseRequest", "CLAIM_TTL_S", "parse_switches", "parse_overrides"]
 
 _RAISE = """
 -- KEYS: alarm hash, active zset, timeline stream, escalations zset, escalation hash,
@@ -130,6 +130,25 @@ if redis.call('ZSCORE', KEYS[1], ARGV[1]) then redis.call('ZADD', KEYS[1], ARGV[
 return 1
 """
 
+_FINISH_CHECKED = """
+-- KEYS: escalations zset, escalation hash, then the attempt's notification keys
+-- ARGV: alarm id, attempt done, next due ms
+-- Returns -1 (finishing nothing) when every page of the attempt failed: the caller raises
+-- the delivery failure first. Else finishes as _FINISH does: 1, or 0 if already finished.
+if #KEYS > 2 then
+  local failed = 0
+  for k = 3, #KEYS do
+    local v = redis.call('GET', KEYS[k])
+    if v and string.sub(v, 1, 7) == 'failed:' then failed = failed + 1 end
+  end
+  if failed == #KEYS - 2 then return -1 end
+end
+if tostring(redis.call('HGET', KEYS[2], 'attempt')) ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[2], 'attempt', tonumber(ARGV[2]) + 1)
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) then redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1]) end
+return 1
+"""
+
 
 @dataclass(frozen=True)
 class Raised:
@@ -142,6 +161,23 @@ class Raised:
     seen: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())
     #: Attempt 0's pages were claimed with the alarm (the caller's plan was current).
     claimed: bool = False
+
+
+@dataclass(frozen=True)
+class RaiseRequest:
+    """One alarm to raise (see :meth:`Store.raise_leased` for the fields' meaning)."""
+
+    alarm: Alarm
+    escalate: bool
+    lease_ms: int
+    expect: tuple[tuple[str, ...], tuple[str, ...]] | None = None
+    claims: tuple[NotificationKey, ...] = ()
+    timeline: dict[str, Any] | None = None
+
+
+def _raised(reply: list) -> Raised:
+    created, switches, overrides, claimed = reply
+    return Raised(bool(created), (tuple(switches), tuple(overrides)), bool(claimed))
 
 
 def state_fingerprint(seen: tuple[tuple[str, ...], tuple[str, ...]]) -> str:
@@ -160,6 +196,7 @@ class Store(BranchStoreMixin, NotificationStoreMixin, DeviceStoreMixin):
         self._record = client.register_script(_RECORD)
         self._claim_due = client.register_script(_CLAIM_DUE)
         self._finish = client.register_script(_FINISH)
+        self._finish_checked = client.register_script(_FINISH_CHECKED)
         self._shift = client.register_script(_SHIFT)
         self._lease_due = client.register_script(_LEASE_DUE)
         self._renew = client.register_script(_RENEW)
@@ -199,20 +236,46 @@ class Store(BranchStoreMixin, NotificationStoreMixin, DeviceStoreMixin):
         planned attempt 0 from that state: if it is still current, ``claims`` (attempt 0's
         pages) are claimed and ``timeline`` (its escalation entry) written in the same
         trip, and :attr:`Raised.claimed` is true."""
+        return self.raise_many([RaiseRequest(alarm, escalate, lease_ms, expect,
+                                             tuple(claims), timeline)])[0]
+
+    def raise_many(self, requests: list["RaiseRequest"]) -> list[Raised]:
+        """:meth:`raise_leased` for several alarms in one round trip (a burst read from the
+        broker at once), in order; each alarm is still stored all-or-nothing by its own
+        script. Raises ``redis.RedisError`` if the store cannot be reached (then any of
+        them may or may not be stored: a retry finds those as already known)."""
+        calls = [self._raise_args(request) for request in requests]
+        if len(calls) == 1:  # EVALSHA, loading the script if Redis lost it
+            return [_raised(self._raise(keys=calls[0][0], args=calls[0][1]))]
+        pipe = self.r.pipeline(transaction=False)
+        for keys, args in calls:
+            pipe.evalsha(self._raise.sha, len(keys), *keys, *args)
+        replies = pipe.execute(raise_on_error=False)
+        results = []
+        for (keys, args), reply in zip(calls, replies):
+            if isinstance(reply, redis.exceptions.NoScriptError):
+                # Redis restarted (or was flushed) since the script was loaded: this alarm's
+                # script never ran, so running it now (loading it again) is its first run.
+                reply = self._raise(keys=keys, args=args)
+            elif isinstance(reply, Exception):
+                raise reply
+            results.append(_raised(reply))
+        return results
+
+    def _raise_args(self, request: "RaiseRequest") -> tuple[list[str], list[Any]]:
+        alarm, expect = request.alarm, request.expect
         event = json.dumps({"type": "alarm.raised", "alarm": alarm.to_json()})
         pairs = [x for kv in alarm.to_fields().items() for x in kv]
-        entry = [str(x) for kv in (timeline or {}).items() for x in kv]
-        created, switches, overrides, claimed = self._raise(
-            keys=[self._key("alarm", alarm.id), self._key("alarms", "active"),
-                  self._key("timeline", alarm.id), self._key("escalations"),
-                  self._key("escalation", alarm.id), self._key("branch", alarm.branch),
-                  self._key("overrides", alarm.branch),
-                  *(self._key("notification", str(key)) for key in claims)],
-            args=[self.events_channel, event, alarm.received_at_ms, alarm.id,
-                  "1" if escalate else "0", lease_ms, len(pairs) // 2, *pairs,
-                  state_fingerprint(expect) if expect is not None else "", CLAIM_TTL_S,
-                  *entry])
-        return Raised(bool(created), (tuple(switches), tuple(overrides)), bool(claimed))
+        entry = [str(x) for kv in (request.timeline or {}).items() for x in kv]
+        keys = [self._key("alarm", alarm.id), self._key("alarms", "active"),
+                self._key("timeline", alarm.id), self._key("escalations"),
+                self._key("escalation", alarm.id), self._key("branch", alarm.branch),
+                self._key("overrides", alarm.branch),
+                *(self._key("notification", str(key)) for key in request.claims)]
+        args = [self.events_channel, event, alarm.received_at_ms, alarm.id,
+                "1" if request.escalate else "0", request.lease_ms, len(pairs) // 2, *pairs,
+                state_fingerprint(expect) if expect is not None else "", CLAIM_TTL_S, *entry]
+        return keys, args
 
     # --- escalation timers ------------------------------------------------------
 
@@ -234,6 +297,17 @@ class Store(BranchStoreMixin, NotificationStoreMixin, DeviceStoreMixin):
         return bool(self._finish(keys=[self._key("escalations"),
                                        self._key("escalation", alarm_id)],
                                  args=[alarm_id, attempt, next_due_ms]))
+
+    def finish_unless_all_failed(self, alarm_id: str, attempt: int, next_due_ms: int,
+                                 keys: list[NotificationKey]) -> bool | None:
+        """:meth:`finish_attempt`, in the same round trip as checking the attempt's pages
+        (``keys``): ``None``, finishing nothing, when every one of them failed (the caller
+        reports the delivery failure, then calls :meth:`finish_attempt`)."""
+        done = int(self._finish_checked(
+            keys=[self._key("escalations"), self._key("escalation", alarm_id),
+                  *(self._key("notification", str(key)) for key in keys)],
+            args=[alarm_id, attempt, next_due_ms]))
+        return None if done < 0 else bool(done)
 
     def shift_schedule(self, delta_ms: int, step_id: str) -> int | None:
         """The wall clock stepped by ``delta_ms``: move every escalation and call retry due

@@ -185,3 +185,62 @@ def test_a_retained_heartbeat_replayed_on_subscribe_is_not_proof_of_life(parts, 
     assert "heartbeat_ms" not in fake_store.device_status("main-circ-01")
     service.handle(Topics().status("main-circ-01"), beat)
     assert fake_store.device_status("main-circ-01")["heartbeat_ms"] == str(int(NOW * 1000))
+
+
+def _burst(now_s):
+    """Messages as one read from the broker might hold them: an alarm, its cancel, an alarm
+    from a device the site does not know, another alarm, and the first one resent."""
+    from device.protocol import DeviceEvent
+    first = new_alarm("main-circ-01", "assist", now_s)
+    second = new_alarm("main-safe-01", "safe_room", now_s)
+    stranger = new_alarm("nowhere-01", "assist", now_s)
+    cancel = DeviceEvent(device="main-circ-01", event="cancel", at=first.pressed_at + 500,
+                         alarm_id=first.alarm_id)
+    t = Topics()
+    return [(t.alarm(first.device), first.to_json(), False),
+            (t.event(cancel.device), cancel.to_json(), False),
+            (t.alarm(stranger.device), stranger.to_json(), False),
+            (t.alarm(second.device), second.to_json(), False),
+            (t.alarm(first.device), first.to_json(), False)], (first, second)
+
+
+def test_messages_read_together_are_handled_in_order_with_a_round_trip_per_run_of_alarms(
+        parts, fake_store, sample_site):
+    service, notifier, published, pool = parts
+    batch, (first, second) = _burst(NOW)
+    trips = []
+    raise_many = fake_store.raise_many
+    fake_store.raise_many = lambda requests: trips.append(len(requests)) or raise_many(requests)
+    outcomes = service.handle_batch(batch)
+    pool.shutdown(wait=True)
+
+    # The cancel comes after its alarm is stored (so it applies), and the rest keep order.
+    assert outcomes == [Outcome.STORED, Outcome.EVENT, Outcome.REJECTED, Outcome.STORED,
+                        Outcome.DUPLICATE]
+    assert trips == [1, 2]  # the alarm before the cancel, then the two after it
+    assert fake_store.get_alarm(first.alarm_id).state.value == "cancelled"
+    assert fake_store.get_alarm(second.alarm_id).state.value == "raised"
+    assert {to for to, _ in notifier.sent} >= {
+        c.phone for c in sample_site.recipients("safe_room", "main")}
+    confirmed = [decode_command(t, p).alarm_id for t, p in published
+                 if decode_command(t, p).cmd == "received"]
+    assert confirmed == [first.alarm_id, second.alarm_id, first.alarm_id]
+
+
+def test_a_batch_handles_each_message_as_handle_would(sample_site):
+    """The same messages one by one and as one batch, on two fresh stores: same outcomes,
+    same pages."""
+    import fakeredis
+    from hub.store import Store
+    results = []
+    batch, _ = _burst(NOW)
+    for together in (False, True):
+        notifier, pool = RecordingNotifier(), Pools()
+        service = AlarmService(sample_site, Store(fakeredis.FakeRedis(decode_responses=True)),
+                               notifier, lambda t, p: None, pool.senders,
+                               escalators=pool.escalators, clock=lambda: NOW)
+        outcomes = (service.handle_batch(batch) if together else
+                    [service.handle(t, p, retained=r) for t, p, r in batch])
+        pool.shutdown()
+        results.append((outcomes, sorted(notifier.sent)))
+    assert results[0] == results[1]

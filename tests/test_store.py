@@ -102,3 +102,15 @@ def test_device_commands_go_to_one_worker_and_survive_a_dead_one(fake_store):
     assert claimed_id == entry_id
     fake_store.ack_device_command(entry_id)
     assert fake_store.read_device_commands("w3", block_ms=10) == []
+
+
+def test_alarms_raised_together_are_each_stored_once_even_after_redis_lost_its_scripts(
+        store):
+    from hub.store import RaiseRequest
+    alarms = [Alarm(id=f"a{i}", kind="assist", device="d1", branch="main", room="circ",
+                    pressed_at_ms=1000 + i, received_at_ms=2000 + i) for i in range(3)]
+    store.r.script_flush()  # as after a Redis restart without its script cache
+    raised = store.raise_many([RaiseRequest(a, True, 4000) for a in alarms + alarms[:1]])
+    assert [r.created for r in raised] == [True, True, True, False]
+    assert {a.id for a in store.active_alarms()} == {"a0", "a1", "a2"}
+    assert store.escalation_due("a1") == 2001 + 4000
