@@ -19,6 +19,7 @@ from .metrics import delivery_outcome
 from .model import Channel, Delivery
 from .notify import TWILIO_TIMEOUT_S
 from .site import Contact
+from .tally import PageTicket
 
 log = logging.getLogger("haven.hub")
 
@@ -54,18 +55,19 @@ class SendingMixin:
         return self._send_claimed(item, claimed_ms, claim)
 
     def _send_claimed(self, item: PlannedNotification, claimed_ms: int,
-                      claim: int = 1) -> Delivery | None:
+                      claim: int = 1, ticket: PageTicket | None = None) -> Delivery | None:
         """Send a notification this worker claimed at ``claimed_ms``, and record the
         outcome. ``claim`` > 1 is the ms of a dead worker's claim taken over: the provider
-        is asked first whether that worker's page got through. Runs on a sender thread;
-        never raises."""
+        is asked first whether that worker's page got through. ``ticket``: the page's
+        place in its attempt (hub.tally): the last page's record finishes the attempt.
+        Runs on a sender thread; never raises."""
         try:
             now = self._now_ms()
             if claim > 1:
                 sid = self._already_sent(item, since_ms=claim)
                 if sid is not None:
                     delivery = Delivery.sent(sid)
-                    self.store.record_notification(item.key, item.contact.name, delivery, now)
+                    self._record(item, delivery, now, ticket)
                     self.metrics.notification(str(item.key.channel), "reconciled")
                     log.warning("%s to %s for alarm %s: a dead worker's page had reached the "
                                 "API (%s): recorded, not sent again", item.key.channel,
@@ -79,8 +81,7 @@ class SendingMixin:
                     self.metrics.notification(str(item.key.channel), "skipped_claimed")
                     return None
             delivery = self._deliver(item)
-            self.store.record_notification(item.key, item.contact.name, delivery,
-                                           self._now_ms())
+            self._record(item, delivery, self._now_ms(), ticket)
             self.metrics.notification(str(item.key.channel), delivery_outcome(delivery))
             if delivery.ok:
                 log.info("%s to %s for alarm %s: accepted (%s)", item.key.channel,
@@ -94,6 +95,16 @@ class SendingMixin:
             log.exception("sending %s failed", item.key)
             self.metrics.notification(str(item.key.channel), "error")
             return None
+
+    def _record(self, item: PlannedNotification, delivery: Delivery, at_ms: int,
+                ticket: PageTicket | None) -> None:
+        """Record a page's outcome; if it is its attempt's last page out, finish the
+        attempt in the same round trip."""
+        check = ticket.claim_last() if ticket is not None else None
+        checked = self.store.record_notification(item.key, item.contact.name, delivery, at_ms,
+                                                 finish=check)
+        if check is not None:
+            ticket.finished(checked)
 
     def _already_sent(self, item: PlannedNotification, since_ms: int) -> str | None:
         """The provider's id of this page if a worker that died after claiming it at

@@ -20,7 +20,6 @@ The decisions (who gets what, when) are pure: :mod:`hub.escalation`.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from dataclasses import dataclass
 from functools import partial
@@ -43,6 +42,7 @@ from .sending import LEASE_MS, SendingMixin
 from .site import Site
 from .store import Raised, RaiseRequest, Store
 from .store_branches import parse_seen
+from .tally import UNCHECKED, AttemptTally, FinishCheck, PageTicket
 
 __all__ = ["AlarmService", "Outcome", "LEASE_MS", "TICK_S", "LATE_MS"]
 
@@ -68,20 +68,6 @@ class AttemptPlan:
     planned: list[PlannedNotification]
     timeline: dict[str, object]
     wait_ms: int
-
-
-class _Countdown:
-    """Calls ``then`` once, on the thread that calls it for the ``count``-th time."""
-
-    def __init__(self, count: int, then: Callable[[], None]):
-        self._left, self._then, self._lock = count, then, threading.Lock()
-
-    def __call__(self) -> None:
-        with self._lock:
-            self._left -= 1
-            last = self._left == 0
-        if last:
-            self._then()
 
 
 @dataclass(frozen=True)
@@ -395,33 +381,39 @@ class AlarmService(SendingMixin, FollowupMixin, DeviceMessagesMixin):
             # A re-run after its worker died: every page had gone out already. The next
             # attempt keeps the pace of when they went out, not of this re-run's lease.
             started = self.store.attempt_paged_at(alarm.id, number) or now
-        finish = partial(self._finish_attempt, alarm, number, planned.planned,
-                         max(now, started + planned.wait_ms))
+        next_due_ms = max(now, started + planned.wait_ms)
+        finish = partial(self._finish_attempt, alarm, number, planned.planned, next_due_ms)
         if not ours:
             return finish() if wait_here else self.escalators.submit(finish)
-        countdown = None if wait_here else _Countdown(len(ours), finish)
-        futures = [self.senders.submit(self._send_counted, item, now, claim, countdown)
+        tally = None if wait_here else AttemptTally(
+            len(ours), FinishCheck(alarm.id, number, next_due_ms,
+                                   tuple(item.key for item in planned.planned)), finish)
+        futures = [self.senders.submit(self._send_ticketed, item, now, claim,
+                                       tally.ticket() if tally else None)
                    for item, claim in ours]
         if wait_here:
             wait(futures)
             finish()
 
-    def _send_counted(self, item: PlannedNotification, claimed_ms: int, claim: int,
-                      countdown: "_Countdown | None") -> None:
+    def _send_ticketed(self, item: PlannedNotification, claimed_ms: int, claim: int,
+                       ticket: PageTicket | None) -> None:
         try:
-            self._send_claimed(item, claimed_ms, claim)
+            self._send_claimed(item, claimed_ms, claim, ticket)
         finally:
-            if countdown is not None:
-                countdown()
+            if ticket is not None:
+                ticket.done()
 
     def _finish_attempt(self, alarm: Alarm, number: int, planned: list[PlannedNotification],
-                        next_due_ms: int) -> None:
+                        next_due_ms: int, checked: object = UNCHECKED) -> None:
         """Once the attempt's sends are done: a delivery failure if none got through, then
-        the next attempt is scheduled (unless someone acknowledged meanwhile)."""
+        the next attempt is scheduled (unless someone acknowledged meanwhile). ``checked``:
+        what the last page's record answered when it finished the attempt already
+        (hub.tally), ``None`` meaning every page failed and nothing was finished."""
         try:
-            keys = [item.key for item in planned]
-            if self.store.finish_unless_all_failed(alarm.id, number, next_due_ms,
-                                                   keys) is None:
+            if checked is UNCHECKED:
+                checked = self.store.finish_unless_all_failed(
+                    alarm.id, number, next_due_ms, [item.key for item in planned])
+            if checked is None:
                 self._delivery_failed(alarm, number, planned)
                 self.store.finish_attempt(alarm.id, number, next_due_ms)
         except Exception:  # the lease runs out and the attempt is run again (claims hold)

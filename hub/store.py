@@ -43,8 +43,9 @@ from .lifecycle import AlarmEvent, transition
 from .model import Alarm, NotificationKey
 from .store_branches import BranchStoreMixin, parse_overrides, parse_switches
 from .store_devices import COMMANDS_GROUP, COMMANDS_MAXLEN, DeviceStoreMixin
-from .store_notifications import (_CLAIM_MANY, _LEASE_DUE, _RECORD, _RENEW,
-                                  CLAIM_TTL_S, NotificationStoreMixin)
+from .store_notifications import (_CLAIM_MANY, _LEASE_DUE, _RECORD, _RECORD_FINISH, _RENEW,
+                                  CLAIM_TTL_S, NotificationStoreMixin,
+                                  finish_checked_lua)
 
 __all__ = ["Store", "Raised", "RaiseRequest", "CLAIM_TTL_S", "parse_switches", "parse_overrides"]
 
@@ -122,32 +123,11 @@ end
 return moved
 """
 
-_FINISH = """
--- KEYS: escalations zset, escalation hash; ARGV: alarm id, attempt done, next due ms
-if tostring(redis.call('HGET', KEYS[2], 'attempt')) ~= ARGV[2] then return 0 end
-redis.call('HSET', KEYS[2], 'attempt', tonumber(ARGV[2]) + 1)
-if redis.call('ZSCORE', KEYS[1], ARGV[1]) then redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1]) end
-return 1
-"""
 
-_FINISH_CHECKED = """
--- KEYS: escalations zset, escalation hash, then the attempt's notification keys
--- ARGV: alarm id, attempt done, next due ms
--- Returns -1 (finishing nothing) when every page of the attempt failed: the caller raises
--- the delivery failure first. Else finishes as _FINISH does: 1, or 0 if already finished.
-if #KEYS > 2 then
-  local failed = 0
-  for k = 3, #KEYS do
-    local v = redis.call('GET', KEYS[k])
-    if v and string.sub(v, 1, 7) == 'failed:' then failed = failed + 1 end
-  end
-  if failed == #KEYS - 2 then return -1 end
-end
-if tostring(redis.call('HGET', KEYS[2], 'attempt')) ~= ARGV[2] then return 0 end
-redis.call('HSET', KEYS[2], 'attempt', tonumber(ARGV[2]) + 1)
-if redis.call('ZSCORE', KEYS[1], ARGV[1]) then redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1]) end
-return 1
-"""
+# KEYS: escalations zset, escalation hash, then the attempt's notification keys
+# ARGV: alarm id, attempt done, next due ms
+_FINISH_CHECKED = finish_checked_lua(zset=1, escalation=2, first_page=3, alarm=1, attempt=2,
+                                     due=3)
 
 
 @dataclass(frozen=True)
@@ -194,8 +174,8 @@ class Store(BranchStoreMixin, NotificationStoreMixin, DeviceStoreMixin):
         self.events_channel = f"{prefix}:events"
         self._raise = client.register_script(_RAISE)
         self._record = client.register_script(_RECORD)
+        self._record_finish = client.register_script(_RECORD_FINISH)
         self._claim_due = client.register_script(_CLAIM_DUE)
-        self._finish = client.register_script(_FINISH)
         self._finish_checked = client.register_script(_FINISH_CHECKED)
         self._shift = client.register_script(_SHIFT)
         self._lease_due = client.register_script(_LEASE_DUE)
@@ -294,9 +274,9 @@ class Store(BranchStoreMixin, NotificationStoreMixin, DeviceStoreMixin):
     def finish_attempt(self, alarm_id: str, attempt: int, next_due_ms: int) -> bool:
         """Attempt ``attempt`` is done: the next one is due at ``next_due_ms`` (unless the
         escalation stopped meanwhile). ``False`` if someone else already finished it."""
-        return bool(self._finish(keys=[self._key("escalations"),
-                                       self._key("escalation", alarm_id)],
-                                 args=[alarm_id, attempt, next_due_ms]))
+        return bool(self._finish_checked(keys=[self._key("escalations"),
+                                               self._key("escalation", alarm_id)],
+                                         args=[alarm_id, attempt, next_due_ms]))
 
     def finish_unless_all_failed(self, alarm_id: str, attempt: int, next_due_ms: int,
                                  keys: list[NotificationKey]) -> bool | None:

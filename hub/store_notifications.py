@@ -16,6 +16,7 @@ import json
 from typing import Any
 
 from .model import Delivery, NotificationKey
+from .tally import FinishCheck
 from .store_devices import COMMANDS_GROUP, COMMANDS_MAXLEN
 
 #: How long notification claims are kept, in seconds: far longer than any
@@ -71,6 +72,44 @@ redis.call('PUBLISH', ARGV[1], ARGV[2])
 return 1
 """
 
+def finish_checked_lua(zset: int, escalation: int, first_page: int, alarm: int, attempt: int,
+                       due: int) -> str:
+    """Lua (a script's tail) that finishes an attempt unless all of its pages failed; the
+    numbers say which KEYS / ARGV hold what (pages: KEYS[first_page] to the last key).
+    Returns -1 (finishing nothing) when every page failed: the caller reports the delivery
+    failure first. Else moves the escalation on to the next
+    attempt (unless someone else already did): 1, or 0 if already finished."""
+    return f"""
+if #KEYS >= {first_page} then
+  local failed = 0
+  for k = {first_page}, #KEYS do
+    local v = redis.call('GET', KEYS[k])
+    if v and string.sub(v, 1, 7) == 'failed:' then failed = failed + 1 end
+  end
+  if failed == #KEYS - {first_page} + 1 then return -1 end
+end
+if tostring(redis.call('HGET', KEYS[{escalation}], 'attempt')) ~= ARGV[{attempt}] then return 0 end
+redis.call('HSET', KEYS[{escalation}], 'attempt', tonumber(ARGV[{attempt}]) + 1)
+if redis.call('ZSCORE', KEYS[{zset}], ARGV[{alarm}]) then
+  redis.call('ZADD', KEYS[{zset}], ARGV[{due}], ARGV[{alarm}])
+end
+return 1
+"""
+
+
+
+_RECORD_FINISH = """
+-- KEYS: notification key, timeline stream, escalations zset, escalation hash, then the
+--       attempt's notification keys
+-- ARGV: channel, event json, outcome, ttl, alarm id, attempt, next due ms, timeline pairs...
+-- _RECORD, then the attempt's finish (finish_checked_lua), in one round trip.
+redis.call('SET', KEYS[1], ARGV[3], 'EX', ARGV[4])
+local fields = {}
+for i = 8, #ARGV do fields[#fields + 1] = ARGV[i] end
+redis.call('XADD', KEYS[2], '*', unpack(fields))
+redis.call('PUBLISH', ARGV[1], ARGV[2])
+""" + finish_checked_lua(zset=3, escalation=4, first_page=5, alarm=5, attempt=6, due=7)
+
 _LEASE_DUE = """
 -- KEYS: a zset of jobs scored by due ms; ARGV: now_ms, lease_ms, limit
 -- Leases due jobs (pushes their score to now + lease) and returns them; the worker removes
@@ -122,8 +161,13 @@ class NotificationStoreMixin:
         return self.r.mget([self._key("notification", str(key)) for key in keys])
 
     def record_notification(self, key: NotificationKey, contact_name: str,
-                            delivery: Delivery, at_ms: int) -> None:
-        """Record what happened to a claimed notification, in its claim and the timeline."""
+                            delivery: Delivery, at_ms: int, *,
+                            finish: FinishCheck | None = None) -> bool | None:
+        """Record what happened to a claimed notification, in its claim and the timeline.
+
+        With ``finish`` (this was the attempt's last page out), also finish the attempt in
+        the same round trip, as :meth:`hub.store.Store.finish_unless_all_failed` does, and
+        return what that would."""
         outcome = f"sent:{delivery.sid}" if delivery.ok else \
             f"failed:{delivery.code or ''}:{'retryable' if delivery.retryable else 'permanent'}"
         timeline = {"event": "notified" if delivery.ok else "notify_failed", "at_ms": at_ms,
@@ -134,9 +178,16 @@ class NotificationStoreMixin:
                             "ok": delivery.ok, "contact": contact_name,
                             "channel": str(key.channel)})
         pairs = [str(x) for kv in timeline.items() for x in kv]
-        self._record(keys=[self._key("notification", str(key)),
-                           self._key("timeline", key.alarm_id)],
-                     args=[self.events_channel, event, outcome, CLAIM_TTL_S, *pairs])
+        keys = [self._key("notification", str(key)), self._key("timeline", key.alarm_id)]
+        args = [self.events_channel, event, outcome, CLAIM_TTL_S]
+        if finish is None:
+            self._record(keys=keys, args=[*args, *pairs])
+            return None
+        done = int(self._record_finish(
+            keys=[*keys, self._key("escalations"), self._key("escalation", finish.alarm_id),
+                  *(self._key("notification", str(k)) for k in finish.keys)],
+            args=[*args, finish.alarm_id, finish.attempt, finish.next_due_ms, *pairs]))
+        return None if done < 0 else bool(done)
 
     def queue_followup(self, key: str, status: str) -> None:
         """A page that finally failed (SMS undelivered, call unanswered): for a hub worker."""

@@ -114,3 +114,26 @@ def test_alarms_raised_together_are_each_stored_once_even_after_redis_lost_its_s
     assert [r.created for r in raised] == [True, True, True, False]
     assert {a.id for a in store.active_alarms()} == {"a0", "a1", "a2"}
     assert store.escalation_due("a1") == 2001 + 4000
+
+
+def test_the_last_page_recorded_finishes_its_attempt_in_the_same_trip(store):
+    from hub.store import RaiseRequest
+    from hub.tally import FinishCheck
+    alarm = Alarm(id="a9", kind="assist", device="d1", branch="main", room="circ",
+                  pressed_at_ms=1000, received_at_ms=2000)
+    store.raise_many([RaiseRequest(alarm, True, 4000)])
+    sms, call = (NotificationKey("a9", 0, "+15550001", Channel.SMS),
+                 NotificationKey("a9", 0, "+15550002", Channel.CALL))
+    check = FinishCheck("a9", 0, 9000, (sms, call))
+    store.record_notification(sms, "Ann", Delivery.failed("busy", retryable=False), 2100)
+    # Every page failed: nothing is finished; the caller reports it first.
+    assert store.record_notification(call, "Bob", Delivery.failed("down", retryable=True),
+                                     2200, finish=check) is None
+    assert store.escalation_due("a9") == 6000
+    store.record_notification(call, "Bob", Delivery.sent("CA1"), 2300)
+    assert store.finish_unless_all_failed("a9", 0, 9000, [sms, call]) is True
+    assert store.escalation_due("a9") == 9000
+    # Finished already (another worker's re-run): recorded, not moved on again.
+    assert store.record_notification(call, "Bob", Delivery.sent("CA1"), 2400,
+                                     finish=check) is False
+    assert int(store.r.hget(store._key("escalation", "a9"), "attempt")) == 1
