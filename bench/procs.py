@@ -54,12 +54,25 @@ class Worker:
         return self.process.pid
 
 
+#: API connections all hub workers of a bench may open together (issue #9: at most 64).
+API_BUDGET = 64
+
+
+def api_connections_per_worker(workers: int, budget: int = API_BUDGET) -> int:
+    """HAVEN_API_CONNECTIONS for each of ``workers`` so that together they stay within
+    ``budget``: the default (32) while it fits, else an equal share."""
+    from hub.settings import API_CONNECTIONS
+    return max(1, min(API_CONNECTIONS, budget // workers))
+
+
 def start_workers(n: int, *, site: Path, broker: str, redis_url: str, env: dict[str, str],
                   workdir: Path, log_level: str = "info", metrics: bool = False,
                   prefix: str = "haven-bench") -> list[Worker]:
     """Start ``n`` hub workers and wait until each logs 'hub ready' (needs ``log_level``
-    info); raises RuntimeError with the log's end if one exits or is not ready in time."""
+    info); raises RuntimeError with the log's end if one exits or is not ready in time.
+    Unless ``env`` sets HAVEN_API_CONNECTIONS, the workers share :data:`API_BUDGET`."""
     workdir.mkdir(parents=True, exist_ok=True)
+    env = {"HAVEN_API_CONNECTIONS": str(api_connections_per_worker(n)), **env}
     workers = []
     for i in range(n):
         log = workdir / f"hub-{i}.log"

@@ -32,8 +32,6 @@ from .supervision import Supervisor
 
 log = logging.getLogger("haven.hub")
 
-#: Concurrent sends: a step to many contacts must not take contacts x API latency.
-SENDER_THREADS = 32
 #: Escalation attempts running at once (each waits for its step's sends).
 ESCALATION_THREADS = 8
 
@@ -135,7 +133,9 @@ def run_hub(settings: HubSettings) -> None:
     topics = Topics(settings.topic_prefix)
     store = Store.from_url(settings.redis_url)
     notifier = make_notifier(settings)
-    senders = ThreadPoolExecutor(SENDER_THREADS, thread_name_prefix="sender")
+    # Concurrent sends (a step to many contacts must not take contacts x API latency),
+    # each thread on its own keep-alive connection: HAVEN_API_CONNECTIONS bounds both.
+    senders = ThreadPoolExecutor(settings.api_connections, thread_name_prefix="sender")
     escalators = ThreadPoolExecutor(ESCALATION_THREADS, thread_name_prefix="escalation")
     mqtt_box: list[HubMqtt] = []
     metrics = Metrics()
@@ -189,9 +189,10 @@ def run_hub(settings: HubSettings) -> None:
             failed.append(exc)
             signals.raise_signal(signal.SIGTERM)
 
-    log.info("hub %s: site %r (%d branches, %d devices), broker %s, redis %s, notifier %s",
-             settings.hub_id, site.name, len(site.branches), len(site.devices), settings.broker,
-             settings.redis_url_safe, notifier.name)
+    log.info("hub %s: site %r (%d branches, %d devices), broker %s, redis %s, notifier %s "
+             "(%d API connections)", settings.hub_id, site.name, len(site.branches),
+             len(site.devices), settings.broker, settings.redis_url_safe, notifier.name,
+             settings.api_connections)
     forwarder.start()
     timers = threading.Thread(target=_timer_loop, args=(service, checkins, stop_timers),
                               name="escalation-timers", daemon=True)

@@ -11,6 +11,10 @@ Environment (command-line options override):
     HAVEN_TOPIC_PREFIX      MQTT topic prefix            haven/v1
     HAVEN_HUB_ID            this worker's MQTT client id haven-hub-<hostname>
     HAVEN_METRICS_PORT      serve Prometheus /metrics on 127.0.0.1:<port>   off
+    HAVEN_API_CONNECTIONS   the most Twilio API requests this worker has in flight (one
+                            connection and sender thread each, 1-256); with several workers
+                            on one account keep their sum within what you allow (e.g. 4
+                            workers x 16 = 64)                                 32
     HAVEN_PUBLIC_URL        the dashboard's public https base URL, which Twilio calls back
                             (calls then take keypresses; SMS invite "Reply 1")   unset
     TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, and TWILIO_FROM_NUMBER (one number, or several
@@ -63,6 +67,11 @@ class BrokerTls:
     key_file: str | None = None
 
 
+#: Default and most sender threads (API connections) per hub worker. 32 lets a step to
+#: 20 contacts go out at once even while other alarms' pages are in flight.
+API_CONNECTIONS, MAX_API_CONNECTIONS = 32, 256
+
+
 @dataclass(frozen=True)
 class HubSettings:
     site_path: str
@@ -74,6 +83,8 @@ class HubSettings:
     metrics_port: int | None = None
     public_url: str | None = None
     broker_tls: BrokerTls | None = None
+    #: Sender threads, each with its own keep-alive API connection (HAVEN_API_CONNECTIONS).
+    api_connections: int = API_CONNECTIONS
 
     @property
     def redis_url_safe(self) -> str:
@@ -130,6 +141,12 @@ def hub_settings(*, site: str | None = None, broker: str | None = None,
             raise ConfigError([Problem("environment", None, "HAVEN_METRICS_PORT",
                                        f"{raw!r} is not a TCP port number")])
         metrics_port = int(raw) if raw else None
+    raw = env_default("HAVEN_API_CONNECTIONS", str(API_CONNECTIONS), env).strip()
+    if not (raw.isdigit() and 1 <= int(raw) <= MAX_API_CONNECTIONS):
+        raise ConfigError([Problem("environment", None, "HAVEN_API_CONNECTIONS",
+                                   f"{raw!r} must be a whole number from 1 to "
+                                   f"{MAX_API_CONNECTIONS} (default {API_CONNECTIONS}): how "
+                                   "many Twilio requests one worker may have in flight")])
     return HubSettings(
         site_path=site or env_default("HAVEN_SITE", "/etc/haven/site.toml", env),
         broker=broker or env_default("HAVEN_BROKER", "127.0.0.1:1883", env),
@@ -140,6 +157,7 @@ def hub_settings(*, site: str | None = None, broker: str | None = None,
         metrics_port=metrics_port,
         public_url=public_url_from_env(env),
         broker_tls=broker_tls_from_env(env),
+        api_connections=int(raw),
     )
 
 
