@@ -215,18 +215,20 @@ class AlarmService(SendingMixin, FollowupMixin, DeviceMessagesMixin):
         return _Intake(alarm, pre, request)
 
     def _raised(self, intake: "_Intake", raised: Raised) -> Outcome:
-        """The alarm is stored (or was known): confirm it to the device, then page."""
-        alarm, pre = intake.alarm, intake.pre
+        """The alarm is stored (or was known): page (a new alarm's pages leave first, so
+        the sender works while the rest happens here), confirm it to the device, record."""
+        alarm = intake.alarm
         kind = self.site.kinds[alarm.kind]
         self._branch_seen[alarm.branch] = raised.seen
-        created = raised.created
+        if raised.created and kind.steps:
+            self._start_escalation(intake, raised)
         self._confirm(alarm)
         delay_ms = alarm.received_at_ms - alarm.pressed_at_ms
-        if created and delay_ms > LATE_MS:
+        if raised.created and delay_ms > LATE_MS:
             log.warning("alarm %s from %s is late: pressed %d s before it arrived (device "
                         "outbox or clock skew)", alarm.id, alarm.device, delay_ms // 1000)
             self.store.add_timeline(alarm.id, "late", delay_ms=delay_ms)
-        if not created:
+        if not raised.created:
             log.info("duplicate alarm %s from %s: confirmed again, not re-paged",
                      alarm.id, alarm.device)
             return Outcome.DUPLICATE
@@ -245,6 +247,12 @@ class AlarmService(SendingMixin, FollowupMixin, DeviceMessagesMixin):
         log.info("alarm %s %s at %s/%s from %s: escalating", alarm.id, alarm.kind,
                  alarm.branch, alarm.room, alarm.device)
         self.metrics.escalation_started(0.0)
+        return Outcome.STORED
+
+    def _start_escalation(self, intake: "_Intake", raised: Raised) -> None:
+        """Run a new alarm's attempt 0 (leased to this worker by the raise): its pages as
+        claimed by the raise, or planned and claimed now if the branch's state changed."""
+        alarm, pre = intake.alarm, intake.pre
         try:
             if raised.claimed:
                 self._dispatch(alarm, pre, [1] * len(pre.planned), wait_here=False)
@@ -256,7 +264,6 @@ class AlarmService(SendingMixin, FollowupMixin, DeviceMessagesMixin):
         except Exception:  # stored and leased: the lease runs out and a timer runs it
             log.exception("alarm %s: attempt 0 failed to start; the escalation timers will "
                           "run it within %d ms", alarm.id, LEASE_MS)
-        return Outcome.STORED
 
     def _confirm(self, alarm: Alarm) -> None:
         """Tell the device the hub has stored its alarm (a PUBACK only means the broker has)."""
@@ -373,9 +380,6 @@ class AlarmService(SendingMixin, FollowupMixin, DeviceMessagesMixin):
             if not claim:
                 log.info("notification %s already claimed: not sent again", item.key)
                 self.metrics.notification(str(item.key.channel), "skipped_claimed")
-        t = planned.timeline
-        log.info("alarm %s attempt %d (step %s, round %s, %s): %d notification(s)", alarm.id,
-                 number, t["step"], t["round"], t["branch_state"], len(planned.planned))
         started = now
         if planned.planned and not ours:
             # A re-run after its worker died: every page had gone out already. The next
@@ -384,6 +388,7 @@ class AlarmService(SendingMixin, FollowupMixin, DeviceMessagesMixin):
         next_due_ms = max(now, started + planned.wait_ms)
         finish = partial(self._finish_attempt, alarm, number, planned.planned, next_due_ms)
         if not ours:
+            self._log_attempt(alarm, planned)
             return finish() if wait_here else self.escalators.submit(finish)
         tally = None if wait_here else AttemptTally(
             len(ours), FinishCheck(alarm.id, number, next_due_ms,
@@ -391,9 +396,16 @@ class AlarmService(SendingMixin, FollowupMixin, DeviceMessagesMixin):
         futures = [self.senders.submit(self._send_ticketed, item, now, claim,
                                        tally.ticket() if tally else None)
                    for item, claim in ours]
+        self._log_attempt(alarm, planned)
         if wait_here:
             wait(futures)
             finish()
+
+    @staticmethod
+    def _log_attempt(alarm: Alarm, planned: "AttemptPlan") -> None:
+        t = planned.timeline
+        log.info("alarm %s attempt %d (step %s, round %s, %s): %d notification(s)", alarm.id,
+                 planned.number, t["step"], t["round"], t["branch_state"], len(planned.planned))
 
     def _send_ticketed(self, item: PlannedNotification, claimed_ms: int, claim: int,
                        ticket: PageTicket | None) -> None:

@@ -23,6 +23,13 @@ from .store_devices import COMMANDS_GROUP, COMMANDS_MAXLEN
 #: alarm can be redelivered by the broker.
 CLAIM_TTL_S = 30 * 24 * 3600
 
+def flat_json(fields: dict[str, Any]) -> str:
+    """``{"a": 1, "b": "x"}`` as the JSON array ``["a", "1", "b", "x"]``, for a script to
+    ``unpack(cjson.decode(...))`` into HSET or XADD (values as strings: cjson would turn
+    a large number into "1.76384e+12")."""
+    return json.dumps([str(x) for kv in fields.items() for x in kv])
+
+
 _CLAIM_MANY = """
 -- KEYS: the alarm's timeline stream, then notification keys
 -- ARGV: now_ms, lease_ms, ttl_s, then timeline field/value pairs (none: no entry)
@@ -63,11 +70,9 @@ return 1
 
 _RECORD = """
 -- KEYS: notification key, timeline stream
--- ARGV: channel, event json, outcome, ttl, timeline field/value pairs...
+-- ARGV: channel, event json, outcome, ttl, timeline entry (JSON array of field/value pairs)
 redis.call('SET', KEYS[1], ARGV[3], 'EX', ARGV[4])
-local fields = {}
-for i = 5, #ARGV do fields[#fields + 1] = ARGV[i] end
-redis.call('XADD', KEYS[2], '*', unpack(fields))
+redis.call('XADD', KEYS[2], '*', unpack(cjson.decode(ARGV[5])))
 redis.call('PUBLISH', ARGV[1], ARGV[2])
 return 1
 """
@@ -101,14 +106,13 @@ return 1
 _RECORD_FINISH = """
 -- KEYS: notification key, timeline stream, escalations zset, escalation hash, then the
 --       attempt's notification keys
--- ARGV: channel, event json, outcome, ttl, alarm id, attempt, next due ms, timeline pairs...
+-- ARGV: channel, event json, outcome, ttl, timeline entry (as _RECORD), alarm id, attempt,
+--       next due ms
 -- _RECORD, then the attempt's finish (finish_checked_lua), in one round trip.
 redis.call('SET', KEYS[1], ARGV[3], 'EX', ARGV[4])
-local fields = {}
-for i = 8, #ARGV do fields[#fields + 1] = ARGV[i] end
-redis.call('XADD', KEYS[2], '*', unpack(fields))
+redis.call('XADD', KEYS[2], '*', unpack(cjson.decode(ARGV[5])))
 redis.call('PUBLISH', ARGV[1], ARGV[2])
-""" + finish_checked_lua(zset=3, escalation=4, first_page=5, alarm=5, attempt=6, due=7)
+""" + finish_checked_lua(zset=3, escalation=4, first_page=5, alarm=6, attempt=7, due=8)
 
 _LEASE_DUE = """
 -- KEYS: a zset of jobs scored by due ms; ARGV: now_ms, lease_ms, limit
@@ -177,16 +181,15 @@ class NotificationStoreMixin:
         event = json.dumps({"type": "alarm.notified", "alarm_id": key.alarm_id,
                             "ok": delivery.ok, "contact": contact_name,
                             "channel": str(key.channel)})
-        pairs = [str(x) for kv in timeline.items() for x in kv]
         keys = [self._key("notification", str(key)), self._key("timeline", key.alarm_id)]
-        args = [self.events_channel, event, outcome, CLAIM_TTL_S]
+        args = [self.events_channel, event, outcome, CLAIM_TTL_S, flat_json(timeline)]
         if finish is None:
-            self._record(keys=keys, args=[*args, *pairs])
+            self._record(keys=keys, args=args)
             return None
         done = int(self._record_finish(
             keys=[*keys, self._key("escalations"), self._key("escalation", finish.alarm_id),
                   *(self._key("notification", str(k)) for k in finish.keys)],
-            args=[*args, finish.alarm_id, finish.attempt, finish.next_due_ms, *pairs]))
+            args=[*args, finish.alarm_id, finish.attempt, finish.next_due_ms]))
         return None if done < 0 else bool(done)
 
     def queue_followup(self, key: str, status: str) -> None:
