@@ -82,6 +82,7 @@ def _timer_loop(service: AlarmService, checkins: CheckinScheduler,
             step_ms = clock.step()
             if step_ms:
                 _clock_stepped(service.store, step_ms, clock.offset_ms)
+            service.claims.renew(int(time.time() * 1000))
             while service.run_due():
                 pass
             service.run_call_retries()

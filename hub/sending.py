@@ -14,6 +14,7 @@ import random
 import time
 from urllib.parse import quote
 
+from .claimkeeper import LOST
 from .escalation import PlannedNotification
 from .metrics import delivery_outcome
 from .model import Channel, Delivery
@@ -29,9 +30,14 @@ LEASE_MS = 4000
 #: First pause before resending a retryable failure (429, 5xx, connection), in seconds;
 #: doubled each time, jittered, and only while the retry still fits in the lease.
 RETRY_FIRST_S = 0.2
-#: A claimed page that waited this long for a sender thread (a burst) renews its claim
-#: before sending, in ms, so its lease never runs out while it waits in the queue.
-RENEW_AFTER_MS = 250
+#: The part of a lease a send may use, in ms: the rest is slack for clocks and scheduling.
+LEASE_USABLE_MS = int(LEASE_MS * 0.9)
+#: A claimed page older than this when a sender picks it up renews its claim first, in ms,
+#: so the first send fits in the lease (the claim keeper, hub.claimkeeper, renews queued
+#: claims every timer tick; this is for when it fell behind).
+PICKUP_RENEW_MS = LEASE_USABLE_MS - int(TWILIO_TIMEOUT_S * 1000)
+#: The longest pause before a retry, in seconds: one that fits in a fresh lease.
+MAX_PAUSE_S = LEASE_USABLE_MS / 1000 - TWILIO_TIMEOUT_S
 #: Slack when asking the provider what was sent since a claim, in seconds: hub workers'
 #: clocks and the provider's differ a little.
 CLOCK_SKEW_S = 60
@@ -63,6 +69,9 @@ class SendingMixin:
         Runs on a sender thread; never raises."""
         try:
             now = self._now_ms()
+            claimed_ms = self.claims.take(item.key, claimed_ms)
+            if claimed_ms == LOST:
+                return self._taken_over(item, "waited for a sender and")
             if claim > 1:
                 sid = self._already_sent(item, since_ms=claim)
                 if sid is not None:
@@ -73,14 +82,11 @@ class SendingMixin:
                                 "API (%s): recorded, not sent again", item.key.channel,
                                 item.contact.name, item.key.alarm_id, sid)
                     return delivery
-            if now - claimed_ms > RENEW_AFTER_MS:
+            if now - claimed_ms > PICKUP_RENEW_MS:  # the keeper fell behind: renew it here
                 if not self.store.renew_claim(item.key, claimed_ms, now):
-                    log.warning("notification %s waited %d ms for a sender and was taken "
-                                "over by another worker: not sent here", item.key,
-                                now - claimed_ms)
-                    self.metrics.notification(str(item.key.channel), "skipped_claimed")
-                    return None
-            delivery = self._deliver(item)
+                    return self._taken_over(item, f"waited {now - claimed_ms} ms and")
+                claimed_ms = now
+            delivery = self._deliver(item, claimed_ms)
             self._record(item, delivery, self._now_ms(), ticket)
             self.metrics.notification(str(item.key.channel), delivery_outcome(delivery))
             if delivery.ok:
@@ -95,6 +101,12 @@ class SendingMixin:
             log.exception("sending %s failed", item.key)
             self.metrics.notification(str(item.key.channel), "error")
             return None
+
+    def _taken_over(self, item: PlannedNotification, how: str) -> None:
+        log.warning("notification %s %s was taken over by another worker: not sent here",
+                    item.key, how)
+        self.metrics.notification(str(item.key.channel), "skipped_claimed")
+        return None
 
     def _record(self, item: PlannedNotification, delivery: Delivery, at_ms: int,
                 ticket: PageTicket | None) -> None:
@@ -117,10 +129,13 @@ class SendingMixin:
             log.warning("could not ask the provider about %s (%s): sending it", item.key, exc)
             return None
 
-    def _deliver(self, item: PlannedNotification) -> Delivery:
+    def _deliver(self, item: PlannedNotification, lease_from_ms: int) -> Delivery:
         """Send once, and again after a short, growing, jittered pause while the failure is
-        retryable and another try still fits in the claim's lease (so no other worker can
-        take the claim over meanwhile). Later attempts of the policy page again anyway."""
+        retryable and another try fits in the claim's lease (from ``lease_from_ms``),
+        renewed for it if need be, so no other worker can take the claim over meanwhile.
+        Retries stop once they would take longer than a fresh lease allows (a send that
+        timed out is not tried again: the API may have taken it). Later attempts of the
+        policy page again anyway."""
         started, pause = time.monotonic(), RETRY_FIRST_S
         status_url = (f"{self.public_url}/twilio/status?key={quote(str(item.key), safe='')}"
                       if self.public_url else None)
@@ -133,9 +148,14 @@ class SendingMixin:
             else:
                 delivery = self.notifier.send_sms(item.contact.phone, item.text,
                                                   status_url=status_url)
-            budget_s = LEASE_MS / 1000 * 0.9 - (time.monotonic() - started) - TWILIO_TIMEOUT_S
-            if delivery.ok or not delivery.retryable or pause > budget_s:
+            if (delivery.ok or not delivery.retryable
+                    or pause > MAX_PAUSE_S - (time.monotonic() - started)):
                 return delivery
+            now = self._now_ms()
+            if pause > (lease_from_ms + LEASE_USABLE_MS - now) / 1000 - TWILIO_TIMEOUT_S:
+                if not self.store.renew_claim(item.key, lease_from_ms, now):
+                    return delivery  # taken over meanwhile: that worker sends it
+                lease_from_ms = now
             log.warning("%s to %s for alarm %s: %s; retrying in %.1f s", item.key.channel,
                         item.contact.name, item.key.alarm_id, delivery.error, pause)
             time.sleep(pause * random.uniform(0.5, 1.0))

@@ -29,6 +29,7 @@ from typing import Callable
 
 from device.protocol import CMD_RECEIVED, Command, ProtocolError, Topics, decode_alarm
 
+from .claimkeeper import ClaimKeeper
 from .device_messages import DeviceMessagesMixin
 from .escalation import PlannedNotification, attempt, plan, wait_after_ms
 from .followups import FollowupMixin
@@ -103,6 +104,8 @@ class AlarmService(SendingMixin, FollowupMixin, DeviceMessagesMixin):
         # Alarms outrank troubles: device-trouble texts queue on their own small pool,
         # never in front of an alarm's pages.
         self.trouble_senders = ThreadPoolExecutor(2, thread_name_prefix="trouble")
+        #: Claims of pages waiting for a sender thread, renewed together on the timer.
+        self.claims = ClaimKeeper(store.renew_claims)
         #: Each branch's switches and overrides as last read (flat), to plan an alarm's
         #: first attempt before raising it; the raise checks they are still current.
         self._branch_seen: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
@@ -393,9 +396,15 @@ class AlarmService(SendingMixin, FollowupMixin, DeviceMessagesMixin):
         tally = None if wait_here else AttemptTally(
             len(ours), FinishCheck(alarm.id, number, next_due_ms,
                                    tuple(item.key for item in planned.planned)), finish)
-        futures = [self.senders.submit(self._send_ticketed, item, now, claim,
-                                       tally.ticket() if tally else None)
-                   for item, claim in ours]
+        futures = []
+        for item, claim in ours:  # kept alive while they wait for a sender (hub.claimkeeper)
+            self.claims.hold(item.key, now)
+            try:
+                futures.append(self.senders.submit(self._send_ticketed, item, now, claim,
+                                                   tally.ticket() if tally else None))
+            except RuntimeError:  # shutting down: left to lapse to another worker
+                self.claims.take(item.key, now)
+                raise
         self._log_attempt(alarm, planned)
         if wait_here:
             wait(futures)

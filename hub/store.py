@@ -43,7 +43,8 @@ from .lifecycle import AlarmEvent, transition
 from .model import Alarm, NotificationKey
 from .store_branches import BranchStoreMixin, parse_overrides, parse_switches
 from .store_devices import COMMANDS_GROUP, COMMANDS_MAXLEN, DeviceStoreMixin
-from .store_notifications import (_CLAIM_MANY, _LEASE_DUE, _RECORD, _RECORD_FINISH, _RENEW,
+from .store_notifications import (_CLAIM_MANY, _LEASE_DUE, _RECORD, _RECORD_FINISH,
+                                  _RENEW_MANY,
                                   CLAIM_TTL_S, NotificationStoreMixin,
                                   finish_checked_lua, flat_json)
 
@@ -177,7 +178,7 @@ class Store(BranchStoreMixin, NotificationStoreMixin, DeviceStoreMixin):
         self._finish_checked = client.register_script(_FINISH_CHECKED)
         self._shift = client.register_script(_SHIFT)
         self._lease_due = client.register_script(_LEASE_DUE)
-        self._renew = client.register_script(_RENEW)
+        self._renew_many = client.register_script(_RENEW_MANY)
         self._claim_many = client.register_script(_CLAIM_MANY)
 
     @classmethod

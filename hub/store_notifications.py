@@ -60,12 +60,21 @@ end
 return out
 """
 
-_RENEW = """
--- KEYS: notification key; ARGV: the claim's ms, now_ms, ttl_s
--- Still this claim (no other worker took it over): restart its lease from now.
-if redis.call('GET', KEYS[1]) ~= 'claimed:' .. ARGV[1] then return 0 end
-redis.call('SET', KEYS[1], 'claimed:' .. ARGV[2], 'EX', ARGV[3])
-return 1
+
+_RENEW_MANY = """
+-- KEYS: notification keys; ARGV: now_ms, ttl_s, then each key's claim ms
+-- Each key still holding its claim (no other worker took it over) restarts its lease from
+-- now: 1; else 0.
+local out = {}
+for k = 1, #KEYS do
+  if redis.call('GET', KEYS[k]) == 'claimed:' .. ARGV[k + 2] then
+    redis.call('SET', KEYS[k], 'claimed:' .. ARGV[1], 'EX', ARGV[2])
+    out[k] = 1
+  else
+    out[k] = 0
+  end
+end
+return out
 """
 
 _RECORD = """
@@ -152,8 +161,16 @@ class NotificationStoreMixin:
     def renew_claim(self, key: NotificationKey, claimed_ms: int, now_ms: int) -> bool:
         """Restart the lease of this worker's claim made at ``claimed_ms``; ``False`` if the
         claim is no longer that one (its lease ran out and another worker took it)."""
-        return bool(self._renew(keys=[self._key("notification", str(key))],
-                                args=[claimed_ms, now_ms, CLAIM_TTL_S]))
+        return self.renew_claims([(key, claimed_ms)], now_ms)[0]
+
+    def renew_claims(self, claims: list[tuple[NotificationKey, int]],
+                     now_ms: int) -> list[bool]:
+        """:meth:`renew_claim` for each ``(key, claim ms)``, in one round trip."""
+        if not claims:
+            return []
+        found = self._renew_many(keys=[self._key("notification", str(k)) for k, _ in claims],
+                                 args=[now_ms, CLAIM_TTL_S, *(ms for _, ms in claims)])
+        return [bool(x) for x in found]
 
     def notification_outcome(self, key: NotificationKey) -> str | None:
         return self.r.get(self._key("notification", str(key)))
