@@ -18,7 +18,9 @@ Correlation: ``HAVEN_PUBLIC_URL`` is set, so every SMS request carries a
 ``StatusCallback`` URL whose ``key`` holds the full alarm id (the SMS text carries
 only its first 8 characters). Nothing listens there; the harness's fake never calls
 back. Options (``--adapter-opt k=v``): ``workers`` (1), ``log_level`` (info, the
-production default), ``devices`` (50: ``bench-dev-000``.. the harness publishes for).
+production default), ``devices`` (50: ``bench-dev-000``.. the harness publishes for),
+``api_connections`` (each worker's HAVEN_API_CONNECTIONS; default an equal share of 64,
+at most 32).
 
 CPU and RSS reported by the harness are summed over the hub workers AND redis-server:
 Haven's durability is part of what it costs.
@@ -75,9 +77,11 @@ class HavenAdapter(Adapter):
     name = "haven"
 
     def __init__(self, workers: str = "1", log_level: str = "info", devices: str = "50",
-                 **opts):
+                 api_connections: str = "", **opts):
         super().__init__(**opts)
         self.workers_n, self.log_level, self.devices = int(workers), log_level, int(devices)
+        #: HAVEN_API_CONNECTIONS per worker ('' : an equal share of 64, at most 32)
+        self.api_connections = api_connections
         if self.workers_n < 1:
             raise ValueError("--adapter-opt workers=N needs N >= 1")
         self.name = f"haven-{self.workers_n}w"
@@ -99,6 +103,8 @@ class HavenAdapter(Adapter):
         env = clean_env(TWILIO_ACCOUNT_SID=ctx.account_sid, TWILIO_AUTH_TOKEN=ctx.auth_token,
                         TWILIO_FROM_NUMBER=ctx.from_number, HAVEN_TWILIO_API_BASE=ctx.twilio_url,
                         HAVEN_PUBLIC_URL=PUBLIC_URL)
+        if self.api_connections:
+            env["HAVEN_API_CONNECTIONS"] = self.api_connections
         try:
             self.workers = start_workers(self.workers_n, site=site,
                                          broker=f"{ctx.broker_host}:{ctx.broker_port}",
