@@ -12,10 +12,10 @@ from __future__ import annotations
 import logging
 import random
 import time
-from urllib.parse import quote
 
 from .claimkeeper import LOST
 from .escalation import PlannedNotification
+from .http11 import form_quote
 from .metrics import delivery_outcome
 from .model import Channel, Delivery
 from .notify import TWILIO_TIMEOUT_S
@@ -137,7 +137,7 @@ class SendingMixin:
         timed out is not tried again: the API may have taken it). Later attempts of the
         policy page again anyway."""
         started, pause = time.monotonic(), RETRY_FIRST_S
-        status_url = (f"{self.public_url}/twilio/status?key={quote(str(item.key), safe='')}"
+        status_url = (f"{self.public_url}/twilio/status?key={form_quote(str(item.key))}"
                       if self.public_url else None)
         while True:
             if item.key.channel is Channel.CALL:

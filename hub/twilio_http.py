@@ -29,9 +29,9 @@ import select
 import socket
 import ssl
 import threading
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlsplit
 
-from .http11 import HttpError, Reader, encode_request, read_reply
+from .http11 import HttpError, Reader, encode_request, form_encode, read_reply
 
 from twilio.http import HttpClient
 from twilio.http.response import Response
@@ -83,7 +83,7 @@ class PooledHttpClient(HttpClient):
         parts = urlsplit(url)
         scheme, netloc = ((self._base.scheme, self._base.netloc) if self._base
                           else (parts.scheme, parts.netloc))
-        query = "&".join(q for q in (parts.query, urlencode(params or {}, doseq=True)) if q)
+        query = "&".join(q for q in (parts.query, form_encode(params or {})) if q)
         target = (parts.path or "/") + (f"?{query}" if query else "")
         sent = dict(headers or {})
         body = None
@@ -91,7 +91,7 @@ class PooledHttpClient(HttpClient):
             if sent.get("Content-Type", "").endswith("json"):
                 body = json.dumps(data).encode()
             else:
-                body = urlencode(data, doseq=True).encode()
+                body = form_encode(data).encode()
                 sent.setdefault("Content-Type", "application/x-www-form-urlencoded")
         if auth:
             token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()

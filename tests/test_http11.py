@@ -87,3 +87,15 @@ def test_repeated_headers_are_joined():
 def test_a_broken_answer_is_an_http_error_naming_what_broke(data, match):
     with pytest.raises(HttpError, match=match):
         reply(data)
+
+
+from hypothesis import given, strategies as st  # noqa: E402
+
+
+@given(st.dictionaries(st.text(min_size=1), st.one_of(
+    st.text(), st.integers(), st.lists(st.text(), max_size=3))))
+def test_form_encoding_matches_urllib(data):
+    from urllib.parse import urlencode
+
+    from hub.http11 import form_encode
+    assert form_encode(data) == urlencode(data, doseq=True)
