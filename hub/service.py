@@ -247,8 +247,6 @@ class AlarmService(SendingMixin, FollowupMixin, DeviceMessagesMixin):
                                      test_alarm=alarm.id)
             log.info("%s from %s recorded", alarm.kind, alarm.device)
             return Outcome.STORED
-        log.info("alarm %s %s at %s/%s from %s: escalating", alarm.id, alarm.kind,
-                 alarm.branch, alarm.room, alarm.device)
         self.metrics.escalation_started(0.0)
         return Outcome.STORED
 
@@ -391,7 +389,7 @@ class AlarmService(SendingMixin, FollowupMixin, DeviceMessagesMixin):
         next_due_ms = max(now, started + planned.wait_ms)
         finish = partial(self._finish_attempt, alarm, number, planned.planned, next_due_ms)
         if not ours:
-            self._log_attempt(alarm, planned)
+            self._log_attempt(alarm, planned, new=not wait_here and number == 0)
             return finish() if wait_here else self.escalators.submit(finish)
         tally = None if wait_here else AttemptTally(
             len(ours), FinishCheck(alarm.id, number, next_due_ms,
@@ -405,16 +403,24 @@ class AlarmService(SendingMixin, FollowupMixin, DeviceMessagesMixin):
             except RuntimeError:  # shutting down: left to lapse to another worker
                 self.claims.take(item.key, now)
                 raise
-        self._log_attempt(alarm, planned)
+        self._log_attempt(alarm, planned, new=not wait_here and number == 0)
         if wait_here:
             wait(futures)
             finish()
 
     @staticmethod
-    def _log_attempt(alarm: Alarm, planned: "AttemptPlan") -> None:
+    def _log_attempt(alarm: Alarm, planned: "AttemptPlan", *, new: bool) -> None:
+        """One line per attempt; a new alarm's attempt 0 also says where it came from."""
         t = planned.timeline
-        log.info("alarm %s attempt %d (step %s, round %s, %s): %d notification(s)", alarm.id,
-                 planned.number, t["step"], t["round"], t["branch_state"], len(planned.planned))
+        if new:
+            log.info("alarm %s %s at %s/%s from %s: escalating, attempt 0 (step %s, round %s, "
+                     "%s): %d notification(s)", alarm.id, alarm.kind, alarm.branch, alarm.room,
+                     alarm.device, t["step"], t["round"], t["branch_state"],
+                     len(planned.planned))
+        else:
+            log.info("alarm %s attempt %d (step %s, round %s, %s): %d notification(s)",
+                     alarm.id, planned.number, t["step"], t["round"], t["branch_state"],
+                     len(planned.planned))
 
     def _send_ticketed(self, item: PlannedNotification, claimed_ms: int, claim: int,
                        ticket: PageTicket | None) -> None:
