@@ -42,7 +42,7 @@ import redis
 from .lifecycle import AlarmEvent, transition
 from .model import Alarm, NotificationKey
 from .store_branches import BranchStoreMixin, parse_overrides, parse_switches
-from .store_devices import COMMANDS_GROUP, COMMANDS_MAXLEN, DeviceStoreMixin
+from .store_devices import _STATUSES, COMMANDS_GROUP, COMMANDS_MAXLEN, DeviceStoreMixin
 from .store_notifications import (_CLAIM_MANY, _LEASE_DUE, _RECORD, _RECORD_FINISH,
                                   _RENEW_MANY,
                                   CLAIM_TTL_S, NotificationStoreMixin,
@@ -180,6 +180,7 @@ class Store(BranchStoreMixin, NotificationStoreMixin, DeviceStoreMixin):
         self._lease_due = client.register_script(_LEASE_DUE)
         self._renew_many = client.register_script(_RENEW_MANY)
         self._claim_many = client.register_script(_CLAIM_MANY)
+        self._statuses = client.register_script(_STATUSES)
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "haven") -> "Store":

@@ -23,6 +23,20 @@ COMMANDS_MAXLEN = 10000
 #: The consumer group of hub workers reading device commands.
 COMMANDS_GROUP = "hub"
 
+_STATUSES = """
+-- KEYS: device hashes; ARGV: events channel, a JSON array with, for each key in turn,
+-- [state, field, value, field, value ...] (the device id is the key's last part)
+-- Each status is written and announced to dashboards; the statuses travel as one JSON
+-- argument: redis-py packed the ~20 arguments per heartbeat slower than cjson decodes.
+for i, entry in ipairs(cjson.decode(ARGV[2])) do
+  redis.call('HSET', KEYS[i], 'state', entry[1], unpack(entry, 2))
+  local device = string.match(KEYS[i], '[^:]+$')
+  redis.call('PUBLISH', ARGV[1],
+             cjson.encode({type = 'device.status', device = device, state = entry[1]}))
+end
+return #KEYS
+"""
+
 
 class DeviceStoreMixin:
     """Device statuses, device commands and rejected messages."""
@@ -38,16 +52,16 @@ class DeviceStoreMixin:
         trip (no transaction: each is whole on its own)."""
         if not statuses:
             return
-        pipe = self.r.pipeline(transaction=False)
-        for device_id, state, at_ms, firmware, health in statuses:
-            fields: dict[str, Any] = {"state": state, "since_ms": at_ms}
+        entries = []
+        for _, state, at_ms, firmware, health in statuses:
+            entry = [state, "since_ms", str(at_ms)]
             if firmware:
-                fields["firmware"] = firmware
-            fields.update({k: "" if v is None else str(v) for k, v in health.items()})
-            pipe.hset(self._key("device", device_id), mapping=fields)
-            pipe.publish(self.events_channel, json.dumps(
-                {"type": "device.status", "device": device_id, "state": state}))
-        pipe.execute()
+                entry += ["firmware", firmware]
+            for name, value in health.items():
+                entry += [name, "" if value is None else str(value)]
+            entries.append(entry)
+        self._statuses(keys=[self._key("device", device_id) for device_id, *_ in statuses],
+                       args=[self.events_channel, json.dumps(entries)])
 
     def device_status(self, device_id: str) -> dict[str, str]:
         return self.r.hgetall(self._key("device", device_id))

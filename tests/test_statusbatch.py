@@ -28,19 +28,19 @@ def test_a_batch_is_stored_in_one_round_trip_and_bad_ones_rejected_alone(
     service = AlarmService(sample_site, fake_store, None, lambda t, p: None,
                            ThreadPoolExecutor(1), clock=lambda: NOW)
     trips = []
-    execute = fake_store.r.pipeline
+    script = fake_store._statuses
 
-    def counting_pipeline(*a, **k):
-        trips.append(1)
-        return execute(*a, **k)
+    def counting_script(*a, **k):
+        trips.append(len(k["keys"]))
+        return script(*a, **k)
 
-    fake_store.r.pipeline = counting_pipeline
+    fake_store._statuses = counting_script
     messages = [(*beat("main-circ-01", 81), False), (*beat("west-front-01", 42), True),
                 (Topics().status("main-ref-01"), b"{not json", False),
                 (*beat("nobody-01"), False)]
     assert service.handle_statuses(messages) == [
         Outcome.STATUS, Outcome.STATUS, Outcome.REJECTED, Outcome.REJECTED]
-    assert len(trips) == 1  # every good status in one pipeline
+    assert trips == [2]  # every good status in one script call
     assert len(fake_store.rejected()) == 2  # each bad one recorded on its own
     circ, west = (fake_store.device_status(d) for d in ("main-circ-01", "west-front-01"))
     assert circ["battery_pct"] == "81" and circ["heartbeat_ms"] == str(int(NOW * 1000))
