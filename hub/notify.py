@@ -141,6 +141,11 @@ class TwilioNotifier:
             self._local.client = client
         return client
 
+    def hold_next(self, gate) -> None:
+        """This thread's next request waits for ``gate`` (hub.gate) before it goes out;
+        ``send_sms``/``place_call`` then raise ``GateClosed`` if it closes."""
+        self._http.hold_next(gate)
+
     def send_sms(self, to: str, body: str, *, status_url: str | None = None) -> Delivery:
         """An SMS; with ``status_url`` Twilio posts its delivery statuses there."""
         kwargs = {"to": to, "body": body}

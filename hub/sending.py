@@ -15,6 +15,7 @@ import time
 
 from .claimkeeper import LOST
 from .escalation import PlannedNotification
+from .gate import Gate, GateClosed
 from .http11 import form_quote
 from .metrics import delivery_outcome
 from .model import Channel, Delivery
@@ -97,10 +98,32 @@ class SendingMixin:
                           item.contact.name, item.key.alarm_id, delivery.error, delivery.code,
                           "retryable" if delivery.retryable else "permanent")
             return delivery
+        except GateClosed:
+            raise  # not ours to send (hub.gate): nothing happened, nothing to record
         except Exception:  # a sender thread must not die silently
             log.exception("sending %s failed", item.key)
             self.metrics.notification(str(item.key.channel), "error")
             return None
+
+    def _send_gated(self, item: PlannedNotification, claimed_ms: int, gate: Gate,
+                    ticket: PageTicket | None) -> None:
+        """A page handed over before its alarm's raise answered (hub.gate): its request is
+        built now and goes out once the raise has claimed it; dropped, uncounted, if not."""
+        hold = getattr(self.notifier, "hold_next", None)
+        try:
+            if hold is None or gate.decided():  # nothing to overlap: decide here
+                gate.passed()
+                hold = None
+            else:
+                hold(gate)
+            self._send_claimed(item, claimed_ms, 1, ticket)
+        except GateClosed:
+            return  # the tally is abandoned with it: the ordinary path pages instead
+        finally:
+            if hold is not None:
+                hold(None)
+        if ticket is not None:
+            ticket.done()
 
     def _taken_over(self, item: PlannedNotification, how: str) -> None:
         log.warning("notification %s %s was taken over by another worker: not sent here",

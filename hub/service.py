@@ -32,6 +32,7 @@ from device.protocol import CMD_RECEIVED, Command, ProtocolError, Topics, decode
 from .claimkeeper import ClaimKeeper
 from .device_messages import DeviceMessagesMixin
 from .escalation import PlannedNotification, attempt, plan, wait_after_ms
+from .gate import Gate
 from .followups import FollowupMixin
 from .lifecycle import AlarmEvent
 from .metrics import Metrics, channel_of
@@ -88,7 +89,7 @@ class AlarmService(SendingMixin, FollowupMixin, DeviceMessagesMixin):
                  senders: Executor, *, escalators: Executor | None = None,
                  topics: Topics = Topics(), clock: Callable[[], float] = time.time,
                  metrics: Metrics | None = None, public_url: str | None = None,
-                 confirm: Publish | None = None):
+                 confirm: Publish | None = None, send_ahead: bool = False):
         self.site, self.store, self.notifier = site, store, notifier
         self.metrics = metrics or Metrics()
         #: The dashboard's public base URL for Twilio callbacks (keypress and SMS replies).
@@ -99,6 +100,10 @@ class AlarmService(SendingMixin, FollowupMixin, DeviceMessagesMixin):
         #: asked for again, and a QoS 1 PUBACK from a broker that keeps Nagle on held the
         #: next alarm back by up to 40 ms (p99 47 ms through the peers harness, 3 ms without).
         self.confirm = confirm or publish
+        #: Hand a lone alarm's planned pages to the senders before its raise, behind a gate
+        #: (hub.gate), so their requests are built during the round trip. Needs senders on
+        #: threads of their own (an inline executor would wait at the gate it runs on).
+        self.send_ahead = send_ahead
         # Attempts wait for their sends, so they must not run on the senders' own pool.
         self.escalators = escalators or ThreadPoolExecutor(4, thread_name_prefix="escalation")
         # Alarms outrank troubles: device-trouble texts queue on their own small pool,
@@ -175,19 +180,49 @@ class AlarmService(SendingMixin, FollowupMixin, DeviceMessagesMixin):
     def _raise_intakes(self, intakes: list[tuple[int, "_Intake"]],
                        outcomes: list[Outcome]) -> None:
         """Raise the alarms gathered so far in one round trip, then confirm and page each."""
-        if not intakes:
-            return
-        raised = self.store.raise_many([intake.request for _, intake in intakes])
-        for (index, intake), result in zip(intakes, raised):
-            outcomes[index] = self._raised(intake, result)
+        if len(intakes) == 1:
+            index, intake = intakes[0]
+            outcomes[index] = self._raise_one(intake)
             self.metrics.message("alarm", outcomes[index])
+        elif intakes:
+            raised = self.store.raise_many([intake.request for _, intake in intakes])
+            for (index, intake), result in zip(intakes, raised):
+                outcomes[index] = self._raised(intake, result)
+                self.metrics.message("alarm", outcomes[index])
         intakes.clear()
 
     def _alarm(self, topic: str, payload: bytes) -> Outcome:
         intake = self._intake(topic, payload)
         if isinstance(intake, Outcome):
             return intake
-        return self._raised(intake, self.store.raise_many([intake.request])[0])
+        return self._raise_one(intake)
+
+    def _raise_one(self, intake: "_Intake") -> Outcome:
+        """Raise one alarm, its planned pages already handed to senders behind a gate
+        (hub.gate): their requests are built while the raise is on its way."""
+        gate = self._pre_send(intake)
+        try:
+            raised = self.store.raise_many([intake.request])[0]
+        except BaseException:
+            if gate is not None:
+                gate.close()
+            raise
+        return self._raised(intake, raised, gate)
+
+    def _pre_send(self, intake: "_Intake") -> Gate | None:
+        """Hand attempt 0's planned pages to the senders behind a gate the raise decides."""
+        pre = intake.pre
+        if not self.send_ahead or pre is None or not pre.planned:
+            return None
+        gate = Gate()
+        tally = self._tally(intake.alarm, pre, len(pre.planned), pre.now + pre.wait_ms)
+        try:
+            for item in pre.planned:
+                self.senders.submit(self._send_gated, item, pre.now, gate, tally.ticket())
+        except RuntimeError:  # shutting down: the ordinary path (or the lease) takes over
+            gate.close()
+            return None
+        return gate
 
     def _intake(self, topic: str, payload: bytes) -> "_Intake | Outcome":
         """Validate and place an alarm message, and plan its attempt 0 from the branch
@@ -217,13 +252,20 @@ class AlarmService(SendingMixin, FollowupMixin, DeviceMessagesMixin):
             timeline=pre.timeline if pre is not None else None)
         return _Intake(alarm, pre, request)
 
-    def _raised(self, intake: "_Intake", raised: Raised) -> Outcome:
+    def _raised(self, intake: "_Intake", raised: Raised, gate: Gate | None = None
+                ) -> Outcome:
         """The alarm is stored (or was known): page (a new alarm's pages leave first, so
-        the sender works while the rest happens here), confirm it to the device, record."""
+        the sender works while the rest happens here), confirm it to the device, record.
+        ``gate``: attempt 0's pages are waiting behind it (hub.gate), to go if claimed."""
         alarm = intake.alarm
+        sent_ahead = gate is not None and raised.claimed
+        if gate is not None:
+            gate.open() if sent_ahead else gate.close()
         kind = self.site.kinds[alarm.kind]
         self._branch_seen[alarm.branch] = raised.seen
-        if raised.created and kind.steps:
+        if sent_ahead:
+            self._log_attempt(alarm, intake.pre, new=True)
+        elif raised.created and kind.steps:
             self._start_escalation(intake, raised)
         self._confirm(alarm)
         delay_ms = alarm.received_at_ms - alarm.pressed_at_ms
@@ -387,13 +429,11 @@ class AlarmService(SendingMixin, FollowupMixin, DeviceMessagesMixin):
             # attempt keeps the pace of when they went out, not of this re-run's lease.
             started = self.store.attempt_paged_at(alarm.id, number) or now
         next_due_ms = max(now, started + planned.wait_ms)
-        finish = partial(self._finish_attempt, alarm, number, planned.planned, next_due_ms)
         if not ours:
             self._log_attempt(alarm, planned, new=not wait_here and number == 0)
+            finish = partial(self._finish_attempt, alarm, number, planned.planned, next_due_ms)
             return finish() if wait_here else self.escalators.submit(finish)
-        tally = None if wait_here else AttemptTally(
-            len(ours), FinishCheck(alarm.id, number, next_due_ms,
-                                   tuple(item.key for item in planned.planned)), finish)
+        tally = None if wait_here else self._tally(alarm, planned, len(ours), next_due_ms)
         futures = []
         for item, claim in ours:  # kept alive while they wait for a sender (hub.claimkeeper)
             self.claims.hold(item.key, now)
@@ -406,7 +446,17 @@ class AlarmService(SendingMixin, FollowupMixin, DeviceMessagesMixin):
         self._log_attempt(alarm, planned, new=not wait_here and number == 0)
         if wait_here:
             wait(futures)
-            finish()
+            self._finish_attempt(alarm, number, planned.planned, next_due_ms)
+
+    def _tally(self, alarm: Alarm, planned: "AttemptPlan", pages: int,
+               next_due_ms: int) -> AttemptTally:
+        """Counts the attempt's ``pages`` as senders finish them; the last one finishes the
+        attempt (hub.tally)."""
+        finish = partial(self._finish_attempt, alarm, planned.number, planned.planned,
+                         next_due_ms)
+        return AttemptTally(pages, FinishCheck(alarm.id, planned.number, next_due_ms,
+                                               tuple(item.key for item in planned.planned)),
+                            finish)
 
     @staticmethod
     def _log_attempt(alarm: Alarm, planned: "AttemptPlan", *, new: bool) -> None:

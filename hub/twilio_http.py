@@ -78,8 +78,39 @@ class PooledHttpClient(HttpClient):
         self._tls = _tls_context()
         self._local = threading.local()
 
+    def hold_next(self, gate) -> None:
+        """This thread's next request waits for ``gate`` (hub.gate) just before it is
+        written; a request that fails before that point still waits for it, so no
+        outcome comes before the gate's decision."""
+        self._local.gate = gate
+
     def request(self, method, url, params=None, data=None, headers=None, auth=None,
                 timeout=None, allow_redirects=False) -> Response:
+        gate, self._local.gate = getattr(self._local, "gate", None), None
+        try:
+            request, scheme, netloc, path = self._encode(method, url, params, data, headers,
+                                                         auth)
+            conn = self._connection(scheme, netloc, timeout or self.timeout)
+        except BaseException:
+            if gate is not None:
+                gate.passed()  # raises GateClosed instead, if the page is not ours to send
+            raise
+        if gate is not None:
+            gate.passed()
+        try:
+            conn.sock.sendall(request)
+            reply = read_reply(Reader(conn.sock), method.upper())
+        except (OSError, HttpError) as exc:
+            self._drop(scheme, netloc)
+            raise ApiUnreachable(f"{type(exc).__name__}: {exc or 'no answer'} "
+                                 f"({method.upper()} {scheme}://{netloc}{path})") from exc
+        if not reply.reusable:
+            self._drop(scheme, netloc)
+        return Response(reply.status, reply.body.decode("utf-8", "replace"), reply.headers)
+
+    def _encode(self, method, url, params, data, headers, auth
+                ) -> tuple[bytes, str, str, str]:
+        """The request's bytes, and where it goes: (bytes, scheme, host[:port], path)."""
         parts = urlsplit(url)
         scheme, netloc = ((self._base.scheme, self._base.netloc) if self._base
                           else (parts.scheme, parts.netloc))
@@ -97,18 +128,8 @@ class PooledHttpClient(HttpClient):
             token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
             sent["Authorization"] = f"Basic {token}"
         sent["User-Agent"] = sent.get("User-Agent", "twilio-python") + USER_AGENT_SUFFIX
-        request = encode_request(method.upper(), target, netloc, sent, body)
-        conn = self._connection(scheme, netloc, timeout or self.timeout)
-        try:
-            conn.sock.sendall(request)
-            reply = read_reply(Reader(conn.sock), method.upper())
-        except (OSError, HttpError) as exc:
-            self._drop(scheme, netloc)
-            raise ApiUnreachable(f"{type(exc).__name__}: {exc or 'no answer'} "
-                                 f"({method.upper()} {scheme}://{netloc}{parts.path})") from exc
-        if not reply.reusable:
-            self._drop(scheme, netloc)
-        return Response(reply.status, reply.body.decode("utf-8", "replace"), reply.headers)
+        return (encode_request(method.upper(), target, netloc, sent, body), scheme, netloc,
+                parts.path)
 
     # --- connections (one per thread and host) -----------------------------------
 
