@@ -99,3 +99,15 @@ def plan(site: Site, alarm: Alarm, steps: tuple[Step, ...], number: int, *, dril
 def wait_after_ms(steps: tuple[Step, ...], number: int) -> int:
     """Milliseconds from attempt ``number`` to the next one."""
     return int(attempt(steps, number).step.wait_s * 1000)
+
+
+@dataclass(frozen=True)
+class AttemptPlan:
+    """One escalation attempt, planned: its pages, its timeline entry, and the wait (ms)
+    before the next attempt."""
+
+    number: int
+    now: int
+    planned: list[PlannedNotification]
+    timeline: dict[str, object]
+    wait_ms: int
