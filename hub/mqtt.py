@@ -11,6 +11,9 @@
   service has handled it. If Redis is unreachable the message is kept and
   retried on a background thread with backoff; a crash meanwhile leaves it
   unacknowledged, and the broker redelivers it to the next session.
+- Reads are batched: every message already waiting on the socket (up to
+  ``READ_BATCH``) is read before the alarms and events among them are handled
+  together (one Redis round trip for a burst's alarms), then acknowledged.
 """
 
 from __future__ import annotations
