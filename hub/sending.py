@@ -62,12 +62,15 @@ class SendingMixin:
         return self._send_claimed(item, claimed_ms, claim)
 
     def _send_claimed(self, item: PlannedNotification, claimed_ms: int,
-                      claim: int = 1, ticket: PageTicket | None = None) -> Delivery | None:
+                      claim: int = 1, ticket: PageTicket | None = None,
+                      gate: Gate | None = None) -> Delivery | None:
         """Send a notification this worker claimed at ``claimed_ms``, and record the
         outcome. ``claim`` > 1 is the ms of a dead worker's claim taken over: the provider
         is asked first whether that worker's page got through. ``ticket``: the page's
         place in its attempt (hub.tally): the last page's record finishes the attempt.
-        Runs on a sender thread; never raises."""
+        ``gate``: the page was handed over ahead of its raise (hub.gate); nothing is
+        recorded before the gate opens (GateClosed is raised if it closes). Runs on a
+        sender thread; raises nothing else."""
         try:
             now = self._now_ms()
             claimed_ms = self.claims.take(item.key, claimed_ms)
@@ -88,6 +91,8 @@ class SendingMixin:
                     return self._taken_over(item, f"waited {now - claimed_ms} ms and")
                 claimed_ms = now
             delivery = self._deliver(item, claimed_ms)
+            if gate is not None:  # a failure found before any request reached the transport
+                gate.passed()
             self._record(item, delivery, self._now_ms(), ticket)
             self.metrics.notification(str(item.key.channel), delivery_outcome(delivery))
             if delivery.ok:
@@ -116,7 +121,7 @@ class SendingMixin:
                 hold = None
             else:
                 hold(gate)
-            self._send_claimed(item, claimed_ms, 1, ticket)
+            self._send_claimed(item, claimed_ms, 1, ticket, gate)
         except GateClosed:
             return  # the tally is abandoned with it: the ordinary path pages instead
         finally:

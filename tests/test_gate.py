@@ -158,3 +158,33 @@ def test_a_store_failure_during_the_raise_sends_nothing(ahead, fake_twilio, fake
         _press(ahead, "main-ref-01")
     time.sleep(0.5)
     assert _pages(fake_twilio) == before
+
+
+def test_a_page_that_fails_before_any_request_records_nothing_until_the_gate_opens(
+        sample_site, fake_store, fake_twilio):
+    """Calls through a Messaging Service fail at once, without a request: such a failure
+    must not be recorded for a page whose raise turns out not to be ours (a duplicate)."""
+    notifier = TwilioNotifier(fake_twilio.account_sid, fake_twilio.auth_token,
+                              messaging_service_sid="MG" + "1" * 32, api_base=fake_twilio.url)
+    senders, escalators = ThreadPoolExecutor(8), ThreadPoolExecutor(2)
+    service = AlarmService(sample_site, fake_store, notifier, lambda t, p: None, senders,
+                           escalators=escalators, clock=lambda: NOW, send_ahead=True)
+    try:
+        alarm, _ = _press(service, "main-circ-01")  # plans nothing ahead: the first one
+        time.sleep(0.5)
+        records = []
+        record = fake_store.record_notification
+        fake_store.record_notification = lambda *a, **k: records.append(a[0]) or record(*a, **k)
+        raise_many = fake_store.raise_many
+
+        def slow_raise(requests):
+            time.sleep(0.2)  # the failed calls would be recorded meanwhile, were it allowed
+            return raise_many(requests)
+
+        fake_store.raise_many = slow_raise
+        assert _press(service, "main-circ-01", alarm)[1] is Outcome.DUPLICATE
+        time.sleep(0.5)
+        assert records == []
+    finally:
+        senders.shutdown(wait=True)
+        escalators.shutdown(wait=True)
