@@ -87,6 +87,8 @@ class SendingMixin:
                                 item.contact.name, item.key.alarm_id, sid)
                     return delivery
             if now - claimed_ms > PICKUP_RENEW_MS:  # the keeper fell behind: renew it here
+                if gate is not None:  # (a slow raise: the claim is not made until it opens)
+                    gate.passed()
                 if not self.store.renew_claim(item.key, claimed_ms, now):
                     return self._taken_over(item, f"waited {now - claimed_ms} ms and")
                 claimed_ms = now
