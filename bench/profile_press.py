@@ -102,13 +102,15 @@ class Stages:
 def stages(alarms: int, workdir: Path) -> tuple[dict[str, float], dict[str, float], float, float]:
     """(CPU s, wall s) per stage per alarm, and total CPU and wall per alarm, unprofiled."""
     import device.protocol
+    import hub.intake
     import hub.service
     site = parse_site(site_from_contacts({"default": ["+15005550100"]}, DEVICES), "bench")
     redis_srv = start_redis(workdir / "redis-stages")
     fake = quiet_fake()
     store = Store.from_url(redis_srv.url)
     timing = Stages()
-    saved = {name: getattr(hub.service, name) for name in ("decode_alarm", "plan")}
+    saved = [(hub.intake, "decode_alarm"), (hub.service, "plan")]
+    saved = [(module, name, getattr(module, name)) for module, name in saved]
     try:
         notifier = TwilioNotifier(fake.account_sid, fake.auth_token, from_number=FROM,
                                   api_base=fake.url)
@@ -126,7 +128,7 @@ def stages(alarms: int, workdir: Path) -> tuple[dict[str, float], dict[str, floa
         timing.wrap_public(store, "redis: ")
         timing.wrap(notifier, "send_sms", "twilio SDK + HTTP round trip")
         timing.wrap_public(metrics, "metrics: ")
-        timing.wrap(hub.service, "decode_alarm", "decode + validate JSON")
+        timing.wrap(hub.intake, "decode_alarm", "decode + validate JSON")
         timing.wrap(hub.service, "plan", "plan (who, texts)")
         for handler in logging.getLogger().handlers:
             timing.wrap(handler, "handle", "logging (INFO, to a file)")
@@ -148,8 +150,8 @@ def stages(alarms: int, workdir: Path) -> tuple[dict[str, float], dict[str, floa
         return ({k: v / alarms for k, v in timing.cpu.items()},
                 {k: v / alarms for k, v in timing.wall.items()}, cpu, wall)
     finally:
-        for name, fn in saved.items():
-            setattr(hub.service, name, fn)
+        for module, name, fn in saved:
+            setattr(module, name, fn)
         store.r.close()
         fake.stop()
         redis_srv.stop()

@@ -21,6 +21,7 @@ from .metrics import delivery_outcome
 from .model import Channel, Delivery
 from .notify import TWILIO_TIMEOUT_S
 from .site import Contact
+from .store_notifications import PageRecord
 from .tally import PageTicket
 
 log = logging.getLogger("haven.hub")
@@ -140,11 +141,12 @@ class SendingMixin:
 
     def _record(self, item: PlannedNotification, delivery: Delivery, at_ms: int,
                 ticket: PageTicket | None) -> None:
-        """Record a page's outcome; if it is its attempt's last page out, finish the
-        attempt in the same round trip."""
+        """Record a page's outcome (with other senders' records of the moment, in one round
+        trip: hub.groupcommit); if it is its attempt's last page out, finish the attempt
+        in the same round trip."""
         check = ticket.claim_last() if ticket is not None else None
-        checked = self.store.record_notification(item.key, item.contact.name, delivery, at_ms,
-                                                 finish=check)
+        checked = self.records.call(PageRecord(item.key, item.contact.name, delivery, at_ms,
+                                               check))
         if check is not None:
             ticket.finished(checked)
 

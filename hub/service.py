@@ -36,6 +36,7 @@ from .device_messages import DeviceMessagesMixin
 from .intake import LATE_MS, IntakeMixin
 from .escalation import AttemptPlan, PlannedNotification, attempt, plan, wait_after_ms
 from .followups import FollowupMixin
+from .groupcommit import GroupCommit
 from .metrics import Metrics, channel_of
 from .model import Alarm, AlarmState
 from .notify import Notifier
@@ -85,6 +86,9 @@ class AlarmService(IntakeMixin, SendingMixin, FollowupMixin, DeviceMessagesMixin
         self.trouble_senders = ThreadPoolExecutor(2, thread_name_prefix="trouble")
         #: Claims of pages waiting for a sender thread, renewed together on the timer.
         self.claims = ClaimKeeper(store.renew_claims)
+        #: Pages' outcomes recorded by their sender threads, those recording at the same
+        #: time in one round trip (hub.groupcommit).
+        self.records = GroupCommit(store.record_notifications)
         #: Each branch's switches and overrides as last read (flat), to plan an alarm's
         #: first attempt before raising it; the raise checks they are still current.
         self._branch_seen: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}

@@ -224,23 +224,33 @@ class Store(BranchStoreMixin, NotificationStoreMixin, DeviceStoreMixin):
         broker at once), in order; each alarm is still stored all-or-nothing by its own
         script. Raises ``redis.RedisError`` if the store cannot be reached (then any of
         them may or may not be stored: a retry finds those as already known)."""
-        calls = [self._raise_args(request) for request in requests]
-        if len(calls) == 1:  # EVALSHA, loading the script if Redis lost it
-            return [_raised(self._raise(keys=calls[0][0], args=calls[0][1]))]
-        pipe = self.r.pipeline(transaction=False)
-        for keys, args in calls:
-            pipe.evalsha(self._raise.sha, len(keys), *keys, *args)
-        replies = pipe.execute(raise_on_error=False)
-        results = []
-        for (keys, args), reply in zip(calls, replies):
-            if isinstance(reply, redis.exceptions.NoScriptError):
-                # Redis restarted (or was flushed) since the script was loaded: this alarm's
-                # script never ran, so running it now (loading it again) is its first run.
-                reply = self._raise(keys=keys, args=args)
-            elif isinstance(reply, Exception):
+        replies = self._run_scripts([(self._raise, *self._raise_args(request))
+                                     for request in requests])
+        for reply in replies:
+            if isinstance(reply, Exception):
                 raise reply
-            results.append(_raised(reply))
-        return results
+        return [_raised(reply) for reply in replies]
+
+    def _run_scripts(self, calls: list[tuple[Any, list[str], list[Any]]]) -> list[Any]:
+        """Run ``[(script, keys, args)]`` in one round trip (a pipeline of EVALSHA): each
+        script's reply, in order, or the error it alone met (an ``Exception`` instance).
+        Raises ``redis.RedisError`` if the store cannot be reached (then any of them may
+        or may not have run). A script Redis lost (it restarted, or was flushed) is
+        loaded and run again on its own: it had not run."""
+        if len(calls) == 1:  # EVALSHA, loading the script if Redis lost it
+            script, keys, args = calls[0]
+            return [script(keys=keys, args=args)]
+        pipe = self.r.pipeline(transaction=False)
+        for script, keys, args in calls:
+            pipe.evalsha(script.sha, len(keys), *keys, *args)
+        replies = pipe.execute(raise_on_error=False)
+        for i, ((script, keys, args), reply) in enumerate(zip(calls, replies)):
+            if isinstance(reply, redis.exceptions.NoScriptError):
+                try:
+                    replies[i] = script(keys=keys, args=args)
+                except redis.exceptions.ResponseError as exc:
+                    replies[i] = exc
+        return replies
 
     def _raise_args(self, request: "RaiseRequest") -> tuple[list[str], list[Any]]:
         alarm, expect = request.alarm, request.expect

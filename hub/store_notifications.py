@@ -7,12 +7,13 @@ Keys (under the store's prefix)::
     haven:call-retries            zset   unanswered calls to place again, by due ms
 
 Part of :class:`hub.store.Store` (a mixin sharing its client ``r``, ``_key``, the scripts
-it registers and ``_read_group``).
+it registers, ``_read_group`` and ``_run_scripts``).
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from .model import Delivery, NotificationKey
@@ -22,6 +23,20 @@ from .store_devices import COMMANDS_GROUP, COMMANDS_MAXLEN
 #: How long notification claims are kept, in seconds: far longer than any
 #: alarm can be redelivered by the broker.
 CLAIM_TTL_S = 30 * 24 * 3600
+
+
+@dataclass(frozen=True)
+class PageRecord:
+    """What happened to one claimed page (``key``, sent to ``contact_name``): its
+    ``delivery`` at ``at_ms``; with ``finish``, the attempt's last page out, whose record
+    also finishes the attempt (hub.tally)."""
+
+    key: NotificationKey
+    contact_name: str
+    delivery: Delivery
+    at_ms: int
+    finish: FinishCheck | None = None
+
 
 def flat_json(fields: dict[str, Any]) -> str:
     """``{"a": 1, "b": "x"}`` as the JSON array ``["a", "1", "b", "x"]``, for a script to
@@ -135,6 +150,13 @@ return due
 """
 
 
+def _finished(record: PageRecord, reply: Any) -> bool | None:
+    if record.finish is None:
+        return None
+    done = int(reply)
+    return None if done < 0 else bool(done)
+
+
 class NotificationStoreMixin:
     """Claims (each page at most once across workers), outcomes and follow-up work."""
 
@@ -189,25 +211,41 @@ class NotificationStoreMixin:
         With ``finish`` (this was the attempt's last page out), also finish the attempt in
         the same round trip, as :meth:`hub.store.Store.finish_unless_all_failed` does, and
         return what that would."""
+        result = self.record_notifications([PageRecord(key, contact_name, delivery, at_ms,
+                                                       finish)])[0]
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    def record_notifications(self, records: list["PageRecord"]) -> list[Any]:
+        """:meth:`record_notification` of each record in one round trip (many sender
+        threads' records, through hub.groupcommit): each one's answer, or the error it
+        alone met (an ``Exception`` instance). Raises ``redis.RedisError`` if the store
+        cannot be reached."""
+        replies = self._run_scripts([self._record_call(record) for record in records])
+        return [reply if isinstance(reply, Exception) else _finished(record, reply)
+                for record, reply in zip(records, replies)]
+
+    def _record_call(self, record: "PageRecord") -> tuple[Any, list[str], list[Any]]:
+        key, delivery, finish = record.key, record.delivery, record.finish
         outcome = f"sent:{delivery.sid}" if delivery.ok else \
             f"failed:{delivery.code or ''}:{'retryable' if delivery.retryable else 'permanent'}"
-        timeline = {"event": "notified" if delivery.ok else "notify_failed", "at_ms": at_ms,
-                    "step": key.step, "channel": str(key.channel), "contact": contact_name,
-                    "to": key.contact, "sid": delivery.sid or "",
-                    "error": delivery.error or "", "code": delivery.code or ""}
+        timeline = {"event": "notified" if delivery.ok else "notify_failed",
+                    "at_ms": record.at_ms, "step": key.step, "channel": str(key.channel),
+                    "contact": record.contact_name, "to": key.contact,
+                    "sid": delivery.sid or "", "error": delivery.error or "",
+                    "code": delivery.code or ""}
         event = json.dumps({"type": "alarm.notified", "alarm_id": key.alarm_id,
-                            "ok": delivery.ok, "contact": contact_name,
+                            "ok": delivery.ok, "contact": record.contact_name,
                             "channel": str(key.channel)})
         keys = [self._key("notification", str(key)), self._key("timeline", key.alarm_id)]
         args = [self.events_channel, event, outcome, CLAIM_TTL_S, flat_json(timeline)]
         if finish is None:
-            self._record(keys=keys, args=args)
-            return None
-        done = int(self._record_finish(
-            keys=[*keys, self._key("escalations"), self._key("escalation", finish.alarm_id),
-                  *(self._key("notification", str(k)) for k in finish.keys)],
-            args=[*args, finish.alarm_id, finish.attempt, finish.next_due_ms]))
-        return None if done < 0 else bool(done)
+            return self._record, keys, args
+        return (self._record_finish,
+                [*keys, self._key("escalations"), self._key("escalation", finish.alarm_id),
+                 *(self._key("notification", str(k)) for k in finish.keys)],
+                [*args, finish.alarm_id, finish.attempt, finish.next_due_ms])
 
     def queue_followup(self, key: str, status: str) -> None:
         """A page that finally failed (SMS undelivered, call unanswered): for a hub worker."""

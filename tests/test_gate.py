@@ -11,6 +11,7 @@ import redis
 from device.protocol import Topics, new_alarm
 from hub import gate as gate_module
 from hub.gate import Gate, GateClosed
+from hub.groupcommit import GroupCommit
 from hub.notify import TwilioNotifier
 from hub.service import AlarmService, Outcome
 from hub.twilio_http import ApiUnreachable, PooledHttpClient
@@ -173,8 +174,8 @@ def test_a_page_that_fails_before_any_request_records_nothing_until_the_gate_ope
         alarm, _ = _press(service, "main-circ-01")  # plans nothing ahead: the first one
         time.sleep(0.5)
         records = []
-        record = fake_store.record_notification
-        fake_store.record_notification = lambda *a, **k: records.append(a[0]) or record(*a, **k)
+        service.records = GroupCommit(
+            lambda batch: records.extend(batch) or fake_store.record_notifications(batch))
         raise_many = fake_store.raise_many
 
         def slow_raise(requests):

@@ -2,6 +2,8 @@
 
 import json
 
+import redis
+
 from hub.model import Alarm, AlarmState, Channel, Delivery, NotificationKey
 
 
@@ -114,6 +116,31 @@ def test_alarms_raised_together_are_each_stored_once_even_after_redis_lost_its_s
     assert [r.created for r in raised] == [True, True, True, False]
     assert {a.id for a in store.active_alarms()} == {"a0", "a1", "a2"}
     assert store.escalation_due("a1") == 2001 + 4000
+
+
+def test_records_made_together_each_answer_their_own_after_redis_lost_its_scripts(store):
+    from hub.store import RaiseRequest
+    from hub.store_notifications import PageRecord
+    from hub.tally import FinishCheck
+    alarm = Alarm(id="a8", kind="assist", device="d1", branch="main", room="circ",
+                  pressed_at_ms=1000, received_at_ms=2000)
+    store.raise_many([RaiseRequest(alarm, True, 4000)])
+    sms, call = (NotificationKey("a8", 0, "+15550001", Channel.SMS),
+                 NotificationKey("a8", 0, "+15550002", Channel.CALL))
+    store.r.script_flush()  # as after a Redis restart without its script cache
+    store.r.set(store._key("timeline", "zz"), "not a stream")  # its XADD fails
+    bad = PageRecord(NotificationKey("zz", 0, "+15550003", Channel.SMS), "Cy",
+                     Delivery.sent("SM3"), 2150)
+    results = store.record_notifications([
+        PageRecord(sms, "Ann", Delivery.sent("SM1"), 2100), bad,
+        PageRecord(call, "Bob", Delivery.sent("CA1"), 2200, FinishCheck("a8", 0, 9000,
+                                                                        (sms, call)))])
+    assert results[0] is None and results[2] is True
+    assert isinstance(results[1], redis.ResponseError)  # its own error, the others ran
+    assert store.notification_outcomes([sms, call]) == ["sent:SM1", "sent:CA1"]
+    assert store.escalation_due("a8") == 9000
+    assert [e["sid"] for e in store.timeline("a8") if e["event"] == "notified"] == \
+        ["SM1", "CA1"]
 
 
 def test_the_last_page_recorded_finishes_its_attempt_in_the_same_trip(store):
