@@ -29,6 +29,7 @@ import select
 import socket
 import ssl
 import threading
+from functools import partial
 from urllib.parse import urlsplit
 
 from .http11 import HttpError, Reader, encode_request, form_encode, read_reply
@@ -80,8 +81,9 @@ class PooledHttpClient(HttpClient):
 
     def hold_next(self, gate) -> None:
         """This thread's next request waits for ``gate`` (hub.gate) just before it is
-        written; a request that fails before that point still waits for it, so no
-        outcome comes before the gate's decision."""
+        written, and is written by the thread that opens the gate if it is built by then;
+        a request that fails before that point still waits for it, so no outcome comes
+        before the gate's decision."""
         self._local.gate = gate
 
     def request(self, method, url, params=None, data=None, headers=None, auth=None,
@@ -95,10 +97,11 @@ class PooledHttpClient(HttpClient):
             if gate is not None:
                 gate.passed()  # raises GateClosed instead, if the page is not ours to send
             raise
-        if gate is not None:
-            gate.passed()
         try:
-            conn.sock.sendall(request)
+            if gate is None:
+                conn.sock.sendall(request)
+            else:  # written by the thread that opens the gate, if it is still closed
+                gate.send(partial(conn.sock.sendall, request))
             reply = read_reply(Reader(conn.sock), method.upper())
         except (OSError, HttpError) as exc:
             self._drop(scheme, netloc)

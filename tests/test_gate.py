@@ -31,6 +31,55 @@ def test_a_gate_lets_through_once_opened_and_never_once_closed(monkeypatch):
         undecided.passed()
 
 
+def test_a_write_handed_over_is_run_by_the_opener_and_its_error_reaches_its_page():
+    gate, ran_on, out = Gate(), [], []
+
+    def page(write):
+        try:
+            gate.send(write)
+            out.append("sent")
+        except Exception as exc:  # noqa: BLE001 - the test looks at it
+            out.append(exc)
+
+    def failing():
+        raise OSError("broken pipe")
+
+    pages = [threading.Thread(target=page, args=(lambda: ran_on.append(
+        threading.current_thread()),)), threading.Thread(target=page, args=(failing,))]
+    for t in pages:
+        t.start()
+    deadline = time.monotonic() + 5
+    while len(gate._writes) < 2 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert ran_on == [] and out == []
+    gate.open()  # runs both writes here, before it returns
+    assert ran_on == [threading.current_thread()]
+    for t in pages:
+        t.join(5)
+    assert sorted(map(str, out)) == ["broken pipe", "sent"]
+    gate.send(lambda: ran_on.append("after"))  # decided open: written by its own page
+    assert ran_on[-1] == "after"
+
+
+def test_a_write_handed_to_a_gate_that_closes_or_never_decides_is_never_run(monkeypatch):
+    ran = []
+    closed = Gate()
+    worker = threading.Thread(target=lambda: pytest.raises(GateClosed, closed.send,
+                                                           lambda: ran.append(1)))
+    worker.start()
+    time.sleep(0.05)
+    closed.close()
+    worker.join(5)
+    with pytest.raises(GateClosed):
+        closed.send(lambda: ran.append(2))
+    monkeypatch.setattr(gate_module, "GATE_WAIT_S", 0.05)
+    undecided = Gate()
+    with pytest.raises(GateClosed):
+        undecided.send(lambda: ran.append(3))
+    undecided.open()  # too late: it was withdrawn
+    assert ran == [] and undecided._writes == []
+
+
 def _post_later(client, gate, out, sid="AC1", token="t"):
     client.hold_next(gate)
     try:
