@@ -41,6 +41,7 @@ import redis
 
 from .lifecycle import AlarmEvent, transition
 from .model import Alarm, NotificationKey
+from .redislane import Lane
 from .store_branches import BranchStoreMixin, parse_overrides, parse_switches
 from .store_devices import _STATUSES, COMMANDS_GROUP, COMMANDS_MAXLEN, DeviceStoreMixin
 from .store_notifications import (_CLAIM_MANY, _LEASE_DUE, _RECORD, _RECORD_FINISH,
@@ -181,6 +182,9 @@ class Store(BranchStoreMixin, NotificationStoreMixin, DeviceStoreMixin):
         self._renew_many = client.register_script(_RENEW_MANY)
         self._claim_many = client.register_script(_CLAIM_MANY)
         self._statuses = client.register_script(_STATUSES)
+        # Connections of their own for the hot paths (hub.redislane): alarms' raises (the
+        # MQTT thread) and pages' records (the senders, batched by hub.groupcommit).
+        self._raise_lane, self._record_lane = Lane(client), Lane(client)
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "haven") -> "Store":
@@ -224,33 +228,12 @@ class Store(BranchStoreMixin, NotificationStoreMixin, DeviceStoreMixin):
         broker at once), in order; each alarm is still stored all-or-nothing by its own
         script. Raises ``redis.RedisError`` if the store cannot be reached (then any of
         them may or may not be stored: a retry finds those as already known)."""
-        replies = self._run_scripts([(self._raise, *self._raise_args(request))
-                                     for request in requests])
+        replies = self._raise_lane.run_scripts([(self._raise, *self._raise_args(request))
+                                                for request in requests])
         for reply in replies:
             if isinstance(reply, Exception):
                 raise reply
         return [_raised(reply) for reply in replies]
-
-    def _run_scripts(self, calls: list[tuple[Any, list[str], list[Any]]]) -> list[Any]:
-        """Run ``[(script, keys, args)]`` in one round trip (a pipeline of EVALSHA): each
-        script's reply, in order, or the error it alone met (an ``Exception`` instance).
-        Raises ``redis.RedisError`` if the store cannot be reached (then any of them may
-        or may not have run). A script Redis lost (it restarted, or was flushed) is
-        loaded and run again on its own: it had not run."""
-        if len(calls) == 1:  # EVALSHA, loading the script if Redis lost it
-            script, keys, args = calls[0]
-            return [script(keys=keys, args=args)]
-        pipe = self.r.pipeline(transaction=False)
-        for script, keys, args in calls:
-            pipe.evalsha(script.sha, len(keys), *keys, *args)
-        replies = pipe.execute(raise_on_error=False)
-        for i, ((script, keys, args), reply) in enumerate(zip(calls, replies)):
-            if isinstance(reply, redis.exceptions.NoScriptError):
-                try:
-                    replies[i] = script(keys=keys, args=args)
-                except redis.exceptions.ResponseError as exc:
-                    replies[i] = exc
-        return replies
 
     def _raise_args(self, request: "RaiseRequest") -> tuple[list[str], list[Any]]:
         alarm, expect = request.alarm, request.expect

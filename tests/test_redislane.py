@@ -1,0 +1,75 @@
+"""hub.redislane on a real redis-server: scripts in one round trip, each with its own
+reply or error, loud on a lost connection and connected again on the next call."""
+
+import threading
+
+import pytest
+import redis
+
+from hub import redislane
+from hub.redislane import Lane
+
+ECHO = "return ARGV[1]"
+FAIL_ON_BAD = "if ARGV[1] == 'bad' then return redis.error_reply('bad input') end " \
+              "return redis.call('INCR', KEYS[1])"
+
+
+@pytest.fixture
+def client(redis_service):
+    r = redis.Redis.from_url(redis_service.url, decode_responses=True, socket_timeout=2)
+    yield r
+    r.close()
+
+
+def test_scripts_run_in_order_each_with_its_own_reply_or_error(client):
+    lane = Lane(client)
+    echo, incr = client.register_script(ECHO), client.register_script(FAIL_ON_BAD)
+    client.script_load(ECHO), client.script_load(FAIL_ON_BAD)
+    replies = lane.run_scripts([(echo, [], ["one"]), (incr, ["n"], ["bad"]),
+                                (incr, ["n"], ["ok"]), (incr, ["n"], ["ok"])])
+    assert replies[0] == "one" and replies[2:] == [1, 2]
+    assert isinstance(replies[1], redis.ResponseError) and "bad input" in str(replies[1])
+    assert lane.run_scripts([(echo, [], ["again"])]) == ["again"]  # the connection is clean
+
+
+def test_scripts_redis_lost_are_loaded_and_run_once(client):
+    lane = Lane(client)
+    incr = client.register_script(FAIL_ON_BAD)
+    client.script_flush()  # as after a restart without its script cache
+    assert lane.run_scripts([(incr, ["m"], ["ok"]), (incr, ["m"], ["ok"])]) == [1, 2]
+    assert client.get("m") == "2"
+
+
+def test_a_dropped_connection_is_raised_then_the_next_call_reconnects(client, monkeypatch):
+    lane = Lane(client)
+    echo = client.register_script(ECHO)
+    assert lane.run_scripts([(echo, [], ["x"])]) == ["x"]
+    client.client_kill_filter(_type="normal", skipme=True)  # the lane's connection dies
+    with pytest.raises(redis.ConnectionError):  # just used: not checked, and loud
+        lane.run_scripts([(echo, [], ["lost"])])
+    assert lane.run_scripts([(echo, [], ["back"])]) == ["back"]
+    lane.close()
+    assert lane.run_scripts([(echo, [], ["after close"])]) == ["after close"]
+    monkeypatch.setattr(redislane, "CHECK_IDLE_S", 0.0)  # as after a second idle
+    client.client_kill_filter(_type="normal", skipme=True)  # Redis restarted meanwhile
+    assert lane.run_scripts([(echo, [], ["checked"])]) == ["checked"]
+
+
+def test_callers_on_many_threads_each_get_their_own_replies(client):
+    lane = Lane(client)
+    echo = client.register_script(ECHO)
+    got, lock = {}, threading.Lock()
+
+    def caller(k):
+        for j in range(50):
+            value = f"{k}-{j}"
+            reply = lane.run_scripts([(echo, [], [value]), (echo, [], [value + "!"])])
+            with lock:
+                got[value] = reply
+
+    threads = [threading.Thread(target=caller, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert len(got) == 400 and all(reply == [v, v + "!"] for v, reply in got.items())
