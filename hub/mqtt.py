@@ -11,9 +11,10 @@
   service has handled it. If Redis is unreachable the message is kept and
   retried on a background thread with backoff; a crash meanwhile leaves it
   unacknowledged, and the broker redelivers it to the next session.
-- Reads are batched: every message already waiting on the socket (up to
-  ``READ_BATCH``) is read before the alarms and events among them are handled
-  together (one Redis round trip for a burst's alarms), then acknowledged.
+- Reads are buffered (one ``recv`` for many packets: hub.mqttread) and batched: every
+  message already waiting (up to ``READ_BATCH``) is read before the alarms and events
+  among them are handled together (one Redis round trip for a burst's alarms), then
+  acknowledged.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from paho.mqtt.properties import Properties
 from device.protocol import Topics
 from device.transport import tcp_nodelay
 
+from .mqttread import BufferedRecv, share_property_tables
 from .statusbatch import StatusBatcher
 
 from .settings import BrokerTls
@@ -117,9 +119,13 @@ class HubMqtt:
         self.client.on_disconnect = self._on_disconnect
         self.client.on_subscribe = self._on_subscribe
         self.client.on_message = self._on_message
-        if batch_handler is not None:
-            self._read_one = self.client.loop_read
-            self.client.loop_read = self._loop_read  # paho's loop calls self.loop_read()
+        # Reads are buffered (hub.mqttread) and batched: paho's loop calls self.loop_read()
+        # and paho's packet reader self._sock_recv(n), both replaced on this instance.
+        share_property_tables()
+        self._recv = BufferedRecv(self.client)
+        self.client._sock_recv = self._recv.recv
+        self._read_one = self.client.loop_read
+        self.client.loop_read = self._loop_read
         self._retrier = threading.Thread(target=self._retry_loop, name="hub-store-retry",
                                          daemon=True)
 
@@ -161,18 +167,28 @@ class HubMqtt:
             log.error("lost the broker (%s): reconnecting", reason_code)
 
     def _loop_read(self, max_packets: int = 1) -> mqtt.MQTTErrorCode:
-        """paho's read step, extended: read every message already waiting on the socket
-        (up to ``READ_BATCH``), then handle the alarms and events among them together."""
+        """paho's read step, extended: read every message already waiting (buffered, or
+        on the socket), handling the alarms and events among them together every
+        ``READ_BATCH`` and at the end. Returns only once no buffered byte is left: select
+        would not wake for those."""
         try:
-            for _ in range(READ_BATCH):
-                rc = self._read_one(max_packets)
-                if rc != mqtt.MQTT_ERR_SUCCESS or not _readable(self.client.socket()):
-                    return rc
-            return rc
+            while True:
+                for _ in range(READ_BATCH):
+                    rc = self._read_one(max_packets)
+                    if rc != mqtt.MQTT_ERR_SUCCESS:
+                        return rc
+                    if not self._recv.pending() and not _readable(self.client.socket()):
+                        return rc
+                self._flush_batch()  # a full batch: handled before reading on
+                if not self._recv.pending():
+                    return rc  # the rest waits on the socket: select wakes for it
         finally:
-            if self._batch:
-                batch, self._batch = self._batch, []
-                self._handle_batch(batch)
+            self._flush_batch()
+
+    def _flush_batch(self) -> None:
+        if self._batch:
+            batch, self._batch = self._batch, []
+            self._handle_batch(batch)
 
     def _handle_batch(self, batch: list[mqtt.MQTTMessage]) -> None:
         if not self._retry.empty():  # keep order behind messages waiting for the store
