@@ -32,9 +32,10 @@ Keys, under the store's prefix (default ``haven``)::
                                         at_ms; capped near 1000 entries
     haven:events                pubsub  {"type": "device.trouble", "device", "trouble", "raised"}
 
-Exactly once: a device is checked in one WATCH/MULTI transaction over its hash,
-supervision hash and trouble set, retried on fresh data if any changed meanwhile
-(another worker, a heartbeat); only the committing worker notifies. A worker
+Exactly once: every device is read (``READ_CHUNK`` per round trip); a device whose
+troubles (or outbox run) change is then checked again in one WATCH/MULTI transaction
+over its hash, supervision hash and trouble set, retried on fresh data if any changed
+meanwhile (another worker, a heartbeat); only the committing worker notifies. A worker
 dying between commit and ``notify`` loses that notice (the stream keeps it).
 
 Wiring: ``sup = Supervisor(site, store, notify)``, then
@@ -75,6 +76,9 @@ HISTORY_MAXLEN = 1000
 MAX_BACKOFF_S = 60.0
 #: Transaction attempts per device per check before leaving it to the next check.
 ATTEMPTS = 10
+#: Devices read per Redis round trip in a check (a read changes nothing: only devices
+#: whose troubles change get a transaction).
+READ_CHUNK = 500
 
 _HEARD = ("heartbeat_ms", "checkin_ms", "selftest_ms", "door_opened_ms")
 
@@ -174,34 +178,64 @@ class Supervisor:
         Raises ``redis.RedisError`` when Redis is unreachable."""
         now = int(self.clock() * 1000) if now_ms is None else now_ms
         notices: list[TroubleNotice] = []
-        for device in self.site.devices.values():
-            for trouble, raised in self._check_device(device, now):
-                notice = TroubleNotice(device.id, trouble, raised, device.branch_id,
-                                       device.room_id, now)
-                log.warning("device %s %s: %s", device.id,
-                            "TROUBLE" if raised else "all clear", trouble)
-                try:
-                    self.notify(notice)
-                except Exception:  # one failed notice must not lose the others
-                    log.exception("notifying %s failed", notice)
-                notices.append(notice)
+        devices = list(self.site.devices.values())
+        for start in range(0, len(devices), READ_CHUNK):
+            chunk = devices[start:start + READ_CHUNK]
+            for device, read in zip(chunk, self._read(chunk)):
+                since, before, current = self._evaluate(*read, now)
+                if since == read[1] and current == before:
+                    continue  # nothing to write: no transaction needed
+                for trouble, raised in self._check_device(device, now):
+                    notices.append(self._notify(device, trouble, raised, now))
         return notices
+
+    def _notify(self, device: Device, trouble: Trouble, raised: bool,
+                now_ms: int) -> TroubleNotice:
+        notice = TroubleNotice(device.id, trouble, raised, device.branch_id, device.room_id,
+                               now_ms)
+        log.warning("device %s %s: %s", device.id, "TROUBLE" if raised else "all clear",
+                    trouble)
+        try:
+            self.notify(notice)
+        except Exception:  # one failed notice must not lose the others
+            log.exception("notifying %s failed", notice)
+        return notice
+
+    def _keys(self, device_id: str) -> tuple[str, str, str]:
+        key = self.store._key
+        return tuple(key(k, device_id) for k in ("device", "supervision", "troubles"))
+
+    def _read(self, devices: list[Device]) -> list[tuple[dict, str | None, set]]:
+        """Each device's (status hash, outbox_since_ms, trouble set), in one round trip."""
+        pipe = self.store.r.pipeline(transaction=False)
+        for device in devices:
+            dkey, skey, tkey = self._keys(device.id)
+            pipe.hgetall(dkey)
+            pipe.hget(skey, "outbox_since_ms")
+            pipe.smembers(tkey)
+        replies = pipe.execute()
+        return [tuple(replies[i:i + 3]) for i in range(0, len(replies), 3)]
+
+    def _evaluate(self, record: Mapping[str, str], old_since: str | None, members,
+                  now_ms: int) -> tuple[str | None, frozenset, frozenset]:
+        """(new outbox_since_ms, troubles recorded, troubles now): pure."""
+        since = outbox_since(record, old_since)
+        before = frozenset(Trouble(t) for t in members if t in _VALUES)
+        current = troubles({**record, "outbox_since_ms": since or ""}, now_ms,
+                           silent_after_s=self.silent_after_s, started_ms=self.started_ms,
+                           previous=before)
+        return since, before, current
 
     def _check_device(self, device: Device, now_ms: int) -> list[tuple[Trouble, bool]]:
         key, device_id = self.store._key, device.id
-        dkey, skey, tkey = (key(k, device_id) for k in ("device", "supervision", "troubles"))
+        dkey, skey, tkey = self._keys(device_id)
         with self.store.r.pipeline() as pipe:
             for _ in range(ATTEMPTS):
                 try:
                     pipe.watch(dkey, skey, tkey)
-                    record = pipe.hgetall(dkey)
                     old_since = pipe.hget(skey, "outbox_since_ms")
-                    before = frozenset(Trouble(t) for t in pipe.smembers(tkey)
-                                       if t in _VALUES)
-                    since = outbox_since(record, old_since)
-                    current = troubles({**record, "outbox_since_ms": since or ""}, now_ms,
-                                       silent_after_s=self.silent_after_s,
-                                       started_ms=self.started_ms, previous=before)
+                    since, before, current = self._evaluate(
+                        pipe.hgetall(dkey), old_since, pipe.smembers(tkey), now_ms)
                     raised, cleared = diff(before, current)
                     pipe.multi()
                     if since != old_since:

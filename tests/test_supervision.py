@@ -101,6 +101,23 @@ def test_silence_raises_once_and_clears_once(fake_store, sample_site):
         ("main-ref-01", "offline", "1"), ("main-ref-01", "offline", "0")]
 
 
+def test_only_devices_whose_troubles_change_get_a_transaction(fake_store, sample_site,
+                                                             monkeypatch):
+    from hub import supervision
+    monkeypatch.setattr(supervision, "READ_CHUNK", 2)  # several read round trips
+    sup = supervisor(sample_site, fake_store)
+    checked = []
+    check_device = sup._check_device
+    sup._check_device = lambda device, now: checked.append(device.id) or \
+        check_device(device, now)
+    beat_all(fake_store, sample_site, NOW)
+    assert sup.check(NOW + 10_000) == [] and checked == []
+    beat_all(fake_store, sample_site, NOW + 30_000, but=("main-ref-01",))
+    assert [(n.device_id, n.raised) for n in sup.check(NOW + 46_000)] == [("main-ref-01", True)]
+    assert checked == ["main-ref-01"]
+    assert sup.check(NOW + 50_000) == [] and checked == ["main-ref-01"]  # recorded: quiet
+
+
 @pytest.mark.parametrize("outboxes, expected", [((1, 2, 1), [BACKLOG]), ((1, 0, 1), [])])
 def test_outbox_backlog_needs_60_s_of_non_empty_heartbeats(fake_store, sample_site,
                                                            outboxes, expected):
