@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.benchsite import site_from_contacts  # noqa: E402
 from device.protocol import Topics, new_alarm  # noqa: E402
+from hub.groupcommit import GroupCommit  # noqa: E402
 from hub.localservices import start_redis  # noqa: E402
 from hub.metrics import Metrics  # noqa: E402
 from hub.notify import TwilioNotifier  # noqa: E402
@@ -126,6 +127,7 @@ def stages(alarms: int, workdir: Path) -> tuple[dict[str, float], dict[str, floa
         for topic, payload in payloads[:50]:
             service.handle(topic, payload)
         timing.wrap_public(store, "redis: ")
+        service.records = GroupCommit(store.record_notifications)  # through the wrapper
         timing.wrap(notifier, "send_sms", "twilio SDK + HTTP round trip")
         timing.wrap_public(metrics, "metrics: ")
         timing.wrap(hub.intake, "decode_alarm", "decode + validate JSON")
