@@ -10,8 +10,8 @@ its first page can leave) and the senders' records (hub.groupcommit) each keep a
 
 What the client gave is kept: the connection is the pool's own kind (its host, password,
 TLS, timeouts, health check, the hiredis parser), connects and reconnects on first use
-after an error, and is checked before use after ``CHECK_IDLE_S`` idle, so a Redis restart
-meanwhile costs no call. What it is not: retried. A connection error is raised to the caller,
+after an error, and is checked for a server-side close before each use (as the pool does
+at each checkout), so a Redis restart meanwhile costs no call. What it is not: retried. A connection error is raised to the caller,
 which holds the message or the record and tries again on its own schedule (hub.mqtt),
 as it does when the store is down.
 
@@ -22,13 +22,9 @@ time (a lock makes sure of it).
 from __future__ import annotations
 
 import threading
-import time
 from typing import Any
 
 import redis
-
-#: A connection idle this long (s) is checked for a server-side close before it is used.
-CHECK_IDLE_S = 1.0
 
 
 class Lane:
@@ -37,7 +33,6 @@ class Lane:
     def __init__(self, client: redis.Redis):
         self._client = client
         self._conn = None
-        self._used = 0.0  # time.monotonic() of the last call
         self._lock = threading.Lock()
 
     def run_scripts(self, calls: list[tuple[Any, list[str], list[Any]]]) -> list[Any]:
@@ -50,9 +45,8 @@ class Lane:
             conn = self._conn
             if conn is None:
                 conn = self._conn = self._client.connection_pool.get_connection()
-            elif time.monotonic() - self._used > CHECK_IDLE_S:
+            else:
                 self._check(conn)
-            self._used = time.monotonic()
             try:
                 conn.send_packed_command(conn.pack_commands(
                     [("EVALSHA", script.sha, len(keys), *keys, *args)
@@ -76,8 +70,8 @@ class Lane:
 
     @staticmethod
     def _check(conn) -> None:
-        """Disconnect an idle connection the server closed meanwhile (Redis restarted),
-        so the call reconnects instead of failing on it."""
+        """Disconnect a connection the server closed since its last use (Redis restarted),
+        so the call reconnects instead of failing on it: one poll, no read."""
         try:
             stale = conn.can_read(timeout=0)  # nothing is due on an idle connection
         except redis.ConnectionError:
