@@ -118,15 +118,21 @@ def test_alarms_raised_together_are_each_stored_once_even_after_redis_lost_its_s
     assert store.escalation_due("a1") == 2001 + 4000
 
 
-def test_records_made_together_each_answer_their_own_after_redis_lost_its_scripts(store):
+def escalating(store, alarm_id):
+    """An alarm raised with its escalation (attempt 0 leased, due at 6000), and the
+    keys of an SMS and a call of its attempt 0."""
     from hub.store import RaiseRequest
-    from hub.store_notifications import PageRecord
-    from hub.tally import FinishCheck
-    alarm = Alarm(id="a8", kind="assist", device="d1", branch="main", room="circ",
+    alarm = Alarm(id=alarm_id, kind="assist", device="d1", branch="main", room="circ",
                   pressed_at_ms=1000, received_at_ms=2000)
     store.raise_many([RaiseRequest(alarm, True, 4000)])
-    sms, call = (NotificationKey("a8", 0, "+15550001", Channel.SMS),
-                 NotificationKey("a8", 0, "+15550002", Channel.CALL))
+    return (NotificationKey(alarm_id, 0, "+15550001", Channel.SMS),
+            NotificationKey(alarm_id, 0, "+15550002", Channel.CALL))
+
+
+def test_records_made_together_each_answer_their_own_after_redis_lost_its_scripts(store):
+    from hub.store_notifications import PageRecord
+    from hub.tally import FinishCheck
+    sms, call = escalating(store, "a8")
     store.r.script_flush()  # as after a Redis restart without its script cache
     store.r.set(store._key("timeline", "zz"), "not a stream")  # its XADD fails
     bad = PageRecord(NotificationKey("zz", 0, "+15550003", Channel.SMS), "Cy",
@@ -144,13 +150,8 @@ def test_records_made_together_each_answer_their_own_after_redis_lost_its_script
 
 
 def test_the_last_page_recorded_finishes_its_attempt_in_the_same_trip(store):
-    from hub.store import RaiseRequest
     from hub.tally import FinishCheck
-    alarm = Alarm(id="a9", kind="assist", device="d1", branch="main", room="circ",
-                  pressed_at_ms=1000, received_at_ms=2000)
-    store.raise_many([RaiseRequest(alarm, True, 4000)])
-    sms, call = (NotificationKey("a9", 0, "+15550001", Channel.SMS),
-                 NotificationKey("a9", 0, "+15550002", Channel.CALL))
+    sms, call = escalating(store, "a9")
     check = FinishCheck("a9", 0, 9000, (sms, call))
     store.record_notification(sms, "Ann", Delivery.failed("busy", retryable=False), 2100)
     # Every page failed: nothing is finished; the caller reports it first.
