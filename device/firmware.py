@@ -37,12 +37,11 @@ from typing import Callable
 
 import paho.mqtt.client as mqtt
 from gpiozero import DigitalInputDevice, DigitalOutputDevice, LED, Buzzer
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from . import health, sdnotify
-from .transport import tcp_nodelay
+from .transport import broker_client
 from .config import (ACTION_CANCEL, ACTION_CHECKIN, ACTION_SAFE_ROOM_LEFT, DeviceConfig)
 from .feedback import FeedbackPlayer, Signal
 from .outbox import Outbox
@@ -139,22 +138,11 @@ class DeviceApp:
     # --- construction helpers ---------------------------------------------------
 
     def _make_client(self) -> mqtt.Client:
-        b = self.config.broker
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.config.device_id,
-                             protocol=mqtt.MQTTv5)
-        if b.tls:
-            client.tls_set(ca_certs=b.ca_file, certfile=b.cert_file, keyfile=b.key_file)
-        if b.username:
-            password = None
-            if b.password_file:
-                with open(b.password_file, encoding="utf-8") as f:
-                    password = f.read().strip()
-            client.username_pw_set(b.username, password)
+        client = broker_client(self.config.broker, self.config.device_id)
         client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MIN_S)
         will = StatusMessage(device=self.config.device_id, state=STATUS_OFFLINE)
         client.will_set(self.topics.status(self.config.device_id), will.to_json(), qos=1,
                         retain=True)
-        client.on_socket_open = tcp_nodelay
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe

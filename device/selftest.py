@@ -9,7 +9,6 @@ the running firmware's own pins and connection.
 
 from __future__ import annotations
 
-import socket
 import ssl
 import time
 from dataclasses import dataclass
@@ -21,6 +20,8 @@ from .outbox import Outbox
 if TYPE_CHECKING:
     from .firmware import DeviceApp
 
+#: How long the broker has to answer a connection, in seconds.
+BROKER_TIMEOUT_S = 5.0
 #: Earliest plausible wall clock (Unix s): a Pi without RTC boots in 1970 until NTP syncs.
 CLOCK_FLOOR_S = 1_735_689_600  # 2025-01-01
 
@@ -50,27 +51,59 @@ def _pins(config: DeviceConfig, pin_factory) -> Check:
 
 
 def _broker(config: DeviceConfig) -> Check:
+    """A real MQTT connection, answered by the broker: with TLS 1.3 the broker judges the
+    client certificate only after the handshake has completed on this side, so a revoked
+    or foreign certificate shows as the broker hanging up, not as a failed handshake.
+    Connects as ``<device id>-selftest`` (the device's own id would take its running
+    firmware's session over)."""
+    import paho.mqtt.client as mqtt
+
+    from .transport import broker_client
     b = config.broker
+    answers, errors = [], []
     try:
-        with socket.create_connection((b.host, b.port), timeout=5) as sock:
-            if b.tls:
-                context = ssl.create_default_context(cafile=b.ca_file)
-                if b.cert_file:
-                    context.load_cert_chain(b.cert_file, b.key_file)
-                with context.wrap_socket(sock, server_hostname=b.host):
-                    pass
+        client = broker_client(b, f"{config.device_id}-selftest")
+    except OSError as exc:
+        return Check("broker", False, f"cannot read broker.password_file: {exc}")
+    client.on_connect = lambda c, u, flags, reason, props: answers.append(reason)
+    client.on_log = lambda c, u, level, text: errors.append(text) \
+        if level == mqtt.MQTT_LOG_ERR else None
+    try:
+        client.connect(b.host, b.port, keepalive=10)
+        deadline = time.monotonic() + BROKER_TIMEOUT_S
+        while not answers and time.monotonic() < deadline:
+            if client.loop(timeout=0.2) != mqtt.MQTT_ERR_SUCCESS:
+                break
     except ssl.SSLError as exc:
         return Check("broker", False, f"TLS with {b.host}:{b.port} failed: {exc.reason}; "
                                       "check ca_file, cert_file, key_file and the clock")
     except OSError as exc:
         return Check("broker", False, f"cannot reach {b.host}:{b.port}: {exc}; check the "
                                       "network and broker.host/port")
-    return Check("broker", True, f"{b.host}:{b.port} reachable{' over TLS' if b.tls else ''}")
+    finally:
+        try:
+            client.disconnect()
+        except Exception:  # noqa: BLE001 - already gone: nothing to close politely
+            pass
+    where = f"{b.host}:{b.port}{' over TLS' if b.tls else ''}"
+    if not answers:
+        why = "; ".join(errors) or f"no answer within {BROKER_TIMEOUT_S:.0f} s"
+        hint = ("the broker may have refused this device's certificate (revoked, or not "
+                "issued by this site's CA): re-provision it" if b.tls else
+                "check that broker.host/port is the site's MQTT broker")
+        return Check("broker", False, f"{where} hung up without accepting the connection "
+                                      f"({why}); {hint}")
+    if answers[0].is_failure:
+        return Check("broker", False, f"{where} refused the connection: {answers[0]}; "
+                                      "check broker.username/password_file or the "
+                                      "certificate, and the broker's access list")
+    return Check("broker", True, f"{where}: connection accepted")
 
 
 def _clock(now_s: float) -> Check:
     if now_s < CLOCK_FLOOR_S:
-        return Check("clock", False, f"the clock says {time.strftime('%Y-%m-%d', time.gmtime(now_s))}"
+        day = time.strftime('%Y-%m-%d', time.gmtime(now_s))
+        return Check("clock", False, f"the clock says {day}"
                                      "; wait for NTP or fit an RTC")
     return Check("clock", True, time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(now_s)))
 

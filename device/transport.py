@@ -1,4 +1,5 @@
-"""Socket settings every Haven MQTT client needs (stdlib only; used by device and hub).
+"""Socket settings every Haven MQTT client needs (used by device and hub), and the
+device's client to its broker (TLS and credentials from its config).
 
 Nagle's algorithm holds back a small write while an earlier one is unacknowledged,
 and the peer delays its ACK by up to 40 ms. An MQTT client that answers a
@@ -19,3 +20,24 @@ def tcp_nodelay(client, userdata, sock) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     except (OSError, AttributeError):  # not TCP (a unix socket, a websocket wrapper)
         pass
+
+
+def broker_client(broker, client_id: str):
+    """A paho MQTT v5 client for ``broker`` (a ``device.config.BrokerConfig``): its TLS
+    files and username/password file applied, Nagle off. Raises ``OSError`` if the
+    password file cannot be read."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
+                         protocol=mqtt.MQTTv5)
+    if broker.tls:
+        client.tls_set(ca_certs=broker.ca_file, certfile=broker.cert_file,
+                       keyfile=broker.key_file)
+    if broker.username:
+        password = None
+        if broker.password_file:
+            with open(broker.password_file, encoding="utf-8") as f:
+                password = f.read().strip()
+        client.username_pw_set(broker.username, password)
+    client.on_socket_open = tcp_nodelay
+    return client

@@ -4,9 +4,10 @@ A new alarm's attempt 0 is planned before it is raised (hub.service). When the r
 one Redis round trip for one alarm, its pages are handed to sender threads *before* that
 trip, each behind a :class:`Gate`: the twilio SDK builds the request while the intake
 waits on Redis, and the bytes leave the moment the raise says the alarm is new and its
-pages are claimed (``open``), written by the raising thread itself; otherwise (a duplicate, a changed branch state, an
-unreachable store) the gate is ``close``d and the page is dropped unsent and unrecorded,
-to be paged the ordinary way. A page never produces an outcome before its gate opens.
+pages are claimed (``open``), written by the raising thread itself; otherwise (a
+duplicate, a changed branch state, an unreachable store) the gate is ``close``d and the
+page is dropped unsent and unrecorded, to be paged the ordinary way. A page never
+produces an outcome before its gate opens.
 
 Wiring: ``AlarmService._pre_send`` makes the gate; ``hub.sending`` passes it to the
 notifier (``hold_next``), whose transport (hub.twilio_http) hands it the request's write

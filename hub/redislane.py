@@ -11,9 +11,9 @@ its first page can leave) and the senders' records (hub.groupcommit) each keep a
 What the client gave is kept: the connection is the pool's own kind (its host, password,
 TLS, timeouts, health check, the hiredis parser), connects and reconnects on first use
 after an error, and is checked for a server-side close before each use (as the pool does
-at each checkout), so a Redis restart meanwhile costs no call. What it is not: retried. A connection error is raised to the caller,
-which holds the message or the record and tries again on its own schedule (hub.mqtt),
-as it does when the store is down.
+at each checkout), so a Redis restart meanwhile costs no call. What it is not: retried.
+A connection error is raised to the caller, which holds the message or the record and
+tries again on its own schedule (hub.mqtt), as it does when the store is down.
 
 Wiring: ``Lane(client)``; ``run_scripts([(script, keys, args)])`` from one thread at a
 time (a lock makes sure of it).

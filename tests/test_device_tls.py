@@ -95,3 +95,36 @@ def test_a_certificate_from_another_ca_is_refused_and_shown_as_fault(tls_broker,
     finally:
         app.stop()
         factory.close()
+
+
+def _selftest_broker(port, pki, cert="device"):
+    from device.selftest import run_selftest
+    config = DeviceConfig("main-circ-01", BrokerConfig(
+        "127.0.0.1", port, ca_file=str(pki / "ca.crt"), cert_file=str(pki / f"{cert}.crt"),
+        key_file=str(pki / f"{cert}.key")), outbox=":memory:")
+    return next(c for c in run_selftest(config, pin_factory=MockFactory())
+                if c.name == "broker")
+
+
+def test_the_selftest_passes_only_when_the_broker_accepts_the_certificate(tls_broker, pki):
+    good = _selftest_broker(tls_broker.port, pki)
+    assert good.ok and "connection accepted" in good.detail
+    # Under TLS 1.3 the handshake completes on this side before the broker refuses the
+    # certificate: a handshake alone passed this check.
+    foreign = _selftest_broker(tls_broker.port, pki, cert="other")
+    assert not foreign.ok, foreign.detail
+    assert "certificate" in foreign.detail, foreign.detail
+
+
+def test_the_selftest_reports_a_broker_that_refuses_the_device(tmp_path, pki):
+    broker = start_mosquitto(tmp_path / "closed", listener=["allow_anonymous false"])
+    try:
+        from device.selftest import run_selftest
+        config = DeviceConfig("main-circ-01", BrokerConfig("127.0.0.1", broker.port),
+                              outbox=":memory:")
+        check = next(c for c in run_selftest(config, pin_factory=MockFactory())
+                     if c.name == "broker")
+    finally:
+        broker.stop()
+    assert not check.ok and "refused the connection" in check.detail
+    assert "username/password_file" in check.detail

@@ -266,4 +266,13 @@ def test_a_revoked_device_is_refused_after_the_broker_restarts(site, device, tmp
         assert not revoked.connected.is_set(), f"revoked t-c let in ({revoked.reason})"
     finally:
         revoked.close()
+    from device.config import BrokerConfig, DeviceConfig
+    from device.selftest import run_selftest
+    from gpiozero.pins.mock import MockFactory
+    stolen = DeviceConfig("t-c", BrokerConfig("127.0.0.1", site.broker.port,
+                                              ca_file=str(kept["ca"]), cert_file=str(kept["cert"]),
+                                              key_file=str(kept["key"])), outbox=":memory:")
+    check = next(c for c in run_selftest(stolen, pin_factory=MockFactory())
+                 if c.name == "broker")
+    assert not check.ok and "revoked" in check.detail, check.detail  # the selftest says so
     device("t-a")  # everyone else still gets in
