@@ -61,6 +61,7 @@ from typing import Any
 
 from .patterns import PatternError, PressDecoder, parse_pattern
 from .protocol import DEFAULT_PREFIX, ID_RE, KIND_RE
+from .tomlpos import Positions, undotted
 
 #: Actions that are not alarm kinds.
 ACTION_CANCEL, ACTION_CHECKIN, ACTION_SAFE_ROOM_LEFT = "cancel", "checkin", "safe_room_left"
@@ -128,22 +129,26 @@ class DeviceConfig:
 def load_device_config(path: str | Path) -> DeviceConfig:
     path = Path(path)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        data = tomllib.loads(text)
     except OSError as exc:
         raise DeviceConfigError(f"{path}: cannot read: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise DeviceConfigError(f"{path}: not valid TOML: {exc}") from None
-    return parse_device_config(data, str(path))
+    return parse_device_config(data, str(path), positions=Positions(text))
 
 
 class _Reader:
-    """Typed access to one TOML table, collecting problems."""
+    """Typed access to one TOML table, collecting problems as ``FILE:LINE: FIELD: why``
+    (``FILE: FIELD: why`` without ``positions``)."""
 
-    def __init__(self, source: str, problems: list[str]):
-        self.source, self.problems = source, problems
+    def __init__(self, source: str, problems: list[str], positions: Positions | None = None):
+        self.source, self.problems, self.positions = source, problems, positions
 
     def add(self, where: str, problem: str) -> None:
-        self.problems.append(f"{self.source}: {where}: {problem}")
+        line = self.positions.line(undotted(where)) if self.positions else None
+        at = self.source if line is None else f"{self.source}:{line}"
+        self.problems.append(f"{at}: {where}: {problem}")
 
     def table(self, data: dict, name: str, allowed: tuple[str, ...]) -> dict[str, Any]:
         raw = data.get(name, {})
@@ -177,9 +182,12 @@ class _Reader:
         return value
 
 
-def parse_device_config(data: dict[str, Any], source: str = "<device>") -> DeviceConfig:
+def parse_device_config(data: dict[str, Any], source: str = "<device>", *,
+                        positions: Positions | None = None) -> DeviceConfig:
+    """The typed config; raises :class:`DeviceConfigError` listing every problem, each
+    with its line when ``positions`` (of the TOML text) are given."""
     problems: list[str] = []
-    r = _Reader(source, problems)
+    r = _Reader(source, problems, positions)
     for key in data:
         if key not in ("device", "broker", "input", "outputs"):
             r.add(key, "unknown section; expected device, broker, input, outputs")

@@ -38,7 +38,7 @@ from .errors import ConfigError, Problem
 from .schedule import ScheduleError, parse_shift
 from .site_incidents import parse_incidents
 from .sitemodel import Branch, Contact, Device, Kind, Room, Site, Step
-from .tomlpos import Positions, dotted
+from device.tomlpos import Positions, dotted
 
 __all__ = ["Branch", "Contact", "Device", "Kind", "Room", "Site", "Step", "ConfigError",
            "load_site", "parse_site", "E164_RE", "ROLE_RE", "DEVICE_TYPES",

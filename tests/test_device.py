@@ -353,9 +353,10 @@ def test_a_bad_config_exits_non_zero_listing_every_problem(tmp_path):
     result = subprocess.run([sys.executable, "-m", "hub.cli", "device", "run", "--config",
                              str(config)], capture_output=True, text=True, timeout=30)
     assert result.returncode == 2
-    for fragment in ("device.id: 'd 1' is not valid", "device.colour: unknown key",
-                     "broker.host: missing", "input[0].pin: 99 must be 0 to 27"):
-        assert f"{config}: {fragment}" in result.stderr, result.stderr
+    for fragment in (":2: device.id: 'd 1' is not valid", ":3: device.colour: unknown key",
+                     ": broker.host: missing",  # no [broker] table: no line to point at
+                     ":5: input[0].pin: 99 must be 0 to 27"):
+        assert f"{config}{fragment}" in result.stderr, result.stderr
 
 
 @pytest.mark.parametrize("name", ["device-wearable.toml", "device-wall.toml",

@@ -17,6 +17,7 @@ from tests.conftest import SAMPLE_SITE
 import tomllib
 
 from device.config import DeviceConfigError, parse_device_config
+from device.tomlpos import Positions
 from hub.errors import ConfigError
 from hub.site import parse_site
 
@@ -101,7 +102,7 @@ DEVICE_CASES = [(name, *case) for name in ("device-wall.toml", "device-wearable.
                 for case in config_mutations(device_example(name))]
 
 
-def test_the_device_loader_answers_every_wrong_field_with_file_and_field():
+def test_the_device_loader_answers_every_wrong_field_with_file_line_and_field():
     loaded_wrong = []
     for name, line, what, text, wrong in DEVICE_CASES:
         try:
@@ -109,11 +110,10 @@ def test_the_device_loader_answers_every_wrong_field_with_file_and_field():
         except tomllib.TOMLDecodeError:
             continue  # load_device_config reports these with the file name (tests/test_device)
         try:
-            parse_device_config(data, name)
+            parse_device_config(data, name, positions=Positions(text))
         except DeviceConfigError as exc:
-            for problem in str(exc).splitlines():
-                assert problem.startswith(f"{name}: "), (what, problem)
-                assert len(problem.split(": ", 2)) == 3, (what, problem)  # file: field: why
+            for problem in str(exc).splitlines():  # file:line: field: why
+                assert re.match(rf"{re.escape(name)}:\d+: \S+: .", problem), (what, problem)
             continue
         except Exception as exc:  # noqa: BLE001
             pytest.fail(f"{name} {what}: {type(exc).__name__}: {exc}")

@@ -8,7 +8,7 @@ import pytest
 
 from hub.errors import ConfigError
 from hub.site import load_site, parse_site
-from hub.tomlpos import Positions, dotted
+from device.tomlpos import Positions, dotted
 from tests.conftest import SAMPLE_SITE
 
 SAMPLE = SAMPLE_SITE.read_text()

@@ -1,5 +1,7 @@
 """Line numbers for TOML keys, so config errors can say ``site.toml:42``.
 
+Stdlib only: the device's config loader uses it on the Pi, the hub's site loader too.
+
 ``tomllib`` gives values but no positions. This module scans the text once
 and maps each key path it can see - ``("device", 3, "room")`` for the ``room``
 key of the fourth ``[[device]]`` table - to its 1-based line. It understands
@@ -79,3 +81,13 @@ def dotted(path: Path) -> str:
     for part in path:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
     return out
+
+
+def undotted(text: str) -> Path:
+    """``"device[3].room"`` -> ``("device", 3, "room")`` (the inverse of :func:`dotted`)."""
+    path: list[str | int] = []
+    for name in text.split("."):
+        base, *indexes = name.split("[")
+        path.append(base)
+        path.extend(int(index.rstrip("]")) for index in indexes if index.rstrip("]").isdigit())
+    return tuple(path)
