@@ -53,6 +53,11 @@ KEEPALIVE_S = 10
 READ_BATCH = 64
 #: Retry delays while the store is unreachable, in seconds.
 RETRY_MIN_S, RETRY_MAX_S = 0.2, 5.0
+#: Delays between attempts to reach a lost broker, in seconds (doubling from the first).
+#: A worker is one of a few clients, not one of thousands of devices (which back off up
+#: to 30 s, jittered): it is back within a second of the broker, whose restart (an
+#: upgrade, a revoked certificate) otherwise held devices' resent alarms for up to 3 s.
+RECONNECT_MIN_S, RECONNECT_MAX_S = 0.25, 1.0
 
 
 @dataclass(frozen=True)
@@ -110,7 +115,7 @@ class HubMqtt:
         self._stopping = threading.Event()
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
                                   protocol=mqtt.MQTTv5, manual_ack=True)
-        self.client.reconnect_delay_set(min_delay=1, max_delay=5)
+        self.client.reconnect_delay_set(min_delay=RECONNECT_MIN_S, max_delay=RECONNECT_MAX_S)
         if tls is not None:
             self.client.tls_set(ca_certs=tls.ca_file, certfile=tls.cert_file,
                                 keyfile=tls.key_file)
