@@ -11,7 +11,8 @@ produces an outcome before its gate opens.
 
 Wiring: ``AlarmService._pre_send`` makes the gate; ``hub.sending`` passes it to the
 notifier (``hold_next``), whose transport (hub.twilio_http) hands it the request's write
-(:meth:`Gate.send`), or whose printer waits on it (:meth:`Gate.passed`).
+(:meth:`Gate.send`); a notifier without ``hold_next`` (the console) is held back by
+``hub.sending`` itself (:meth:`Gate.passed`) before it is called.
 """
 
 from __future__ import annotations

@@ -196,23 +196,8 @@ class HubMqtt:
             self._handle_batch(batch)
 
     def _handle_batch(self, batch: list[mqtt.MQTTMessage]) -> None:
-        if not self._retry.empty():  # keep order behind messages waiting for the store
-            for msg in batch:
-                self._retry.put(msg)
-            return
-        try:
-            self.batch_handler([(m.topic, m.payload, bool(m.retain)) for m in batch])
-        except redis.RedisError as exc:
-            log.error("store unreachable (%s): holding %d message(s) unacknowledged and "
-                      "retrying", exc, len(batch))
-            for msg in batch:
-                self._retry.put(msg)
-            return
-        except Exception:
-            log.exception("handling %d message(s) failed; left unacknowledged", len(batch))
-            return
-        for msg in batch:
-            self.client.ack(msg.mid, msg.qos)
+        self._settle(batch, f"{len(batch)} message(s)", lambda: self.batch_handler(
+            [(m.topic, m.payload, bool(m.retain)) for m in batch]))
 
     def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
         if self._statuses is not None and msg.topic.endswith("/status"):
@@ -221,20 +206,30 @@ class HubMqtt:
         if self.batch_handler is not None:
             self._batch.append(msg)
             return
-        if not self._retry.empty():  # keep order behind messages waiting for the store
-            self._retry.put(msg)
+        self._settle([msg], msg.topic,
+                     lambda: self.handler(msg.topic, msg.payload, retained=bool(msg.retain)))
+
+    def _settle(self, messages: list[mqtt.MQTTMessage], what: str, handle) -> None:
+        """``handle()`` the messages, then acknowledge them; on a store error hold them,
+        unacknowledged, for the retry thread; behind messages already held, hold them
+        too, so order is kept."""
+        if not self._retry.empty():
+            for msg in messages:
+                self._retry.put(msg)
             return
         try:
-            self.handler(msg.topic, msg.payload, retained=bool(msg.retain))
+            handle()
         except redis.RedisError as exc:
             log.error("store unreachable (%s): holding %s unacknowledged and retrying",
-                      exc, msg.topic)
-            self._retry.put(msg)
+                      exc, what)
+            for msg in messages:
+                self._retry.put(msg)
             return
         except Exception:
-            log.exception("handling %s failed; message left unacknowledged", msg.topic)
+            log.exception("handling %s failed; left unacknowledged", what)
             return
-        client.ack(msg.mid, msg.qos)
+        for msg in messages:
+            self.client.ack(msg.mid, msg.qos)
 
     def _retry_loop(self) -> None:
         delay = RETRY_MIN_S

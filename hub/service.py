@@ -241,8 +241,9 @@ class AlarmService(IntakeMixin, SendingMixin, FollowupMixin, DeviceMessagesMixin
             # attempt keeps the pace of when they went out, not of this re-run's lease.
             started = self.store.attempt_paged_at(alarm.id, number) or now
         next_due_ms = max(now, started + planned.wait_ms)
+        new = not wait_here and number == 0
         if not ours:
-            self._log_attempt(alarm, planned, new=not wait_here and number == 0)
+            self._log_attempt(alarm, planned, new=new)
             finish = partial(self._finish_attempt, alarm, number, planned.planned, next_due_ms)
             return finish() if wait_here else self.escalators.submit(finish)
         tally = None if wait_here else self._tally(alarm, planned, len(ours), next_due_ms)
@@ -255,7 +256,7 @@ class AlarmService(IntakeMixin, SendingMixin, FollowupMixin, DeviceMessagesMixin
             except RuntimeError:  # shutting down: left to lapse to another worker
                 self.claims.take(item.key, now)
                 raise
-        self._log_attempt(alarm, planned, new=not wait_here and number == 0)
+        self._log_attempt(alarm, planned, new=new)
         if wait_here:
             wait(futures)
             self._finish_attempt(alarm, number, planned.planned, next_due_ms)

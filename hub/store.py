@@ -45,9 +45,8 @@ from .redislane import Lane
 from .store_branches import BranchStoreMixin, parse_overrides, parse_switches
 from .store_devices import _STATUSES, COMMANDS_GROUP, COMMANDS_MAXLEN, DeviceStoreMixin
 from .store_notifications import (_CLAIM_MANY, _LEASE_DUE, _RECORD, _RECORD_FINISH,
-                                  _RENEW_MANY,
-                                  CLAIM_TTL_S, NotificationStoreMixin,
-                                  finish_checked_lua, flat_json)
+                                  _RENEW_MANY, CLAIM_TTL_S, NotificationStoreMixin,
+                                  finish_checked_lua, finished_or_failed, flat_json)
 
 __all__ = ["Store", "Raised", "RaiseRequest", "CLAIM_TTL_S", "parse_switches", "parse_overrides"]
 
@@ -276,11 +275,10 @@ class Store(BranchStoreMixin, NotificationStoreMixin, DeviceStoreMixin):
         """:meth:`finish_attempt`, in the same round trip as checking the attempt's pages
         (``keys``): ``None``, finishing nothing, when every one of them failed (the caller
         reports the delivery failure, then calls :meth:`finish_attempt`)."""
-        done = int(self._finish_checked(
+        return finished_or_failed(self._finish_checked(
             keys=[self._key("escalations"), self._key("escalation", alarm_id),
                   *(self._key("notification", str(key)) for key in keys)],
             args=[alarm_id, attempt, next_due_ms]))
-        return None if done < 0 else bool(done)
 
     def shift_schedule(self, delta_ms: int, step_id: str) -> int | None:
         """The wall clock stepped by ``delta_ms``: move every escalation and call retry due

@@ -92,22 +92,24 @@ end
 return out
 """
 
-_RECORD = """
+_RECORD_BODY = """
 -- KEYS: notification key, timeline stream
 -- ARGV: channel, event json, outcome, ttl, timeline entry (JSON array of field/value pairs)
 redis.call('SET', KEYS[1], ARGV[3], 'EX', ARGV[4])
 redis.call('XADD', KEYS[2], '*', unpack(cjson.decode(ARGV[5])))
 redis.call('PUBLISH', ARGV[1], ARGV[2])
-return 1
 """
+
+_RECORD = _RECORD_BODY + "return 1\n"
+
 
 def finish_checked_lua(zset: int, escalation: int, first_page: int, alarm: int, attempt: int,
                        due: int) -> str:
     """Lua (a script's tail) that finishes an attempt unless all of its pages failed; the
     numbers say which KEYS / ARGV hold what (pages: KEYS[first_page] to the last key).
     Returns -1 (finishing nothing) when every page failed: the caller reports the delivery
-    failure first. Else moves the escalation on to the next
-    attempt (unless someone else already did): 1, or 0 if already finished."""
+    failure first. Else moves the escalation on to the next attempt (unless someone else
+    already did): 1, or 0 if already finished."""
     return f"""
 if #KEYS >= {first_page} then
   local failed = 0
@@ -126,17 +128,18 @@ return 1
 """
 
 
+def finished_or_failed(reply: Any) -> bool | None:
+    """A finish_checked_lua script's answer: ``None`` (every page failed, nothing
+    finished), else whether this call finished the attempt."""
+    done = int(reply)
+    return None if done < 0 else bool(done)
 
-_RECORD_FINISH = """
--- KEYS: notification key, timeline stream, escalations zset, escalation hash, then the
---       attempt's notification keys
--- ARGV: channel, event json, outcome, ttl, timeline entry (as _RECORD), alarm id, attempt,
---       next due ms
--- _RECORD, then the attempt's finish (finish_checked_lua), in one round trip.
-redis.call('SET', KEYS[1], ARGV[3], 'EX', ARGV[4])
-redis.call('XADD', KEYS[2], '*', unpack(cjson.decode(ARGV[5])))
-redis.call('PUBLISH', ARGV[1], ARGV[2])
-""" + finish_checked_lua(zset=3, escalation=4, first_page=5, alarm=6, attempt=7, due=8)
+
+# _RECORD, then the attempt's finish (finish_checked_lua), in one round trip. Further KEYS:
+# escalations zset, escalation hash, then the attempt's notification keys; further ARGV:
+# alarm id, attempt, next due ms.
+_RECORD_FINISH = _RECORD_BODY + finish_checked_lua(zset=3, escalation=4, first_page=5,
+                                                   alarm=6, attempt=7, due=8)
 
 _LEASE_DUE = """
 -- KEYS: a zset of jobs scored by due ms; ARGV: now_ms, lease_ms, limit
@@ -151,10 +154,7 @@ return due
 
 
 def _finished(record: PageRecord, reply: Any) -> bool | None:
-    if record.finish is None:
-        return None
-    done = int(reply)
-    return None if done < 0 else bool(done)
+    return None if record.finish is None else finished_or_failed(reply)
 
 
 class NotificationStoreMixin:
