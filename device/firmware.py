@@ -49,16 +49,20 @@ from .patterns import PressDecoder, parse_pattern
 from .protocol import (CMD_CHECKIN_REQUEST, CMD_LOCATE, CMD_NOT_DELIVERED,
                        CMD_RECEIVED, CMD_RESOLVED, CMD_TEST, EVENT_CANCEL, EVENT_CHECKIN,
                        EVENT_SAFE_ROOM_LEFT, EVENT_SELFTEST, STATUS_OFFLINE, STATUS_ONLINE,
-                       AlarmMessage, DeviceEvent, Health, ProtocolError, StatusMessage, Topics,
-                       decode_command, new_alarm)
+                       AlarmMessage, DeviceEvent, Health, Heartbeat, ProtocolError, StatusMessage,
+                       Topics, decode_command, new_alarm)
 
 log = logging.getLogger("haven.device")
 
-FIRMWARE_VERSION = "0.2.0"
+FIRMWARE_VERSION = "0.3.0"
 #: How long the broker keeps this device's session while it is away, in seconds.
 SESSION_EXPIRY_S = 3600
 #: Reconnect backoff: doubles from MIN to MAX seconds, each delay jittered down by up to half.
 RECONNECT_MIN_S, RECONNECT_MAX_S = 1, 30
+#: After the broker refuses a heartbeat (an ACL written before firmware 0.3), heartbeats go
+#: as retained statuses, as before 0.3, for this long before the heartbeat topic is tried
+#: again, in seconds: mosquitto hangs up on a refused publish, so each try costs a reconnect.
+LEGACY_HEARTBEAT_S = 24 * 3600
 #: How long a check-in request waits for the wearer's press, in seconds.
 CHECKIN_WINDOW_S = 300
 #: How long the firmware remembers an alarm, in seconds: a closed one (resolved,
@@ -118,6 +122,8 @@ class DeviceApp:
         self._lock = threading.Lock()          # guards decoders, tracks, checkin
         self._checkin_until: float | None = None
         self._next_heartbeat = 0.0
+        self._heartbeat_mid: int | None = None  # the last heartbeat's MQTT message id
+        self._legacy_until = 0.0                # monotonic s: heartbeats as statuses till then
         self._shown: Signal | None = None
         self._reconnect_attempt = 0
         self._battery = health.load_reader(config.battery_reader)
@@ -147,6 +153,7 @@ class DeviceApp:
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
+        client.on_publish = self._on_publish
         return client
 
     def _make_feedback(self, pin_factory) -> FeedbackPlayer:
@@ -251,7 +258,7 @@ class DeviceApp:
         # The broker handles this connection's packets in order: the subscription is in
         # place before any resent alarm, so the hub's "received" cannot miss us.
         client.subscribe(self.topics.cmd(self.config.device_id), qos=1)
-        self._heartbeat()
+        self._announce()
         self._resend(all_pending=True)
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
@@ -262,6 +269,19 @@ class DeviceApp:
         self.connected.set()
         log.info("device %s connected", self.config.device_id)
         self._refresh()
+
+    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
+        if not reason_code.is_failure:
+            return
+        if mid == self._heartbeat_mid:
+            self._legacy_until = self.monotonic() + LEGACY_HEARTBEAT_S
+            log.error("the broker refused device %s's heartbeat (%s): its ACL predates "
+                      "firmware %s; run 'haven provision acl' on the hub. Meanwhile heartbeats "
+                      "go as statuses, as older firmware sent them", self.config.device_id,
+                      reason_code, FIRMWARE_VERSION)
+        else:
+            log.error("the broker refused a publish of device %s (%s)", self.config.device_id,
+                      reason_code)
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         self.connected.clear()
@@ -350,13 +370,27 @@ class DeviceApp:
                       outbox=self.outbox.depth(), wifi_dbm=health.wifi_dbm(),
                       cpu_temp_c=health.cpu_temp_c(), battery_pct=health.read(self._battery))
 
-    def _heartbeat(self) -> None:
+    def _announce(self) -> None:
+        """Say ``online`` (retained, replacing the Last Will's ``offline``) with the firmware
+        and the first readings; the next heartbeat is due ``heartbeat_s`` later."""
         self._next_heartbeat = self.monotonic() + self.config.heartbeat_s
         status = StatusMessage(device=self.config.device_id, state=STATUS_ONLINE,
                                at=int(self.clock() * 1000), firmware=FIRMWARE_VERSION,
                                health=self.health())
         self.client.publish(self.topics.status(self.config.device_id), status.to_json(), qos=1,
                             retain=True)
+
+    def _heartbeat(self) -> None:
+        """The periodic readings (not retained: a heartbeat is news only when it is sent)."""
+        if self.monotonic() < self._legacy_until:
+            self._announce()  # the broker refused the heartbeat topic: say it as before 0.3
+            return
+        self._next_heartbeat = self.monotonic() + self.config.heartbeat_s
+        beat = Heartbeat(device=self.config.device_id, at=int(self.clock() * 1000),
+                         health=self.health())
+        info = self.client.publish(self.topics.heartbeat(self.config.device_id), beat.to_json(),
+                                   qos=1)
+        self._heartbeat_mid = info.mid
 
     def _refresh(self) -> None:
         """Show the persistent signal if it changed (from any thread).

@@ -6,7 +6,9 @@ one source of truth for what travels on the broker.
 Topics (``prefix`` defaults to ``haven/v1``)::
 
     <prefix>/dev/<device_id>/alarm    device -> hub   QoS 1   an alarm press
-    <prefix>/dev/<device_id>/status   device -> hub   QoS 1   retained; Last Will "offline"
+    <prefix>/dev/<device_id>/status   device -> hub   QoS 1   retained presence: "online" on
+                                                              connect, Last Will "offline"
+    <prefix>/dev/<device_id>/heartbeat device -> hub  QoS 1   health, every heartbeat_s
     <prefix>/dev/<device_id>/event    device -> hub   QoS 1   cancel, check-in, self-test result
     <prefix>/dev/<device_id>/cmd      hub -> device   QoS 1   confirmations and requests
 
@@ -49,7 +51,7 @@ ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}\Z")
 KIND_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}\Z")
 
 #: The last topic level of every device topic.
-CHANNELS = ("alarm", "status", "event", "cmd")
+CHANNELS = ("alarm", "status", "heartbeat", "event", "cmd")
 
 #: Largest payload accepted, in bytes (an alarm is ~130 bytes).
 MAX_PAYLOAD_BYTES = 4096
@@ -110,6 +112,9 @@ class Topics:
 
     def status(self, device_id: str) -> str:
         return f"{self.prefix}/dev/{device_id}/status"
+
+    def heartbeat(self, device_id: str) -> str:
+        return f"{self.prefix}/dev/{device_id}/heartbeat"
 
     def cmd(self, device_id: str) -> str:
         return f"{self.prefix}/dev/{device_id}/cmd"
@@ -175,7 +180,10 @@ class StatusMessage:
     """A device's retained presence: ``online`` on connect, ``offline`` as its Last Will.
 
     ``at`` is Unix milliseconds, or ``None`` in a Last Will (written at connect
-    time, so any time in it would be stale).
+    time, so any time in it would be stale). Presence is published once per
+    connection and retained, so every hub worker (a plain subscription) and a
+    restarted hub learn it; the periodic readings travel as :class:`Heartbeat`.
+    Firmware before 0.3 sent its heartbeats as statuses; the hub still takes them.
     """
 
     device: str
@@ -194,6 +202,27 @@ class StatusMessage:
         if self.health is not None:
             obj["health"] = self.health.to_obj()
         return _dump(obj)
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    """Device -> hub every ``heartbeat_s``, not retained: the device is alive, with its
+    readings. ``at`` is Unix ms (device clock).
+
+    Heartbeats go to the hub workers' shared subscription, so N workers split them
+    (presence, which every worker must see, stays on the retained ``status``). A
+    heartbeat never changes presence: one delayed past its device's Last Will must
+    not make a dead device look online.
+    """
+
+    device: str
+    at: int
+    health: Health
+    v: int = SCHEMA_VERSION
+
+    def to_json(self) -> bytes:
+        return _dump({"v": self.v, "device": self.device, "at": self.at,
+                      "health": self.health.to_obj()})
 
 
 @dataclass(frozen=True)
@@ -262,6 +291,15 @@ def decode_status(topic: str, payload: bytes, *, topics: Topics = Topics()) -> S
     firmware = _str(where, obj, "firmware") if "firmware" in obj else None
     health = _health(where, obj["health"]) if "health" in obj else None
     return StatusMessage(device=device, state=state, at=at, firmware=firmware, health=health)
+
+
+def decode_heartbeat(topic: str, payload: bytes, *, topics: Topics = Topics()) -> Heartbeat:
+    """Validate a heartbeat (``at`` and ``health`` are required)."""
+    where, obj, device = _open(topic, payload, topics, "heartbeat")
+    if "health" not in obj:
+        raise ProtocolError(where, "health", "missing: a heartbeat carries the device's readings")
+    return Heartbeat(device=device, at=_millis(where, obj, "at"),
+                     health=_health(where, obj["health"]))
 
 
 def decode_event(topic: str, payload: bytes, *, topics: Topics = Topics()) -> DeviceEvent:

@@ -1,5 +1,10 @@
-"""Device statuses (presence, heartbeats with health) and events (cancel, check-in,
-self-test, safe-room door) as the hub applies them.
+"""Device statuses (presence), heartbeats (health) and events (cancel, check-in, self-test,
+safe-room door) as the hub applies them.
+
+A status sets presence (``online``/``offline``); a heartbeat records readings and the hub
+time it was heard (``heartbeat_ms``, which supervision watches) and never changes
+presence. Firmware before 0.3 sent its heartbeats as ``online`` statuses with health; they
+are still applied as before.
 
 Part of :class:`hub.service.AlarmService` (a mixin sharing its ``store``, ``site``,
 ``topics`` and clock); :meth:`AlarmService.handle` routes here by topic.
@@ -10,7 +15,7 @@ from __future__ import annotations
 import logging
 
 from device.protocol import (EVENT_CANCEL, EVENT_CHECKIN, EVENT_SAFE_ROOM_LEFT, EVENT_SELFTEST,
-                             ProtocolError, decode_event, decode_status)
+                             ProtocolError, decode_event, decode_heartbeat, decode_status)
 
 from .lifecycle import AlarmEvent, IllegalTransition
 from .outcome import Outcome
@@ -28,25 +33,34 @@ class DeviceMessagesMixin:
         self.store.set_device_statuses([status])
         return Outcome.STATUS
 
+    def _heartbeat(self, topic: str, payload: bytes) -> Outcome:
+        beat = self._read_heartbeat(topic, payload)
+        if isinstance(beat, Outcome):
+            return beat
+        self.store.set_device_statuses([beat])
+        return Outcome.STATUS
+
     def handle_statuses(self, messages: list[tuple[str, bytes, bool]]) -> list[Outcome]:
-        """Status messages ``(topic, payload, retained)`` stored in one round trip (the MQTT
-        edge batches heartbeats); each bad one is rejected on its own. Raises only for an
-        unreachable store, and then stores none of them."""
-        outcomes, statuses = [], []
+        """Status and heartbeat messages ``(topic, payload, retained)`` stored in one round
+        trip, in order (the MQTT edge batches them); each bad one is rejected on its own.
+        Raises only for an unreachable store, and then stores none of them."""
+        outcomes, entries, channels = [], [], []
         for topic, payload, retained in messages:
+            channel = "heartbeat" if topic.endswith("/heartbeat") else "status"
             try:
-                status = self._read_status(topic, payload, retained)
+                entry = (self._read_heartbeat(topic, payload) if channel == "heartbeat"
+                         else self._read_status(topic, payload, retained))
             except ProtocolError as exc:
-                status = self._reject(topic, str(exc))
-            if isinstance(status, Outcome):
-                outcomes.append(status)
+                entry = self._reject(topic, str(exc))
+            if isinstance(entry, Outcome):
+                outcomes.append(entry)
             else:
-                statuses.append(status)
+                entries.append(entry)
+                channels.append(channel)
                 outcomes.append(Outcome.STATUS)
-        self.store.set_device_statuses(statuses)
-        for outcome in outcomes:
-            if outcome is Outcome.STATUS:
-                self.metrics.message("status", outcome)
+        self.store.set_device_statuses(entries)
+        for channel in channels:
+            self.metrics.message(channel, Outcome.STATUS)
         return outcomes
 
     def _read_status(self, topic: str, payload: bytes, retained: bool):
@@ -54,8 +68,7 @@ class DeviceMessagesMixin:
         or the Outcome of rejecting it (an unknown device). Raises ProtocolError."""
         msg = decode_status(topic, payload, topics=self.topics)
         if msg.device not in self.site.devices:
-            return self._reject(topic, f"topic {topic}: field 'device': {msg.device!r} is not "
-                                       f"in the site config {self.site.source}")
+            return self._unknown_device(topic, msg.device)
         health = {} if msg.health is None else msg.health.to_obj()
         if msg.health is not None and not retained:
             # Only a live heartbeat proves the device is alive now: a retained one replayed
@@ -63,11 +76,24 @@ class DeviceMessagesMixin:
             health["heartbeat_ms"] = self._now_ms()
         return msg.device, msg.state, msg.at or self._now_ms(), msg.firmware, health
 
+    def _read_heartbeat(self, topic: str, payload: bytes):
+        """A heartbeat as the store's entry (state ``""``: presence untouched), or the
+        Outcome of rejecting it (an unknown device). Raises ProtocolError."""
+        msg = decode_heartbeat(topic, payload, topics=self.topics)
+        if msg.device not in self.site.devices:
+            return self._unknown_device(topic, msg.device)
+        health = msg.health.to_obj()
+        health["heartbeat_ms"] = self._now_ms()
+        return msg.device, "", msg.at, None, health
+
+    def _unknown_device(self, topic: str, device: str) -> Outcome:
+        return self._reject(topic, f"topic {topic}: field 'device': {device!r} is not "
+                                   f"in the site config {self.site.source}")
+
     def _event(self, topic: str, payload: bytes) -> Outcome:
         msg = decode_event(topic, payload, topics=self.topics)
         if msg.device not in self.site.devices:
-            return self._reject(topic, f"topic {topic}: field 'device': {msg.device!r} is not "
-                                       f"in the site config {self.site.source}")
+            return self._unknown_device(topic, msg.device)
         now = self._now_ms()
         if msg.event == EVENT_CANCEL:
             alarm = self.store.get_alarm(msg.alarm_id)

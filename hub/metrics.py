@@ -8,7 +8,7 @@ process never collide. ``haven hub --metrics-port 9410`` serves it at
 Metrics (times in seconds)::
 
     haven_messages_total{channel, outcome}       counter    MQTT messages handled
-        channel  alarm | status | event | cmd | invalid (the topic did not parse)
+        channel  alarm | status | heartbeat | event | cmd | invalid (the topic did not parse)
         outcome  a hub.service.Outcome: stored | duplicate | status | event |
                  rejected | ignored
     haven_rejected_total{reason}                 counter    rejected messages, by

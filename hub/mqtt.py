@@ -1,9 +1,11 @@
 """The hub's MQTT edge: subscribe, hand each message to the service, ack after storing.
 
-- Alarms and device events arrive on shared subscriptions (``$share/<group>/<prefix>/dev/+/alarm``),
-  so N hub workers split them; statuses on a plain subscription (retained
-  messages are not delivered to shared subscriptions), so every worker sees
-  every device's presence.
+- Alarms, heartbeats and device events arrive on shared subscriptions
+  (``$share/<group>/<prefix>/dev/+/alarm``), so N hub workers split them; statuses
+  (presence: ``online`` once per connection, the Last Will's ``offline``) on a plain
+  subscription (retained messages are not delivered to shared subscriptions), so
+  every worker sees every device's presence. Statuses and heartbeats are stored in
+  batches (hub.statusbatch), alarms and events on their own path.
 - MQTT v5, QoS 1, a persistent session (``clean_start=False`` plus a
   Session Expiry Interval), so alarms published while the hub restarts wait
   in the broker.
@@ -150,18 +152,23 @@ class HubMqtt:
             return
         log.info("connected to broker %s:%d (session present: %s)", self.broker.host,
                  self.broker.port, flags.session_present)
-        client.subscribe([
-            (f"$share/{self.share_group}/{self.topics.device_filter('alarm')}",
-             mqtt.SubscribeOptions(qos=1)),
-            (f"$share/{self.share_group}/{self.topics.device_filter('event')}",
-             mqtt.SubscribeOptions(qos=1)),
-            (self.topics.device_filter("status"), mqtt.SubscribeOptions(qos=1)),
-        ])
+        client.subscribe([(topic, mqtt.SubscribeOptions(qos=1))
+                          for topic in self.subscriptions()])
+
+    def subscriptions(self) -> list[str]:
+        """The filters the hub subscribes to, in the order of its SUBSCRIBE."""
+        shared = [f"$share/{self.share_group}/{self.topics.device_filter(c)}"
+                  for c in ("alarm", "event", "heartbeat")]
+        return shared + [self.topics.device_filter("status")]
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
-        failed = [rc for rc in reason_codes if rc.is_failure]
+        failed = [f"{topic} ({rc})" for topic, rc in zip(self.subscriptions(), reason_codes)
+                  if rc.is_failure]
         if failed:
-            log.error("broker refused the hub's subscriptions: %s", failed)
+            log.error("broker refused the hub's subscriptions: %s; the broker's ACL must let "
+                      "the hub read every device channel: on a provisioned site run "
+                      "'haven provision acl' (it rewrites the ACL and reloads mosquitto)",
+                      ", ".join(failed))
             return
         if not self.ready.is_set():
             log.info("hub ready")
@@ -200,7 +207,7 @@ class HubMqtt:
             [(m.topic, m.payload, bool(m.retain)) for m in batch]))
 
     def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
-        if self._statuses is not None and msg.topic.endswith("/status"):
+        if self._statuses is not None and msg.topic.endswith(("/status", "/heartbeat")):
             self._statuses.put(msg)
             return
         if self.batch_handler is not None:

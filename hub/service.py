@@ -108,6 +108,8 @@ class AlarmService(IntakeMixin, SendingMixin, FollowupMixin, DeviceMessagesMixin
                 outcome = self._alarm(topic, payload)
             elif channel == "status":
                 outcome = self._status(topic, payload, retained)
+            elif channel == "heartbeat":
+                outcome = self._heartbeat(topic, payload)
             elif channel == "event":
                 outcome = self._event(topic, payload)
             else:

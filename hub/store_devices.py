@@ -2,7 +2,8 @@
 
 Keys (under the store's prefix)::
 
-    haven:device:<id>             hash   last status of a device
+    haven:device:<id>             hash   a device's presence (state, since_ms, firmware) and
+                                         its last heartbeat's readings (heartbeat_ms ...)
     haven:device-commands         stream commands for devices, consumed by hub workers
                                          (consumer group "hub") and published over MQTT
     haven:rejected                stream messages that broke the wire contract (capped)
@@ -26,13 +27,19 @@ COMMANDS_GROUP = "hub"
 _STATUSES = """
 -- KEYS: device hashes; ARGV: events channel, a JSON array with, for each key in turn,
 -- [state, field, value, field, value ...] (the device id is the key's last part)
--- Each status is written and announced to dashboards; the statuses travel as one JSON
+-- A status (state "online"/"offline") is written and announced to dashboards; a
+-- heartbeat (state "") writes its fields only: it never changes presence, and the
+-- dashboards learn of it from the next snapshot. The entries travel as one JSON
 -- argument: redis-py packed the ~20 arguments per heartbeat slower than cjson decodes.
 for i, entry in ipairs(cjson.decode(ARGV[2])) do
-  redis.call('HSET', KEYS[i], 'state', entry[1], unpack(entry, 2))
-  local device = string.match(KEYS[i], '[^:]+$')
-  redis.call('PUBLISH', ARGV[1],
-             cjson.encode({type = 'device.status', device = device, state = entry[1]}))
+  if entry[1] == '' then
+    redis.call('HSET', KEYS[i], unpack(entry, 2))
+  else
+    redis.call('HSET', KEYS[i], 'state', entry[1], unpack(entry, 2))
+    local device = string.match(KEYS[i], '[^:]+$')
+    redis.call('PUBLISH', ARGV[1],
+               cjson.encode({type = 'device.status', device = device, state = entry[1]}))
+  end
 end
 return #KEYS
 """
@@ -49,12 +56,14 @@ class DeviceStoreMixin:
     def set_device_statuses(self, statuses: list[tuple[str, str, int, str | None, dict]]
                             ) -> None:
         """Statuses ``(device, state, at_ms, firmware, health)``, in order, in one round
-        trip (no transaction: each is whole on its own)."""
+        trip (no transaction: each is whole on its own). A heartbeat is an entry whose
+        ``state`` is ``""``: only its health fields are written (not the state, nor
+        ``since_ms``, the device-clock time of the state)."""
         if not statuses:
             return
         entries = []
         for _, state, at_ms, firmware, health in statuses:
-            entry = [state, "since_ms", str(at_ms)]
+            entry = [state, "since_ms", str(at_ms)] if state else [state]
             if firmware:
                 entry += ["firmware", firmware]
             for name, value in health.items():

@@ -16,9 +16,10 @@ from paho.mqtt.enums import CallbackAPIVersion
 from device.config import (BrokerConfig, DeviceConfig, DeviceConfigError, InputConfig,
                            OutputsConfig, parse_device_config)
 from device.feedback import Signal
-from device.firmware import AlarmTrack, DeviceApp, persistent_signal
+from device.firmware import FIRMWARE_VERSION, AlarmTrack, DeviceApp, persistent_signal
 from device.outbox import Outbox
-from device.protocol import Command, Topics, decode_alarm, decode_event, decode_status
+from device.protocol import (Command, Topics, decode_alarm, decode_event, decode_heartbeat,
+                             decode_status)
 from hub.localservices import spawn
 
 WEARABLE = (("hold 2s", "emergency"), ("3 presses within 2s", "assist"), ("press", "test"),
@@ -37,6 +38,7 @@ def listener(mosquitto):
     client.subscribe("haven/v1/dev/+/alarm", qos=1)
     client.subscribe("haven/v1/dev/+/status", qos=1)
     client.subscribe("haven/v1/dev/+/event", qos=1)
+    client.subscribe("haven/v1/dev/+/heartbeat", qos=1)
     client.loop_start()
     yield got, client
     client.loop_stop()
@@ -98,8 +100,56 @@ def test_connect_announces_online_with_health(app, listener):
     got, _ = listener
     topic, payload, _ = next_on(got, "status")
     status = decode_status(topic, payload)
-    assert (status.device, status.state, status.firmware) == ("main-circ-01", "online", "0.2.0")
+    assert (status.device, status.state, status.firmware) == ("main-circ-01", "online",
+                                                              FIRMWARE_VERSION)
     assert status.health.outbox == 0 and status.health.uptime_s >= 0
+
+
+def test_heartbeats_are_not_retained_and_presence_is_said_once(pins, mosquitto, listener,
+                                                               tmp_path):
+    """Presence once per connection (retained, for every hub worker); the readings every
+    heartbeat_s on their own topic (not retained), for the workers to split."""
+    got, _ = listener
+    device = make_app(pins, mosquitto.port, tmp_path, heartbeat_s=1)
+    device.start()
+    try:
+        next_on(got, "status")
+        beats = [next_on(got, "heartbeat", timeout=2.5) for _ in range(2)]
+        for topic, payload, retained in beats:
+            beat = decode_heartbeat(topic, payload)
+            assert (topic, retained, beat.device) == (
+                Topics().heartbeat("main-circ-01"), False, "main-circ-01")
+            assert beat.health.outbox == 0 and beat.at > 0
+        with pytest.raises(queue.Empty):
+            next_on(got, "status", timeout=0.2)
+    finally:
+        device.stop()
+
+
+def test_a_refused_heartbeat_falls_back_to_statuses_as_before(pins, mosquitto, listener,
+                                                               tmp_path, caplog):
+    """A broker whose ACL predates the heartbeat topic refuses it (and mosquitto hangs up):
+    the device says so with the fix, and sends its readings as retained statuses, which
+    every hub takes, rather than go dark."""
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.reasoncodes import ReasonCode
+    got, _ = listener
+    device = make_app(pins, mosquitto.port, tmp_path, heartbeat_s=1)
+    device.start()
+    try:
+        next_on(got, "status")
+        next_on(got, "heartbeat", timeout=2.5)
+        refused = ReasonCode(PacketTypes.PUBACK, "Not authorized")
+        with caplog.at_level("ERROR", logger="haven.device"):
+            device._on_publish(device.client, None, device._heartbeat_mid, refused, None)
+        assert "haven provision acl" in caplog.text
+        topic, payload, _ = next_on(got, "status", timeout=2.5)
+        status = decode_status(topic, payload)
+        assert status.state == "online" and status.health is not None
+        with pytest.raises(queue.Empty):
+            next_on(got, "heartbeat", timeout=1.5)
+    finally:
+        device.stop()
 
 
 @pytest.mark.parametrize("times, hold_s, kind", [

@@ -21,6 +21,8 @@ def payload(**changes):
 def test_topics_under_the_default_prefix():
     assert T.alarm("d1") == "haven/v1/dev/d1/alarm"
     assert T.status("d1") == "haven/v1/dev/d1/status"
+    assert T.heartbeat("d1") == "haven/v1/dev/d1/heartbeat"
+    assert T.parse("haven/v1/dev/d1/heartbeat") == ("d1", "heartbeat")
     assert T.cmd("d1") == "haven/v1/dev/d1/cmd"
     assert T.device_filter("alarm") == "haven/v1/dev/+/alarm"
     assert Topics("site7/haven").alarm("d1") == "site7/haven/dev/d1/alarm"
@@ -117,6 +119,21 @@ def test_heartbeat_health_round_trips_and_absent_sensors_are_null():
         decode_status(topic, b'{"v":1,"device":"d1","state":"online","health":{"wifi_dbm":"x"}}')
     with pytest.raises(ProtocolError, match=r"field 'outbox': must be an integer \(alarms"):
         decode_status(topic, b'{"v":1,"device":"d1","state":"online","health":{"outbox":1.5}}')
+
+
+def test_a_heartbeat_carries_time_and_readings_and_needs_both():
+    from device.protocol import Health, Heartbeat, decode_heartbeat
+    topic = T.heartbeat("d1")
+    beat = Heartbeat(device="d1", at=5, health=Health(uptime_s=60, outbox=0, battery_pct=88.5))
+    assert decode_heartbeat(topic, beat.to_json()) == beat
+    with pytest.raises(ProtocolError, match="field 'health': missing"):
+        decode_heartbeat(topic, b'{"v":1,"device":"d1","at":5}')
+    with pytest.raises(ProtocolError, match="field 'at': missing"):
+        decode_heartbeat(topic, b'{"v":1,"device":"d1","health":{}}')
+    with pytest.raises(ProtocolError, match="does not match"):
+        decode_heartbeat(topic, Heartbeat(device="d2", at=5, health=Health(0, 0)).to_json())
+    with pytest.raises(ProtocolError, match="heartbeat"):  # a status is not a heartbeat
+        decode_heartbeat(T.status("d1"), beat.to_json())
 
 
 def test_device_events():

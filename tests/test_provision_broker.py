@@ -163,7 +163,7 @@ def test_a_device_connects_with_its_certificate_and_the_hub_gets_its_alarm(site,
     assert next_on(hub.got, "alarm") == (f"{PREFIX}/dev/t-a/alarm", b"press-1")
 
 
-@pytest.mark.parametrize("channel", ["alarm", "status", "event"])
+@pytest.mark.parametrize("channel", ["alarm", "status", "heartbeat", "event"])
 def test_a_device_cannot_publish_as_another_device(site, device, hub, channel):
     forger = device("t-a")
     assert str(forger.publish(f"{PREFIX}/dev/t-b/{channel}", b"forged")) == "Not authorized"
@@ -188,9 +188,11 @@ def test_the_hub_identity_reads_every_device_topic(site, device, hub):
     b.publish(f"{PREFIX}/dev/t-b/status", b"online", retain=True)
     b.publish(f"{PREFIX}/dev/t-b/event", b"checkin")
     b.publish(f"{PREFIX}/dev/t-b/alarm", b"press")
-    seen = {next_on(hub.got, ch) for ch in ("status", "event", "alarm")}
+    b.publish(f"{PREFIX}/dev/t-b/heartbeat", b"beat")
+    seen = {next_on(hub.got, ch) for ch in ("status", "event", "alarm", "heartbeat")}
     assert seen == {(f"{PREFIX}/dev/t-b/{ch}", p) for ch, p in
-                    (("status", b"online"), ("event", b"checkin"), ("alarm", b"press"))}
+                    (("status", b"online"), ("event", b"checkin"), ("alarm", b"press"),
+                     ("heartbeat", b"beat"))}
 
 
 def test_a_device_cannot_take_over_another_devices_session(site, device):
@@ -226,6 +228,30 @@ def test_a_device_and_a_hub_worker_added_later_work_after_a_broker_reload(site, 
         assert next_on(hub.got, "event") == (f"{PREFIX}/dev/t-d/event", b"seen-by-both")
     finally:
         worker.close()
+
+
+def test_an_acl_from_before_heartbeats_refuses_them_until_provision_acl_mends_it(
+        site, device, hub, capsys):
+    """A site provisioned before firmware 0.3 has no ``heartbeat`` lines: the broker refuses
+    a device's heartbeat (the firmware then falls back: test_device); ``haven provision acl``
+    rewrites the ACL, and after the reload heartbeats reach the hub."""
+    text = site.dir.acl.read_text()
+    site.dir.acl.write_text("".join(line for line in text.splitlines(keepends=True)
+                                    if not line.rstrip().endswith("/heartbeat")))
+    site.broker.process.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + WAIT_S
+    while str(device("t-c").publish(f"{PREFIX}/dev/t-c/heartbeat", b"old")) != "Not authorized":
+        assert time.monotonic() < deadline, site.broker.tail()  # SIGHUP is asynchronous
+    assert main(["provision", "acl", "--site", str(site.root), "--no-reload"]) == 0
+    assert "rewritten" in capsys.readouterr().out
+    assert site.dir.acl.read_text() == text
+    assert main(["provision", "acl", "--site", str(site.root), "--no-reload"]) == 0
+    assert "already up to date" in capsys.readouterr().out
+    site.broker.process.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + WAIT_S
+    while str(device("t-c").publish(f"{PREFIX}/dev/t-c/heartbeat", b"new")) != "Success":
+        assert time.monotonic() < deadline, site.broker.tail()
+    assert next_on(hub.got, "heartbeat") == (f"{PREFIX}/dev/t-c/heartbeat", b"new")
 
 
 def other_ca_cert(tmp_path: Path) -> dict:

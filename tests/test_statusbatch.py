@@ -3,6 +3,7 @@ only once stored, kept and retried while Redis is down."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -10,7 +11,7 @@ from types import SimpleNamespace
 
 import redis
 
-from device.protocol import Health, StatusMessage, Topics
+from device.protocol import Health, Heartbeat, StatusMessage, Topics
 from hub.service import AlarmService, Outcome
 from hub.statusbatch import StatusBatcher
 
@@ -45,6 +46,45 @@ def test_a_batch_is_stored_in_one_round_trip_and_bad_ones_rejected_alone(
     circ, west = (fake_store.device_status(d) for d in ("main-circ-01", "west-front-01"))
     assert circ["battery_pct"] == "81" and circ["heartbeat_ms"] == str(int(NOW * 1000))
     assert west["battery_pct"] == "42" and "heartbeat_ms" not in west  # retained: not live
+
+
+def heartbeat(device: str, battery: float, outbox: int = 0) -> tuple[str, bytes, bool]:
+    msg = Heartbeat(device=device, at=int(NOW * 1000) + 30_000,
+                    health=Health(uptime_s=35, battery_pct=battery, outbox=outbox))
+    return Topics().heartbeat(device), msg.to_json(), False
+
+
+def test_a_heartbeat_records_readings_and_never_changes_presence(sample_site, fake_store):
+    """A heartbeat delayed past its device's Last Will (another worker stored the will
+    first) must not make the dead device look online; its readings are still kept."""
+    service = AlarmService(sample_site, fake_store, None, lambda t, p: None,
+                           ThreadPoolExecutor(1), clock=lambda: NOW)
+    will = StatusMessage(device="main-circ-01", state="offline")
+    events = fake_store.r.pubsub(ignore_subscribe_messages=True)
+    events.subscribe(fake_store.events_channel)
+    assert service.handle_statuses([(*beat("main-circ-01", 81), False),
+                                    (Topics().status("main-circ-01"), will.to_json(), False),
+                                    heartbeat("main-circ-01", 79, outbox=1),
+                                    heartbeat("main-ref-01", 55),
+                                    (Topics().heartbeat("nobody-01"),
+                                     heartbeat("nobody-01", 1)[1], False),
+                                    (Topics().heartbeat("main-ref-01"), b'{"v": 1}', False)]
+                                   ) == [Outcome.STATUS] * 4 + [Outcome.REJECTED] * 2
+    circ = fake_store.device_status("main-circ-01")
+    assert (circ["state"], circ["battery_pct"], circ["outbox"]) == ("offline", "79", "1")
+    assert circ["heartbeat_ms"] == str(int(NOW * 1000))
+    assert circ["since_ms"] == str(int(NOW * 1000))  # the will's (hub time), not the beat's
+    ref = fake_store.device_status("main-ref-01")
+    assert "state" not in ref and ref["battery_pct"] == "55"  # presence unknown, still
+    reasons = [r["reason"] for r in fake_store.rejected()]
+    assert any("'nobody-01' is not in the site config" in r for r in reasons)
+    assert any("field 'device': missing" in r for r in reasons), reasons
+    announced = []  # statuses are announced to dashboards, heartbeats are not
+    for _ in range(20):  # None for the subscribe confirmation, and at the end
+        if (event := events.get_message(timeout=0.01)) is not None:
+            announced.append(json.loads(event["data"]))
+    assert [(e["type"], e["state"]) for e in announced] == [("device.status", "online"),
+                                                           ("device.status", "offline")]
 
 
 class Message(SimpleNamespace):

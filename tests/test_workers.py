@@ -209,3 +209,68 @@ def test_workers_read_retained_statuses_and_store_live_ones_in_order(
             proc.terminate()
             proc.wait(15)
         store.r.close()
+
+
+def _heartbeats_counted(port: int) -> float:
+    """The heartbeats a worker stored, from its /metrics."""
+    import urllib.request
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as answer:
+        text = answer.read().decode()
+    m = re.search(r'^haven_messages_total\{channel="heartbeat",outcome="status"\} (\S+)$',
+                  text, re.M)
+    return float(m[1]) if m else 0.0
+
+
+def test_two_workers_split_heartbeats_and_a_heartbeat_never_revives_a_dead_device(
+        tmp_path, mosquitto, redis_service, fake_twilio):
+    """Heartbeats come on the shared subscription: each is stored by one worker, not by
+    every worker (so more workers mean more heartbeats per second), and presence stays
+    the statuses' alone."""
+    from device.protocol import Health, Heartbeat, StatusMessage
+    from hub.localservices import free_port
+    from hub.store import Store
+    ports = [free_port(), free_port()]
+    workers = [start_hub(tmp_path / f"w{i}.log", mosquitto, redis_service, site=SAMPLE_SITE,
+                         fake_twilio=fake_twilio,
+                         args=("--hub-id", f"w{i}", "--metrics-port", str(port)))
+               for i, port in enumerate(ports)]
+    client = publisher(mosquitto)
+    store = Store.from_url(redis_service.url)
+    devices = ["main-circ-01", "main-ref-01", "main-child-01", "west-front-01"]
+    try:
+        will = StatusMessage(device="west-front-01", state="offline")
+        client.publish(Topics().status("west-front-01"), will.to_json(), qos=1,
+                       retain=True).wait_for_publish(2)
+
+        def beats(numbers) -> None:
+            for n in numbers:
+                beat = Heartbeat(device=devices[n % 4], at=1_000 + n,
+                                 health=Health(uptime_s=n, battery_pct=50, outbox=0))
+                client.publish(Topics().heartbeat(beat.device), beat.to_json(), qos=1)
+
+        def wait_for(total: int) -> list[float]:
+            deadline = time.monotonic() + 10
+            while sum(counts := [_heartbeats_counted(p) for p in ports]) < total:
+                assert time.monotonic() < deadline, counts
+                time.sleep(0.05)
+            return counts
+
+        beats(range(396))
+        wait_for(396)
+        # A device's next heartbeat comes heartbeat_s later: by then the one before is stored.
+        beats(range(1000, 1004))
+        wait_for(400)
+        time.sleep(0.3)
+        counts = [_heartbeats_counted(p) for p in ports]
+        assert sum(counts) == 400 and min(counts) > 0, counts  # split, none stored twice
+        west = store.device_status("west-front-01")
+        assert west["state"] == "offline" and "heartbeat_ms" in west
+        assert sorted(store.device_status(d)["uptime_s"] for d in devices) == [
+            "1000", "1001", "1002", "1003"]
+    finally:
+        client.loop_stop()
+        client.disconnect()
+        for proc in workers:
+            proc.terminate()
+            proc.wait(15)
+        store.r.close()

@@ -60,11 +60,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                            help="another hub worker's broker identity (certificate, ACL)")
     hub.add_argument("name", help="its certificate CN, e.g. haven-hub-2")
 
+    acl = verbs.add_parser("acl", parents=[site],
+                           help="write the broker's ACL again from the registry (after an "
+                                "upgrade that adds a topic)")
+
     lst = verbs.add_parser("list", parents=[site],
                             help="every device with its room, certificate and presence")
     lst.add_argument("--redis", help="Redis URL for presence (env HAVEN_REDIS_URL)")
 
-    for verb in (dev, rev, hub):
+    for verb in (dev, rev, hub, acl):
         verb.add_argument("--no-reload", action="store_true",
                           help="write the files only; print the systemctl commands to run")
     p.set_defaults(func=cmd_provision)
@@ -89,6 +93,8 @@ def cmd_provision(args) -> int:
             outcome = commands.revoke(root, args.device_id)
         elif args.provision_command == "hub":
             outcome = commands.add_hub(root, args.name)
+        elif args.provision_command == "acl":
+            outcome = commands.rewrite_acl(root)
         else:
             from .listing import list_devices
             outcome = list_devices(root, live=_presence(args.redis))

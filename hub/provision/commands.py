@@ -152,6 +152,22 @@ def add_hub(root: Path, name: str) -> Outcome:
                    [("mosquitto", "reload")])
 
 
+def rewrite_acl(root: Path) -> Outcome:
+    """The broker's ACL written again from the registry, as this version of Haven writes
+    it (after an upgrade that added a topic, such as firmware 0.3's ``heartbeat``)."""
+    site = SiteDir(root)
+    s = load_settings(site)
+    reg = Registry.load(site.registry)
+    text = _acl(s, reg)
+    if site.acl.exists() and site.acl.read_text(encoding="utf-8") == text:
+        return Outcome([f"ACL {site.acl}: already up to date"])
+    with Transaction() as tx:
+        tx.write(site.acl, text, 0o640, MOSQUITTO_GROUP)
+    return Outcome([f"ACL {site.acl}: rewritten for {len(reg.active('hub'))} hub(s) and "
+                    f"{len(reg.active('device'))} device(s)", *tx.notes],
+                   [("mosquitto", "reload")])
+
+
 def _device_id(site: Site, reg: Registry, branch: str, room: str) -> str:
     stem = f"{branch}-{room}"[:60].rstrip("-_")
     for n in range(1, 100):

@@ -21,8 +21,9 @@ from __future__ import annotations
 
 from .files import ProvisionSettings, SiteDir
 
-#: The device topics' last levels each side may use (device/protocol.py).
-DEVICE_WRITES = ("alarm", "status", "event")
+#: The device topics' last levels each side may use (device/protocol.py). ``heartbeat``
+#: came with firmware 0.3: ``haven provision acl`` rewrites an older site's ACL.
+DEVICE_WRITES = ("alarm", "status", "heartbeat", "event")
 DEVICE_READS = ("cmd",)
 
 
