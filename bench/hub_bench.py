@@ -34,7 +34,7 @@ import paho.mqtt.client as mqtt  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
 from bench.device_bench import pct, summary  # noqa: E402
-from device.protocol import Health, StatusMessage, Topics, new_alarm  # noqa: E402
+from device.protocol import Health, Heartbeat, Topics, new_alarm  # noqa: E402
 from device.transport import tcp_nodelay  # noqa: E402
 from hub.localservices import spawn, start_mosquitto, start_redis  # noqa: E402
 from hub.store import Store  # noqa: E402
@@ -102,23 +102,22 @@ def ingest(port: int, store: Store, n: int) -> tuple[float, float]:
             counted.set()
     sub = client(port, "bench-bare")
     sub.on_message = on_message
-    sub.subscribe(Topics().device_filter("status"), qos=1)
+    sub.subscribe(Topics().device_filter("heartbeat"), qos=1)
     time.sleep(0.3)
     pub = client(port, "bench-beats")
     devices = ["main-circ-01", "main-ref-01", "main-child-01", "main-work-01",
                "main-safe-01", "west-front-01", "west-safe-01"]
-    last_at = {}
+    last_uptime = {}
     start = time.perf_counter()
     for i in range(n):
         device = devices[i % len(devices)]
-        at = 1_000_000 + i
-        last_at[device] = at
-        beat = StatusMessage(device=device, state="online", at=at, firmware="bench",
-                             health=Health(uptime_s=i, outbox=0))
-        pub.publish(Topics().status(device), beat.to_json(), qos=1)
+        last_uptime[device] = i
+        beat = Heartbeat(device=device, at=1_000_000 + i, health=Health(uptime_s=i, outbox=0))
+        pub.publish(Topics().heartbeat(device), beat.to_json(), qos=1)
     counted.wait(60)
     bare_s = time.perf_counter() - start
-    while any(store.device_status(d).get("since_ms") != str(at) for d, at in last_at.items()):
+    while any(store.device_status(d).get("uptime_s") != str(uptime)
+              for d, uptime in last_uptime.items()):
         if time.perf_counter() - start > 120:
             raise RuntimeError("the hub did not store every heartbeat within 120 s")
         time.sleep(0.005)

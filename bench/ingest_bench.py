@@ -2,18 +2,19 @@
 
     .venv/bin/python bench/ingest_bench.py [--devices 10000] [--beats 1] [--workers 1,2,4]
 
-Each device publishes ``--beats`` heartbeats (its retained status with health, QoS 1,
-as the firmware does), all from one paho client as fast as it can. Each measurement
-gets a fresh private mosquitto (no retained messages left over) and redis-server:
+Each device publishes ``--beats`` heartbeats (its readings on ``dev/<id>/heartbeat``, QoS 1,
+not retained, as firmware 0.3 does), all from one paho client as fast as it can. Each
+measurement gets a fresh private mosquitto and redis-server:
 
 - baseline: a bare paho subscriber in a process of its own, subscribed to the same
   topics on the same kind of broker, counting messages (nothing else);
-- Haven: N ``haven hub`` workers and the site's 10,000 devices; done when every
-  worker's ``haven_messages_total{channel="status"}`` (its /metrics) has counted every
-  heartbeat. Statuses are a plain subscription, not a shared one (retained presence
-  must reach every worker), so every worker stores every heartbeat: more workers
-  mean more copies of the same work, not a split of it. Afterwards the store is
-  checked for every device's last heartbeat.
+- Haven: N ``haven hub`` workers and the site's 10,000 devices; done when the workers'
+  ``haven_messages_total{channel="heartbeat"}`` (their /metrics) add up to every
+  heartbeat. Heartbeats are on the workers' shared subscription, so each is stored by
+  one worker: the line shows each worker's share. (Presence, the retained ``status``,
+  stays on a plain subscription that every worker reads; it is sent once per
+  connection, not per heartbeat.) Afterwards the store is checked for every device's
+  last heartbeat.
 
 msgs/s = heartbeats / (first publish -> last one handled), both timed with
 CLOCK_MONOTONIC (comparable across processes). Target (issue #9): one worker >= 50 %
@@ -38,11 +39,12 @@ sys.path.insert(0, str(ROOT))
 from bench.benchsite import site_toml, storm_groups  # noqa: E402
 from bench.hub_bench import client  # noqa: E402
 from bench.procs import clean_env, cpu_s, hub_python, start_workers, stop_workers  # noqa: E402
-from device.protocol import Health, StatusMessage, Topics  # noqa: E402
+from device.protocol import Health, Heartbeat, Topics  # noqa: E402
 from hub.localservices import start_mosquitto, start_redis  # noqa: E402
 from hub.store import Store  # noqa: E402
 
-STATUS_RE = re.compile(r'^haven_messages_total\{channel="status",outcome="status"\} (\S+)$', re.M)
+BEAT_RE = re.compile(r'^haven_messages_total\{channel="heartbeat",outcome="status"\} (\S+)$',
+                     re.M)
 BARE_SUBSCRIBER = """
 import sys, threading, time
 import paho.mqtt.client as mqtt
@@ -72,35 +74,38 @@ class IngestResult:
     hub_per_s: float | None   # None: not every heartbeat was handled in time
     stored_ok: bool           # every device's last heartbeat is in the store
     cpu_s: list[float]        # per worker
+    shares: list[float]       # heartbeats each worker stored
 
     def line(self) -> str:
         hub = f"{self.hub_per_s:8.0f}" if self.hub_per_s else "     n/a"
         ratio = f"{self.hub_per_s / self.bare_per_s:5.2f}" if self.hub_per_s else "  n/a"
         return (f"ingest {self.messages} heartbeats, {self.workers} worker(s): hub {hub} msgs/s"
                 f"   bare subscriber {self.bare_per_s:8.0f} msgs/s   ratio {ratio}   "
-                f"stored {'all' if self.stored_ok else 'NOT ALL'}   worker CPU "
-                + ", ".join(f"{c:.1f}" for c in self.cpu_s) + " s")
+                f"stored {'all' if self.stored_ok else 'NOT ALL'}   per worker: "
+                + ", ".join(f"{n:.0f}" for n in self.shares) + " heartbeats, "
+                + ", ".join(f"{c:.2f}" for c in self.cpu_s) + " s CPU")
 
 
 def beats(devices: list[str], per_device: int) -> list[tuple[str, bytes, str, int]]:
-    """(topic, payload, device, at) for each heartbeat, device by device in turns."""
+    """(topic, payload, device, uptime_s) for each heartbeat, device by device in turns;
+    each device's heartbeats have their own uptimes, so the store shows which came last."""
     out, topics = [], Topics()
     for round_ in range(per_device):
         for i, device in enumerate(devices):
-            at = 1_700_000_000_000 + round_ * 1000 + i % 1000
-            beat = StatusMessage(device=device, state="online", at=at, firmware="bench",
-                                 health=Health(uptime_s=round_ * 60, outbox=0))
-            out.append((topics.status(device), beat.to_json(), device, at))
+            uptime = round_ * 30 + i
+            beat = Heartbeat(device=device, at=1_700_000_000_000 + round_ * 30_000,
+                             health=Health(uptime_s=uptime, outbox=0))
+            out.append((topics.heartbeat(device), beat.to_json(), device, uptime))
     return out
 
 
 def publish_all(port: int, messages) -> float:
-    """Publish every message (retained, QoS 1) as fast as one client can; returns the
+    """Publish every message (QoS 1) as fast as one client can; returns the
     CLOCK_MONOTONIC time of the first publish."""
     pub = client(port, "ingest-devices")
     time.sleep(0.2)
     start = time.monotonic()
-    infos = [pub.publish(topic, payload, qos=1, retain=True) for topic, payload, *_ in messages]
+    infos = [pub.publish(topic, payload, qos=1) for topic, payload, *_ in messages]
     for info in infos:
         info.wait_for_publish(60)
     pub.loop_stop()
@@ -112,7 +117,7 @@ def bare_rate(workdir: Path, messages, timeout_s: float = 120.0) -> float:
     """msgs/s of a bare paho subscriber (its own process) on a fresh broker."""
     broker = start_mosquitto(workdir / "mosquitto-bare")
     sub = subprocess.Popen([hub_python(), "-c", BARE_SUBSCRIBER, str(broker.port),
-                            str(len(messages)), Topics().device_filter("status")],
+                            str(len(messages)), Topics().device_filter("heartbeat")],
                            stdout=subprocess.PIPE, text=True, env=clean_env())
     try:
         if sub.stdout.readline().strip() != "ready":
@@ -130,16 +135,17 @@ def bare_rate(workdir: Path, messages, timeout_s: float = 120.0) -> float:
         broker.stop()
 
 
-def status_count(port: int) -> float:
-    """Heartbeats a worker has handled, from its /metrics."""
+def beat_count(port: int) -> float:
+    """Heartbeats a worker has stored, from its /metrics."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as answer:
-        m = STATUS_RE.search(answer.read().decode())
+        m = BEAT_RE.search(answer.read().decode())
     return float(m[1]) if m else 0.0
 
 
-def hub_rate(workdir: Path, site: Path, workers: int, messages,
-             timeout_s: float = 120.0) -> tuple[float | None, bool, list[float]]:
-    """(msgs/s or None, every last heartbeat stored, CPU s per worker) for ``workers``."""
+def hub_rate(workdir: Path, site: Path, workers: int, messages, timeout_s: float = 120.0
+             ) -> tuple[float | None, bool, list[float], list[float]]:
+    """(msgs/s or None, every last heartbeat stored, CPU s per worker, heartbeats per
+    worker) for ``workers``."""
     broker = start_mosquitto(workdir / "mosquitto")
     redis_srv = start_redis(workdir / "redis")
     procs = []
@@ -148,25 +154,24 @@ def hub_rate(workdir: Path, site: Path, workers: int, messages,
                               redis_url=redis_srv.url, env=clean_env(), workdir=workdir,
                               metrics=True, log_level="info")
         time.sleep(0.5)
-        base = [status_count(w.metrics_port) for w in procs]
+        base = [beat_count(w.metrics_port) for w in procs]
         cpu0 = [cpu_s(w.pid) for w in procs]
         start = publish_all(broker.port, messages)
         deadline, rate = start + timeout_s, None
-        pending = list(zip(procs, base))
-        while pending and time.monotonic() < deadline:
-            pending = [(w, b) for w, b in pending
-                       if status_count(w.metrics_port) - b < len(messages)]
-            if not pending:
+        while time.monotonic() < deadline:
+            shares = [beat_count(w.metrics_port) - b for w, b in zip(procs, base)]
+            if sum(shares) >= len(messages):
                 rate = len(messages) / (time.monotonic() - start)
                 break
             time.sleep(0.02)
         cpu = [cpu_s(w.pid) - c for w, c in zip(procs, cpu0)]
-        last = {device: at for _, _, device, at in messages}
+        shares = [beat_count(w.metrics_port) - b for w, b in zip(procs, base)]
+        last = {device: uptime for _, _, device, uptime in messages}
         store = Store.from_url(redis_srv.url)
-        stored_ok = all(store.device_status(d).get("since_ms") == str(at)
-                        for d, at in last.items())
+        stored_ok = all(store.device_status(d).get("uptime_s") == str(uptime)
+                        for d, uptime in last.items())
         store.r.close()
-        return rate, stored_ok, cpu
+        return rate, stored_ok, cpu, shares
     finally:
         stop_workers(procs)
         broker.stop()
@@ -183,8 +188,8 @@ def ingest(devices: int = 10_000, per_device: int = 1, workers=(1, 2, 4),
     results = []
     for n in workers:
         bare = bare_rate(workdir / f"bare-{n}", messages)
-        rate, stored_ok, cpu = hub_rate(workdir / f"hub-{n}", site, n, messages)
-        results.append(IngestResult(n, len(messages), bare, rate, stored_ok, cpu))
+        rate, stored_ok, cpu, shares = hub_rate(workdir / f"hub-{n}", site, n, messages)
+        results.append(IngestResult(n, len(messages), bare, rate, stored_ok, cpu, shares))
     return results
 
 

@@ -8,8 +8,9 @@ Wiring: private mosquitto and redis-server (hub.localservices) and the fake Twil
 (tests.fake_twilio) on loopback; ``--workers`` hub processes started as ``haven hub``
 with a generated site of N devices (100 per branch). Every device is its own MQTT
 connection (paho, MQTT v5, its own client id, Last Will, subscribed to its command
-topic), all driven from one selector thread; each sends a retained heartbeat every
-``--heartbeat-s`` seconds, phases spread. Every ``--alarm-every-s`` seconds a random
+topic), all driven from one selector thread; each says ``online`` (retained) when it
+connects and sends a heartbeat every ``--heartbeat-s`` seconds, phases spread, as
+firmware 0.3 does. Every ``--alarm-every-s`` seconds a random
 device raises an alarm (a quarter of them emergencies); ``--ack-after-s`` later it is
 acknowledged and ``--resolve-after-s`` after that resolved, through the store as the
 dashboard does. Prints one table row a minute (RSS in MB; CPU in % of one core over the
@@ -38,8 +39,8 @@ sys.path.insert(0, str(ROOT))
 import paho.mqtt.client as mqtt  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
-from device.protocol import (STATUS_OFFLINE, STATUS_ONLINE, Health, StatusMessage,  # noqa: E402
-                             Topics, new_alarm)
+from device.protocol import (STATUS_OFFLINE, STATUS_ONLINE, Health, Heartbeat,  # noqa: E402
+                             StatusMessage, Topics, new_alarm)
 from hub.lifecycle import AlarmEvent  # noqa: E402
 from hub.localservices import free_port, spawn, start_mosquitto, start_redis  # noqa: E402
 from hub.store import Store  # noqa: E402
@@ -112,7 +113,11 @@ class Fleet:
             self.clients[device_id] = client
 
     def _on_connect(self, client, userdata, flags, reason_code, properties):
-        client.subscribe(self.topics.cmd(client._client_id.decode()), qos=1)
+        device_id = client._client_id.decode()
+        client.subscribe(self.topics.cmd(device_id), qos=1)
+        online = StatusMessage(device=device_id, state=STATUS_ONLINE, at=int(time.time() * 1000),
+                               firmware="soak")  # presence, once per connection (firmware 0.3)
+        client.publish(self.topics.status(device_id), online.to_json(), qos=1, retain=True)
 
     def _on_message(self, client, userdata, msg):
         import json
@@ -153,10 +158,9 @@ class Fleet:
                     client.loop_misc()
 
     def _beat(self, device_id: str, now: float) -> None:
-        status = StatusMessage(device=device_id, state=STATUS_ONLINE, at=int(time.time() * 1000),
-                               firmware="soak", health=Health(int(now - self.started), 0, -55.0))
-        self.clients[device_id].publish(self.topics.status(device_id), status.to_json(), qos=1,
-                                        retain=True)
+        beat = Heartbeat(device=device_id, at=int(time.time() * 1000),
+                         health=Health(int(now - self.started), 0, -55.0))
+        self.clients[device_id].publish(self.topics.heartbeat(device_id), beat.to_json(), qos=1)
         self.heartbeats += 1
 
 
