@@ -17,14 +17,24 @@ measurement gets a fresh private mosquitto and redis-server:
   last heartbeat.
 
 msgs/s = heartbeats / (first publish -> last one handled), both timed with
-CLOCK_MONOTONIC (comparable across processes). Target (issue #9): one worker >= 50 %
+CLOCK_MONOTONIC (comparable across processes). One publisher bounds that rate (the bare
+subscriber's figure is mostly the publisher's), so a second measurement takes it away:
+
+- drain: the subscribers are connected, then stopped (SIGSTOP) while the heartbeats are
+  published (the broker holds them), then continued together (SIGCONT) and timed until
+  the last one is handled. Haven: N workers; baseline: N bare subscribers in one shared
+  group. This is each side's capacity, free of the publisher, and what a hub that
+  stalled with 10,000 devices' heartbeats waiting meets.
+ Target (issue #9): one worker >= 50 %
 of the bare subscriber; workers scale.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -64,6 +74,39 @@ c.connect("127.0.0.1", port)
 c.loop_start()
 done.wait(300)
 """
+
+
+BARE_DRAINER = """
+import sys, threading, time
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+port, topic, name = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+times = []
+c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=name, protocol=mqtt.MQTTv5)
+c.on_message = lambda c, u, m: times.append(time.monotonic())
+c.on_subscribe = lambda *a: print("ready", flush=True)
+c.on_connect = lambda cl, *a: cl.subscribe(topic, qos=1)
+c.connect("127.0.0.1", port)
+c.loop_start()
+sys.stdin.readline()  # the bench says when the drain is over for everyone
+print(len(times), times[-1] if times else 0, flush=True)
+"""
+
+
+@dataclass
+class DrainResult:
+    workers: int
+    messages: int
+    bare_per_s: float         # N bare subscribers in one shared group
+    hub_per_s: float | None
+    shares: list[float]
+
+    def line(self) -> str:
+        hub = f"{self.hub_per_s:8.0f}" if self.hub_per_s else "     n/a"
+        ratio = f"{self.hub_per_s / self.bare_per_s:5.2f}" if self.hub_per_s else "  n/a"
+        return (f"drain  {self.messages} heartbeats, {self.workers} worker(s): hub {hub} msgs/s"
+                f"   {self.workers} bare subscriber(s) {self.bare_per_s:8.0f} msgs/s   ratio "
+                f"{ratio}   per worker: " + ", ".join(f"{n:.0f}" for n in self.shares))
 
 
 @dataclass
@@ -178,9 +221,88 @@ def hub_rate(workdir: Path, site: Path, workers: int, messages, timeout_s: float
         redis_srv.stop()
 
 
+def _drained(counts, expected: int, timeout_s: float) -> float | None:
+    """Poll ``counts()`` (a sum) until it reaches ``expected``; the CLOCK_MONOTONIC time
+    it did, or None after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if counts() >= expected:
+            return time.monotonic()
+        time.sleep(0.005)
+    return None
+
+
+def _pause(pids, sig) -> float:
+    for pid in pids:
+        os.kill(pid, sig)
+    return time.monotonic()
+
+
+def bare_drain_rate(workdir: Path, n: int, messages, timeout_s: float = 60.0) -> float:
+    """msgs/s of ``n`` bare subscribers (processes) in one shared group, stopped
+    (SIGSTOP) while ``messages`` are published and continued together: from SIGCONT
+    to the last message any of them got."""
+    broker = start_mosquitto(workdir / "mosquitto-bare")
+    topic = f"$share/bare/{Topics().device_filter('heartbeat')}"
+    subs = [subprocess.Popen([hub_python(), "-c", BARE_DRAINER, str(broker.port), topic,
+                              f"bare-{i}"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             text=True, env=clean_env()) for i in range(n)]
+    try:
+        for sub in subs:
+            if sub.stdout.readline().strip() != "ready":
+                raise RuntimeError("a bare subscriber did not subscribe")
+        _pause([sub.pid for sub in subs], signal.SIGSTOP)
+        publish_all(broker.port, messages)
+        start = _pause([sub.pid for sub in subs], signal.SIGCONT)
+        time.sleep(min(timeout_s, 1.0 + len(messages) / 5000))
+        counts, lasts = [], []
+        for sub in subs:
+            sub.stdin.write("done\n")
+            sub.stdin.flush()
+            count, last = sub.stdout.readline().split()
+            counts.append(int(count))
+            lasts.append(float(last))
+        if sum(counts) != len(messages):
+            raise RuntimeError(f"the bare subscribers got {sum(counts)} of {len(messages)}")
+        return len(messages) / (max(lasts) - start)
+    finally:
+        for sub in subs:
+            if sub.poll() is None:
+                sub.kill()
+            sub.wait()
+        broker.stop()
+
+
+def hub_drain_rate(workdir: Path, site: Path, workers: int, messages,
+                   timeout_s: float = 120.0) -> tuple[float | None, list[float]]:
+    """(msgs/s or None, heartbeats per worker) of ``workers`` stopped (SIGSTOP) while
+    ``messages`` are published and continued together: from SIGCONT to all stored."""
+    broker = start_mosquitto(workdir / "mosquitto")
+    redis_srv = start_redis(workdir / "redis")
+    procs = []
+    try:
+        procs = start_workers(workers, site=site, broker=f"127.0.0.1:{broker.port}",
+                              redis_url=redis_srv.url, env=clean_env(), workdir=workdir,
+                              metrics=True, log_level="info")
+        time.sleep(0.5)
+        base = [beat_count(w.metrics_port) for w in procs]
+        _pause([w.pid for w in procs], signal.SIGSTOP)
+        publish_all(broker.port, messages)
+        start = _pause([w.pid for w in procs], signal.SIGCONT)
+        end = _drained(lambda: sum(beat_count(w.metrics_port) for w in procs) - sum(base),
+                       len(messages), timeout_s)
+        shares = [beat_count(w.metrics_port) - b for w, b in zip(procs, base)]
+        return (None if end is None else len(messages) / (end - start)), shares
+    finally:
+        stop_workers(procs)
+        broker.stop()
+        redis_srv.stop()
+
+
 def ingest(devices: int = 10_000, per_device: int = 1, workers=(1, 2, 4),
            workdir: Path | None = None) -> list[IngestResult]:
     workdir = workdir or Path(tempfile.mkdtemp(prefix="haven-ingest-"))
+    workdir.mkdir(parents=True, exist_ok=True)
     groups = storm_groups(devices, branches=10, contacts=1)
     site = workdir / "site.toml"
     site.write_text(site_toml(groups, name="Ingest benchmark"))
@@ -193,14 +315,32 @@ def ingest(devices: int = 10_000, per_device: int = 1, workers=(1, 2, 4),
     return results
 
 
+def drain(devices: int = 10_000, per_device: int = 1, workers=(1, 2, 4),
+          workdir: Path | None = None) -> list[DrainResult]:
+    workdir = workdir or Path(tempfile.mkdtemp(prefix="haven-drain-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    groups = storm_groups(devices, branches=10, contacts=1)
+    site = workdir / "site.toml"
+    site.write_text(site_toml(groups, name="Ingest benchmark"))
+    messages = beats([d for g in groups.values() for d in g.devices], per_device)
+    results = []
+    for n in workers:
+        bare = bare_drain_rate(workdir / f"bare-{n}", n, messages)
+        rate, shares = hub_drain_rate(workdir / f"hub-{n}", site, n, messages)
+        results.append(DrainResult(n, len(messages), bare, rate, shares))
+    return results
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--devices", type=int, default=10_000)
     parser.add_argument("--beats", type=int, default=1, help="heartbeats per device")
     parser.add_argument("--workers", default="1,2,4", help="worker counts, comma-separated")
     args = parser.parse_args()
-    for result in ingest(args.devices, args.beats,
-                         tuple(int(x) for x in args.workers.split(","))):
+    workers = tuple(int(x) for x in args.workers.split(","))
+    for result in ingest(args.devices, args.beats, workers):
+        print(result.line(), flush=True)
+    for result in drain(args.devices, args.beats, workers):
         print(result.line(), flush=True)
     return 0
 

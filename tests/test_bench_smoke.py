@@ -90,3 +90,17 @@ def test_a_tiny_storm_stores_and_pages_every_alarm_once(tmp_path):
     assert 1 <= result.peak_connections <= result.connections_opened
     assert result.peak_rss_mb[0] > 10  # sampled from a live worker
     assert "stored 20/20" in "\n".join(result.lines())
+
+
+def test_a_tiny_ingest_splits_heartbeats_between_workers_live_and_drained(tmp_path):
+    """Two workers on the shared heartbeat subscription: each stores its share, every
+    device's last heartbeat is in the store, and a backlog queued while they were stopped
+    is drained by both."""
+    from bench.ingest_bench import drain, ingest
+    live, = ingest(200, workers=(2,), workdir=tmp_path / "live")
+    assert live.hub_per_s and live.stored_ok and sum(live.shares) == 200
+    assert min(live.shares) > 0, live.shares
+    drained, = drain(200, workers=(2,), workdir=tmp_path / "drain")
+    assert drained.hub_per_s and drained.bare_per_s and sum(drained.shares) == 200
+    assert min(drained.shares) > 0, drained.shares
+    assert "drain  200 heartbeats, 2 worker(s)" in drained.line()
