@@ -19,7 +19,7 @@ no single-press alarm, so brushing the button pages no one. Full form::
     [device]
     id = "main-safe-01"
     outbox = "/var/lib/haven/outbox.sqlite3"   # durable queue of unconfirmed alarms
-    heartbeat_s = 30                # status heartbeat period, seconds
+    heartbeat_s = 30                # heartbeat period (readings on dev/<id>/heartbeat), seconds
     not_delivered_after_s = 10      # no hub confirmation by then: show NOT delivered
     resend_every_s = 5              # resend unconfirmed alarms this often, seconds
     cancel_window_s = 10            # an assist may be cancelled this long after the press

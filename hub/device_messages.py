@@ -69,10 +69,13 @@ class DeviceMessagesMixin:
         msg = decode_status(topic, payload, topics=self.topics)
         if msg.device not in self.site.devices:
             return self._unknown_device(topic, msg.device)
-        health = {} if msg.health is None else msg.health.to_obj()
+        health: dict = {}
         if msg.health is not None and not retained:
-            # Only a live heartbeat proves the device is alive now: a retained one replayed
-            # after a hub restart must not hide a device that died with the broker.
+            # Only a live status proves the device is alive now: a retained one replayed
+            # after a hub restart must not hide a device that died with the broker. Nor
+            # are its readings kept: firmware 0.3 retains the ones it had when it
+            # connected, maybe days older than its last heartbeat's.
+            health = msg.health.to_obj()
             health["heartbeat_ms"] = self._now_ms()
         return msg.device, msg.state, msg.at or self._now_ms(), msg.firmware, health
 

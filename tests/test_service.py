@@ -187,6 +187,23 @@ def test_a_retained_heartbeat_replayed_on_subscribe_is_not_proof_of_life(parts, 
     assert fake_store.device_status("main-circ-01")["heartbeat_ms"] == str(int(NOW * 1000))
 
 
+def test_a_replayed_status_keeps_presence_but_not_its_old_readings(parts, fake_store):
+    """Firmware 0.3 retains the readings it had when it connected: a hub restarting days
+    later must not put them over the last heartbeat's."""
+    from device.protocol import Health, Heartbeat, StatusMessage
+    service, *_ = parts
+    at_connect = StatusMessage(device="main-circ-01", state="online", at=5, firmware="0.3.0",
+                               health=Health(uptime_s=1, outbox=0, battery_pct=95))
+    service.handle(Topics().status("main-circ-01"), at_connect.to_json())
+    later = Heartbeat(device="main-circ-01", at=9_000,
+                      health=Health(uptime_s=86_400, outbox=0, battery_pct=21))
+    service.handle(Topics().heartbeat("main-circ-01"), later.to_json())
+    service.handle(Topics().status("main-circ-01"), at_connect.to_json(), retained=True)
+    record = fake_store.device_status("main-circ-01")
+    assert (record["state"], record["firmware"], record["battery_pct"], record["uptime_s"]) == (
+        "online", "0.3.0", "21", "86400")
+
+
 def _burst(now_s):
     """Messages as one read from the broker might hold them: an alarm, its cancel, an alarm
     from a device the site does not know, another alarm, and the first one resent."""

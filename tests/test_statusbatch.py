@@ -45,7 +45,9 @@ def test_a_batch_is_stored_in_one_round_trip_and_bad_ones_rejected_alone(
     assert len(fake_store.rejected()) == 2  # each bad one recorded on its own
     circ, west = (fake_store.device_status(d) for d in ("main-circ-01", "west-front-01"))
     assert circ["battery_pct"] == "81" and circ["heartbeat_ms"] == str(int(NOW * 1000))
-    assert west["battery_pct"] == "42" and "heartbeat_ms" not in west  # retained: not live
+    # retained: presence only, neither proof of life nor current readings
+    assert west["state"] == "online" and "heartbeat_ms" not in west
+    assert "battery_pct" not in west
 
 
 def heartbeat(device: str, battery: float, outbox: int = 0) -> tuple[str, bytes, bool]:
