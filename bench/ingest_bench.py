@@ -185,40 +185,52 @@ def beat_count(port: int) -> float:
     return float(m[1]) if m else 0.0
 
 
+class _Hub:
+    """N hub workers with /metrics on a fresh mosquitto and redis-server (a context
+    manager); ``stored()`` is the heartbeats each has stored since it started."""
+
+    def __init__(self, workdir: Path, site: Path, workers: int):
+        self.broker = start_mosquitto(workdir / "mosquitto")
+        self.redis = start_redis(workdir / "redis")
+        self.procs = []
+        try:
+            self.procs = start_workers(workers, site=site, broker=f"127.0.0.1:{self.broker.port}",
+                                       redis_url=self.redis.url, env=clean_env(),
+                                       workdir=workdir, metrics=True, log_level="info")
+            time.sleep(0.5)
+            self._base = [beat_count(w.metrics_port) for w in self.procs]
+        except BaseException:
+            self.__exit__()
+            raise
+
+    def stored(self) -> list[float]:
+        return [beat_count(w.metrics_port) - b for w, b in zip(self.procs, self._base)]
+
+    def __enter__(self) -> "_Hub":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        stop_workers(self.procs)
+        self.broker.stop()
+        self.redis.stop()
+
+
 def hub_rate(workdir: Path, site: Path, workers: int, messages, timeout_s: float = 120.0
              ) -> tuple[float | None, bool, list[float], list[float]]:
     """(msgs/s or None, every last heartbeat stored, CPU s per worker, heartbeats per
     worker) for ``workers``."""
-    broker = start_mosquitto(workdir / "mosquitto")
-    redis_srv = start_redis(workdir / "redis")
-    procs = []
-    try:
-        procs = start_workers(workers, site=site, broker=f"127.0.0.1:{broker.port}",
-                              redis_url=redis_srv.url, env=clean_env(), workdir=workdir,
-                              metrics=True, log_level="info")
-        time.sleep(0.5)
-        base = [beat_count(w.metrics_port) for w in procs]
-        cpu0 = [cpu_s(w.pid) for w in procs]
-        start = publish_all(broker.port, messages)
-        deadline, rate = start + timeout_s, None
-        while time.monotonic() < deadline:
-            shares = [beat_count(w.metrics_port) - b for w, b in zip(procs, base)]
-            if sum(shares) >= len(messages):
-                rate = len(messages) / (time.monotonic() - start)
-                break
-            time.sleep(0.02)
-        cpu = [cpu_s(w.pid) - c for w, c in zip(procs, cpu0)]
-        shares = [beat_count(w.metrics_port) - b for w, b in zip(procs, base)]
+    with _Hub(workdir, site, workers) as hub:
+        cpu0 = [cpu_s(w.pid) for w in hub.procs]
+        start = publish_all(hub.broker.port, messages)
+        end = _drained(lambda: sum(hub.stored()), len(messages), timeout_s)
+        cpu = [cpu_s(w.pid) - c for w, c in zip(hub.procs, cpu0)]
         last = {device: uptime for _, _, device, uptime in messages}
-        store = Store.from_url(redis_srv.url)
+        store = Store.from_url(hub.redis.url)
         stored_ok = all(store.device_status(d).get("uptime_s") == str(uptime)
                         for d, uptime in last.items())
         store.r.close()
-        return rate, stored_ok, cpu, shares
-    finally:
-        stop_workers(procs)
-        broker.stop()
-        redis_srv.stop()
+        rate = None if end is None else len(messages) / (end - start)
+        return rate, stored_ok, cpu, hub.stored()
 
 
 def _drained(counts, expected: int, timeout_s: float) -> float | None:
@@ -228,7 +240,7 @@ def _drained(counts, expected: int, timeout_s: float) -> float | None:
     while time.monotonic() < deadline:
         if counts() >= expected:
             return time.monotonic()
-        time.sleep(0.005)
+        time.sleep(0.02)  # each poll is an HTTP request to every worker: not too often
     return None
 
 
@@ -277,36 +289,28 @@ def hub_drain_rate(workdir: Path, site: Path, workers: int, messages,
                    timeout_s: float = 120.0) -> tuple[float | None, list[float]]:
     """(msgs/s or None, heartbeats per worker) of ``workers`` stopped (SIGSTOP) while
     ``messages`` are published and continued together: from SIGCONT to all stored."""
-    broker = start_mosquitto(workdir / "mosquitto")
-    redis_srv = start_redis(workdir / "redis")
-    procs = []
-    try:
-        procs = start_workers(workers, site=site, broker=f"127.0.0.1:{broker.port}",
-                              redis_url=redis_srv.url, env=clean_env(), workdir=workdir,
-                              metrics=True, log_level="info")
-        time.sleep(0.5)
-        base = [beat_count(w.metrics_port) for w in procs]
-        _pause([w.pid for w in procs], signal.SIGSTOP)
-        publish_all(broker.port, messages)
-        start = _pause([w.pid for w in procs], signal.SIGCONT)
-        end = _drained(lambda: sum(beat_count(w.metrics_port) for w in procs) - sum(base),
-                       len(messages), timeout_s)
-        shares = [beat_count(w.metrics_port) - b for w, b in zip(procs, base)]
-        return (None if end is None else len(messages) / (end - start)), shares
-    finally:
-        stop_workers(procs)
-        broker.stop()
-        redis_srv.stop()
+    with _Hub(workdir, site, workers) as hub:
+        _pause([w.pid for w in hub.procs], signal.SIGSTOP)
+        publish_all(hub.broker.port, messages)
+        start = _pause([w.pid for w in hub.procs], signal.SIGCONT)
+        end = _drained(lambda: sum(hub.stored()), len(messages), timeout_s)
+        return (None if end is None else len(messages) / (end - start)), hub.stored()
 
 
-def ingest(devices: int = 10_000, per_device: int = 1, workers=(1, 2, 4),
-           workdir: Path | None = None) -> list[IngestResult]:
-    workdir = workdir or Path(tempfile.mkdtemp(prefix="haven-ingest-"))
+def _setup(devices: int, per_device: int, workdir: Path | None, prefix: str):
+    """(work dir, site file, heartbeats) for a run: a site of ``devices`` in 10 branches."""
+    workdir = workdir or Path(tempfile.mkdtemp(prefix=prefix))
     workdir.mkdir(parents=True, exist_ok=True)
     groups = storm_groups(devices, branches=10, contacts=1)
     site = workdir / "site.toml"
     site.write_text(site_toml(groups, name="Ingest benchmark"))
-    messages = beats([d for g in groups.values() for d in g.devices], per_device)
+    return workdir, site, beats([d for g in groups.values() for d in g.devices], per_device)
+
+
+def ingest(devices: int = 10_000, per_device: int = 1, workers=(1, 2, 4),
+           workdir: Path | None = None) -> list[IngestResult]:
+    """The live measurement, for each worker count."""
+    workdir, site, messages = _setup(devices, per_device, workdir, "haven-ingest-")
     results = []
     for n in workers:
         bare = bare_rate(workdir / f"bare-{n}", messages)
@@ -317,12 +321,8 @@ def ingest(devices: int = 10_000, per_device: int = 1, workers=(1, 2, 4),
 
 def drain(devices: int = 10_000, per_device: int = 1, workers=(1, 2, 4),
           workdir: Path | None = None) -> list[DrainResult]:
-    workdir = workdir or Path(tempfile.mkdtemp(prefix="haven-drain-"))
-    workdir.mkdir(parents=True, exist_ok=True)
-    groups = storm_groups(devices, branches=10, contacts=1)
-    site = workdir / "site.toml"
-    site.write_text(site_toml(groups, name="Ingest benchmark"))
-    messages = beats([d for g in groups.values() for d in g.devices], per_device)
+    """The drain measurement, for each worker count."""
+    workdir, site, messages = _setup(devices, per_device, workdir, "haven-drain-")
     results = []
     for n in workers:
         bare = bare_drain_rate(workdir / f"bare-{n}", n, messages)
