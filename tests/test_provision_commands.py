@@ -196,3 +196,29 @@ def test_bundle_is_a_valid_tar_gz(site):
     data = site.bundle("main-children-01").read_bytes()
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         assert b"BEGIN CERTIFICATE" in tar.extractfile("device.crt").read()
+
+
+def test_provision_acl_outside_a_site_names_the_fix_and_writes_nothing(tmp_path, capsys):
+    assert main(["provision", "acl", "--site", str(tmp_path), "--no-reload"]) == 2
+    err = capsys.readouterr().err
+    assert "haven provision acl" in err and "not a provisioned site directory" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_provision_acl_keeps_every_identity_and_adds_what_this_version_reads(site, capsys):
+    """An ACL from before firmware 0.3 (no heartbeat lines) is rewritten with them; the
+    device and hub blocks are otherwise the same, and a second run changes nothing."""
+    assert provision(site.root, "--branch", "main", "--room", "children", "--kind", "wall",
+                     "--id", "main-kid-03") == 0
+    capsys.readouterr()
+    current = site.acl.read_text()
+    old = "".join(line for line in current.splitlines(keepends=True)
+                  if not line.rstrip().endswith("/heartbeat"))
+    site.acl.write_text(old)
+    assert main(["provision", "acl", "--site", str(site.root), "--no-reload"]) == 0
+    assert "rewritten for 1 hub(s) and 1 device(s)" in capsys.readouterr().out
+    assert site.acl.read_text() == current
+    assert "topic write haven/v1/dev/main-kid-03/heartbeat" in current
+    assert "topic read haven/v1/dev/+/heartbeat" in current
+    assert main(["provision", "acl", "--site", str(site.root), "--no-reload"]) == 0
+    assert "already up to date" in capsys.readouterr().out
