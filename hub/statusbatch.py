@@ -1,10 +1,10 @@
-"""Device statuses (heartbeats) stored in batches: one Redis round trip for many.
+"""Device statuses and heartbeats stored in batches: one Redis round trip for many.
 
-A hub worker receives a heartbeat from every device every 30 s; stored one by one, each
-costs a Redis round trip on the MQTT thread, which then cannot read the next message.
-The MQTT edge hands status messages here instead; one thread takes whatever has queued
-(up to ``MAX_BATCH``), stores it with one pipeline, and only then acknowledges those
-messages to the broker. If Redis is unreachable the batch is kept, unacknowledged, and
+The hub workers share a heartbeat from every device every 30 s (and each reads every
+status); stored one by one, each costs a Redis round trip on the MQTT thread, which then
+cannot read the next message. The MQTT edge hands them here instead; one thread takes
+whatever has queued (up to ``MAX_BATCH``), stores it with one script call, and only then
+acknowledges those messages to the broker. If Redis is unreachable the batch is kept, unacknowledged, and
 tried again with backoff (a crash meanwhile leaves them to the broker to redeliver).
 
 Alarms and events never wait here: they keep their own path (hub.mqtt).
