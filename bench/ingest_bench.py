@@ -38,10 +38,12 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -151,9 +153,25 @@ def publish_all(port: int, messages) -> float:
     infos = [pub.publish(topic, payload, qos=1) for topic, payload, *_ in messages]
     for info in infos:
         info.wait_for_publish(60)
-    pub.loop_stop()
-    pub.disconnect()
+    pub.disconnect()  # first: it wakes paho's thread, which loop_stop then joins at once
+    pub.loop_stop()   # (alone, it waits out the thread's 1 s select timeout)
     return start
+
+
+def publish_in_background(port: int, messages) -> Callable[[], float]:
+    """:func:`publish_all` on a thread of its own, so the caller can watch the hub while
+    the heartbeats go out; returns a function that waits and gives the start time."""
+    out: list[float] = []
+    thread = threading.Thread(target=lambda: out.append(publish_all(port, messages)),
+                              name="ingest-publisher", daemon=True)
+    thread.start()
+
+    def started() -> float:
+        thread.join(120)
+        if not out:
+            raise RuntimeError("publishing the heartbeats did not finish in 120 s")
+        return out[0]
+    return started
 
 
 def bare_rate(workdir: Path, messages, timeout_s: float = 120.0) -> float:
@@ -221,8 +239,9 @@ def hub_rate(workdir: Path, site: Path, workers: int, messages, timeout_s: float
     worker) for ``workers``."""
     with _Hub(workdir, site, workers) as hub:
         cpu0 = [cpu_s(w.pid) for w in hub.procs]
-        start = publish_all(hub.broker.port, messages)
+        started = publish_in_background(hub.broker.port, messages)
         end = _drained(lambda: sum(hub.stored()), len(messages), timeout_s)
+        start = started()
         cpu = [cpu_s(w.pid) - c for w, c in zip(hub.procs, cpu0)]
         last = {device: uptime for _, _, device, uptime in messages}
         store = Store.from_url(hub.redis.url)
