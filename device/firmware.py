@@ -28,6 +28,7 @@ own locks while it runs our callbacks).
 
 from __future__ import annotations
 
+import collections
 import logging
 import random
 import threading
@@ -123,6 +124,7 @@ class DeviceApp:
         self._checkin_until: float | None = None
         self._next_heartbeat = 0.0
         self._heartbeat_mid: int | None = None  # the last heartbeat's MQTT message id
+        self._refused_mids: collections.deque = collections.deque(maxlen=32)
         self._legacy_until = 0.0                # monotonic s: heartbeats as statuses till then
         self._shown: Signal | None = None
         self._reconnect_attempt = 0
@@ -273,15 +275,19 @@ class DeviceApp:
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
         if not reason_code.is_failure:
             return
+        self._refused_mids.append(mid)  # a refusal may beat _heartbeat to noting its mid
         if mid == self._heartbeat_mid:
-            self._legacy_until = self.monotonic() + LEGACY_HEARTBEAT_S
-            log.error("the broker refused device %s's heartbeat (%s): its ACL predates "
-                      "firmware %s; run 'haven provision acl' on the hub. Meanwhile heartbeats "
-                      "go as statuses, as older firmware sent them", self.config.device_id,
-                      reason_code, FIRMWARE_VERSION)
+            self._heartbeat_refused(reason_code)
         else:
             log.error("the broker refused a publish of device %s (%s)", self.config.device_id,
                       reason_code)
+
+    def _heartbeat_refused(self, reason) -> None:
+        self._legacy_until = self.monotonic() + LEGACY_HEARTBEAT_S
+        log.error("the broker refused device %s's heartbeat (%s): its ACL predates firmware "
+                  "%s; run 'haven provision acl' on the hub. Meanwhile heartbeats go as "
+                  "statuses, as older firmware sent them", self.config.device_id, reason,
+                  FIRMWARE_VERSION)
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         self.connected.clear()
@@ -388,9 +394,12 @@ class DeviceApp:
         self._next_heartbeat = self.monotonic() + self.config.heartbeat_s
         beat = Heartbeat(device=self.config.device_id, at=int(self.clock() * 1000),
                          health=self.health())
+        self._refused_mids.clear()  # ids wrap at 65,535: only refusals from here on count
         info = self.client.publish(self.topics.heartbeat(self.config.device_id), beat.to_json(),
                                    qos=1)
         self._heartbeat_mid = info.mid
+        if info.mid in self._refused_mids:  # refused before the line above ran
+            self._heartbeat_refused("refused before its id was noted")
 
     def _refresh(self) -> None:
         """Show the persistent signal if it changed (from any thread).

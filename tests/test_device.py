@@ -152,6 +152,34 @@ def test_a_refused_heartbeat_falls_back_to_statuses_as_before(pins, mosquitto, l
         device.stop()
 
 
+def test_a_heartbeat_refused_before_its_id_was_noted_still_falls_back(pins, mosquitto,
+                                                                       listener, tmp_path):
+    """paho's thread may handle the refusing PUBACK before publish() has returned the
+    heartbeat's id to the ticker: the refusal is not lost."""
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.reasoncodes import ReasonCode
+    got, _ = listener
+    device = make_app(pins, mosquitto.port, tmp_path, heartbeat_s=1)
+    device.start()
+    try:
+        next_on(got, "status")
+        next_on(got, "heartbeat", timeout=2.5)
+        refused = ReasonCode(PacketTypes.PUBACK, "Not authorized")
+        publish = device.client.publish
+
+        def refused_at_once(topic, payload, **kwargs):
+            info = publish(topic, payload, **kwargs)
+            if topic.endswith("/heartbeat"):  # the PUBACK, handled before publish returns
+                device._on_publish(device.client, None, info.mid, refused, None)
+            return info
+        device.client.publish = refused_at_once
+        assert next_on(got, "heartbeat", timeout=2.5)  # that one still went out
+        topic, payload, _ = next_on(got, "status", timeout=2.5)  # then statuses, as before
+        assert decode_status(topic, payload).health is not None
+    finally:
+        device.stop()
+
+
 @pytest.mark.parametrize("times, hold_s, kind", [
     (3, 0.06, "assist"),       # three quick presses
     (1, 0.7, "emergency"),     # a hold past 0.5 s
