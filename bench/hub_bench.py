@@ -11,7 +11,7 @@ fake Twilio API, and one hub worker process sending through the real twilio SDK.
    the fake Twilio API has received the first notification request for it: the hub
    validated, placed and stored it in Redis (escalation leased atomically) and the
    SDK posted a call or SMS. Sequential, one alarm at a time.
-3. Ingest: heartbeats (retained status with health) published as fast as one paho
+3. Ingest: heartbeats (firmware 0.3's, on dev/<id>/heartbeat) published as fast as one paho
    client can; time until the hub has stored the last one, against a bare paho
    subscriber counting the same messages on the same broker.
 """
