@@ -141,6 +141,17 @@ class TwilioNotifier:
             self._local.client = client
         return client
 
+    def warm_up(self) -> None:
+        """This thread's SDK client and API connection, made now rather than by its first
+        page (hub start, on a sender thread). An unreachable API is logged, not raised:
+        the first page tries again, and reports it."""
+        from .twilio_http import ApiUnreachable
+        client = self._client()
+        try:
+            self._http.connect(client.api.base_url)
+        except ApiUnreachable as exc:
+            log.warning("Twilio API not reachable at start (%s); pages will try again", exc)
+
     def hold_next(self, gate) -> None:
         """This thread's next request waits for ``gate`` (hub.gate) before it goes out;
         ``send_sms``/``place_call`` then raise ``GateClosed`` if it closes."""

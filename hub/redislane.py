@@ -35,6 +35,13 @@ class Lane:
         self._conn = None
         self._lock = threading.Lock()
 
+    def open(self) -> None:
+        """Take and connect this lane's connection now (hub start), not on its first call:
+        redis-py spends a few ms setting up a connection. Raises ``redis.RedisError``."""
+        with self._lock:
+            if self._conn is None:
+                self._conn = self._client.connection_pool.get_connection()
+
     def run_scripts(self, calls: list[tuple[Any, list[str], list[Any]]]) -> list[Any]:
         """Run ``[(script, keys, args)]`` (scripts from ``register_script``) in one round
         trip: each script's reply, in order, or the error it alone met (an ``Exception``

@@ -22,7 +22,7 @@ from .incidents.store import IncidentStore
 from .commands import CommandForwarder
 from .mqtt import BrokerAddress, HubMqtt
 from .notify import ConsoleNotifier, Notifier, TwilioNotifier
-from .service import TICK_S, AlarmService
+from .service import TICK_S, WARM_SENDERS, AlarmService
 from .settings import HubSettings
 from .site import load_site
 from .errors import ConfigError
@@ -195,6 +195,7 @@ def run_hub(settings: HubSettings) -> None:
              "(%d API connections)", settings.hub_id, site.name, len(site.branches),
              len(site.devices), settings.broker, settings.redis_url_safe, notifier.name,
              settings.api_connections)
+    service.warm_up(min(WARM_SENDERS, settings.api_connections))
     forwarder.start()
     timers = threading.Thread(target=_timer_loop, args=(service, checkins, stop_timers),
                               name="escalation-timers", daemon=True)

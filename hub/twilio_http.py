@@ -111,12 +111,22 @@ class PooledHttpClient(HttpClient):
             self._drop(scheme, netloc)
         return Response(reply.status, reply.body.decode("utf-8", "replace"), reply.headers)
 
+    def connect(self, url: str) -> None:
+        """Open this thread's connection to ``url``'s host now (a sender thread at hub
+        start), so its first request does not pay the connect and TLS handshake. Raises
+        ApiUnreachable."""
+        self._connection(*self._host(urlsplit(url)), self.timeout)
+
+    def _host(self, parts) -> tuple[str, str]:
+        """(scheme, host[:port]) a URL's request goes to: ``api_base``'s, if set."""
+        return ((self._base.scheme, self._base.netloc) if self._base
+                else (parts.scheme, parts.netloc))
+
     def _encode(self, method, url, params, data, headers, auth
                 ) -> tuple[bytes, str, str, str]:
         """The request's bytes, and where it goes: (bytes, scheme, host[:port], path)."""
         parts = urlsplit(url)
-        scheme, netloc = ((self._base.scheme, self._base.netloc) if self._base
-                          else (parts.scheme, parts.netloc))
+        scheme, netloc = self._host(parts)
         query = "&".join(q for q in (parts.query, form_encode(params or {})) if q)
         target = (parts.path or "/") + (f"?{query}" if query else "")
         sent = dict(headers or {})

@@ -1,6 +1,7 @@
 """Notifiers: the real twilio SDK against the local fake API, and the console notifier."""
 
 import io
+import time
 
 import pytest
 
@@ -137,3 +138,25 @@ def test_find_sent_tells_whether_a_page_reached_the_api(fake_twilio):
                               since_s=_time.time() + 60) is None  # sent before the claim
     assert notifier.find_sent("call", "+12065550102", "", since_s=since) == call.sid
     assert notifier.find_sent("call", "+12065550101", "", since_s=since) is None
+
+
+def test_warm_up_opens_the_threads_api_connection_and_the_first_sms_uses_it(notifier,
+                                                                              fake_twilio):
+    notifier.warm_up()
+    deadline = time.monotonic() + 2
+    while len(fake_twilio._connections) != 1:  # the fake sees the connection, no request
+        assert time.monotonic() < deadline, fake_twilio._connections
+        time.sleep(0.01)
+    assert fake_twilio.accepted() == []
+    assert notifier.send_sms("+12065550101", "Test").ok
+    assert len(fake_twilio._connections) == 1  # the same connection, not a second one
+
+
+def test_warm_up_with_the_api_down_is_logged_and_pages_still_try(notifier, fake_twilio,
+                                                                  caplog):
+    fake_twilio.down()
+    with caplog.at_level("WARNING", logger="hub.notify"):
+        notifier.warm_up()  # does not raise: the hub must start without Twilio
+    assert "Twilio API not reachable at start" in caplog.text
+    fake_twilio.up()
+    assert notifier.send_sms("+12065550101", "Test").ok

@@ -83,3 +83,26 @@ def test_callers_on_many_threads_each_get_their_own_replies(client):
     for t in threads:
         t.join(10)
     assert len(got) == 400 and all(reply == [v, v + "!"] for v, reply in got.items())
+
+
+def test_a_store_warmed_up_has_every_script_and_its_lanes_connected(redis_service):
+    """Hub start: the first alarm must not pay a connection setup or a NOSCRIPT."""
+    from hub.model import Alarm
+    from hub.store import Store
+    store = Store.from_url(redis_service.url)
+    try:
+        scripts = [v for v in vars(store).values() if isinstance(v, redis.commands.core.Script)]
+        assert len(scripts) >= 10
+        assert not any(store.r.script_exists(*(s.sha for s in scripts)))
+        store.warm_up()
+        assert all(store.r.script_exists(*(s.sha for s in scripts)))
+        opened = store.r.info("stats")["total_connections_received"]
+        loads = store.r.info("commandstats")["cmdstat_script|load"]["calls"]
+        assert store.raise_alarm(Alarm(id="a1", kind="assist", device="d1", branch="main",
+                                       room="circ", pressed_at_ms=1000, received_at_ms=2000),
+                                 escalate=True)
+        # the raise used the warm lane and a loaded script: no new connection, no loading
+        assert store.r.info("stats")["total_connections_received"] == opened
+        assert store.r.info("commandstats")["cmdstat_script|load"]["calls"] == loads
+    finally:
+        store.r.close()

@@ -261,3 +261,34 @@ def test_a_batch_handles_each_message_as_handle_would(sample_site):
         pool.shutdown()
         results.append((outcomes, sorted(notifier.sent)))
     assert results[0] == results[1]
+
+
+def test_warm_up_readies_a_sender_thread_each_and_survives_a_store_that_is_down(
+        sample_site, caplog):
+    """Hub start: each warmed sender thread builds its own client and API connection;
+    a store that cannot be reached is logged, and the hub starts anyway."""
+    import threading
+    import time
+
+    class Warmed:
+        def __init__(self):
+            self.threads, self.lock = set(), threading.Lock()
+
+        def warm_up(self):
+            with self.lock:
+                self.threads.add(threading.current_thread().name)
+
+    from hub.localservices import free_port
+    from hub.store import Store
+    down = Store.from_url(f"redis://127.0.0.1:{free_port()}")
+    notifier, senders = Warmed(), ThreadPoolExecutor(8, thread_name_prefix="sender")
+    service = AlarmService(sample_site, down, notifier, lambda t, p: None, senders)
+    with caplog.at_level("WARNING", logger="haven.hub"):
+        service.warm_up(4)
+    assert "store not reachable at start" in caplog.text
+    deadline = time.monotonic() + 3
+    while len(notifier.threads) < 4:
+        assert time.monotonic() < deadline, notifier.threads
+        time.sleep(0.01)
+    senders.shutdown(wait=True)
+    assert len(notifier.threads) == 4 and all(t.startswith("sender") for t in notifier.threads)
