@@ -126,58 +126,55 @@ def test_heartbeats_are_not_retained_and_presence_is_said_once(pins, mosquitto, 
         device.stop()
 
 
-def test_a_refused_heartbeat_falls_back_to_statuses_as_before(pins, mosquitto, listener,
-                                                               tmp_path, caplog):
+@pytest.fixture
+def beating(pins, mosquitto, listener, tmp_path):
+    """A device with a heartbeat every second, past its first status and heartbeat."""
+    got, _ = listener
+    device = make_app(pins, mosquitto.port, tmp_path, heartbeat_s=1)
+    device.start()
+    next_on(got, "status")
+    next_on(got, "heartbeat", timeout=2.5)
+    yield device
+    device.stop()
+
+
+def refused():
+    """The PUBACK reason mosquitto gives a publish its ACL forbids."""
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.reasoncodes import ReasonCode
+    return ReasonCode(PacketTypes.PUBACK, "Not authorized")
+
+
+def test_a_refused_heartbeat_falls_back_to_statuses_as_before(beating, listener, caplog):
     """A broker whose ACL predates the heartbeat topic refuses it (and mosquitto hangs up):
     the device says so with the fix, and sends its readings as retained statuses, which
     every hub takes, rather than go dark."""
-    from paho.mqtt.packettypes import PacketTypes
-    from paho.mqtt.reasoncodes import ReasonCode
     got, _ = listener
-    device = make_app(pins, mosquitto.port, tmp_path, heartbeat_s=1)
-    device.start()
-    try:
-        next_on(got, "status")
-        next_on(got, "heartbeat", timeout=2.5)
-        refused = ReasonCode(PacketTypes.PUBACK, "Not authorized")
-        with caplog.at_level("ERROR", logger="haven.device"):
-            device._on_publish(device.client, None, device._heartbeat_mid, refused, None)
-        assert "haven provision acl" in caplog.text
-        topic, payload, _ = next_on(got, "status", timeout=2.5)
-        status = decode_status(topic, payload)
-        assert status.state == "online" and status.health is not None
-        with pytest.raises(queue.Empty):
-            next_on(got, "heartbeat", timeout=1.5)
-    finally:
-        device.stop()
+    with caplog.at_level("ERROR", logger="haven.device"):
+        beating._on_publish(beating.client, None, beating._heartbeat_mid, refused(), None)
+    assert "haven provision acl" in caplog.text
+    topic, payload, _ = next_on(got, "status", timeout=2.5)
+    status = decode_status(topic, payload)
+    assert status.state == "online" and status.health is not None
+    with pytest.raises(queue.Empty):
+        next_on(got, "heartbeat", timeout=1.5)
 
 
-def test_a_heartbeat_refused_before_its_id_was_noted_still_falls_back(pins, mosquitto,
-                                                                       listener, tmp_path):
+def test_a_heartbeat_refused_before_its_id_was_noted_still_falls_back(beating, listener):
     """paho's thread may handle the refusing PUBACK before publish() has returned the
     heartbeat's id to the ticker: the refusal is not lost."""
-    from paho.mqtt.packettypes import PacketTypes
-    from paho.mqtt.reasoncodes import ReasonCode
     got, _ = listener
-    device = make_app(pins, mosquitto.port, tmp_path, heartbeat_s=1)
-    device.start()
-    try:
-        next_on(got, "status")
-        next_on(got, "heartbeat", timeout=2.5)
-        refused = ReasonCode(PacketTypes.PUBACK, "Not authorized")
-        publish = device.client.publish
+    publish = beating.client.publish
 
-        def refused_at_once(topic, payload, **kwargs):
-            info = publish(topic, payload, **kwargs)
-            if topic.endswith("/heartbeat"):  # the PUBACK, handled before publish returns
-                device._on_publish(device.client, None, info.mid, refused, None)
-            return info
-        device.client.publish = refused_at_once
-        assert next_on(got, "heartbeat", timeout=2.5)  # that one still went out
-        topic, payload, _ = next_on(got, "status", timeout=2.5)  # then statuses, as before
-        assert decode_status(topic, payload).health is not None
-    finally:
-        device.stop()
+    def refused_at_once(topic, payload, **kwargs):
+        info = publish(topic, payload, **kwargs)
+        if topic.endswith("/heartbeat"):  # the PUBACK, handled before publish returns
+            beating._on_publish(beating.client, None, info.mid, refused(), None)
+        return info
+    beating.client.publish = refused_at_once
+    assert next_on(got, "heartbeat", timeout=2.5)  # that one still went out
+    topic, payload, _ = next_on(got, "status", timeout=2.5)  # then statuses, as before
+    assert decode_status(topic, payload).health is not None
 
 
 @pytest.mark.parametrize("times, hold_s, kind", [
