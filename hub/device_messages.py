@@ -27,17 +27,11 @@ class DeviceMessagesMixin:
     """Applies device status and event messages."""
 
     def _status(self, topic: str, payload: bytes, retained: bool = False) -> Outcome:
-        status = self._read_status(topic, payload, retained)
-        if isinstance(status, Outcome):
-            return status
-        self.store.set_device_statuses([status])
-        return Outcome.STATUS
-
-    def _heartbeat(self, topic: str, payload: bytes) -> Outcome:
-        beat = self._read_heartbeat(topic, payload)
-        if isinstance(beat, Outcome):
-            return beat
-        self.store.set_device_statuses([beat])
+        """One status or heartbeat (by its topic) stored on its own."""
+        entry = self._read_entry(topic, payload, retained)
+        if isinstance(entry, Outcome):
+            return entry
+        self.store.set_device_statuses([entry])
         return Outcome.STATUS
 
     def handle_statuses(self, messages: list[tuple[str, bytes, bool]]) -> list[Outcome]:
@@ -46,22 +40,27 @@ class DeviceMessagesMixin:
         Raises only for an unreachable store, and then stores none of them."""
         outcomes, entries, channels = [], [], []
         for topic, payload, retained in messages:
-            channel = "heartbeat" if topic.endswith("/heartbeat") else "status"
             try:
-                entry = (self._read_heartbeat(topic, payload) if channel == "heartbeat"
-                         else self._read_status(topic, payload, retained))
+                entry = self._read_entry(topic, payload, retained)
             except ProtocolError as exc:
                 entry = self._reject(topic, str(exc))
             if isinstance(entry, Outcome):
                 outcomes.append(entry)
             else:
                 entries.append(entry)
-                channels.append(channel)
+                channels.append("heartbeat" if entry[1] == "" else "status")
                 outcomes.append(Outcome.STATUS)
         self.store.set_device_statuses(entries)
         for channel in channels:
             self.metrics.message(channel, Outcome.STATUS)
         return outcomes
+
+    def _read_entry(self, topic: str, payload: bytes, retained: bool):
+        """A status or a heartbeat, by its topic, as the store's entry (a heartbeat's
+        state is ``""``), or the Outcome of rejecting it. Raises ProtocolError."""
+        if topic.endswith("/heartbeat"):
+            return self._read_heartbeat(topic, payload)
+        return self._read_status(topic, payload, retained)
 
     def _read_status(self, topic: str, payload: bytes, retained: bool):
         """A status message as the store's (device, state, at_ms, firmware, health) tuple,

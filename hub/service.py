@@ -140,10 +140,8 @@ class AlarmService(IntakeMixin, SendingMixin, FollowupMixin, DeviceMessagesMixin
             _, channel = self.topics.parse(topic)
             if channel == "alarm":
                 outcome = self._alarm(topic, payload)
-            elif channel == "status":
+            elif channel in ("status", "heartbeat"):
                 outcome = self._status(topic, payload, retained)
-            elif channel == "heartbeat":
-                outcome = self._heartbeat(topic, payload)
             elif channel == "event":
                 outcome = self._event(topic, payload)
             else:
