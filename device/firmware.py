@@ -47,7 +47,7 @@ from .config import (ACTION_CANCEL, ACTION_CHECKIN, ACTION_SAFE_ROOM_LEFT, Devic
 from .feedback import FeedbackPlayer, Signal
 from .outbox import Outbox
 from .patterns import PressDecoder, parse_pattern
-from .protocol import (CMD_CHECKIN_REQUEST, CMD_LOCATE, CMD_NOT_DELIVERED,
+from .protocol import (CMD_CHECKIN_REQUEST, CMD_LOCATE, CMD_NOT_DELIVERED, CMD_PAGING,
                        CMD_RECEIVED, CMD_RESOLVED, CMD_TEST, EVENT_CANCEL, EVENT_CHECKIN,
                        EVENT_SAFE_ROOM_LEFT, EVENT_SELFTEST, STATUS_OFFLINE, STATUS_ONLINE,
                        AlarmMessage, DeviceEvent, Health, Heartbeat, ProtocolError, StatusMessage,
@@ -324,11 +324,18 @@ class DeviceApp:
             if track is not None:
                 if cmd == CMD_NOT_DELIVERED:
                     track.not_delivered = True
+                elif cmd == CMD_PAGING:
+                    # Pages got through after all: "use the phone" gives way to "help is
+                    # being called"; an acknowledgement already shown stays.
+                    track.not_delivered = False
+                    if track.state in ("sending", "sent"):
+                        track.state = CMD_RECEIVED
                 elif cmd == CMD_RECEIVED and track.state not in ("sending", "sent"):
                     track = None  # a late duplicate confirmation: nothing new to show
                 else:
                     track.state, track.not_delivered = cmd, False
-            transient = {CMD_RECEIVED: Signal.RECEIVED, CMD_RESOLVED: Signal.RESOLVED}.get(cmd)
+            transient = {CMD_RECEIVED: Signal.RECEIVED, CMD_PAGING: Signal.RECEIVED,
+                         CMD_RESOLVED: Signal.RESOLVED}.get(cmd)
             if transient is not None and track is not None:
                 self.feedback.show(transient)
         self._event(cmd, alarm_id)

@@ -61,16 +61,20 @@ STATUS_ONLINE = "online"
 STATUS_OFFLINE = "offline"
 STATUS_STATES = (STATUS_ONLINE, STATUS_OFFLINE)
 
-#: Commands the hub sends on a device's ``cmd`` topic. The first four are about
+#: Commands the hub sends on a device's ``cmd`` topic. The alarm commands are about
 #: one alarm and carry its ``alarm_id``; the rest are about the device.
 CMD_RECEIVED = "received"          # the hub stored the alarm (not just the broker PUBACK)
 CMD_ACKNOWLEDGED = "acknowledged"  # a person acknowledged: help is coming
 CMD_RESOLVED = "resolved"          # an operator resolved the alarm, or it was cancelled
 CMD_NOT_DELIVERED = "not_delivered"  # no contact could be reached: use the phone
+#: After ``not_delivered``: pages are getting through again, help is being called (hub
+#: 0.4 on; firmware before 0.4 logs it as an unknown command and keeps "use the phone"
+#: until ``acknowledged`` or ``resolved``).
+CMD_PAGING = "paging"
 CMD_LOCATE = "locate"              # blink/vibrate so IT can find the device
 CMD_TEST = "test"                  # run the self-test and report it as an event
 CMD_CHECKIN_REQUEST = "checkin_request"  # lone worker: press once to check in
-ALARM_COMMANDS = (CMD_RECEIVED, CMD_ACKNOWLEDGED, CMD_RESOLVED, CMD_NOT_DELIVERED)
+ALARM_COMMANDS = (CMD_RECEIVED, CMD_ACKNOWLEDGED, CMD_RESOLVED, CMD_NOT_DELIVERED, CMD_PAGING)
 COMMANDS = ALARM_COMMANDS + (CMD_LOCATE, CMD_TEST, CMD_CHECKIN_REQUEST)
 
 #: Events a device sends on its ``event`` topic.

@@ -20,10 +20,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from .messages import call_text, sms_text
+from .messages import call_text, page_ref, sms_text
 from .model import Alarm, Channel, NotificationKey
 from .site import Contact, Site, Step
 
+#: Attempt numbers from here up are not the policy's: a fallback page of policy attempt n
+#: is numbered ``FALLBACK_ATTEMPT_BASE + n`` (hub.followups has the other ranges).
+FALLBACK_ATTEMPT_BASE = 1_000_000
 #: Roles only ever paged while their holder is on duty (the others: always).
 SHIFT_ROLES = frozenset({"staff"})
 POLICE_ROLE, DRILL_ROLE = "police", "drill"
@@ -42,6 +45,14 @@ class PlannedNotification:
     key: NotificationKey
     contact: Contact
     text: str          # the SMS body, or what the call says
+    #: The page reference printed in ``text`` (hub.messages.page_ref), which a worker
+    #: taking the page over looks for at the provider; "" when the text has none.
+    ref: str = ""
+    #: Tried again after a retryable failure while its alarm waits for a person
+    #: (hub.sending); the all-clear, sent after the alarm ended, is not.
+    retry: bool = True
+    #: Earlier tries that failed retryably (the backoff grows with them).
+    tries: int = 0
 
 
 def attempt(steps: tuple[Step, ...], number: int) -> Attempt:
@@ -84,15 +95,17 @@ def plan(site: Site, alarm: Alarm, steps: tuple[Step, ...], number: int, *, dril
     SMS replies reach the dashboard, so texts say how to acknowledge."""
     current = attempt(steps, number)
     contacts = recipients(site, alarm, current.step, drill=drill, on_duty=on_duty)
-    sms = sms_text(alarm, site, drill=drill, reply_hint=reply_hint)
-    call = call_text(alarm, site, drill=drill)
+    sms = sms_text(alarm, site, drill=drill, reply_hint=reply_hint, attempt=number)
+    call = call_text(alarm, site, drill=drill, attempt=number)
+    ref = page_ref(alarm.id, number)
     planned = []
     for channel in sorted((Channel(c) for c in current.step.channels),
                           key=lambda c: c is not Channel.CALL):
         for contact in contacts:
+            is_call = channel is Channel.CALL
             planned.append(PlannedNotification(
                 NotificationKey(alarm.id, number, contact.phone, channel), contact,
-                call if channel is Channel.CALL else sms))
+                call if is_call else sms, "" if is_call else ref))
     return planned
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 
-from .escalation import PlannedNotification
+from .escalation import FALLBACK_ATTEMPT_BASE, PlannedNotification
 from .messages import call_text
 from .model import Alarm, AlarmState, Channel, NotificationKey
 from .sending import LEASE_MS
@@ -27,8 +27,6 @@ log = logging.getLogger("haven.hub")
 
 #: Paged when every notification of an attempt failed (Twilio down, numbers dead...).
 FALLBACK_ROLE = "fallback"
-#: Fallback pages get their own attempt numbers, apart from the policy's.
-FALLBACK_ATTEMPT_BASE = 1_000_000
 #: The all-clear's attempt number in notification keys (sent at most once per contact).
 ALL_CLEAR_ATTEMPT = 2_000_000
 #: Calls placed because a page failed: attempt numbers BASE + 10 x original attempt + n,
@@ -118,7 +116,9 @@ class FollowupMixin:
         for phone, name in reached.items():
             contact = by_phone.get(phone) or Contact(name, phone, frozenset(), frozenset())
             key = NotificationKey(alarm.id, ALL_CLEAR_ATTEMPT, phone, Channel.SMS)
-            self.senders.submit(self._send, PlannedNotification(key, contact, text))
+            # Not retried from Redis: the alarm is over (hub.sending retries pages only while
+            # an alarm waits for a person).
+            self.senders.submit(self._send, PlannedNotification(key, contact, text, retry=False))
         log.info("alarm %s %s: all-clear to %d contact(s)", alarm.id, alarm.state, len(reached))
         return len(reached)
 
@@ -129,15 +129,21 @@ class FollowupMixin:
         branch's fallback contacts are texted."""
         log.error("alarm %s attempt %d: NOT DELIVERED to anyone (%d tried)", alarm.id, number,
                   len(planned))
-        self.store.add_timeline(alarm.id, "delivery_failed", at_ms=self._now_ms(),
+        now = self._now_ms()
+        self.store.add_timeline(alarm.id, "delivery_failed", at_ms=now,
                                 attempt=number, tried=len(planned))
+        # Before the device hears it: the first page through afterwards tells it "paging".
+        self.store.mark_not_delivered(alarm.id, now)
         self.store.queue_device_command(alarm.device, "not_delivered", alarm_id=alarm.id)
         tried = {item.contact.phone for item in planned}
         fallback = [c for c in self.site.contacts if alarm.branch in c.branches
                     and FALLBACK_ROLE in c.roles and c.phone not in tried]
+        # The attempt's text (a call's words have no page reference).
+        first = next((p for p in planned if p.key.channel is Channel.SMS), planned[0])
         text = ("HAVEN could not reach anyone for: "
-                + planned[0].text.removeprefix("HAVEN ").removeprefix("DRILL HAVEN "))
+                + first.text.removeprefix("HAVEN ").removeprefix("DRILL HAVEN "))
         for contact in fallback:
             key = NotificationKey(alarm.id, FALLBACK_ATTEMPT_BASE + number, contact.phone,
                                   Channel.SMS)
-            self.senders.submit(self._send, PlannedNotification(key, contact, text[:300]))
+            self.senders.submit(self._send, PlannedNotification(key, contact, text[:300],
+                                                                first.ref))

@@ -26,21 +26,50 @@ def where(alarm: Alarm, site: Site) -> str:
     return text
 
 
-def sms_text(alarm: Alarm, site: Site, *, drill: bool = False, reply_hint: bool = False) -> str:
-    """The alarm SMS: kind, branch, room, local time of receipt, short reference, and
-    with ``reply_hint`` (replies reach the dashboard) how to acknowledge."""
+def page_ref(alarm_id: str, attempt: int) -> str:
+    """The page reference of an alarm's escalation attempt ``attempt`` (0-based):
+    ``"86bce38e-2"`` is the second call for help of alarm ``86bce38e...``. Printed in
+    every text of that attempt, so a recipient tells a repeat from a duplicate and a hub
+    worker taking over a dead one's page can find exactly that text at the provider."""
+    return f"{alarm_id[:8]}-{attempt + 1}"
+
+
+def ordinal(n: int) -> str:
+    """``1st``, ``2nd``, ``3rd``, ``4th`` ... ``11th``, ``12th``, ``13th``, ``21st``."""
+    if 10 <= n % 100 <= 20:
+        return f"{n}th"
+    return f"{n}{ {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
+
+
+_SPOKEN_ORDINALS = ("first", "second", "third", "fourth", "fifth", "sixth", "seventh",
+                    "eighth", "ninth", "tenth")
+
+
+def sms_text(alarm: Alarm, site: Site, *, drill: bool = False, reply_hint: bool = False,
+             attempt: int = 0) -> str:
+    """The alarm SMS of escalation attempt ``attempt`` (0-based): kind, which call for
+    help a repeat is, branch, room, local time of receipt, the page reference
+    (:func:`page_ref`), and with ``reply_hint`` (replies reach the dashboard) how to
+    acknowledge."""
     branch = site.branches[alarm.branch]
     local = datetime.fromtimestamp(alarm.received_at_ms / 1000, ZoneInfo(branch.timezone))
     label = site.kinds[alarm.kind].label
-    return (f"{'DRILL ' if drill else ''}HAVEN {label}: {where(alarm, site)}. "
-            f"Alarm at {local:%H:%M}. Ref {alarm.id[:8]}"
+    repeat = f", {ordinal(attempt + 1)} call for help" if attempt else ""
+    return (f"{'DRILL ' if drill else ''}HAVEN {label}{repeat}: {where(alarm, site)}. "
+            f"Alarm at {local:%H:%M}. Ref {page_ref(alarm.id, attempt)}"
             + (". Reply 1 if you are responding." if reply_hint else ""))
 
 
-def call_text(alarm: Alarm, site: Site, *, drill: bool = False) -> str:
-    """What a voice call says (twice): plain words, no reference codes."""
+def call_text(alarm: Alarm, site: Site, *, drill: bool = False, attempt: int = 0) -> str:
+    """What a voice call of escalation attempt ``attempt`` says (twice): plain words, no
+    reference codes; a repeat says which call for help it is."""
     label = site.kinds[alarm.kind].label
-    said = (f"{'This is a drill. ' if drill else ''}Haven alarm. {label}. "
+    repeat = ""
+    if attempt:
+        n = attempt + 1
+        repeat = (f"{_SPOKEN_ORDINALS[n - 1].capitalize()} call for help. "
+                  if n <= len(_SPOKEN_ORDINALS) else f"Call number {n} for help. ")
+    said = (f"{'This is a drill. ' if drill else ''}Haven alarm. {repeat}{label}. "
             f"{where(alarm, site)}.")
     return f"{said} I repeat. {said}"
 

@@ -64,7 +64,13 @@ MESSAGE_OUTCOMES = ("stored", "duplicate", "status", "event", "rejected", "ignor
 
 #: ``outcome`` label values of ``haven_notifications_total``.
 NOTIFICATION_OUTCOMES = ("sent", "failed_retryable", "failed_permanent", "skipped_claimed",
-                         "error")
+                         "reconciled", "superseded", "error")
+
+#: ``result`` label values of ``haven_page_lookups_total``: a worker taking over a dead
+#: worker's page asked the provider whether it went out, and found it (``found``: recorded,
+#: not sent again), did not (``not_found``: sent), or could not ask (``unavailable``: sent
+#: anyway, a possible duplicate, since a duplicate beats a gap).
+LOOKUP_RESULTS = ("found", "not_found", "unavailable")
 
 #: Escalation lag buckets, in seconds (the timer ticks every 0.2 s).
 LAG_BUCKETS_S = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -188,6 +194,11 @@ class Metrics:
                                registry=r)
         self._notifications = Counter("haven_notifications", "Notifications, by channel and "
                                       "outcome", ("channel", "outcome"), registry=r)
+        self._lookups = Counter("haven_page_lookups", "Pages taken over from a dead worker, "
+                                "by what the provider's message list said", ("result",),
+                                registry=r)
+        self._retries = Counter("haven_page_retries", "Pages tried again after a retryable "
+                                "failure, by channel", ("channel",), registry=r)
         self._lag = Histogram("haven_escalation_lag_seconds", "How late escalation attempts "
                               "started after their due time", buckets=LAG_BUCKETS_S,
                               registry=r)
@@ -226,6 +237,16 @@ class Metrics:
             raise ValueError(f"outcome {outcome!r} is not one of "
                              f"{', '.join(NOTIFICATION_OUTCOMES)}")
         self._notifications.labels(str(channel), outcome).inc()
+
+    def page_lookup(self, result: str) -> None:
+        """A dead worker's page looked up at the provider: one of :data:`LOOKUP_RESULTS`."""
+        if result not in LOOKUP_RESULTS:
+            raise ValueError(f"result {result!r} is not one of {', '.join(LOOKUP_RESULTS)}")
+        self._lookups.labels(result).inc()
+
+    def page_retried(self, channel: str) -> None:
+        """A page tried again after a retryable failure (hub.sending)."""
+        self._retries.labels(str(channel)).inc()
 
     def escalation_started(self, lag_s: float) -> None:
         """An escalation attempt started ``lag_s`` seconds after it was due (>= 0)."""

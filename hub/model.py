@@ -102,6 +102,20 @@ class NotificationKey:
     def __str__(self) -> str:
         return f"{self.alarm_id}:{self.step}:{self.contact}:{self.channel}"
 
+    @classmethod
+    def parse(cls, text: str) -> "NotificationKey":
+        """The key from its ``str()`` (``alarm:step:contact:channel``)."""
+        alarm_id, step, contact, channel = text.split(":")
+        return cls(alarm_id, int(step), contact, Channel(channel))
+
+    @property
+    def slot(self) -> str:
+        """``alarm:contact:channel``: the same person by the same channel for the same
+        alarm, whichever attempt. A page waiting to be tried again holds its slot; a later
+        attempt's page to the slot replaces it, so a person gets one page, not one per
+        attempt missed in an outage."""
+        return f"{self.alarm_id}:{self.contact}:{self.channel}"
+
 
 @dataclass(frozen=True)
 class Delivery:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import re
 import sys
 import threading
 import time
@@ -43,10 +44,12 @@ class Notifier(Protocol):
     def place_call(self, to: str, text: str, *, voice_url: str | None = None,
                    status_url: str | None = None) -> Delivery: ...
 
-    def find_sent(self, channel: str, to: str, text: str, *, since_s: float) -> str | None:
-        """The id of a page to ``to`` accepted since ``since_s`` (Unix s): an SMS with this
-        exact ``text``, or any call from our numbers. ``None`` if there is none or the
-        notifier cannot tell. Raises if the provider cannot be asked."""
+    def find_sent(self, channel: str, to: str, *, ref: str, text: str,
+                  since_s: float) -> str | None:
+        """The id of a page to ``to`` accepted since ``since_s`` (Unix s): an SMS carrying
+        the page reference ``ref`` (hub.messages.page_ref; with ``ref`` "", this exact
+        ``text``), or any call from our numbers. ``None`` if there is none or the notifier
+        cannot tell. Raises if the provider cannot be asked."""
         ...
 
 
@@ -67,7 +70,8 @@ class ConsoleNotifier:
                    status_url: str | None = None) -> Delivery:
         return self._print("CALL", "CONSOLECALL", to, text)
 
-    def find_sent(self, channel: str, to: str, text: str, *, since_s: float) -> str | None:
+    def find_sent(self, channel: str, to: str, *, ref: str, text: str,
+                  since_s: float) -> str | None:
         return None  # a console cannot be asked; printing a page twice harms no one
 
     def _print(self, what: str, sid_prefix: str, to: str, text: str) -> Delivery:
@@ -77,6 +81,12 @@ class ConsoleNotifier:
             stream.write(f"[{what} to {to}] {text}\n")
             stream.flush()
         return Delivery.sent(sid)
+
+
+def carries_ref(body: str, ref: str) -> bool:
+    """Whether an SMS ``body`` carries the page reference ``ref`` as ``Ref <ref>``, ended
+    by a non-word character or the end (``86bce38e-2`` is not ``86bce38e-20``)."""
+    return re.search(rf"\bRef {re.escape(ref)}(?![\w-])", body) is not None
 
 
 def _retryable_status(status: int) -> bool:
@@ -191,16 +201,19 @@ class TwilioNotifier:
         return self._create(lambda: self._client().calls.create(
             to=to, from_=self._from, twiml=str(twiml), **status))
 
-    def find_sent(self, channel: str, to: str, text: str, *, since_s: float) -> str | None:
+    def find_sent(self, channel: str, to: str, *, ref: str, text: str,
+                  since_s: float) -> str | None:
         """Asks the API (newest first, at most 20 back) whether a page got through before
-        its worker died; an SMS must match ``text`` exactly, a call must be from one of
-        our numbers."""
+        its worker died: an SMS must carry the page reference ``ref`` as a word of its
+        body (or, without one, match ``text`` exactly), a call must be from one of our
+        numbers. A busy number whose page is more than 20 texts back is not found, and
+        the page goes out again: a duplicate beats a gap."""
         client = self._client()
         if channel == "sms":
             for message in client.messages.list(to=to, limit=20):
                 if message.date_created and message.date_created.timestamp() < since_s:
                     break
-                if message.body == text:
+                if carries_ref(message.body or "", ref) if ref else message.body == text:
                     return message.sid
             return None
         for call in client.calls.list(to=to, limit=20):

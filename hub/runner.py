@@ -86,6 +86,7 @@ def _timer_loop(service: AlarmService, checkins: CheckinScheduler,
             while service.run_due():
                 pass
             service.run_call_retries()
+            service.run_page_retries()
             if time.monotonic() >= next_checkin:
                 next_checkin = time.monotonic() + CHECKIN_TICK_S
                 checkins.tick(int(time.time() * 1000))

@@ -44,8 +44,8 @@ from .model import Alarm, NotificationKey
 from .redislane import Lane
 from .store_branches import BranchStoreMixin, parse_overrides, parse_switches
 from .store_devices import _STATUSES, COMMANDS_GROUP, COMMANDS_MAXLEN, DeviceStoreMixin
-from .store_notifications import (_CLAIM_MANY, _LEASE_DUE, _RECORD, _RECORD_FINISH,
-                                  _RENEW_MANY, CLAIM_TTL_S, NotificationStoreMixin,
+from .store_notifications import (_CLAIM_MANY, _DROP_RETRY, _LEASE_DUE, _RECLAIM, _RECORD,
+                                  _RECORD_FINISH, _RENEW_MANY, CLAIM_TTL_S, NotificationStoreMixin,
                                   finish_checked_lua, finished_or_failed, flat_json)
 
 __all__ = ["Store", "Raised", "RaiseRequest", "CLAIM_TTL_S", "parse_switches", "parse_overrides"]
@@ -107,12 +107,13 @@ return out
 
 
 _SHIFT = """
--- KEYS: step marker, escalations zset, call-retries zset; ARGV: delta_ms, marker ttl_s
+-- KEYS: step marker, then the zsets of due times (escalations, call retries, page
+--       retries); ARGV: delta_ms, marker ttl_s
 -- Moves every due time by delta_ms, once per clock step: the first worker to report a
 -- step (identified by the marker) moves them; the others, seeing the same step, do not.
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then return -1 end
 local moved = 0
-for k = 2, 3 do
+for k = 2, #KEYS do
   local entries = redis.call('ZRANGE', KEYS[k], 0, -1, 'WITHSCORES')
   for i = 1, #entries, 2 do
     redis.call('ZADD', KEYS[k], tonumber(entries[i + 1]) + tonumber(ARGV[1]), entries[i])
@@ -180,6 +181,8 @@ class Store(BranchStoreMixin, NotificationStoreMixin, DeviceStoreMixin):
         self._lease_due = client.register_script(_LEASE_DUE)
         self._renew_many = client.register_script(_RENEW_MANY)
         self._claim_many = client.register_script(_CLAIM_MANY)
+        self._reclaim = client.register_script(_RECLAIM)
+        self._drop_retry = client.register_script(_DROP_RETRY)
         self._statuses = client.register_script(_STATUSES)
         # Connections of their own for the hot paths (hub.redislane): alarms' raises (the
         # MQTT thread) and pages' records (the senders, batched by hub.groupcommit).
@@ -293,12 +296,13 @@ class Store(BranchStoreMixin, NotificationStoreMixin, DeviceStoreMixin):
             args=[alarm_id, attempt, next_due_ms]))
 
     def shift_schedule(self, delta_ms: int, step_id: str) -> int | None:
-        """The wall clock stepped by ``delta_ms``: move every escalation and call retry due
-        time by it, unless a worker already did for this step (``step_id``, the same for
-        every worker that saw it, e.g. the new wall-monotonic offset in seconds). Returns
-        how many were moved, or ``None`` if another worker had moved them."""
+        """The wall clock stepped by ``delta_ms``: move every escalation, call retry and page
+        retry due time by it, unless a worker already did for this step (``step_id``, the
+        same for every worker that saw it, e.g. the new wall-monotonic offset in seconds).
+        Returns how many were moved, or ``None`` if another worker had moved them."""
         moved = int(self._shift(keys=[self._key("clock-step", step_id),
-                                      self._key("escalations"), self._key("call-retries")],
+                                      self._key("escalations"), self._key("call-retries"),
+                                      self._key("page-retries")],
                                 args=[delta_ms, 3600]))
         return None if moved < 0 else moved
 

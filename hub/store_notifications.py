@@ -5,6 +5,11 @@ Keys (under the store's prefix)::
     haven:notification:<key>      string claim ("claimed:<ms>") then outcome of one page
     haven:followups               stream pages that finally failed (from status callbacks)
     haven:call-retries            zset   unanswered calls to place again, by due ms
+    haven:page-retries            zset   pages to try again after a retryable failure, by due
+                                         ms; members are slots (hub.model.page_slot)
+    haven:page-retry              hash   slot -> the page to try again (JSON: attempt, key,
+                                         ref, contact, text, tries); a later attempt's page
+                                         to the same slot replaces it (one page per person)
 
 Part of :class:`hub.store.Store` (a mixin sharing its client ``r``, ``_key``, the scripts
 it registers, ``_read_group`` and ``_record_lane``, a hub.redislane.Lane).
@@ -26,16 +31,47 @@ CLAIM_TTL_S = 30 * 24 * 3600
 
 
 @dataclass(frozen=True)
+class PageRetry:
+    """A page to try again at ``due_ms`` after a retryable failure: its key, reference,
+    contact and text, and how many tries failed so far (``tries``, for the backoff)."""
+
+    key: NotificationKey
+    ref: str
+    contact_name: str
+    text: str
+    tries: int
+    due_ms: int
+
+    def to_json(self) -> str:
+        return json.dumps({"attempt": self.key.step, "key": str(self.key), "ref": self.ref,
+                           "contact": self.contact_name, "text": self.text,
+                           "tries": self.tries, "due_ms": self.due_ms})
+
+    @classmethod
+    def from_json(cls, text: str) -> "PageRetry":
+        fields = json.loads(text)
+        return cls(NotificationKey.parse(fields["key"]), fields["ref"], fields["contact"],
+                   fields["text"], int(fields["tries"]), int(fields["due_ms"]))
+
+
+@dataclass(frozen=True)
 class PageRecord:
     """What happened to one claimed page (``key``, sent to ``contact_name``): its
     ``delivery`` at ``at_ms``; with ``finish``, the attempt's last page out, whose record
-    also finishes the attempt (hub.tally)."""
+    also finishes the attempt (hub.tally). ``slot``: the page is retried after a retryable
+    failure (``NotificationKey.slot``; "" never), at ``retry`` when it failed so (the
+    first page accepted after the alarm was NOT delivered also tells its device
+    ``paging``). ``quiet``: a retry's failure, kept out of the timeline (its first failure
+    is there, and the recovery will be)."""
 
     key: NotificationKey
     contact_name: str
     delivery: Delivery
     at_ms: int
     finish: FinishCheck | None = None
+    slot: str = ""
+    retry: PageRetry | None = None
+    quiet: bool = False
 
 
 def flat_json(fields: dict[str, Any]) -> str:
@@ -93,11 +129,44 @@ return out
 """
 
 _RECORD_BODY = """
--- KEYS: notification key, timeline stream
--- ARGV: channel, event json, outcome, ttl, timeline entry (JSON array of field/value pairs)
+-- KEYS: notification key, timeline stream, page-retries zset, page-retry hash, alarm hash,
+--       device-commands stream
+-- ARGV: channel, event json, outcome, ttl, timeline entry (JSON array of field/value
+--       pairs; '' for none), slot ('' for a page never retried), retry (JSON with due_ms
+--       and attempt; '' unless it failed retryably), attempt, now ms, commands maxlen,
+--       alarm id
+-- The outcome, then the page's retry: a retryable failure is tried again at due_ms unless
+-- a later attempt's page to the same slot is already waiting; an accepted page ends the
+-- slot's wait (its own, or an earlier attempt's). The first page accepted after the alarm
+-- was NOT delivered tells the device that pages are getting through again ('paging').
 redis.call('SET', KEYS[1], ARGV[3], 'EX', ARGV[4])
-redis.call('XADD', KEYS[2], '*', unpack(cjson.decode(ARGV[5])))
+if ARGV[5] ~= '' then redis.call('XADD', KEYS[2], '*', unpack(cjson.decode(ARGV[5]))) end
 redis.call('PUBLISH', ARGV[1], ARGV[2])
+if ARGV[6] ~= '' then
+  local held = redis.call('HGET', KEYS[4], ARGV[6])
+  local held_attempt = -1
+  if held then held_attempt = cjson.decode(held).attempt end
+  if ARGV[7] ~= '' then
+    if held_attempt <= tonumber(ARGV[8]) then
+      redis.call('HSET', KEYS[4], ARGV[6], ARGV[7])
+      redis.call('ZADD', KEYS[3], cjson.decode(ARGV[7]).due_ms, ARGV[6])
+    end
+  elseif string.sub(ARGV[3], 1, 5) == 'sent:' then
+    if held and held_attempt <= tonumber(ARGV[8]) then
+      redis.call('HDEL', KEYS[4], ARGV[6])
+      redis.call('ZREM', KEYS[3], ARGV[6])
+    end
+    if redis.call('HGET', KEYS[5], 'not_delivered') == '1' then
+      local since = tonumber(redis.call('HGET', KEYS[5], 'not_delivered_at_ms') or ARGV[9])
+      redis.call('HSET', KEYS[5], 'not_delivered', '0')
+      redis.call('XADD', KEYS[2], '*', 'event', 'paging_resumed', 'at_ms', ARGV[9],
+                 'after_ms', tostring(tonumber(ARGV[9]) - since))
+      redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[10], '*',
+                 'device', redis.call('HGET', KEYS[5], 'device'), 'cmd', 'paging',
+                 'alarm_id', ARGV[11])
+    end
+  end
+end
 """
 
 _RECORD = _RECORD_BODY + "return 1\n"
@@ -138,8 +207,43 @@ def finished_or_failed(reply: Any) -> bool | None:
 # _RECORD, then the attempt's finish (finish_checked_lua), in one round trip. Further KEYS:
 # escalations zset, escalation hash, then the attempt's notification keys; further ARGV:
 # alarm id, attempt, next due ms.
-_RECORD_FINISH = _RECORD_BODY + finish_checked_lua(zset=3, escalation=4, first_page=5,
-                                                   alarm=6, attempt=7, due=8)
+_RECORD_FINISH = _RECORD_BODY + finish_checked_lua(zset=7, escalation=8, first_page=9,
+                                                   alarm=12, attempt=13, due=14)
+
+_RECLAIM = """
+-- KEYS: a page's notification key, then the same contact and channel's keys of the
+--       alarm's later attempts
+-- ARGV: now_ms, lease_ms, ttl_s
+-- Claims a page that failed retryably, to try it again: -1 a later attempt paged the same
+-- person (superseded); -2 it was accepted meanwhile; 0 another worker is sending it now;
+-- 1 claimed; > 1 the ms of a dead worker's claim taken over (ask the provider first).
+for k = 2, #KEYS do
+  if redis.call('EXISTS', KEYS[k]) == 1 then return -1 end
+end
+local v = redis.call('GET', KEYS[1])
+local result = 1
+if v then
+  if string.sub(v, 1, 5) == 'sent:' then return -2 end
+  if string.sub(v, 1, 8) == 'claimed:' then
+    result = tonumber(string.sub(v, 9))
+    if result > tonumber(ARGV[1]) - tonumber(ARGV[2]) then return 0 end
+  end
+end
+redis.call('SET', KEYS[1], 'claimed:' .. ARGV[1], 'EX', ARGV[3])
+return result
+"""
+
+_DROP_RETRY = """
+-- KEYS: page-retries zset, page-retry hash; ARGV: slot, attempt
+-- Ends the slot's wait if it still holds that attempt's page: 1, else 0.
+local held = redis.call('HGET', KEYS[2], ARGV[1])
+if held and cjson.decode(held).attempt == tonumber(ARGV[2]) then
+  redis.call('HDEL', KEYS[2], ARGV[1])
+  redis.call('ZREM', KEYS[1], ARGV[1])
+  return 1
+end
+return 0
+"""
 
 _LEASE_DUE = """
 -- KEYS: a zset of jobs scored by due ms; ARGV: now_ms, lease_ms, limit
@@ -238,8 +342,15 @@ class NotificationStoreMixin:
         event = json.dumps({"type": "alarm.notified", "alarm_id": key.alarm_id,
                             "ok": delivery.ok, "contact": record.contact_name,
                             "channel": str(key.channel)})
-        keys = [self._key("notification", str(key)), self._key("timeline", key.alarm_id)]
-        args = [self.events_channel, event, outcome, CLAIM_TTL_S, flat_json(timeline)]
+        if record.retry is not None:
+            timeline["retry_in_ms"] = max(0, record.retry.due_ms - record.at_ms)
+        keys = [self._key("notification", str(key)), self._key("timeline", key.alarm_id),
+                self._key("page-retries"), self._key("page-retry"),
+                self._key("alarm", key.alarm_id), self._key("device-commands")]
+        args = [self.events_channel, event, outcome, CLAIM_TTL_S,
+                "" if record.quiet else flat_json(timeline), record.slot,
+                record.retry.to_json() if record.retry is not None else "", key.step,
+                record.at_ms, COMMANDS_MAXLEN, key.alarm_id]
         if finish is None:
             return self._record, keys, args
         return (self._record_finish,
@@ -270,3 +381,52 @@ class NotificationStoreMixin:
 
     def call_retry_done(self, key_text: str) -> None:
         self.r.zrem(self._key("call-retries"), key_text)
+
+    def lease_page_retries(self, now_ms: int, lease_ms: int,
+                           limit: int = 50) -> list[tuple[str, PageRetry]]:
+        """Pages due to be tried again at ``now_ms``, leased to the caller for ``lease_ms``:
+        ``[(slot, retry)]``. A page's next record ends or reschedules its wait; a page
+        not tried (superseded, its alarm over) is dropped with :meth:`drop_page_retry`."""
+        slots = self._lease_due(keys=[self._key("page-retries")],
+                                args=[now_ms, lease_ms, limit])
+        if not slots:
+            return []
+        held = self.r.hmget(self._key("page-retry"), slots)
+        due = []
+        for slot, text in zip(slots, held):
+            if text is None:  # its wait ended between the two calls
+                self.r.zrem(self._key("page-retries"), slot)
+            else:
+                due.append((slot, PageRetry.from_json(text)))
+        return due
+
+    def pending_page_retries(self, alarm_id: str | None = None) -> list[PageRetry]:
+        """Pages waiting to be tried again (of ``alarm_id``, or all), for views and tests."""
+        found = [PageRetry.from_json(v) for v in self.r.hvals(self._key("page-retry"))]
+        return [p for p in found if alarm_id is None or p.key.alarm_id == alarm_id]
+
+    def reclaim_page(self, key: NotificationKey, later: list[NotificationKey], now_ms: int,
+                     lease_ms: int) -> int:
+        """Claim a page that failed retryably to try it again (see ``_RECLAIM``): -1 one of
+        ``later`` (the same person's pages of later attempts) exists, -2 it was accepted,
+        0 being sent elsewhere, 1 claimed, > 1 a dead worker's claim ms taken over."""
+        return int(self._reclaim(keys=[self._key("notification", str(key)),
+                                       *(self._key("notification", str(k)) for k in later)],
+                                 args=[now_ms, lease_ms, CLAIM_TTL_S]))
+
+    def drop_page_retry(self, slot: str, attempt: int) -> bool:
+        """End ``slot``'s wait if it still holds attempt ``attempt``'s page."""
+        return bool(self._drop_retry(keys=[self._key("page-retries"), self._key("page-retry")],
+                                     args=[slot, attempt]))
+
+    def mark_not_delivered(self, alarm_id: str, now_ms: int) -> None:
+        """Nobody could be reached for the alarm (since ``now_ms``, unless already so): its
+        next page accepted tells the device ``paging`` (see ``_RECORD_BODY``)."""
+        key = self._key("alarm", alarm_id)
+        if self.r.hget(key, "not_delivered") != "1":
+            self.r.hset(key, mapping={"not_delivered": "1", "not_delivered_at_ms": now_ms})
+
+    def escalation_attempt(self, alarm_id: str) -> int | None:
+        """The attempt the alarm's escalation is at (running or next), ``None`` if none."""
+        value = self.r.hget(self._key("escalation", alarm_id), "attempt")
+        return None if value is None else int(value)

@@ -66,6 +66,7 @@ class FakeTwilio:
         self._failures: dict[str, Failure] = {}
         self._failure_all: Failure | None = None  # for every recipient, before per-number ones
         self._connections: set = set()  # open client sockets, reset by down()
+        self.lists_denied = False
         self._port = 0
         self._seq = itertools.count(1)
         self._server: ThreadingHTTPServer | None = None
@@ -84,6 +85,11 @@ class FakeTwilio:
         """Answer every request with an error (``times`` times, or always), like an API
         rate-limiting the whole account (429, code 20429)."""
         self._failure_all = Failure(status, code, message, times)
+
+    def deny_lists(self, denied: bool = True) -> None:
+        """Answer every list request 403 (code 20403), like an API key without read rights:
+        the hub cannot ask which pages went out."""
+        self.lists_denied = denied
 
     def clear_failures(self) -> None:
         self._failure_all = None
@@ -175,19 +181,31 @@ class FakeTwilio:
                                      args=(resource, form, obj["sid"])).start()
 
             def do_GET(self):  # noqa: N802
-                """List Messages or Calls (newest first), filtered by To, as Twilio does."""
+                """List Messages or Calls (newest first), filtered by To, one page of
+                ``PageSize`` (Twilio's default 50), as Twilio does; 401 for bad auth, 403
+                (code 20403) while :meth:`FakeTwilio.deny_lists` holds, as for an API key
+                without read rights."""
                 path, _, query = self.path.partition("?")
                 m = API_RE.match(path)
+                params = parse_qs(query)
+                expected = "Basic " + base64.b64encode(
+                    f"{fake.account_sid}:{fake.auth_token}".encode()).decode()
                 if not m:
                     status, obj = 404, _error(404, 20404, "The requested resource was not found")
+                elif m["sid"] != fake.account_sid or \
+                        self.headers.get("Authorization", "") != expected:
+                    status, obj = 401, _error(401, 20003, "Authenticate")
+                elif fake.lists_denied:
+                    status, obj = 403, _error(403, 20403, "Forbidden")
                 else:
-                    to = parse_qs(query).get("To", [None])[0]
+                    to = params.get("To", [None])[0]
+                    size = min(1000, int(params.get("PageSize", ["50"])[0]))
                     with fake._cond:
                         found = [r for r in reversed(fake.requests)
                                  if r.resource == m["res"] and r.status == 201
                                  and to in (None, r.form.get("To"))]
-                    status, obj = 200, {m["res"].lower(): [_listed(r) for r in found],
-                                        "next_page_uri": None, "page": 0, "page_size": 50,
+                    status, obj = 200, {m["res"].lower(): [_listed(r) for r in found[:size]],
+                                        "next_page_uri": None, "page": 0, "page_size": size,
                                         "uri": self.path}
                 body = json.dumps(obj).encode()
                 self.send_response(status)

@@ -226,6 +226,26 @@ def test_feedback_follows_the_alarm_sending_received_acknowledged_resolved(app, 
     assert any(s.state for s in pins.pin(23).states)   # the motor buzzed
 
 
+def test_paging_after_not_delivered_turns_use_the_phone_into_help_is_being_called(
+        app, listener):
+    """The hub's pages got through after it had said NOT delivered (a provider outage):
+    "use the phone" gives way to "help is being called" (RECEIVED, then the quiet wait)."""
+    _, client = listener
+    alarm = app.raise_alarm("emergency")
+    for cmd in ("received", "not_delivered"):
+        client.publish(Topics().cmd("main-circ-01"), Command(cmd, alarm.alarm_id, 1).to_json(),
+                       qos=1)
+    wait_until(lambda: app.feedback.history[-1] is Signal.NOT_DELIVERED)
+    shown = len(app.feedback.history)
+    client.publish(Topics().cmd("main-circ-01"),
+                   Command("paging", alarm.alarm_id, 1).to_json(), qos=1)
+    wait_until(lambda: not app.tracks[alarm.alarm_id].not_delivered)
+    wait_until(lambda: Signal.RECEIVED in app.feedback.history[shown:])
+    wait_until(lambda: app.feedback.history[-1] is Signal.IDLE)
+    assert Signal.NOT_DELIVERED not in app.feedback.history[shown:]
+    assert app.tracks[alarm.alarm_id].state == "received"
+
+
 def test_no_confirmation_shows_not_delivered(pins, mosquitto, tmp_path):
     device = make_app(pins, mosquitto.port, tmp_path, not_delivered_after_s=1.0,
                       outputs=OutputsConfig(vibration=23))

@@ -129,15 +129,45 @@ def test_find_sent_tells_whether_a_page_reached_the_api(fake_twilio):
     notifier = TwilioNotifier(fake_twilio.account_sid, fake_twilio.auth_token,
                               from_number="+12065550000", api_base=fake_twilio.url)
     since = _time.time() - 1
-    sms = notifier.send_sms("+12065550101", "HAVEN EMERGENCY at Main")
+    first = notifier.send_sms("+12065550101", "HAVEN EMERGENCY: Main. Ref 86bce38e-1")
+    second = notifier.send_sms("+12065550101", "HAVEN EMERGENCY, 2nd call for help: Main. "
+                               "Ref 86bce38e-2. Reply 1 if you are responding.")
     call = notifier.place_call("+12065550102", "HAVEN EMERGENCY at Main")
-    assert notifier.find_sent("sms", "+12065550101", "HAVEN EMERGENCY at Main",
-                              since_s=since) == sms.sid
-    assert notifier.find_sent("sms", "+12065550101", "another text", since_s=since) is None
-    assert notifier.find_sent("sms", "+12065550101", "HAVEN EMERGENCY at Main",
-                              since_s=_time.time() + 60) is None  # sent before the claim
-    assert notifier.find_sent("call", "+12065550102", "", since_s=since) == call.sid
-    assert notifier.find_sent("call", "+12065550101", "", since_s=since) is None
+
+    def sms(ref: str, **kw) -> str | None:
+        return notifier.find_sent("sms", "+12065550101", ref=ref, text="",
+                                  since_s=kw.get("since_s", since))
+    # Each attempt's text is told apart by its page reference, not by its words.
+    assert sms("86bce38e-1") == first.sid
+    assert sms("86bce38e-2") == second.sid
+    assert sms("86bce38e-3") is None
+    assert sms("86bce38e-") is None and sms("86bce38e") is None
+    assert sms("86bce38e-2", since_s=_time.time() + 60) is None  # sent before the claim
+    # Without a reference (an all-clear), the exact text.
+    assert notifier.find_sent("sms", "+12065550101", ref="", since_s=since,
+                              text="HAVEN EMERGENCY: Main. Ref 86bce38e-1") == first.sid
+    assert notifier.find_sent("call", "+12065550102", ref="", text="",
+                              since_s=since) == call.sid
+    assert notifier.find_sent("call", "+12065550101", ref="", text="", since_s=since) is None
+
+
+def test_carries_ref_needs_the_whole_reference():
+    from hub.notify import carries_ref
+    assert carries_ref("HAVEN X. Ref 86bce38e-2", "86bce38e-2")
+    assert carries_ref("HAVEN X. Ref 86bce38e-2. Reply 1", "86bce38e-2")
+    assert not carries_ref("HAVEN X. Ref 86bce38e-20", "86bce38e-2")
+    assert not carries_ref("HAVEN X. Ref 86bce38e-1", "86bce38e-2")
+    assert not carries_ref("HAVEN X. 86bce38e-2", "86bce38e-2")
+
+
+def test_find_sent_raises_when_the_message_list_is_forbidden(fake_twilio):
+    """A key without read rights: the caller must not take "not found" for an answer."""
+    from twilio.base.exceptions import TwilioException
+    notifier = TwilioNotifier(fake_twilio.account_sid, fake_twilio.auth_token,
+                              from_number="+12065550000", api_base=fake_twilio.url)
+    fake_twilio.deny_lists()
+    with pytest.raises(TwilioException, match="Unable to fetch page"):
+        notifier.find_sent("sms", "+12065550101", ref="86bce38e-1", text="", since_s=0)
 
 
 def test_warm_up_opens_the_threads_api_connection_and_the_first_sms_uses_it(notifier,
