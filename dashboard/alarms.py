@@ -55,6 +55,7 @@ EVENT_LABELS = {
     "acknowledged": "Acknowledged", "resolved": "Resolved", "cancelled": "Cancelled",
     "resolution": "Resolution recorded", "cancel_refused": "Cancel from device refused",
     "safe_room_left": "Safe room door opened",
+    "paging_resumed": "Pages getting through again",
 }
 BAD_STATUSES = frozenset({"undelivered", "failed", "busy", "no-answer", "canceled"})
 
@@ -105,6 +106,8 @@ def timeline_rows(entries: list[dict[str, str]]) -> list[Row]:
                 bad = True
                 status = f"not sent: {e.get('error') or 'error'}" + \
                     (f" (code {e['code']})" if e.get("code") else "")
+                if e.get("retry_in_ms"):
+                    status += "; trying again every few seconds until it goes through"
             else:
                 cb = latest.get((e.get("step", ""), e.get("channel", ""), e.get("to", "")))
                 status = cb.get("status", "sent") if cb else "sent, no delivery report yet"
@@ -124,7 +127,12 @@ def timeline_rows(entries: list[dict[str, str]]) -> list[Row]:
         elif event == "late":
             detail = f"pressed {int(e.get('delay_ms', '0') or 0) // 1000} s before it arrived"
         elif event == "delivery_failed":
-            detail, bad = f"attempt {e.get('attempt', '?')}: {e.get('tried', '?')} tried", True
+            detail, bad = (f"attempt {e.get('attempt', '?')}: {e.get('tried', '?')} tried; "
+                           "the device that pressed shows 'use the phone'"), True
+        elif event == "paging_resumed":
+            down_s = int(e.get("after_ms", "0") or 0) // 1000
+            detail = (f"after {down_s} s in which nobody could be paged; the device that "
+                      "pressed shows 'help is being called'")
         elif event == "resolution":
             detail = f"{OUTCOMES.get(e.get('outcome', ''), e.get('outcome', ''))}: " \
                      f"{e.get('note', '')}"

@@ -52,7 +52,7 @@ MAX_PAUSE_S = LEASE_USABLE_MS / 1000 - TWILIO_TIMEOUT_S
 #: this only bounds how far back the list is read; a call has no text to match, so any
 #: call to the person since the claim (less this) counts: kept small, so that the person's
 #: call of the previous attempt (a policy's wait earlier) is not mistaken for it.
-CLOCK_SKEW_S = 5
+CLOCK_SKEW_S = 2
 #: First pause before a page that failed retryably is tried again from Redis, in seconds;
 #: doubled each time up to ``PAGE_RETRY_MAX_S``, and jittered (x 0.75-1).
 PAGE_RETRY_FIRST_S = 0.5

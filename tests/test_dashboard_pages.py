@@ -97,6 +97,21 @@ def test_timeline_rows_take_the_latest_delivery_status():
     assert (rows[5].label, rows[5].by) == ("Acknowledged", "Sam")
 
 
+def test_timeline_rows_tell_an_outage_and_its_end_in_plain_words():
+    entries = [
+        {"id": "7-0", "event": "notify_failed", "at_ms": "7", "step": "0", "channel": "sms",
+         "to": "+1555", "contact": "Sam", "error": "API unreachable", "retry_in_ms": "450"},
+        {"id": "8-0", "event": "delivery_failed", "at_ms": "8", "attempt": "0", "tried": "2"},
+        {"id": "9-0", "event": "paging_resumed", "at_ms": "40008", "after_ms": "40000"},
+    ]
+    failed, nobody, resumed = timeline_rows(entries)
+    assert "trying again every few seconds" in failed.status and failed.bad
+    assert "'use the phone'" in nobody.detail
+    assert resumed.label == "Pages getting through again"
+    assert resumed.detail.startswith("after 40 s in which nobody could be paged")
+    assert not resumed.bad
+
+
 def test_acknowledge_then_resolve_from_the_page(operator, fake_store):
     raise_alarm(fake_store)
     ack = operator.post("/alarms/a1/acknowledge")
