@@ -55,7 +55,7 @@ from .protocol import (CMD_CHECKIN_REQUEST, CMD_LOCATE, CMD_NOT_DELIVERED, CMD_P
 
 log = logging.getLogger("haven.device")
 
-FIRMWARE_VERSION = "0.3.0"
+FIRMWARE_VERSION = "0.4.0"
 #: How long the broker keeps this device's session while it is away, in seconds.
 SESSION_EXPIRY_S = 3600
 #: Reconnect backoff: doubles from MIN to MAX seconds, each delay jittered down by up to half.
