@@ -10,7 +10,8 @@ root as Twilio reaches it, from which the signed URL is rebuilt.
 Routes (POST, form-encoded; answers are TwiML, ``text/xml``)::
 
     /twilio/voice/say?alarm=<id>[&round=2]  an alarm call: the alarm, then "press 1 if you
-                                            are responding"; played twice, then goodbye
+                                            are responding"; played twice, then goodbye;
+                                            once acknowledged: who is responding, goodbye
     /twilio/voice/gather?alarm=<id>         the key pressed (Digits): 1 acknowledges as the
                                             callee (To); anything else plays the alarm again
     /twilio/sms                             an SMS reply (From, Body): "1", "yes", "ok",
@@ -177,6 +178,10 @@ def voice_say() -> Response:
     if alarm is None or not alarm.state.active:
         response.say(NOT_ACTIVE)
         return _twiml(response)
+    if alarm.state is AlarmState.ACKNOWLEDGED:  # a call in progress that asks again
+        response.say(_responding(ctx.store, ctx.site, alarm))
+        response.hangup()
+        return _twiml(response)
     gather = Gather(num_digits=1, action=_url("/voice/gather", alarm=alarm.id), method="POST",
                     timeout=GATHER_TIMEOUT_S)
     gather.say(_spoken(ctx.store, ctx.site, alarm))
@@ -286,11 +291,24 @@ def _describe(site: Site, alarm: Alarm) -> tuple[str, str]:
     return (kind.label if kind else alarm.kind), place
 
 
-def _spoken(store: Store, site: Site, alarm: Alarm) -> str:
-    """The call's words; a drill if its latest escalation attempt ran in a drill."""
+def _drill(store: Store, alarm: Alarm) -> bool:
+    """Whether the alarm's latest escalation attempt ran in a drill."""
     states = [e.get("branch_state") for e in store.timeline(alarm.id)
               if e.get("event") == "escalation"]
-    drill = bool(states) and states[-1] == BranchState.DRILL
+    return bool(states) and states[-1] == BranchState.DRILL
+
+
+def _responding(store: Store, site: Site, alarm: Alarm) -> str:
+    """What a call says once someone acknowledged: who is responding to what, where."""
+    label, place = _describe(site, alarm)
+    return (f"{'This is a drill. ' if _drill(store, alarm) else ''}"
+            f"{alarm.acknowledged_by or 'Someone'} is responding to {label} at {place}. "
+            "You do not need to acknowledge. Goodbye.")
+
+
+def _spoken(store: Store, site: Site, alarm: Alarm) -> str:
+    """The call's words; a drill if its latest escalation attempt ran in a drill."""
+    drill = _drill(store, alarm)
     try:
         return call_text(alarm, site, drill=drill)
     except KeyError:  # kind or branch gone from the site config

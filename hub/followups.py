@@ -10,6 +10,7 @@ above any policy's), so it is sent at most once like any page:
   sorted set any worker's timer leases;
 - when nobody of an attempt could be reached, the device shows NOT delivered and the
   branch's ``fallback`` contacts are texted;
+- once someone acknowledges, everyone else who was reached is texted who is responding;
 - a resolved or cancelled alarm's all-clear goes to everyone who was reached.
 """
 
@@ -34,15 +35,23 @@ ALL_CLEAR_ATTEMPT = 2_000_000
 #: Calls placed because a page failed: attempt numbers BASE + 10 x original attempt + n,
 #: n = 0 for the call replacing an undelivered SMS, 1.. for each retry of an unanswered call.
 FOLLOWUP_CALL_BASE = 3_000_000
+#: The "is responding" text's attempt number (sent at most once per contact).
+RESPONDING_ATTEMPT = 4_000_000
 
 
 class FollowupMixin:
     """Follow-up calls, call retries, the all-clear and delivery failure."""
 
     def command_forwarded(self, fields: dict[str, str]) -> None:
-        """Hook for the device-command forwarder: a ``resolved`` alarm gets its all-clear."""
-        if fields.get("cmd") == "resolved" and fields.get("alarm_id"):
-            self.send_all_clear(fields["alarm_id"])
+        """Hook for the device-command forwarder: an ``acknowledged`` alarm tells the others
+        who is responding; a ``resolved`` alarm gets its all-clear."""
+        alarm_id = fields.get("alarm_id")
+        if not alarm_id:
+            return
+        if fields.get("cmd") == "acknowledged":
+            self.send_responding(alarm_id)
+        elif fields.get("cmd") == "resolved":
+            self.send_all_clear(alarm_id)
 
     def followup(self, key_text: str, status: str) -> bool:
         """A page finally failed (from Twilio's status callback): an undelivered SMS is
@@ -97,12 +106,42 @@ class FollowupMixin:
         return self.senders.submit(self._send, PlannedNotification(key, contact,
                                                                    call_text(alarm, self.site)))
 
+    def send_responding(self, alarm_id: str) -> int:
+        """Text everyone who was reached for this alarm, but the person who acknowledged it,
+        who is responding (hub.messages.responding_text), once each across workers (the
+        text's claim, attempt RESPONDING_ATTEMPT). A call still in progress hears it when
+        it asks again (dashboard.twilio_hooks). Returns how many were queued."""
+        alarm = self.store.get_alarm(alarm_id)
+        if alarm is None or alarm.state is not AlarmState.ACKNOWLEDGED:
+            return 0  # closed meanwhile: the all-clear says it
+        reached, drill = self._reached(alarm_id)
+        others = {phone: name for phone, name in reached.items()
+                  if name != alarm.acknowledged_by}
+        from .messages import responding_text
+        self._text_each(alarm, others, RESPONDING_ATTEMPT,
+                        responding_text(alarm, self.site, drill=drill))
+        log.info("alarm %s acknowledged by %s: told %d other contact(s)", alarm.id,
+                 alarm.acknowledged_by, len(others))
+        return len(others)
+
     def send_all_clear(self, alarm_id: str) -> int:
         """Text everyone who was reached for this alarm that it is over (resolved or a false
         alarm), once each. Returns how many were queued."""
         alarm = self.store.get_alarm(alarm_id)
         if alarm is None or alarm.state not in (AlarmState.RESOLVED, AlarmState.CANCELLED):
             return 0
+        reached, drill = self._reached(alarm_id)
+        if not reached:
+            return 0
+        from .messages import all_clear_text
+        self._text_each(alarm, reached, ALL_CLEAR_ATTEMPT,
+                        all_clear_text(alarm, self.site, drill=drill))
+        log.info("alarm %s %s: all-clear to %d contact(s)", alarm.id, alarm.state, len(reached))
+        return len(reached)
+
+    def _reached(self, alarm_id: str) -> tuple[dict[str, str], bool]:
+        """Who a page of this alarm reached the API for (phone -> contact name), and whether
+        it ran as a drill, from its timeline."""
         reached: dict[str, str] = {}
         drill = False
         for entry in self.store.timeline(alarm_id):
@@ -110,17 +149,16 @@ class FollowupMixin:
                 reached.setdefault(entry["to"], entry["contact"])
             elif entry["event"] == "escalation":
                 drill = drill or entry.get("branch_state") == "drill"
-        if not reached:
-            return 0
-        from .messages import all_clear_text
-        text = all_clear_text(alarm, self.site, drill=drill)
+        return reached, drill
+
+    def _text_each(self, alarm: Alarm, names: dict[str, str], attempt: int, text: str) -> None:
+        """Queue ``text`` to each phone of ``names`` (phone -> contact name) as the SMS of
+        ``attempt``: claimed, so each goes out once across workers."""
         by_phone = {c.phone: c for c in self.site.contacts}
-        for phone, name in reached.items():
+        for phone, name in names.items():
             contact = by_phone.get(phone) or Contact(name, phone, frozenset(), frozenset())
-            key = NotificationKey(alarm.id, ALL_CLEAR_ATTEMPT, phone, Channel.SMS)
+            key = NotificationKey(alarm.id, attempt, phone, Channel.SMS)
             self.senders.submit(self._send, PlannedNotification(key, contact, text))
-        log.info("alarm %s %s: all-clear to %d contact(s)", alarm.id, alarm.state, len(reached))
-        return len(reached)
 
     def _delivery_failed(self, alarm: Alarm, number: int,
                          planned: list[PlannedNotification]) -> None:
