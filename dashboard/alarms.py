@@ -125,6 +125,8 @@ def timeline_rows(entries: list[dict[str, str]]) -> list[Row]:
             detail = f"pressed {int(e.get('delay_ms', '0') or 0) // 1000} s before it arrived"
         elif event == "delivery_failed":
             detail, bad = f"attempt {e.get('attempt', '?')}: {e.get('tried', '?')} tried", True
+            if e.get("how"):
+                detail += f", {e['how']}"
         elif event == "resolution":
             detail = f"{OUTCOMES.get(e.get('outcome', ''), e.get('outcome', ''))}: " \
                      f"{e.get('note', '')}"

@@ -41,6 +41,7 @@ from twilio.twiml.voice_response import Gather, VoiceResponse
 from hub.lifecycle import AlarmEvent, IllegalTransition
 from hub.messages import call_text, where
 from hub.model import Alarm, AlarmState
+from hub.reach import Reach, page_outcome
 from hub.schedule import BranchState
 from hub.site import Site
 from hub.store import Store
@@ -146,7 +147,10 @@ UNDELIVERED = frozenset({"undelivered", "failed", "busy", "no-answer", "canceled
 @bp.post("/status")
 def status() -> Response:
     """Twilio's status callback for one page (``?key=<alarm>:<attempt>:<phone>:<channel>``,
-    the notification's idempotency key): each status goes into the alarm's timeline.
+    the notification's idempotency key): each status goes into the alarm's timeline; a
+    final failure is queued for a hub worker (call instead or again; when the attempt's
+    last report says nobody was reached, NOT delivered: hub.followups); a page that reached
+    a person clears the alarm's "nobody reached".
     Answers at once with 204; nothing here can hold Twilio up."""
     parts = request.args.get("key", "").split(":")
     if len(parts) != 4 or not parts[1].isdigit():
@@ -160,6 +164,8 @@ def status() -> Response:
                        error_code=request.form.get("ErrorCode", ""),
                        answered_by=request.form.get("AnsweredBy", ""))
     answered_by = request.form.get("AnsweredBy", "")
+    if page_outcome(state, answered_by) is Reach.REACHED:
+        store.clear_nobody_reached(alarm_id)  # a person got a page after all
     if state == "completed" and answered_by.startswith(("machine", "fax")):
         state = "voicemail"  # answered by a machine: nobody heard it, call again
     if state in UNDELIVERED or state == "voicemail":

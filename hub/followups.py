@@ -8,8 +8,10 @@ above any policy's), so it is sent at most once like any page:
 - an unanswered call (busy, no answer, voicemail) is placed again
   ``site.call_retry_after_s`` later, up to ``site.call_retries`` times, from a Redis
   sorted set any worker's timer leases;
-- when nobody of an attempt could be reached, the device shows NOT delivered and the
-  branch's ``fallback`` contacts are texted;
+- when nobody of an attempt could be reached (the API refused every page, or every page's
+  delivery report says it reached nobody: hub.reach), the device shows NOT delivered,
+  the dashboard marks the alarm "nobody reached" and the branch's ``fallback`` contacts
+  are texted, once per attempt across workers;
 - once someone acknowledges, everyone else who was reached is texted who is responding;
 - a resolved or cancelled alarm's all-clear goes to everyone who was reached.
 """
@@ -19,8 +21,9 @@ from __future__ import annotations
 import logging
 
 from .escalation import PlannedNotification
-from .messages import call_text
+from .messages import call_text, sms_text
 from .model import Alarm, AlarmState, Channel, NotificationKey
+from .reach import Reach, attempt_reach
 from .sending import LEASE_MS
 from .site import Contact
 
@@ -57,13 +60,16 @@ class FollowupMixin:
         """A page finally failed (from Twilio's status callback): an undelivered SMS is
         replaced by a call at once; an unanswered call (busy, no answer, voicemail) is
         placed again ``site.call_retry_after_s`` later, up to ``site.call_retries`` times;
-        only while the alarm is still waiting for someone. Returns whether a call was
-        queued or scheduled."""
+        only while the alarm is still waiting for someone. When it was the last report
+        of its attempt and none reached a person, that is a delivery failure (once).
+        Returns whether a call was queued or scheduled."""
         alarm_id, attempt_text, phone, channel = key_text.split(":")
         attempt = int(attempt_text)
         alarm = self.store.get_alarm(alarm_id)
         if alarm is None or alarm.state is not AlarmState.RAISED:
             return False
+        if attempt < FALLBACK_ATTEMPT_BASE:  # a policy's page, not a follow-up's
+            self._check_reach(alarm, attempt)
         if channel == Channel.SMS:
             if status not in ("undelivered", "failed"):
                 return False
@@ -160,21 +166,48 @@ class FollowupMixin:
             key = NotificationKey(alarm.id, attempt, phone, Channel.SMS)
             self.senders.submit(self._send, PlannedNotification(key, contact, text))
 
+    def _check_reach(self, alarm: Alarm, number: int) -> None:
+        """Attempt ``number``'s delivery reports so far (the alarm's timeline): if every page
+        ended without reaching a person, a delivery failure."""
+        timeline = self.store.timeline(alarm.id)
+        reach = attempt_reach(timeline, number)
+        if reach.reach is not Reach.NOBODY:
+            return
+        drill = any(e.get("event") == "escalation" and e.get("attempt") == str(number)
+                    and e.get("branch_state") == "drill" for e in timeline)
+        try:
+            text = sms_text(alarm, self.site, drill=drill)
+        except KeyError:  # kind or branch gone from the site config since the alarm
+            text = f"{'DRILL ' if drill else ''}HAVEN {alarm.kind}: {alarm.branch}, {alarm.room}"
+        self._nobody_reached(alarm, number, reach.pages, reach.tried, text,
+                             how="accepted, then reported not delivered or not answered")
+
     def _delivery_failed(self, alarm: Alarm, number: int,
                          planned: list[PlannedNotification]) -> None:
-        """Nobody could be reached in this attempt: an alarm of its own. The device that
-        pressed shows NOT delivered (use the phone), the dashboard is told, and the
-        branch's fallback contacts are texted."""
-        log.error("alarm %s attempt %d: NOT DELIVERED to anyone (%d tried)", alarm.id, number,
-                  len(planned))
-        self.store.add_timeline(alarm.id, "delivery_failed", at_ms=self._now_ms(),
-                                attempt=number, tried=len(planned))
-        self.store.queue_device_command(alarm.device, "not_delivered", alarm_id=alarm.id)
-        tried = {item.contact.phone for item in planned}
+        """Nobody could be reached in this attempt: the API refused every page."""
+        self._nobody_reached(alarm, number, len(planned),
+                             {item.contact.phone for item in planned}, planned[0].text,
+                             how="refused by the API")
+
+    def _nobody_reached(self, alarm: Alarm, number: int, pages: int,
+                        tried: set[str] | frozenset[str], page_text: str, *, how: str) -> None:
+        """Nobody could be reached in attempt ``number`` (``pages`` pages to the phones
+        ``tried``, saying ``page_text``): an alarm of its own. Once across workers (the
+        store's mark, while the alarm is raised), the device that pressed shows NOT
+        delivered (use the phone), the timeline and the dashboard say "nobody reached";
+        the branch's fallback contacts are texted (claimed, so a worker redoing this after
+        a crash sends only what had not gone out)."""
+        marked = self.store.mark_nobody_reached(alarm.id, number, self._now_ms(),
+                                                tried=pages, how=how)
+        if marked < 0:
+            return  # acknowledged or closed meanwhile: someone was reached after all
+        if marked:
+            log.error("alarm %s attempt %d: NOT DELIVERED to anyone (%d tried, %s)",
+                      alarm.id, number, pages, how)
         fallback = [c for c in self.site.contacts if alarm.branch in c.branches
                     and FALLBACK_ROLE in c.roles and c.phone not in tried]
         text = ("HAVEN could not reach anyone for: "
-                + planned[0].text.removeprefix("HAVEN ").removeprefix("DRILL HAVEN "))
+                + page_text.removeprefix("HAVEN ").removeprefix("DRILL HAVEN "))
         for contact in fallback:
             key = NotificationKey(alarm.id, FALLBACK_ATTEMPT_BASE + number, contact.phone,
                                   Channel.SMS)
