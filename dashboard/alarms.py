@@ -127,8 +127,10 @@ def timeline_rows(entries: list[dict[str, str]]) -> list[Row]:
         elif event == "late":
             detail = f"pressed {int(e.get('delay_ms', '0') or 0) // 1000} s before it arrived"
         elif event == "delivery_failed":
-            detail, bad = (f"attempt {e.get('attempt', '?')}: {e.get('tried', '?')} tried; "
-                           "the device that pressed shows 'use the phone'"), True
+            detail, bad = f"attempt {e.get('attempt', '?')}: {e.get('tried', '?')} tried", True
+            if e.get("how"):
+                detail += f", {e['how']}"
+            detail += "; the device that pressed shows 'use the phone'"
         elif event == "paging_resumed":
             down_s = int(e.get("after_ms", "0") or 0) // 1000
             detail = (f"after {down_s} s in which nobody could be paged; the device that "

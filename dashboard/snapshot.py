@@ -29,7 +29,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from hub.model import Alarm
+from hub.model import Alarm, AlarmState
 from hub.schedule import Switches
 from hub.site import Site
 from hub.store import Store
@@ -108,7 +108,8 @@ def board_snapshot(site: Site, alarms: Iterable[Alarm], now_ms: int, *,
 
     ``active`` lists every active alarm newest first, including any whose room
     is no longer in the site config (its ids stand in for the names): an alarm
-    is never hidden.
+    is never hidden. Each alarm's ``nobody_reached``: still raised, and the pages of one
+    of its attempts all ended without reaching a person (hub.followups).
     """
     active = sorted((a for a in alarms if a.state.active),
                     key=lambda a: (a.received_at_ms, a.id), reverse=True)
@@ -116,7 +117,9 @@ def board_snapshot(site: Site, alarms: Iterable[Alarm], now_ms: int, *,
     active_json = []
     for alarm in active:
         kind = site.kinds.get(alarm.kind)
-        item = {**alarm.to_json(), "kind_label": kind.label if kind else alarm.kind}
+        item = {**alarm.to_json(), "kind_label": kind.label if kind else alarm.kind,
+                "nobody_reached": alarm.nobody_reached_ms is not None
+                and alarm.state is AlarmState.RAISED}
         alarms_by_room[(alarm.branch, alarm.room)].append(item)
         branch = site.branches.get(alarm.branch)
         room = branch.room(alarm.room) if branch else None

@@ -10,7 +10,8 @@ root as Twilio reaches it, from which the signed URL is rebuilt.
 Routes (POST, form-encoded; answers are TwiML, ``text/xml``)::
 
     /twilio/voice/say?alarm=<id>[&round=2]  an alarm call: the alarm, then "press 1 if you
-                                            are responding"; played twice, then goodbye
+                                            are responding"; played twice, then goodbye;
+                                            once acknowledged: who is responding, goodbye
     /twilio/voice/gather?alarm=<id>         the key pressed (Digits): 1 acknowledges as the
                                             callee (To); anything else plays the alarm again
     /twilio/sms                             an SMS reply (From, Body): "1", "yes", "ok",
@@ -40,6 +41,7 @@ from twilio.twiml.voice_response import Gather, VoiceResponse
 from hub.lifecycle import AlarmEvent, IllegalTransition
 from hub.messages import call_text, where
 from hub.model import Alarm, AlarmState
+from hub.reach import Reach, page_outcome
 from hub.schedule import BranchState
 from hub.site import Site
 from hub.store import Store
@@ -145,7 +147,10 @@ UNDELIVERED = frozenset({"undelivered", "failed", "busy", "no-answer", "canceled
 @bp.post("/status")
 def status() -> Response:
     """Twilio's status callback for one page (``?key=<alarm>:<attempt>:<phone>:<channel>``,
-    the notification's idempotency key): each status goes into the alarm's timeline.
+    the notification's idempotency key): each status goes into the alarm's timeline; a
+    final failure is queued for a hub worker (call instead or again; when the attempt's
+    last report says nobody was reached, NOT delivered: hub.followups); a page that reached
+    a person clears the alarm's "nobody reached".
     Answers at once with 204; nothing here can hold Twilio up."""
     parts = request.args.get("key", "").split(":")
     if len(parts) != 4 or not parts[1].isdigit():
@@ -159,6 +164,8 @@ def status() -> Response:
                        error_code=request.form.get("ErrorCode", ""),
                        answered_by=request.form.get("AnsweredBy", ""))
     answered_by = request.form.get("AnsweredBy", "")
+    if page_outcome(state, answered_by) is Reach.REACHED:
+        store.clear_nobody_reached(alarm_id)  # a person got a page after all
     if state == "completed" and answered_by.startswith(("machine", "fax")):
         state = "voicemail"  # answered by a machine: nobody heard it, call again
     if state in UNDELIVERED or state == "voicemail":
@@ -176,6 +183,10 @@ def voice_say() -> Response:
     response = VoiceResponse()
     if alarm is None or not alarm.state.active:
         response.say(NOT_ACTIVE)
+        return _twiml(response)
+    if alarm.state is AlarmState.ACKNOWLEDGED:  # a call in progress that asks again
+        response.say(_responding(ctx.store, ctx.site, alarm))
+        response.hangup()
         return _twiml(response)
     gather = Gather(num_digits=1, action=_url("/voice/gather", alarm=alarm.id), method="POST",
                     timeout=GATHER_TIMEOUT_S)
@@ -286,11 +297,24 @@ def _describe(site: Site, alarm: Alarm) -> tuple[str, str]:
     return (kind.label if kind else alarm.kind), place
 
 
-def _spoken(store: Store, site: Site, alarm: Alarm) -> str:
-    """The call's words; a drill if its latest escalation attempt ran in a drill."""
+def _drill(store: Store, alarm: Alarm) -> bool:
+    """Whether the alarm's latest escalation attempt ran in a drill."""
     states = [e.get("branch_state") for e in store.timeline(alarm.id)
               if e.get("event") == "escalation"]
-    drill = bool(states) and states[-1] == BranchState.DRILL
+    return bool(states) and states[-1] == BranchState.DRILL
+
+
+def _responding(store: Store, site: Site, alarm: Alarm) -> str:
+    """What a call says once someone acknowledged: who is responding to what, where."""
+    label, place = _describe(site, alarm)
+    return (f"{'This is a drill. ' if _drill(store, alarm) else ''}"
+            f"{alarm.acknowledged_by or 'Someone'} is responding to {label} at {place}. "
+            "You do not need to acknowledge. Goodbye.")
+
+
+def _spoken(store: Store, site: Site, alarm: Alarm) -> str:
+    """The call's words; a drill if its latest escalation attempt ran in a drill."""
+    drill = _drill(store, alarm)
     try:
         return call_text(alarm, site, drill=drill)
     except KeyError:  # kind or branch gone from the site config

@@ -8,8 +8,11 @@ above any policy's), so it is sent at most once like any page:
 - an unanswered call (busy, no answer, voicemail) is placed again
   ``site.call_retry_after_s`` later, up to ``site.call_retries`` times, from a Redis
   sorted set any worker's timer leases;
-- when nobody of an attempt could be reached, the device shows NOT delivered and the
-  branch's ``fallback`` contacts are texted;
+- when nobody of an attempt could be reached (the API refused every page, or every page's
+  delivery report says it reached nobody: hub.reach), the device shows NOT delivered,
+  the dashboard marks the alarm "nobody reached" and the branch's ``fallback`` contacts
+  are texted, once per attempt across workers;
+- once someone acknowledges, everyone else who was reached is texted who is responding;
 - a resolved or cancelled alarm's all-clear goes to everyone who was reached.
 """
 
@@ -18,8 +21,9 @@ from __future__ import annotations
 import logging
 
 from .escalation import FALLBACK_ATTEMPT_BASE, PlannedNotification
-from .messages import call_text
+from .messages import call_text, page_ref, sms_text
 from .model import Alarm, AlarmState, Channel, NotificationKey
+from .reach import Reach, attempt_reach
 from .sending import LEASE_MS
 from .site import Contact
 
@@ -32,27 +36,38 @@ ALL_CLEAR_ATTEMPT = 2_000_000
 #: Calls placed because a page failed: attempt numbers BASE + 10 x original attempt + n,
 #: n = 0 for the call replacing an undelivered SMS, 1.. for each retry of an unanswered call.
 FOLLOWUP_CALL_BASE = 3_000_000
+#: The "is responding" text's attempt number (sent at most once per contact).
+RESPONDING_ATTEMPT = 4_000_000
 
 
 class FollowupMixin:
     """Follow-up calls, call retries, the all-clear and delivery failure."""
 
     def command_forwarded(self, fields: dict[str, str]) -> None:
-        """Hook for the device-command forwarder: a ``resolved`` alarm gets its all-clear."""
-        if fields.get("cmd") == "resolved" and fields.get("alarm_id"):
-            self.send_all_clear(fields["alarm_id"])
+        """Hook for the device-command forwarder: an ``acknowledged`` alarm tells the others
+        who is responding; a ``resolved`` alarm gets its all-clear."""
+        alarm_id = fields.get("alarm_id")
+        if not alarm_id:
+            return
+        if fields.get("cmd") == "acknowledged":
+            self.send_responding(alarm_id)
+        elif fields.get("cmd") == "resolved":
+            self.send_all_clear(alarm_id)
 
     def followup(self, key_text: str, status: str) -> bool:
         """A page finally failed (from Twilio's status callback): an undelivered SMS is
         replaced by a call at once; an unanswered call (busy, no answer, voicemail) is
         placed again ``site.call_retry_after_s`` later, up to ``site.call_retries`` times;
-        only while the alarm is still waiting for someone. Returns whether a call was
-        queued or scheduled."""
+        only while the alarm is still waiting for someone. When it was the last report
+        of its attempt and none reached a person, that is a delivery failure (once).
+        Returns whether a call was queued or scheduled."""
         alarm_id, attempt_text, phone, channel = key_text.split(":")
         attempt = int(attempt_text)
         alarm = self.store.get_alarm(alarm_id)
         if alarm is None or alarm.state is not AlarmState.RAISED:
             return False
+        if attempt < FALLBACK_ATTEMPT_BASE:  # a policy's page, not a follow-up's
+            self._check_reach(alarm, attempt)
         if channel == Channel.SMS:
             if status not in ("undelivered", "failed"):
                 return False
@@ -95,12 +110,42 @@ class FollowupMixin:
         return self.senders.submit(self._send, PlannedNotification(key, contact,
                                                                    call_text(alarm, self.site)))
 
+    def send_responding(self, alarm_id: str) -> int:
+        """Text everyone who was reached for this alarm, but the person who acknowledged it,
+        who is responding (hub.messages.responding_text), once each across workers (the
+        text's claim, attempt RESPONDING_ATTEMPT). A call still in progress hears it when
+        it asks again (dashboard.twilio_hooks). Returns how many were queued."""
+        alarm = self.store.get_alarm(alarm_id)
+        if alarm is None or alarm.state is not AlarmState.ACKNOWLEDGED:
+            return 0  # closed meanwhile: the all-clear says it
+        reached, drill = self._reached(alarm_id)
+        others = {phone: name for phone, name in reached.items()
+                  if name != alarm.acknowledged_by}
+        from .messages import responding_text
+        self._text_each(alarm, others, RESPONDING_ATTEMPT,
+                        responding_text(alarm, self.site, drill=drill))
+        log.info("alarm %s acknowledged by %s: told %d other contact(s)", alarm.id,
+                 alarm.acknowledged_by, len(others))
+        return len(others)
+
     def send_all_clear(self, alarm_id: str) -> int:
         """Text everyone who was reached for this alarm that it is over (resolved or a false
         alarm), once each. Returns how many were queued."""
         alarm = self.store.get_alarm(alarm_id)
         if alarm is None or alarm.state not in (AlarmState.RESOLVED, AlarmState.CANCELLED):
             return 0
+        reached, drill = self._reached(alarm_id)
+        if not reached:
+            return 0
+        from .messages import all_clear_text
+        self._text_each(alarm, reached, ALL_CLEAR_ATTEMPT,
+                        all_clear_text(alarm, self.site, drill=drill))
+        log.info("alarm %s %s: all-clear to %d contact(s)", alarm.id, alarm.state, len(reached))
+        return len(reached)
+
+    def _reached(self, alarm_id: str) -> tuple[dict[str, str], bool]:
+        """Who a page of this alarm reached the API for (phone -> contact name), and whether
+        it ran as a drill, from its timeline."""
         reached: dict[str, str] = {}
         drill = False
         for entry in self.store.timeline(alarm_id):
@@ -108,42 +153,68 @@ class FollowupMixin:
                 reached.setdefault(entry["to"], entry["contact"])
             elif entry["event"] == "escalation":
                 drill = drill or entry.get("branch_state") == "drill"
-        if not reached:
-            return 0
-        from .messages import all_clear_text
-        text = all_clear_text(alarm, self.site, drill=drill)
+        return reached, drill
+
+    def _text_each(self, alarm: Alarm, names: dict[str, str], attempt: int, text: str) -> None:
+        """Queue ``text`` to each phone of ``names`` (phone -> contact name) as the SMS of
+        ``attempt``: claimed, so each goes out once across workers."""
         by_phone = {c.phone: c for c in self.site.contacts}
-        for phone, name in reached.items():
+        for phone, name in names.items():
             contact = by_phone.get(phone) or Contact(name, phone, frozenset(), frozenset())
-            key = NotificationKey(alarm.id, ALL_CLEAR_ATTEMPT, phone, Channel.SMS)
-            # Not retried from Redis: the alarm is over (hub.sending retries pages only while
-            # an alarm waits for a person).
-            self.senders.submit(self._send, PlannedNotification(key, contact, text, retry=False))
-        log.info("alarm %s %s: all-clear to %d contact(s)", alarm.id, alarm.state, len(reached))
-        return len(reached)
+            key = NotificationKey(alarm.id, attempt, phone, Channel.SMS)
+            # Not retried from Redis: these texts follow an acknowledgement or the end
+            # (hub.sending retries pages only while an alarm waits for a person).
+            self.senders.submit(self._send, PlannedNotification(key, contact, text,
+                                                                retry=False))
+
+    def _check_reach(self, alarm: Alarm, number: int) -> None:
+        """Attempt ``number``'s delivery reports so far (the alarm's timeline): if every page
+        ended without reaching a person, a delivery failure."""
+        timeline = self.store.timeline(alarm.id)
+        reach = attempt_reach(timeline, number)
+        if reach.reach is not Reach.NOBODY:
+            return
+        drill = any(e.get("event") == "escalation" and e.get("attempt") == str(number)
+                    and e.get("branch_state") == "drill" for e in timeline)
+        try:
+            text = sms_text(alarm, self.site, drill=drill, attempt=number)
+        except KeyError:  # kind or branch gone from the site config since the alarm
+            text = (f"{'DRILL ' if drill else ''}HAVEN {alarm.kind}: {alarm.branch}, "
+                    f"{alarm.room}. Ref {page_ref(alarm.id, number)}")
+        self._nobody_reached(alarm, number, reach.pages, reach.tried, text,
+                             page_ref(alarm.id, number),
+                             how="accepted, then reported not delivered or not answered")
 
     def _delivery_failed(self, alarm: Alarm, number: int,
                          planned: list[PlannedNotification]) -> None:
-        """Nobody could be reached in this attempt: an alarm of its own. The device that
-        pressed shows NOT delivered (use the phone), the dashboard is told, and the
-        branch's fallback contacts are texted."""
-        log.error("alarm %s attempt %d: NOT DELIVERED to anyone (%d tried)", alarm.id, number,
-                  len(planned))
-        now = self._now_ms()
-        self.store.add_timeline(alarm.id, "delivery_failed", at_ms=now,
-                                attempt=number, tried=len(planned))
-        # Before the device hears it: the first page through afterwards tells it "paging".
-        self.store.mark_not_delivered(alarm.id, now)
-        self.store.queue_device_command(alarm.device, "not_delivered", alarm_id=alarm.id)
-        tried = {item.contact.phone for item in planned}
-        fallback = [c for c in self.site.contacts if alarm.branch in c.branches
-                    and FALLBACK_ROLE in c.roles and c.phone not in tried]
+        """Nobody could be reached in this attempt: the API refused every page."""
         # The attempt's text (a call's words have no page reference).
         first = next((p for p in planned if p.key.channel is Channel.SMS), planned[0])
+        self._nobody_reached(alarm, number, len(planned),
+                             {item.contact.phone for item in planned}, first.text, first.ref,
+                             how="refused by the API")
+
+    def _nobody_reached(self, alarm: Alarm, number: int, pages: int,
+                        tried: set[str] | frozenset[str], page_text: str, ref: str, *,
+                        how: str) -> None:
+        """Nobody could be reached in attempt ``number`` (``pages`` pages to the phones
+        ``tried``, saying ``page_text`` with page reference ``ref``): an alarm of its own. Once across workers (the
+        store's mark, while the alarm is raised), the device that pressed shows NOT
+        delivered (use the phone), the timeline and the dashboard say "nobody reached";
+        the branch's fallback contacts are texted (claimed, so a worker redoing this after
+        a crash sends only what had not gone out)."""
+        marked = self.store.mark_nobody_reached(alarm.id, number, self._now_ms(),
+                                                tried=pages, how=how)
+        if marked < 0:
+            return  # acknowledged or closed meanwhile: someone was reached after all
+        if marked:
+            log.error("alarm %s attempt %d: NOT DELIVERED to anyone (%d tried, %s)",
+                      alarm.id, number, pages, how)
+        fallback = [c for c in self.site.contacts if alarm.branch in c.branches
+                    and FALLBACK_ROLE in c.roles and c.phone not in tried]
         text = ("HAVEN could not reach anyone for: "
-                + first.text.removeprefix("HAVEN ").removeprefix("DRILL HAVEN "))
+                + page_text.removeprefix("HAVEN ").removeprefix("DRILL HAVEN "))
         for contact in fallback:
             key = NotificationKey(alarm.id, FALLBACK_ATTEMPT_BASE + number, contact.phone,
                                   Channel.SMS)
-            self.senders.submit(self._send, PlannedNotification(key, contact, text[:300],
-                                                                first.ref))
+            self.senders.submit(self._send, PlannedNotification(key, contact, text[:300], ref))

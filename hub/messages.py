@@ -102,3 +102,17 @@ def trouble_text(device_id: str, trouble: str, raised: bool, site: Site) -> str:
     if raised:
         return f"HAVEN device {device_id} ({where_text}) {TROUBLE_WORDS.get(trouble, trouble)}."
     return f"HAVEN all clear: device {device_id} ({where_text}) {trouble.replace('_', ' ')} resolved."
+
+
+def responding_text(alarm: Alarm, site: Site, *, drill: bool = False) -> str:
+    """For everyone else who was paged, once someone acknowledged: who is responding to
+    what, where (``"HAVEN: Dana Ortiz is responding to EMERGENCY at Main Library,
+    Circulation Desk."``), so they need not each assume another is going."""
+    kind = site.kinds.get(alarm.kind)
+    label = kind.label if kind else alarm.kind
+    try:
+        place = where(alarm, site)
+    except KeyError:
+        place = f"{alarm.branch}, {alarm.room}"
+    return (f"{'DRILL ' if drill else ''}HAVEN: {alarm.acknowledged_by or 'someone'} is "
+            f"responding to {label} at {place}."[:320])

@@ -56,6 +56,9 @@ class Alarm:
     closed_at_ms: int | None = None     # resolved or cancelled
     closed_by: str | None = None
     reason: str | None = None           # the outcome, or why it was cancelled
+    #: When an attempt's pages all ended without reaching a person (refused by the API,
+    #: or reported undelivered / unanswered); cleared when a later page reaches someone.
+    nobody_reached_ms: int | None = None
 
     def to_fields(self) -> dict[str, str]:
         """Flat string fields for a Redis hash (unset optional fields are left out)."""
@@ -80,7 +83,8 @@ class Alarm:
                    acknowledged_at_ms=opt_int("acknowledged_at_ms"),
                    acknowledged_by=fields.get("acknowledged_by"),
                    closed_at_ms=opt_int("closed_at_ms"), closed_by=fields.get("closed_by"),
-                   reason=fields.get("reason"))
+                   reason=fields.get("reason"),
+                   nobody_reached_ms=opt_int("nobody_reached_ms"))
 
     def to_json(self) -> dict[str, Any]:
         return {**dict(self._items()), "state": str(self.state)}

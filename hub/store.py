@@ -19,6 +19,8 @@ prefix (default ``haven``)::
                                          of the new call), scored by due ms
     haven:followups               stream pages that finally failed (from status callbacks),
                                          consumed by hub workers: call instead, call again
+    haven:nobody-reached:<id>:<n> string marks attempt n of an alarm as having reached
+                                         nobody (once across workers)
     haven:events                  pubsub live events for dashboards (JSON)
 
 This module holds alarms, timelines, transitions and escalation timers; branch switches
@@ -130,6 +132,29 @@ _FINISH_CHECKED = finish_checked_lua(zset=1, escalation=2, first_page=3, alarm=1
                                      due=3)
 
 
+_NOBODY_REACHED = """
+-- KEYS: alarm hash, the attempt's marker, timeline stream, device-commands stream
+-- ARGV: attempt, now_ms, pages tried, how, marker ttl_s, commands maxlen, channel, event json
+-- Once per attempt, while the alarm is raised: marks the alarm (nobody_reached_ms), adds
+-- the timeline entry and queues the device's not_delivered. Returns 1 if marked now,
+-- 0 if already marked, -1 if the alarm is not raised (or gone).
+if redis.call('HGET', KEYS[1], 'state') ~= 'raised' then return -1 end
+if not redis.call('SET', KEYS[2], ARGV[2], 'NX', 'EX', ARGV[5]) then return 0 end
+redis.call('HSET', KEYS[1], 'nobody_reached_ms', ARGV[2])
+-- the device is told not_delivered: the next page the provider accepts tells it 'paging'
+if redis.call('HGET', KEYS[1], 'not_delivered') ~= '1' then
+  redis.call('HSET', KEYS[1], 'not_delivered', '1', 'not_delivered_at_ms', ARGV[2])
+end
+redis.call('XADD', KEYS[3], '*', 'event', 'delivery_failed', 'at_ms', ARGV[2],
+           'attempt', ARGV[1], 'tried', ARGV[3], 'how', ARGV[4])
+redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[6], '*', 'device',
+           redis.call('HGET', KEYS[1], 'device'), 'cmd', 'not_delivered',
+           'alarm_id', redis.call('HGET', KEYS[1], 'id'))
+redis.call('PUBLISH', ARGV[7], ARGV[8])
+return 1
+"""
+
+
 @dataclass(frozen=True)
 class Raised:
     """What :meth:`Store.raise_leased` found: whether the alarm is new, and its branch's
@@ -184,6 +209,7 @@ class Store(BranchStoreMixin, NotificationStoreMixin, DeviceStoreMixin):
         self._reclaim = client.register_script(_RECLAIM)
         self._drop_retry = client.register_script(_DROP_RETRY)
         self._statuses = client.register_script(_STATUSES)
+        self._nobody_reached = client.register_script(_NOBODY_REACHED)
         # Connections of their own for the hot paths (hub.redislane): alarms' raises (the
         # MQTT thread) and pages' records (the senders, batched by hub.groupcommit).
         self._raise_lane, self._record_lane = Lane(client), Lane(client)
@@ -339,6 +365,31 @@ class Store(BranchStoreMixin, NotificationStoreMixin, DeviceStoreMixin):
                  if e.get("event") in ("notified", "notify_failed")
                  and e.get("step") == str(attempt) and e.get("at_ms", "").isdigit()]
         return max(times, default=None)
+
+    def mark_nobody_reached(self, alarm_id: str, attempt: int, now_ms: int, *, tried: int,
+                            how: str) -> int:
+        """Attempt ``attempt`` of a raised alarm reached nobody (``tried`` pages; ``how``
+        we know, for the timeline): in one script, once across workers, the alarm is marked
+        (``nobody_reached_ms``, shown by the dashboard), a ``delivery_failed`` timeline
+        entry is added and the device's ``not_delivered`` command queued. Returns 1 if this
+        call did it, 0 if it was done already, -1 if the alarm is not raised."""
+        event = json.dumps({"type": "alarm.nobody_reached", "alarm_id": alarm_id,
+                            "attempt": attempt})
+        return int(self._nobody_reached(
+            keys=[self._key("alarm", alarm_id),
+                  self._key("nobody-reached", alarm_id, str(attempt)),
+                  self._key("timeline", alarm_id), self._key("device-commands")],
+            args=[attempt, now_ms, tried, how, CLAIM_TTL_S, COMMANDS_MAXLEN,
+                  self.events_channel, event]))
+
+    def clear_nobody_reached(self, alarm_id: str) -> bool:
+        """A page reached someone after all: the alarm is no longer shown as reaching
+        nobody. Returns whether it was."""
+        if not self.r.hdel(self._key("alarm", alarm_id), "nobody_reached_ms"):
+            return False
+        self.r.publish(self.events_channel, json.dumps({"type": "alarm.reached",
+                                                        "alarm_id": alarm_id}))
+        return True
 
     def add_timeline(self, alarm_id: str, event: str, **fields: Any) -> None:
         self.r.xadd(self._key("timeline", alarm_id),

@@ -419,13 +419,6 @@ class NotificationStoreMixin:
         return bool(self._drop_retry(keys=[self._key("page-retries"), self._key("page-retry")],
                                      args=[slot, attempt]))
 
-    def mark_not_delivered(self, alarm_id: str, now_ms: int) -> None:
-        """Nobody could be reached for the alarm (since ``now_ms``, unless already so): its
-        next page accepted tells the device ``paging`` (see ``_RECORD_BODY``)."""
-        key = self._key("alarm", alarm_id)
-        if self.r.hget(key, "not_delivered") != "1":
-            self.r.hset(key, mapping={"not_delivered": "1", "not_delivered_at_ms": now_ms})
-
     def escalation_attempt(self, alarm_id: str) -> int | None:
         """The attempt the alarm's escalation is at (running or next), ``None`` if none."""
         value = self.r.hget(self._key("escalation", alarm_id), "attempt")

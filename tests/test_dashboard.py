@@ -111,7 +111,7 @@ def test_api_board_follows_a_raised_alarm(client, fake_store):
     assert [a["id"] for a in room["alarms"]] == ["a1"]
     assert room["alarms"][0]["kind_label"] == "EMERGENCY"
     assert after["active"] == [{**alarm(at_ms=5_000).to_json(), "kind_label": "EMERGENCY",
-                                "branch_name": "Main Library", "room_name": "Circulation Desk",
+                                "nobody_reached": False, "branch_name": "Main Library", "room_name": "Circulation Desk",
                                 "drill": False}]
     assert room_of(after, "main", "reference")["state"] == "quiet"
     assert after["site"] == "Riverside Public Library"

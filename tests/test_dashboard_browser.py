@@ -366,3 +366,24 @@ def test_demo_buttons_press_a_device_through_the_csrf_check(browser, logged_in, 
         context.close()
         server.stop()
         control.close()
+
+
+def test_an_alarm_that_reached_nobody_says_so_live_until_a_page_gets_through(page, board,
+                                                                            store):
+    open_board(page, board.url)
+    store.raise_alarm(alarm("n1"), escalate=True)
+    first = page.locator("#active-list li").first
+    expect(first).to_contain_text("Not acknowledged", timeout=1000)
+    expect(first.locator(".nobody")).to_have_count(0)
+
+    assert store.mark_nobody_reached("n1", 0, now_ms(), tried=6, how="test") == 1
+
+    expect(first.locator(".nobody")).to_have_text("Nobody reached: call for help",
+                                                  timeout=1000)
+    circulation = tile(page, "main", "circulation")
+    expect(circulation.locator(".status")).to_contain_text("NOBODY REACHED")
+
+    assert store.clear_nobody_reached("n1")
+
+    expect(first.locator(".nobody")).to_have_count(0, timeout=1000)
+    expect(circulation.locator(".status")).not_to_contain_text("NOBODY REACHED")

@@ -542,3 +542,47 @@ def test_status_callbacks_land_in_the_timeline_and_an_undelivered_sms_becomes_a_
         proc.wait(10)
         stop(server)
         store.r.close()
+
+
+def test_texts_accepted_then_reported_undelivered_tell_the_wearer_not_delivered(
+        tmp_path, pins, mosquitto, redis_service, fake_twilio, sample_site):
+    """Every page of an assist (SMS only) is accepted by the API, then reported undelivered
+    by signed status callbacks: the device that showed "received" shows NOT delivered."""
+    import threading
+
+    from dashboard import create_app
+    from dashboard.serve import make_server, stop
+    from device.feedback import Signal
+    from hub.store import Store
+    store = Store.from_url(redis_service.url)
+    app = create_app(sample_site, store, twilio_auth_token=fake_twilio.auth_token)
+    server = make_server(app, "127.0.0.1", 0, threads=8)
+    threading.Thread(target=server.run, daemon=True).start()
+    public = f"http://127.0.0.1:{server.effective_port}"
+    paged = {c.phone for c in sample_site.recipients("assist", "main")}
+    for phone in paged:
+        fake_twilio.outcome[phone] = "undelivered"
+    proc = start_hub(tmp_path / "hub.log", mosquitto, redis_service, site=SAMPLE_SITE,
+                     fake_twilio=fake_twilio, extra_env={"HAVEN_PUBLIC_URL": public})
+    wearer = None
+    try:
+        wearer = device(pins, mosquitto, "main-circ-01", 25)
+        alarm = wearer.raise_alarm("assist")
+        deadline = time.monotonic() + 10
+        while not wearer.tracks[alarm.alarm_id].not_delivered:
+            assert time.monotonic() < deadline, (wearer.tracks[alarm.alarm_id],
+                                                 fake_twilio.callbacks)
+            time.sleep(0.02)
+        assert wearer.feedback.persistent is Signal.NOT_DELIVERED  # use the phone
+        accepted = {r.form["To"] for r in fake_twilio.accepted()}
+        assert paged <= accepted  # the API took every page: only the reports said no
+        [failed] = [e for e in store.timeline(alarm.alarm_id)
+                    if e["event"] == "delivery_failed"]
+        assert failed["attempt"] == "0" and failed["tried"] == str(len(paged))
+    finally:
+        if wearer:
+            wearer.stop()
+        proc.terminate()
+        proc.wait(10)
+        stop(server)
+        store.r.close()

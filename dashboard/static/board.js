@@ -13,8 +13,9 @@
   const siteName = document.body.dataset.site || "";
   // Named events the page listens for; any other name still arrives as "message".
   const EVENT_TYPES = ["hello", "message", "alarm.raised", "alarm.acknowledged",
-    "alarm.resolved", "alarm.cancelled", "alarm.notified", "device.status", "device.trouble",
-    "device.safe_room_left", "device.checkin", "device.selftest", "branch.switches"];
+    "alarm.resolved", "alarm.cancelled", "alarm.notified", "alarm.nobody_reached",
+    "alarm.reached", "device.status", "device.trouble", "device.safe_room_left",
+    "device.checkin", "device.selftest", "branch.switches"];
   const RESYNC_MS = 15000;        // periodic snapshot, even when the stream is quiet
   const REOPEN_MS = 3000;         // recreate a stream the browser gave up on
   const FETCH_TIMEOUT_MS = 10000; // a hung snapshot request must not block the next
@@ -101,6 +102,7 @@
       text = room.occupied ? `Occupied: ${text}` : `Left the safe room; alarm still open`;
     }
     if (newest.state === "acknowledged") text += " · acknowledged";
+    if (newest.nobody_reached) text += " · NOBODY REACHED";
     if (room.alarms.length > 1) text += ` (+${room.alarms.length - 1} more)`;
     return text;
   }
@@ -166,6 +168,9 @@
         ? el("span", {class: "ack"}, `Acknowledged${alarm.acknowledged_by
           ? ` by ${alarm.acknowledged_by}` : ""}`)
         : el("span", {class: "unack"}, "Not acknowledged"));
+      if (alarm.nobody_reached) {
+        item.append(el("span", {class: "nobody"}, "Nobody reached: call for help"));
+      }
       if (known && !known.has(alarm.id)) item.classList.add("new");
       return item;
     }));
