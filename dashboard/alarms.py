@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 
 from hub.lifecycle import AlarmEvent, IllegalTransition
-from hub.model import Alarm
+from hub.model import LATE_MS, Alarm
 from hub.site import Site
 
 from .board import board_context, now_ms
@@ -154,6 +154,21 @@ def _local_time_filter(ms: Any, tz: str = "UTC") -> str:
     return local_time(ms, tz)
 
 
+def pressed_fact(alarm: Alarm, tz: str = "UTC") -> str:
+    """When the button was pressed, as the alarm page says it (``tz``: the branch's zone):
+    the device clock's time, how late it arrived when late, or why it is not believed."""
+    said = local_time(alarm.pressed_at_ms, tz)
+    delay_s = (alarm.received_at_ms - alarm.pressed_at_ms) // 1000
+    if not alarm.press_trusted:
+        return f"unknown: the device clock said {said}, which cannot be right " \
+               "(pages give the time received)"
+    if delay_s * 1000 > LATE_MS:
+        minutes, seconds = divmod(delay_s, 60)
+        return f"{said}: LATE, {f'{minutes} min ' if minutes else ''}{seconds} s before it " \
+               "reached the hub (it waited in the device's outbox)"
+    return said
+
+
 def _alarm_or_404(alarm_id: str) -> Alarm:
     alarm = board_context().store.get_alarm(alarm_id)
     if alarm is None:
@@ -177,6 +192,7 @@ def _page(alarm: Alarm, *, errors: dict[str, str] | None = None,
     ctx = board_context()
     return render_template(
         "alarm.html", alarm=alarm, place=_place(ctx.site, alarm),
+        pressed=pressed_fact(alarm, _place(ctx.site, alarm)["tz"]),
         rows=timeline_rows(ctx.store.timeline(alarm.id)), outcomes=OUTCOMES,
         errors=errors or {}, form=form or {}), status
 

@@ -10,7 +10,9 @@ above any policy's), so it is sent at most once like any page:
   sorted set any worker's timer leases;
 - when nobody of an attempt could be reached, the device shows NOT delivered and the
   branch's ``fallback`` contacts are texted;
-- a resolved or cancelled alarm's all-clear goes to everyone who was reached.
+- a resolved or cancelled alarm's all-clear goes to everyone who was reached;
+- a safe-room door opening while alarms of its branch are active is texted to everyone
+  reached for them (staff left the refuge: those coming must know).
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ ALL_CLEAR_ATTEMPT = 2_000_000
 #: Calls placed because a page failed: attempt numbers BASE + 10 x original attempt + n,
 #: n = 0 for the call replacing an undelivered SMS, 1.. for each retry of an unanswered call.
 FOLLOWUP_CALL_BASE = 3_000_000
+#: "Staff left the safe room" texts: attempt numbers BASE + the door event's device time
+#: (ms) modulo 1,000,000, so a redelivered event is claimed, not sent, again.
+SAFE_ROOM_LEFT_BASE = 4_000_000
 
 
 class FollowupMixin:
@@ -121,6 +126,44 @@ class FollowupMixin:
             self.senders.submit(self._send, PlannedNotification(key, contact, text))
         log.info("alarm %s %s: all-clear to %d contact(s)", alarm.id, alarm.state, len(reached))
         return len(reached)
+
+    def safe_room_left(self, device_id: str, event_at: int, now_ms: int) -> int:
+        """The safe-room door of ``device_id`` opened (``event_at``: the event's device time,
+        ms): nobody shelters there now. Every active alarm of the branch records it in its
+        timeline, and everyone reached for them is texted once. Returns how many texts were
+        queued."""
+        place = self.site.locate(device_id)
+        if place is None:
+            return 0
+        branch, room = place
+        self.store.end_shelter(branch.id, room.id)
+        from .messages import safe_room_left_text
+        by_phone = {c.phone: c for c in self.site.contacts}
+        texted: set[str] = set()
+        for alarm in self.store.active_alarms():
+            if alarm.branch != branch.id:
+                continue
+            self.store.add_timeline(alarm.id, "safe_room_left", at_ms=now_ms,
+                                    reason=f"{room.name} door opened")
+            reached, drill = {}, False
+            for entry in self.store.timeline(alarm.id):
+                if entry["event"] == "notified":
+                    reached.setdefault(entry["to"], entry["contact"])
+                elif entry["event"] == "escalation":
+                    drill = drill or entry.get("branch_state") == "drill"
+            text = safe_room_left_text(alarm, self.site, room.id, now_ms, drill=drill)
+            for phone, name in reached.items():
+                if phone in texted:
+                    continue
+                texted.add(phone)
+                contact = by_phone.get(phone) or Contact(name, phone, frozenset(), frozenset())
+                key = NotificationKey(alarm.id, SAFE_ROOM_LEFT_BASE + event_at % 1_000_000,
+                                      phone, Channel.SMS)
+                self.senders.submit(self._send, PlannedNotification(key, contact, text))
+        if texted:
+            log.warning("%s: %s door opened: %d contact(s) told staff left the safe room",
+                        branch.name, room.name, len(texted))
+        return len(texted)
 
     def _delivery_failed(self, alarm: Alarm, number: int,
                          planned: list[PlannedNotification]) -> None:
