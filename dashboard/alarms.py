@@ -10,7 +10,10 @@ Routes (any logged-in user)::
 Each action is the same store call the CLI makes (``haven alarm ack|resolve|cancel``):
 ``store.transition(id, event, by=<user>)``, which stops the escalation, queues the
 device's command and tells every board. A resolve also records a ``resolution``
-timeline entry with the outcome and note. A form with a field missing is shown
+timeline entry with the outcome. The note is personal data: it is kept only in the
+incident (:mod:`hub.incidents`), read by ``[privacy] personal_roles`` and purged after
+the retention period; the alarm, its timeline and the all-clear carry the outcome
+alone. A form with a field missing is shown
 again with 400 and the field named; an action the alarm's state no longer allows
 (someone else was quicker) comes back as a flash message. Unknown alarm: 404.
 """
@@ -25,6 +28,7 @@ from zoneinfo import ZoneInfo
 
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 
+from hub.incidents.store import IncidentStore
 from hub.lifecycle import AlarmEvent, IllegalTransition
 from hub.model import LATE_MS, Alarm
 from hub.site import Site
@@ -125,9 +129,9 @@ def timeline_rows(entries: list[dict[str, str]]) -> list[Row]:
             detail = f"pressed {int(e.get('delay_ms', '0') or 0) // 1000} s before it arrived"
         elif event == "delivery_failed":
             detail, bad = f"attempt {e.get('attempt', '?')}: {e.get('tried', '?')} tried", True
-        elif event == "resolution":
-            detail = f"{OUTCOMES.get(e.get('outcome', ''), e.get('outcome', ''))}: " \
-                     f"{e.get('note', '')}"
+        elif event == "resolution":  # entries from before issue 15 also hold the note
+            detail = OUTCOMES.get(e.get("outcome", ""), e.get("outcome", "")) + \
+                (f": {e['note']}" if e.get("note") else "")
         else:
             detail = e.get("reason", "")
         rows.append(Row(_entry_ms(e), event, label, by, detail, status, bad))
@@ -240,9 +244,11 @@ def resolve(alarm_id: str) -> Any:
         errors["note"] = f"Note: at most {MAX_NOTE} characters (it has {len(note)})."
     if errors:
         return _page(alarm, errors=errors, form={"outcome": outcome, "note": note}, status=400)
-    if _apply(alarm, AlarmEvent.RESOLVE, f"{OUTCOMES[outcome]}: {note}", "resolved"):
-        board_context().store.add_timeline(alarm.id, "resolution", at_ms=now_ms(),
-                                           by=g.user.name, outcome=outcome, note=note)
+    if _apply(alarm, AlarmEvent.RESOLVE, OUTCOMES[outcome], "resolved"):
+        ctx = board_context()
+        IncidentStore(ctx.store, ctx.site).save_details(alarm.id, resolve_note=note)
+        ctx.store.add_timeline(alarm.id, "resolution", at_ms=now_ms(), by=g.user.name,
+                               outcome=outcome)
     return _back(alarm)
 
 

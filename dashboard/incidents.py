@@ -232,6 +232,10 @@ def file_report(alarm_id: str) -> Any:
         abort(409, description="The alarm is still active: resolve it first, then file the "
                                "report.")
     personal = may_read_personal()
+    if not personal and incident.report is not None:
+        abort(409, description="The report is filed already; what it says is personal data "
+                               "your role may not read, so ask someone whose role may "
+                               "([privacy] personal_roles in the site config) to change it.")
     if not personal and request.form.get("followup_detail"):
         abort(403, description="Your role may not write the follow-up details (personal "
                                "data); leave them empty or ask someone whose role may.")

@@ -109,7 +109,9 @@ def call_text(alarm: Alarm, site: Site, *, drill: bool = False, now_ms: int | No
 
 
 def all_clear_text(alarm: Alarm, site: Site, *, drill: bool = False) -> str:
-    """The all-clear for everyone who was paged: what, where, who closed it and why."""
+    """The all-clear for everyone who was paged: what, where, who closed it and the outcome
+    only (an operator's free text - a resolve note, why it was a false alarm - never goes
+    out: it may be about people, and police are among those paged)."""
     kind = site.kinds.get(alarm.kind)
     label = kind.label if kind else alarm.kind
     try:
@@ -117,7 +119,9 @@ def all_clear_text(alarm: Alarm, site: Site, *, drill: bool = False) -> str:
     except KeyError:
         place = f"{alarm.branch}, {alarm.room}"
     verdict = "cancelled" if alarm.state == "cancelled" else "resolved"
-    reason = f": {alarm.reason}" if alarm.reason else ""
+    outcome = "false alarm" if alarm.state == "cancelled" else \
+        (alarm.reason or "").split(":", 1)[0]  # a resolve's outcome label, never a note
+    reason = f": {outcome}" if outcome else ""
     return (f"{'DRILL ' if drill else ''}HAVEN all clear: {label} at {place} {verdict} by "
             f"{alarm.closed_by or 'an operator'}{reason}. No need to come."[:320])
 
