@@ -52,7 +52,8 @@ def to_csv(rows: Iterable[tuple[Incident, ReportStatus]], *, personal: bool) -> 
                "" if incident.first_ack_ms is None else f"{incident.first_ack_ms / 1000:.1f}",
                iso(a.closed_at_ms), a.closed_by or "", a.reason or "",
                "; ".join(incident.notified), str(status),
-               r.who if r else "", ("yes" if r.police else "no") if r else "", r.police_ref if r else "",
+               r.who if r else "", ("yes" if r.police else "no") if r else "",
+               r.police_ref if r else "",
                FOLLOWUPS.get(r.followup, r.followup) if r else "",
                iso(r.filed_ms) if r else "", r.filed_by if r else "", iso(incident.purged_ms)]
         if personal:

@@ -105,7 +105,8 @@ class Incident:
         r = self.report
         return {"description": self.description, "people": self.people,
                 "resolve_note": self.resolve_note,
-                "what_happened": r.what_happened if r else "", "actions": r.actions if r else "",
+                "what_happened": r.what_happened if r else "",
+                "actions": r.actions if r else "",
                 "followup_detail": r.followup_detail if r else ""}
 
     def redacted(self) -> "Incident":

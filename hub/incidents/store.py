@@ -255,7 +255,8 @@ def _incident(alarm: Alarm, f: dict[str, str]) -> Incident:
     return Incident(alarm=alarm, drill=f.get("drill") == "1",
                     notified=tuple(n for n in f.get("notified", "").split("\n") if n),
                     description=f.get("description", ""), people=f.get("people", ""),
-                    resolve_note=f.get("resolve_note", ""), reporter=f.get("reporter", ""), report=report_from_fields(f),
+                    resolve_note=f.get("resolve_note", ""), reporter=f.get("reporter", ""),
+                    report=report_from_fields(f),
                     supervisor_notified_ms=opt("supervisor_notified_ms"),
                     last_reminder_ms=opt("last_reminder_ms"), purged_ms=opt("purged_ms"))
 
