@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 
 from .escalation import PlannedNotification
-from .messages import call_text
+from .messages import call_text, safe_room_left_text
 from .model import Alarm, AlarmState, Channel, NotificationKey
 from .sending import LEASE_MS
 from .site import Contact
@@ -137,7 +137,6 @@ class FollowupMixin:
             return 0
         branch, room = place
         self.store.end_shelter(branch.id, room.id)
-        from .messages import safe_room_left_text
         by_phone = {c.phone: c for c in self.site.contacts}
         texted: set[str] = set()
         for alarm in self.store.active_alarms():
