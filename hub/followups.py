@@ -130,13 +130,14 @@ class FollowupMixin:
     def safe_room_left(self, device_id: str, event_at: int, now_ms: int) -> int:
         """The safe-room door of ``device_id`` opened (``event_at``: the event's device time,
         ms): nobody shelters there now. Every active alarm of the branch records it in its
-        timeline, and everyone reached for them is texted once. Returns how many texts were
+        timeline, and everyone reached for them is texted once (that staff LEFT the safe
+        room only if they were recorded sheltering there). Returns how many texts were
         queued."""
         place = self.site.locate(device_id)
         if place is None:
             return 0
         branch, room = place
-        self.store.end_shelter(branch.id, room.id)
+        sheltered = self.store.end_shelter(branch.id, room.id) is not None
         by_phone = {c.phone: c for c in self.site.contacts}
         texted: set[str] = set()
         for alarm in self.store.active_alarms():
@@ -150,7 +151,8 @@ class FollowupMixin:
                     reached.setdefault(entry["to"], entry["contact"])
                 elif entry["event"] == "escalation":
                     drill = drill or entry.get("branch_state") == "drill"
-            text = safe_room_left_text(alarm, self.site, room.id, now_ms, drill=drill)
+            text = safe_room_left_text(alarm, self.site, room.id, now_ms, drill=drill,
+                                       sheltered=sheltered)
             for phone, name in reached.items():
                 if phone in texted:
                     continue

@@ -127,14 +127,15 @@ def all_clear_text(alarm: Alarm, site: Site, *, drill: bool = False) -> str:
 
 
 def safe_room_left_text(alarm: Alarm, site: Site, room_id: str, opened_ms: int, *,
-                        drill: bool = False) -> str:
+                        drill: bool = False, sheltered: bool = True) -> str:
     """For everyone paged for ``alarm``: the door of a safe room of its branch opened at
-    ``opened_ms`` (hub clock): staff have left the refuge."""
+    ``opened_ms`` (hub clock); with ``sheltered`` (staff were recorded sheltering there)
+    they have left the refuge."""
     branch = site.branches[alarm.branch]
     room = branch.room(room_id)
     return (f"{'DRILL ' if drill else ''}HAVEN: {branch.name}: {room.name if room else room_id}"
-            f" door opened {_local(opened_ms, alarm, site):%H:%M}: staff have LEFT the safe "
-            f"room. Ref {alarm.id[:8]}")
+            f" door opened {_local(opened_ms, alarm, site):%H:%M}"
+            f"{': staff have LEFT the safe room' if sheltered else ''}. Ref {alarm.id[:8]}")
 
 
 TROUBLE_WORDS = {"offline": "is OFFLINE (no heartbeat): it cannot raise alarms",

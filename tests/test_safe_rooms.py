@@ -119,3 +119,13 @@ def test_a_call_answered_through_the_dashboard_names_the_shelter_to_police_only(
     to_manager = said(twiml(post(client, path, {"To": DANA})))
     assert "Staff are sheltering in Safe Room since 11:33 AM" in to_police
     assert "shelter" not in to_manager and "Circulation Desk" in to_manager
+
+
+def test_a_door_opening_with_nobody_recorded_inside_does_not_claim_staff_left(hub):
+    service, notifier, clock = hub
+    press(service, "main-circ-01", "emergency", NOW)
+    notifier.sent.clear()
+    door_opens(service, 2_000_000)
+    assert notifier.sent
+    assert all(body.startswith("HAVEN: Main Library: Safe Room door opened 11:33. Ref ")
+               for _, body in notifier.sent)
