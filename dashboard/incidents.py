@@ -17,7 +17,9 @@ Routes (any logged-in user; personal fields only for ``[privacy] personal_roles`
 Privacy: a role not in ``personal_roles`` never gets personal fields - not on a page,
 not in an export, and cannot write them. Each time a person is shown or exports
 personal fields that hold something, the privacy audit stream records who, when,
-which incidents and where. A bad query or form field is answered 400 naming it.
+which incidents and where (admins read it: :mod:`dashboard.privacy`). Personal fields
+are :data:`hub.incidents.model.PERSONAL_FIELDS`. A bad query or form field is answered
+400 naming it.
 """
 
 from __future__ import annotations
