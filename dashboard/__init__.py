@@ -30,7 +30,8 @@ from flask import Flask, Response
 from hub.site import Site
 from hub.store import Store
 
-from . import alarms, auth, board, branches, csrf, demo, devices, incidents, twilio_hooks
+from . import (alarms, auth, board, branches, csrf, demo, devices, incidents, privacy,
+               twilio_hooks)
 from .ratelimit import LoginLimiter
 from .users import Users
 
@@ -89,7 +90,8 @@ def create_app(site: Site, store: Store, *, demo_control_url: str | None = None,
     app.extensions["haven"] = board.BoardContext(site, store, demo_control_url)
     auth.init_app(app, Users(store), LoginLimiter(store))  # first: who is asking
     csrf.init_app(app)                                     # then: did our page ask
-    for blueprint in (board.bp, alarms.bp, branches.bp, devices.bp, incidents.bp):
+    for blueprint in (board.bp, alarms.bp, branches.bp, devices.bp, incidents.bp,
+                      privacy.bp):
         app.register_blueprint(blueprint)
     if demo_control_url is not None:
         app.register_blueprint(demo.bp)

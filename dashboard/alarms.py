@@ -10,7 +10,10 @@ Routes (any logged-in user)::
 Each action is the same store call the CLI makes (``haven alarm ack|resolve|cancel``):
 ``store.transition(id, event, by=<user>)``, which stops the escalation, queues the
 device's command and tells every board. A resolve also records a ``resolution``
-timeline entry with the outcome and note. A form with a field missing is shown
+timeline entry with the outcome. The note is personal data: it is kept only in the
+incident (:mod:`hub.incidents`), read by ``[privacy] personal_roles`` and purged after
+the retention period; the alarm, its timeline and the all-clear carry the outcome
+alone. A form with a field missing is shown
 again with 400 and the field named; an action the alarm's state no longer allows
 (someone else was quicker) comes back as a flash message. Unknown alarm: 404.
 """
@@ -25,8 +28,9 @@ from zoneinfo import ZoneInfo
 
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 
+from hub.incidents.store import IncidentStore
 from hub.lifecycle import AlarmEvent, IllegalTransition
-from hub.model import Alarm
+from hub.model import LATE_MS, Alarm
 from hub.site import Site
 
 from .board import board_context, now_ms
@@ -135,9 +139,9 @@ def timeline_rows(entries: list[dict[str, str]]) -> list[Row]:
             down_s = int(e.get("after_ms", "0") or 0) // 1000
             detail = (f"after {down_s} s in which nobody could be paged; the device that "
                       "pressed shows 'help is being called'")
-        elif event == "resolution":
-            detail = f"{OUTCOMES.get(e.get('outcome', ''), e.get('outcome', ''))}: " \
-                     f"{e.get('note', '')}"
+        elif event == "resolution":  # entries from before issue 15 also hold the note
+            detail = OUTCOMES.get(e.get("outcome", ""), e.get("outcome", "")) + \
+                (f": {e['note']}" if e.get("note") else "")
         else:
             detail = e.get("reason", "")
         rows.append(Row(_entry_ms(e), event, label, by, detail, status, bad))
@@ -164,6 +168,21 @@ def _local_time_filter(ms: Any, tz: str = "UTC") -> str:
     return local_time(ms, tz)
 
 
+def pressed_fact(alarm: Alarm, tz: str = "UTC") -> str:
+    """When the button was pressed, as the alarm page says it (``tz``: the branch's zone):
+    the device clock's time, how late it arrived when late, or why it is not believed."""
+    said = local_time(alarm.pressed_at_ms, tz)
+    delay_s = (alarm.received_at_ms - alarm.pressed_at_ms) // 1000
+    if not alarm.press_trusted:
+        return f"unknown: the device clock said {said}, which cannot be right " \
+               "(pages give the time received)"
+    if delay_s * 1000 > LATE_MS:
+        minutes, seconds = divmod(delay_s, 60)
+        return f"{said}: LATE, {f'{minutes} min ' if minutes else ''}{seconds} s before it " \
+               "reached the hub (it waited in the device's outbox)"
+    return said
+
+
 def _alarm_or_404(alarm_id: str) -> Alarm:
     alarm = board_context().store.get_alarm(alarm_id)
     if alarm is None:
@@ -187,6 +206,7 @@ def _page(alarm: Alarm, *, errors: dict[str, str] | None = None,
     ctx = board_context()
     return render_template(
         "alarm.html", alarm=alarm, place=_place(ctx.site, alarm),
+        pressed=pressed_fact(alarm, _place(ctx.site, alarm)["tz"]),
         rows=timeline_rows(ctx.store.timeline(alarm.id)), outcomes=OUTCOMES,
         errors=errors or {}, form=form or {}), status
 
@@ -234,9 +254,11 @@ def resolve(alarm_id: str) -> Any:
         errors["note"] = f"Note: at most {MAX_NOTE} characters (it has {len(note)})."
     if errors:
         return _page(alarm, errors=errors, form={"outcome": outcome, "note": note}, status=400)
-    if _apply(alarm, AlarmEvent.RESOLVE, f"{OUTCOMES[outcome]}: {note}", "resolved"):
-        board_context().store.add_timeline(alarm.id, "resolution", at_ms=now_ms(),
-                                           by=g.user.name, outcome=outcome, note=note)
+    if _apply(alarm, AlarmEvent.RESOLVE, OUTCOMES[outcome], "resolved"):
+        ctx = board_context()
+        IncidentStore(ctx.store, ctx.site).save_details(alarm.id, resolve_note=note)
+        ctx.store.add_timeline(alarm.id, "resolution", at_ms=now_ms(), by=g.user.name,
+                               outcome=outcome)
     return _back(alarm)
 
 

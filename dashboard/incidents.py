@@ -17,7 +17,9 @@ Routes (any logged-in user; personal fields only for ``[privacy] personal_roles`
 Privacy: a role not in ``personal_roles`` never gets personal fields - not on a page,
 not in an export, and cannot write them. Each time a person is shown or exports
 personal fields that hold something, the privacy audit stream records who, when,
-which incidents and where. A bad query or form field is answered 400 naming it.
+which incidents and where (admins read it: :mod:`dashboard.privacy`). Personal fields
+are :data:`hub.incidents.model.PERSONAL_FIELDS`. A bad query or form field is answered
+400 naming it.
 """
 
 from __future__ import annotations
@@ -232,6 +234,10 @@ def file_report(alarm_id: str) -> Any:
         abort(409, description="The alarm is still active: resolve it first, then file the "
                                "report.")
     personal = may_read_personal()
+    if not personal and incident.report is not None:
+        abort(409, description="The report is filed already; what it says is personal data "
+                               "your role may not read, so ask someone whose role may "
+                               "([privacy] personal_roles in the site config) to change it.")
     if not personal and request.form.get("followup_detail"):
         abort(403, description="Your role may not write the follow-up details (personal "
                                "data); leave them empty or ask someone whose role may.")

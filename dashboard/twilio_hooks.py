@@ -38,6 +38,7 @@ from twilio.twiml import TwiML
 from twilio.twiml.messaging_response import MessagingResponse
 from twilio.twiml.voice_response import Gather, VoiceResponse
 
+from hub.escalation import responder
 from hub.lifecycle import AlarmEvent, IllegalTransition
 from hub.messages import call_text, where
 from hub.model import Alarm, AlarmState
@@ -190,7 +191,7 @@ def voice_say() -> Response:
         return _twiml(response)
     gather = Gather(num_digits=1, action=_url("/voice/gather", alarm=alarm.id), method="POST",
                     timeout=GATHER_TIMEOUT_S)
-    gather.say(_spoken(ctx.store, ctx.site, alarm))
+    gather.say(_spoken(ctx.store, ctx.site, alarm, request.form.get("To", "")))
     gather.say(PROMPT)
     response.append(gather)
     if request.args.get("round") == "2":  # no key pressed twice: do not ring on forever
@@ -312,11 +313,16 @@ def _responding(store: Store, site: Site, alarm: Alarm) -> str:
             "You do not need to acknowledge. Goodbye.")
 
 
-def _spoken(store: Store, site: Site, alarm: Alarm) -> str:
-    """The call's words; a drill if its latest escalation attempt ran in a drill."""
+def _spoken(store: Store, site: Site, alarm: Alarm, to: str = "") -> str:
+    """The call's words as of now, for the contact called (``to``); a drill if its latest
+    escalation attempt ran in a drill. Responders also hear the safe rooms staff shelter
+    in now."""
     drill = _drill(store, alarm)
+    called = next((c for c in site.contacts if c.phone == to), None)
+    shelters = store.branch_switches(alarm.branch).shelters \
+        if called is not None and responder(called) else ()
     try:
-        return call_text(alarm, site, drill=drill)
+        return call_text(alarm, site, drill=drill, now_ms=now_ms(), shelters=shelters)
     except KeyError:  # kind or branch gone from the site config
         label, place = _describe(site, alarm)
         return f"{'This is a drill. ' if drill else ''}Haven alarm. {label}. {place}."

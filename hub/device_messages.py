@@ -123,7 +123,5 @@ class DeviceMessagesMixin:
                 log.warning("device %s failed its self-test: %s", msg.device, msg.detail)
         elif msg.event == EVENT_SAFE_ROOM_LEFT:
             self.store.update_device(msg.device, "safe_room_left", door_opened_ms=now)
-            for alarm in self.store.active_alarms():
-                if alarm.device == msg.device and alarm.kind == "safe_room":
-                    self.store.add_timeline(alarm.id, "safe_room_left", at_ms=now)
+            self.safe_room_left(msg.device, msg.at, now)
         return Outcome.EVENT

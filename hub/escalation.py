@@ -13,6 +13,11 @@ duty (``on_duty``). In a **drill** nobody holding the ``police`` role is ever
 called: the branch's ``drill`` contacts are paged in their place, and every
 message starts with DRILL. Calls are placed before texts (a ringing phone
 gets attention first).
+
+Responders - the contacts who come to the place (:data:`RESPONDER_ROLES`: police,
+security, staff, and the drill contacts standing in for police) - also hear which safe
+rooms of the branch staff shelter in, and since when; the others (managers,
+supervisors, crisis teams...) get the shorter text.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from .messages import call_text, page_ref, sms_text
-from .model import Alarm, Channel, NotificationKey
+from .model import Alarm, Channel, NotificationKey, Shelter
 from .site import Contact, Site, Step
 
 #: Attempt numbers from here up are not the policy's: a fallback page of policy attempt n
@@ -30,6 +35,8 @@ FALLBACK_ATTEMPT_BASE = 1_000_000
 #: Roles only ever paged while their holder is on duty (the others: always).
 SHIFT_ROLES = frozenset({"staff"})
 POLICE_ROLE, DRILL_ROLE = "police", "drill"
+#: Roles of the people who come to the place: their pages name occupied safe rooms.
+RESPONDER_ROLES = frozenset({POLICE_ROLE, "security", "staff", DRILL_ROLE})
 
 
 @dataclass(frozen=True)
@@ -88,24 +95,38 @@ def recipients(site: Site, alarm: Alarm, step: Step, *, drill: bool,
     return chosen
 
 
+def responder(contact: Contact) -> bool:
+    """The contact comes to the place (holds one of :data:`RESPONDER_ROLES`)."""
+    return bool(contact.roles & RESPONDER_ROLES)
+
+
 def plan(site: Site, alarm: Alarm, steps: tuple[Step, ...], number: int, *, drill: bool,
          on_duty: Callable[[Contact], bool] = lambda contact: True,
-         reply_hint: bool = False) -> list[PlannedNotification]:
+         reply_hint: bool = False, now_ms: int | None = None,
+         shelters: tuple[Shelter, ...] = ()) -> list[PlannedNotification]:
     """Every notification of attempt ``number``: calls first, then texts. ``reply_hint``:
-    SMS replies reach the dashboard, so texts say how to acknowledge."""
+    SMS replies reach the dashboard, so texts say how to acknowledge. ``now_ms``: when
+    the attempt runs (texts say how long ago the press was); ``shelters``: the branch's
+    occupied safe rooms, named to responders."""
     current = attempt(steps, number)
     contacts = recipients(site, alarm, current.step, drill=drill, on_duty=on_duty)
-    sms = sms_text(alarm, site, drill=drill, reply_hint=reply_hint, attempt=number)
-    call = call_text(alarm, site, drill=drill, attempt=number)
+    texts = dict(drill=drill, now_ms=now_ms, attempt=number)
+    sms = sms_text(alarm, site, reply_hint=reply_hint, **texts)
+    call = call_text(alarm, site, **texts)
+    told = {False: (sms, call), True: (sms, call)}
+    if shelters:
+        told[True] = (sms_text(alarm, site, reply_hint=reply_hint, shelters=shelters, **texts),
+                      call_text(alarm, site, shelters=shelters, **texts))
     ref = page_ref(alarm.id, number)
     planned = []
     for channel in sorted((Channel(c) for c in current.step.channels),
                           key=lambda c: c is not Channel.CALL):
         for contact in contacts:
+            texts = told[responder(contact)]
             is_call = channel is Channel.CALL
             planned.append(PlannedNotification(
                 NotificationKey(alarm.id, number, contact.phone, channel), contact,
-                call if is_call else sms, "" if is_call else ref))
+                texts[1] if is_call else texts[0], "" if is_call else ref))
     return planned
 
 

@@ -13,7 +13,9 @@ above any policy's), so it is sent at most once like any page:
   the dashboard marks the alarm "nobody reached" and the branch's ``fallback`` contacts
   are texted, once per attempt across workers;
 - once someone acknowledges, everyone else who was reached is texted who is responding;
-- a resolved or cancelled alarm's all-clear goes to everyone who was reached.
+- a resolved or cancelled alarm's all-clear goes to everyone who was reached;
+- a safe-room door opening while alarms of its branch are active is texted to everyone
+  reached for them (staff left the refuge: those coming must know).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from __future__ import annotations
 import logging
 
 from .escalation import FALLBACK_ATTEMPT_BASE, PlannedNotification
-from .messages import call_text, page_ref, sms_text
+from .messages import call_text, page_ref, safe_room_left_text, sms_text
 from .model import Alarm, AlarmState, Channel, NotificationKey
 from .reach import Reach, attempt_reach
 from .sending import LEASE_MS
@@ -38,6 +40,9 @@ ALL_CLEAR_ATTEMPT = 2_000_000
 FOLLOWUP_CALL_BASE = 3_000_000
 #: The "is responding" text's attempt number (sent at most once per contact).
 RESPONDING_ATTEMPT = 4_000_000
+#: "Staff left the safe room" texts: attempt numbers BASE + the door event's device time
+#: (ms) modulo 1,000,000, so a redelivered event is claimed, not sent, again.
+SAFE_ROOM_LEFT_BASE = 5_000_000
 
 
 class FollowupMixin:
@@ -184,6 +189,45 @@ class FollowupMixin:
         self._nobody_reached(alarm, number, reach.pages, reach.tried, text,
                              page_ref(alarm.id, number),
                              how="accepted, then reported not delivered or not answered")
+
+    def safe_room_left(self, device_id: str, event_at: int, now_ms: int) -> int:
+        """The safe-room door of ``device_id`` opened (``event_at``: the event's device time,
+        ms): nobody shelters there now. Every active alarm of the branch records it in its
+        timeline, and everyone reached for them is texted once (that staff LEFT the safe
+        room only if they were recorded sheltering there). Returns how many texts were
+        queued."""
+        place = self.site.locate(device_id)
+        if place is None:
+            return 0
+        branch, room = place
+        sheltered = self.store.end_shelter(branch.id, room.id) is not None
+        by_phone = {c.phone: c for c in self.site.contacts}
+        texted: set[str] = set()
+        for alarm in self.store.active_alarms():
+            if alarm.branch != branch.id:
+                continue
+            self.store.add_timeline(alarm.id, "safe_room_left", at_ms=now_ms,
+                                    reason=f"{room.name} door opened")
+            reached, drill = {}, False
+            for entry in self.store.timeline(alarm.id):
+                if entry["event"] == "notified":
+                    reached.setdefault(entry["to"], entry["contact"])
+                elif entry["event"] == "escalation":
+                    drill = drill or entry.get("branch_state") == "drill"
+            text = safe_room_left_text(alarm, self.site, room.id, now_ms, drill=drill,
+                                       sheltered=sheltered)
+            for phone, name in reached.items():
+                if phone in texted:
+                    continue
+                texted.add(phone)
+                contact = by_phone.get(phone) or Contact(name, phone, frozenset(), frozenset())
+                key = NotificationKey(alarm.id, SAFE_ROOM_LEFT_BASE + event_at % 1_000_000,
+                                      phone, Channel.SMS)
+                self.senders.submit(self._send, PlannedNotification(key, contact, text))
+        if texted:
+            log.warning("%s: %s door opened: %d contact(s) told staff left the safe room",
+                        branch.name, room.name, len(texted))
+        return len(texted)
 
     def _delivery_failed(self, alarm: Alarm, number: int,
                          planned: list[PlannedNotification]) -> None:

@@ -19,17 +19,13 @@ from device.protocol import CMD_RECEIVED, Command, ProtocolError, decode_alarm
 from .escalation import AttemptPlan
 from .gate import Gate
 from .lifecycle import AlarmEvent
-from .model import Alarm
+from .model import LATE_MS, SAFE_ROOM_KIND, Alarm, Shelter
 from .outcome import Outcome
 from .sending import LEASE_MS
 from .store import Raised, RaiseRequest
 from .store_branches import parse_seen
 
 log = logging.getLogger("haven.hub")
-
-#: An alarm arriving this long after its press (device clock) is flagged as late, in ms:
-#: it sat in a device's outbox while the network or broker was down.
-LATE_MS = 30_000
 
 
 @dataclass(frozen=True)
@@ -166,6 +162,9 @@ class IntakeMixin:
         elif raised.created and kind.steps:
             self._start_escalation(intake, raised)
         self._confirm(alarm)
+        if raised.created and alarm.kind == SAFE_ROOM_KIND:
+            self.store.shelter(alarm.branch, Shelter(alarm.room, alarm.told_pressed_ms,
+                                                     alarm.id))
         delay_ms = alarm.received_at_ms - alarm.pressed_at_ms
         if raised.created and delay_ms > LATE_MS:
             log.warning("alarm %s from %s is late: pressed %d s before it arrived (device "

@@ -1,15 +1,22 @@
 """Message text for people: short, plain, no links (carriers filter them).
 
 Pure functions of an alarm and the site config; the first SMS aims to fit one
-GSM-7 segment (160 characters).
+GSM-7 segment (160 characters), but safety information (a safe room staff shelter in)
+goes in even when it makes the text longer.
+
+Times are the branch's local time. A page says when the button was **pressed** (device
+clock), and how long ago once it goes out more than ``LATE_MS`` after the press (an alarm
+that waited in a device's outbox, or a later round); a device clock that cannot be right
+(after the receipt, or a day before) is not believed: the page gives the receipt time.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from .model import Alarm
+from .model import LATE_MS, Alarm, Shelter
 from .site import Site
 
 SMS_SEGMENT_CHARS = 160
@@ -45,24 +52,74 @@ _SPOKEN_ORDINALS = ("first", "second", "third", "fourth", "fifth", "sixth", "sev
                     "eighth", "ninth", "tenth")
 
 
+def _local(ms: int, alarm: Alarm, site: Site) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, ZoneInfo(site.branches[alarm.branch].timezone))
+
+
+def _age(ms: int, *, spoken: bool = False) -> str:
+    """``"10 min"`` / ``"1 h 5 min"`` (spoken: ``"10 minutes"``), whole minutes, at least 1."""
+    minutes = max(1, ms // 60_000)
+    hours, minutes = divmod(minutes, 60)
+    if spoken:
+        parts = [f"{n} {unit}{'s' if n != 1 else ''}"
+                 for n, unit in ((hours, "hour"), (minutes, "minute")) if n]
+    else:
+        parts = [f"{n} {unit}" for n, unit in ((hours, "h"), (minutes, "min")) if n]
+    return " ".join(parts)
+
+
+def pressed_words(alarm: Alarm, site: Site, *, now_ms: int | None = None) -> str:
+    """``"Pressed 02:03"``, and ``", 10 min ago"`` when ``now_ms`` (when the page goes
+    out; default the receipt) is more than ``LATE_MS`` after it. A device clock not
+    believed (:attr:`Alarm.press_trusted`): ``"Alarm at 02:13"``, the hub's receipt."""
+    at = alarm.told_pressed_ms
+    local = _local(at, alarm, site)
+    words = f"{'Pressed' if alarm.press_trusted else 'Alarm at'} {local:%H:%M}"
+    age = (alarm.received_at_ms if now_ms is None else now_ms) - at
+    return words + (f", {_age(age)} ago" if age > LATE_MS else "")
+
+
+def shelter_words(alarm: Alarm, site: Site, shelters: Sequence[Shelter], *,
+                  spoken: bool = False) -> str:
+    """``"Staff sheltering in Safe Room since 02:01"`` for the branch's occupied safe rooms
+    (``shelters``), leaving out the one ``alarm`` itself is about; ``""`` for none."""
+    branch = site.branches[alarm.branch]
+    rooms = []
+    for shelter in shelters:
+        if shelter.alarm_id == alarm.id:
+            continue
+        room = branch.room(shelter.room)
+        since = _local(shelter.since_ms, alarm, site)
+        clock = f"{since.hour % 12 or 12}:{since:%M %p}" if spoken else f"{since:%H:%M}"
+        rooms.append(f"{room.name if room else shelter.room} since {clock}")
+    if not rooms:
+        return ""
+    return f"Staff {'are ' if spoken else ''}sheltering in {', '.join(rooms)}"
+
+
 def sms_text(alarm: Alarm, site: Site, *, drill: bool = False, reply_hint: bool = False,
+             now_ms: int | None = None, shelters: Sequence[Shelter] = (),
              attempt: int = 0) -> str:
     """The alarm SMS of escalation attempt ``attempt`` (0-based): kind, which call for
-    help a repeat is, branch, room, local time of receipt, the page reference
-    (:func:`page_ref`), and with ``reply_hint`` (replies reach the dashboard) how to
-    acknowledge."""
-    branch = site.branches[alarm.branch]
-    local = datetime.fromtimestamp(alarm.received_at_ms / 1000, ZoneInfo(branch.timezone))
+    help a repeat is, branch, room, local time of the press (:func:`pressed_words`,
+    ``now_ms`` being when it is sent), the occupied safe rooms (``shelters``, for
+    responders), the page reference (:func:`page_ref`), and with ``reply_hint`` (replies
+    reach the dashboard) how to acknowledge."""
     label = site.kinds[alarm.kind].label
     repeat = f", {ordinal(attempt + 1)} call for help" if attempt else ""
+    sheltering = shelter_words(alarm, site, shelters)
     return (f"{'DRILL ' if drill else ''}HAVEN {label}{repeat}: {where(alarm, site)}. "
-            f"Alarm at {local:%H:%M}. Ref {page_ref(alarm.id, attempt)}"
+            f"{pressed_words(alarm, site, now_ms=now_ms)}. "
+            f"{sheltering + '. ' if sheltering else ''}Ref {page_ref(alarm.id, attempt)}"
             + (". Reply 1 if you are responding." if reply_hint else ""))
 
 
-def call_text(alarm: Alarm, site: Site, *, drill: bool = False, attempt: int = 0) -> str:
+def call_text(alarm: Alarm, site: Site, *, drill: bool = False, now_ms: int | None = None,
+              shelters: Sequence[Shelter] = (), attempt: int = 0) -> str:
     """What a voice call of escalation attempt ``attempt`` says (twice): plain words, no
-    reference codes; a repeat says which call for help it is."""
+    reference codes; a repeat says which call for help it is; how long ago it was pressed
+    when that is more than ``LATE_MS`` before ``now_ms``, and the occupied safe rooms
+    (``shelters``, for responders)."""
     label = site.kinds[alarm.kind].label
     repeat = ""
     if attempt:
@@ -71,11 +128,18 @@ def call_text(alarm: Alarm, site: Site, *, drill: bool = False, attempt: int = 0
                   if n <= len(_SPOKEN_ORDINALS) else f"Call number {n} for help. ")
     said = (f"{'This is a drill. ' if drill else ''}Haven alarm. {repeat}{label}. "
             f"{where(alarm, site)}.")
+    age = (alarm.received_at_ms if now_ms is None else now_ms) - alarm.told_pressed_ms
+    if age > LATE_MS:
+        said += f" Pressed {_age(age, spoken=True)} ago."
+    if sheltering := shelter_words(alarm, site, shelters, spoken=True):
+        said += f" {sheltering}."
     return f"{said} I repeat. {said}"
 
 
 def all_clear_text(alarm: Alarm, site: Site, *, drill: bool = False) -> str:
-    """The all-clear for everyone who was paged: what, where, who closed it and why."""
+    """The all-clear for everyone who was paged: what, where, who closed it and the outcome
+    only (an operator's free text - a resolve note, why it was a false alarm - never goes
+    out: it may be about people, and police are among those paged)."""
     kind = site.kinds.get(alarm.kind)
     label = kind.label if kind else alarm.kind
     try:
@@ -83,9 +147,23 @@ def all_clear_text(alarm: Alarm, site: Site, *, drill: bool = False) -> str:
     except KeyError:
         place = f"{alarm.branch}, {alarm.room}"
     verdict = "cancelled" if alarm.state == "cancelled" else "resolved"
-    reason = f": {alarm.reason}" if alarm.reason else ""
+    outcome = "false alarm" if alarm.state == "cancelled" else \
+        (alarm.reason or "").split(":", 1)[0]  # a resolve's outcome label, never a note
+    reason = f": {outcome}" if outcome else ""
     return (f"{'DRILL ' if drill else ''}HAVEN all clear: {label} at {place} {verdict} by "
             f"{alarm.closed_by or 'an operator'}{reason}. No need to come."[:320])
+
+
+def safe_room_left_text(alarm: Alarm, site: Site, room_id: str, opened_ms: int, *,
+                        drill: bool = False, sheltered: bool = True) -> str:
+    """For everyone paged for ``alarm``: the door of a safe room of its branch opened at
+    ``opened_ms`` (hub clock); with ``sheltered`` (staff were recorded sheltering there)
+    they have left the refuge."""
+    branch = site.branches[alarm.branch]
+    room = branch.room(room_id)
+    return (f"{'DRILL ' if drill else ''}HAVEN: {branch.name}: {room.name if room else room_id}"
+            f" door opened {_local(opened_ms, alarm, site):%H:%M}"
+            f"{': staff have LEFT the safe room' if sheltered else ''}. Ref {alarm.id[:8]}")
 
 
 TROUBLE_WORDS = {"offline": "is OFFLINE (no heartbeat): it cannot raise alarms",

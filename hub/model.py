@@ -15,6 +15,16 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+#: An alarm arriving this long after its press (device clock) is late, in ms: it sat in a
+#: device's outbox while the network or broker was down. Its pages say how long ago it
+#: was pressed.
+LATE_MS = 30_000
+#: A device clock saying the press came more than this long before the hub received it
+#: is not believed (no outbox holds an alarm a day), in ms: people are told the receipt.
+PRESS_CLOCK_LIMIT_MS = 86_400_000
+#: The kind a safe-room door contact raises when its door closes: staff shelter there.
+SAFE_ROOM_KIND = "safe_room"
+
 
 class AlarmState(StrEnum):
     """Where an alarm is in its life; reads the same in Redis, JSON and logs."""
@@ -60,6 +70,18 @@ class Alarm:
     #: or reported undelivered / unanswered); cleared when a later page reaches someone.
     nobody_reached_ms: int | None = None
 
+    @property
+    def press_trusted(self) -> bool:
+        """The device clock's press time is believable: not after the hub received the
+        alarm, nor more than :data:`PRESS_CLOCK_LIMIT_MS` before."""
+        return 0 <= self.received_at_ms - self.pressed_at_ms <= PRESS_CLOCK_LIMIT_MS
+
+    @property
+    def told_pressed_ms(self) -> int:
+        """When to tell people the button was pressed (Unix ms): the device clock's time if
+        :attr:`press_trusted`, else the hub's receipt time."""
+        return self.pressed_at_ms if self.press_trusted else self.received_at_ms
+
     def to_fields(self) -> dict[str, str]:
         """Flat string fields for a Redis hash (unset optional fields are left out)."""
         return {k: str(v) for k, v in self._items() if v is not None}
@@ -88,6 +110,17 @@ class Alarm:
 
     def to_json(self) -> dict[str, Any]:
         return {**dict(self._items()), "state": str(self.state)}
+
+
+@dataclass(frozen=True)
+class Shelter:
+    """Staff sheltering in a safe room of a branch: its ``room`` id, since when (Unix ms,
+    the press time told for its ``safe_room`` alarm), and that alarm's id. Recorded when
+    the alarm is raised; gone when the door opens or the alarm closes."""
+
+    room: str
+    since_ms: int
+    alarm_id: str
 
 
 @dataclass(frozen=True)

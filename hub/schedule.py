@@ -27,6 +27,7 @@ from enum import StrEnum
 from typing import NoReturn
 
 from .errors import HubError
+from .model import Shelter
 
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 MINUTES_PER_DAY = 24 * 60
@@ -96,11 +97,14 @@ class BranchState(StrEnum):
 class Switches:
     """Dashboard switches of one branch. ``drill_until_ms``: Unix ms a drill ends
     (exclusive), ``None`` for no drill; ``lone_worker``: forced on or off, ``None``
-    to follow the schedule; ``by``: who last set them, for the record."""
+    to follow the schedule; ``by``: who last set them, for the record. ``shelters``: the
+    safe rooms staff shelter in now, read from the same branch hash (pages to responders
+    name them)."""
 
     drill_until_ms: int | None = None
     lone_worker: bool | None = None
     by: str | None = None
+    shelters: tuple[Shelter, ...] = ()
 
 
 def parse_shift(text: str, branch_timezones: Mapping[str, str]) -> Shift:

@@ -251,7 +251,8 @@ class AlarmService(IntakeMixin, SendingMixin, FollowupMixin, DeviceMessagesMixin
         planned = plan(self.site, alarm, steps, number, drill=state is BranchState.DRILL,
                        on_duty=lambda c: on_duty(c.phone, c.shifts, alarm.branch, when,
                                                  overrides),
-                       reply_hint=self.public_url is not None)
+                       reply_hint=self.public_url is not None, now_ms=now,
+                       shelters=switches.shelters)
         timeline = {"event": "escalation", "at_ms": now, "attempt": number,
                     "step": current.step_index + 1, "round": current.round + 1,
                     "branch_state": state, "notifications": len(planned)}

@@ -42,9 +42,9 @@ from typing import Any
 import redis
 
 from .lifecycle import AlarmEvent, transition
-from .model import Alarm, NotificationKey
+from .model import SAFE_ROOM_KIND, Alarm, NotificationKey
 from .redislane import Lane
-from .store_branches import BranchStoreMixin, parse_overrides, parse_switches
+from .store_branches import SHELTER_FIELD, BranchStoreMixin, parse_overrides, parse_switches
 from .store_devices import _STATUSES, COMMANDS_GROUP, COMMANDS_MAXLEN, DeviceStoreMixin
 from .store_notifications import (_CLAIM_MANY, _DROP_RETRY, _LEASE_DUE, _RECLAIM, _RECORD,
                                   _RECORD_FINISH, _RENEW_MANY, CLAIM_TTL_S, NotificationStoreMixin,
@@ -413,7 +413,12 @@ class Store(BranchStoreMixin, NotificationStoreMixin, DeviceStoreMixin):
                     result = transition(Alarm.from_fields(fields), event, now_ms, by=by,
                                         reason=reason, cancel_window_ms=cancel_window_ms)
                     new = result.alarm
+                    shelter = self._key("branch", new.branch), SHELTER_FIELD + new.room
+                    sheltered = new.kind == SAFE_ROOM_KIND and not new.state.active and \
+                        (pipe.hget(*shelter) or "").endswith(f":{alarm_id}")
                     pipe.multi()
+                    if sheltered:  # the safe room's alarm is over: nobody shelters there
+                        pipe.hdel(*shelter)
                     pipe.hset(key, mapping=new.to_fields())
                     if not new.state.active:
                         pipe.zrem(self._key("alarms", "active"), alarm_id)

@@ -2,7 +2,9 @@
 
 Keys (under the store's prefix)::
 
-    haven:branch:<id>             hash   drill_until_ms, lone_worker (1/0), by, changed_ms
+    haven:branch:<id>             hash   drill_until_ms, lone_worker (1/0), by, changed_ms,
+                                         shelter:<room> = "<since_ms>:<alarm id>" for each
+                                         safe room staff shelter in now
     haven:overrides:<branch>      hash   phone -> "on|off:<until_ms>:<by>"
 
 Part of :class:`hub.store.Store` (a mixin sharing its client ``r`` and ``_key``).
@@ -12,19 +14,35 @@ from __future__ import annotations
 
 import json
 
+from .model import Shelter
 from .schedule import Override, Switches
+
+#: Field prefix of an occupied safe room in a branch hash.
+SHELTER_FIELD = "shelter:"
 
 
 def _pairs(flat: list[str]) -> dict[str, str]:
     return dict(zip(flat[::2], flat[1::2]))
 
 def parse_switches(raw: dict[str, str]) -> Switches:
-    """A branch hash (``drill_until_ms``, ``lone_worker`` 1/0, ``by``) as :class:`Switches`."""
+    """A branch hash (``drill_until_ms``, ``lone_worker`` 1/0, ``by``, ``shelter:<room>``)
+    as :class:`Switches`."""
     drill = raw.get("drill_until_ms")
     lone = raw.get("lone_worker")
     return Switches(drill_until_ms=int(drill) if drill else None,
                     lone_worker=None if lone in (None, "") else lone == "1",
-                    by=raw.get("by") or None)
+                    by=raw.get("by") or None, shelters=parse_shelters(raw))
+
+
+def parse_shelters(raw: dict[str, str]) -> tuple[Shelter, ...]:
+    """The occupied safe rooms in a branch hash, earliest first (a malformed one is left
+    out: it names no time to tell)."""
+    found = []
+    for name, value in raw.items():
+        since, _, alarm_id = value.partition(":")
+        if name.startswith(SHELTER_FIELD) and since.isdigit() and alarm_id:
+            found.append(Shelter(name[len(SHELTER_FIELD):], int(since), alarm_id))
+    return tuple(sorted(found, key=lambda s: (s.since_ms, s.room)))
 
 def parse_overrides(branch_id: str, raw: dict[str, str], now_ms: int) -> list[Override]:
     """The overrides hash (phone -> ``on|off:<until_ms>:<by>``): those in force at now_ms."""
@@ -76,6 +94,22 @@ class BranchStoreMixin:
         pipe.publish(self.events_channel, json.dumps({"type": "branch.switches",
                                                       "branch": branch_id}))
         pipe.execute()
+
+    def shelter(self, branch_id: str, shelter: Shelter) -> None:
+        """Staff shelter in a safe room (its ``safe_room`` alarm was raised)."""
+        self.r.hset(self._key("branch", branch_id), SHELTER_FIELD + shelter.room,
+                    f"{shelter.since_ms}:{shelter.alarm_id}")
+
+    def end_shelter(self, branch_id: str, room_id: str) -> Shelter | None:
+        """Nobody shelters in the safe room any more (its door opened); the shelter that
+        ended, if one was recorded."""
+        key, field = self._key("branch", branch_id), SHELTER_FIELD + room_id
+        pipe = self.r.pipeline()
+        pipe.hget(key, field)
+        pipe.hdel(key, field)
+        value, _ = pipe.execute()
+        found = parse_shelters({field: value}) if value else ()
+        return found[0] if found else None
 
     def set_override(self, branch_id: str, phone: str, *, on_duty: bool, until_ms: int,
                      by: str) -> None:

@@ -7,10 +7,12 @@ Its life, as far as the report goes (:class:`ReportStatus`)::
       │                                      └───────(report filed)──────┴──> filed
       └──(cancelled as a false alarm, or a drill)──> not_needed
 
-Personal data - the description of the situation, the people involved, and the
-details of a ban or trespass notice - lives only in :data:`PERSONAL_FIELDS`; only
-roles the site allows see it, and it is purged after the retention period while
-the timeline and figures stay. Pure: no I/O, ``now_ms`` passed in.
+Personal data - the description of the situation, the people involved, the operator's
+resolve note, the report's account (what happened, actions taken) and the details of a
+ban or trespass notice - lives only in :data:`PERSONAL_FIELDS`; only roles the site
+allows read it (anyone filing may write the account), and it is purged after the
+retention period while the timeline, the outcome and figures stay. Pure: no I/O,
+``now_ms`` passed in.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from typing import Any, Mapping
 from hub.model import Alarm, AlarmState
 
 #: Free text about people: shown and exported only to allowed roles, purged after retention.
-PERSONAL_FIELDS = ("description", "people", "followup_detail")
+PERSONAL_FIELDS = ("description", "people", "resolve_note", "what_happened", "actions",
+                   "followup_detail")
 #: Follow-up after the incident: value -> label.
 FOLLOWUPS = {"none": "None", "ban": "Ban from the library", "trespass": "Trespass notice",
              "other": "Other (see details)"}
@@ -63,6 +66,7 @@ class Incident:
     notified: tuple[str, ...] = ()
     description: str = ""
     people: str = ""
+    resolve_note: str = ""   # the operator's note at resolve (personal; never texted)
     reporter: str = ""
     report: Report | None = None
     supervisor_notified_ms: int | None = None
@@ -98,13 +102,18 @@ class Incident:
         return any(self.personal().values())
 
     def personal(self) -> dict[str, str]:
+        r = self.report
         return {"description": self.description, "people": self.people,
-                "followup_detail": self.report.followup_detail if self.report else ""}
+                "resolve_note": self.resolve_note,
+                "what_happened": r.what_happened if r else "",
+                "actions": r.actions if r else "",
+                "followup_detail": r.followup_detail if r else ""}
 
     def redacted(self) -> "Incident":
         """This incident without its personal fields (for roles that may not read them)."""
-        report = replace(self.report, followup_detail="") if self.report else None
-        return replace(self, description="", people="", report=report)
+        report = replace(self.report, what_happened="", actions="", followup_detail="") \
+            if self.report else None
+        return replace(self, description="", people="", resolve_note="", report=report)
 
 
 def report_from_fields(fields: Mapping[str, str]) -> Report | None:
@@ -172,12 +181,13 @@ def incident_json(incident: Incident, status: ReportStatus, *, personal: bool
         "report": None}
     r = incident.report
     if r is not None:
-        out["report"] = {"who": r.who, "what_happened": r.what_happened,
-                         "actions": r.actions, "police": r.police, "police_ref": r.police_ref,
+        out["report"] = {"who": r.who, "police": r.police, "police_ref": r.police_ref,
                          "followup": r.followup, "filed_by": r.filed_by,
                          "filed_ms": r.filed_ms}
     if personal:
         out["description"], out["people"] = incident.description, incident.people
+        out["resolve_note"] = incident.resolve_note
         if out["report"] is not None:
-            out["report"]["followup_detail"] = r.followup_detail
+            out["report"].update(what_happened=r.what_happened, actions=r.actions,
+                                 followup_detail=r.followup_detail)
     return out

@@ -3,7 +3,8 @@
     haven:incidents              zset    alarm id -> received_at_ms, every closed alarm of a
                                          kind that pages someone (active ones: alarms:active)
     haven:incident:<id>          hash    drill 1/0, notified (names, "\\n"-joined), reporter,
-                                         description, people (personal), the report fields,
+                                         description, people, resolve_note (personal), the
+                                         report fields (what_happened, actions personal),
                                          supervisor_notified_ms, last_reminder_ms, purged_ms
     haven:incidents:notice-due   set     resolved alarms whose supervisor notice is pending
     haven:incidents:report-due   zset    resolved non-drill alarm id -> closed_at_ms, until
@@ -190,10 +191,12 @@ class IncidentStore:
     # --- writing ---------------------------------------------------------------------
 
     def save_details(self, alarm_id: str, *, reporter: str | None = None,
-                     description: str | None = None, people: str | None = None) -> None:
+                     description: str | None = None, people: str | None = None,
+                     resolve_note: str | None = None) -> None:
         """Set the reporter (a contact's phone) and, given, the personal fields."""
         fields = {k: v for k, v in (("reporter", reporter), ("description", description),
-                                    ("people", people)) if v is not None}
+                                    ("people", people), ("resolve_note", resolve_note))
+                  if v is not None}
         if fields:
             self.r.hset(self.key("incident", alarm_id), mapping=fields)
 
@@ -241,8 +244,8 @@ class IncidentStore:
                      "incidents": " ".join(incidents), "where": where},
                     maxlen=AUDIT_MAXLEN, approximate=True)
 
-    def audit_log(self, count: int = 100) -> list[dict[str, str]]:
-        """The newest audit entries, newest first."""
+    def audit_log(self, count: int | None = 100) -> list[dict[str, str]]:
+        """The newest ``count`` audit entries (``None``: all kept), newest first."""
         return [f for _, f in self.r.xrevrange(self.key("privacy-audit"), count=count)]
 
 
@@ -252,13 +255,15 @@ def _incident(alarm: Alarm, f: dict[str, str]) -> Incident:
     return Incident(alarm=alarm, drill=f.get("drill") == "1",
                     notified=tuple(n for n in f.get("notified", "").split("\n") if n),
                     description=f.get("description", ""), people=f.get("people", ""),
-                    reporter=f.get("reporter", ""), report=report_from_fields(f),
+                    resolve_note=f.get("resolve_note", ""), reporter=f.get("reporter", ""),
+                    report=report_from_fields(f),
                     supervisor_notified_ms=opt("supervisor_notified_ms"),
                     last_reminder_ms=opt("last_reminder_ms"), purged_ms=opt("purged_ms"))
 
 
 def _fields_of(i: Incident) -> dict[str, str]:
-    out = {"description": i.description, "people": i.people, "reporter": i.reporter}
+    out = {"description": i.description, "people": i.people, "reporter": i.reporter,
+           "resolve_note": i.resolve_note}
     for name in ("supervisor_notified_ms", "last_reminder_ms", "purged_ms"):
         if getattr(i, name) is not None:
             out[name] = str(getattr(i, name))
