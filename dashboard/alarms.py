@@ -6,6 +6,8 @@ Routes (any logged-in user)::
     POST /alarms/<id>/acknowledge   a person is responding: the device shows "help is coming"
     POST /alarms/<id>/resolve       form: outcome (one of OUTCOMES), note (required)
     POST /alarms/<id>/cancel        a false alarm; form: reason (required)
+    POST /alarms/<id>/real          "This is real": a drill alarm leaves the drill and pages
+                                    with the real policy, police included, at once (hub.drill)
 
 Each action is the same store call the CLI makes (``haven alarm ack|resolve|cancel``):
 ``store.transition(id, event, by=<user>)``, which stops the escalation, queues the
@@ -55,6 +57,7 @@ EVENT_LABELS = {
     "acknowledged": "Acknowledged", "resolved": "Resolved", "cancelled": "Cancelled",
     "resolution": "Resolution recorded", "cancel_refused": "Cancel from device refused",
     "safe_room_left": "Safe room door opened",
+    "real": "Made REAL: not a drill",
 }
 BAD_STATUSES = frozenset({"undelivered", "failed", "busy", "no-answer", "canceled"})
 
@@ -125,6 +128,8 @@ def timeline_rows(entries: list[dict[str, str]]) -> list[Row]:
             detail = f"pressed {int(e.get('delay_ms', '0') or 0) // 1000} s before it arrived"
         elif event == "delivery_failed":
             detail, bad = f"attempt {e.get('attempt', '?')}: {e.get('tried', '?')} tried", True
+        elif event == "real":
+            detail = f"via {e.get('via', '?')}: paged with the real policy, police included"
         elif event == "resolution":
             detail = f"{OUTCOMES.get(e.get('outcome', ''), e.get('outcome', ''))}: " \
                      f"{e.get('note', '')}"
@@ -207,6 +212,21 @@ def _back(alarm: Alarm) -> Any:
 def acknowledge(alarm_id: str) -> Any:
     alarm = _alarm_or_404(alarm_id)
     _apply(alarm, AlarmEvent.ACKNOWLEDGE, None, "acknowledged")
+    return _back(alarm)
+
+
+@bp.post("/<alarm_id>/real")
+def real(alarm_id: str) -> Any:
+    alarm = _alarm_or_404(alarm_id)
+    try:
+        board_context().store.make_real(alarm.id, by=g.user.name, via="dashboard",
+                                        now_ms=now_ms())
+    except (KeyError, IllegalTransition) as exc:
+        flash(f"Not done: {exc.args[0]}", "error")
+        return _back(alarm)
+    log.warning("alarm %s made REAL by %s (dashboard)", alarm.id, g.user.name)
+    flash(f"Alarm made REAL by {g.user.name}: police and everyone on its list are being "
+          "paged now.", "info")
     return _back(alarm)
 
 

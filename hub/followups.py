@@ -104,12 +104,10 @@ class FollowupMixin:
         if alarm is None or alarm.state not in (AlarmState.RESOLVED, AlarmState.CANCELLED):
             return 0
         reached: dict[str, str] = {}
-        drill = False
+        drill = alarm.drill  # its own, not its branch's (hub.drill)
         for entry in self.store.timeline(alarm_id):
             if entry["event"] == "notified":
                 reached.setdefault(entry["to"], entry["contact"])
-            elif entry["event"] == "escalation":
-                drill = drill or entry.get("branch_state") == "drill"
         if not reached:
             return 0
         from .messages import all_clear_text

@@ -12,7 +12,7 @@ before the raise, behind a gate the raise decides (hub.gate). The device hears
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from device.protocol import CMD_RECEIVED, Command, ProtocolError, decode_alarm
 
@@ -21,6 +21,7 @@ from .gate import Gate
 from .lifecycle import AlarmEvent
 from .model import Alarm
 from .outcome import Outcome
+from .schedule import drill_in_force
 from .sending import LEASE_MS
 from .store import Raised, RaiseRequest
 from .store_branches import parse_seen
@@ -142,6 +143,8 @@ class IntakeMixin:
         pre = None
         if escalate and seen is not None:
             switches, overrides = parse_seen(branch.id, seen, alarm.received_at_ms)
+            # as the raise will decide it, if this state is still current (hub.drill)
+            alarm = replace(alarm, drill=drill_in_force(switches, alarm.received_at_ms))
             pre = self._plan_attempt(alarm, 0, switches, overrides, alarm.received_at_ms)
         request = RaiseRequest(
             alarm, escalate, LEASE_MS if escalate else 0,
@@ -200,6 +203,7 @@ class IntakeMixin:
             else:
                 switches, overrides = parse_seen(alarm.branch, raised.seen,
                                                  alarm.received_at_ms)
+                alarm = replace(alarm, drill=drill_in_force(switches, alarm.received_at_ms))
                 self._attempt(alarm, 0, switches, overrides, alarm.received_at_ms,
                               wait_here=False)
         except Exception:  # stored and leased: the lease runs out and a timer runs it

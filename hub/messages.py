@@ -34,7 +34,15 @@ def sms_text(alarm: Alarm, site: Site, *, drill: bool = False, reply_hint: bool 
     label = site.kinds[alarm.kind].label
     return (f"{'DRILL ' if drill else ''}HAVEN {label}: {where(alarm, site)}. "
             f"Alarm at {local:%H:%M}. Ref {alarm.id[:8]}"
-            + (". Reply 1 if you are responding." if reply_hint else ""))
+            + (". Reply 1 if you are responding." if reply_hint else "")
+            + real_hint(drill=drill, reply_hint=reply_hint))
+
+
+def real_hint(*, drill: bool, reply_hint: bool) -> str:
+    """What a drill text adds so a real emergency can leave the drill (hub.drill): only
+    when replies reach the dashboard (``reply_hint``). A drill text may take a second
+    segment; a real one does not carry this."""
+    return " Reply REAL if this is not a drill." if drill and reply_hint else ""
 
 
 def call_text(alarm: Alarm, site: Site, *, drill: bool = False) -> str:

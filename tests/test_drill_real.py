@@ -1,0 +1,213 @@
+"""A real emergency during a drill (issue 15, item 5): each alarm is a drill or not by
+itself, decided when it is raised; anyone paged or any operator can say REAL (SMS reply,
+key 9 on a call, the alarm page, ``haven alarm real``), and the next attempt, due at once,
+pages with the real policy, police included. Nothing else turns a drill alarm real."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from dashboard import create_app
+from device.protocol import Topics, new_alarm
+from hub import cli
+from hub.lifecycle import AlarmEvent, IllegalTransition
+from hub.service import TICK_S
+from tests.dashboard_login import logged_in_client
+from hub.service import AlarmService
+from tests.test_escalation import T0, Clock, InlinePool, Recorder, phones, rig  # noqa: F401
+from tests.test_twilio_hooks import CIRC, TOKEN, post, reply, twiml, said
+
+DRILL_MINUTES = 30
+
+
+def start_drill(store, branch="main", minutes=DRILL_MINUTES, at=T0):
+    store.set_branch_switches(branch, by="Dana", now_ms=int(at * 1000),
+                              drill_until_ms=int((at + minutes * 60) * 1000))
+
+
+def press(service, device="main-circ-01", kind="emergency"):
+    msg = new_alarm(device, kind, service.clock())
+    service.handle(Topics().alarm(device), msg.to_json())
+    return msg.alarm_id
+
+
+def paged(notifier):
+    return {to for _, to, _ in notifier.sent}
+
+
+@pytest.fixture
+def drilling(rig, sample_site):  # noqa: F811
+    """An emergency pressed during a drill at main (staffed by switch), paged as a drill:
+    no police. The hub's clock starts at the wall clock, as the dashboard's does."""
+    service, clock, notifier, store = rig
+    clock.now = time.time()
+    store.set_branch_switches("main", by="Dana", now_ms=int(clock.now * 1000),
+                              lone_worker=False)
+    start_drill(store, at=clock.now)
+    alarm_id = press(service)
+    police = phones(sample_site, "Police dispatch")
+    assert police and notifier.sent and not police & paged(notifier)
+    assert store.get_alarm(alarm_id).drill
+    notifier.sent.clear()
+    return service, clock, notifier, store, alarm_id, police
+
+
+def run_hub_until(service, clock, notifier, wanted, *, seconds, tick=TICK_S):
+    """Run the hub's timer the way its thread does (a tick every ``tick`` s of the injected
+    clock, TICK_S by default) until ``wanted`` were paged; returns how long that took in
+    hub seconds, or ``None`` if they were not paged within ``seconds``."""
+    start = clock.now
+    while clock.now - start <= seconds:
+        service.run_due()
+        if wanted <= paged(notifier):
+            return clock.now - start
+        clock.now += tick
+    return None
+
+
+# --- the hub: drill-ness is the alarm's own, REAL pages police at once --------------------
+
+def test_drill_alarms_never_reach_police_through_the_drill_and_after_it(drilling):
+    service, clock, notifier, store, alarm_id, police = drilling
+    # every attempt for two hours: through the drill's 30 min, and long after it ran out
+    assert run_hub_until(service, clock, notifier, police, seconds=2 * 3600, tick=5) is None
+    assert len(notifier.sent) > 100  # it did keep escalating, to the others
+    assert all(text.startswith(("DRILL", "This is a drill")) for _, _, text in notifier.sent)
+    assert store.get_alarm(alarm_id).drill
+
+
+def test_an_acknowledged_drill_alarm_reaches_no_police_either(drilling):
+    service, clock, notifier, store, alarm_id, police = drilling
+    store.transition(alarm_id, AlarmEvent.ACKNOWLEDGE, by="Dana", now_ms=int(clock.now * 1000))
+    assert run_hub_until(service, clock, notifier, police, seconds=600, tick=5) is None
+    assert notifier.sent == []
+
+
+@pytest.mark.parametrize("acknowledged_first", [False, True], ids=["raised", "acknowledged"])
+def test_real_pages_police_at_the_next_tick_with_the_real_text(drilling, acknowledged_first):
+    service, clock, notifier, store, alarm_id, police = drilling
+    clock.now += 5  # 5 s into a 60 s wait: the next step is 55 s away
+    if acknowledged_first:  # a responder came, and found it real
+        store.transition(alarm_id, AlarmEvent.ACKNOWLEDGE, by="Dana",
+                         now_ms=int(clock.now * 1000))
+        clock.now += 1
+    store.make_real(alarm_id, by="Dana", via="cli", now_ms=int(clock.now * 1000))
+
+    took = run_hub_until(service, clock, notifier, police, seconds=60)
+    assert took is not None and took <= TICK_S  # the first tick after REAL, not a step later
+    to_police = [text for _, to, text in notifier.sent if to in police]
+    assert to_police and not any("drill" in text.lower() for _, _, text in notifier.sent)
+    alarm = store.get_alarm(alarm_id)
+    assert not alarm.drill and (alarm.real_by, alarm.real_at_ms) == ("Dana", alarm.real_at_ms)
+    real = [e for e in store.timeline(alarm_id) if e["event"] == "real"]
+    assert [(e["by"], e["via"]) for e in real] == [("Dana", "cli")]
+    escalations = [e for e in store.timeline(alarm_id) if e["event"] == "escalation"]
+    assert escalations[-1]["branch_state"] != "drill"
+    if acknowledged_first:  # one attempt for the police, then quiet again
+        notifier.sent.clear()
+        clock.now += 3600
+        service.run_due()
+        assert notifier.sent == [] and store.escalation_due(alarm_id) is None
+
+
+def test_a_drill_switched_on_later_leaves_a_real_alarm_real(rig, sample_site):
+    service, clock, notifier, store = rig
+    alarm_id = press(service)  # no drill yet
+    start_drill(store, at=clock.now + 1)
+    notifier.sent.clear()
+    clock.now += 60
+    service.run_due()
+    assert phones(sample_site, "Police dispatch") <= paged(notifier)
+    assert not store.get_alarm(alarm_id).drill
+
+
+def test_real_twice_or_on_a_real_or_closed_alarm_is_refused_with_the_reason(drilling):
+    service, clock, notifier, store, alarm_id, police = drilling
+    now = int(clock.now * 1000)
+    store.make_real(alarm_id, by="Dana", via="dashboard", now_ms=now)
+    with pytest.raises(IllegalTransition, match="not a drill"):
+        store.make_real(alarm_id, by="Sam", via="dashboard", now_ms=now)
+    store.transition(alarm_id, AlarmEvent.RESOLVE, by="Dana", now_ms=now, reason="police came")
+    with pytest.raises(IllegalTransition, match="raise a new alarm"):
+        store.make_real(alarm_id, by="Sam", via="cli", now_ms=now)
+    with pytest.raises(KeyError):
+        store.make_real("no-such-alarm", by="Sam", via="cli", now_ms=now)
+
+
+# --- every way of saying REAL: SMS, key 9, the alarm page, the CLI ------------------------
+
+@pytest.fixture
+def hooks_client(sample_site, rig):  # noqa: F811
+    service, clock, notifier, store = rig
+    return create_app(sample_site, store, twilio_auth_token=TOKEN).test_client()
+
+
+def test_a_drill_text_says_how_to_make_it_real(rig, sample_site):  # noqa: F811
+    service, clock, notifier, store = rig
+    service.public_url = "https://haven.example.org"  # replies reach the dashboard
+    start_drill(store)
+    press(service)
+    texts = [text for ch, _, text in notifier.sent if ch == "sms"]
+    assert texts and all(t.endswith("Reply REAL if this is not a drill.") for t in texts)
+    notifier.sent.clear()
+    store.set_branch_switches("main", by="Dana", now_ms=int(clock.now * 1000),
+                              drill_until_ms=None)
+    press(service, device="main-ref-01")
+    assert not any("REAL" in text for _, _, text in notifier.sent)  # real texts do not
+
+
+def say_real(way, client, store, alarm_id, sample_site):
+    """Say REAL as a paged person or an operator would; returns what they were told."""
+    if way == "sms":
+        return reply(post(client, "/twilio/sms", {"From": CIRC[0], "Body": " Real. "}))
+    if way == "call":
+        return said(twiml(post(client, f"/twilio/voice/gather?alarm={alarm_id}",
+                               {"To": CIRC[0], "Digits": "9"})))
+    if way == "dashboard":
+        web = logged_in_client(create_app(sample_site, store), store, "ana")
+        assert b">This is real</button>" in web.get(f"/alarms/{alarm_id}").data
+        answer = web.post(f"/alarms/{alarm_id}/real", follow_redirects=True)
+        assert b">This is real</button>" not in answer.data  # it is real now
+        return answer.data.decode()
+    raise AssertionError(way)
+
+
+@pytest.mark.parametrize("way, by, told", [
+    ("sms", CIRC[1], "REAL: EMERGENCY at Main Library, Circulation Desk is no longer a drill."),
+    ("call", CIRC[1], "This is no longer a drill."),
+    ("dashboard", "ana", "Alarm made REAL by ana"),
+])
+def test_each_way_of_saying_real_pages_police_at_the_next_tick(drilling, hooks_client,
+                                                               sample_site, way, by, told):
+    service, clock, notifier, store, alarm_id, police = drilling
+    clock.now += 5
+    answer = say_real(way, hooks_client, store, alarm_id, sample_site)
+    assert told in answer
+    alarm = store.get_alarm(alarm_id)
+    assert not alarm.drill and alarm.real_by == by
+    took = run_hub_until(service, clock, notifier, police, seconds=60)
+    assert took is not None and took <= TICK_S
+
+
+def test_the_cli_makes_a_drill_alarm_real_on_a_real_redis(store, redis_service, sample_site,
+                                                          capsys):
+    """Also runs the raise script's drill rule on a real redis-server (not fakeredis)."""
+    clock, notifier, pool = Clock(time.time()), Recorder(), InlinePool()
+    service = AlarmService(sample_site, store, notifier, lambda t, p: None, pool,
+                           escalators=pool, clock=clock)
+    start_drill(store, at=clock.now)
+    alarm_id = press(service)
+    police = phones(sample_site, "Police dispatch")
+    assert store.get_alarm(alarm_id).drill and not police & paged(notifier)
+    assert [e.get("drill") for e in store.timeline(alarm_id) if e["event"] == "raised"] == ["1"]
+
+    code = cli.main(["alarm", "--redis", redis_service.url, "real", alarm_id, "--by", "Ana"])
+
+    assert code == 0 and "made REAL by Ana" in capsys.readouterr().out
+    clock.now += 1
+    assert run_hub_until(service, clock, notifier, police, seconds=60) == 0
+    assert cli.main(["alarm", "--redis", redis_service.url, "real", alarm_id,
+                     "--by", "Ana"]) == 1
+    assert "is not a drill" in capsys.readouterr().err
