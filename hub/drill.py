@@ -20,6 +20,9 @@ happen during a drill, and the person pressing cannot tell the hub so; so:
   policy: the hub's timer (every 0.2 s) pages the step's contacts, police included,
   without the DRILL prefix. An alarm already acknowledged during the drill still gets
   that one attempt (police never heard of it); escalation then stays stopped.
+- **The person pressing feels it**: the hub's ``received`` says ``drill`` and the device
+  shows DRILL (four blinks, two buzzes) instead of RECEIVED; on REAL the hub sends a
+  plain ``received`` and the device shows RECEIVED (device.protocol, device.feedback).
 - **Nothing else turns a drill alarm real**: not the drill ending, not an
   acknowledgement. Drill alarms never reach police otherwise.
 
@@ -37,8 +40,6 @@ from .model import Alarm, AlarmState
 REAL_WORDS = frozenset({"real", "not a drill", "this is real", "real emergency", "9"})
 #: The key pressed on a drill call to turn it real.
 REAL_DIGIT = "9"
-#: Ways someone may say REAL, as recorded in the timeline's ``via``.
-REAL_VIA = ("sms", "call", "dashboard", "cli")
 
 
 def make_real(alarm: Alarm, now_ms: int, *, by: str) -> Alarm:

@@ -168,7 +168,7 @@ class IntakeMixin:
             self._log_attempt(alarm, intake.pre, new=True)
         elif raised.created and kind.steps:
             self._start_escalation(intake, raised)
-        self._confirm(alarm)
+        self._confirm(alarm, drill=self._stored_as_drill(alarm, raised))
         delay_ms = alarm.received_at_ms - alarm.pressed_at_ms
         if raised.created and delay_ms > LATE_MS:
             log.warning("alarm %s from %s is late: pressed %d s before it arrived (device "
@@ -210,7 +210,17 @@ class IntakeMixin:
             log.exception("alarm %s: attempt 0 failed to start; the escalation timers will "
                           "run it within %d ms", alarm.id, LEASE_MS)
 
-    def _confirm(self, alarm: Alarm) -> None:
-        """Tell the device the hub has stored its alarm (a PUBACK only means the broker has)."""
-        cmd = Command(cmd=CMD_RECEIVED, alarm_id=alarm.id, at=self._now_ms())
+    def _stored_as_drill(self, alarm: Alarm, raised: Raised) -> bool:
+        """Whether the alarm is stored as a drill (hub.drill): for a new one, the raise's
+        rule on the branch state it read; a redelivered one is read back (rare)."""
+        if raised.created:
+            switches, _ = parse_seen(alarm.branch, raised.seen, alarm.received_at_ms)
+            return drill_in_force(switches, alarm.received_at_ms)
+        stored = self.store.get_alarm(alarm.id)
+        return stored is not None and stored.drill
+
+    def _confirm(self, alarm: Alarm, *, drill: bool = False) -> None:
+        """Tell the device the hub has stored its alarm (a PUBACK only means the broker has),
+        and whether as a drill: police are not paged, and the device shows it."""
+        cmd = Command(cmd=CMD_RECEIVED, alarm_id=alarm.id, at=self._now_ms(), drill=drill)
         self.confirm(self.topics.cmd(alarm.device), cmd.to_json())

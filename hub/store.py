@@ -388,8 +388,9 @@ class Store(BranchStoreMixin, NotificationStoreMixin, DeviceStoreMixin):
     def make_real(self, alarm_id: str, *, by: str, via: str, now_ms: int) -> Alarm:
         """Someone (``by``, through ``via``: sms, call, dashboard, cli) says a drill alarm
         is real (hub.drill): atomically (WATCH/MULTI) it stops being a drill, a ``real``
-        timeline entry is written, and its next escalation attempt is due ``now_ms``, so the
-        hub's timer pages with the real policy, police included, at its next tick.
+        timeline entry is written, its next escalation attempt is due ``now_ms`` (the hub's
+        timer pages with the real policy, police included, at its next tick) and the device
+        that pressed is sent a plain ``received`` (it stops showing DRILL).
 
         Raises ``KeyError`` for an unknown alarm and
         :class:`hub.lifecycle.IllegalTransition` when it is not an active drill alarm.
@@ -408,6 +409,10 @@ class Store(BranchStoreMixin, NotificationStoreMixin, DeviceStoreMixin):
                     pipe.xadd(self._key("timeline", alarm_id),
                               {"event": "real", "at_ms": now_ms, "by": by, "via": via})
                     pipe.zadd(self._key("escalations"), {alarm_id: now_ms})
+                    # a plain "received": the device stops showing DRILL (device.protocol)
+                    pipe.xadd(self._key("device-commands"),
+                              {"device": new.device, "cmd": "received", "alarm_id": alarm_id},
+                              maxlen=COMMANDS_MAXLEN, approximate=True)
                     pipe.publish(self.events_channel, json.dumps(
                         {"type": "alarm.real", "alarm": new.to_json()}))
                     pipe.execute()

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from dashboard import create_app
-from device.protocol import Topics, new_alarm
+from device.protocol import Topics, decode_command, new_alarm
 from hub import cli
 from hub.lifecycle import AlarmEvent, IllegalTransition
 from hub.service import TICK_S
@@ -211,3 +211,27 @@ def test_the_cli_makes_a_drill_alarm_real_on_a_real_redis(store, redis_service, 
     assert cli.main(["alarm", "--redis", redis_service.url, "real", alarm_id,
                      "--by", "Ana"]) == 1
     assert "is not a drill" in capsys.readouterr().err
+
+
+# --- the device that pressed shows it ------------------------------------------------------
+
+def test_the_device_is_told_drill_on_receipt_and_received_again_on_real(sample_site,
+                                                                         fake_store):
+    published = []
+    pool = InlinePool()
+    service = AlarmService(sample_site, fake_store, Recorder(),
+                           lambda topic, payload: published.append((topic, payload)), pool,
+                           escalators=pool, clock=Clock())
+    start_drill(fake_store)
+    # the worker's first alarm at main (branch state unseen), then one planned ahead, then
+    # one at westside, where no drill runs
+    ids = [press(service), press(service, device="main-ref-01"),
+           press(service, device="west-front-01")]
+    told = [decode_command(topic, payload) for topic, payload in published]
+    assert [(c.cmd, c.alarm_id, c.drill) for c in told] == [
+        ("received", ids[0], True), ("received", ids[1], True), ("received", ids[2], False)]
+    assert [fake_store.get_alarm(i).drill for i in ids] == [True, True, False]
+
+    fake_store.make_real(ids[1], by="Dana", via="dashboard", now_ms=int(T0 * 1000) + 5000)
+    [(_, fields)] = fake_store.read_device_commands("t", block_ms=5)
+    assert fields == {"device": "main-ref-01", "cmd": "received", "alarm_id": ids[1]}
