@@ -12,10 +12,10 @@ import pytest
 from dashboard import create_app
 from device.protocol import Topics, decode_command, new_alarm
 from hub import cli
+from hub.incidents.store import timeline_summary
 from hub.lifecycle import AlarmEvent, IllegalTransition
-from hub.service import TICK_S
+from hub.service import TICK_S, AlarmService
 from tests.dashboard_login import logged_in_client
-from hub.service import AlarmService
 from tests.test_escalation import T0, Clock, InlinePool, Recorder, phones, rig  # noqa: F401
 from tests.test_twilio_hooks import CIRC, TOKEN, post, reply, twiml, said
 
@@ -93,14 +93,15 @@ def test_real_pages_police_at_the_next_tick_with_the_real_text(drilling, acknowl
         store.transition(alarm_id, AlarmEvent.ACKNOWLEDGE, by="Dana",
                          now_ms=int(clock.now * 1000))
         clock.now += 1
-    store.make_real(alarm_id, by="Dana", via="cli", now_ms=int(clock.now * 1000))
+    said_ms = int(clock.now * 1000)
+    store.make_real(alarm_id, by="Dana", via="cli", now_ms=said_ms)
 
     took = run_hub_until(service, clock, notifier, police, seconds=60)
     assert took is not None and took <= TICK_S  # the first tick after REAL, not a step later
     to_police = [text for _, to, text in notifier.sent if to in police]
     assert to_police and not any("drill" in text.lower() for _, _, text in notifier.sent)
     alarm = store.get_alarm(alarm_id)
-    assert not alarm.drill and (alarm.real_by, alarm.real_at_ms) == ("Dana", alarm.real_at_ms)
+    assert not alarm.drill and (alarm.real_by, alarm.real_at_ms) == ("Dana", said_ms)
     real = [e for e in store.timeline(alarm_id) if e["event"] == "real"]
     assert [(e["by"], e["via"]) for e in real] == [("Dana", "cli")]
     escalations = [e for e in store.timeline(alarm_id) if e["event"] == "escalation"]
@@ -235,3 +236,22 @@ def test_the_device_is_told_drill_on_receipt_and_received_again_on_real(sample_s
     fake_store.make_real(ids[1], by="Dana", via="dashboard", now_ms=int(T0 * 1000) + 5000)
     [(_, fields)] = fake_store.read_device_commands("t", block_ms=5)
     assert fields == {"device": "main-ref-01", "cmd": "received", "alarm_id": ids[1]}
+
+
+# --- the record follows REAL --------------------------------------------------------------
+
+@pytest.mark.parametrize("made_real", [False, True], ids=["drill", "made-real"])
+def test_the_incident_and_the_all_clear_follow_real(drilling, made_real):
+    service, clock, notifier, store, alarm_id, police = drilling
+    now = int(clock.now * 1000)
+    if made_real:
+        store.make_real(alarm_id, by="Dana", via="dashboard", now_ms=now)
+        run_hub_until(service, clock, notifier, police, seconds=1)
+    store.transition(alarm_id, AlarmEvent.RESOLVE, by="Dana", now_ms=now + 1000,
+                     reason="handled")
+    notifier.sent.clear()
+    assert service.send_all_clear(alarm_id) > 0
+    texts = [text for _, _, text in notifier.sent]
+    assert texts and all(t.startswith("DRILL ") is not made_real for t in texts)
+    drill, _ = timeline_summary(store.timeline(alarm_id))
+    assert drill is not made_real  # a drill needs no report; an alarm made real does
