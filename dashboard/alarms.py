@@ -27,6 +27,7 @@ from zoneinfo import ZoneInfo
 
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 
+from hub.drill import who_is_paged
 from hub.lifecycle import AlarmEvent, IllegalTransition
 from hub.model import Alarm
 from hub.site import Site
@@ -218,15 +219,14 @@ def acknowledge(alarm_id: str) -> Any:
 @bp.post("/<alarm_id>/real")
 def real(alarm_id: str) -> Any:
     alarm = _alarm_or_404(alarm_id)
+    ctx = board_context()
     try:
-        board_context().store.make_real(alarm.id, by=g.user.name, via="dashboard",
-                                        now_ms=now_ms())
+        ctx.store.make_real(alarm.id, by=g.user.name, via="dashboard", now_ms=now_ms())
     except (KeyError, IllegalTransition) as exc:
         flash(f"Not done: {exc.args[0]}", "error")
         return _back(alarm)
     log.warning("alarm %s made REAL by %s (dashboard)", alarm.id, g.user.name)
-    flash(f"Alarm made REAL by {g.user.name}: police and everyone on its list are being "
-          "paged now.", "info")
+    flash(f"Alarm made REAL by {g.user.name}. {who_is_paged(ctx.site, alarm)}", "info")
     return _back(alarm)
 
 

@@ -39,7 +39,7 @@ from twilio.twiml import TwiML
 from twilio.twiml.messaging_response import MessagingResponse
 from twilio.twiml.voice_response import Gather, VoiceResponse
 
-from hub.drill import REAL_DIGIT, REAL_WORDS
+from hub.drill import REAL_DIGIT, REAL_WORDS, who_is_paged
 from hub.lifecycle import AlarmEvent, IllegalTransition
 from hub.messages import call_text, where
 from hub.model import Alarm, AlarmState
@@ -205,7 +205,7 @@ def voice_gather() -> Response:
         alarm, done = _make_real(ctx.store, alarm_id, name, "call")
         if done:
             response.say(f"Thank you, {name}. This is no longer a drill. "
-                         "The police and everyone on the alarm's list are being called now.")
+                         + who_is_paged(ctx.site, alarm))
             return _twiml(response)
         if alarm is None or not alarm.state.active:
             response.say(NOT_ACTIVE)
@@ -307,10 +307,10 @@ def _real_by_sms(store: Store, site: Site, sender: str) -> str:
         made, done = _make_real(store, alarm.id, contact_name(site, sender), "sms")
         if done:
             label, place = _describe(site, made)
-            return (f"REAL: {label} at {place} is no longer a drill. Police and everyone "
-                    "on its list are being paged now.")
+            return (f"REAL: {label} at {place} is no longer a drill. "
+                    + who_is_paged(site, made))
     if paged:
-        return "Your latest Haven alarm is not a drill: police are already on its list."
+        return "Your latest Haven alarm is not a drill: it is already paged as real."
     return "No active Haven alarm for this number."
 
 

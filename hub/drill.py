@@ -33,8 +33,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from .escalation import POLICE_ROLE
 from .lifecycle import IllegalTransition
 from .model import Alarm, AlarmState
+from .site import Site
 
 #: SMS replies (trimmed, lower-cased, a final "." or "!" dropped) that turn a drill real.
 REAL_WORDS = frozenset({"real", "not a drill", "this is real", "real emergency", "9"})
@@ -64,3 +66,18 @@ def pages_after_acknowledge(alarm: Alarm) -> bool:
     return (alarm.state is AlarmState.ACKNOWLEDGED and alarm.real_at_ms is not None
             and alarm.acknowledged_at_ms is not None
             and alarm.real_at_ms >= alarm.acknowledged_at_ms)
+
+
+def who_is_paged(site: Site, alarm: Alarm) -> str:
+    """What to tell whoever said REAL about who is paged now: police only where the
+    kind's policy has them (an assist pages police only in a lone-worker branch)."""
+    kind = site.kinds.get(alarm.kind)
+    police = [kind is not None and any(POLICE_ROLE in step.notify
+                                       for step in kind.policy(lone_worker=lone))
+              for lone in (False, True)]
+    if all(police):
+        return "Police and everyone on its list are being paged now."
+    if any(police):
+        return ("Everyone on its list is being paged now, police too if the branch has "
+                "a lone worker.")
+    return "Everyone on its list is being paged now (its policy does not page police)."

@@ -12,8 +12,10 @@ import pytest
 from dashboard import create_app
 from device.protocol import Topics, decode_command, new_alarm
 from hub import cli
+from hub.drill import who_is_paged
 from hub.incidents.store import timeline_summary
 from hub.lifecycle import AlarmEvent, IllegalTransition
+from hub.model import Alarm
 from hub.service import TICK_S, AlarmService
 from tests.dashboard_login import logged_in_client
 from tests.test_escalation import T0, Clock, InlinePool, Recorder, phones, rig  # noqa: F401
@@ -124,6 +126,18 @@ def test_a_drill_switched_on_later_leaves_a_real_alarm_real(rig, sample_site):
     assert not store.get_alarm(alarm_id).drill
 
 
+@pytest.mark.parametrize("kind, told", [
+    ("emergency", "Police and everyone on its list are being paged now."),
+    ("assist", "Everyone on its list is being paged now, police too if the branch has a "
+               "lone worker."),
+    ("welfare", "Everyone on its list is being paged now (its policy does not page police)."),
+])
+def test_whoever_says_real_is_told_whether_police_are_paged(sample_site, kind, told):
+    alarm = Alarm(id="a1", kind=kind, device="main-circ-01", branch="main",
+                  room="circulation", pressed_at_ms=0, received_at_ms=0, drill=True)
+    assert who_is_paged(sample_site, alarm) == told
+
+
 def test_real_twice_or_on_a_real_or_closed_alarm_is_refused_with_the_reason(drilling):
     service, clock, notifier, store, alarm_id, police = drilling
     now = int(clock.now * 1000)
@@ -176,9 +190,12 @@ def say_real(way, client, store, alarm_id, sample_site):
 
 
 @pytest.mark.parametrize("way, by, told", [
-    ("sms", CIRC[1], "REAL: EMERGENCY at Main Library, Circulation Desk is no longer a drill."),
-    ("call", CIRC[1], "This is no longer a drill."),
-    ("dashboard", "ana", "Alarm made REAL by ana"),
+    ("sms", CIRC[1], "REAL: EMERGENCY at Main Library, Circulation Desk is no longer a "
+                     "drill. Police and everyone on its list are being paged now."),
+    ("call", CIRC[1], "This is no longer a drill. Police and everyone on its list are being "
+                      "paged now."),
+    ("dashboard", "ana", "Alarm made REAL by ana. Police and everyone on its list are being "
+                         "paged now."),
 ])
 def test_each_way_of_saying_real_pages_police_at_the_next_tick(drilling, hooks_client,
                                                                sample_site, way, by, told):
@@ -186,6 +203,8 @@ def test_each_way_of_saying_real_pages_police_at_the_next_tick(drilling, hooks_c
     clock.now += 5
     answer = say_real(way, hooks_client, store, alarm_id, sample_site)
     assert told in answer
+    if way == "dashboard":  # and its timeline says so
+        assert "Made REAL: not a drill" in answer and "via dashboard" in answer
     alarm = store.get_alarm(alarm_id)
     assert not alarm.drill and alarm.real_by == by
     took = run_hub_until(service, clock, notifier, police, seconds=60)
