@@ -126,6 +126,11 @@ def cmd_alarm(args) -> int:
 def cmd_branch(args) -> int:
     import time
 
+    from .drill import MAX_DRILL_MIN
+    if args.switch == "drill" and args.state == "on" and not 1 <= args.minutes <= MAX_DRILL_MIN:
+        print(f"haven branch drill: --minutes {args.minutes}: give 1 to {MAX_DRILL_MIN} "
+              "(a drill ends by itself; start another if it must run longer)", file=sys.stderr)
+        return 1
     from .settings import hub_settings
     from .store import Store
     settings = hub_settings(site=args.site, redis_url=args.redis)
@@ -262,7 +267,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                 "no police")
     drill.add_argument("branch")
     drill.add_argument("state", choices=["on", "off"])
-    drill.add_argument("--minutes", type=int, default=30, help="the drill ends by itself")
+    drill.add_argument("--minutes", type=int, default=30,
+                       help="the drill ends by itself after this many minutes (at most "
+                       "12 hours)")
     drill.add_argument("--by", required=True)
     duty = branch_sub.add_parser("on-duty", help="put a contact on or off duty for a while")
     duty.add_argument("branch")

@@ -38,6 +38,10 @@ from .lifecycle import IllegalTransition
 from .model import Alarm, AlarmState
 from .site import Site
 
+#: The longest drill, in minutes (CLI and dashboard): a drill must end by itself, so a
+#: mistyped ``--minutes`` cannot keep police away from a branch for days.
+MAX_DRILL_MIN = 12 * 60
+
 #: SMS replies (trimmed, lower-cased, a final "." or "!" dropped) that turn a drill real.
 REAL_WORDS = frozenset({"real", "not a drill", "this is real", "real emergency", "9"})
 #: The key pressed on a drill call to turn it real.

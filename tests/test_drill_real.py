@@ -12,7 +12,7 @@ import pytest
 from dashboard import create_app
 from device.protocol import Topics, decode_command, new_alarm
 from hub import cli
-from hub.drill import who_is_paged
+from hub.drill import MAX_DRILL_MIN, who_is_paged
 from hub.incidents.store import timeline_summary
 from hub.lifecycle import AlarmEvent, IllegalTransition
 from hub.model import Alarm
@@ -274,3 +274,12 @@ def test_the_incident_and_the_all_clear_follow_real(drilling, made_real):
     assert texts and all(t.startswith("DRILL ") is not made_real for t in texts)
     drill, _ = timeline_summary(store.timeline(alarm_id))
     assert drill is not made_real  # a drill needs no report; an alarm made real does
+
+
+@pytest.mark.parametrize("minutes", [0, -5, MAX_DRILL_MIN + 1, 100_000])
+def test_the_cli_refuses_a_drill_that_would_not_end_soon(minutes, capsys):
+    """Checked before any connection: the Redis URL here leads nowhere."""
+    code = cli.main(["branch", "--redis", "redis://127.0.0.1:1", "drill", "main", "on",
+                     "--minutes", str(minutes), "--by", "Dana"])
+    assert code == 1
+    assert f"--minutes {minutes}: give 1 to {MAX_DRILL_MIN}" in capsys.readouterr().err
