@@ -107,8 +107,8 @@ def cmd_alarm(args) -> int:
         except (KeyError, IllegalTransition) as exc:
             print(f"haven alarm real: {exc.args[0]}", file=sys.stderr)
             return 1
-        print(f"alarm {alarm.id}: made REAL by {args.by}; the hub pages it with the real "
-              "policy, police included, now")
+        print(f"alarm {alarm.id}: made REAL by {args.by}; the hub pages it now with the real "
+              "policy (police wherever the policy has them)")
         return 0
     event = {"ack": AlarmEvent.ACKNOWLEDGE, "resolve": AlarmEvent.RESOLVE,
              "cancel": AlarmEvent.CANCEL_OPERATOR}[args.alarm_command]
@@ -251,7 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name, text in (("ack", "a person is responding: the device shows help is coming"),
                        ("resolve", "the situation is over (needs --reason: the outcome)"),
                        ("cancel", "a false alarm (needs --reason)"),
-                       ("real", "a drill alarm is not a drill: page police at once")):
+                       ("real", "a drill alarm is not a drill: page it as real (police "
+                                "included) at once")):
         action = alarm_sub.add_parser(name, help=text)
         action.add_argument("alarm_id")
         action.add_argument("--by", required=True, help="who does it (name or role)")

@@ -60,7 +60,7 @@ def make_real(alarm: Alarm, now_ms: int, *, by: str) -> Alarm:
                                 "if someone is in danger, raise a new alarm")
     if not alarm.drill:
         raise IllegalTransition(f"alarm {alarm.id} is not a drill: it already pages with "
-                                "the real policy, police included")
+                                "the real policy")
     return replace(alarm, drill=False, real_at_ms=now_ms, real_by=by)
 
 
