@@ -6,6 +6,8 @@ Routes (any logged-in user)::
     POST /alarms/<id>/acknowledge   a person is responding: the device shows "help is coming"
     POST /alarms/<id>/resolve       form: outcome (one of OUTCOMES), note (required)
     POST /alarms/<id>/cancel        a false alarm; form: reason (required)
+    POST /alarms/<id>/real          "This is real": a drill alarm leaves the drill and pages
+                                    with the real policy, police included, at once (hub.drill)
 
 Each action is the same store call the CLI makes (``haven alarm ack|resolve|cancel``):
 ``store.transition(id, event, by=<user>)``, which stops the escalation, queues the
@@ -29,6 +31,7 @@ from zoneinfo import ZoneInfo
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 
 from hub.incidents.store import IncidentStore
+from hub.drill import who_is_paged
 from hub.lifecycle import AlarmEvent, IllegalTransition
 from hub.model import LATE_MS, Alarm
 from hub.site import Site
@@ -60,6 +63,7 @@ EVENT_LABELS = {
     "resolution": "Resolution recorded", "cancel_refused": "Cancel from device refused",
     "safe_room_left": "Safe room door opened",
     "paging_resumed": "Pages getting through again",
+    "real": "Made REAL: not a drill",
 }
 BAD_STATUSES = frozenset({"undelivered", "failed", "busy", "no-answer", "canceled"})
 
@@ -139,6 +143,8 @@ def timeline_rows(entries: list[dict[str, str]]) -> list[Row]:
             down_s = int(e.get("after_ms", "0") or 0) // 1000
             detail = (f"after {down_s} s in which nobody could be paged; the device that "
                       "pressed shows 'help is being called'")
+        elif event == "real":
+            detail = f"via {e.get('via', '?')}: paged with the real policy, police included"
         elif event == "resolution":  # entries from before issue 15 also hold the note
             detail = OUTCOMES.get(e.get("outcome", ""), e.get("outcome", "")) + \
                 (f": {e['note']}" if e.get("note") else "")
@@ -237,6 +243,20 @@ def _back(alarm: Alarm) -> Any:
 def acknowledge(alarm_id: str) -> Any:
     alarm = _alarm_or_404(alarm_id)
     _apply(alarm, AlarmEvent.ACKNOWLEDGE, None, "acknowledged")
+    return _back(alarm)
+
+
+@bp.post("/<alarm_id>/real")
+def real(alarm_id: str) -> Any:
+    alarm = _alarm_or_404(alarm_id)
+    ctx = board_context()
+    try:
+        ctx.store.make_real(alarm.id, by=g.user.name, via="dashboard", now_ms=now_ms())
+    except (KeyError, IllegalTransition) as exc:
+        flash(f"Not done: {exc.args[0]}", "error")
+        return _back(alarm)
+    log.warning("alarm %s made REAL by %s (dashboard)", alarm.id, g.user.name)
+    flash(f"Alarm made REAL by {g.user.name}. {who_is_paged(ctx.site, alarm)}", "info")
     return _back(alarm)
 
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 
+from hub.drill import MAX_DRILL_MIN
 from hub.schedule import BranchState, Switches, branch_state, on_duty
 from hub.site import Branch, Site
 from hub.store import Store
@@ -35,7 +36,6 @@ log = logging.getLogger(__name__)
 bp = Blueprint("branches", __name__, url_prefix="/branches")
 
 #: Longest drill, in minutes (12 h): a drill left on would keep the police from being called.
-MAX_DRILL_MIN = 12 * 60
 DEFAULT_DRILL_MIN = 30
 LONE_MODES = {"on": True, "off": False, "auto": None}
 

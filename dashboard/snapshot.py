@@ -13,7 +13,8 @@ A room's ``state`` is the most urgent of (first wins):
                    would not arrive)
     ``trouble``    one of its devices has another trouble (battery low, outbox
                    backlog, failed self-test): it may not work for long
-    ``drill``      its branch runs a drill (alarms there are practice)
+    ``drill``      its branch runs a drill (alarms raised there are practice until
+                   someone says REAL; each alarm carries its own ``drill``, hub.drill)
     ``quiet``      nothing to do
 
 The other facts stay visible beside the state: ``drill`` (branch in drill),
@@ -124,8 +125,7 @@ def board_snapshot(site: Site, alarms: Iterable[Alarm], now_ms: int, *,
         branch = site.branches.get(alarm.branch)
         room = branch.room(alarm.room) if branch else None
         active_json.append({**item, "branch_name": branch.name if branch else alarm.branch,
-                            "room_name": room.name if room else alarm.room,
-                            "drill": _drill(facts, alarm.branch, now_ms) is not None})
+                            "room_name": room.name if room else alarm.room})
     devices_by_room: dict[tuple[str, str], list[str]] = defaultdict(list)
     for device in site.devices.values():
         devices_by_room[(device.branch_id, device.room_id)].append(device.id)

@@ -13,10 +13,12 @@ Routes (POST, form-encoded; answers are TwiML, ``text/xml``)::
                                             are responding"; played twice, then goodbye;
                                             once acknowledged: who is responding, goodbye
     /twilio/voice/gather?alarm=<id>         the key pressed (Digits): 1 acknowledges as the
-                                            callee (To); anything else plays the alarm again
+                                            callee (To); 9 on a drill alarm makes it real
+                                            (hub.drill); anything else plays it again
     /twilio/sms                             an SMS reply (From, Body): "1", "yes", "ok",
                                             "omw"... acknowledges the newest raised alarm
-                                            this number was paged for
+                                            this number was paged for; "REAL" makes the
+                                            newest drill alarm it was paged for real
 
 The hub places calls with ``url=<public_url>/twilio/voice/say?alarm=<id>``; the
 Twilio number's messaging webhook is ``<public_url>/twilio/sms``; every page asks for
@@ -38,12 +40,12 @@ from twilio.twiml import TwiML
 from twilio.twiml.messaging_response import MessagingResponse
 from twilio.twiml.voice_response import Gather, VoiceResponse
 
+from hub.drill import REAL_DIGIT, REAL_WORDS, who_is_paged
 from hub.escalation import responder
 from hub.lifecycle import AlarmEvent, IllegalTransition
 from hub.messages import call_text, where
 from hub.model import Alarm, AlarmState
 from hub.reach import Reach, page_outcome
-from hub.schedule import BranchState
 from hub.site import Site
 from hub.store import Store
 
@@ -66,6 +68,7 @@ CARRIER_KEYWORDS = frozenset({"stop", "stopall", "unsubscribe", "cancel", "end",
 #: Seconds a call waits for a key after the prompt.
 GATHER_TIMEOUT_S = 8
 PROMPT = "Press 1 if you are responding. Press 2 to hear this again."
+REAL_PROMPT = f"If this is not a drill, press {REAL_DIGIT}: the police will be called."
 NOT_ACTIVE = "This Haven alarm is no longer active."
 SMS_HELP = "Reply 1 to acknowledge the latest Haven alarm."
 STORE_DOWN = "Haven's alarm store is down: nothing was recorded. Call the branch."
@@ -193,6 +196,8 @@ def voice_say() -> Response:
                     timeout=GATHER_TIMEOUT_S)
     gather.say(_spoken(ctx.store, ctx.site, alarm, request.form.get("To", "")))
     gather.say(PROMPT)
+    if alarm.drill:
+        gather.say(REAL_PROMPT)
     response.append(gather)
     if request.args.get("round") == "2":  # no key pressed twice: do not ring on forever
         response.say("No key was pressed. Goodbye.")
@@ -206,6 +211,17 @@ def voice_say() -> Response:
 def voice_gather() -> Response:
     alarm_id = request.args.get("alarm", "")
     response = VoiceResponse()
+    if request.form.get("Digits") == REAL_DIGIT:
+        ctx = board_context()
+        name = contact_name(ctx.site, request.form.get("To", ""))
+        alarm, done = _make_real(ctx.store, alarm_id, name, "call")
+        if done:
+            response.say(f"Thank you, {name}. This is no longer a drill. "
+                         + who_is_paged(ctx.site, alarm))
+            return _twiml(response)
+        if alarm is None or not alarm.state.active:
+            response.say(NOT_ACTIVE)
+            return _twiml(response)
     if request.form.get("Digits") != "1":  # 2 (hear it again) or a wrong key
         response.redirect(_url("/voice/say", alarm=alarm_id), method="POST")
         return _twiml(response)
@@ -229,7 +245,7 @@ def sms() -> Response:
     response = MessagingResponse()
     if word in CARRIER_KEYWORDS:
         return _twiml(response)
-    if word not in ACK_WORDS:
+    if word not in ACK_WORDS and word not in REAL_WORDS:
         response.message(SMS_HELP)
         return _twiml(response)
     ctx = board_context()
@@ -239,6 +255,9 @@ def sms() -> Response:
         # A correctly signed request seen before: a replay (or Twilio retrying after a
         # timeout). It must not acknowledge an alarm raised since the reply was sent.
         log.warning("SMS %s from %s seen before: ignored", message_sid, sender)
+        return _twiml(response)
+    if word in REAL_WORDS:
+        response.message(_real_by_sms(ctx.store, ctx.site, sender))
         return _twiml(response)
     paged = [a for a in ctx.store.active_alarms() if _was_paged(ctx.store, a.id, sender)]
     raised = next((a for a in paged if a.state is AlarmState.RAISED), None)
@@ -277,6 +296,36 @@ def _acknowledge(store: Store, alarm_id: str, by: str, channel: str
     return alarm, True
 
 
+def _make_real(store: Store, alarm_id: str, by: str, channel: str
+               ) -> tuple[Alarm | None, bool]:
+    """The alarm after making it real as ``by`` (hub.drill), and whether this request did
+    it (not: unknown, over, or not a drill)."""
+    try:
+        alarm = store.make_real(alarm_id, by=by, via=channel, now_ms=now_ms())
+    except KeyError:
+        return None, False
+    except IllegalTransition:
+        return store.get_alarm(alarm_id), False
+    log.warning("alarm %s made REAL by %s (%s): paging with the real policy now",
+                alarm_id, by, channel)
+    return alarm, True
+
+
+def _real_by_sms(store: Store, site: Site, sender: str) -> str:
+    """A "REAL" reply: the newest active drill alarm this number was paged for is made
+    real; the answer says which, or why nothing changed."""
+    paged = [a for a in store.active_alarms() if _was_paged(store, a.id, sender)]
+    for alarm in (a for a in paged if a.drill):
+        made, done = _make_real(store, alarm.id, contact_name(site, sender), "sms")
+        if done:
+            label, place = _describe(site, made)
+            return (f"REAL: {label} at {place} is no longer a drill. "
+                    + who_is_paged(site, made))
+    if paged:
+        return "Your latest Haven alarm is not a drill: it is already paged as real."
+    return "No active Haven alarm for this number."
+
+
 def _settled(alarm: Alarm) -> str:
     if alarm.acknowledged_by:
         return f"Already acknowledged by {alarm.acknowledged_by}."
@@ -298,26 +347,19 @@ def _describe(site: Site, alarm: Alarm) -> tuple[str, str]:
     return (kind.label if kind else alarm.kind), place
 
 
-def _drill(store: Store, alarm: Alarm) -> bool:
-    """Whether the alarm's latest escalation attempt ran in a drill."""
-    states = [e.get("branch_state") for e in store.timeline(alarm.id)
-              if e.get("event") == "escalation"]
-    return bool(states) and states[-1] == BranchState.DRILL
-
-
 def _responding(store: Store, site: Site, alarm: Alarm) -> str:
     """What a call says once someone acknowledged: who is responding to what, where."""
     label, place = _describe(site, alarm)
-    return (f"{'This is a drill. ' if _drill(store, alarm) else ''}"
+    return (f"{'This is a drill. ' if alarm.drill else ''}"
             f"{alarm.acknowledged_by or 'Someone'} is responding to {label} at {place}. "
             "You do not need to acknowledge. Goodbye.")
 
 
 def _spoken(store: Store, site: Site, alarm: Alarm, to: str = "") -> str:
-    """The call's words as of now, for the contact called (``to``); a drill if its latest
-    escalation attempt ran in a drill. Responders also hear the safe rooms staff shelter
-    in now."""
-    drill = _drill(store, alarm)
+    """The call's words as of now, for the contact called (``to``); a drill's if the alarm
+    is still a drill (hub.drill). Responders also hear the safe rooms staff shelter in
+    now."""
+    drill = alarm.drill
     called = next((c for c in site.contacts if c.phone == to), None)
     shelters = store.branch_switches(alarm.branch).shelters \
         if called is not None and responder(called) else ()

@@ -10,6 +10,7 @@ signal             LED                                vibration
 IDLE (P)           0.05 s blip every 5 s              --
 SENDING (P)        even blink 0.15/0.15 s             one 0.1 s tick (press registered)
 RECEIVED (T)       on 1 s                             one 0.4 s buzz
+DRILL (T)          four 0.25/0.25 s blinks            two 0.4 s buzzes
 ACKNOWLEDGED (P)   steady on                          three long 0.6 s buzzes
 RESOLVED (T)       three slow 0.5/0.5 s blinks        double tap 0.15 s
 NOT_DELIVERED (P)  double flash every 1 s             1.5 s on / 1 s off until replaced
@@ -28,7 +29,7 @@ escalate it. (The other buzzer patterns, if enabled, are short beeps.)
 Persistent signals stay until another one replaces them, except that IDLE never
 hides NOT_DELIVERED or FAULT and FAULT never hides NOT_DELIVERED: those leave by
 :meth:`FeedbackPlayer.clear` or another alarm signal. A transient plays once,
-then the persistent signal resumes from its start; RECEIVED ends SENDING and
+then the persistent signal resumes from its start; RECEIVED (or DRILL) ends SENDING and
 RESOLVED ends SENDING and ACKNOWLEDGED (back to IDLE, or to FAULT if a FAULT
 shown was not cleared since). The newest signal takes over every output within
 ~10 ms.
@@ -57,6 +58,7 @@ class Signal(StrEnum):
     IDLE = "idle"                    # connected and idle
     SENDING = "sending"              # alarm published, the hub has not confirmed it yet
     RECEIVED = "received"            # the hub stored the alarm: people are being paged
+    DRILL = "drill"                  # stored as a DRILL: police are NOT paged (hub.drill)
     ACKNOWLEDGED = "acknowledged"    # a person acknowledged: help is coming
     RESOLVED = "resolved"
     NOT_DELIVERED = "not_delivered"  # no confirmation from the hub in time: use the phone
@@ -71,6 +73,7 @@ PERSISTENT = frozenset({Signal.IDLE, Signal.SENDING, Signal.ACKNOWLEDGED,
 #: The persistent signals a transient one concludes.
 ENDS: Mapping[Signal, frozenset[Signal]] = MappingProxyType({
     Signal.RECEIVED: frozenset({Signal.SENDING}),
+    Signal.DRILL: frozenset({Signal.SENDING}),
     Signal.RESOLVED: frozenset({Signal.SENDING, Signal.ACKNOWLEDGED}),
 })
 #: Priorities: a persistent signal is ignored while one it must not hide is on.
@@ -131,6 +134,8 @@ PATTERNS: Mapping[Signal, Cue] = MappingProxyType({
                         buzzer=pulses(1, 0.05, 0)),
     Signal.RECEIVED: Cue(led=pulses(1, 1.0, 0), vibration=pulses(1, 0.4, 0),
                          buzzer=pulses(1, 0.1, 0)),
+    Signal.DRILL: Cue(led=pulses(4, 0.25, 0.25), vibration=pulses(2, 0.4, 0.4),
+                      buzzer=pulses(2, 0.1, 0.1)),
     Signal.ACKNOWLEDGED: Cue(led=STEADY, vibration=pulses(3, 0.6, 0.3),
                              buzzer=pulses(3, 0.15, 0.15)),
     Signal.RESOLVED: Cue(led=pulses(3, 0.5, 0.5), vibration=pulses(2, 0.15, 0.15),

@@ -83,6 +83,7 @@ class AlarmTrack:
     raised_mono: float                 # time.monotonic() of the press
     state: str = "sending"             # sending, sent, received, acknowledged, resolved, ...
     not_delivered: bool = False
+    drill: bool = False                # the hub stored it as a drill: police are not paged
 
 
 def persistent_signal(*, connected: bool, tracks: dict[str, AlarmTrack], now_mono: float,
@@ -316,9 +317,12 @@ class DeviceApp:
             self._checkin_until = self.monotonic() + CHECKIN_WINDOW_S
             self.feedback.show(Signal.CHECKIN)
         else:
-            self._alarm_command(cmd.cmd, cmd.alarm_id)
+            self._alarm_command(cmd.cmd, cmd.alarm_id, drill=cmd.drill)
 
-    def _alarm_command(self, cmd: str, alarm_id: str) -> None:
+    def _alarm_command(self, cmd: str, alarm_id: str, *, drill: bool = False) -> None:
+        """``drill``: a ``received`` says the alarm was stored as a drill (police are not
+        paged): DRILL shows instead of RECEIVED. A later plain ``received`` means someone
+        said REAL: RECEIVED shows then."""
         with self._lock:
             track = self.tracks.get(alarm_id)
             if track is not None:
@@ -331,10 +335,16 @@ class DeviceApp:
                     if track.state in ("sending", "sent"):
                         track.state = CMD_RECEIVED
                 elif cmd == CMD_RECEIVED and track.state not in ("sending", "sent"):
-                    track = None  # a late duplicate confirmation: nothing new to show
+                    made_real = track.drill and not drill
+                    track.drill = track.drill and drill
+                    if not made_real:
+                        track = None  # a late duplicate confirmation: nothing new to show
                 else:
                     track.state, track.not_delivered = cmd, False
-            transient = {CMD_RECEIVED: Signal.RECEIVED, CMD_PAGING: Signal.RECEIVED,
+                    if cmd == CMD_RECEIVED:
+                        track.drill = drill
+            received = Signal.DRILL if track is not None and track.drill else Signal.RECEIVED
+            transient = {CMD_RECEIVED: received, CMD_PAGING: received,
                          CMD_RESOLVED: Signal.RESOLVED}.get(cmd)
             if transient is not None and track is not None:
                 self.feedback.show(transient)

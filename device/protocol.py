@@ -232,17 +232,26 @@ class Heartbeat:
 @dataclass(frozen=True)
 class Command:
     """Hub -> device. ``alarm_id`` names the alarm an alarm command is about (``None``
-    for device commands such as ``locate``); ``at`` is Unix ms (hub clock)."""
+    for device commands such as ``locate``); ``at`` is Unix ms (hub clock).
+
+    ``drill`` (on ``received``): the alarm was stored as a drill, so police are not
+    paged (hub.drill); the device shows it. It travels only when true, and firmware
+    that predates it ignores it (decode_command reads only the fields it knows), so
+    the schema version stays 1. A later plain ``received`` for the same alarm means
+    someone said REAL: it is no longer a drill."""
 
     cmd: str
     alarm_id: str | None
     at: int
+    drill: bool = False
     v: int = SCHEMA_VERSION
 
     def to_json(self) -> bytes:
         obj: dict[str, Any] = {"v": self.v, "cmd": self.cmd, "at": self.at}
         if self.alarm_id is not None:
             obj["alarm_id"] = self.alarm_id
+        if self.drill:
+            obj["drill"] = True
         return _dump(obj)
 
 
@@ -329,7 +338,10 @@ def decode_command(topic: str, payload: bytes, *, topics: Topics = Topics()) -> 
         alarm_id = _id(where, obj, "alarm_id")
     else:
         alarm_id = None
-    return Command(cmd=cmd, alarm_id=alarm_id, at=_millis(where, obj, "at"))
+    drill = obj.get("drill", False)
+    if not isinstance(drill, bool):
+        raise ProtocolError(where, "drill", f"must be true or false, not {drill!r}")
+    return Command(cmd=cmd, alarm_id=alarm_id, at=_millis(where, obj, "at"), drill=drill)
 
 
 # --- helpers -----------------------------------------------------------------

@@ -6,7 +6,7 @@ with just the ``device`` extra can run ``haven device``.
     haven device run     run the button firmware on a Pi (selftest: check the device)
     haven demo           a whole system on private servers, with simulated devices
     haven press ID       press a simulated button of the running demo (--hold: emergency)
-    haven alarm          list, acknowledge, resolve or cancel alarms
+    haven alarm          list, acknowledge, resolve or cancel alarms; make a drill alarm real
     haven tell ID CMD    send a device locate, test or checkin_request
     haven branch ...     drill on/off, lone-worker on/off/auto for a branch
     haven check-config   validate a site config and report every problem
@@ -98,7 +98,17 @@ def cmd_alarm(args) -> int:
     if args.alarm_command == "list":
         for alarm in store.active_alarms():
             print(f"{alarm.id}  {alarm.state:<12} {alarm.kind:<14} {alarm.branch}/{alarm.room}"
-                  f"  {alarm.device}")
+                  f"  {alarm.device}{'  DRILL' if alarm.drill else ''}")
+        return 0
+    if args.alarm_command == "real":
+        try:
+            alarm = store.make_real(args.alarm_id, by=args.by, via="cli",
+                                    now_ms=int(time.time() * 1000))
+        except (KeyError, IllegalTransition) as exc:
+            print(f"haven alarm real: {exc.args[0]}", file=sys.stderr)
+            return 1
+        print(f"alarm {alarm.id}: made REAL by {args.by}; the hub pages it now with the real "
+              "policy (police wherever the policy has them)")
         return 0
     event = {"ack": AlarmEvent.ACKNOWLEDGE, "resolve": AlarmEvent.RESOLVE,
              "cancel": AlarmEvent.CANCEL_OPERATOR}[args.alarm_command]
@@ -116,6 +126,11 @@ def cmd_alarm(args) -> int:
 def cmd_branch(args) -> int:
     import time
 
+    from .drill import MAX_DRILL_MIN
+    if args.switch == "drill" and args.state == "on" and not 1 <= args.minutes <= MAX_DRILL_MIN:
+        print(f"haven branch drill: --minutes {args.minutes}: give 1 to {MAX_DRILL_MIN} "
+              "(a drill ends by itself; start another if it must run longer)", file=sys.stderr)
+        return 1
     from .settings import hub_settings
     from .store import Store
     settings = hub_settings(site=args.site, redis_url=args.redis)
@@ -235,11 +250,13 @@ def build_parser() -> argparse.ArgumentParser:
     alarm_sub.add_parser("list", help="active alarms, newest first")
     for name, text in (("ack", "a person is responding: the device shows help is coming"),
                        ("resolve", "the situation is over (needs --reason: the outcome)"),
-                       ("cancel", "a false alarm (needs --reason)")):
+                       ("cancel", "a false alarm (needs --reason)"),
+                       ("real", "a drill alarm is not a drill: page it as real (police "
+                                "included) at once")):
         action = alarm_sub.add_parser(name, help=text)
         action.add_argument("alarm_id")
         action.add_argument("--by", required=True, help="who does it (name or role)")
-        if name != "ack":
+        if name in ("resolve", "cancel"):
             action.add_argument("--reason", required=True)
     alarm.set_defaults(func=cmd_alarm)
 
@@ -251,7 +268,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                 "no police")
     drill.add_argument("branch")
     drill.add_argument("state", choices=["on", "off"])
-    drill.add_argument("--minutes", type=int, default=30, help="the drill ends by itself")
+    drill.add_argument("--minutes", type=int, default=30,
+                       help="the drill ends by itself after this many minutes (at most "
+                       "12 hours)")
     drill.add_argument("--by", required=True)
     duty = branch_sub.add_parser("on-duty", help="put a contact on or off duty for a while")
     duty.add_argument("branch")

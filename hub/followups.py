@@ -123,7 +123,7 @@ class FollowupMixin:
         alarm = self.store.get_alarm(alarm_id)
         if alarm is None or alarm.state is not AlarmState.ACKNOWLEDGED:
             return 0  # closed meanwhile: the all-clear says it
-        reached, drill = self._reached(alarm_id)
+        reached, drill = self._reached(alarm)
         others = {phone: name for phone, name in reached.items()
                   if name != alarm.acknowledged_by}
         from .messages import responding_text
@@ -139,7 +139,7 @@ class FollowupMixin:
         alarm = self.store.get_alarm(alarm_id)
         if alarm is None or alarm.state not in (AlarmState.RESOLVED, AlarmState.CANCELLED):
             return 0
-        reached, drill = self._reached(alarm_id)
+        reached, drill = self._reached(alarm)
         if not reached:
             return 0
         from .messages import all_clear_text
@@ -148,16 +148,14 @@ class FollowupMixin:
         log.info("alarm %s %s: all-clear to %d contact(s)", alarm.id, alarm.state, len(reached))
         return len(reached)
 
-    def _reached(self, alarm_id: str) -> tuple[dict[str, str], bool]:
-        """Who a page of this alarm reached the API for (phone -> contact name), and whether
-        it ran as a drill, from its timeline."""
+    def _reached(self, alarm: Alarm) -> tuple[dict[str, str], bool]:
+        """Who a page of this alarm reached the API for (phone -> contact name), from its
+        timeline, and whether it is a drill (its own, not its branch's: hub.drill)."""
         reached: dict[str, str] = {}
-        drill = False
-        for entry in self.store.timeline(alarm_id):
+        drill = alarm.drill
+        for entry in self.store.timeline(alarm.id):
             if entry["event"] == "notified":
                 reached.setdefault(entry["to"], entry["contact"])
-            elif entry["event"] == "escalation":
-                drill = drill or entry.get("branch_state") == "drill"
         return reached, drill
 
     def _text_each(self, alarm: Alarm, names: dict[str, str], attempt: int, text: str) -> None:
@@ -208,12 +206,7 @@ class FollowupMixin:
                 continue
             self.store.add_timeline(alarm.id, "safe_room_left", at_ms=now_ms,
                                     reason=f"{room.name} door opened")
-            reached, drill = {}, False
-            for entry in self.store.timeline(alarm.id):
-                if entry["event"] == "notified":
-                    reached.setdefault(entry["to"], entry["contact"])
-                elif entry["event"] == "escalation":
-                    drill = drill or entry.get("branch_state") == "drill"
+            reached, drill = self._reached(alarm)
             text = safe_room_left_text(alarm, self.site, room.id, now_ms, drill=drill,
                                        sheltered=sheltered)
             for phone, name in reached.items():

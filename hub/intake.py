@@ -12,7 +12,7 @@ before the raise, behind a gate the raise decides (hub.gate). The device hears
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from device.protocol import CMD_RECEIVED, Command, ProtocolError, decode_alarm
 
@@ -21,6 +21,7 @@ from .gate import Gate
 from .lifecycle import AlarmEvent
 from .model import LATE_MS, SAFE_ROOM_KIND, Alarm, Shelter
 from .outcome import Outcome
+from .schedule import drill_in_force
 from .sending import LEASE_MS
 from .store import Raised, RaiseRequest
 from .store_branches import parse_seen
@@ -138,6 +139,8 @@ class IntakeMixin:
         pre = None
         if escalate and seen is not None:
             switches, overrides = parse_seen(branch.id, seen, alarm.received_at_ms)
+            # as the raise will decide it, if this state is still current (hub.drill)
+            alarm = replace(alarm, drill=drill_in_force(switches, alarm.received_at_ms))
             pre = self._plan_attempt(alarm, 0, switches, overrides, alarm.received_at_ms)
         request = RaiseRequest(
             alarm, escalate, LEASE_MS if escalate else 0,
@@ -161,7 +164,7 @@ class IntakeMixin:
             self._log_attempt(alarm, intake.pre, new=True)
         elif raised.created and kind.steps:
             self._start_escalation(intake, raised)
-        self._confirm(alarm)
+        self._confirm(alarm, drill=self._stored_as_drill(alarm, raised))
         if raised.created and alarm.kind == SAFE_ROOM_KIND:
             self.store.shelter(alarm.branch, Shelter(alarm.room, alarm.told_pressed_ms,
                                                      alarm.id))
@@ -199,13 +202,24 @@ class IntakeMixin:
             else:
                 switches, overrides = parse_seen(alarm.branch, raised.seen,
                                                  alarm.received_at_ms)
+                alarm = replace(alarm, drill=drill_in_force(switches, alarm.received_at_ms))
                 self._attempt(alarm, 0, switches, overrides, alarm.received_at_ms,
                               wait_here=False)
         except Exception:  # stored and leased: the lease runs out and a timer runs it
             log.exception("alarm %s: attempt 0 failed to start; the escalation timers will "
                           "run it within %d ms", alarm.id, LEASE_MS)
 
-    def _confirm(self, alarm: Alarm) -> None:
-        """Tell the device the hub has stored its alarm (a PUBACK only means the broker has)."""
-        cmd = Command(cmd=CMD_RECEIVED, alarm_id=alarm.id, at=self._now_ms())
+    def _stored_as_drill(self, alarm: Alarm, raised: Raised) -> bool:
+        """Whether the alarm is stored as a drill (hub.drill): for a new one, the raise's
+        rule on the branch state it read; a redelivered one is read back (rare)."""
+        if raised.created:
+            switches, _ = parse_seen(alarm.branch, raised.seen, alarm.received_at_ms)
+            return drill_in_force(switches, alarm.received_at_ms)
+        stored = self.store.get_alarm(alarm.id)
+        return stored is not None and stored.drill
+
+    def _confirm(self, alarm: Alarm, *, drill: bool = False) -> None:
+        """Tell the device the hub has stored its alarm (a PUBACK only means the broker has),
+        and whether as a drill: police are not paged, and the device shows it."""
+        cmd = Command(cmd=CMD_RECEIVED, alarm_id=alarm.id, at=self._now_ms(), drill=drill)
         self.confirm(self.topics.cmd(alarm.device), cmd.to_json())

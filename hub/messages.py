@@ -111,7 +111,15 @@ def sms_text(alarm: Alarm, site: Site, *, drill: bool = False, reply_hint: bool 
     return (f"{'DRILL ' if drill else ''}HAVEN {label}{repeat}: {where(alarm, site)}. "
             f"{pressed_words(alarm, site, now_ms=now_ms)}. "
             f"{sheltering + '. ' if sheltering else ''}Ref {page_ref(alarm.id, attempt)}"
-            + (". Reply 1 if you are responding." if reply_hint else ""))
+            + (". Reply 1 if you are responding." if reply_hint else "")
+            + real_hint(drill=drill, reply_hint=reply_hint))
+
+
+def real_hint(*, drill: bool, reply_hint: bool) -> str:
+    """What a drill text adds so a real emergency can leave the drill (hub.drill): only
+    when replies reach the dashboard (``reply_hint``). A drill text may take a second
+    segment; a real one does not carry this."""
+    return " Reply REAL if this is not a drill." if drill and reply_hint else ""
 
 
 def call_text(alarm: Alarm, site: Site, *, drill: bool = False, now_ms: int | None = None,

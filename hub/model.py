@@ -51,6 +51,13 @@ class Alarm:
 
     ``pressed_at_ms`` is the device clock; ``received_at_ms`` the hub clock when
     it stored the alarm.
+
+    ``drill``: the alarm was raised while its branch ran a drill, so it pages the
+    ``drill`` contacts instead of police and its texts say DRILL. It is decided once,
+    by the raise (hub.store), never again from the branch's state: a drill switched on
+    later cannot turn a real alarm into practice, and one that runs out cannot send
+    practice to the police. Someone saying REAL (hub.drill) clears it for good and
+    records who and when in ``real_by`` / ``real_at_ms``.
     """
 
     id: str
@@ -69,6 +76,9 @@ class Alarm:
     #: When an attempt's pages all ended without reaching a person (refused by the API,
     #: or reported undelivered / unanswered); cleared when a later page reaches someone.
     nobody_reached_ms: int | None = None
+    drill: bool = False
+    real_at_ms: int | None = None       # when someone said it is not a drill
+    real_by: str | None = None
 
     @property
     def press_trusted(self) -> bool:
@@ -84,7 +94,9 @@ class Alarm:
 
     def to_fields(self) -> dict[str, str]:
         """Flat string fields for a Redis hash (unset optional fields are left out)."""
-        return {k: str(v) for k, v in self._items() if v is not None}
+        # drill is stored as "1"/"0", as the raise script writes it
+        return {k: (("1" if v else "0") if k == "drill" else str(v))
+                for k, v in self._items() if v is not None}
 
     def _items(self):
         # Not dataclasses.asdict: it deep-copies every field, ~70 us per call on the
@@ -106,7 +118,9 @@ class Alarm:
                    acknowledged_by=fields.get("acknowledged_by"),
                    closed_at_ms=opt_int("closed_at_ms"), closed_by=fields.get("closed_by"),
                    reason=fields.get("reason"),
-                   nobody_reached_ms=opt_int("nobody_reached_ms"))
+                   nobody_reached_ms=opt_int("nobody_reached_ms"),
+                   drill=fields.get("drill") == "1",
+                   real_at_ms=opt_int("real_at_ms"), real_by=fields.get("real_by"))
 
     def to_json(self) -> dict[str, Any]:
         return {**dict(self._items()), "state": str(self.state)}

@@ -156,6 +156,13 @@ def on_duty(contact_phone: str, shifts: Sequence[Shift], branch: str, now_utc: d
     return any(s.branch == branch and s.covers(now_utc) for s in shifts)
 
 
+def drill_in_force(switches: Switches, now_ms: int) -> bool:
+    """Whether the branch runs a drill at ``now_ms`` (Unix ms): ``now_ms < drill_until_ms``.
+    An alarm raised then is a drill alarm for good (``Alarm.drill``, hub.drill); the raise
+    script in hub.store applies the same rule inside Redis."""
+    return switches.drill_until_ms is not None and now_ms < switches.drill_until_ms
+
+
 def branch_state(staff_on_duty: int, switches: Switches, now_ms: int) -> BranchState:
     """The branch's state at ``now_ms`` (Unix ms) with ``staff_on_duty`` on shift.
 
@@ -170,7 +177,7 @@ def branch_state(staff_on_duty: int, switches: Switches, now_ms: int) -> BranchS
     """
     if staff_on_duty < 0:
         raise ValueError(f"staff_on_duty is {staff_on_duty}: count staff on duty, 0 or more")
-    if switches.drill_until_ms is not None and now_ms < switches.drill_until_ms:
+    if drill_in_force(switches, now_ms):
         return BranchState.DRILL
     lone = switches.lone_worker if switches.lone_worker is not None else staff_on_duty <= 1
     return BranchState.LONE_WORKER if lone else BranchState.STAFFED

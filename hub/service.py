@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from dataclasses import replace
 from functools import partial
 from concurrent.futures import Executor, ThreadPoolExecutor, wait
 from datetime import datetime, timezone
@@ -35,6 +36,7 @@ import redis
 from device.protocol import ProtocolError, Topics
 
 from .claimkeeper import ClaimKeeper
+from .drill import pages_after_acknowledge
 from .device_messages import DeviceMessagesMixin
 from .intake import LATE_MS, IntakeMixin
 from .escalation import AttemptPlan, PlannedNotification, attempt, plan, wait_after_ms
@@ -212,12 +214,15 @@ class AlarmService(IntakeMixin, SendingMixin, FollowupMixin, DeviceMessagesMixin
     def run_attempt(self, alarm_id: str, number: int) -> None:
         """Run a leased attempt and wait for its pages (a timer thread)."""
         alarm = self.store.get_alarm(alarm_id)
-        if alarm is None or alarm.state is not AlarmState.RAISED:
+        once = alarm is not None and pages_after_acknowledge(alarm)  # made real after an ack
+        if alarm is None or (alarm.state is not AlarmState.RAISED and not once):
             self.store.stop_escalation(alarm_id)
             return
         now = self._now_ms()
         switches, overrides = self.store.branch_context(alarm.branch, now)
         self._attempt(alarm, number, switches, overrides, now, wait_here=True)
+        if once:
+            self.store.stop_escalation(alarm_id)
 
     def _attempt(self, alarm: Alarm, number: int, switches: Switches, overrides: list,
                  now: int, *, wait_here: bool) -> None:
@@ -239,7 +244,9 @@ class AlarmService(IntakeMixin, SendingMixin, FollowupMixin, DeviceMessagesMixin
         """Who attempt ``number`` pages, from the branch's state at ``now`` (pure but for
         stopping an escalation whose kind has no steps left in the config: ``None``)."""
         kind = self.site.kinds.get(alarm.kind)
-        state = self.branch_state(alarm.branch, now, overrides, switches)
+        # A drill is the alarm's own, decided when it was raised (hub.drill), not the branch's.
+        state = BranchState.DRILL if alarm.drill else self.branch_state(
+            alarm.branch, now, overrides, replace(switches, drill_until_ms=None))
         steps = kind.policy(lone_worker=state is BranchState.LONE_WORKER) if kind else ()
         if not steps:
             log.error("alarm %s: kind %r has no escalation steps in the site config now; "

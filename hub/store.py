@@ -41,6 +41,7 @@ from typing import Any
 
 import redis
 
+from .drill import make_real
 from .lifecycle import AlarmEvent, transition
 from .model import SAFE_ROOM_KIND, Alarm, NotificationKey
 from .redislane import Lane
@@ -67,8 +68,13 @@ _RAISE = """
 local state = {redis.call('HGETALL', KEYS[6]), redis.call('HGETALL', KEYS[7])}
 if redis.call('EXISTS', KEYS[1]) == 1 then return {0, state[1], state[2], 0} end
 redis.call('HSET', KEYS[1], unpack(cjson.decode(ARGV[7])))
+-- A drill alarm or a real one, decided once, here, from the branch as it is now
+-- (hub.schedule.drill_in_force); never again from the branch (hub.drill).
+local drill_until = tonumber(redis.call('HGET', KEYS[6], 'drill_until_ms') or '')
+local drill = (drill_until and tonumber(ARGV[3]) < drill_until) and '1' or '0'
+redis.call('HSET', KEYS[1], 'drill', drill)
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
-redis.call('XADD', KEYS[3], '*', 'event', 'raised', 'at_ms', ARGV[3])
+redis.call('XADD', KEYS[3], '*', 'event', 'raised', 'at_ms', ARGV[3], 'drill', drill)
 if ARGV[5] == '1' then
   -- attempt 0 is due now; with a lease, the raising worker holds it (another worker
   -- runs it if that one dies before finishing)
@@ -434,6 +440,41 @@ class Store(BranchStoreMixin, NotificationStoreMixin, DeviceStoreMixin):
                                   approximate=True)
                     pipe.publish(self.events_channel, json.dumps(
                         {"type": f"alarm.{new.state}", "alarm": new.to_json()}))
+                    pipe.execute()
+                    return new
+                except redis.WatchError:
+                    continue
+
+    def make_real(self, alarm_id: str, *, by: str, via: str, now_ms: int) -> Alarm:
+        """Someone (``by``, through ``via``: sms, call, dashboard, cli) says a drill alarm
+        is real (hub.drill): atomically (WATCH/MULTI) it stops being a drill, a ``real``
+        timeline entry is written, its next escalation attempt is due ``now_ms`` (the hub's
+        timer pages with the real policy, police included, at its next tick) and the device
+        that pressed is sent a plain ``received`` (it stops showing DRILL).
+
+        Raises ``KeyError`` for an unknown alarm and
+        :class:`hub.lifecycle.IllegalTransition` when it is not an active drill alarm.
+        """
+        key = self._key("alarm", alarm_id)
+        with self.r.pipeline() as pipe:
+            while True:
+                try:
+                    pipe.watch(key)
+                    fields = pipe.hgetall(key)
+                    if not fields:
+                        raise KeyError(f"no alarm {alarm_id!r}")
+                    new = make_real(Alarm.from_fields(fields), now_ms, by=by)
+                    pipe.multi()
+                    pipe.hset(key, mapping=new.to_fields())
+                    pipe.xadd(self._key("timeline", alarm_id),
+                              {"event": "real", "at_ms": now_ms, "by": by, "via": via})
+                    pipe.zadd(self._key("escalations"), {alarm_id: now_ms})
+                    # a plain "received": the device stops showing DRILL (device.protocol)
+                    pipe.xadd(self._key("device-commands"),
+                              {"device": new.device, "cmd": "received", "alarm_id": alarm_id},
+                              maxlen=COMMANDS_MAXLEN, approximate=True)
+                    pipe.publish(self.events_channel, json.dumps(
+                        {"type": "alarm.real", "alarm": new.to_json()}))
                     pipe.execute()
                     return new
                 except redis.WatchError:

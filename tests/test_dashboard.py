@@ -7,6 +7,7 @@ import json
 import socket
 import threading
 import time
+from dataclasses import replace
 from html import unescape
 from html.parser import HTMLParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -160,8 +161,8 @@ def test_snapshot_shows_drill_offline_trouble_and_an_occupied_safe_room(sample_s
                  "west-safe-01": DeviceFacts(state="online", door_opened_ms=4_000)})
     alarms = [alarm("a", "assist", at_ms=1_000),                       # circulation
               alarm("s1", "safe_room", room="safe-room", device="main-safe-01", at_ms=3_000),
-              alarm("s2", "safe_room", branch="westside", room="safe-room",
-                    device="west-safe-01", at_ms=3_000)]
+              replace(alarm("s2", "safe_room", branch="westside", room="safe-room",
+                            device="west-safe-01", at_ms=3_000), drill=True)]
     snap = board_snapshot(sample_site, alarms, 9_999, facts=facts)
 
     reference = room_of(snap, "main", "reference")
@@ -194,6 +195,18 @@ def test_snapshot_shows_drill_offline_trouble_and_an_occupied_safe_room(sample_s
     ended = board_snapshot(sample_site, [], 10_000, facts=facts)
     assert room_of(ended, "westside", "front-desk")["state"] == "quiet"
     assert all(b["drill"] is None for b in ended["branches"])
+
+
+def test_an_alarm_is_marked_drill_by_itself_not_by_its_branch(sample_site):
+    """A real alarm in a drilling branch (raised before the drill, or made REAL) must not
+    look like practice on the board (hub.drill)."""
+    facts = BoardFacts(switches={"westside": Switches(drill_until_ms=10_000, by="dana")})
+    alarms = [alarm("w1", "emergency", branch="westside", room="front-desk",
+                    device="west-front-01", at_ms=2_000),
+              replace(alarm("w2", "emergency", branch="westside", room="safe-room",
+                            device="west-safe-01", at_ms=3_000), drill=True)]
+    snap = board_snapshot(sample_site, alarms, 9_999, facts=facts)
+    assert {a["id"]: a["drill"] for a in snap["active"]} == {"w1": False, "w2": True}
 
 
 def test_api_board_reads_switches_device_status_and_troubles(client, fake_store):

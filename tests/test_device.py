@@ -246,6 +246,28 @@ def test_paging_after_not_delivered_turns_use_the_phone_into_help_is_being_calle
     assert app.tracks[alarm.alarm_id].state == "received"
 
 
+def test_a_drill_confirmation_shows_drill_and_a_later_real_one_shows_received(app, listener):
+    """The person pressing can tell a drill (police not paged) from a real alarm, and
+    feels it when someone says REAL (hub.drill): the hub then sends a plain received."""
+    _, client = listener
+    alarm = app.raise_alarm("emergency")
+    topic = Topics().cmd("main-circ-01")
+    client.publish(topic, Command("received", alarm.alarm_id, 1, drill=True).to_json(), qos=1)
+    wait_until(lambda: Signal.DRILL in app.feedback.history)
+    assert app.tracks[alarm.alarm_id].drill and Signal.RECEIVED not in app.feedback.history
+    client.publish(topic, Command("received", alarm.alarm_id, 2).to_json(), qos=1)
+    wait_until(lambda: Signal.RECEIVED in app.feedback.history)
+    assert not app.tracks[alarm.alarm_id].drill
+    shown = app.feedback.history
+    assert shown.index(Signal.DRILL) < shown.index(Signal.RECEIVED)
+    # a repeated plain confirmation is a late duplicate again: nothing new is shown
+    count = len(app.feedback.history)
+    client.publish(topic, Command("received", alarm.alarm_id, 3).to_json(), qos=1)
+    client.publish(topic, Command("acknowledged", alarm.alarm_id, 4).to_json(), qos=1)
+    wait_until(lambda: app.tracks[alarm.alarm_id].state == "acknowledged")
+    assert Signal.RECEIVED not in app.feedback.history[count:]
+
+
 def test_no_confirmation_shows_not_delivered(pins, mosquitto, tmp_path):
     device = make_app(pins, mosquitto.port, tmp_path, not_delivered_after_s=1.0,
                       outputs=OutputsConfig(vibration=23))

@@ -23,6 +23,7 @@ TEST_PATTERNS = {
     S.IDLE: Cue(),
     S.SENDING: Cue(led=STEADY),
     S.RECEIVED: Cue(vibration=pulses(1, U, 0)),
+    S.DRILL: Cue(vibration=pulses(2, U, U)),
     S.ACKNOWLEDGED: Cue(led=STEADY, vibration=pulses(3, U, U)),
     S.RESOLVED: Cue(vibration=pulses(2, U, U)),
     S.NOT_DELIVERED: Cue(led=pulses(1, U, U, repeat=None),
@@ -86,7 +87,8 @@ def test_every_signal_has_a_pattern():
 
 
 @pytest.mark.parametrize("a, b",
-                         list(combinations([S.RECEIVED, S.ACKNOWLEDGED, S.NOT_DELIVERED], 2)))
+                         list(combinations([S.RECEIVED, S.DRILL, S.ACKNOWLEDGED,
+                                            S.NOT_DELIVERED], 2)))
 def test_alarm_outcomes_differ_by_feel_and_by_sight(a, b):
     assert PATTERNS[a].vibration != PATTERNS[b].vibration
     assert PATTERNS[a].led != PATTERNS[b].led
@@ -285,7 +287,7 @@ def test_a_new_signal_interrupts_a_long_step(make_player, outputs):
 def test_buzzer_never_sounds_unless_configured(make_player, outputs):
     led, _, buzzer = outputs
     player = make_player(patterns=BLIPS)
-    order = [S.IDLE, S.SENDING, S.RECEIVED, S.ACKNOWLEDGED, S.RESOLVED, S.FAULT,
+    order = [S.IDLE, S.SENDING, S.RECEIVED, S.DRILL, S.ACKNOWLEDGED, S.RESOLVED, S.FAULT,
              S.NOT_DELIVERED, S.CHECKIN, S.TEST_OK]  # each one shows (none is hidden)
     assert set(order) == set(Signal) - {S.LOCATE}
     wait_for(lambda: levels(led) == [False, True, False], what="IDLE at start")

@@ -171,6 +171,7 @@ FORMS = {  # route (alarm id / branch id / device id filled in) -> its fields
     "/alarms/{alarm}/acknowledge": (),
     "/alarms/{alarm}/resolve": ("outcome", "note"),
     "/alarms/{alarm}/cancel": ("reason",),
+    "/alarms/{alarm}/real": (),
     "/branches/{branch}/drill/start": ("minutes",),
     "/branches/{branch}/drill/end": (),
     "/branches/{branch}/lone-worker": ("mode",),

@@ -107,6 +107,20 @@ def test_commands():
         decode_command(topic, b'{"v":1,"cmd":"self_destruct","alarm_id":"a1","at":7}')
 
 
+def test_a_drill_confirmation_says_drill_and_an_older_one_does_not():
+    """``drill`` travels only when true: the plain "received" firmware before it knew is
+    byte for byte what it was, and a payload without it decodes as not a drill."""
+    topic = T.cmd("d1")
+    drill = Command(cmd="received", alarm_id="a1", at=7, drill=True)
+    assert json.loads(drill.to_json())["drill"] is True
+    assert decode_command(topic, drill.to_json()) == drill
+    plain = Command(cmd="received", alarm_id="a1", at=7)
+    assert plain.to_json() == b'{"v":1,"cmd":"received","at":7,"alarm_id":"a1"}'
+    assert decode_command(topic, plain.to_json()).drill is False
+    with pytest.raises(ProtocolError, match="field 'drill': must be true or false"):
+        decode_command(topic, b'{"v":1,"cmd":"received","alarm_id":"a1","at":7,"drill":"yes"}')
+
+
 def test_heartbeat_health_round_trips_and_absent_sensors_are_null():
     from device.protocol import Health
     topic = T.status("d1")

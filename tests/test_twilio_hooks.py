@@ -216,10 +216,12 @@ def test_a_call_says_the_alarm_and_gathers_one_key(public_client, fake_store):
 
 
 def test_a_drill_call_says_it_is_a_drill(client, fake_store):
-    raise_paged(fake_store, alarm(), CIRC)
-    fake_store.add_timeline("a1", "escalation", at_ms=1_000, attempt=0, branch_state="drill")
+    fake_store.set_branch_switches("main", by="Dana", now_ms=0, drill_until_ms=5_000)
+    raise_paged(fake_store, alarm(), CIRC)  # raised at 1 000, in the drill: a drill alarm
     root = twiml(post(client, "/twilio/voice/say?alarm=a1", {"To": CIRC[0]}))
     assert said(root.find("Gather")).startswith("This is a drill. Haven alarm.")
+    assert said(root.find("Gather")).endswith("If this is not a drill, press 9: "
+                                              "the police will be called.")
     assert root.find("Gather").get("action") == LOCAL + "/twilio/voice/gather?alarm=a1"
 
 

@@ -13,9 +13,9 @@
   const siteName = document.body.dataset.site || "";
   // Named events the page listens for; any other name still arrives as "message".
   const EVENT_TYPES = ["hello", "message", "alarm.raised", "alarm.acknowledged",
-    "alarm.resolved", "alarm.cancelled", "alarm.notified", "alarm.nobody_reached",
-    "alarm.reached", "device.status", "device.trouble", "device.safe_room_left",
-    "device.checkin", "device.selftest", "branch.switches"];
+    "alarm.resolved", "alarm.cancelled", "alarm.real", "alarm.notified",
+    "alarm.nobody_reached", "alarm.reached", "device.status", "device.trouble",
+    "device.safe_room_left", "device.checkin", "device.selftest", "branch.switches"];
   const RESYNC_MS = 15000;        // periodic snapshot, even when the stream is quiet
   const REOPEN_MS = 3000;         // recreate a stream the browser gave up on
   const FETCH_TIMEOUT_MS = 10000; // a hung snapshot request must not block the next
@@ -163,7 +163,11 @@
         el("span", {class: "where"}, `${alarm.branch_name}, ${alarm.room_name}`),
         el("span", {class: "meta"}, `device ${alarm.device} · ${received} · `,
           el("time", {class: "elapsed", "data-since-ms": alarm.received_at_ms}), " ago"));
-      if (alarm.drill) item.append(el("span", {class: "drill-mark"}, iconBox("drill"), "DRILL"));
+      if (alarm.drill) {  // practice until someone says it is real (hub.drill)
+        item.append(el("span", {class: "drill-mark"}, iconBox("drill"), "DRILL"),
+          el("a", {class: "real-link", href: `${alarmUrl(alarm.id)}#real-heading`},
+            "This is real?"));
+      }
       item.append(alarm.state === "acknowledged"
         ? el("span", {class: "ack"}, `Acknowledged${alarm.acknowledged_by
           ? ` by ${alarm.acknowledged_by}` : ""}`)

@@ -48,11 +48,14 @@ return 1
 
 
 def timeline_summary(entries: Iterable[dict[str, str]]) -> tuple[bool, tuple[str, ...]]:
-    """(drill, names of contacts notified) from an alarm's timeline."""
+    """(drill, names of contacts notified) from an alarm's timeline. An alarm made REAL
+    (hub.drill) is no drill: it needs its report like any other."""
     drill, names = False, []
     for e in entries:
         if e.get("event") == "escalation" and e.get("branch_state") == "drill":
             drill = True
+        elif e.get("event") == "real":
+            drill = False
         elif e.get("event") == "notified" and e.get("contact") not in names:
             names.append(e.get("contact", ""))
     return drill, tuple(names)
