@@ -169,7 +169,7 @@ def status() -> Response:
                        answered_by=request.form.get("AnsweredBy", ""))
     answered_by = request.form.get("AnsweredBy", "")
     if page_outcome(state, answered_by) is Reach.REACHED:
-        store.clear_nobody_reached(alarm_id)  # a person got a page after all
+        store.clear_nobody_reached(alarm_id, now_ms())  # a person got a page after all
     if state == "completed" and answered_by.startswith(("machine", "fax")):
         state = "voicemail"  # answered by a machine: nobody heard it, call again
     if state in UNDELIVERED or state == "voicemail":

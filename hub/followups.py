@@ -229,11 +229,11 @@ class FollowupMixin:
         first = next((p for p in planned if p.key.channel is Channel.SMS), planned[0])
         self._nobody_reached(alarm, number, len(planned),
                              {item.contact.phone for item in planned}, first.text, first.ref,
-                             how="refused by the API")
+                             how="refused by the API", refused=True)
 
     def _nobody_reached(self, alarm: Alarm, number: int, pages: int,
                         tried: set[str] | frozenset[str], page_text: str, ref: str, *,
-                        how: str) -> None:
+                        how: str, refused: bool = False) -> None:
         """Nobody could be reached in attempt ``number`` (``pages`` pages to the phones
         ``tried``, saying ``page_text`` with page reference ``ref``): an alarm of its own. Once across workers (the
         store's mark, while the alarm is raised), the device that pressed shows NOT
@@ -241,7 +241,7 @@ class FollowupMixin:
         the branch's fallback contacts are texted (claimed, so a worker redoing this after
         a crash sends only what had not gone out)."""
         marked = self.store.mark_nobody_reached(alarm.id, number, self._now_ms(),
-                                                tried=pages, how=how)
+                                                tried=pages, how=how, refused=refused)
         if marked < 0:
             return  # acknowledged or closed meanwhile: someone was reached after all
         if marked:

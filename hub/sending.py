@@ -121,8 +121,12 @@ class SendingMixin:
             self._record(item, delivery, self._now_ms(), ticket)
             self.metrics.notification(str(item.key.channel), delivery_outcome(delivery))
             if delivery.ok:
-                log.info("%s to %s for alarm %s: accepted (%s)", item.key.channel,
-                         item.contact.name, item.key.alarm_id, delivery.sid)
+                log.info("%s to %s for alarm %s: accepted (%s)%s", item.key.channel,
+                         item.contact.name, item.key.alarm_id, delivery.sid,
+                         f" at try {item.tries + 1}" if item.tries else "")
+            elif item.tries:  # its first failure was logged as an error; these are not news
+                log.info("%s to %s for alarm %s: try %d failed too (%s)", item.key.channel,
+                         item.contact.name, item.key.alarm_id, item.tries + 1, delivery.error)
             else:
                 log.error("%s to %s for alarm %s FAILED (%s, code %s, %s)", item.key.channel,
                           item.contact.name, item.key.alarm_id, delivery.error, delivery.code,

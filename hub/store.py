@@ -140,15 +140,18 @@ _FINISH_CHECKED = finish_checked_lua(zset=1, escalation=2, first_page=3, alarm=1
 
 _NOBODY_REACHED = """
 -- KEYS: alarm hash, the attempt's marker, timeline stream, device-commands stream
--- ARGV: attempt, now_ms, pages tried, how, marker ttl_s, commands maxlen, channel, event json
+-- ARGV: attempt, now_ms, pages tried, how, marker ttl_s, commands maxlen, channel, event json,
+--       refused by the provider (1/0)
 -- Once per attempt, while the alarm is raised: marks the alarm (nobody_reached_ms), adds
 -- the timeline entry and queues the device's not_delivered. Returns 1 if marked now,
 -- 0 if already marked, -1 if the alarm is not raised (or gone).
 if redis.call('HGET', KEYS[1], 'state') ~= 'raised' then return -1 end
 if not redis.call('SET', KEYS[2], ARGV[2], 'NX', 'EX', ARGV[5]) then return 0 end
 redis.call('HSET', KEYS[1], 'nobody_reached_ms', ARGV[2])
--- the device is told not_delivered: the next page the provider accepts tells it 'paging'
-if redis.call('HGET', KEYS[1], 'not_delivered') ~= '1' then
+-- the provider refused every page (ARGV[9] = 1): the next page it accepts tells the device
+-- 'paging'; else (pages accepted, then reported not delivered) a page reported reaching
+-- someone does (clear_nobody_reached)
+if ARGV[9] == '1' and redis.call('HGET', KEYS[1], 'not_delivered') ~= '1' then
   redis.call('HSET', KEYS[1], 'not_delivered', '1', 'not_delivered_at_ms', ARGV[2])
 end
 redis.call('XADD', KEYS[3], '*', 'event', 'delivery_failed', 'at_ms', ARGV[2],
@@ -157,6 +160,26 @@ redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[6], '*', 'device',
            redis.call('HGET', KEYS[1], 'device'), 'cmd', 'not_delivered',
            'alarm_id', redis.call('HGET', KEYS[1], 'id'))
 redis.call('PUBLISH', ARGV[7], ARGV[8])
+return 1
+"""
+
+
+_CLEAR_NOBODY_REACHED = """
+-- KEYS: alarm hash, timeline stream, device-commands stream
+-- ARGV: now_ms, commands maxlen, channel, event json, alarm id
+-- Unmarks an alarm that reached nobody: 1, or 0 if it was not marked. Its device hears
+-- 'paging' unless a page the provider accepted after a refusal told it (not_delivered 0).
+local since = redis.call('HGET', KEYS[1], 'nobody_reached_ms')
+if not since then return 0 end
+redis.call('HDEL', KEYS[1], 'nobody_reached_ms')
+if redis.call('HGET', KEYS[1], 'not_delivered') ~= '0' then
+  redis.call('HSET', KEYS[1], 'not_delivered', '0')
+  redis.call('XADD', KEYS[2], '*', 'event', 'paging_resumed', 'at_ms', ARGV[1],
+             'after_ms', tostring(tonumber(ARGV[1]) - tonumber(since)))
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[2], '*', 'device',
+             redis.call('HGET', KEYS[1], 'device'), 'cmd', 'paging', 'alarm_id', ARGV[5])
+end
+redis.call('PUBLISH', ARGV[3], ARGV[4])
 return 1
 """
 
@@ -216,6 +239,7 @@ class Store(BranchStoreMixin, NotificationStoreMixin, DeviceStoreMixin):
         self._drop_retry = client.register_script(_DROP_RETRY)
         self._statuses = client.register_script(_STATUSES)
         self._nobody_reached = client.register_script(_NOBODY_REACHED)
+        self._clear_nobody_reached = client.register_script(_CLEAR_NOBODY_REACHED)
         # Connections of their own for the hot paths (hub.redislane): alarms' raises (the
         # MQTT thread) and pages' records (the senders, batched by hub.groupcommit).
         self._raise_lane, self._record_lane = Lane(client), Lane(client)
@@ -373,7 +397,7 @@ class Store(BranchStoreMixin, NotificationStoreMixin, DeviceStoreMixin):
         return max(times, default=None)
 
     def mark_nobody_reached(self, alarm_id: str, attempt: int, now_ms: int, *, tried: int,
-                            how: str) -> int:
+                            how: str, refused: bool = False) -> int:
         """Attempt ``attempt`` of a raised alarm reached nobody (``tried`` pages; ``how``
         we know, for the timeline): in one script, once across workers, the alarm is marked
         (``nobody_reached_ms``, shown by the dashboard), a ``delivery_failed`` timeline
@@ -386,16 +410,18 @@ class Store(BranchStoreMixin, NotificationStoreMixin, DeviceStoreMixin):
                   self._key("nobody-reached", alarm_id, str(attempt)),
                   self._key("timeline", alarm_id), self._key("device-commands")],
             args=[attempt, now_ms, tried, how, CLAIM_TTL_S, COMMANDS_MAXLEN,
-                  self.events_channel, event]))
+                  self.events_channel, event, int(refused)]))
 
-    def clear_nobody_reached(self, alarm_id: str) -> bool:
-        """A page reached someone after all: the alarm is no longer shown as reaching
-        nobody. Returns whether it was."""
-        if not self.r.hdel(self._key("alarm", alarm_id), "nobody_reached_ms"):
-            return False
-        self.r.publish(self.events_channel, json.dumps({"type": "alarm.reached",
-                                                        "alarm_id": alarm_id}))
-        return True
+    def clear_nobody_reached(self, alarm_id: str, now_ms: int) -> bool:
+        """A page reached someone after all (a delivery report): the alarm is no longer
+        shown as reaching nobody, and its device, told NOT delivered, is told ``paging``
+        unless a page the provider accepted told it already. Returns whether it was
+        marked."""
+        return bool(self._clear_nobody_reached(
+            keys=[self._key("alarm", alarm_id), self._key("timeline", alarm_id),
+                  self._key("device-commands")],
+            args=[now_ms, COMMANDS_MAXLEN, self.events_channel,
+                  json.dumps({"type": "alarm.reached", "alarm_id": alarm_id}), alarm_id]))
 
     def add_timeline(self, alarm_id: str, event: str, **fields: Any) -> None:
         self.r.xadd(self._key("timeline", alarm_id),

@@ -383,7 +383,7 @@ def test_an_alarm_that_reached_nobody_says_so_live_until_a_page_gets_through(pag
     circulation = tile(page, "main", "circulation")
     expect(circulation.locator(".status")).to_contain_text("NOBODY REACHED")
 
-    assert store.clear_nobody_reached("n1")
+    assert store.clear_nobody_reached("n1", now_ms())
 
     expect(first.locator(".nobody")).to_have_count(0, timeout=1000)
     expect(circulation.locator(".status")).not_to_contain_text("NOBODY REACHED")

@@ -546,8 +546,9 @@ def test_status_callbacks_land_in_the_timeline_and_an_undelivered_sms_becomes_a_
 
 def test_texts_accepted_then_reported_undelivered_tell_the_wearer_not_delivered(
         tmp_path, pins, mosquitto, redis_service, fake_twilio, sample_site):
-    """Every page of an assist (SMS only) is accepted by the API, then reported undelivered
-    by signed status callbacks: the device that showed "received" shows NOT delivered."""
+    """Every page of an assist (SMS only) is accepted by the API, then reported failed by
+    signed status callbacks, and so are the calls placed instead: the device that showed
+    "received" shows NOT delivered, and keeps showing it (no page reached a person)."""
     import threading
 
     from dashboard import create_app
@@ -561,7 +562,7 @@ def test_texts_accepted_then_reported_undelivered_tell_the_wearer_not_delivered(
     public = f"http://127.0.0.1:{server.effective_port}"
     paged = {c.phone for c in sample_site.recipients("assist", "main")}
     for phone in paged:
-        fake_twilio.outcome[phone] = "undelivered"
+        fake_twilio.outcome[phone] = "failed"  # texts failed; the calls instead fail too
     proc = start_hub(tmp_path / "hub.log", mosquitto, redis_service, site=SAMPLE_SITE,
                      fake_twilio=fake_twilio, extra_env={"HAVEN_PUBLIC_URL": public})
     wearer = None

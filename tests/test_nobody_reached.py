@@ -101,6 +101,11 @@ def not_delivered(store: Store, alarm_id: str) -> int:
                if f["cmd"] == "not_delivered" and f.get("alarm_id") == alarm_id)
 
 
+def paging(store: Store, alarm_id: str) -> int:
+    return sum(1 for _, f in store.r.xrange("haven:device-commands")
+               if f["cmd"] == "paging" and f.get("alarm_id") == alarm_id)
+
+
 def fallback_texts(notifier: Recorder) -> list[str]:
     return [to for ch, to, text in notifier.sent if text.startswith(FALLBACK_TEXT)]
 
@@ -148,10 +153,17 @@ def test_every_page_reported_unreached_tells_the_wearer_the_fallback_and_the_boa
     drain_followups(service, store)
     assert not_delivered(store, alarm_id) == 1 and len(fallback_texts(notifier)) == 1
 
-    # a later page reaches someone: the board no longer says nobody was reached
+    # the calls placed instead of the failed texts were accepted, but accepted is not
+    # reached: the wearer still reads "use the phone"
+    assert paging(store, alarm_id) == 0
+    # a later page reaches someone: the board no longer says nobody was reached, and the
+    # wearer is told help is being called, once
     callback(client, alarm_id, "call", last[1], {"CallStatus": "completed",
                                                  "AnsweredBy": "human"})
     assert board_item(client, alarm_id)["nobody_reached"] is False
+    callback(client, alarm_id, "sms", last[1], {"MessageStatus": "delivered"})
+    assert paging(store, alarm_id) == 1
+    assert [e["event"] for e in store.timeline(alarm_id)].count("paging_resumed") == 1
     assert "Nobody reached</strong>" not in client.get(f"/alarms/{alarm_id}").get_data(
         as_text=True)
 
