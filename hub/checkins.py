@@ -6,7 +6,7 @@ night, nobody on shift, asks nobody), every worn device (site device type
 ``wearable``) of that branch is sent ``checkin_request`` every
 ``checkin_every_s``; the wearer answers with a single press (the firmware sends
 a ``checkin`` event), and any other press of that device (an alarm of any kind,
-a cancel) answers too: the hub calls :func:`answer`. No answer within
+a cancel) answers too (``Store.heard``). No answer within
 ``checkin_grace_s`` raises a ``missed_checkin`` alarm from that device's room,
 escalated like any other.
 
@@ -57,15 +57,10 @@ MISSED_NAMESPACE = uuid.UUID("6f0e5c4e-3b7a-4c1d-9d55-0f6c1a2b3c4d")
 STAFF_ROLE = "staff"
 
 
-def checkin_key(prefix: str, device_id: str) -> str:
-    """The device's check-in hash (see the module docstring)."""
-    return f"{prefix}:checkin:{device_id}"
-
-
 def answer(store: Store, device_id: str, now_ms: int) -> None:
-    """The wearer pressed (a check-in, an alarm, a cancel) at ``now_ms`` (hub clock, Unix
-    ms): any check-in requested before is answered."""
-    store.r.hset(checkin_key(store.prefix, device_id), "answered_ms", now_ms)
+    """The wearer checked in at ``now_ms`` (hub clock, Unix ms): any check-in requested
+    before is answered. (An alarm or a cancel answers through ``Store.heard``.)"""
+    store.r.hset(store._key("checkin", device_id), "answered_ms", now_ms)
 
 
 def someone_on_duty(site: Site, branch_id: str, now_ms: int,
@@ -88,7 +83,7 @@ class CheckinScheduler:
         self._tick = store.r.register_script(_TICK)
 
     def _key(self, device_id: str) -> str:
-        return checkin_key(self.store.prefix, device_id)
+        return self.store._key("checkin", device_id)
 
     def answered(self, device_id: str, now_ms: int) -> None:
         """The wearer pressed in answer to a request."""

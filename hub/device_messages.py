@@ -103,7 +103,8 @@ class DeviceMessagesMixin:
             if alarm is None or alarm.device != msg.device:
                 return self._reject(topic, f"topic {topic}: field 'alarm_id': "
                                            f"{msg.alarm_id!r} is not an alarm of {msg.device}")
-            answer_checkin(self.store, msg.device, now)  # a press: the wearer is there
+            self.store.heard(msg.device, "cancel_ms", now, answer_checkin=(
+                self.site.devices[msg.device].type == "wearable"))  # a press: someone is there
             kind = self.site.kinds.get(alarm.kind)
             try:
                 self.store.transition(alarm.id, AlarmEvent.CANCEL_DEVICE, by=msg.device,

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 from device.protocol import CMD_RECEIVED, Command, ProtocolError, decode_alarm
 
-from .checkins import answer as answer_checkin
 from .escalation import AttemptPlan
 from .gate import Gate
 from .lifecycle import AlarmEvent
@@ -167,8 +166,10 @@ class IntakeMixin:
         elif raised.created and kind.steps:
             self._start_escalation(intake, raised)
         self._confirm(alarm)
-        if raised.created and self.site.devices[alarm.device].type == "wearable":
-            answer_checkin(self.store, alarm.device, alarm.received_at_ms)  # any press answers
+        if raised.created:  # a sign of life; a worn device's press answers its check-in
+            worn = self.site.devices[alarm.device].type == "wearable"
+            self.store.heard(alarm.device, "alarm_ms", alarm.received_at_ms,
+                             answer_checkin=worn)
         delay_ms = alarm.received_at_ms - alarm.pressed_at_ms
         if raised.created and delay_ms > LATE_MS:
             log.warning("alarm %s from %s is late: pressed %d s before it arrived (device "

@@ -6,11 +6,16 @@ GSM-7 segment (160 characters).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from .model import Alarm
 from .site import Site
+
+if TYPE_CHECKING:
+    from .supervision import TroubleNotice
 
 SMS_SEGMENT_CHARS = 160
 
@@ -73,3 +78,54 @@ def trouble_text(device_id: str, trouble: str, raised: bool, site: Site) -> str:
     if raised:
         return f"HAVEN device {device_id} ({where_text}) {TROUBLE_WORDS.get(trouble, trouble)}."
     return f"HAVEN all clear: device {device_id} ({where_text}) {trouble.replace('_', ' ')} resolved."
+
+
+#: Short words for a trouble in a text listing several devices.
+TROUBLE_LABELS = {"offline": "OFFLINE (no heartbeat: cannot raise alarms)",
+                  "never_seen": "never connected",
+                  "low_battery": "LOW BATTERY",
+                  "outbox_backlog": "alarms stuck in the outbox (not reaching the hub)",
+                  "selftest_failed": "FAILED the self-test"}
+#: The longest trouble text, in characters (4 SMS segments); devices past it are counted.
+TROUBLE_TEXT_MAX = 600
+
+
+def trouble_batch_text(branch_id: str, notices: Sequence["TroubleNotice"], site: Site) -> str:
+    """One text for a branch's trouble changes (oldest first): the single-change text for
+    one; else the changes grouped by trouble, raised before cleared, each device with its
+    room, devices past ``TROUBLE_TEXT_MAX`` characters counted, not named."""
+    if len(notices) == 1:
+        n = notices[0]
+        return trouble_text(n.device_id, str(n.trouble), n.raised, site)
+    branch = site.branches.get(branch_id)
+    groups: dict[tuple[bool, str], list[str]] = {}
+    for n in sorted(notices, key=lambda n: not n.raised):  # stable: oldest first in each
+        place = site.locate(n.device_id)
+        name = f"{n.device_id} ({place[1].name})" if place else n.device_id
+        devices = groups.setdefault((n.raised, str(n.trouble)), [])
+        if name not in devices:
+            devices.append(name)
+    head = f"HAVEN devices at {branch.name if branch else branch_id}:"
+    parts, left = [], 0
+    for (raised, trouble), devices in groups.items():
+        label = TROUBLE_LABELS.get(trouble, trouble) if raised else \
+            f"all clear ({trouble.replace('_', ' ')})"
+        named = []
+        for name in devices:
+            if len(head) + sum(map(len, parts)) + len(label) + len(", ".join(named + [name])) \
+                    > TROUBLE_TEXT_MAX - 40:
+                left += 1
+            else:
+                named.append(name)
+        if named:
+            parts.append(f" {label}: {', '.join(named)}.")
+    more = f" And {left} more: see the dashboard." if left else ""
+    return head + "".join(parts) + more
+
+
+def broker_text(*, reachable: bool) -> str:
+    """The IT text when the hub loses its MQTT broker, or has it back."""
+    if reachable:
+        return "HAVEN all clear: the hub reaches its MQTT broker again; alarms get through."
+    return ("HAVEN: the hub cannot reach its MQTT broker (mosquitto): no alarm from any "
+            "device gets through. The devices are not at fault; check the broker host.")
