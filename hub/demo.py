@@ -75,6 +75,7 @@ class Simulator:
         self.factory = MockFactory()
         self.apps: dict[str, DeviceApp] = {}
         self.pins: dict[str, int] = {}
+        self.worn: dict[str, bool] = {}
         self._changed = threading.Condition()
         self._seen: dict[tuple[str, str], float] = {}  # (alarm id, event) -> time.monotonic()
         self._alarms: dict[str, list[str]] = {}        # device id -> its alarm ids, in order
@@ -90,6 +91,8 @@ class Simulator:
                 on_event=lambda event, alarm_id, d=device.id: self._on_event(d, event, alarm_id))
             self.pins[device.id] = pin
             self._alarms[device.id] = []
+            # a single press of a worn device is a test press, or a check-in while one is asked
+            self.worn[device.id] = device.type == "wearable"
         self.skipped = [d for d in site.devices if d not in self.apps]
 
     def _on_event(self, device_id: str, event: str, alarm_id: str) -> None:
@@ -140,8 +143,10 @@ class Simulator:
         with self._changed:
             while len(self._alarms[device_id]) == before:
                 if time.monotonic() > deadline - CONFIRM_TIMEOUT_S:
+                    answered = self.worn.get(device_id) and times == 1 and not hold
                     return {"ok": True, "alarm_id": None, "device": device_id,
-                            "note": "no alarm raised by that pattern"}
+                            "note": "checked in: the press answered the hub's check-in "
+                                    "request" if answered else "no alarm raised by that pattern"}
                 self._changed.wait(0.05)
             alarm_id = self._alarms[device_id][before]
             while (alarm_id, "received") not in self._seen:
