@@ -103,8 +103,8 @@ class DeviceMessagesMixin:
             if alarm is None or alarm.device != msg.device:
                 return self._reject(topic, f"topic {topic}: field 'alarm_id': "
                                            f"{msg.alarm_id!r} is not an alarm of {msg.device}")
-            self.store.heard(msg.device, "cancel_ms", now, answer_checkin=(
-                self.site.devices[msg.device].type == "wearable"))  # a press: someone is there
+            self.store.heard([(msg.device, "cancel_ms", now,  # a press: someone is there
+                               self.site.devices[msg.device].type == "wearable")])
             kind = self.site.kinds.get(alarm.kind)
             try:
                 self.store.transition(alarm.id, AlarmEvent.CANCEL_DEVICE, by=msg.device,

@@ -87,6 +87,8 @@ class IntakeMixin:
             for (index, intake), result in zip(intakes, raised):
                 outcomes[index] = self._raised(intake, result)
                 self.metrics.message("alarm", outcomes[index])
+            self._heard([intake.alarm for (_, intake), result in zip(intakes, raised)
+                         if result.created])
         intakes.clear()
 
     def _alarm(self, topic: str, payload: bytes) -> Outcome:
@@ -105,7 +107,18 @@ class IntakeMixin:
             if gate is not None:
                 gate.close()
             raise
-        return self._raised(intake, raised, gate)
+        outcome = self._raised(intake, raised, gate)
+        if raised.created:
+            self._heard([intake.alarm])
+        return outcome
+
+    def _heard(self, alarms: list[Alarm]) -> None:
+        """New alarms, once their pages have left: each is a sign of life of its device
+        (hub.supervision), and a worn device's press answers its pending check-in
+        (hub.checkins). One round trip for a burst."""
+        self.store.heard([(alarm.device, "alarm_ms", alarm.received_at_ms,
+                           self.site.devices[alarm.device].type == "wearable")
+                          for alarm in alarms])
 
     def _pre_send(self, intake: "_Intake") -> Gate | None:
         """Hand attempt 0's planned pages to the senders behind a gate the raise decides."""
@@ -166,10 +179,6 @@ class IntakeMixin:
         elif raised.created and kind.steps:
             self._start_escalation(intake, raised)
         self._confirm(alarm)
-        if raised.created:  # a sign of life; a worn device's press answers its check-in
-            worn = self.site.devices[alarm.device].type == "wearable"
-            self.store.heard(alarm.device, "alarm_ms", alarm.received_at_ms,
-                             answer_checkin=worn)
         delay_ms = alarm.received_at_ms - alarm.pressed_at_ms
         if raised.created and delay_ms > LATE_MS:
             log.warning("alarm %s from %s is late: pressed %d s before it arrived (device "

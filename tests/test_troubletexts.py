@@ -81,6 +81,19 @@ def test_a_device_that_sent_an_alarm_has_connected(sample_site, fake_store):
     assert fake_store.r.smembers("haven:troubles:main-circ-01") == {"offline"}
 
 
+def test_alarms_read_together_are_signs_of_life_in_one_round_trip(sample_site, fake_store):
+    service = AlarmService(sample_site, fake_store, Recorder(), lambda t, p: None,
+                           InlinePool(), escalators=InlinePool(), clock=lambda: NOW / 1000)
+    fake_store.r.hset("haven:checkin:west-front-01", "requested_ms", NOW - 30_000)
+    burst = [(Topics().alarm(d), new_alarm(d, "assist", NOW / 1000).to_json(), False)
+             for d in ("main-circ-01", "west-front-01")]
+    service.handle_batch(burst)
+    assert fake_store.device_status("main-circ-01")["alarm_ms"] == str(NOW)
+    assert fake_store.device_status("west-front-01")["alarm_ms"] == str(NOW)
+    assert fake_store.r.hget("haven:checkin:west-front-01", "answered_ms") == str(NOW)
+    assert not fake_store.r.exists("haven:checkin:main-circ-01")  # a wall button is not asked
+
+
 def test_troubles_within_the_minute_wait_for_the_next_text(sample_site, fake_store):
     sup, notifier = worker(sample_site, fake_store)
     beat_all(fake_store, sample_site, NOW)
