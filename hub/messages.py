@@ -88,6 +88,7 @@ TROUBLE_LABELS = {"offline": "OFFLINE (no heartbeat: cannot raise alarms)",
                   "selftest_failed": "FAILED the self-test"}
 #: The longest trouble text, in characters (4 SMS segments); devices past it are counted.
 TROUBLE_TEXT_MAX = 600
+_MORE = " And {} more: see the dashboard."
 
 
 def trouble_batch_text(branch_id: str, notices: Sequence["TroubleNotice"], site: Site) -> str:
@@ -105,22 +106,20 @@ def trouble_batch_text(branch_id: str, notices: Sequence["TroubleNotice"], site:
         devices = groups.setdefault((n.raised, str(n.trouble)), [])
         if name not in devices:
             devices.append(name)
-    head = f"HAVEN devices at {branch.name if branch else branch_id}:"
-    parts, left = [], 0
+    text, left = f"HAVEN devices at {branch.name if branch else branch_id}:", 0
     for (raised, trouble), devices in groups.items():
-        label = TROUBLE_LABELS.get(trouble, trouble) if raised else \
-            f"all clear ({trouble.replace('_', ' ')})"
-        named = []
+        group = (f" {TROUBLE_LABELS.get(trouble, trouble)}:" if raised
+                 else f" all clear ({trouble.replace('_', ' ')}):")
+        named = 0
         for name in devices:
-            if len(head) + sum(map(len, parts)) + len(label) + len(", ".join(named + [name])) \
-                    > TROUBLE_TEXT_MAX - 40:
+            piece = f"{',' if named else ''} {name}"
+            if len(text) + len(group) + len(piece) > TROUBLE_TEXT_MAX - len(_MORE) - 5:
                 left += 1
             else:
-                named.append(name)
+                group, named = group + piece, named + 1
         if named:
-            parts.append(f" {label}: {', '.join(named)}.")
-    more = f" And {left} more: see the dashboard." if left else ""
-    return head + "".join(parts) + more
+            text += group + "."
+    return text + (_MORE.format(left) if left else "")
 
 
 def broker_text(*, reachable: bool) -> str:

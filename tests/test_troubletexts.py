@@ -81,6 +81,19 @@ def test_a_device_that_sent_an_alarm_has_connected(sample_site, fake_store):
     assert fake_store.r.smembers("haven:troubles:main-circ-01") == {"offline"}
 
 
+def test_a_long_batch_names_what_fits_and_counts_the_rest(sample_site):
+    from hub.messages import TROUBLE_TEXT_MAX, trouble_batch_text
+    from hub.supervision import TroubleNotice
+    notices = [TroubleNotice(f"main-shelf-{i:03}", Trouble.LOW_BATTERY, True, "main", "x", NOW)
+               for i in range(60)]
+    text = trouble_batch_text("main", notices, sample_site)
+    assert len(text) <= TROUBLE_TEXT_MAX
+    assert text.startswith("HAVEN devices at Main Library: LOW BATTERY: main-shelf-000, ")
+    named = text.count("main-shelf-")
+    more = int(text.rsplit(" And ", 1)[1].split()[0])
+    assert named + more == 60 and text.endswith("more: see the dashboard.")
+
+
 def test_alarms_read_together_are_signs_of_life_in_one_round_trip(sample_site, fake_store):
     service = AlarmService(sample_site, fake_store, Recorder(), lambda t, p: None,
                            InlinePool(), escalators=InlinePool(), clock=lambda: NOW / 1000)
