@@ -8,7 +8,9 @@ night, nobody on shift, asks nobody), every worn device (site device type
 a ``checkin`` event), and any other press of that device (an alarm of any kind,
 a cancel) answers too (``Store.heard``). No answer within
 ``checkin_grace_s`` raises a ``missed_checkin`` alarm from that device's room,
-escalated like any other.
+escalated like any other, even if the shift ended meanwhile (a request made at
+20:59 is followed through at 21:01); a request older than ``checkin_grace_s +
+checkin_every_s`` is stale (a hub down all that time) and raises nothing.
 
 Per device, under the store prefix::
 
@@ -35,14 +37,20 @@ from .store import Store
 log = logging.getLogger("haven.hub")
 
 _TICK = """
--- KEYS: checkin hash; ARGV: now_ms, every_ms, grace_ms
+-- KEYS: checkin hash; ARGV: now_ms, every_ms, grace_ms, asking (1: make requests, 0: not)
 local now = tonumber(ARGV[1])
+local grace = tonumber(ARGV[3])
 local req = tonumber(redis.call('HGET', KEYS[1], 'requested_ms'))
 local ans = tonumber(redis.call('HGET', KEYS[1], 'answered_ms'))
-if req and (not ans or ans < req) and now >= req + tonumber(ARGV[3])
+if req and (not ans or ans < req) and now >= req + grace
+   and now < req + grace + tonumber(ARGV[2])
    and redis.call('HGET', KEYS[1], 'missed_for') ~= tostring(req) then
   redis.call('HSET', KEYS[1], 'missed_for', tostring(req))
   return {'missed', tostring(req)}
+end
+if ARGV[4] ~= '1' then
+  redis.call('HDEL', KEYS[1], 'next_ms')  -- a new lone-worker period starts with a request
+  return {}
 end
 local nxt = tonumber(redis.call('HGET', KEYS[1], 'next_ms'))
 if not nxt or now >= nxt then
@@ -98,13 +106,11 @@ class CheckinScheduler:
             asking = (self.branch_state(branch.id, now_ms) is BranchState.LONE_WORKER
                       and someone_on_duty(self.site, branch.id, now_ms,
                                           self.store.overrides(branch.id, now_ms)))
-            for device in wearables:
-                if not asking:  # a new lone-worker period starts with a request
-                    self.store.r.hdel(self._key(device.id), "next_ms")
-                    continue
+            for device in wearables:  # a request made is followed through, asking or not
                 result = self._tick(keys=[self._key(device.id)],
                                     args=[now_ms, int(branch.checkin_every_s * 1000),
-                                          int(branch.checkin_grace_s * 1000)])
+                                          int(branch.checkin_grace_s * 1000),
+                                          "1" if asking else "0"])
                 if not result:
                     continue
                 what, requested = result[0], int(result[1])

@@ -112,3 +112,26 @@ def test_a_wall_buttons_press_answers_nothing(sample_site, fake_store):
     service.handle(Topics().alarm("main-circ-01"), msg.to_json())
     sched.tick(T0 + 200_000)
     assert [a.kind for a in raised] == ["missed_checkin"]
+
+
+def test_a_request_made_just_before_the_shift_ends_is_followed_through(sample_site,
+                                                                      fake_store):
+    """Asked at 20:59 (Sam on duty until 21:00), unanswered: the alarm comes at 21:01,
+    though nobody is on duty by then."""
+    sched, raised = scheduler(sample_site, fake_store)
+    at_2059 = T0 + (7 * 3600 + 32 * 60 + 20) * 1000  # 13:26:40 + 7:32:20
+    sched.tick(at_2059)
+    assert commands(fake_store) == [("west-front-01", "checkin_request")]
+    sched.tick(at_2059 + 61_000)  # 21:00:01: off shift, nobody asked again
+    sched.tick(at_2059 + 120_000)
+    [alarm] = raised
+    assert alarm.id == str(uuid.uuid5(MISSED_NAMESPACE, f"west-front-01:{at_2059}"))
+    assert commands(fake_store) == []
+
+
+def test_a_stale_request_raises_nothing(sample_site, fake_store):
+    """A request older than grace + period (every hub down meanwhile) is not judged."""
+    sched, raised = scheduler(sample_site, fake_store)
+    fake_store.r.hset("haven:checkin:west-front-01", "requested_ms", NIGHT - 3 * 3_600_000)
+    sched.tick(NIGHT)
+    assert raised == []
