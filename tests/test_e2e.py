@@ -74,7 +74,13 @@ def test_a_press_texts_every_contact_of_the_kind_and_branch_within_2s(
 
 
 def test_a_hold_raises_an_emergency_that_reaches_police(hub, pins, mosquitto, fake_twilio,
-                                                        sample_site):
+                                                        sample_site, redis_service):
+    from hub.store import Store
+    store = Store.from_url(redis_service.url)
+    # Sam Lee on duty whatever the hour (off duty, a staff step does not page him)
+    store.set_override("westside", "+12065550104", on_duty=True,
+                       until_ms=int(time.time() * 1000) + 3_600_000, by="test")
+    store.r.close()
     app = device(pins, mosquitto, "west-front-01", 18)
     try:
         pins.pin(18).drive_low()
