@@ -38,6 +38,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+import redis
+
 from device.signals import SignalPipe
 from device.config import (DOOR_PATTERNS, WEARABLE_PATTERNS, BrokerConfig, DeviceConfig,
                            InputConfig)
@@ -356,7 +358,6 @@ class CheckinNotes:
     def poll(self) -> list[str]:
         """Lines for requests made since the last poll; none if Redis is unreachable (the
         demo's loop reports a dead redis-server itself)."""
-        import redis
         lines = []
         for device_id in self.worn:
             try:
