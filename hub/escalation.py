@@ -9,10 +9,10 @@ gone out.
 
 Who is paged in a step: the contacts of the alarm's branch holding one of the
 step's roles; a step naming the ``staff`` role skips every contact off duty
-(``on_duty``), whatever other role they hold. In a **drill** nobody holding the ``police`` role is ever
-called: the branch's ``drill`` contacts are paged in their place, and every
-message starts with DRILL. Calls are placed before texts (a ringing phone
-gets attention first).
+(``on_duty``), whatever other role they hold. In a **drill** nobody holding the
+``police`` role is ever called: the branch's ``drill`` contacts are paged in
+their place, and every message starts with DRILL. Calls are placed before texts
+(a ringing phone gets attention first).
 """
 
 from __future__ import annotations
