@@ -10,6 +10,14 @@ also die with the demo if it is killed outright.
 
 SMS go to the console notifier (printed here) unless TWILIO_* credentials are
 set in the environment.
+
+Lone-worker check-ins run in the demo as in production (while a branch has one
+person on duty, its worn devices are asked to check in; unanswered, a
+``missed_checkin`` alarm is raised and paged): the banner says so, and
+:class:`CheckinNotes` prints each request as the hub makes it, with the command
+that answers it and the time by which it must. An operator trying Haven sees a
+real safety path working instead of a surprise alarm two minutes in, and the demo
+stays the production flow (no switch that exists only for demos).
 """
 
 from __future__ import annotations
@@ -25,15 +33,19 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
+
+import redis
 
 from device.signals import SignalPipe
 from device.config import (DOOR_PATTERNS, WEARABLE_PATTERNS, BrokerConfig, DeviceConfig,
                            InputConfig)
 from device.protocol import DEFAULT_PREFIX
 
+from .escalation import SHIFT_ROLES
 from .settings import demo_state_file
 from .localservices import LocalService, free_port, spawn, start_mosquitto, start_redis
 from .site import Site, load_site
@@ -65,6 +77,7 @@ class Simulator:
         self.factory = MockFactory()
         self.apps: dict[str, DeviceApp] = {}
         self.pins: dict[str, int] = {}
+        self.worn: dict[str, bool] = {}
         self._changed = threading.Condition()
         self._seen: dict[tuple[str, str], float] = {}  # (alarm id, event) -> time.monotonic()
         self._alarms: dict[str, list[str]] = {}        # device id -> its alarm ids, in order
@@ -80,6 +93,8 @@ class Simulator:
                 on_event=lambda event, alarm_id, d=device.id: self._on_event(d, event, alarm_id))
             self.pins[device.id] = pin
             self._alarms[device.id] = []
+            # a single press of a worn device is a test press, or a check-in while one is asked
+            self.worn[device.id] = device.type == "wearable"
         self.skipped = [d for d in site.devices if d not in self.apps]
 
     def _on_event(self, device_id: str, event: str, alarm_id: str) -> None:
@@ -130,8 +145,10 @@ class Simulator:
         with self._changed:
             while len(self._alarms[device_id]) == before:
                 if time.monotonic() > deadline - CONFIRM_TIMEOUT_S:
+                    answered = self.worn.get(device_id) and times == 1 and not hold
                     return {"ok": True, "alarm_id": None, "device": device_id,
-                            "note": "no alarm raised by that pattern"}
+                            "note": "checked in: the press answered the hub's check-in "
+                                    "request" if answered else "no alarm raised by that pattern"}
                 self._changed.wait(0.05)
             alarm_id = self._alarms[device_id][before]
             while (alarm_id, "received") not in self._seen:
@@ -242,6 +259,7 @@ def run_demo(site_path: str | None = None, port: int = 8080) -> int:
     children: list[tuple[str, subprocess.Popen]] = []
     services: list[LocalService] = []
     sim: Simulator | None = None
+    store: Store | None = None
     control = None
     signals = SignalPipe()  # Ctrl-C and SIGTERM, handled on this thread outside the handler
     status = 0
@@ -272,14 +290,16 @@ def run_demo(site_path: str | None = None, port: int = 8080) -> int:
         store = Store.from_url(redis_srv.url)
         _wait_devices_seen(store, sim, hub)
         login = _demo_user(store)
-        store.r.close()
         url = f"http://127.0.0.1:{dash_port}/"
         _wait_http(url + "login", dashboard)
         state_file.write_text(json.dumps({"pid": os.getpid(), "control_url": control_url,
                                           "dashboard_url": url, "workdir": str(workdir)}))
         _banner(site, url, sim, redis_srv.url, login)
+        notes = CheckinNotes(site, store, list(sim.apps), _haven_command())
 
         while status == 0 and signals.wait(0.5) is None:
+            for line in notes.poll():
+                print(line, flush=True)
             for name, proc in children:
                 if proc.poll() is not None:
                     print(f"demo: the {name} exited with {proc.returncode}; stopping "
@@ -296,6 +316,8 @@ def run_demo(site_path: str | None = None, port: int = 8080) -> int:
     finally:
         print("demo: stopping", flush=True)
         signals.close()
+        if store is not None:
+            store.r.close()
         if sim is not None:
             sim.stop()
         if control is not None:
@@ -321,6 +343,61 @@ def run_demo(site_path: str | None = None, port: int = 8080) -> int:
             shutil.rmtree(workdir, ignore_errors=True)
         print("demo: stopped", flush=True)
     return status
+
+
+class CheckinNotes:
+    """Announces, in the demo's output, each check-in the hub asks of a simulated worn
+    device: when, how to answer, by when, and what follows if nobody does. Reads each
+    device's check-in hash (hub.checkins); :meth:`poll` returns the lines to print."""
+
+    def __init__(self, site: Site, store: Store, device_ids: list[str], haven: str):
+        self.site, self.store, self.haven = site, store, haven
+        self.worn = [d for d in device_ids if site.devices[d].type == "wearable"]
+        self._announced: dict[str, str] = {}  # device -> requested_ms already announced
+
+    def poll(self) -> list[str]:
+        """Lines for requests made since the last poll; none if Redis is unreachable (the
+        demo's loop reports a dead redis-server itself)."""
+        lines = []
+        for device_id in self.worn:
+            try:
+                requested = self.store.r.hget(self.store._key("checkin", device_id),
+                                              "requested_ms")
+            except redis.RedisError:
+                return lines
+            if not requested or self._announced.get(device_id) == requested:
+                continue
+            self._announced[device_id] = requested
+            device = self.site.devices[device_id]
+            branch = self.site.branches[device.branch_id]
+            asked = datetime.fromtimestamp(int(requested) / 1000).astimezone()
+            by = asked + timedelta(seconds=branch.checkin_grace_s)
+            lines.append(
+                f"demo: {asked:%H:%M:%S} the hub asked {device_id} "
+                f"({device.holder or 'its wearer'}, alone at {branch.name}) to check in. "
+                f"Answer with '{self.haven} press {device_id}' by {by:%H:%M:%S}, or the hub "
+                "raises a 'Lone worker missed check-in' alarm and pages it (texts below).")
+        return lines
+
+
+def _checkin_lines(site: Site, sim: "Simulator", haven: str) -> list[str]:
+    """The banner's word on lone-worker check-ins, if a simulated device is worn."""
+    worn = [d for d in sim.apps if site.devices[d].type == "wearable"]
+    if not worn:
+        return []
+    lines = ["  Check-ins:   while a branch has one person on duty (a lone worker), the hub",
+             "               asks each worn device there to check in:"]
+    for device_id in worn:
+        branch = site.branches[site.devices[device_id].branch_id]
+        staff = [c.name for c in site.contacts
+                 if branch.id in c.branches and SHIFT_ROLES & c.roles]
+        lines.append(f"    {device_id:<15} every {branch.checkin_every_s / 60:.0f} min while "
+                     f"{' or '.join(staff) or 'one person'} is alone on duty at {branch.name}")
+    grace_s = max(site.branches[site.devices[d].branch_id].checkin_grace_s for d in worn)
+    lines += [f"               one press answers ({haven} press DEVICE); unanswered after "
+              f"{grace_s:.0f} s,",
+              "               a missed check-in alarm is paged. Each request is announced here."]
+    return lines
 
 
 #: How to drive each device type from the command line, for the banner.
@@ -366,6 +443,7 @@ def _banner(site: Site, url: str, sim: Simulator, redis_url: str,
         lines.append(f"    {'':<15} {'':<9} {HOW_TO_PRESS[device.type]}")
     if sim.skipped:
         lines.append(f"  Not simulated (more devices than mock pins): {', '.join(sim.skipped)}")
+    lines += _checkin_lines(site, sim, haven)
     lines += ["  SMS are printed below by the console notifier "
               "(set TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, TWILIO_FROM_NUMBER to send real ones).",
               f"  Alarms:      {haven} alarm --redis {redis_url} list",

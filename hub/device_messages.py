@@ -17,6 +17,7 @@ import logging
 from device.protocol import (EVENT_CANCEL, EVENT_CHECKIN, EVENT_SAFE_ROOM_LEFT, EVENT_SELFTEST,
                              ProtocolError, decode_event, decode_heartbeat, decode_status)
 
+from .checkins import answer as answer_checkin
 from .lifecycle import AlarmEvent, IllegalTransition
 from .outcome import Outcome
 
@@ -102,6 +103,8 @@ class DeviceMessagesMixin:
             if alarm is None or alarm.device != msg.device:
                 return self._reject(topic, f"topic {topic}: field 'alarm_id': "
                                            f"{msg.alarm_id!r} is not an alarm of {msg.device}")
+            self.store.heard([(msg.device, "cancel_ms", now,  # a press: someone is there
+                               self.site.devices[msg.device].type == "wearable")])
             kind = self.site.kinds.get(alarm.kind)
             try:
                 self.store.transition(alarm.id, AlarmEvent.CANCEL_DEVICE, by=msg.device,
@@ -115,7 +118,7 @@ class DeviceMessagesMixin:
             log.info("alarm %s cancelled from device %s", alarm.id, msg.device)
         elif msg.event == EVENT_CHECKIN:
             self.store.update_device(msg.device, "checkin", checkin_ms=now)
-            self.store.r.hset(f"{self.store.prefix}:checkin:{msg.device}", "answered_ms", now)
+            answer_checkin(self.store, msg.device, now)
         elif msg.event == EVENT_SELFTEST:
             self.store.update_device(msg.device, "selftest", selftest_ms=now,
                                      selftest_ok=int(bool(msg.ok)), selftest_detail=msg.detail)

@@ -8,11 +8,11 @@ channel)``, so re-running an attempt after a crash sends only what had not
 gone out.
 
 Who is paged in a step: the contacts of the alarm's branch holding one of the
-step's roles; a contact paged only for the ``staff`` role is skipped while off
-duty (``on_duty``). In a **drill** nobody holding the ``police`` role is ever
-called: the branch's ``drill`` contacts are paged in their place, and every
-message starts with DRILL. Calls are placed before texts (a ringing phone
-gets attention first).
+step's roles; a step naming the ``staff`` role skips every contact off duty
+(``on_duty``), whatever other role they hold. In a **drill** nobody holding the
+``police`` role is ever called: the branch's ``drill`` contacts are paged in
+their place, and every message starts with DRILL. Calls are placed before texts
+(a ringing phone gets attention first).
 
 Responders - the contacts who come to the place (:data:`RESPONDER_ROLES`: police,
 security, staff, and the drill contacts standing in for police) - also hear which safe
@@ -32,7 +32,7 @@ from .site import Contact, Site, Step
 #: Attempt numbers from here up are not the policy's: a fallback page of policy attempt n
 #: is numbered ``FALLBACK_ATTEMPT_BASE + n`` (hub.followups has the other ranges).
 FALLBACK_ATTEMPT_BASE = 1_000_000
-#: Roles only ever paged while their holder is on duty (the others: always).
+#: Roles that make a step a shift step: it pages only contacts on duty, for any role.
 SHIFT_ROLES = frozenset({"staff"})
 POLICE_ROLE, DRILL_ROLE = "police", "drill"
 #: Roles of the people who come to the place: their pages name occupied safe rooms.
@@ -76,8 +76,15 @@ def attempt(steps: tuple[Step, ...], number: int) -> Attempt:
 
 def recipients(site: Site, alarm: Alarm, step: Step, *, drill: bool,
                on_duty: Callable[[Contact], bool]) -> list[Contact]:
-    """The contacts this step pages for ``alarm``, in config order."""
+    """The contacts this step pages for ``alarm``, in config order.
+
+    A step naming a shift role (``staff``) pages the people at work: a contact off
+    duty (``on_duty`` False, by their own schedule or an override) is skipped whatever
+    other role they hold, for every alarm kind (Sam Lee, staff and manager, is not
+    woken at 02:11 for a missed check-in). A step naming no shift role pages its
+    roles' holders on duty or not (police dispatch, a 24/7 security desk)."""
     roles = set(step.notify)
+    shift_step = bool(roles & SHIFT_ROLES)
     if drill and POLICE_ROLE in roles:
         roles = (roles - {POLICE_ROLE}) | {DRILL_ROLE}
     chosen = []
@@ -89,7 +96,7 @@ def recipients(site: Site, alarm: Alarm, step: Step, *, drill: bool,
             continue  # a drill never calls the police, whatever else they hold
         if not held:
             continue
-        if held <= SHIFT_ROLES and not on_duty(contact):
+        if shift_step and not on_duty(contact):
             continue
         chosen.append(contact)
     return chosen

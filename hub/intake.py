@@ -84,6 +84,8 @@ class IntakeMixin:
             for (index, intake), result in zip(intakes, raised):
                 outcomes[index] = self._raised(intake, result)
                 self.metrics.message("alarm", outcomes[index])
+            self._heard([intake.alarm for (_, intake), result in zip(intakes, raised)
+                         if result.created])
         intakes.clear()
 
     def _alarm(self, topic: str, payload: bytes) -> Outcome:
@@ -102,7 +104,18 @@ class IntakeMixin:
             if gate is not None:
                 gate.close()
             raise
-        return self._raised(intake, raised, gate)
+        outcome = self._raised(intake, raised, gate)
+        if raised.created:
+            self._heard([intake.alarm])
+        return outcome
+
+    def _heard(self, alarms: list[Alarm]) -> None:
+        """New alarms, once their pages have left: each is a sign of life of its device
+        (hub.supervision), and a worn device's press answers its pending check-in
+        (hub.checkins). One round trip for a burst."""
+        self.store.heard([(alarm.device, "alarm_ms", alarm.received_at_ms,
+                           self.site.devices[alarm.device].type == "wearable")
+                          for alarm in alarms])
 
     def _pre_send(self, intake: "_Intake") -> Gate | None:
         """Hand attempt 0's planned pages to the senders behind a gate the raise decides."""

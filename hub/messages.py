@@ -14,10 +14,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from .model import LATE_MS, Alarm, Shelter
 from .site import Site
+
+if TYPE_CHECKING:
+    from .supervision import TroubleNotice
 
 SMS_SEGMENT_CHARS = 160
 
@@ -202,3 +206,51 @@ def responding_text(alarm: Alarm, site: Site, *, drill: bool = False) -> str:
         place = f"{alarm.branch}, {alarm.room}"
     return (f"{'DRILL ' if drill else ''}HAVEN: {alarm.acknowledged_by or 'someone'} is "
             f"responding to {label} at {place}."[:320])
+#: Short words for a trouble in a text listing several devices.
+TROUBLE_LABELS = {"offline": "OFFLINE (no heartbeat: cannot raise alarms)",
+                  "never_seen": "never connected",
+                  "low_battery": "LOW BATTERY",
+                  "outbox_backlog": "alarms stuck in the outbox (not reaching the hub)",
+                  "selftest_failed": "FAILED the self-test"}
+#: The longest trouble text, in characters (4 SMS segments); devices past it are counted.
+TROUBLE_TEXT_MAX = 600
+_MORE = " And {} more: see the dashboard."
+
+
+def trouble_batch_text(branch_id: str, notices: Sequence["TroubleNotice"], site: Site) -> str:
+    """One text for a branch's trouble changes (oldest first): the single-change text for
+    one; else the changes grouped by trouble, raised before cleared, each device with its
+    room, devices past ``TROUBLE_TEXT_MAX`` characters counted, not named."""
+    if len(notices) == 1:
+        n = notices[0]
+        return trouble_text(n.device_id, str(n.trouble), n.raised, site)
+    branch = site.branches.get(branch_id)
+    groups: dict[tuple[bool, str], list[str]] = {}
+    for n in sorted(notices, key=lambda n: not n.raised):  # stable: oldest first in each
+        place = site.locate(n.device_id)
+        name = f"{n.device_id} ({place[1].name})" if place else n.device_id
+        devices = groups.setdefault((n.raised, str(n.trouble)), [])
+        if name not in devices:
+            devices.append(name)
+    text, left = f"HAVEN devices at {branch.name if branch else branch_id}:", 0
+    for (raised, trouble), devices in groups.items():
+        group = (f" {TROUBLE_LABELS.get(trouble, trouble)}:" if raised
+                 else f" all clear ({trouble.replace('_', ' ')}):")
+        named = 0
+        for name in devices:
+            piece = f"{',' if named else ''} {name}"
+            if len(text) + len(group) + len(piece) > TROUBLE_TEXT_MAX - len(_MORE) - 5:
+                left += 1
+            else:
+                group, named = group + piece, named + 1
+        if named:
+            text += group + "."
+    return text + (_MORE.format(left) if left else "")
+
+
+def broker_text(*, reachable: bool) -> str:
+    """The IT text when the hub loses its MQTT broker, or has it back."""
+    if reachable:
+        return "HAVEN all clear: the hub reaches its MQTT broker again; alarms get through."
+    return ("HAVEN: the hub cannot reach its MQTT broker (mosquitto): no alarm from any "
+            "device gets through. The devices are not at fault; check the broker host.")

@@ -39,6 +39,7 @@ from device.protocol import Topics
 from device.transport import tcp_nodelay
 
 from .mqttread import BufferedRecv, share_property_tables
+from .outage import Outage
 from .statusbatch import StatusBatcher
 
 from .settings import BrokerTls
@@ -74,6 +75,10 @@ class BrokerAddress:
         if not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ValueError(f"broker address {text!r} must look like 127.0.0.1:1883")
         return cls(host, int(port))
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 def _readable(sock) -> bool:
@@ -113,6 +118,11 @@ class HubMqtt:
         #: Alarms and events read in the current pass over the socket, handled at its end.
         self._batch: list[mqtt.MQTTMessage] = []
         self.ready = threading.Event()
+        #: ``(connected, since_ms)``: whether the broker connection is up, and since when
+        #: (Unix ms, hub clock); down from the start until the first connection. Read by
+        #: supervision (hub.supervision, hub.troubletexts) from other threads.
+        self.link: tuple[bool, int] = (False, _now_ms())
+        self._lost = False  # the connection was up once and then lost
         self._retry: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
         self._stopping = threading.Event()
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
@@ -150,6 +160,11 @@ class HubMqtt:
             log.error("broker %s:%d refused the hub: %s", self.broker.host, self.broker.port,
                       reason_code)
             return
+        if self._lost:
+            log.warning("broker back: %s:%d reached again after %.1f s", self.broker.host,
+                        self.broker.port, (_now_ms() - self.link[1]) / 1000)
+        self._lost = False
+        self.link = (True, _now_ms())
         log.info("connected to broker %s:%d (session present: %s)", self.broker.host,
                  self.broker.port, flags.session_present)
         client.subscribe([(topic, mqtt.SubscribeOptions(qos=1))
@@ -175,6 +190,8 @@ class HubMqtt:
             self.ready.set()
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        if self.link[0]:
+            self.link, self._lost = (False, _now_ms()), True
         if not self._stopping.is_set():
             log.error("lost the broker (%s): reconnecting", reason_code)
 
@@ -240,6 +257,7 @@ class HubMqtt:
 
     def _retry_loop(self) -> None:
         delay = RETRY_MIN_S
+        store = Outage("store", log, "held messages")
         while not self._stopping.is_set():
             try:
                 msg = self._retry.queue[0] if self._retry.qsize() else None
@@ -250,7 +268,9 @@ class HubMqtt:
                 continue
             try:
                 self.handler(msg.topic, msg.payload, retained=bool(msg.retain))
+                store.up()
             except redis.RedisError as exc:
+                store.down()
                 log.error("store still unreachable (%s); retrying in %.1f s", exc, delay)
                 self._stopping.wait(delay)
                 delay = min(delay * 2, RETRY_MAX_S)

@@ -27,8 +27,10 @@ from .settings import HubSettings
 from .site import load_site
 from .errors import ConfigError
 from .metrics import Metrics
+from .outage import Outage
 from .store import Store
 from .supervision import Supervisor
+from .troubletexts import TroubleTexts
 
 log = logging.getLogger("haven.hub")
 
@@ -77,6 +79,7 @@ def _timer_loop(service: AlarmService, checkins: CheckinScheduler,
     Redis is logged, not fatal."""
     next_checkin = 0.0
     clock = ClockWatch()
+    store = Outage("store", log, "escalation timers")
     while not stop.wait(TICK_S):
         try:
             step_ms = clock.step()
@@ -91,7 +94,9 @@ def _timer_loop(service: AlarmService, checkins: CheckinScheduler,
                 next_checkin = time.monotonic() + CHECKIN_TICK_S
                 checkins.tick(int(time.time() * 1000))
                 service.metrics.set_devices(*device_counts(service.site, service.store))
+            store.up()
         except redis.RedisError as exc:
+            store.down()
             log.error("escalation timers: store unreachable (%s)", exc)
             stop.wait(1.0)
 
@@ -161,7 +166,9 @@ def run_hub(settings: HubSettings) -> None:
     stop_timers = threading.Event()
     checkins = CheckinScheduler(site, store, branch_state=service.branch_state,
                                 raise_alarm=service.raise_from_hub)
-    supervisor = Supervisor(site, store, service.notify_trouble)
+    texts = TroubleTexts(site, store, notifier, broker=lambda: mqtt.link)
+    supervisor = Supervisor(site, store, texts.queue, broker=lambda: mqtt.link,
+                            after_check=texts.after_check)
     smtp = smtp_from_env()  # a mistake in HAVEN_SMTP_* stops the hub before it connects
     incident_jobs = IncidentJobs(site, IncidentStore(Store.from_url(settings.redis_url), site),
                                  notifier, consumer=settings.hub_id,
@@ -176,7 +183,7 @@ def run_hub(settings: HubSettings) -> None:
         except ConfigError as exc:
             log.error("SIGHUP: keeping the running site config; %s", exc)
             return
-        service.site = checkins.site = supervisor.site = new_site
+        service.site = checkins.site = supervisor.site = texts.site = new_site
         incident_jobs.site = incident_jobs.incidents.site = new_site
         log.info("SIGHUP: site config reloaded: %d branches, %d devices, %d contacts",
                  len(new_site.branches), len(new_site.devices), len(new_site.contacts))
@@ -230,6 +237,7 @@ def run_hub(settings: HubSettings) -> None:
         forwarder.stop()
         escalators.shutdown(wait=True)  # let attempts and pages already going out finish
         senders.shutdown(wait=True)
+        texts.senders.shutdown(wait=True)
         if metrics_server is not None:
             metrics_server.close()
         store.r.close()

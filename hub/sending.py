@@ -273,25 +273,3 @@ class SendingMixin:
                         item.contact.name, item.key.alarm_id, delivery.error, pause)
             time.sleep(pause * random.uniform(0.5, 1.0))
             pause *= 2
-
-    def notify_trouble(self, notice) -> None:
-        """Text the branch's ``it`` contacts about a device trouble or its all-clear.
-
-        Called once per notice across workers (hub.supervision); sends go through a small
-        pool of their own, so a burst of troubles never delays an alarm's pages."""
-        from .messages import trouble_text
-        contacts = [c for c in self.site.contacts
-                    if notice.branch_id in c.branches and "it" in c.roles]
-        text = trouble_text(notice.device_id, str(notice.trouble), notice.raised, self.site)
-        log.warning("device %s %s %s; telling %d IT contact(s)", notice.device_id,
-                    notice.trouble, "raised" if notice.raised else "cleared", len(contacts))
-        for contact in contacts:
-            self.trouble_senders.submit(self._send_plain, contact, text)
-
-    def _send_plain(self, contact: Contact, text: str) -> None:
-        try:
-            delivery = self.notifier.send_sms(contact.phone, text)
-            if not delivery.ok:
-                log.error("trouble SMS to %s FAILED: %s", contact.name, delivery.error)
-        except Exception:
-            log.exception("trouble SMS to %s failed", contact.name)

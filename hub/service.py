@@ -91,9 +91,6 @@ class AlarmService(IntakeMixin, SendingMixin, FollowupMixin, DeviceMessagesMixin
         self.send_ahead = send_ahead
         # Attempts wait for their sends, so they must not run on the senders' own pool.
         self.escalators = escalators or ThreadPoolExecutor(4, thread_name_prefix="escalation")
-        # Alarms outrank troubles: device-trouble texts queue on their own small pool,
-        # never in front of an alarm's pages.
-        self.trouble_senders = ThreadPoolExecutor(2, thread_name_prefix="trouble")
         #: Claims of pages waiting for a sender thread, renewed together on the timer.
         self.claims = ClaimKeeper(store.renew_claims)
         #: Pages' outcomes recorded by their sender threads, those recording at the same

@@ -84,6 +84,21 @@ class DeviceStoreMixin:
             {"type": f"device.{event}", "device": device_id}))
         pipe.execute()
 
+    def heard(self, spoke: list[tuple[str, str, int, bool]]) -> None:
+        """Devices that spoke: ``(device, field, at_ms, answers_checkin)`` with ``field``
+        ``alarm_ms`` for an alarm or ``cancel_ms`` for a cancel, set to ``at_ms`` (hub clock,
+        Unix ms), which supervision counts as a sign of life; ``answers_checkin``: the
+        press also answers a worn device's pending check-in (hub.checkins). One round
+        trip for all of them; none for an empty list."""
+        if not spoke:
+            return
+        pipe = self.r.pipeline(transaction=False)
+        for device_id, field, at_ms, answers_checkin in spoke:
+            pipe.hset(self._key("device", device_id), field, at_ms)
+            if answers_checkin:
+                pipe.hset(self._key("checkin", device_id), "answered_ms", at_ms)
+        pipe.execute()
+
     def queue_device_command(self, device_id: str, cmd: str, alarm_id: str | None = None) -> None:
         """A command for a device: about one alarm (``not_delivered``), or about the device
         (locate, test, checkin_request)."""

@@ -10,18 +10,24 @@ Troubles and thresholds::
 
     offline          status "offline" (Last Will or clean stop), or nothing heard for
                      longer than silent_after_s = 45 s (30 s heartbeat + 15 s slack).
-                     Heard = heartbeat_ms, checkin_ms, selftest_ms, door_opened_ms (hub
-                     clock, Unix ms); since_ms is the device's clock and not trusted.
-    never_seen       in the site config, never reported, hub running > silent_after_s
+                     Heard = heartbeat_ms, checkin_ms, selftest_ms, door_opened_ms,
+                     alarm_ms, cancel_ms (hub clock, Unix ms); since_ms is the device's
+                     clock and not trusted.
+    never_seen       in the site config, never sent anything (no status, heartbeat, event
+                     nor alarm), hub running > silent_after_s
     low_battery      battery_pct < 20 (%)
     outbox_backlog   outbox > 5 alarms in one heartbeat, or > 0 in every heartbeat for
                      at least 60 s: alarms are not reaching the hub
     selftest_failed  the last self-test reported selftest_ok = "0"
 
-Silence counts from the later of the last sign of life and the hub's start
-(``started_ms``): nobody is heard while the hub is down. For ``silent_after_s``
-after start, a device not yet heard keeps its silence trouble (``previous``), so
+Silence counts from the later of the last sign of life, the hub's start
+(``started_ms``) and the moment this worker's broker connection came back:
+nobody is heard while the hub or the broker is down. For ``silent_after_s``
+after that, a device not yet heard keeps its silence trouble (``previous``), so
 a hub restart neither pages IT for every device nor sends false all-clears.
+While the broker connection is down (``broker()``), silence is not judged at all:
+no offline trouble is raised for the outage, which is reported as such
+(hub.troubletexts).
 
 Keys, under the store's prefix (default ``haven``)::
 
@@ -38,7 +44,8 @@ over its hash, supervision hash and trouble set, retried on fresh data if any ch
 meanwhile (another worker, a heartbeat); only the committing worker notifies. A worker
 dying between commit and ``notify`` loses that notice (the stream keeps it).
 
-Wiring: ``sup = Supervisor(site, store, notify)``, then
+Wiring: ``sup = Supervisor(site, store, texts.queue, broker=lambda: mqtt.link,
+after_check=texts.after_check)`` (hub.troubletexts batches the texts), then
 ``threading.Thread(target=sup.run, args=(stop,), name="supervisor").start()``.
 ``notify`` runs on that thread: alarms outrank troubles, so it only sends
 low-priority messages (IT contacts) and never holds up alarm paging.
@@ -57,6 +64,7 @@ from typing import Callable, Mapping
 
 import redis
 
+from .outage import Outage
 from .site import Device, Site
 from .store import Store
 
@@ -80,7 +88,8 @@ ATTEMPTS = 10
 #: whose troubles change get a transaction).
 READ_CHUNK = 500
 
-_HEARD = ("heartbeat_ms", "checkin_ms", "selftest_ms", "door_opened_ms")
+_HEARD = ("heartbeat_ms", "checkin_ms", "selftest_ms", "door_opened_ms", "alarm_ms",
+          "cancel_ms")
 
 
 class Trouble(StrEnum):
@@ -164,19 +173,28 @@ def outbox_since(record: Mapping[str, str], since: str | None) -> str | None:
 
 
 class Supervisor:
-    """Checks every site device; ``clock`` returns Unix seconds."""
+    """Checks every site device; ``clock`` returns Unix seconds. ``broker()`` returns
+    ``(connected, since_ms)`` of this worker's broker connection (hub.mqtt.HubMqtt.link);
+    ``after_check(now_ms)`` runs after each check (hub.troubletexts sends its texts)."""
 
     def __init__(self, site: Site, store: Store, notify: Callable[[TroubleNotice], None], *,
                  silent_after_s: float = SILENT_AFTER_S,
-                 clock: Callable[[], float] = time.time, started_ms: int | None = None):
+                 clock: Callable[[], float] = time.time, started_ms: int | None = None,
+                 broker: Callable[[], tuple[bool, int]] = lambda: (True, 0),
+                 after_check: Callable[[int], None] | None = None):
         self.site, self.store, self.notify, self.clock = site, store, notify, clock
         self.silent_after_s = silent_after_s
         self.started_ms = int(clock() * 1000) if started_ms is None else started_ms
+        self.broker, self.after_check = broker, after_check
+        self._quiet_from = self.started_ms  # silence counts from here (this check's)
 
     def check(self, now_ms: int | None = None) -> list[TroubleNotice]:
         """Check every device once; returns the notices this worker sent to ``notify``.
         Raises ``redis.RedisError`` when Redis is unreachable."""
         now = int(self.clock() * 1000) if now_ms is None else now_ms
+        connected, since_ms = self.broker()
+        # Broker down: every device is "quiet since now", so none turns silent.
+        self._quiet_from = max(self.started_ms, since_ms) if connected else now
         notices: list[TroubleNotice] = []
         devices = list(self.site.devices.values())
         for start in range(0, len(devices), READ_CHUNK):
@@ -187,6 +205,8 @@ class Supervisor:
                     continue  # nothing to write: no transaction needed
                 for trouble, raised in self._check_device(device, now):
                     notices.append(self._notify(device, trouble, raised, now))
+        if self.after_check is not None:
+            self.after_check(now)
         return notices
 
     def _notify(self, device: Device, trouble: Trouble, raised: bool,
@@ -222,7 +242,7 @@ class Supervisor:
         since = outbox_since(record, old_since)
         before = frozenset(Trouble(t) for t in members if t in _VALUES)
         current = troubles({**record, "outbox_since_ms": since or ""}, now_ms,
-                           silent_after_s=self.silent_after_s, started_ms=self.started_ms,
+                           silent_after_s=self.silent_after_s, started_ms=self._quiet_from,
                            previous=before)
         return since, before, current
 
@@ -266,11 +286,15 @@ class Supervisor:
         """Check every ``interval_s`` seconds until ``stop`` is set; for a worker thread.
         Errors are logged and retried with a doubling wait (at most 60 s)."""
         wait = interval_s
+        store = Outage("store", log, "supervision")
         while not stop.is_set():
             try:
                 self.check()
+                store.up()
                 wait = interval_s
             except Exception as exc:  # Redis down (or a bug): supervision must go on
+                if isinstance(exc, redis.RedisError):
+                    store.down()
                 wait = min(MAX_BACKOFF_S, max(wait * 2, interval_s))
                 log.error("supervision check failed (%s): next try in %.0f s", exc, wait,
                           exc_info=not isinstance(exc, redis.RedisError))

@@ -74,7 +74,13 @@ def test_a_press_texts_every_contact_of_the_kind_and_branch_within_2s(
 
 
 def test_a_hold_raises_an_emergency_that_reaches_police(hub, pins, mosquitto, fake_twilio,
-                                                        sample_site):
+                                                        sample_site, redis_service):
+    from hub.store import Store
+    store = Store.from_url(redis_service.url)
+    # Sam Lee on duty whatever the hour (off duty, a staff step does not page him)
+    store.set_override("westside", "+12065550104", on_duty=True,
+                       until_ms=int(time.time() * 1000) + 3_600_000, by="test")
+    store.r.close()
     app = device(pins, mosquitto, "west-front-01", 18)
     try:
         pins.pin(18).drive_low()
@@ -384,12 +390,16 @@ def test_a_lone_worker_is_asked_to_check_in_and_one_press_answers(hub, pins, mos
     wearable = (("hold 2s", "emergency"), ("3 presses within 2s", "assist"), ("press", "test"))
     config = DeviceConfig("west-front-01", BrokerConfig("127.0.0.1", mosquitto.port),
                           inputs=(InputConfig(23, "button", wearable),), outbox=":memory:")
+    store = Store.from_url(redis_service.url)
+    # Sam Lee on duty whatever the hour: westside has one person at work, a lone worker
+    # (off shift nobody is at work, and nobody is asked to check in)
+    store.set_override("westside", "+12065550104", on_duty=True,
+                       until_ms=int(time.time() * 1000) + 3_600_000, by="test")
     app = DeviceApp(config, pin_factory=pins)
     app.start()
-    store = Store.from_url(redis_service.url)
     try:
         assert app.connected.wait(5)
-        deadline = time.monotonic() + 10  # westside has one person on duty: lone worker
+        deadline = time.monotonic() + 10
         while Signal.CHECKIN not in app.feedback.history:
             assert time.monotonic() < deadline, "no check-in request"
             time.sleep(0.05)

@@ -145,9 +145,45 @@ def test_off_duty_staff_are_not_paged_for_staff_steps(sample_site):
     alarm = Alarm("a1", "assist", "west-front-01", "westside", "front-desk", 0, 0)
     step = Step(("staff", "security"))
     on = recipients(sample_site, alarm, step, drill=False, on_duty=lambda c: True)
-    off = recipients(sample_site, alarm, step, drill=False, on_duty=lambda c: False)
+    # as schedule.on_duty answers off shift: a contact without shifts is always on duty
+    off = recipients(sample_site, alarm, step, drill=False, on_duty=lambda c: not c.shifts)
     assert "Sam Lee (westside supervisor)" in {c.name for c in on}
-    assert {c.name for c in off} == {"Security desk"}  # Sam is paged as staff only
+    assert {c.name for c in off} == {"Security desk"}
+
+
+@pytest.mark.parametrize("kind", ["missed_checkin", "emergency", "safe_room"])
+def test_a_staff_step_never_pages_an_off_duty_contact_whatever_else_they_hold(sample_site,
+                                                                               kind):
+    """Sam Lee holds staff and manager: off duty, a step naming staff skips him."""
+    alarm = Alarm("a1", kind, "west-front-01", "westside", "front-desk", 0, 0)
+    step = sample_site.kinds[kind].steps[0]
+    assert "staff" in step.notify and "manager" in step.notify
+    off = recipients(sample_site, alarm, step, drill=False, on_duty=lambda c: not c.shifts)
+    on = recipients(sample_site, alarm, step, drill=False, on_duty=lambda c: True)
+    assert "Sam Lee (westside supervisor)" in {c.name for c in on}
+    assert "Sam Lee (westside supervisor)" not in {c.name for c in off}
+
+
+def test_a_step_without_staff_pages_its_roles_on_duty_or_not(sample_site):
+    alarm = Alarm("a1", "assist", "west-front-01", "westside", "front-desk", 0, 0)
+    step = Step(("police", "manager"))
+    off = recipients(sample_site, alarm, step, drill=False, on_duty=lambda c: not c.shifts)
+    assert {c.name for c in off} == {"Sam Lee (westside supervisor)",
+                                     "Police dispatch (non-emergency line)"}
+
+
+def test_a_missed_check_in_at_night_does_not_page_the_off_duty_supervisor(rig, sample_site):
+    """02:11 at Westside (Sam Lee on duty Mon-Sat 12:00-21:00): the missed check-in pages
+    security, not Sam."""
+    service, clock, notifier, store = rig
+    clock.now = T0 - (20 * 3600 + 26 * 60 + 40) + (9 * 3600 + 11 * 60)  # 09:11 UTC = 02:11 PDT
+    now_ms = int(clock.now * 1000)
+    alarm = Alarm("0b6f2a7e-5c1d-4c55-9d0e-2f7f6f1c9a11", "missed_checkin", "west-front-01",
+                  "westside", "front-desk", now_ms, now_ms)
+    assert service.raise_from_hub(alarm) is True
+    paged = {to for _, to, _ in notifier.sent}
+    assert paged == phones(sample_site, "Security desk")
+    assert phones(sample_site, "Sam Lee") & paged == set()
 
 
 def test_a_re_run_attempt_sends_only_what_had_not_gone_out(rig, sample_site):

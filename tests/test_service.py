@@ -162,21 +162,6 @@ def test_the_sms_names_kind_branch_room_and_holder_in_one_segment(sample_site):
     assert {p.key.step for p in planned} == {0}
 
 
-def test_device_troubles_are_texted_to_the_branch_it_contacts(parts, sample_site):
-    from hub.supervision import Trouble, TroubleNotice
-    service, notifier, _, pool = parts
-    service.notify_trouble(TroubleNotice("west-front-01", Trouble.OFFLINE, True, "westside",
-                                         "front-desk", 5))
-    service.notify_trouble(TroubleNotice("west-front-01", Trouble.OFFLINE, False, "westside",
-                                         "front-desk", 9))
-    service.trouble_senders.shutdown(wait=True)
-    pool.shutdown()
-    it = [c.phone for c in sample_site.contacts if "it" in c.roles]
-    assert [to for to, _ in notifier.sent] == it * 2
-    assert "west-front-01 (Westside Branch, Front Desk) is OFFLINE" in notifier.sent[0][1]
-    assert notifier.sent[1][1].startswith("HAVEN all clear: device west-front-01")
-
-
 def test_a_retained_heartbeat_replayed_on_subscribe_is_not_proof_of_life(parts, fake_store):
     service, *_ = parts
     beat = (b'{"v":1,"device":"main-circ-01","state":"online","at":5,'
