@@ -43,7 +43,7 @@ from twilio.twiml.voice_response import Gather, VoiceResponse
 from hub.drill import REAL_DIGIT, REAL_WORDS, who_is_paged
 from hub.escalation import responder
 from hub.lifecycle import AlarmEvent, IllegalTransition
-from hub.messages import call_text, where
+from hub.messages import call_text, what_where
 from hub.model import Alarm, AlarmState
 from hub.reach import Reach, page_outcome
 from hub.site import Site
@@ -265,7 +265,7 @@ def sms() -> Response:
         alarm, acknowledged = _acknowledge(ctx.store, raised.id,
                                            contact_name(ctx.site, sender), "sms")
         if acknowledged:
-            label, place = _describe(ctx.site, raised)
+            label, place = what_where(raised, ctx.site)
             response.message(f"Acknowledged: {label} at {place}. The person who pressed "
                              "is being told help is coming. Thank you.")
         else:  # another responder got there first
@@ -318,7 +318,7 @@ def _real_by_sms(store: Store, site: Site, sender: str) -> str:
     for alarm in (a for a in paged if a.drill):
         made, done = _make_real(store, alarm.id, contact_name(site, sender), "sms")
         if done:
-            label, place = _describe(site, made)
+            label, place = what_where(made, site)
             return (f"REAL: {label} at {place} is no longer a drill. "
                     + who_is_paged(site, made))
     if paged:
@@ -337,19 +337,9 @@ def _was_paged(store: Store, alarm_id: str, number: str) -> bool:
                                 for e in store.timeline(alarm_id))
 
 
-def _describe(site: Site, alarm: Alarm) -> tuple[str, str]:
-    """The kind's label and where, surviving a site config that no longer has them."""
-    kind = site.kinds.get(alarm.kind)
-    try:
-        place = where(alarm, site)
-    except KeyError:
-        place = f"{alarm.branch}, {alarm.room}"
-    return (kind.label if kind else alarm.kind), place
-
-
 def _responding(store: Store, site: Site, alarm: Alarm) -> str:
     """What a call says once someone acknowledged: who is responding to what, where."""
-    label, place = _describe(site, alarm)
+    label, place = what_where(alarm, site)
     return (f"{'This is a drill. ' if alarm.drill else ''}"
             f"{alarm.acknowledged_by or 'Someone'} is responding to {label} at {place}. "
             "You do not need to acknowledge. Goodbye.")
@@ -366,5 +356,5 @@ def _spoken(store: Store, site: Site, alarm: Alarm, to: str = "") -> str:
     try:
         return call_text(alarm, site, drill=drill, now_ms=now_ms(), shelters=shelters)
     except KeyError:  # kind or branch gone from the site config
-        label, place = _describe(site, alarm)
+        label, place = what_where(alarm, site)
         return f"{'This is a drill. ' if drill else ''}Haven alarm. {label}. {place}."

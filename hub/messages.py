@@ -148,16 +148,22 @@ def call_text(alarm: Alarm, site: Site, *, drill: bool = False, now_ms: int | No
     return f"{said} I repeat. {said}"
 
 
-def all_clear_text(alarm: Alarm, site: Site, *, drill: bool = False) -> str:
-    """The all-clear for everyone who was paged: what, where, who closed it and the outcome
-    only (an operator's free text - a resolve note, why it was a false alarm - never goes
-    out: it may be about people, and police are among those paged)."""
+def what_where(alarm: Alarm, site: Site) -> tuple[str, str]:
+    """The alarm's kind label and place, for texts sent after its pages (an all-clear, who
+    is responding): its ids when the kind, branch or room has left the site config since."""
     kind = site.kinds.get(alarm.kind)
-    label = kind.label if kind else alarm.kind
     try:
         place = where(alarm, site)
     except KeyError:
         place = f"{alarm.branch}, {alarm.room}"
+    return (kind.label if kind else alarm.kind), place
+
+
+def all_clear_text(alarm: Alarm, site: Site, *, drill: bool = False) -> str:
+    """The all-clear for everyone who was paged: what, where, who closed it and the outcome
+    only (an operator's free text - a resolve note, why it was a false alarm - never goes
+    out: it may be about people, and police are among those paged)."""
+    label, place = what_where(alarm, site)
     verdict = "cancelled" if alarm.state == "cancelled" else "resolved"
     outcome = "false alarm" if alarm.state == "cancelled" else \
         (alarm.reason or "").split(":", 1)[0]  # a resolve's outcome label, never a note
@@ -198,14 +204,11 @@ def responding_text(alarm: Alarm, site: Site, *, drill: bool = False) -> str:
     """For everyone else who was paged, once someone acknowledged: who is responding to
     what, where (``"HAVEN: Dana Ortiz is responding to EMERGENCY at Main Library,
     Circulation Desk."``), so they need not each assume another is going."""
-    kind = site.kinds.get(alarm.kind)
-    label = kind.label if kind else alarm.kind
-    try:
-        place = where(alarm, site)
-    except KeyError:
-        place = f"{alarm.branch}, {alarm.room}"
+    label, place = what_where(alarm, site)
     return (f"{'DRILL ' if drill else ''}HAVEN: {alarm.acknowledged_by or 'someone'} is "
             f"responding to {label} at {place}."[:320])
+
+
 #: Short words for a trouble in a text listing several devices.
 TROUBLE_LABELS = {"offline": "OFFLINE (no heartbeat: cannot raise alarms)",
                   "never_seen": "never connected",

@@ -79,8 +79,8 @@ def test_a_worker_killed_in_every_round_leaves_nobody_unpaged(
                 f"round {number + 1}: {len(keys)} of {planned(store, alarm_id, number)} paged"
         twice = {k: n for k, n in counts.items() if n > 1}
         print(f"\ntakeover ({'list readable' if list_readable else 'list forbidden'}): "
-              + ", ".join(f"round {n + 1}: {len({k for k in counts if k[1] == n})} people "
-                          f"paged of {planned(store, alarm_id, n)} planned, "
+              + ", ".join(f"round {n + 1}: {len({k for k in counts if k[1] == n})} of "
+                          f"{planned(store, alarm_id, n)} planned pages accepted, "
                           f"{sum(c - 1 for k, c in counts.items() if k[1] == n)} duplicate(s)"
                           for n in range(rounds)))
         if list_readable:
