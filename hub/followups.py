@@ -45,6 +45,15 @@ RESPONDING_ATTEMPT = 4_000_000
 SAFE_ROOM_LEFT_BASE = 5_000_000
 
 
+def same_person(contact_name: str, by: str) -> bool:
+    """Whether ``by`` (who acknowledged, as typed or as the SMS/keypress contact) names the
+    contact ``contact_name``: ``"Dana Ortiz"`` is ``"Dana Ortiz (branch manager)"``, in
+    any case."""
+    by = by.strip().casefold()
+    return bool(by) and by in (contact_name.strip().casefold(),
+                               contact_name.split(" (")[0].strip().casefold())
+
+
 class FollowupMixin:
     """Follow-up calls, call retries, the all-clear and delivery failure."""
 
@@ -125,7 +134,7 @@ class FollowupMixin:
             return 0  # closed meanwhile: the all-clear says it
         reached, drill = self._reached(alarm)
         others = {phone: name for phone, name in reached.items()
-                  if name != alarm.acknowledged_by}
+                  if not same_person(name, alarm.acknowledged_by or "")}
         from .messages import responding_text
         self._text_each(alarm, others, RESPONDING_ATTEMPT,
                         responding_text(alarm, self.site, drill=drill))

@@ -123,3 +123,11 @@ def test_a_call_that_asks_again_after_an_acknowledgement_hears_who_is_responding
     assert said(root).startswith("Dana Ortiz (branch manager) is responding to EMERGENCY "
                                  "at Main Library, Circulation Desk.")
     assert root.find("Hangup") is not None
+
+
+@pytest.mark.parametrize("by, same", [
+    ("Dana Ortiz (branch manager)", True), ("Dana Ortiz", True), ("dana ortiz", True),
+    (" Dana Ortiz ", True), ("Dana", False), ("", False), ("Sam Lee", False)])
+def test_who_acknowledged_is_not_told_they_are_responding(by, same):
+    from hub.followups import same_person
+    assert same_person("Dana Ortiz (branch manager)", by) is same
