@@ -4,9 +4,8 @@ Part of :class:`hub.service.AlarmService` (a mixin sharing its ``site``, ``store
 ``metrics``, pools and planning). An alarm is validated and placed, its attempt 0 planned
 from the branch state this worker saw last, then raised (stored, leased, its pages
 claimed) in one Redis round trip; alarms read from the broker together share one
-(:meth:`IntakeMixin.handle_batch`). A lone alarm's pages are handed to the senders
-before the raise, behind a gate the raise decides (hub.gate). The device hears
-``received`` once the alarm is stored.
+(:meth:`IntakeMixin.handle_batch`). Its pages go to the senders once it is stored, and
+the device hears ``received`` then.
 """
 
 from __future__ import annotations
@@ -17,7 +16,6 @@ from dataclasses import dataclass, replace
 from device.protocol import CMD_RECEIVED, Command, ProtocolError, decode_alarm
 
 from .escalation import AttemptPlan
-from .gate import Gate
 from .lifecycle import AlarmEvent
 from .model import LATE_MS, SAFE_ROOM_KIND, Alarm, Shelter
 from .outcome import Outcome
@@ -95,16 +93,10 @@ class IntakeMixin:
         return self._raise_one(intake)
 
     def _raise_one(self, intake: "_Intake") -> Outcome:
-        """Raise one alarm, its planned pages already handed to senders behind a gate
-        (hub.gate): their requests are built while the raise is on its way."""
-        gate = self._pre_send(intake)
-        try:
-            raised = self.store.raise_many([intake.request])[0]
-        except BaseException:
-            if gate is not None:
-                gate.close()
-            raise
-        outcome = self._raised(intake, raised, gate)
+        """Raise one alarm (its attempt 0's pages claimed in the same round trip), then page
+        and confirm it."""
+        raised = self.store.raise_many([intake.request])[0]
+        outcome = self._raised(intake, raised)
         if raised.created:
             self._heard([intake.alarm])
         return outcome
@@ -116,21 +108,6 @@ class IntakeMixin:
         self.store.heard([(alarm.device, "alarm_ms", alarm.received_at_ms,
                            self.site.devices[alarm.device].type == "wearable")
                           for alarm in alarms])
-
-    def _pre_send(self, intake: "_Intake") -> Gate | None:
-        """Hand attempt 0's planned pages to the senders behind a gate the raise decides."""
-        pre = intake.pre
-        if not self.send_ahead or pre is None or not pre.planned:
-            return None
-        gate = Gate()
-        tally = self._tally(intake.alarm, pre, len(pre.planned), pre.now + pre.wait_ms)
-        try:
-            for item in pre.planned:
-                self.senders.submit(self._send_gated, item, pre.now, gate, tally.ticket())
-        except RuntimeError:  # shutting down: the ordinary path (or the lease) takes over
-            gate.close()
-            return None
-        return gate
 
     def _intake(self, topic: str, payload: bytes) -> "_Intake | Outcome":
         """Validate and place an alarm message, and plan its attempt 0 from the branch
@@ -162,20 +139,13 @@ class IntakeMixin:
             timeline=pre.timeline if pre is not None else None)
         return _Intake(alarm, pre, request)
 
-    def _raised(self, intake: "_Intake", raised: Raised, gate: Gate | None = None
-                ) -> Outcome:
+    def _raised(self, intake: "_Intake", raised: Raised) -> Outcome:
         """The alarm is stored (or was known): page (a new alarm's pages leave first, so
-        the sender works while the rest happens here), confirm it to the device, record.
-        ``gate``: attempt 0's pages are waiting behind it (hub.gate), to go if claimed."""
+        the sender works while the rest happens here), confirm it to the device, record."""
         alarm = intake.alarm
-        sent_ahead = gate is not None and raised.claimed
-        if gate is not None:
-            gate.open() if sent_ahead else gate.close()
         kind = self.site.kinds[alarm.kind]
         self._branch_seen[alarm.branch] = raised.seen
-        if sent_ahead:
-            self._log_attempt(alarm, intake.pre, new=True)
-        elif raised.created and kind.steps:
+        if raised.created and kind.steps:
             self._start_escalation(intake, raised)
         self._confirm(alarm, drill=self._stored_as_drill(alarm, raised))
         if raised.created and alarm.kind == SAFE_ROOM_KIND:

@@ -13,17 +13,16 @@
   service has handled it. If Redis is unreachable the message is kept and
   retried on a background thread with backoff; a crash meanwhile leaves it
   unacknowledged, and the broker redelivers it to the next session.
-- Reads are buffered (one ``recv`` for many packets: hub.mqttread) and batched: every
-  message already waiting (up to ``READ_BATCH``) is read before the alarms and events
-  among them are handled together (one Redis round trip for a burst's alarms), then
-  acknowledged.
+- Alarms and events are handled on a thread of their own, in the order they arrived,
+  together when several wait (up to ``READ_BATCH``: one Redis round trip for a burst's
+  alarms), then acknowledged; paho's network thread only hands them over, so it keeps
+  reading while a batch is stored. paho is used through its public API only.
 """
 
 from __future__ import annotations
 
 import logging
 import queue
-import select
 import threading
 import time
 from dataclasses import dataclass
@@ -38,7 +37,6 @@ from paho.mqtt.properties import Properties
 from device.protocol import Topics
 from device.transport import tcp_nodelay
 
-from .mqttread import BufferedRecv, share_property_tables
 from .outage import Outage
 from .statusbatch import StatusBatcher
 
@@ -51,8 +49,7 @@ log = logging.getLogger("haven.mqtt")
 SESSION_EXPIRY_S = 24 * 3600
 #: Seconds between MQTT keepalive pings: a dead broker is noticed within ~1.5x this.
 KEEPALIVE_S = 10
-#: The most messages read from the socket before the alarms and events among them are
-#: handled (a burst); fewer when the socket has no more waiting.
+#: The most alarms and events handled together (a burst's); fewer when fewer wait.
 READ_BATCH = 64
 #: Retry delays while the store is unreachable, in seconds.
 RETRY_MIN_S, RETRY_MAX_S = 0.2, 5.0
@@ -81,19 +78,6 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def _readable(sock) -> bool:
-    """True when more bytes wait on paho's socket (TLS: decrypted ones count too)."""
-    if sock is None:
-        return False
-    pending = getattr(sock, "pending", None)
-    if pending is not None and pending() > 0:
-        return True
-    try:
-        return bool(select.select([sock], [], [], 0)[0])
-    except (OSError, ValueError):
-        return False
-
-
 class HubMqtt:
     """Runs the hub's MQTT client. ``handler(topic, payload, retained=...)`` raises
     RedisError to defer the message."""
@@ -107,16 +91,16 @@ class HubMqtt:
         showing the hub's client certificate (its CN is the hub's broker identity).
         ``status_batch``: store status messages in batches (hub.statusbatch) instead of
         one by one through ``handler``. ``batch_handler``: handle the alarms and events
-        read from the socket together in one call (``hub.service.AlarmService.handle_batch``:
-        a burst costs one Redis round trip per read, not per alarm); raises like
-        ``handler``."""
+        waiting together in one call (``hub.service.AlarmService.handle_batch``: a burst
+        costs one Redis round trip per batch, not per alarm), on a thread of its own;
+        raises like ``handler``."""
         self.broker, self.handler, self.topics = broker, handler, topics
         self._statuses = None if status_batch is None else StatusBatcher(
             status_batch, lambda m: self.client.ack(m.mid, m.qos))
         self.share_group = share_group
         self.batch_handler = batch_handler
-        #: Alarms and events read in the current pass over the socket, handled at its end.
-        self._batch: list[mqtt.MQTTMessage] = []
+        #: Alarms and events handed over by paho's thread, for the batch thread (in order).
+        self._inbox: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
         self.ready = threading.Event()
         #: ``(connected, since_ms)``: whether the broker connection is up, and since when
         #: (Unix ms, hub clock); down from the start until the first connection. Read by
@@ -136,13 +120,8 @@ class HubMqtt:
         self.client.on_disconnect = self._on_disconnect
         self.client.on_subscribe = self._on_subscribe
         self.client.on_message = self._on_message
-        # Reads are buffered (hub.mqttread) and batched: paho's loop calls self.loop_read()
-        # and paho's packet reader self._sock_recv(n), both replaced on this instance.
-        share_property_tables()
-        self._recv = BufferedRecv(self.client)
-        self.client._sock_recv = self._recv.recv
-        self._read_one = self.client.loop_read
-        self.client.loop_read = self._loop_read
+        self._batcher = threading.Thread(target=self._batch_loop, name="hub-alarms",
+                                         daemon=True)
         self._retrier = threading.Thread(target=self._retry_loop, name="hub-store-retry",
                                          daemon=True)
 
@@ -195,28 +174,19 @@ class HubMqtt:
         if not self._stopping.is_set():
             log.error("lost the broker (%s): reconnecting", reason_code)
 
-    def _loop_read(self, max_packets: int = 1) -> mqtt.MQTTErrorCode:
-        """paho's read step, extended: read every message already waiting (buffered, or
-        on the socket), handling the alarms and events among them together every
-        ``READ_BATCH`` and at the end. Returns only once no buffered byte is left: select
-        would not wake for those."""
-        try:
-            while True:
-                for _ in range(READ_BATCH):
-                    rc = self._read_one(max_packets)
-                    if rc != mqtt.MQTT_ERR_SUCCESS:
-                        return rc
-                    if not self._recv.pending() and not _readable(self.client.socket()):
-                        return rc
-                self._flush_batch()  # a full batch: handled before reading on
-                if not self._recv.pending():
-                    return rc  # the rest waits on the socket: select wakes for it
-        finally:
-            self._flush_batch()
-
-    def _flush_batch(self) -> None:
-        if self._batch:
-            batch, self._batch = self._batch, []
+    def _batch_loop(self) -> None:
+        """The batch thread: every alarm and event waiting (up to ``READ_BATCH``), handled
+        together in arrival order, then acknowledged (``_settle``)."""
+        while not self._stopping.is_set():
+            try:
+                batch = [self._inbox.get(timeout=0.5)]
+            except queue.Empty:
+                continue
+            while len(batch) < READ_BATCH:
+                try:
+                    batch.append(self._inbox.get_nowait())
+                except queue.Empty:
+                    break
             self._handle_batch(batch)
 
     def _handle_batch(self, batch: list[mqtt.MQTTMessage]) -> None:
@@ -228,7 +198,7 @@ class HubMqtt:
             self._statuses.put(msg)
             return
         if self.batch_handler is not None:
-            self._batch.append(msg)
+            self._inbox.put(msg)
             return
         self._settle([msg], msg.topic,
                      lambda: self.handler(msg.topic, msg.payload, retained=bool(msg.retain)))
@@ -289,6 +259,8 @@ class HubMqtt:
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = SESSION_EXPIRY_S
         self._retrier.start()
+        if self.batch_handler is not None:
+            self._batcher.start()
         if self._statuses is not None:
             self._statuses.start()
         self.client.connect_async(self.broker.host, self.broker.port, keepalive=KEEPALIVE_S,

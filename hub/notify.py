@@ -139,11 +139,12 @@ class TwilioNotifier:
                                  "http://127.0.0.1:8080")
         self._api_base, self._timeout = api_base, timeout_s
         self._local = threading.local()
-        self._http = _http_client(api_base, timeout_s)  # shared: connections are per thread
+        self._http = _http_client(api_base, timeout_s)  # one pool for every sender thread
         # The SDK imports its API modules lazily (~0.1 s): do it now, not on the first alarm.
         _ = self._client().messages, self._client().calls
 
     def _client(self):
+        """This thread's SDK client, on the shared connection pool (hub.twilio_transport)."""
         client = getattr(self._local, "client", None)
         if client is None:
             from twilio.rest import Client
@@ -153,19 +154,23 @@ class TwilioNotifier:
 
     def warm_up(self) -> None:
         """This thread's SDK client and API connection, made now rather than by its first
-        page (hub start, on a sender thread). An unreachable API is logged, not raised:
-        the first page tries again, and reports it."""
-        from .twilio_http import ApiUnreachable
-        client = self._client()
+        page (hub start, on a sender thread), by fetching the account: that also tells at
+        start whether the credentials are right. Nothing is raised: the first page tries
+        again, and reports what it meets."""
+        import urllib3
+        from twilio.base.exceptions import TwilioException, TwilioRestException
         try:
-            self._http.connect(client.api.base_url)
-        except ApiUnreachable as exc:
+            self._client().api.v2010.accounts(self._sid).fetch()
+        except TwilioRestException as exc:
+            if exc.status in (401, 403):
+                log.error("Twilio refused account %s at start (HTTP %s: %s): check "
+                          "TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN", self._sid, exc.status,
+                          exc.msg)
+            else:
+                log.warning("Twilio answered the start-up check with HTTP %s (%s); pages "
+                            "will tell", exc.status, exc.msg)
+        except (TwilioException, urllib3.exceptions.HTTPError) as exc:
             log.warning("Twilio API not reachable at start (%s); pages will try again", exc)
-
-    def hold_next(self, gate) -> None:
-        """This thread's next request waits for ``gate`` (hub.gate) before it goes out;
-        ``send_sms``/``place_call`` then raise ``GateClosed`` if it closes."""
-        self._http.hold_next(gate)
 
     def send_sms(self, to: str, body: str, *, status_url: str | None = None) -> Delivery:
         """An SMS; with ``status_url`` Twilio posts its delivery statuses there."""
@@ -225,27 +230,32 @@ class TwilioNotifier:
 
     @staticmethod
     def _create(request) -> Delivery:
+        import urllib3
         from twilio.base.exceptions import TwilioException, TwilioRestException
-
-        from .twilio_http import ApiUnreachable
         try:
             resource = request()
         except TwilioRestException as exc:
             return Delivery.failed(f"HTTP {exc.status}: {exc.msg}", code=exc.code,
                                    retryable=_retryable_status(exc.status))
-        except ApiUnreachable as exc:  # timeouts, refused or dropped connections
-            return Delivery.failed(str(exc), retryable=True)
+        except urllib3.exceptions.HTTPError as exc:  # timeouts, refused or reset connections
+            return Delivery.failed(f"API unreachable: {_reason(exc)}", retryable=True)
         except TwilioException as exc:
             return Delivery.failed(str(exc), retryable=False)
         return Delivery.sent(resource.sid)
 
 
-def _http_client(api_base: str | None, timeout_s: float):
-    """The SDK's transport (hub.twilio_http): keep-alive connections per sender thread,
-    optionally rebased onto ``api_base`` (scheme://host:port). The HTTPS proxy setting
-    (HTTPS_PROXY ...) is read once, here; a local fake API is never reached through one."""
-    import urllib.request
+def _reason(exc: Exception) -> str:
+    """A transport error in a few words (urllib3's messages carry the connection object)."""
+    text = str(exc)
+    for marker in ("Connection refused", "timed out", "Connection reset", "Remote end closed",
+                   "Name or service not known"):
+        if marker in text:
+            return f"{marker} ({type(exc).__name__})"
+    return type(exc).__name__
 
-    from .twilio_http import PooledHttpClient
-    proxy = None if api_base else urllib.request.getproxies().get("https")
-    return PooledHttpClient(timeout_s=timeout_s, api_base=api_base, proxy=proxy)
+
+def _http_client(api_base: str | None, timeout_s: float):
+    """The SDK's transport (hub.twilio_transport): urllib3's keep-alive pool, shared by the
+    sender threads; with ``api_base`` every request goes there."""
+    from .twilio_transport import PooledHttpClient
+    return PooledHttpClient(timeout=timeout_s, connections=64, api_base=api_base)

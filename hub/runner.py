@@ -149,8 +149,7 @@ def run_hub(settings: HubSettings) -> None:
     service = AlarmService(site, store, notifier, lambda t, p: mqtt_box[0].publish(t, p),
                            senders, escalators=escalators, topics=topics, metrics=metrics,
                            public_url=settings.public_url,
-                           confirm=lambda t, p: mqtt_box[0].publish(t, p, qos=0),
-                           send_ahead=True)
+                           confirm=lambda t, p: mqtt_box[0].publish(t, p, qos=0))
     metrics_server = None
     if settings.metrics_port is not None:
         metrics_server = metrics.serve("127.0.0.1", settings.metrics_port)

@@ -19,11 +19,10 @@ from __future__ import annotations
 import logging
 import random
 import time
+from urllib.parse import quote
 
 from .claimkeeper import LOST
 from .escalation import FALLBACK_ATTEMPT_BASE, PlannedNotification
-from .gate import Gate, GateClosed
-from .http11 import form_quote
 from .metrics import delivery_outcome
 from .model import AlarmState, Channel, Delivery, NotificationKey
 from .notify import TWILIO_TIMEOUT_S
@@ -85,15 +84,12 @@ class SendingMixin:
         return self._send_claimed(item, claimed_ms, claim)
 
     def _send_claimed(self, item: PlannedNotification, claimed_ms: int,
-                      claim: int = 1, ticket: PageTicket | None = None,
-                      gate: Gate | None = None) -> Delivery | None:
+                      claim: int = 1, ticket: PageTicket | None = None) -> Delivery | None:
         """Send a notification this worker claimed at ``claimed_ms``, and record the
         outcome. ``claim`` > 1 is the ms of a dead worker's claim taken over: the provider
         is asked first whether that worker's page got through. ``ticket``: the page's
         place in its attempt (hub.tally): the last page's record finishes the attempt.
-        ``gate``: the page was handed over ahead of its raise (hub.gate); nothing is
-        recorded before the gate opens (GateClosed is raised if it closes). Runs on a
-        sender thread; raises nothing else."""
+        Runs on a sender thread; never raises."""
         try:
             now = self._now_ms()
             claimed_ms = self.claims.take(item.key, claimed_ms)
@@ -110,14 +106,10 @@ class SendingMixin:
                                 item.contact.name, item.key.alarm_id, sid)
                     return delivery
             if now - claimed_ms > PICKUP_RENEW_MS:  # the keeper fell behind: renew it here
-                if gate is not None:  # (a slow raise: the claim is not made until it opens)
-                    gate.passed()
                 if not self.store.renew_claim(item.key, claimed_ms, now):
                     return self._taken_over(item, f"waited {now - claimed_ms} ms and")
                 claimed_ms = now
             delivery = self._deliver(item, claimed_ms)
-            if gate is not None:  # a failure found before any request reached the transport
-                gate.passed()
             self._record(item, delivery, self._now_ms(), ticket)
             self.metrics.notification(str(item.key.channel), delivery_outcome(delivery))
             if delivery.ok:
@@ -132,32 +124,10 @@ class SendingMixin:
                           item.contact.name, item.key.alarm_id, delivery.error, delivery.code,
                           "retryable" if delivery.retryable else "permanent")
             return delivery
-        except GateClosed:
-            raise  # not ours to send (hub.gate): nothing happened, nothing to record
         except Exception:  # a sender thread must not die silently
             log.exception("sending %s failed", item.key)
             self.metrics.notification(str(item.key.channel), "error")
             return None
-
-    def _send_gated(self, item: PlannedNotification, claimed_ms: int, gate: Gate,
-                    ticket: PageTicket | None) -> None:
-        """A page handed over before its alarm's raise answered (hub.gate): its request is
-        built now and goes out once the raise has claimed it; dropped, uncounted, if not."""
-        hold = getattr(self.notifier, "hold_next", None)
-        try:
-            if hold is None or gate.decided():  # nothing to overlap: decide here
-                gate.passed()
-                hold = None
-            else:
-                hold(gate)
-            self._send_claimed(item, claimed_ms, 1, ticket, gate)
-        except GateClosed:
-            return  # the tally is abandoned with it: the ordinary path pages instead
-        finally:
-            if hold is not None:
-                hold(None)
-        if ticket is not None:
-            ticket.done()
 
     def _taken_over(self, item: PlannedNotification, how: str) -> None:
         log.warning("notification %s %s was taken over by another worker: not sent here",
@@ -250,7 +220,7 @@ class SendingMixin:
         timed out is not tried again: the API may have taken it). What still failed
         retryably is tried again from Redis (:meth:`run_page_retries`), once per try."""
         started, pause = time.monotonic(), RETRY_FIRST_S
-        status_url = (f"{self.public_url}/twilio/status?key={form_quote(str(item.key))}"
+        status_url = (f"{self.public_url}/twilio/status?key={quote(str(item.key), safe='')}"
                       if self.public_url else None)
         while True:
             if item.key.channel is Channel.CALL:

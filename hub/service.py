@@ -74,7 +74,7 @@ class AlarmService(IntakeMixin, SendingMixin, FollowupMixin, DeviceMessagesMixin
                  senders: Executor, *, escalators: Executor | None = None,
                  topics: Topics = Topics(), clock: Callable[[], float] = time.time,
                  metrics: Metrics | None = None, public_url: str | None = None,
-                 confirm: Publish | None = None, send_ahead: bool = False):
+                 confirm: Publish | None = None):
         self.site, self.store, self.notifier = site, store, notifier
         self.metrics = metrics or Metrics()
         #: The dashboard's public base URL for Twilio callbacks (keypress and SMS replies).
@@ -85,10 +85,6 @@ class AlarmService(IntakeMixin, SendingMixin, FollowupMixin, DeviceMessagesMixin
         #: asked for again, and a QoS 1 PUBACK from a broker that keeps Nagle on held the
         #: next alarm back by up to 40 ms (p99 47 ms through the peers harness, 3 ms without).
         self.confirm = confirm or publish
-        #: Hand a lone alarm's planned pages to the senders before its raise, behind a gate
-        #: (hub.gate), so their requests are built during the round trip. Needs senders on
-        #: threads of their own (an inline executor would wait at the gate it runs on).
-        self.send_ahead = send_ahead
         # Attempts wait for their sends, so they must not run on the senders' own pool.
         self.escalators = escalators or ThreadPoolExecutor(4, thread_name_prefix="escalation")
         #: Claims of pages waiting for a sender thread, renewed together on the timer.

@@ -44,7 +44,6 @@ import redis
 from .drill import make_real
 from .lifecycle import AlarmEvent, transition
 from .model import SAFE_ROOM_KIND, Alarm, NotificationKey
-from .redislane import Lane
 from .store_branches import SHELTER_FIELD, BranchStoreMixin, parse_overrides, parse_switches
 from .store_devices import _STATUSES, COMMANDS_GROUP, COMMANDS_MAXLEN, DeviceStoreMixin
 from .store_notifications import (_CLAIM_MANY, _DROP_RETRY, _LEASE_DUE, _RECLAIM, _RECORD,
@@ -240,21 +239,33 @@ class Store(BranchStoreMixin, NotificationStoreMixin, DeviceStoreMixin):
         self._statuses = client.register_script(_STATUSES)
         self._nobody_reached = client.register_script(_NOBODY_REACHED)
         self._clear_nobody_reached = client.register_script(_CLEAR_NOBODY_REACHED)
-        # Connections of their own for the hot paths (hub.redislane): alarms' raises (the
-        # MQTT thread) and pages' records (the senders, batched by hub.groupcommit).
-        self._raise_lane, self._record_lane = Lane(client), Lane(client)
 
     def warm_up(self) -> None:
-        """Every Lua script loaded and the hot paths' connections open before the first
-        alarm (hub start): otherwise the first alarm pays a connection setup per lane and
-        an extra round trip per script. Raises ``redis.RedisError``."""
-        self._raise_lane.open()
-        self._record_lane.open()
+        """Every Lua script loaded before the first alarm (hub start): otherwise the first
+        alarm pays an extra round trip per script. Raises ``redis.RedisError``."""
         scripts = [v for v in vars(self).values() if isinstance(v, redis.commands.core.Script)]
         with self.r.pipeline(transaction=False) as pipe:  # its connection stays in the pool
             for script in scripts:
                 pipe.script_load(script.script)
             pipe.execute()
+
+    def run_scripts(self, calls: list[tuple[Any, list[str], list[Any]]]) -> list[Any]:
+        """Run ``[(script, keys, args)]`` (scripts from ``register_script``) in one pipeline
+        of EVALSHA: each script's reply, in order, or the error it alone met (an
+        ``Exception`` instance). Raises ``redis.RedisError`` if the store cannot be reached
+        (then any of them may or may not have run). A script Redis lost (a restart, a
+        flush) had not run: it is loaded and run again on its own."""
+        with self.r.pipeline(transaction=False) as pipe:
+            for script, keys, args in calls:
+                pipe.evalsha(script.sha, len(keys), *keys, *args)
+            replies = pipe.execute(raise_on_error=False)
+        for i, ((script, keys, args), reply) in enumerate(zip(calls, replies)):
+            if isinstance(reply, redis.exceptions.NoScriptError):
+                try:
+                    replies[i] = script(keys=keys, args=args)
+                except redis.ResponseError as exc:
+                    replies[i] = exc
+        return replies
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "haven") -> "Store":
@@ -298,8 +309,8 @@ class Store(BranchStoreMixin, NotificationStoreMixin, DeviceStoreMixin):
         broker at once), in order; each alarm is still stored all-or-nothing by its own
         script. Raises ``redis.RedisError`` if the store cannot be reached (then any of
         them may or may not be stored: a retry finds those as already known)."""
-        replies = self._raise_lane.run_scripts([(self._raise, *self._raise_args(request))
-                                                for request in requests])
+        replies = self.run_scripts([(self._raise, *self._raise_args(request))
+                                    for request in requests])
         for reply in replies:
             if isinstance(reply, Exception):
                 raise reply

@@ -12,7 +12,7 @@ Keys (under the store's prefix)::
                                          to the same slot replaces it (one page per person)
 
 Part of :class:`hub.store.Store` (a mixin sharing its client ``r``, ``_key``, the scripts
-it registers, ``_read_group`` and ``_record_lane``, a hub.redislane.Lane).
+it registers, ``_read_group`` and ``run_scripts``).
 """
 
 from __future__ import annotations
@@ -326,7 +326,7 @@ class NotificationStoreMixin:
         threads' records, through hub.groupcommit): each one's answer, or the error it
         alone met (an ``Exception`` instance). Raises ``redis.RedisError`` if the store
         cannot be reached."""
-        replies = self._record_lane.run_scripts([self._record_call(r) for r in records])
+        replies = self.run_scripts([self._record_call(r) for r in records])
         return [reply if isinstance(reply, Exception) else _finished(record, reply)
                 for record, reply in zip(records, replies)]
 

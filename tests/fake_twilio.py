@@ -4,6 +4,8 @@ Serves on 127.0.0.1 (a free port) what the hub uses:
 
     POST /2010-04-01/Accounts/<AccountSid>/Messages.json   To, From|MessagingServiceSid, Body
     POST /2010-04-01/Accounts/<AccountSid>/Calls.json      To, From, Twiml|Url
+    GET  /2010-04-01/Accounts/<AccountSid>.json            the account (credentials check)
+    GET  /2010-04-01/Accounts/<AccountSid>/Messages.json   the message list (also Calls)
 
 and answers like Twilio: 201 with the resource as JSON, 401 for bad Basic
 auth, 400 with ``{"code": 21604, ...}`` for a missing parameter. Failures can
@@ -28,6 +30,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs
 
 API_RE = re.compile(r"^/2010-04-01/Accounts/(?P<sid>AC[0-9a-zA-Z]+)/(?P<res>Messages|Calls)\.json$")
+ACCOUNT_RE = re.compile(r"^/2010-04-01/Accounts/(?P<sid>AC[0-9a-zA-Z]+)\.json$")
 
 
 @dataclass
@@ -181,7 +184,8 @@ class FakeTwilio:
                                      args=(resource, form, obj["sid"])).start()
 
             def do_GET(self):  # noqa: N802
-                """List Messages or Calls (newest first), filtered by To, one page of
+                """Fetch the account, or list Messages or Calls (newest first), filtered by
+                To, one page of
                 ``PageSize`` (Twilio's default 50), as Twilio does; 401 for bad auth, 403
                 (code 20403) while :meth:`FakeTwilio.deny_lists` holds, as for an API key
                 without read rights."""
@@ -190,7 +194,15 @@ class FakeTwilio:
                 params = parse_qs(query)
                 expected = "Basic " + base64.b64encode(
                     f"{fake.account_sid}:{fake.auth_token}".encode()).decode()
-                if not m:
+                account = ACCOUNT_RE.match(path)
+                if account and account["sid"] == fake.account_sid and \
+                        self.headers.get("Authorization", "") == expected:
+                    # GET Account: the hub's start-up check of its credentials
+                    status, obj = 200, {"sid": fake.account_sid, "status": "active",
+                                        "type": "Full", "friendly_name": "Fake account"}
+                elif account:
+                    status, obj = 401, _error(401, 20003, "Authenticate")
+                elif not m:
                     status, obj = 404, _error(404, 20404, "The requested resource was not found")
                 elif m["sid"] != fake.account_sid or \
                         self.headers.get("Authorization", "") != expected:

@@ -190,3 +190,19 @@ def test_warm_up_with_the_api_down_is_logged_and_pages_still_try(notifier, fake_
     assert "Twilio API not reachable at start" in caplog.text
     fake_twilio.up()
     assert notifier.send_sms("+12065550101", "Test").ok
+
+
+def test_warm_up_with_wrong_credentials_says_which_to_check(fake_twilio, caplog):
+    notifier = TwilioNotifier(fake_twilio.account_sid, "not-the-token",
+                              from_number="+12065550000", api_base=fake_twilio.url)
+    with caplog.at_level("ERROR", logger="hub.notify"):
+        notifier.warm_up()
+    assert "check TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN" in caplog.text
+
+
+def test_a_proxy_in_the_environment_is_not_used_for_a_local_api(fake_twilio, monkeypatch):
+    """HTTPS_PROXY is for the real API; a rebased client (tests, benchmarks) goes direct."""
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # nothing listens there
+    notifier = TwilioNotifier(fake_twilio.account_sid, fake_twilio.auth_token,
+                              from_number="+12065550000", api_base=fake_twilio.url)
+    assert notifier.send_sms("+12065550101", "Test").ok

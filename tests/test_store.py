@@ -165,3 +165,17 @@ def test_the_last_page_recorded_finishes_its_attempt_in_the_same_trip(store):
     assert store.record_notification(call, "Bob", Delivery.sent("CA1"), 2400,
                                      finish=check) is False
     assert int(store.r.hget(store._key("escalation", "a9"), "attempt")) == 1
+
+
+def test_scripts_redis_lost_are_loaded_again_and_run_once(store):
+    """A Redis restart (or SCRIPT FLUSH) forgets the hub's scripts: the raise and the
+    records still run, each once."""
+    store.warm_up()
+    store.r.script_flush()
+    assert store.raise_alarm(alarm("a1"))
+    assert not store.raise_alarm(alarm("a1"))  # stored once
+    store.r.script_flush()
+    key = NotificationKey("a1", 0, "+12065550101", Channel.SMS)
+    assert store.claim_notification(key, 5, 4000) == 1
+    store.record_notification(key, "Sam", Delivery.sent("SM1"), 6)
+    assert store.notification_outcome(key) == "sent:SM1"
