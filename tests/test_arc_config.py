@@ -61,7 +61,7 @@ def test_a_good_arc_table_loads():
     (('"panic"', '"fire"'), "arc.kinds.emergency", "one of panic, holdup, duress"),
     (('emergency = "panic"', 'robbery = "panic"'), "arc.kinds.robbery", "unknown alarm kind"),
     (('format = "adm-cid"', 'format = "cid"'), "arc.format", "sia-dcs, adm-cid"),
-    (("supervision_s = 30", "supervision_s = 0"), "arc.supervision_s", "1 to 86400 seconds"),
+    (("supervision_s = 30", "supervision_s = 1"), "arc.supervision_s", "10 to 90000 seconds"),
     (("port = 12000", "port = 70000"), "arc.receiver[0].port", "1 to 65535"),
     (('protocol = "udp"', 'protocol = "http"'), "arc.receiver[1].protocol", '"tcp" or "udp"'),
     (('line = "3"', 'line = "L3"'), "arc.receiver[1].line", "1 to 6 hex digits"),

@@ -11,6 +11,7 @@ the hub works exactly as without this module::
                                         # panic, holdup or duress (hub.arc.dc09.EVENTS)
     format = "sia-dcs"                  # or "adm-cid" (Contact ID)
     supervision_s = 90                  # a NULL link test to each receiver this often
+                                        # (10 s to 25 h: DC-09's supervision categories)
     ack_timeout_s = 3                   # wait this long for an answer before resending
     attempts = 3                        # sends to one receiver before the next is tried
 
@@ -103,7 +104,7 @@ def parse_arc(check: Any, data: dict, branches: dict, kinds: dict) -> ArcSetting
     if fmt not in FORMATS:
         check.add(path + ("format",), f"{fmt!r} is not one of {', '.join(FORMATS)}")
         fmt = "sia-dcs"
-    supervision = check.number(raw, path, "supervision_s", 90, 1, 86400, "seconds")
+    supervision = check.number(raw, path, "supervision_s", 90, 10, 90000, "seconds")
     timeout = check.number(raw, path, "ack_timeout_s", 3, 0.05, 60, "seconds")
     attempts = check.number(raw, path, "attempts", 3, 1, 10, "sends")
     if attempts != int(attempts):

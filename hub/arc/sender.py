@@ -67,8 +67,12 @@ class ArcSender:
     def __init__(self, queue: ArcQueue, addresses: dict[str, Address], *, worker: str,
                  tell_it: Callable[[str], None] = lambda text: None,
                  clock: Callable[[], float] = time.time, send: Exchange = exchange,
-                 retry_s: float = RETRY_S, idle_s: float = IDLE_S):
+                 retry_s: float = RETRY_S, idle_s: float = IDLE_S,
+                 supervision_s: float | None = None):
+        """``supervision_s``: the link-test interval, ``None`` for the site's (tests pass
+        a short one)."""
         self.queue, self.addresses, self.worker = queue, addresses, worker
+        self._supervision_s = supervision_s
         self.tell_it, self.clock, self.send = tell_it, clock, send
         self.retry_s, self.idle_s = retry_s, idle_s
         self._next_null: dict[str, float] = {}
@@ -132,7 +136,8 @@ class ArcSender:
         for receiver in self.settings.receivers:
             now = self.clock()
             if now >= self._next_null.get(receiver.name, 0.0):
-                self._next_null[receiver.name] = now + self.settings.supervision_s
+                self._next_null[receiver.name] = now + (self._supervision_s
+                                                        or self.settings.supervision_s)
                 self.supervise(receiver)
         return False
 
