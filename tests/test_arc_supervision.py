@@ -98,3 +98,19 @@ port = {arc.port}
         assert arc.next_event().code == "RX"
     finally:
         arc.stop()
+
+
+def test_the_board_shows_a_receiver_not_answering_until_it_answers(fake_store):
+    from dashboard import create_app
+    from tests.dashboard_login import logged_in_client
+    site = arc_site(free_port())
+    queue, _ = arc_parts(site, fake_store)
+    client = logged_in_client(create_app(site, fake_store), fake_store)
+    assert client.get("/api/board").json["arc_troubles"] == []
+    assert 'id="arc-trouble"' in client.get("/").get_data(as_text=True)
+    queue.trouble_raised("primary", 1_000, "link test: none")
+    [shown] = client.get("/api/board").json["arc_troubles"]
+    assert shown == {"receiver": "primary", "since_ms": 1_000,
+                     "words": "Monitoring centre: primary receiver not answering"}
+    queue.trouble_cleared("primary", 2_000)
+    assert client.get("/api/board").json["arc_troubles"] == []
