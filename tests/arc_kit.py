@@ -25,12 +25,18 @@ class Receiver:
 
     def __init__(self, *, key: str | None = None, protocol: str = "tcp", port: int = 0):
         self.events: queue.Queue = queue.Queue()
+        #: (time.monotonic() just after the receiver sent its ACK, event), in order
+        self.arrived: list[tuple[float, object]] = []
         self.key, self.protocol = key, protocol
         accounts = [SIAAccount(a, key) for a in ACCOUNTS.values()]
-        self.client = SIAClient("127.0.0.1", port, accounts, self.events.put,
+        self.client = SIAClient("127.0.0.1", port, accounts, self._got,
                                 protocol=CommunicationsProtocol[protocol.upper()])
         self.port = self.client.sia_server.server_address[1]
         self.client.start(poll_interval=0.02)  # serve_forever: a quick stop
+
+    def _got(self, event) -> None:
+        self.arrived.append((time.monotonic(), event))
+        self.events.put(event)
 
     def stop(self) -> None:
         self.client.stop()
