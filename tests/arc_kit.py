@@ -97,13 +97,14 @@ def arc_site(*ports: int, fmt: str = "sia-dcs", protocol: str = "tcp", key: bool
 
 
 def arc_parts(site, store, *, worker: str = "w1", told: list | None = None,
-              retry_s: float = 0.2, clock=time.time, supervision_s: float | None = None):
+              retry_s: float = 0.2, clock=time.time, supervision_s: float | None = None,
+             idle_s: float = 0.01):
     """An ArcQueue and ArcSender on ``store``; IT texts land in ``told``."""
     q = ArcQueue(site, store, clock=clock)
     told = told if told is not None else []
     sender = ArcSender(q, resolve_keys(site.arc, site.source, {"TEST_ARC_KEY": TEXT_KEY}),
                        worker=worker, tell_it=told.append, clock=clock, retry_s=retry_s,
-                       idle_s=0.01, supervision_s=supervision_s)
+                       idle_s=idle_s, supervision_s=supervision_s)
     return q, sender
 
 

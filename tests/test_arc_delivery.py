@@ -249,3 +249,19 @@ def test_a_worker_that_dies_mid_send_leaves_the_event_to_the_next(receivers, fak
     assert not s2.step()
     drain(s2, timeout=5)  # w1's lease lapses; w2 sends it
     assert arc.next_event().code == "PA"
+
+
+def test_a_queued_event_wakes_this_workers_sender_at_once(receivers, fake_store):
+    arc = receivers()
+    queue, sender = arc_parts(arc_site(arc.port), fake_store, idle_s=30)  # no polling help
+    stop = threading.Event()
+    thread = threading.Thread(target=sender.run, args=(stop,))
+    thread.start()
+    try:
+        time.sleep(0.05)  # let it go idle (a pause for the scenario, not a wait on a result)
+        queue.alarm_raised(raise_alarm(fake_store))
+        assert arc.next_event(timeout=2).code == "PA"
+    finally:
+        stop.set()
+        queue.queued.set()
+        thread.join(5)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from typing import Callable
 
 import redis
@@ -63,6 +64,9 @@ class ArcQueue:
         self.site, self.store, self.clock = site, store, clock
         self.r = store.r
         self._enqueue = self.r.register_script(_ENQUEUE)
+        #: Set when this worker queues an event, so its sender wakes at once (events
+        #: another worker queued are found by the sender's poll, every IDLE_S).
+        self.queued = threading.Event()
         self._lease = self.r.register_script(_LEASE)
 
     def key(self, *parts: str) -> str:
@@ -113,6 +117,7 @@ class ArcQueue:
                                       self.store._key("timeline", alarm.id)],
                                 args=[QUEUED_TTL_MS, int(self.clock() * 1000), *flat]))
         if seq:
+            self.queued.set()
             log.info("alarm %s: ARC %s event queued (sequence %04d)", alarm.id, phase, seq)
         return seq
 

@@ -90,7 +90,7 @@ class ArcSender:
 
     def run(self, stop: threading.Event) -> None:
         """Deliver until ``stop``; an unreachable store is logged, not fatal."""
-        self._loop(stop, self.step)
+        self._loop(stop, self.step, self.queue.queued)
         try:
             self.queue.release(self.worker)
         except redis.RedisError:
@@ -101,8 +101,13 @@ class ArcSender:
         receiver's link test never holds up an alarm's event)."""
         self._loop(stop, self.supervise_due)
 
-    def _loop(self, stop: threading.Event, work: Callable[[], bool]) -> None:
+    def _loop(self, stop: threading.Event, work: Callable[[], bool],
+              wake: threading.Event | None = None) -> None:
+        """Run ``work`` until ``stop``; when it found nothing to do, wait ``idle_s`` or
+        until ``wake`` is set."""
         while not stop.is_set():
+            if wake is not None:
+                wake.clear()  # before the work: an event queued meanwhile wakes the wait
             try:
                 busy = work()
             except redis.RedisError as exc:
@@ -110,7 +115,7 @@ class ArcSender:
                 busy = False
                 stop.wait(1.0)
             if not busy:
-                stop.wait(self.idle_s)
+                (wake or stop).wait(self.idle_s)
 
     def step(self) -> bool:
         """One delivery pass: take the lease, deliver the head event. Returns whether an
