@@ -66,7 +66,7 @@ class Dc09Error(ValueError):
 @dataclass(frozen=True)
 class Event:
     """One event for an account: ``event`` is a key of :data:`EVENTS`, ``zone`` 0-999
-    (the room), ``text`` the location (extended data ``I``; SIA-DCS only)."""
+    (the room), ``text`` the location (extended data ``I``, alarm text)."""
 
     account: str
     phase: Phase
