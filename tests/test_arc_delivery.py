@@ -235,7 +235,8 @@ def test_exactly_once_across_workers(receivers, fake_store):
         for t in threads:
             t.join(5)
     assert got == ["001"] * 5 and arc.quiet()
-    seqs = [e["seq"] for a in alarms for e in arc_timeline(fake_store, a.id) if e["outcome"] == "ACK"]
+    seqs = [e["seq"] for a in alarms for e in arc_timeline(fake_store, a.id)
+            if e["outcome"] == "ACK"]
     assert len(set(seqs)) == 5
 
 

@@ -7,8 +7,6 @@ from __future__ import annotations
 import threading
 import time
 
-import pytest
-
 from hub.arc.commission import report, run_test
 from hub.cli import main
 from tests.arc_kit import Receiver, arc_parts, arc_site, free_port
@@ -56,7 +54,7 @@ def test_a_receiver_that_stops_answering_is_a_trouble_within_one_interval(fake_s
         [(True, False), (False, True)]  # once each, though two workers supervise
 
 
-def test_haven_arc_test_reports_each_receivers_answer(monkeypatch):
+def test_haven_arc_test_reports_each_receivers_answer():
     arc = Receiver()
     try:
         site = arc_site(arc.port, free_port())
@@ -73,7 +71,7 @@ def test_haven_arc_test_reports_each_receivers_answer(monkeypatch):
         arc.stop()
 
 
-def test_haven_arc_test_without_arc_is_a_clear_error(tmp_path, capsys):
+def test_haven_arc_test_without_arc_is_a_clear_error(capsys):
     from tests.conftest import SAMPLE_SITE
     assert main(["arc", "test", "--site", str(SAMPLE_SITE)]) == 2
     err = capsys.readouterr().err
