@@ -266,3 +266,14 @@ def test_a_queued_event_wakes_this_workers_sender_at_once(receivers, fake_store)
         stop.set()
         queue.queued.set()
         thread.join(5)
+
+
+def test_an_event_that_cannot_be_sent_is_dropped_not_blocking_the_queue(receivers, fake_store,
+                                                                         caplog):
+    arc = receivers()
+    queue, sender = arc_parts(arc_site(arc.port), fake_store)
+    fake_store.r.xadd(queue.key("queue"), {"seq": "1", "phase": "alarm", "event": "fire"})
+    queue.alarm_raised(raise_alarm(fake_store))
+    drain(sender)
+    assert arc.next_event().code == "PA"
+    assert "dropping a queued event that cannot be sent" in caplog.text

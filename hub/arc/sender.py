@@ -31,7 +31,7 @@ from typing import Callable
 import redis
 
 from .config import ArcSettings, Receiver
-from .dc09 import Address, Answer, Event, Phase, event_frame, null_frame
+from .dc09 import EVENTS, Address, Answer, Event, Phase, event_frame, null_frame
 from .link import exchange
 from .queue import ArcQueue
 
@@ -114,6 +114,10 @@ class ArcSender:
                 log.error("ARC: store unreachable (%s)", exc)
                 busy = False
                 stop.wait(1.0)
+            except Exception:  # a bug must not end the ARC link silently: logged, retried
+                log.exception("ARC: %s failed; trying again in 1 s", work.__name__)
+                busy = False
+                stop.wait(1.0)
             if not busy:
                 (wake or stop).wait(self.idle_s)
 
@@ -128,7 +132,12 @@ class ArcSender:
         if head is None:
             return False
         entry_id, fields = head
-        if self.deliver(fields):
+        queued = read_queued(fields)
+        if queued is None:
+            log.error("ARC: dropping a queued event that cannot be sent: %s", fields)
+            self.queue.done(entry_id)
+            return True
+        if self.deliver(*queued):
             self.queue.done(entry_id)
             return True
         self._next_delivery = self.clock() + self.retry_s
@@ -148,11 +157,8 @@ class ArcSender:
 
     # --- delivery ----------------------------------------------------------------------
 
-    def deliver(self, fields: dict[str, str]) -> bool:
+    def deliver(self, event: Event, seq: int, alarm_id: str) -> bool:
         """Send one queued event: the primary, then the backup. ``True`` once ACKed."""
-        event = Event(fields["account"], Phase(fields["phase"]), fields["event"],
-                      int(fields["zone"]), fields.get("text", ""))
-        seq, alarm_id = int(fields["seq"]), fields["alarm_id"]
         silent = self.queue.troubles()
         # The primary first, as DC-09 asks, unless it is known silent and the backup is not:
         # then the backup first, so an alarm does not wait out the silent one's resends.
@@ -216,6 +222,19 @@ class ArcSender:
             self.tell_it(f"HAVEN: the monitoring centre's {receiver.name} receiver "
                          f"({receiver.host}) answers again.")
             self._next_delivery = 0.0  # anything waiting goes now
+
+
+def read_queued(fields: dict[str, str]) -> tuple[Event, int, str] | None:
+    """A queued entry as (event, sequence number, alarm id), or ``None`` when it cannot be
+    sent (written by something else, or an event name this version does not know)."""
+    try:
+        if fields["event"] not in EVENTS:
+            return None
+        return (Event(fields["account"], Phase(fields["phase"]), fields["event"],
+                      int(fields["zone"]), fields.get("text", "")),
+                int(fields["seq"]), fields["alarm_id"])
+    except (KeyError, ValueError):
+        return None
 
 
 def send_until_ack(receiver: Receiver, build: Callable[[float], bytes], settings: ArcSettings,
