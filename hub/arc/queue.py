@@ -98,6 +98,9 @@ class ArcQueue:
             log.error("alarm %s: ARC %s event not queued, store unreachable (%s)",
                       alarm.id, phase, exc)
             return 0
+        except Exception:  # the pages went out already; this must not undo their flow
+            log.exception("alarm %s: ARC %s event not queued", alarm.id, phase)
+            return 0
 
     def queue(self, alarm: Alarm, phase: Phase) -> int:
         """Queue ``phase`` of ``alarm`` if the site sends its kind and branch; 0 if not
