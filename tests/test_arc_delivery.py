@@ -277,3 +277,19 @@ def test_an_event_that_cannot_be_sent_is_dropped_not_blocking_the_queue(receiver
     drain(sender)
     assert arc.next_event().code == "PA"
     assert "dropping a queued event that cannot be sent" in caplog.text
+
+
+def test_a_queue_that_cannot_be_written_never_holds_up_the_pages(fake_store, caplog):
+    from hub.arc.queue import ArcQueue
+    from hub.store import Store
+    site = arc_site(free_port())
+    notifier, pool = RecordingNotifier(), Pools()
+    service = AlarmService(site, fake_store, notifier, lambda t, p: None, pool.senders,
+                           escalators=pool.escalators)
+    service.arc = ArcQueue(site, Store.from_url(f"redis://127.0.0.1:{free_port()}/0"),
+                           clock=time.time)
+    msg = new_alarm("main-circ-01", "emergency")
+    assert service.handle(Topics().alarm(msg.device), msg.to_json()) is Outcome.STORED
+    pool.shutdown()
+    assert notifier.sent and notifier.calls
+    assert f"alarm {msg.alarm_id}: ARC alarm event not queued" in caplog.text
