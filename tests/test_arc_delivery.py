@@ -293,3 +293,27 @@ def test_a_queue_that_cannot_be_written_never_holds_up_the_pages(fake_store, cap
     pool.shutdown()
     assert notifier.sent and notifier.calls
     assert f"alarm {msg.alarm_id}: ARC alarm event not queued" in caplog.text
+
+
+def test_a_drill_made_real_sends_its_real_alarm_event(receivers, fake_store):
+    arc = receivers()
+    site = arc_site(arc.port)
+    queue, sender = arc_parts(site, fake_store)
+    notifier, pool = RecordingNotifier(), Pools()
+    service = AlarmService(site, fake_store, notifier, lambda t, p: None, pool.senders,
+                           escalators=pool.escalators)
+    service.arc = queue
+    now_ms = int(time.time() * 1000)
+    fake_store.set_branch_switches("main", by="Dana", now_ms=now_ms,
+                                   drill_until_ms=now_ms + 600_000)
+    msg = new_alarm("main-circ-01", "emergency")
+    assert service.handle(Topics().alarm(msg.device), msg.to_json()) is Outcome.STORED
+    drain(sender)
+    assert arc.next_event().code == "RX"
+    fake_store.make_real(msg.alarm_id, by="Dana", via="cli", now_ms=int(time.time() * 1000))
+    assert service.run_due(msg.alarm_id) == 1  # its next attempt, due at once, pages police
+    pool.shutdown()
+    drain(sender)
+    event = arc.next_event()
+    assert (event.code, event.message) == ("PA", "001")
+    assert not event.x_data.startswith("IDRILL")
