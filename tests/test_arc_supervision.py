@@ -112,3 +112,19 @@ def test_the_board_shows_a_receiver_not_answering_until_it_answers(fake_store):
                      "words": "Monitoring centre: primary receiver not answering"}
     queue.trouble_cleared("primary", 2_000)
     assert client.get("/api/board").json["arc_troubles"] == []
+
+
+def test_the_alarm_page_tells_each_arc_outcome_in_words():
+    from dashboard.alarms import timeline_rows
+    rows = timeline_rows([
+        {"event": "arc", "outcome": "queued", "phase": "alarm", "seq": "7", "at_ms": "1"},
+        {"event": "arc", "outcome": "none", "phase": "alarm", "seq": "7", "sends": "3",
+         "ms": "9001.2", "receiver": "primary arc1:12000/tcp", "at_ms": "2"},
+        {"event": "arc", "outcome": "ACK", "phase": "alarm", "seq": "7", "sends": "1",
+         "ms": "3.1", "receiver": "backup arc2:12000/tcp", "at_ms": "3"}])
+    assert [(r.label, r.detail, r.status, r.bad) for r in rows] == [
+        ("Monitoring centre", "alarm event, sequence 7", "queued", False),
+        ("Monitoring centre", "alarm event, sequence 7, primary arc1:12000/tcp",
+         "no answer after 3 send(s), 9001.2 ms", True),
+        ("Monitoring centre", "alarm event, sequence 7, backup arc2:12000/tcp",
+         "received (ACK) after 1 send(s), 3.1 ms", False)]
