@@ -83,7 +83,8 @@ def free_port() -> int:
 
 
 def arc_site(*ports: int, fmt: str = "sia-dcs", protocol: str = "tcp", key: bool = False,
-             supervision_s: float = 3600, timeout_s: float = 0.3, attempts: int = 2):
+             supervision_s: float = 3600, timeout_s: float = 0.3, attempts: int = 2,
+             extra: str = ""):
     receivers = "".join(
         f'\n[[arc.receiver]]\nhost = "127.0.0.1"\nport = {port}\nprotocol = "{protocol}"\n'
         + ('key_env = "TEST_ARC_KEY"\nkey_format = "text"\n' if key else "")
@@ -92,7 +93,7 @@ def arc_site(*ports: int, fmt: str = "sia-dcs", protocol: str = "tcp", key: bool
             + f'\n[arc]\naccounts = {{ main = "1001", westside = "1002" }}\n'
               f'kinds = {{ emergency = "panic", safe_room = "holdup", welfare = "duress" }}\n'
               f'format = "{fmt}"\nsupervision_s = {supervision_s}\n'
-              f"ack_timeout_s = {timeout_s}\nattempts = {attempts}\n" + receivers)
+              f"ack_timeout_s = {timeout_s}\nattempts = {attempts}\n" + receivers + extra)
     return parse_site(text, "site.toml")
 
 

@@ -113,3 +113,27 @@ def test_a_text_key_must_have_an_aes_length():
                       "site.toml")
     with pytest.raises(ValueError, match="16, 24 or 32 ASCII characters"):
         key_of(site.arc.receivers[0], {"HAVEN_ARC_KEY": "short"})
+
+
+def test_rooms_are_zones_in_order_unless_numbered():
+    site = parse_site(SAMPLE + GOOD + "\n[arc.zones]\nwestside = { front-desk = 20, "
+                                      "safe-room = 21 }\n", "site.toml")
+    main = [r.id for r in site.branches["main"].rooms]
+    assert [site.arc.zones[("main", r)] for r in main] == list(range(1, len(main) + 1))
+    assert (site.arc.zones[("westside", "front-desk")],
+            site.arc.zones[("westside", "safe-room")]) == (20, 21)
+
+
+@pytest.mark.parametrize("zones, field, words", [
+    ("eastside = { a = 1 }", "arc.zones.eastside", "unknown branch"),
+    ("westside = { attic = 1, front-desk = 2, safe-room = 3 }", "arc.zones.westside.attic",
+     "unknown room 'attic'"),
+    ("westside = { front-desk = 0, safe-room = 3 }", "arc.zones.westside.front-desk",
+     "1 to 999"),
+    ("westside = { front-desk = 3, safe-room = 3 }", "arc.zones.westside.front-desk",
+     "given to two rooms"),
+    ("westside = { front-desk = 3 }", "arc.zones.westside", "no zone for safe-room"),
+])
+def test_zone_mistakes_name_the_field(zones, field, words):
+    found = [p for p in problems(GOOD + f"\n[arc.zones]\n{zones}\n") if f": {field}: " in p]
+    assert found and words in found[0]

@@ -110,6 +110,17 @@ def test_a_drill_sends_a_test_event_never_an_alarm(receivers, fake_store):
     assert arc.quiet()  # and no restore for a test
 
 
+def test_a_numbered_room_is_sent_as_its_zone(receivers, fake_store):
+    arc = receivers()
+    site = arc_site(arc.port, extra="[arc.zones]\nwestside = { front-desk = 41, "
+                                    "safe-room = 42 }\n")
+    queue, sender = arc_parts(site, fake_store)
+    queue.alarm_raised(raise_alarm(fake_store, branch="westside", room="safe-room"))
+    drain(sender)
+    event = arc.next_event()
+    assert (event.account, event.message) == ("1002", "042")
+
+
 def test_kinds_and_branches_not_configured_are_not_sent(fake_store):
     queue, _ = arc_parts(arc_site(free_port()), fake_store)
     assert queue.alarm_raised(raise_alarm(fake_store, kind="assist")) == 0

@@ -27,8 +27,10 @@ the hub works exactly as without this module::
                                         # 16/24/32 characters themselves are the key (as
                                         # pysiaalarm / Home Assistant receivers use it)
 
-A room is its branch's zone number: its position in the branch's ``[[branch.room]]`` list,
-from 1 (give the ARC that list when commissioning). Keys are read from the environment
+A room's zone is its position in the branch's ``[[branch.room]]`` list, from 1, unless
+``zones = { main = { circulation = 12, ... } }`` numbers a branch's rooms (then every room
+of that branch, 1-999, each once): numbers the ARC keeps when rooms are reordered. Give
+the ARC the list when commissioning. Keys are read from the environment
 when the hub starts (:func:`resolve_keys`), so the dashboard and ``check-config`` load
 the same file without them.
 """
@@ -37,7 +39,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from ..errors import ConfigError, Problem
@@ -48,7 +50,7 @@ NUMBER_RE = re.compile(r"^[0-9A-Fa-f]{1,6}\Z")
 ENV_RE = re.compile(r"^[A-Z_][A-Z0-9_]*\Z")
 HOST_RE = re.compile(r"^[A-Za-z0-9.:\-\[\]]{1,253}\Z")
 ARC_FIELDS = ("accounts", "kinds", "format", "supervision_s", "ack_timeout_s", "attempts",
-              "receiver")
+              "zones", "receiver")
 RECEIVER_FIELDS = ("host", "port", "protocol", "receiver", "line", "key_env", "key_format")
 
 
@@ -78,6 +80,8 @@ class ArcSettings:
     accounts: dict[str, str]
     kinds: dict[str, str]
     receivers: tuple[Receiver, ...]
+    #: (branch, room) -> zone, every room of every sent branch (positions unless given).
+    zones: dict[tuple[str, str], int] = field(default_factory=dict)
     format: str = "sia-dcs"
     supervision_s: float = 90.0
     ack_timeout_s: float = 3.0
@@ -110,8 +114,44 @@ def parse_arc(check: Any, data: dict, branches: dict, kinds: dict) -> ArcSetting
     if attempts != int(attempts):
         check.add(path + ("attempts",), "must be a whole number of sends (1 to 10)")
     receivers = _receivers(check, raw)
-    return ArcSettings(accounts, sent, tuple(receivers), fmt or "sia-dcs", supervision,
-                       timeout, int(attempts))
+    zones = _zones(check, raw, branches)
+    return ArcSettings(accounts, sent, tuple(receivers), zones, fmt or "sia-dcs",
+                       supervision, timeout, int(attempts))
+
+
+def _zones(check: Any, raw: dict, branches: dict) -> dict[tuple[str, str], int]:
+    """Each room's zone: its position in its branch, or ``zones.<branch>.<room>``."""
+    zones = {(b.id, r.id): i + 1 for b in branches.values() for i, r in enumerate(b.rooms)}
+    given = raw.get("zones", {})
+    if not isinstance(given, dict):
+        check.add(("arc", "zones"), "must be a table: zones = { <branch> = { <room> = N } }")
+        return zones
+    for branch_id, rooms in given.items():
+        path = ("arc", "zones", branch_id)
+        branch = branches.get(branch_id)
+        if branch is None:
+            check.add(path, f"unknown branch {branch_id!r}; known: {', '.join(branches)}")
+            continue
+        if not isinstance(rooms, dict):
+            check.add(path, "must be a table: { <room> = <zone 1-999> }")
+            continue
+        for room_id, zone in rooms.items():
+            if branch.room(room_id) is None:
+                check.add(path + (room_id,), f"unknown room {room_id!r} in branch "
+                                             f"{branch_id!r}; its rooms are "
+                                             f"{', '.join(r.id for r in branch.rooms)}")
+            elif isinstance(zone, bool) or not isinstance(zone, int) or not 1 <= zone <= 999:
+                check.add(path + (room_id,), "must be a zone number, 1 to 999")
+            elif zone in [rooms.get(r.id) for r in branch.rooms if r.id != room_id]:
+                check.add(path + (room_id,), f"zone {zone} is given to two rooms; each "
+                                             "room needs its own")
+            else:
+                zones[(branch_id, room_id)] = zone
+        missing = [r.id for r in branch.rooms if r.id not in rooms]
+        if missing:
+            check.add(path, f"no zone for {', '.join(missing)}: number every room of the "
+                            "branch, or none (then they are numbered in order)")
+    return zones
 
 
 def _mapping(check: Any, raw: dict, key: str, pattern: re.Pattern, known: dict, what: str,

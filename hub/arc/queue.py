@@ -108,9 +108,7 @@ class ArcQueue:
         arc = self.site.arc
         if arc is None or alarm.kind not in arc.kinds or alarm.branch not in arc.accounts:
             return 0
-        branch = self.site.branches.get(alarm.branch)
-        zone = next((i + 1 for i, r in enumerate(branch.rooms) if r.id == alarm.room), 0) \
-            if branch else 0
+        zone = arc.zones.get((alarm.branch, alarm.room), 0)  # 0: a room gone from the site
         fields = {"phase": phase, "alarm_id": alarm.id, "event": arc.kinds[alarm.kind],
                   "account": arc.accounts[alarm.branch], "zone": zone,
                   "text": self.location_text(alarm)}
