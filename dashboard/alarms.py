@@ -64,7 +64,11 @@ EVENT_LABELS = {
     "safe_room_left": "Safe room door opened",
     "paging_resumed": "Pages getting through again",
     "real": "Made REAL: not a drill",
+    "arc": "Monitoring centre",
 }
+#: What a monitoring-centre receiver answered (hub.arc), in words.
+ARC_ANSWERS = {"ACK": "received (ACK)", "NAK": "rejected (NAK)",
+               "DUH": "not understood (DUH)", "RSP": "answered (RSP)", "none": "no answer"}
 BAD_STATUSES = frozenset({"undelivered", "failed", "busy", "no-answer", "canceled"})
 
 
@@ -143,6 +147,15 @@ def timeline_rows(entries: list[dict[str, str]]) -> list[Row]:
             down_s = int(e.get("after_ms", "0") or 0) // 1000
             detail = (f"after {down_s} s in which nobody could be paged; the device that "
                       "pressed shows 'help is being called'")
+        elif event == "arc":
+            detail = f"{e.get('phase', '?')} event, sequence {e.get('seq', '?')}"
+            if e.get("outcome") == "queued":
+                status = "queued"
+            else:
+                detail += f", {e.get('receiver', '?')}"
+                status = (f"{ARC_ANSWERS.get(e.get('outcome', ''), e.get('outcome', '?'))} "
+                          f"after {e.get('sends', '?')} send(s), {e.get('ms', '?')} ms")
+                bad = e.get("outcome") != "ACK"
         elif event == "real":
             detail = f"via {e.get('via', '?')}: paged with the real policy, police included"
         elif event == "resolution":  # entries from before issue 15 also hold the note

@@ -25,6 +25,7 @@ hub's clock.
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -68,6 +69,8 @@ class BoardFacts:
     #: devices whose daily test press is stale; flagged in words, not as a tile state.
     drill_overdue: frozenset[str] = frozenset()
     test_press_stale: frozenset[str] = frozenset()
+    #: Monitoring-centre receivers not answering (hub.arc.queue): name -> since (Unix ms).
+    arc_troubles: Mapping[str, int] = field(default_factory=dict)
 
 
 def read_facts(store: Store, site: Site) -> BoardFacts:
@@ -79,6 +82,7 @@ def read_facts(store: Store, site: Site) -> BoardFacts:
     for device_id in site.devices:
         pipe.hgetall(store._key("device", device_id))
         pipe.smembers(store._key("troubles", device_id))
+    pipe.hgetall(store._key("arc", "trouble"))
     replies = iter(pipe.execute())
     switches = {}
     for branch_id in site.branches:
@@ -93,7 +97,8 @@ def read_facts(store: Store, site: Site) -> BoardFacts:
         devices[device_id] = DeviceFacts(state=record.get("state") or None,
                                          troubles=frozenset(troubles),
                                          door_opened_ms=_int(record.get("door_opened_ms")))
-    return BoardFacts(switches, devices)
+    arc = {name: json.loads(raw).get("since_ms", 0) for name, raw in next(replies).items()}
+    return BoardFacts(switches, devices, arc_troubles=arc)
 
 
 def _int(value: str | None) -> int | None:
@@ -163,8 +168,11 @@ def board_snapshot(site: Site, alarms: Iterable[Alarm], now_ms: int, *,
             "test_press_stale": sorted(d.id for d in site.devices.values()
                                        if d.branch_id == b.id and d.id in facts.test_press_stale),
             "rooms": [room_json(b.id, r, drill is not None) for r in b.rooms]})
+    arc = [{"receiver": name, "since_ms": since,
+            "words": f"Monitoring centre: {name} receiver not answering"}
+           for name, since in sorted(facts.arc_troubles.items())]
     return {"site": site.name, "generated_at_ms": now_ms, "demo": demo,
-            "branches": branches, "active": active_json}
+            "branches": branches, "active": active_json, "arc_troubles": arc}
 
 
 def _drill(facts: BoardFacts, branch_id: str, now_ms: int) -> int | None:

@@ -10,6 +10,7 @@ with just the ``device`` extra can run ``haven device``.
     haven tell ID CMD    send a device locate, test or checkin_request
     haven branch ...     drill on/off, lone-worker on/off/auto for a branch
     haven check-config   validate a site config and report every problem
+    haven arc test       send the monitoring centre a test event, print its answers
     haven provision ...  init a site (CA, broker, Redis), add/revoke/list devices
     haven user ...       dashboard users: add, remove, passwd, list
 """
@@ -186,6 +187,16 @@ def cmd_check_config(args) -> int:
     return 0
 
 
+def cmd_arc(args) -> int:
+    from .arc.commission import report, run_test
+    from .settings import hub_settings
+    from .site import load_site
+    text, status = report(run_test(load_site(hub_settings(site=args.site).site_path),
+                                   branch=args.branch))
+    print(text)
+    return status
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="haven", description="Haven staff panic alarms.")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
@@ -293,6 +304,14 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate a site config")
     check.add_argument("site")
     check.set_defaults(func=cmd_check_config)
+
+    arc = sub.add_parser("arc", help="the monitoring centre (SIA DC-09) link")
+    arc_sub = arc.add_subparsers(dest="arc_command", required=True)
+    arc_test = arc_sub.add_parser("test", help="send each receiver a test event and print "
+                                               "its answer (commissioning)")
+    arc_test.add_argument("--site", help="site config (env HAVEN_SITE)")
+    arc_test.add_argument("--branch", help="only this branch's account")
+    arc.set_defaults(func=cmd_arc)
 
     from .provision.cli import register as register_provision
     register_provision(sub)

@@ -59,10 +59,15 @@ class FollowupMixin:
 
     def command_forwarded(self, fields: dict[str, str]) -> None:
         """Hook for the device-command forwarder: an ``acknowledged`` alarm tells the others
-        who is responding; a ``resolved`` alarm gets its all-clear."""
+        who is responding; a ``resolved`` alarm gets its all-clear; both queue the
+        monitoring centre's restore or cancel event (hub.arc)."""
         alarm_id = fields.get("alarm_id")
         if not alarm_id:
             return
+        if self.arc is not None and fields.get("cmd") in ("acknowledged", "resolved"):
+            alarm = self.store.get_alarm(alarm_id)  # restore or cancel event (hub.arc)
+            if alarm is not None:
+                self.arc.alarm_changed(alarm)
         if fields.get("cmd") == "acknowledged":
             self.send_responding(alarm_id)
         elif fields.get("cmd") == "resolved":

@@ -147,7 +147,10 @@ class IntakeMixin:
         self._branch_seen[alarm.branch] = raised.seen
         if raised.created and kind.steps:
             self._start_escalation(intake, raised)
-        self._confirm(alarm, drill=self._stored_as_drill(alarm, raised))
+        drill = self._stored_as_drill(alarm, raised)
+        self._confirm(alarm, drill=drill)
+        if raised.created and self.arc is not None:  # the monitoring centre (hub.arc)
+            self.arc.alarm_raised(replace(alarm, drill=drill))
         if raised.created and alarm.kind == SAFE_ROOM_KIND:
             self.store.shelter(alarm.branch, Shelter(alarm.room, alarm.told_pressed_ms,
                                                      alarm.id))

@@ -14,6 +14,9 @@ import redis
 from device.protocol import Topics
 from device.signals import SignalPipe
 
+from .arc.config import resolve_keys
+from .arc.queue import ArcQueue
+from .arc.sender import ArcSender
 from .checkins import CheckinScheduler
 from .clockwatch import ClockWatch
 from .incidents.jobs import IncidentJobs, run_jobs
@@ -169,6 +172,11 @@ def run_hub(settings: HubSettings) -> None:
     supervisor = Supervisor(site, store, texts.queue, broker=lambda: mqtt.link,
                             after_check=texts.after_check)
     smtp = smtp_from_env()  # a mistake in HAVEN_SMTP_* stops the hub before it connects
+    arc = None
+    if site.arc is not None:  # the monitoring centre (hub.arc); keys from the environment
+        service.arc = ArcQueue(site, Store.from_url(settings.redis_url), clock=time.time)
+        arc = ArcSender(service.arc, resolve_keys(site.arc, site.source),
+                        worker=settings.hub_id, tell_it=texts.tell_it)
     incident_jobs = IncidentJobs(site, IncidentStore(Store.from_url(settings.redis_url), site),
                                  notifier, consumer=settings.hub_id,
                                  mailer=Mailer(smtp) if smtp else None,
@@ -183,6 +191,12 @@ def run_hub(settings: HubSettings) -> None:
             log.error("SIGHUP: keeping the running site config; %s", exc)
             return
         service.site = checkins.site = supervisor.site = texts.site = new_site
+        if service.arc is not None:
+            if new_site.arc is not None and new_site.arc.receivers == site.arc.receivers:
+                service.arc.site = new_site
+            else:
+                log.error("SIGHUP: the [arc] receivers changed or were removed: restart the "
+                          "hub to use them; the running ARC link is kept")
         incident_jobs.site = incident_jobs.incidents.site = new_site
         log.info("SIGHUP: site config reloaded: %d branches, %d devices, %d contacts",
                  len(new_site.branches), len(new_site.devices), len(new_site.contacts))
@@ -217,6 +231,11 @@ def run_hub(settings: HubSettings) -> None:
     incidents = threading.Thread(target=run_jobs, args=(incident_jobs, stop_timers),
                                  name="incidents", daemon=True)
     incidents.start()
+    arc_threads = [threading.Thread(target=work, args=(stop_timers,), name=name, daemon=True)
+                   for work, name in ((arc.run, "arc"), (arc.run_supervision, "arc-supervision"))
+                   ] if arc is not None else []
+    for thread in arc_threads:
+        thread.start()
     network = threading.Thread(target=serve_mqtt, name="mqtt", daemon=True)
     network.start()
     try:
@@ -233,6 +252,8 @@ def run_hub(settings: HubSettings) -> None:
         supervision.join(5)
         followups.join(5)
         incidents.join(5)
+        for thread in arc_threads:
+            thread.join(5)
         forwarder.stop()
         escalators.shutdown(wait=True)  # let attempts and pages already going out finish
         senders.shutdown(wait=True)

@@ -95,6 +95,9 @@ class AlarmService(IntakeMixin, SendingMixin, FollowupMixin, DeviceMessagesMixin
         #: Each branch's switches and overrides as last read (flat), to plan an alarm's
         #: first attempt before raising it; the raise checks they are still current.
         self._branch_seen: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
+        #: The monitoring centre's queue (hub.arc.queue), set by the runner when the site
+        #: has ``[arc]``: raised alarms queue their ARC event, never waiting for it.
+        self.arc = None
 
     def warm_up(self, sender_threads: int) -> None:
         """Get ready for the first alarm (hub start, before subscribing): the store's
@@ -231,6 +234,8 @@ class AlarmService(IntakeMixin, SendingMixin, FollowupMixin, DeviceMessagesMixin
             alarm.id, [item.key for item in planned.planned], now, LEASE_MS,
             timeline=planned.timeline)
         self._dispatch(alarm, planned, claimed, wait_here=wait_here)
+        if self.arc is not None:  # queued once per alarm: a re-run or a later attempt (or
+            self.arc.alarm_raised(alarm)  # a drill made real) finds it queued or queues it
 
     def _plan_attempt(self, alarm: Alarm, number: int, switches: Switches, overrides: list,
                       now: int) -> "AttemptPlan | None":

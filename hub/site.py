@@ -18,6 +18,7 @@ Layout::
     [[device]]        id, branch, room, type = "wearable"|"wall"|"safe_room", holder
     [[contact]]       name, phone (E.164), branches = [...], roles = [...],
                       on_duty = ["westside Mon-Fri 12:00-21:00", ...] (none: always)
+    [arc]             an alarm receiving centre over SIA DC-09 (optional): hub.arc.config
 
 Location comes from this registry, never from the device: a device is known by
 its id and placed in one room of one branch. The objects it loads into are
@@ -34,6 +35,7 @@ from typing import Any
 
 from device.protocol import ID_RE, KIND_RE
 
+from .arc.config import parse_arc
 from .errors import ConfigError, Problem
 from .schedule import ScheduleError, parse_shift
 from .site_incidents import parse_incidents
@@ -142,7 +144,7 @@ def parse_site(text: str, source: str = "<site>") -> Site:
                                    f"not valid TOML: {exc}")]) from None
     check = _Checker(source, Positions(text))
     check.table(data, (), ("site", "kinds", "branch", "device", "contact", "incidents",
-                           "privacy"))
+                           "privacy", "arc"))
 
     site_name = "Haven site"
     site_raw = check.table(data.get("site", {}), ("site",),
@@ -165,11 +167,13 @@ def parse_site(text: str, source: str = "<site>") -> Site:
     if not check.problems:  # reach is only meaningful once every entry reads cleanly
         _check_reach(check, kinds, branches, contacts)
     incidents = parse_incidents(check, data, branches, contacts)
+    arc = parse_arc(check, data, branches, kinds)
 
     if check.problems:
         raise ConfigError(check.problems)
     return Site(name=site_name, source=source, kinds=kinds, branches=branches,
-                devices=devices, contacts=tuple(contacts), incidents=incidents, **calls)
+                devices=devices, contacts=tuple(contacts), incidents=incidents, arc=arc,
+                **calls)
 
 
 def _kinds(check: _Checker, data: dict) -> dict[str, Kind]:

@@ -8,9 +8,13 @@ and "who does this kind page first?" (:meth:`Site.recipients`); times are second
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from .schedule import Shift
 from .site_incidents import IncidentSettings
+
+if TYPE_CHECKING:
+    from .arc.config import ArcSettings
 
 
 @dataclass(frozen=True)
@@ -113,6 +117,8 @@ class Site:
     #: ``[incidents]`` and ``[privacy]`` (reports, reminders, drills, retention): see
     #: :mod:`hub.site_incidents`.
     incidents: IncidentSettings = field(default_factory=IncidentSettings, hash=False)
+    #: ``[arc]``: the alarm receiving centre (hub.arc.config), or ``None``.
+    arc: "ArcSettings | None" = field(default=None, hash=False)
 
     def locate(self, device_id: str) -> tuple[Branch, Room] | None:
         """The branch and room of a registered device, or ``None`` if unknown."""

@@ -119,6 +119,10 @@ class TroubleTexts:
             if self.store.r.delete(key):
                 self._text(self._it(), broker_text(reachable=True), "broker back")
 
+    def tell_it(self, text: str) -> None:
+        """Text every branch's IT contacts ``text`` (the ARC link's troubles, hub.arc)."""
+        self._text(self._it(), text, "monitoring centre link")
+
     def _it(self, branch_id: str | None = None) -> list[Contact]:
         """The ``it`` contacts of a branch, or of every branch (each phone once)."""
         chosen: dict[str, Contact] = {}

@@ -15,7 +15,8 @@
   const EVENT_TYPES = ["hello", "message", "alarm.raised", "alarm.acknowledged",
     "alarm.resolved", "alarm.cancelled", "alarm.real", "alarm.notified",
     "alarm.nobody_reached", "alarm.reached", "device.status", "device.trouble",
-    "device.safe_room_left", "device.checkin", "device.selftest", "branch.switches"];
+    "device.safe_room_left", "device.checkin", "device.selftest", "branch.switches",
+    "arc.trouble", "arc.ok"];
   const RESYNC_MS = 15000;        // periodic snapshot, even when the stream is quiet
   const REOPEN_MS = 3000;         // recreate a stream the browser gave up on
   const FETCH_TIMEOUT_MS = 10000; // a hung snapshot request must not block the next
@@ -203,8 +204,17 @@
     status.textContent = words.length ? `— ${words.join(" · ")}` : "";
   }
 
+  function renderArc(troubles) {  // the monitoring centre's receivers (hub.arc)
+    const line = document.getElementById("arc-trouble");
+    if (!line) return;
+    line.hidden = !(troubles && troubles.length);
+    line.textContent = (troubles || []).map((t) =>
+      `${t.words} since ${new Date(t.since_ms).toLocaleTimeString()}`).join(" · ");
+  }
+
   function render(snapshot) {
     clockOffsetMs = snapshot.generated_at_ms - Date.now();
+    renderArc(snapshot.arc_troubles);
     const rank = new Map(snapshot.active.map((a, i) => [a.id, Math.min(i, MAX_RANK - 1)]));
     let tiles = 0;
     for (const branch of snapshot.branches) {
