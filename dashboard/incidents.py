@@ -149,11 +149,12 @@ def export_incidents(fmt: str) -> Any:
         rows = [(i.redacted(), s) for i, s in rows]
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M")
     if fmt == "csv":
-        body, mimetype = export.to_csv(rows, personal=personal), "text/csv; charset=utf-8"
+        body, content_type = export.to_csv(rows, personal=personal), "text/csv; charset=utf-8"
     else:
         body = export.to_json(rows, personal=personal, filters=f.as_dict())
-        mimetype = "application/json"
-    response = Response(body, mimetype=mimetype)
+        content_type = "application/json"
+    # content_type, not mimetype: Flask appends "; charset=utf-8" to a text/* mimetype
+    response = Response(body, content_type=content_type)
     response.headers["Content-Disposition"] = \
         f'attachment; filename="haven-incidents-{stamp}.{fmt}"'
     response.headers["Cache-Control"] = "no-store"
