@@ -7,8 +7,10 @@ Pure core, one edge::
 
 A room's ``state`` is the most urgent of (first wins):
 
-    <alarm kind>   the kind of its newest active alarm (``emergency``, ``assist``,
-                   ``safe_room``...): someone may be in danger
+    <alarm kind>   the kind of its most urgent active alarm (``emergency``, ``assist``,
+                   ``safe_room``...): someone may be in danger. A room's ``alarms``
+                   are most urgent first (:func:`most_urgent_first`), so the tile
+                   never shows an acknowledged alarm over an unacknowledged one
     ``offline``    one of its devices is offline or was never heard (a press there
                    would not arrive)
     ``trouble``    one of its devices has another trouble (battery low, outbox
@@ -131,7 +133,7 @@ def board_snapshot(site: Site, alarms: Iterable[Alarm], now_ms: int, *,
         devices_by_room[(device.branch_id, device.room_id)].append(device.id)
 
     def room_json(branch_id: str, room, drill: bool) -> dict[str, Any]:
-        room_alarms = alarms_by_room.get((branch_id, room.id), [])
+        room_alarms = most_urgent_first(alarms_by_room.get((branch_id, room.id), []))
         device_ids = devices_by_room.get((branch_id, room.id), [])
         known = [(d, facts.devices.get(d, DeviceFacts())) for d in device_ids]
         troubles = [{"device": d, "offline": f.offline, "troubles": names,
@@ -165,6 +167,14 @@ def board_snapshot(site: Site, alarms: Iterable[Alarm], now_ms: int, *,
             "rooms": [room_json(b.id, r, drill is not None) for r in b.rooms]})
     return {"site": site.name, "generated_at_ms": now_ms, "demo": demo,
             "branches": branches, "active": active_json}
+
+
+def most_urgent_first(room_alarms: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A room's active alarms, the one its tile leads with first: not acknowledged before
+    acknowledged, nobody reached before the rest, then newest first."""
+    return sorted(room_alarms, key=lambda a: (a["state"] != AlarmState.RAISED,
+                                              not a["nobody_reached"],
+                                              -a["received_at_ms"], a["id"]))
 
 
 def _drill(facts: BoardFacts, branch_id: str, now_ms: int) -> int | None:

@@ -443,3 +443,22 @@ def test_readiness_flags_reach_the_branch_without_changing_tile_states(sample_si
     assert branches["main"]["test_press_stale"] == ["main-circ-01"]
     assert branches["westside"]["test_press_stale"] == ["west-front-01"]
     assert {r["state"] for b in snap["branches"] for r in b["rooms"]} == {"quiet"}
+
+
+def test_a_tile_leads_with_an_unacknowledged_alarm_over_a_newer_acknowledged_one(
+        sample_site):
+    """Issue 20: "EMERGENCY · acknowledged (+1 more)" hid an unacknowledged assist."""
+    acked = replace(alarm("emg", "emergency", at_ms=3_000), state=AlarmState.ACKNOWLEDGED,
+                    acknowledged_by="Ana", acknowledged_at_ms=3_500)
+    snap = board_snapshot(sample_site, [acked, alarm("ast", "assist", at_ms=1_000),
+                                        alarm("old", "assist", at_ms=500)], 9_999)
+    circulation = room_of(snap, "main", "circulation")
+    assert [a["id"] for a in circulation["alarms"]] == ["ast", "old", "emg"]
+    assert circulation["state"] == "assist"
+    assert [a["id"] for a in snap["active"]] == ["emg", "ast", "old"]  # the list: newest first
+
+
+def test_among_unacknowledged_alarms_one_that_reached_nobody_leads(sample_site):
+    lost = replace(alarm("lost", "assist", at_ms=1_000), nobody_reached_ms=1_500)
+    snap = board_snapshot(sample_site, [alarm("new", "emergency", at_ms=2_000), lost], 9_999)
+    assert [a["id"] for a in room_of(snap, "main", "circulation")["alarms"]] == ["lost", "new"]

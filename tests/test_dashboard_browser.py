@@ -17,6 +17,7 @@ from playwright.sync_api import expect, sync_playwright
 from dashboard import create_app
 from dashboard.users import Users
 from hub.localservices import start_redis
+from hub.lifecycle import AlarmEvent
 from hub.model import Alarm
 from hub.site import parse_site
 from hub.store import Store
@@ -387,3 +388,20 @@ def test_an_alarm_that_reached_nobody_says_so_live_until_a_page_gets_through(pag
 
     expect(first.locator(".nobody")).to_have_count(0, timeout=1000)
     expect(circulation.locator(".status")).not_to_contain_text("NOBODY REACHED")
+
+
+def test_a_tile_never_hides_an_unacknowledged_alarm_behind_an_acknowledged_one(page, board,
+                                                                                store):
+    store.raise_alarm(alarm("ast", "assist", at_ms=now_ms() - 5000))
+    store.raise_alarm(alarm("emg", "emergency"))
+    store.transition("emg", AlarmEvent.ACKNOWLEDGE, by="Ana", now_ms=now_ms())
+    open_board(page, board.url)
+    circulation = tile(page, "main", "circulation")
+    expect(circulation).to_have_attribute("data-state", "assist")
+    expect(circulation.locator(".status-text")).to_have_text("Assistance needed (+1 more)")
+    expect(circulation.get_by_role("link", name="Open alarm")).to_have_attribute(
+        "href", "/alarms/ast")
+
+    store.raise_alarm(alarm("emg2", "emergency"))  # a second unacknowledged one: counted
+    expect(circulation.locator(".status-text")).to_have_text(
+        "EMERGENCY (+2 more, 1 not acknowledged)")

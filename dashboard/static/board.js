@@ -94,28 +94,35 @@
     connection.querySelector(".connection-text").textContent = text;
   }
 
+  // The tile leads with room.alarms[0]: the most urgent (the snapshot puts every
+  // unacknowledged alarm before an acknowledged one); the others are counted, and any
+  // unacknowledged among them is said.
   function statusText(room) {
-    const newest = room.alarms[0];
-    if (!newest) return STATE_WORDS[room.state] || room.state;
-    let text = newest.kind_label;
-    if (room.safe_room && newest.kind === "safe_room") {
+    const lead = room.alarms[0];
+    if (!lead) return STATE_WORDS[room.state] || room.state;
+    let text = lead.kind_label;
+    if (room.safe_room && lead.kind === "safe_room") {
       text = room.occupied ? `Occupied: ${text}` : `Left the safe room; alarm still open`;
     }
-    if (newest.state === "acknowledged") text += " · acknowledged";
-    if (newest.nobody_reached) text += " · NOBODY REACHED";
-    if (room.alarms.length > 1) text += ` (+${room.alarms.length - 1} more)`;
+    if (lead.state === "acknowledged") text += " · acknowledged";
+    if (lead.nobody_reached) text += " · NOBODY REACHED";
+    const others = room.alarms.slice(1);
+    const unacked = others.filter((a) => a.state !== "acknowledged").length;
+    if (others.length) {
+      text += ` (+${others.length} more${unacked ? `, ${unacked} not acknowledged` : ""})`;
+    }
     return text;
   }
 
   function renderTile(tile, room, branch, demo, rank) {
-    const newest = room.alarms[0];
+    const lead = room.alarms[0];
     tile.dataset.state = room.state;
-    tile.dataset.alarmed = String(Boolean(newest));
+    tile.dataset.alarmed = String(Boolean(lead));
     tile.dataset.drill = String(room.drill);
     tile.dataset.occupied = String(room.occupied);
     const status = part(tile, ".status", () => el("p", {class: "status"},
       iconBox("unknown"), el("span", {class: "status-text"})));
-    Icons.set(status.querySelector(".icon-box"), newest ? newest.kind : room.state);
+    Icons.set(status.querySelector(".icon-box"), lead ? lead.kind : room.state);
     status.querySelector(".status-text").textContent = statusText(room);
 
     const drill = part(tile, ".drill-tag", () => el("p", {class: "drill-tag"},
@@ -127,8 +134,8 @@
     const since = part(tile, ".since", () => el("p", {class: "since"}, "for ",
       el("time", {class: "elapsed"})));
     const elapsed = since.querySelector("time.elapsed");
-    since.hidden = !newest;
-    if (newest) elapsed.dataset.sinceMs = newest.received_at_ms;
+    since.hidden = !lead;
+    if (lead) elapsed.dataset.sinceMs = lead.received_at_ms;
     else delete elapsed.dataset.sinceMs;
 
     const troubles = part(tile, ".troubles", () => el("ul", {class: "troubles"}));
@@ -139,16 +146,16 @@
 
     const open = part(tile, ".open", () => el("p", {class: "open"},
       el("a", {class: "open-alarm"}, "Open alarm")));
-    open.hidden = !newest;
+    open.hidden = !lead;
     const link = open.querySelector("a");
-    if (newest) {
-      link.href = alarmUrl(newest.id);
-      link.setAttribute("aria-label", `Open alarm: ${newest.kind_label}, ${room.name}`);
+    if (lead) {
+      link.href = alarmUrl(lead.id);
+      link.setAttribute("aria-label", `Open alarm: ${lead.kind_label}, ${room.name}`);
     } else {
       link.removeAttribute("href");
     }
-    // tiles with alarms first, newest first (visual order; the active list says it in words)
-    tile.style.order = newest ? String(rank.get(newest.id) - MAX_RANK) : "0";
+    // tiles with alarms first, lead first (visual order; the active list says it in words)
+    tile.style.order = lead ? String(rank.get(lead.id) - MAX_RANK) : "0";
     window.HavenDemo.render(part(tile, ".demo-controls",
       () => el("div", {class: "demo-controls"})), demo ? room.devices : []);
   }
