@@ -34,6 +34,7 @@ from hub.incidents.store import IncidentStore
 from hub.drill import who_is_paged
 from hub.lifecycle import AlarmEvent, IllegalTransition
 from hub.model import LATE_MS, Alarm
+from hub.pagewords import BRANCH_STATE_WORDS, page_words
 from hub.site import Site
 
 from .board import board_context, now_ms
@@ -56,11 +57,11 @@ MAX_NOTE = 2000
 MAX_REASON = 500
 
 EVENT_LABELS = {
-    "raised": "Alarm raised", "late": "Arrived late", "escalation": "Escalation step",
+    "raised": "Alarm raised", "late": "Arrived late", "escalation": "Call for help",
     "notified": "Notification sent", "notify_failed": "Notification NOT sent",
     "delivery_status": "Delivery status", "delivery_failed": "Nobody could be reached",
     "acknowledged": "Acknowledged", "resolved": "Resolved", "cancelled": "Cancelled",
-    "resolution": "Resolution recorded", "cancel_refused": "Cancel from device refused",
+    "resolution": "Resolved", "cancel_refused": "Cancel from device refused",
     "safe_room_left": "Safe room door opened",
     "paging_resumed": "Pages getting through again",
     "real": "Made REAL: not a drill",
@@ -96,20 +97,27 @@ def _entry_ms(entry: dict[str, str]) -> int:
 
 def timeline_rows(entries: list[dict[str, str]]) -> list[Row]:
     """The timeline as rows, oldest first: pure. Each notification row carries its latest
-    delivery status from Twilio's callbacks (matched on attempt, channel and number)."""
+    delivery status from Twilio's callbacks (matched on attempt, channel and number).
+    Pages are named in words (``2nd call for help``, ``all-clear``: hub.pagewords), and a
+    resolve is one row: its ``resolution`` entry (the outcome) folds into ``resolved``."""
     latest: dict[tuple[str, str, str], dict[str, str]] = {}
     for e in entries:
         if e.get("event") == "delivery_status":
             latest[(e.get("attempt", ""), e.get("channel", ""), e.get("to", ""))] = e
+    resolved = any(e.get("event") == "resolved" for e in entries)
+    outcome = next((_outcome(e) for e in reversed(entries) if e.get("event") == "resolution"),
+                   None)
     rows = []
     for e in entries:
         event = e.get("event", "?")
+        if event == "resolution" and resolved:
+            continue
         label = EVENT_LABELS.get(event, event.replace("_", " ").capitalize())
         by, detail, status, bad = e.get("by", ""), "", "", False
         if event in ("notified", "notify_failed"):
             who = f"{e.get('contact', '?')} ({mask(e.get('to', ''))})"
             channel = "SMS" if e.get("channel") == "sms" else "Call"
-            detail = f"{channel} to {who}, attempt {e.get('step', '?')}"
+            detail = f"{channel} to {who}, {page_words(e.get('step'))}"
             if event == "notify_failed":
                 bad = True
                 status = f"not sent: {e.get('error') or 'error'}" + \
@@ -125,17 +133,20 @@ def timeline_rows(entries: list[dict[str, str]]) -> list[Row]:
         elif event == "delivery_status":
             channel = "SMS" if e.get("channel") == "sms" else "Call"
             answered = f", answered by {e['answered_by']}" if e.get("answered_by") else ""
-            detail = f"{channel} to {mask(e.get('to', ''))}, attempt {e.get('attempt', '?')}"
+            detail = f"{channel} to {mask(e.get('to', ''))}, {page_words(e.get('attempt'))}"
             status = e.get("status", "?") + answered
             bad = e.get("status") in BAD_STATUSES
         elif event == "escalation":
-            detail = (f"attempt {e.get('attempt', '?')}: step {e.get('step', '?')}, "
-                      f"round {e.get('round', '?')}, branch {e.get('branch_state', '?')}, "
-                      f"{e.get('notifications', '?')} notification(s)")
+            pages = e.get("notifications", "?")
+            state = e.get("branch_state", "")
+            detail = (f"{page_words(e.get('attempt'))}: step {e.get('step', '?')}, round "
+                      f"{e.get('round', '?')} · {BRANCH_STATE_WORDS.get(state, state)} · "
+                      f"{pages} page{'' if pages == '1' else 's'}")
         elif event == "late":
             detail = f"pressed {int(e.get('delay_ms', '0') or 0) // 1000} s before it arrived"
         elif event == "delivery_failed":
-            detail, bad = f"attempt {e.get('attempt', '?')}: {e.get('tried', '?')} tried", True
+            detail = f"{page_words(e.get('attempt'))}: {e.get('tried', '?')} tried"
+            bad = True
             if e.get("how"):
                 detail += f", {e['how']}"
             detail += "; the device that pressed shows 'use the phone'"
@@ -145,13 +156,21 @@ def timeline_rows(entries: list[dict[str, str]]) -> list[Row]:
                       "pressed shows 'help is being called'")
         elif event == "real":
             detail = f"via {e.get('via', '?')}: paged with the real policy, police included"
-        elif event == "resolution":  # entries from before issue 15 also hold the note
-            detail = OUTCOMES.get(e.get("outcome", ""), e.get("outcome", "")) + \
-                (f": {e['note']}" if e.get("note") else "")
+        elif event == "resolution":  # its resolve is missing (an old or trimmed timeline)
+            detail = _outcome(e)
+        elif event == "resolved" and outcome:
+            detail = outcome
         else:
             detail = e.get("reason", "")
         rows.append(Row(_entry_ms(e), event, label, by, detail, status, bad))
     return rows
+
+
+def _outcome(e: dict[str, str]) -> str:
+    """A ``resolution`` entry's outcome in words (entries from before issue 15 also hold
+    the note)."""
+    return OUTCOMES.get(e.get("outcome", ""), e.get("outcome", "")) + \
+        (f": {e['note']}" if e.get("note") else "")
 
 
 def local_time(ms: int | str | None, tz: str = "UTC") -> str:

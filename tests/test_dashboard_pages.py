@@ -68,7 +68,8 @@ def test_alarm_page_shows_each_notification_with_its_delivery_status(operator, f
     assert page.status_code == 200
     text = page.text
     for words in ("EMERGENCY alarm", "Main Library", "Circulation Desk", "Alarm raised",
-                  "Escalation step", "SMS to Security desk (…0101), attempt 0", "delivered",
+                  "Call for help", "SMS to Security desk (…0101), 1st call for help",
+                  "delivered",
                   "Call to Dana Ortiz (…0102)", "⚠ no-answer",
                   "⚠ not sent: invalid number (code 21211)",
                   ">Acknowledge</button>", ">Resolve</button>", ">Cancel as false alarm</button>",
@@ -112,6 +113,50 @@ def test_timeline_rows_tell_an_outage_and_its_end_in_plain_words():
     assert not resumed.bad
 
 
+@pytest.mark.parametrize("entry, words", [
+    ({"event": "escalation", "attempt": "1", "step": "2", "round": "1",
+      "branch_state": "lone_worker", "notifications": "3"},
+     "2nd call for help: step 2, round 1 · Lone worker · 3 pages"),
+    ({"event": "escalation", "attempt": "0", "step": "1", "round": "1",
+      "branch_state": "staffed", "notifications": "1"},
+     "1st call for help: step 1, round 1 · Staffed · 1 page"),
+    ({"event": "notified", "step": "2000000", "channel": "sms", "to": "+15551234",
+      "contact": "Sam"}, "SMS to Sam (…1234), all-clear"),
+    ({"event": "notified", "step": "1000002", "channel": "call", "to": "+15551234",
+      "contact": "Sam"}, "Call to Sam (…1234), fallback: the 3rd call for help reached nobody"),
+    ({"event": "notified", "step": "3000010", "channel": "call", "to": "+15551234",
+      "contact": "Sam"}, "call instead of an undelivered text (2nd call for help)"),
+    ({"event": "notified", "step": "3000002", "channel": "call", "to": "+15551234",
+      "contact": "Sam"}, "call again after no answer, 2nd time (1st call for help)"),
+    ({"event": "notified", "step": "4000000", "channel": "sms", "to": "+15551234",
+      "contact": "Sam"}, "'someone is responding' text"),
+    ({"event": "notified", "step": "5123456", "channel": "sms", "to": "+15551234",
+      "contact": "Sam"}, "'staff left the safe room' text"),
+    ({"event": "delivery_status", "attempt": "2", "channel": "sms", "to": "+15551234",
+      "status": "delivered"}, "SMS to …1234, 3rd call for help"),
+    ({"event": "delivery_failed", "attempt": "0", "tried": "2"}, "1st call for help: 2 tried"),
+])
+def test_the_timeline_names_pages_in_an_operators_words(entry, words):
+    [row] = timeline_rows([{"id": "5-0", "at_ms": "5", **entry}])
+    assert words in row.detail
+    said = f"{row.label} {row.detail}"
+    assert "attempt" not in said.lower() and "000" not in said
+    assert not {"lone_worker", "staffed", "notification(s)"} & set(said.split(" "))
+
+
+def test_a_resolve_is_one_timeline_row_with_its_outcome():
+    entries = [{"id": "5-0", "event": "raised", "at_ms": "5"},
+               {"id": "6-0", "event": "resolved", "at_ms": "6", "by": "dana",
+                "reason": "Police attended"},
+               {"id": "7-0", "event": "resolution", "at_ms": "7", "by": "dana",
+                "outcome": "police_attended"}]
+    rows = timeline_rows(entries)
+    assert [(r.label, r.detail) for r in rows] == [("Alarm raised", ""),
+                                                   ("Resolved", "Police attended")]
+    alone = timeline_rows(entries[2:])  # a resolution whose resolve is not in the timeline
+    assert [(r.label, r.detail) for r in alone] == [("Resolved", "Police attended")]
+
+
 def test_acknowledge_then_resolve_from_the_page(operator, fake_store):
     raise_alarm(fake_store)
     ack = operator.post("/alarms/a1/acknowledge")
@@ -137,7 +182,10 @@ def test_acknowledge_then_resolve_from_the_page(operator, fake_store):
     assert {k: resolution.get(k) for k in ("event", "by", "outcome", "note")} == {
         "event": "resolution", "by": "dana", "outcome": "police_attended", "note": None}
     page = operator.get("/alarms/a1").text
-    assert "Resolution recorded" in page and ">Resolve</button>" not in page
+    assert ">Resolve</button>" not in page
+    rows = [r for r in timeline_rows(fake_store.timeline("a1")) if r.label == "Resolved"]
+    assert [(r.event, r.by, r.detail) for r in rows] == [("resolved", "dana", "Police attended")]
+    assert page.count('<td data-label="What">Resolved</td>') == 1
 
 
 @pytest.mark.parametrize("form, message", [
