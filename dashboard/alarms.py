@@ -4,6 +4,9 @@ Routes (any logged-in user)::
 
     GET  /alarms/<id>               the alarm, its timeline, and the actions its state allows
     POST /alarms/<id>/acknowledge   a person is responding: the device shows "help is coming"
+                                    (asked with ``Accept: application/json``, as the board's
+                                    one-click button does: JSON ``{ok, message}``, 409 when
+                                    someone was quicker)
     POST /alarms/<id>/resolve       form: outcome (one of OUTCOMES), note (required)
     POST /alarms/<id>/cancel        a false alarm; form: reason (required)
     POST /alarms/<id>/real          "This is real": a drill alarm leaves the drill and pages
@@ -17,7 +20,9 @@ incident (:mod:`hub.incidents`), read by ``[privacy] personal_roles`` and purged
 the retention period; the alarm, its timeline and the all-clear carry the outcome
 alone. A form with a field missing is shown
 again with 400 and the field named; an action the alarm's state no longer allows
-(someone else was quicker) comes back as a flash message. Unknown alarm: 404.
+(someone else was quicker) comes back as a flash message saying who did what when.
+Unknown alarm: 404. The page follows the alarm live (static/alarm.js): another
+operator's acknowledgement shows without a reload.
 """
 
 from __future__ import annotations
@@ -28,12 +33,13 @@ from datetime import datetime, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
+from flask import (Blueprint, abort, flash, g, jsonify, redirect, render_template, request,
+                   url_for)
 
 from hub.incidents.store import IncidentStore
 from hub.drill import who_is_paged
 from hub.lifecycle import AlarmEvent, IllegalTransition
-from hub.model import LATE_MS, Alarm
+from hub.model import LATE_MS, Alarm, AlarmState
 from hub.pagewords import BRANCH_STATE_WORDS, page_words
 from hub.site import Site
 
@@ -241,17 +247,44 @@ def show(alarm_id: str) -> Any:
     return _page(_alarm_or_404(alarm_id))
 
 
-def _apply(alarm: Alarm, event: AlarmEvent, reason: str | None, done: str) -> bool:
-    """Do the transition as the logged-in user; flash what happened. ``True`` if done."""
+def ago(ms: int | None, now: int) -> str:
+    """``just now``, ``1 min ago``, ``3 h 5 min ago``: how long before ``now`` (both Unix ms)."""
+    minutes = max(0, (now - (ms or 0)) // 60_000)
+    if minutes == 0:
+        return "just now"
+    hours, minutes = divmod(minutes, 60)
+    return f"{f'{hours} h ' if hours else ''}{f'{minutes} min ' if minutes or not hours else ''}ago"
+
+
+def not_done(alarm: Alarm | None, exc: Exception, tz: str, now: int) -> str:
+    """Why an action was refused, naming who was quicker and when: pure."""
+    if alarm is not None and alarm.state is AlarmState.ACKNOWLEDGED:
+        return (f"Not done: {alarm.acknowledged_by} already acknowledged this alarm at "
+                f"{local_time(alarm.acknowledged_at_ms, tz)} "
+                f"({ago(alarm.acknowledged_at_ms, now)}).")
+    if alarm is not None and not alarm.state.active:
+        return (f"Not done: {alarm.closed_by} already {alarm.state} this alarm at "
+                f"{local_time(alarm.closed_at_ms, tz)} ({ago(alarm.closed_at_ms, now)}).")
+    return f"Not done: {exc.args[0]}"
+
+
+def _apply(alarm: Alarm, event: AlarmEvent, reason: str | None, done: str, *,
+           quiet: bool = False) -> str | None:
+    """Do the transition as the logged-in user. ``None`` if done, else why not; flashed
+    unless ``quiet`` (the board's script shows it itself)."""
+    ctx = board_context()
     try:
-        board_context().store.transition(alarm.id, event, by=g.user.name, now_ms=now_ms(),
-                                         reason=reason)
+        ctx.store.transition(alarm.id, event, by=g.user.name, now_ms=now_ms(), reason=reason)
     except (KeyError, IllegalTransition) as exc:
-        flash(f"Not done: {exc.args[0]}", "error")
-        return False
+        why = not_done(ctx.store.get_alarm(alarm.id), exc, _place(ctx.site, alarm)["tz"],
+                       now_ms())
+        if not quiet:
+            flash(why, "error")
+        return why
     log.info("alarm %s %s by %s", alarm.id, done, g.user.name)
-    flash(f"Alarm {done} by {g.user.name}.", "info")
-    return True
+    if not quiet:
+        flash(f"Alarm {done} by {g.user.name}.", "info")
+    return None
 
 
 def _back(alarm: Alarm) -> Any:
@@ -261,7 +294,12 @@ def _back(alarm: Alarm) -> Any:
 @bp.post("/<alarm_id>/acknowledge")
 def acknowledge(alarm_id: str) -> Any:
     alarm = _alarm_or_404(alarm_id)
-    _apply(alarm, AlarmEvent.ACKNOWLEDGE, None, "acknowledged")
+    scripted = request.accept_mimetypes.best_match(  # the board's one-click Acknowledge
+        ["text/html", "application/json"]) == "application/json"
+    why = _apply(alarm, AlarmEvent.ACKNOWLEDGE, None, "acknowledged", quiet=scripted)
+    if scripted:
+        return jsonify(ok=why is None,
+                       message=why or f"Acknowledged by {g.user.name}."), 409 if why else 200
     return _back(alarm)
 
 
@@ -293,7 +331,7 @@ def resolve(alarm_id: str) -> Any:
         errors["note"] = f"Note: at most {MAX_NOTE} characters (it has {len(note)})."
     if errors:
         return _page(alarm, errors=errors, form={"outcome": outcome, "note": note}, status=400)
-    if _apply(alarm, AlarmEvent.RESOLVE, OUTCOMES[outcome], "resolved"):
+    if _apply(alarm, AlarmEvent.RESOLVE, OUTCOMES[outcome], "resolved") is None:
         ctx = board_context()
         IncidentStore(ctx.store, ctx.site).save_details(alarm.id, resolve_note=note)
         ctx.store.add_timeline(alarm.id, "resolution", at_ms=now_ms(), by=g.user.name,

@@ -184,8 +184,19 @@ def test_each_state_shows_in_colour_words_and_an_icon(page, board, store):
         "Left the safe room; alarm still open")
 
 
-def test_new_alarms_sort_to_the_top(page, board, store):
+def test_new_alarms_top_the_active_list_and_rooms_keep_the_site_files_order(page, board,
+                                                                             store,
+                                                                             sample_site):
     open_board(page, board.url)
+
+    site_order = [(b.id, r.id) for b in sample_site.branches.values() for r in b.rooms]
+
+    def seen_order():  # the rooms as a reader sees them: top to bottom, left to right
+        tiles = [(n.bounding_box(), n.get_attribute("data-branch"), n.get_attribute("data-room"))
+                 for n in page.locator(".tile").all()]
+        return [(b, r) for box, b, r in sorted(tiles, key=lambda t: (round(t[0]["y"]),
+                                                                      t[0]["x"]))]
+    assert seen_order() == site_order
     store.raise_alarm(alarm("older", "assist", room="reference", device="main-ref-01",
                             at_ms=now_ms() - 5000))
     expect(page.locator("#active-list li")).to_have_count(1)
@@ -197,19 +208,44 @@ def test_new_alarms_sort_to_the_top(page, board, store):
     expect(items.nth(0)).to_have_attribute("data-alarm", "newer")
     expect(items.nth(1)).to_have_attribute("data-alarm", "older")
     expect(items.nth(0)).to_have_class("alarm new")  # flagged as new until the next render
+    expect(tile(page, "westside", "front-desk")).to_have_attribute("data-state", "emergency")
+    # no room jumps: rooms and branches stay in the site file's order (issue 20)
+    assert seen_order() == site_order
 
-    def top(locator) -> float:
-        return locator.bounding_box()["y"]
-    # the branch with the newest alarm moves up, then the other alarmed one, then the quiet
-    assert top(page.locator('.branch[data-branch="westside"]')) < \
-        top(page.locator('.branch[data-branch="main"]'))
-    # inside a branch, the alarmed tile comes first
-    main_tiles = page.locator('.branch[data-branch="main"] .tile')
-    reference = tile(page, "main", "reference").bounding_box()
-    for i in range(main_tiles.count()):
-        box = main_tiles.nth(i).bounding_box()
-        assert (box["y"], box["x"]) >= (reference["y"], reference["x"])
 
+def test_one_click_in_the_active_list_acknowledges(page, board, store):
+    store.raise_alarm(alarm("e1"))
+    open_board(page, board.url)
+    item = page.locator('#active-list li[data-alarm="e1"]')
+    expect(item).to_contain_text("Not acknowledged")
+
+    item.get_by_role("button", name="Acknowledge EMERGENCY, Main Library, Circulation Desk")\
+        .click()
+
+    expect(item).to_contain_text("Acknowledged by olive", timeout=2000)
+    expect(item.get_by_role("button", name="Acknowledge")).to_have_count(0)
+    assert store.get_alarm("e1").acknowledged_by == "olive"
+
+
+def test_the_alarm_page_shows_another_operators_acknowledgement_live(page, board, store):
+    store.raise_alarm(alarm("e1"))
+    page.goto(board.url + "alarms/e1")
+    expect(page.locator("#ack-section")).to_be_visible()
+    page.fill("#note", "half-typed note")
+    page.wait_for_function("() => document.querySelectorAll('.timeline tbody tr').length")
+
+    store.transition("e1", AlarmEvent.ACKNOWLEDGE, by="Ana", now_ms=now_ms())
+
+    expect(page.locator("#alarm-live")).to_contain_text("Acknowledged by Ana at",
+                                                        timeout=2000)
+    expect(page.locator("#ack-section")).to_have_count(0)
+    expect(page.locator("#alarm-facts")).to_contain_text("Acknowledged")
+    expect(page.locator(".timeline")).to_contain_text("Ana")
+    expect(page.locator("#note")).to_have_value("half-typed note")  # the form is left alone
+
+    store.transition("e1", AlarmEvent.RESOLVE, by="Ben", now_ms=now_ms(), reason="Handled")
+    expect(page.locator("#alarm-live")).to_contain_text("Resolved by Ben at", timeout=2000)
+    expect(page.locator("#alarm-actions")).to_have_count(0)
 
 def test_sound_and_notifications_are_asked_for_once_then_alert_on_a_new_alarm(
         browser, logged_in, board, store, clean):

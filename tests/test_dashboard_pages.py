@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
 
 from dashboard import create_app
-from dashboard.alarms import timeline_rows
+from dashboard.alarms import ago, timeline_rows
 from hub.model import Alarm, AlarmState, Channel, Delivery, NotificationKey
 from hub.site import load_site
 from tests.conftest import SAMPLE_SITE
@@ -169,7 +170,7 @@ def test_acknowledge_then_resolve_from_the_page(operator, fake_store):
     assert "Alarm acknowledged by dana." in page and ">Acknowledge</button>" not in page
 
     again = operator.post("/alarms/a1/acknowledge")  # someone was quicker: said, not hidden
-    assert "Not done: alarm a1 is acknowledged: cannot acknowledge" in \
+    assert "Not done: dana already acknowledged this alarm at 20" in \
         operator.get(again.headers["Location"]).text
 
     done = operator.post("/alarms/a1/resolve", data={"outcome": "police_attended",
@@ -334,3 +335,25 @@ def test_the_alarm_page_says_when_the_button_was_pressed(operator, fake_store,
                                  branch="main", room="circulation",
                                  pressed_at_ms=at - pressed_before_ms, received_at_ms=at))
     assert shown in operator.get("/alarms/late1").text
+
+
+def test_the_boards_one_click_acknowledge_answers_in_json_naming_who_was_quicker(
+        operator, admin, fake_store):
+    raise_alarm(fake_store)
+    as_script = {"Accept": "application/json"}
+    first = operator.post("/alarms/a1/acknowledge", headers=as_script)
+    assert (first.status_code, first.json) == (200, {"ok": True,
+                                                     "message": "Acknowledged by dana."})
+    late = admin.post("/alarms/a1/acknowledge", headers=as_script)
+    assert late.status_code == 409 and late.json["ok"] is False
+    assert re.fullmatch(r"Not done: dana already acknowledged this alarm at "
+                        r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \w+ \(just now\)\.",
+                        late.json["message"]), late.json["message"]
+    assert "Not done" not in admin.get("/alarms/a1").text  # no flash left for a later page
+
+
+@pytest.mark.parametrize("minutes, said", [(0, "just now"), (1, "1 min ago"),
+                                           (59, "59 min ago"), (60, "1 h ago"),
+                                           (125, "2 h 5 min ago")])
+def test_ago_says_how_long_in_minutes_and_hours(minutes, said):
+    assert ago(1_000_000, 1_000_000 + minutes * 60_000 + 59_000) == said

@@ -5,6 +5,8 @@
 // stream (re)opens, the page fetches a fresh snapshot. A slow periodic resync
 // covers anything else (an event type this page does not know, a lost packet).
 // Every text from the config or the store goes in with textContent, never as HTML.
+// Branches and tiles keep the site file's order (a room never jumps as alarms come);
+// the active list says what is newest, and acknowledges with one click.
 // Needs icons.js (HavenIcons), alerts.js (HavenAlerts) and demo.js (HavenDemo) before it.
 "use strict";
 
@@ -19,7 +21,6 @@
   const RESYNC_MS = 15000;        // periodic snapshot, even when the stream is quiet
   const REOPEN_MS = 3000;         // recreate a stream the browser gave up on
   const FETCH_TIMEOUT_MS = 10000; // a hung snapshot request must not block the next
-  const MAX_RANK = 1000;          // CSS order: alarm tiles and branches before quiet ones
   const STATE_WORDS = {quiet: "Quiet", offline: "Device offline", trouble: "Device trouble",
     drill: "Drill in progress", unknown: "Connecting…"};
   const Icons = window.HavenIcons;
@@ -114,7 +115,7 @@
     return text;
   }
 
-  function renderTile(tile, room, branch, demo, rank) {
+  function renderTile(tile, room, branch, demo) {
     const lead = room.alarms[0];
     tile.dataset.state = room.state;
     tile.dataset.alarmed = String(Boolean(lead));
@@ -154,49 +155,90 @@
     } else {
       link.removeAttribute("href");
     }
-    // tiles with alarms first, lead first (visual order; the active list says it in words)
-    tile.style.order = lead ? String(rank.get(lead.id) - MAX_RANK) : "0";
     window.HavenDemo.render(part(tile, ".demo-controls",
       () => el("div", {class: "demo-controls"})), demo ? room.devices : []);
   }
 
+  // One click acknowledges: the same POST as the alarm page's button, with the CSRF header
+  // (the answer is JSON); the stream then brings the change to every board.
+  async function acknowledge(alarm, button, feedback) {
+    button.disabled = true;
+    feedback.textContent = "Acknowledging…";
+    try {
+      const token = document.querySelector('meta[name="csrf-token"]');
+      const response = await fetch(`${alarmUrl(alarm.id)}/acknowledge`, {method: "POST",
+        headers: {"Accept": "application/json",
+          ...(token ? {"X-CSRF-Token": token.content} : {})}});
+      const body = await response.json().catch(() => ({}));
+      feedback.textContent = body.message || (response.ok ? "Acknowledged" :
+        `Not done (HTTP ${response.status}): reload the page`);
+      sync();
+    } catch (err) {
+      feedback.textContent = "Not done: the dashboard did not answer; try again";
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  // Items are kept while their alarm reads the same, so a focused button stays focused.
   function renderActive(active) {
-    activeList.replaceChildren(...active.map((alarm) => {
-      const received = new Date(alarm.received_at_ms).toLocaleTimeString();
-      const item = el("li", {class: "alarm", "data-kind": alarm.kind, "data-alarm": alarm.id,
-        "data-state": alarm.state},
-        el("a", {class: "alarm-link", href: alarmUrl(alarm.id)},
-          iconBox(alarm.kind), el("strong", {class: "kind"}, alarm.kind_label)),
-        el("span", {class: "where"}, `${alarm.branch_name}, ${alarm.room_name}`),
-        el("span", {class: "meta"}, `device ${alarm.device} · ${received} · `,
-          el("time", {class: "elapsed", "data-since-ms": alarm.received_at_ms}), " ago"));
-      if (alarm.drill) {  // practice until someone says it is real (hub.drill)
-        item.append(el("span", {class: "drill-mark"}, iconBox("drill"), "DRILL"),
-          el("a", {class: "real-link", href: `${alarmUrl(alarm.id)}#real-heading`},
-            "This is real?"));
-      }
-      item.append(alarm.state === "acknowledged"
-        ? el("span", {class: "ack"}, `Acknowledged${alarm.acknowledged_by
-          ? ` by ${alarm.acknowledged_by}` : ""}`)
-        : el("span", {class: "unack"}, "Not acknowledged"));
-      if (alarm.nobody_reached) {
-        item.append(el("span", {class: "nobody"}, "Nobody reached: call for help"));
-      }
-      if (known && !known.has(alarm.id)) item.classList.add("new");
+    const old = new Map([...activeList.children].map((li) => [li.dataset.alarm, li]));
+    const items = active.map((alarm) => {
+      const sig = JSON.stringify([alarm.state, alarm.acknowledged_by, alarm.nobody_reached,
+        alarm.drill, alarm.kind_label, alarm.branch_name, alarm.room_name]);
+      let item = old.get(alarm.id);
+      if (!item || item.dataset.sig !== sig) item = activeItem(alarm, sig, item);
+      item.classList.toggle("new", Boolean(known && !known.has(alarm.id)));
       return item;
-    }));
+    });
+    if (items.length !== activeList.children.length ||
+        items.some((item, i) => activeList.children[i] !== item)) {
+      activeList.replaceChildren(...items);
+    }
     activeCount.textContent = active.length ? `(${active.length})` : "";
     noActive.textContent = "No active alarms.";
     noActive.hidden = active.length > 0;
     document.title = `${active.length ? `(${active.length}) ⚠ ` : ""}Haven · ${siteName}`;
   }
 
-  function renderBranch(section, branch, alarms, rank) {
+  function activeItem(alarm, sig, previous) {
+    const received = new Date(alarm.received_at_ms).toLocaleTimeString();
+    const item = el("li", {class: "alarm", "data-kind": alarm.kind, "data-alarm": alarm.id,
+      "data-state": alarm.state, "data-sig": sig},
+      el("a", {class: "alarm-link", href: alarmUrl(alarm.id)},
+        iconBox(alarm.kind), el("strong", {class: "kind"}, alarm.kind_label)),
+      el("span", {class: "where"}, `${alarm.branch_name}, ${alarm.room_name}`),
+      el("span", {class: "meta"}, `device ${alarm.device} · ${received} · `,
+        el("time", {class: "elapsed", "data-since-ms": alarm.received_at_ms}), " ago"));
+    if (alarm.drill) {  // practice until someone says it is real (hub.drill)
+      item.append(el("span", {class: "drill-mark"}, iconBox("drill"), "DRILL"),
+        el("a", {class: "real-link", href: `${alarmUrl(alarm.id)}#real-heading`},
+          "This is real?"));
+    }
+    item.append(alarm.state === "acknowledged"
+      ? el("span", {class: "ack"}, `Acknowledged${alarm.acknowledged_by
+        ? ` by ${alarm.acknowledged_by}` : ""}`)
+      : el("span", {class: "unack"}, "Not acknowledged"));
+    if (alarm.nobody_reached) {
+      item.append(el("span", {class: "nobody"}, "Nobody reached: call for help"));
+    }
+    if (alarm.state === "raised") {
+      const feedback = el("span", {class: "ack-feedback", role: "status"});
+      const button = el("button", {type: "button", class: "ack-button",
+        "aria-label": `Acknowledge ${alarm.kind_label}, ${alarm.branch_name}, ` +
+                      `${alarm.room_name}`}, "Acknowledge");
+      button.addEventListener("click", () => acknowledge(alarm, button, feedback));
+      item.append(button, feedback);
+    } else if (previous) {  // acknowledged here or elsewhere: keep what was said
+      const said = previous.querySelector(".ack-feedback");
+      if (said && said.textContent.startsWith("Not done")) item.append(said);
+    }
+    return item;
+  }
+
+  function renderBranch(section, branch, alarms) {
     section.dataset.active = String(alarms > 0);
     section.dataset.drill = String(branch.drill !== null);
-    const ranks = branch.rooms.flatMap((r) => r.alarms.map((a) => rank.get(a.id)));
-    const newest = Math.min(MAX_RANK, ...ranks);
-    section.style.order = alarms ? String(newest - MAX_RANK) : "0";
     const status = section.querySelector(".branch-status");
     if (!status) return;
     const words = [];
@@ -212,7 +254,6 @@
 
   function render(snapshot) {
     clockOffsetMs = snapshot.generated_at_ms - Date.now();
-    const rank = new Map(snapshot.active.map((a, i) => [a.id, Math.min(i, MAX_RANK - 1)]));
     let tiles = 0;
     for (const branch of snapshot.branches) {
       const section = document.querySelector(`.branch[data-branch="${CSS.escape(branch.id)}"]`);
@@ -222,9 +263,9 @@
         if (!tile) continue;
         tiles += 1;
         alarms += room.alarms.length;
-        renderTile(tile, room, branch, snapshot.demo, rank);
+        renderTile(tile, room, branch, snapshot.demo);
       }
-      if (section) renderBranch(section, branch, alarms, rank);
+      if (section) renderBranch(section, branch, alarms);
     }
     renderActive(snapshot.active);
     const fresh = known ? snapshot.active.filter((a) => !known.has(a.id)) : snapshot.active;
