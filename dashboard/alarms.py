@@ -199,6 +199,22 @@ def _local_time_filter(ms: Any, tz: str = "UTC") -> str:
     return local_time(ms, tz)
 
 
+@bp.app_template_filter("ago")
+def _ago_filter(ms: Any) -> str:
+    """``3 min ago`` from Unix ms, now; ``""`` for nothing."""
+    try:
+        return ago(int(float(ms)), now_ms()) if ms not in (None, "") else ""
+    except (TypeError, ValueError):
+        return ""
+
+
+@bp.app_template_filter("branch_time")
+def _branch_time_filter(ms: Any, branch_id: str) -> str:
+    """``local_time`` in the zone of the site's branch ``branch_id`` (UTC if unknown)."""
+    branch = board_context().site.branches.get(branch_id)
+    return local_time(ms, branch.timezone if branch else "UTC")
+
+
 def pressed_fact(alarm: Alarm, tz: str = "UTC") -> str:
     """When the button was pressed, as the alarm page says it (``tz``: the branch's zone):
     the device clock's time, how late it arrived when late, or why it is not believed."""

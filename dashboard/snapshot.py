@@ -22,7 +22,9 @@ A room's ``state`` is the most urgent of (first wins):
 The other facts stay visible beside the state: ``drill`` (branch in drill),
 ``occupied`` (a safe room whose door closed on an active ``safe_room`` alarm
 and has not opened since), ``troubles`` (per device). Times are Unix ms on the
-hub's clock.
+hub's clock; each also comes as words in its branch's local time with the zone
+(``received_text``, a drill's ``until_text``: ``14:03 PST``), the one way every page
+says a time.
 """
 
 from __future__ import annotations
@@ -30,7 +32,9 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from hub.model import Alarm, AlarmState
 from hub.schedule import Switches
@@ -127,7 +131,9 @@ def board_snapshot(site: Site, alarms: Iterable[Alarm], now_ms: int, *,
         branch = site.branches.get(alarm.branch)
         room = branch.room(alarm.room) if branch else None
         active_json.append({**item, "branch_name": branch.name if branch else alarm.branch,
-                            "room_name": room.name if room else alarm.room})
+                            "room_name": room.name if room else alarm.room,
+                            "received_text": clock_text(alarm.received_at_ms,
+                                                        branch.timezone if branch else "UTC")})
     devices_by_room: dict[tuple[str, str], list[str]] = defaultdict(list)
     for device in site.devices.values():
         devices_by_room[(device.branch_id, device.room_id)].append(device.id)
@@ -159,7 +165,8 @@ def board_snapshot(site: Site, alarms: Iterable[Alarm], now_ms: int, *,
         switches = facts.switches.get(b.id, Switches())
         branches.append({
             "id": b.id, "name": b.name,
-            "drill": None if drill is None else {"until_ms": drill, "by": switches.by},
+            "drill": None if drill is None else {"until_ms": drill, "by": switches.by,
+                                                 "until_text": clock_text(drill, b.timezone)},
             "lone_worker": switches.lone_worker,
             "drill_overdue": b.id in facts.drill_overdue,
             "test_press_stale": sorted(d.id for d in site.devices.values()
@@ -167,6 +174,15 @@ def board_snapshot(site: Site, alarms: Iterable[Alarm], now_ms: int, *,
             "rooms": [room_json(b.id, r, drill is not None) for r in b.rooms]})
     return {"site": site.name, "generated_at_ms": now_ms, "demo": demo,
             "branches": branches, "active": active_json}
+
+
+def clock_text(ms: int, tz: str) -> str:
+    """``14:03 PST``: Unix ms as the time of day in zone ``tz`` (a branch's), with the zone."""
+    try:
+        zone: Any = ZoneInfo(tz)
+    except (KeyError, ValueError):
+        zone = timezone.utc
+    return datetime.fromtimestamp(ms / 1000, zone).strftime("%H:%M %Z")
 
 
 def most_urgent_first(room_alarms: list[dict[str, Any]]) -> list[dict[str, Any]]:

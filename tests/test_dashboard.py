@@ -113,7 +113,7 @@ def test_api_board_follows_a_raised_alarm(client, fake_store):
     assert room["alarms"][0]["kind_label"] == "EMERGENCY"
     assert after["active"] == [{**alarm(at_ms=5_000).to_json(), "kind_label": "EMERGENCY",
                                 "nobody_reached": False, "branch_name": "Main Library", "room_name": "Circulation Desk",
-                                "drill": False}]
+                                "drill": False, "received_text": "16:00 PST"}]
     assert room_of(after, "main", "reference")["state"] == "quiet"
     assert after["site"] == "Riverside Public Library"
     assert after["demo"] is False
@@ -186,7 +186,7 @@ def test_snapshot_shows_drill_offline_trouble_and_an_occupied_safe_room(sample_s
     assert west_safe["state"] == "safe_room" and west_safe["occupied"] is False
     # drill: westside only, until 10 000, on every room and alarm there
     west = next(b for b in snap["branches"] if b["id"] == "westside")
-    assert west["drill"] == {"until_ms": 10_000, "by": "dana"}
+    assert west["drill"] == {"until_ms": 10_000, "by": "dana", "until_text": "16:00 PST"}
     assert room_of(snap, "westside", "front-desk")["state"] == "drill"
     assert all(r["drill"] for r in west["rooms"])
     assert next(b for b in snap["branches"] if b["id"] == "main")["drill"] is None
@@ -462,3 +462,13 @@ def test_among_unacknowledged_alarms_one_that_reached_nobody_leads(sample_site):
     lost = replace(alarm("lost", "assist", at_ms=1_000), nobody_reached_ms=1_500)
     snap = board_snapshot(sample_site, [alarm("new", "emergency", at_ms=2_000), lost], 9_999)
     assert [a["id"] for a in room_of(snap, "main", "circulation")["alarms"]] == ["lost", "new"]
+
+
+def test_the_board_says_times_in_the_branchs_zone(sample_site):
+    """Issue 20: one convention, branch-local time with its zone (not the browser's)."""
+    at = 1_700_000_000_000  # 2023-11-14 22:13:20 UTC
+    facts = BoardFacts(switches={"main": Switches(drill_until_ms=at + 3_600_000)})
+    snap = board_snapshot(sample_site, [alarm(at_ms=at)], at, facts=facts)
+    assert snap["active"][0]["received_text"] == "14:13 PST"
+    main = next(b for b in snap["branches"] if b["id"] == "main")
+    assert main["drill"]["until_text"] == "15:13 PST"

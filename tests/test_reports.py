@@ -102,3 +102,22 @@ def test_the_reports_page_renders_a_busy_period(operator, fake_store):
     assert "60 alarms at Main Library from 2024-01 to 2024-03 (drills not counted)." in text
     assert "<th scope=\"row\">2024-02</th>" in text
     assert text.count("<rect") > 10 and "Drills per branch over the last year" in text
+
+
+def test_alarms_are_counted_in_the_month_of_their_branchs_local_time(fake_store, sample_site):
+    """Issue 20: 2024-03-01 05:00 UTC is still February in Seattle."""
+    from hub.incidents.reports import alarms_per_month
+    march_utc = 1_709_269_200_000  # 2024-03-01T05:00:00Z = 2024-02-29 21:00 PST
+    scripted_alarm(fake_store, "late-feb", at_ms=march_utc)
+    incidents = IncidentStore(fake_store, sample_site)
+    incidents.sync("test")
+    counted = alarms_per_month(incidents.between(march_utc - 1, march_utc + 1),
+                               {"main": sample_site.branches["main"].timezone})
+    assert {m: dict(k) for m, k in counted["main"].items()} == {"2024-02": {"emergency": 1}}
+
+
+def test_the_incident_list_says_times_in_each_branchs_zone(operator, fake_store):
+    scripted_alarm(fake_store, "e1")
+    page = operator.get("/incidents").text
+    assert "2024-03-15 05:00:00 PDT" in page and "Times are each branch" in page
+    assert "12:00:00 UTC" not in page

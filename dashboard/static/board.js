@@ -41,7 +41,6 @@
 
   const serverNow = () => Date.now() + clockOffsetMs;
   const alarmUrl = (id) => `${root}/alarms/${encodeURIComponent(id)}`;
-  const clock = (ms) => new Date(ms).toLocaleTimeString([], {hour: "2-digit", minute: "2-digit"});
 
   function el(tag, attrs = {}, ...children) {
     const node = document.createElement(tag);
@@ -130,7 +129,7 @@
       iconBox("drill"), el("span", {class: "drill-text"})));
     drill.hidden = !room.drill;
     drill.querySelector(".drill-text").textContent =
-      branch.drill ? `DRILL until ${clock(branch.drill.until_ms)}` : "";
+      branch.drill ? `DRILL until ${branch.drill.until_text}` : "";
 
     const since = part(tile, ".since", () => el("p", {class: "since"}, "for ",
       el("time", {class: "elapsed"})));
@@ -202,13 +201,12 @@
   }
 
   function activeItem(alarm, sig, previous) {
-    const received = new Date(alarm.received_at_ms).toLocaleTimeString();
     const item = el("li", {class: "alarm", "data-kind": alarm.kind, "data-alarm": alarm.id,
       "data-state": alarm.state, "data-sig": sig},
       el("a", {class: "alarm-link", href: alarmUrl(alarm.id)},
         iconBox(alarm.kind), el("strong", {class: "kind"}, alarm.kind_label)),
       el("span", {class: "where"}, `${alarm.branch_name}, ${alarm.room_name}`),
-      el("span", {class: "meta"}, `device ${alarm.device} · ${received} · `,
+      el("span", {class: "meta"}, `device ${alarm.device} · ${alarm.received_text} · `,
         el("time", {class: "elapsed", "data-since-ms": alarm.received_at_ms}), " ago"));
     if (alarm.drill) {  // practice until someone says it is real (hub.drill)
       item.append(el("span", {class: "drill-mark"}, iconBox("drill"), "DRILL"),
@@ -243,7 +241,7 @@
     if (!status) return;
     const words = [];
     if (alarms) words.push(`${alarms} active alarm${alarms > 1 ? "s" : ""}`);
-    if (branch.drill) words.push(`drill until ${clock(branch.drill.until_ms)}`);
+    if (branch.drill) words.push(`drill until ${branch.drill.until_text}`);
     if (branch.lone_worker === true) words.push("lone worker");
     if (branch.drill_overdue) words.push("drill overdue");
     const stale = branch.test_press_stale || [];

@@ -103,7 +103,7 @@ class IncidentJobs:
     def _when(self, incident: Incident, ms: int | None) -> str:
         branch = self.site.branches.get(incident.alarm.branch)
         zone = ZoneInfo(branch.timezone) if branch else timezone.utc
-        return datetime.fromtimestamp((ms or 0) / 1000, zone).strftime("%a %d %b %H:%M")
+        return datetime.fromtimestamp((ms or 0) / 1000, zone).strftime("%a %d %b %H:%M %Z")
 
     def _link(self, incident: Incident) -> str:
         return f" {self.public_url}/incidents/{incident.id}" if self.public_url else \
