@@ -243,10 +243,6 @@
     if (alarms) words.push(`${alarms} active alarm${alarms > 1 ? "s" : ""}`);
     if (branch.drill) words.push(`drill until ${branch.drill.until_text}`);
     if (branch.lone_worker === true) words.push("lone worker");
-    if (branch.drill_overdue) words.push("drill overdue");
-    const stale = branch.test_press_stale || [];
-    if (stale.length) words.push(`${stale.length} device${stale.length > 1 ? "s" : ""} ` +
-                                 "missing the daily test press");
     status.textContent = words.length ? `— ${words.join(" · ")}` : "";
   }
 

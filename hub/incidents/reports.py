@@ -91,14 +91,17 @@ class Readiness:
 
 
 def readiness(site: Site, last_drills: dict[str, int], test_presses: dict[str, int],
-              now_ms: int) -> Readiness:
+              now_ms: int, *, since_ms: int = 0) -> Readiness:
     """Branches whose last drill is older than their interval, and devices whose daily test
-    press has not been seen for ``test_press_max_age_days``."""
+    press has not been seen for ``test_press_max_age_days``. ``since_ms``: when Haven was
+    installed (:meth:`IncidentStore.installed_ms`); a branch that never drilled or a device
+    never test-pressed counts from then, so a fresh install has a full interval of grace
+    instead of flagging everything at once."""
     s = site.incidents
     overdue = {b: last_drills.get(b) for b in site.branches
-               if now_ms - last_drills.get(b, 0) > s.drill_every_ms(b)}
+               if now_ms - last_drills.get(b, since_ms) > s.drill_every_ms(b)}
     stale = {d: test_presses.get(d) for d in site.devices
-             if now_ms - test_presses.get(d, 0) > s.test_press_max_age_ms}
+             if now_ms - test_presses.get(d, since_ms) > s.test_press_max_age_ms}
     return Readiness(overdue, stale)
 
 
