@@ -441,3 +441,20 @@ def test_a_tile_never_hides_an_unacknowledged_alarm_behind_an_acknowledged_one(p
     store.raise_alarm(alarm("emg2", "emergency"))  # a second unacknowledged one: counted
     expect(circulation.locator(".status-text")).to_have_text(
         "EMERGENCY (+2 more, 1 not acknowledged)")
+
+
+def test_after_a_reload_the_blocked_sound_shows_one_button_not_two(page, board):
+    """Issue 20: "Sound on" and "Allow alarm sound" showed together after a reload while
+    the browser still blocked audio. Headless Chromium lets audio run without a click, so
+    this page holds it back as a strict browser does: every AudioContext stays suspended."""
+    page.add_init_script("""
+        Object.defineProperty(AudioContext.prototype, "state", {get: () => "suspended"});
+        AudioContext.prototype.resume = () => Promise.resolve();
+    """)
+    open_board(page, board.url)
+    page.evaluate("localStorage.setItem('haven-sound', 'on')")  # allowed before the reload
+    page.reload()
+    expect(page.locator("#connection")).to_have_attribute("data-conn", "live")
+    expect(page.get_by_role("button", name="Allow alarm sound")).to_be_visible()
+    expect(page.locator("#sound-toggle")).to_be_hidden()
+    expect(page.locator("#sound-note")).to_contain_text("holds sound back")
