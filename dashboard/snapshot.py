@@ -155,7 +155,9 @@ def board_snapshot(site: Site, alarms: Iterable[Alarm], now_ms: int, *,
         else:
             state = "drill" if drill else "quiet"
         return {"id": room.id, "name": room.name, "safe_room": room.safe_room,
-                "devices": device_ids, "alarms": room_alarms, "state": state,
+                "devices": device_ids,
+                "doors": [d for d in device_ids if site.devices[d].type == "safe_room"],
+                "alarms": room_alarms, "state": state,
                 "drill": drill, "troubles": troubles,
                 "occupied": room.safe_room and _occupied(room_alarms, known)}
 

@@ -260,7 +260,8 @@ class ControlStub:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
                 stub.presses.append((self.command, self.path))
-                body = json.dumps({"ok": status == 200}).encode()
+                body = json.dumps({"ok": status == 200} if status == 200 else
+                                  {"ok": False, "error": "the simulator says no"}).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
@@ -340,7 +341,7 @@ def test_demo_press_passes_on_a_simulator_error_as_502(sample_site, fake_store, 
         create_app(sample_site, fake_store, demo_control_url=failing_control.url), fake_store)
     response = client.post("/demo/press/main-circ-01")
     assert response.status_code == 502
-    assert "HTTP 500" in response.json["error"]
+    assert "the simulator says no" in response.json["error"]  # its words, not the status
     assert failing_control.presses == [("POST", "/press/main-circ-01?hold=0")]
 
 
@@ -472,3 +473,24 @@ def test_the_board_says_times_in_the_branchs_zone(sample_site):
     assert snap["active"][0]["received_text"] == "14:13 PST"
     main = next(b for b in snap["branches"] if b["id"] == "main")
     assert main["drill"]["until_text"] == "15:13 PST"
+
+
+def test_demo_door_contacts_take_close_or_open_and_a_refusal_says_why(sample_site, fake_store):
+    """Issue 20: a safe room's Press/Hold failed with "HTTP 409 Conflict"."""
+    refusing = ControlStub(status=409)
+    try:
+        client = logged_in_client(
+            create_app(sample_site, fake_store, demo_control_url=refusing.url), fake_store)
+        bad = client.post("/demo/press/west-safe-01", json={"hold": 1})
+        assert bad.status_code == 400 and "door contact: send door close or open" in \
+            bad.json["error"]
+        assert refusing.presses == []
+        refused = client.post("/demo/press/west-safe-01", json={"door": "close"})
+        assert refusing.presses == [("POST", "/press/west-safe-01?door=close")]
+        assert refused.status_code == 502 and "the simulator says no" in refused.json["error"]
+        assert "HTTP 409" not in refused.json["error"]
+    finally:
+        refusing.close()
+    snap = client.get("/api/board").json
+    assert room_of(snap, "westside", "safe-room")["doors"] == ["west-safe-01"]
+    assert room_of(snap, "westside", "front-desk")["doors"] == []

@@ -399,6 +399,13 @@ def test_demo_buttons_press_a_device_through_the_csrf_check(browser, logged_in, 
         demo.get_by_role("button", name="Hold 2 s west-front-01").click()
         expect(demo.get_by_role("status")).to_have_text("Sent")
         assert control.presses == [("POST", "/press/west-front-01?hold=1")]
+        # a safe room's door contact: close / open the door, never Press / Hold (issue 20)
+        door = tile(page, "westside", "safe-room").get_by_role("group",
+                                                               name="Demo device west-safe-01")
+        expect(door.get_by_role("button")).to_have_text(["Close door", "Open door"])
+        door.get_by_role("button", name="Close door west-safe-01").click()
+        expect(door.get_by_role("status")).to_have_text("Sent")
+        assert control.presses[-1] == ("POST", "/press/west-safe-01?door=close")
     finally:
         context.close()
         server.stop()

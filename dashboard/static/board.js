@@ -155,7 +155,8 @@
       link.removeAttribute("href");
     }
     window.HavenDemo.render(part(tile, ".demo-controls",
-      () => el("div", {class: "demo-controls"})), demo ? room.devices : []);
+      () => el("div", {class: "demo-controls"})), demo ? room.devices : [],
+      demo ? room.doors || [] : []);
   }
 
   // One click acknowledges: the same POST as the alarm page's button, with the CSRF header
