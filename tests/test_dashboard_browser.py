@@ -465,3 +465,65 @@ def test_after_a_reload_the_blocked_sound_shows_one_button_not_two(page, board):
     expect(page.get_by_role("button", name="Allow alarm sound")).to_be_visible()
     expect(page.locator("#sound-toggle")).to_be_hidden()
     expect(page.locator("#sound-note")).to_contain_text("holds sound back")
+
+
+# Every word of these elements on one line: a word split mid-word ("Onli ne") has 2 rects.
+SPLIT_WORDS = """
+(selector) => [...document.querySelectorAll(selector)].flatMap((node) => {
+  const range = document.createRange();
+  range.selectNodeContents(node);
+  const words = node.textContent.trim().split(/[\\s-]+/).length;  // a line may end at a hyphen
+  return range.getClientRects().length > words ? [node.textContent.trim()] : [];
+})
+"""
+
+
+@pytest.fixture(scope="module")
+def admin_logged_in(browser, board, store):
+    Users(store, hash_method="pbkdf2:sha256:1000").add("ada", PASSWORD, "admin")
+    return log_in_with_form(browser, board.url, "ada", PASSWORD)
+
+
+@pytest.mark.parametrize("viewport", [{"width": 768, "height": 1024},
+                                      {"width": 1366, "height": 768}])
+def test_the_devices_page_fits_a_tablet_with_whole_words(browser, admin_logged_in, board, store,
+                                                         clean, viewport):
+    """Issue 20: an 866 px table in 768 px, Locate off screen, "Onli ne", "Loc ate"."""
+    admin = admin_logged_in
+    now = now_ms()
+    store.set_device_status("main-ref-01", "offline", now)
+    store.set_device_status("main-circ-01", "online", now)
+    context = browser.new_context(storage_state=admin, viewport=viewport)
+    page = context.new_page()
+    try:
+        page.goto(board.url + "devices")
+        expect(page.get_by_role("button", name="Locate main-circ-01")).to_be_visible()
+        # a stacked table keeps its header for screen readers only, clipped on purpose
+        assert [p for p in page.evaluate(LAYOUT_PROBLEMS) if not p.startswith("thead.")] == []
+        width = page.evaluate("document.documentElement.clientWidth")
+        for button in page.get_by_role("button", name="Locate").all():
+            box = button.bounding_box()
+            assert 0 <= box["x"] and box["x"] + box["width"] <= width
+        assert page.evaluate(SPLIT_WORDS, ".devices .state, .devices button, .devices th") == []
+        screenshot(page, f"devices-{viewport['width']}px")
+    finally:
+        context.close()
+
+
+def test_the_phones_timeline_has_no_empty_labels(browser, logged_in, board, store, clean):
+    store.raise_alarm(alarm("e1"))
+    store.add_timeline("e1", "escalation", at_ms=now_ms(), attempt=0, step=1, round=1,
+                       branch_state="staffed", notifications=1)
+    context = browser.new_context(storage_state=logged_in, viewport={"width": 390,
+                                                                     "height": 844})
+    page = context.new_page()
+    try:
+        page.goto(board.url + "alarms/e1")
+        expect(page.locator(".timeline")).to_contain_text("1st call for help")
+        empty = page.evaluate("""() => [...document.querySelectorAll('.timeline td')]
+            .filter((td) => !td.textContent.trim() && td.getClientRects().length)
+            .map((td) => td.dataset.label)""")
+        assert empty == []
+        assert [p for p in page.evaluate(LAYOUT_PROBLEMS) if not p.startswith("thead.")] == []
+    finally:
+        context.close()
