@@ -486,7 +486,8 @@ def _banner(site: Site, url: str, sim: Simulator, redis_url: str,
              f"               user:     {DEMO_USER}",
              f"               password: {password}",
              f"  Press:       {haven} press {first} [--hold | --times N | --door close|open]",
-             "               or the Press / Hold and Close / Open door buttons on the dashboard", "  Devices:"]
+             "               or the Press / Hold and Close / Open door buttons on the dashboard",
+             "  Devices:"]
     for device_id in sim.apps:
         branch, room = site.locate(device_id)
         device = site.devices[device_id]

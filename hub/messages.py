@@ -4,10 +4,11 @@ Pure functions of an alarm and the site config; the first SMS aims to fit one
 GSM-7 segment (160 characters), but safety information (a safe room staff shelter in)
 goes in even when it makes the text longer.
 
-Times are the branch's local time with its zone (``11:33 PDT``; spoken: the time alone). A page says when the button was **pressed** (device
-clock), and how long ago once it goes out more than ``LATE_MS`` after the press (an alarm
-that waited in a device's outbox, or a later round); a device clock that cannot be right
-(after the receipt, or a day before) is not believed: the page gives the receipt time.
+Times are the branch's local time with its zone (``11:33 PDT``; spoken: the time alone).
+A page says when the button was **pressed** (device clock), and how long ago once it
+goes out more than ``LATE_MS`` after the press (an alarm that waited in a device's
+outbox, or a later round); a device clock that cannot be right (after the receipt, or a
+day before) is not believed: the page gives the receipt time.
 """
 
 from __future__ import annotations
