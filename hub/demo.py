@@ -9,9 +9,10 @@ a simulated button. Ctrl-C (or SIGTERM) stops everything in order; children
 also die with the demo if it is killed outright.
 
 SMS go to the console notifier (printed here) unless TWILIO_* credentials are
-set in the environment; the banner says which. The hub and dashboard get the demo's
-dashboard URL as ``HAVEN_PUBLIC_URL`` (unless one is set), so texts that link to the
-dashboard (a supervisor's "report is due") link to this one.
+set in the environment; the banner says which. The hub gets the demo's dashboard URL as
+``HAVEN_DASHBOARD_URL`` (unless one is set), so texts that link to the dashboard (a
+supervisor's "report is due") link to this one. Not as ``HAVEN_PUBLIC_URL``: Twilio
+cannot call back a loopback address, and texts would invite replies nobody can send.
 
 One demo per state file (``HAVEN_DEMO_STATE``, default per user): a second demo
 refuses to start while the first runs, rather than taking over its presses; give it
@@ -324,7 +325,8 @@ def run_demo(site_path: str | None = None, port: int = 8080) -> int:
         py = [sys.executable, "-m", "hub.cli"]
         dash_port = port if _port_free(port) else free_port()
         url = f"http://127.0.0.1:{dash_port}/"
-        env = {**os.environ, "HAVEN_PUBLIC_URL": os.environ.get("HAVEN_PUBLIC_URL") or url}
+        env = {**os.environ,
+               "HAVEN_DASHBOARD_URL": os.environ.get("HAVEN_DASHBOARD_URL") or url}
         hub = spawn(py + ["--log-level", "warning", "hub", "--site", str(site_file),
                           "--broker", f"127.0.0.1:{broker.port}", "--redis", redis_srv.url,
                           "--hub-id", "haven-demo-hub"], log=None, env=env)
@@ -332,7 +334,7 @@ def run_demo(site_path: str | None = None, port: int = 8080) -> int:
         dashboard = spawn(py + ["--log-level", "warning", "dashboard", "--site", str(site_file),
                                 "--redis", redis_srv.url, "--port", str(dash_port),
                                 "--state-dir", str(workdir), "--demo-control", control_url],
-                          log=workdir / "dashboard.log", env=env)
+                          log=workdir / "dashboard.log")
         children.append(("dashboard", dashboard))
 
         sim.start()

@@ -174,7 +174,7 @@ def run_hub(settings: HubSettings) -> None:
     incident_jobs = IncidentJobs(site, IncidentStore(Store.from_url(settings.redis_url), site),
                                  notifier, consumer=settings.hub_id,
                                  mailer=Mailer(smtp) if smtp else None,
-                                 public_url=settings.public_url)
+                                 public_url=settings.dashboard_url)
 
     def reload() -> None:
         """SIGHUP: read the site config again. Alarms and timers live in Redis and carry

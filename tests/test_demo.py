@@ -90,6 +90,7 @@ def test_demo_press_shows_on_the_board_prints_the_sms_and_stops_clean(tmp_path):
         sms = [line for line in out.read_text().splitlines() if line.startswith("[SMS to ")]
         assert all("Main Library, Reference Desk" in line and alarm_id[:8] in line
                    for line in sms)
+        assert not any("Reply 1" in line for line in sms)  # nobody can reply to the console
 
         # resolved by its text's Ref: the supervisor's "report is due" links to the incident
         redis_url = re.search(r"--redis (redis://\S+)", out.read_text()).group(1)
