@@ -307,6 +307,9 @@ def test_devices_show_health_and_troubles(operator, fake_store):
                   "FAILED</strong> LED open circuit", "Main Library, Circulation Desk"):
         assert words in circ, words
     assert 'data-label="Last test press">—' not in circ
+    assert re.search(r'data-label="Last heartbeat">\d{4}-\d\d-\d\d \d\d:\d\d:\d\d P[SD]T '
+                     r'\(just now\)</td>', circ)  # the branch's time and zone, and how long ago
+    assert 'data-label="Last heartbeat">—</td>' in rows["west-front-01"]
     assert 'data-label="Last test press">—' in rows["main-ref-01"]
     assert 'data-presence="offline"' in rows["main-ref-01"]
     assert "⚠ low battery" in rows["main-ref-01"]
