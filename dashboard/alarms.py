@@ -4,6 +4,9 @@ Routes (any logged-in user)::
 
     GET  /alarms/<id>               the alarm, its timeline, and the actions its state allows
     POST /alarms/<id>/acknowledge   a person is responding: the device shows "help is coming"
+                                    (asked with ``Accept: application/json``, as the board's
+                                    one-click button does: JSON ``{ok, message}``, 409 when
+                                    someone was quicker)
     POST /alarms/<id>/resolve       form: outcome (one of OUTCOMES), note (required)
     POST /alarms/<id>/cancel        a false alarm; form: reason (required)
     POST /alarms/<id>/real          "This is real": a drill alarm leaves the drill and pages
@@ -17,7 +20,9 @@ incident (:mod:`hub.incidents`), read by ``[privacy] personal_roles`` and purged
 the retention period; the alarm, its timeline and the all-clear carry the outcome
 alone. A form with a field missing is shown
 again with 400 and the field named; an action the alarm's state no longer allows
-(someone else was quicker) comes back as a flash message. Unknown alarm: 404.
+(someone else was quicker) comes back as a flash message saying who did what when.
+Unknown alarm: 404. The page follows the alarm live (static/alarm.js): another
+operator's acknowledgement shows without a reload.
 """
 
 from __future__ import annotations
@@ -28,12 +33,14 @@ from datetime import datetime, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
+from flask import (Blueprint, abort, flash, g, jsonify, redirect, render_template, request,
+                   url_for)
 
 from hub.incidents.store import IncidentStore
 from hub.drill import who_is_paged
 from hub.lifecycle import AlarmEvent, IllegalTransition
-from hub.model import LATE_MS, Alarm
+from hub.model import LATE_MS, Alarm, AlarmState
+from hub.pagewords import BRANCH_STATE_WORDS, page_words
 from hub.site import Site
 
 from .board import board_context, now_ms
@@ -56,11 +63,11 @@ MAX_NOTE = 2000
 MAX_REASON = 500
 
 EVENT_LABELS = {
-    "raised": "Alarm raised", "late": "Arrived late", "escalation": "Escalation step",
+    "raised": "Alarm raised", "late": "Arrived late", "escalation": "Call for help",
     "notified": "Notification sent", "notify_failed": "Notification NOT sent",
     "delivery_status": "Delivery status", "delivery_failed": "Nobody could be reached",
     "acknowledged": "Acknowledged", "resolved": "Resolved", "cancelled": "Cancelled",
-    "resolution": "Resolution recorded", "cancel_refused": "Cancel from device refused",
+    "resolution": "Resolved", "cancel_refused": "Cancel from device refused",
     "safe_room_left": "Safe room door opened",
     "paging_resumed": "Pages getting through again",
     "real": "Made REAL: not a drill",
@@ -100,20 +107,27 @@ def _entry_ms(entry: dict[str, str]) -> int:
 
 def timeline_rows(entries: list[dict[str, str]]) -> list[Row]:
     """The timeline as rows, oldest first: pure. Each notification row carries its latest
-    delivery status from Twilio's callbacks (matched on attempt, channel and number)."""
+    delivery status from Twilio's callbacks (matched on attempt, channel and number).
+    Pages are named in words (``2nd call for help``, ``all-clear``: hub.pagewords), and a
+    resolve is one row: its ``resolution`` entry (the outcome) folds into ``resolved``."""
     latest: dict[tuple[str, str, str], dict[str, str]] = {}
     for e in entries:
         if e.get("event") == "delivery_status":
             latest[(e.get("attempt", ""), e.get("channel", ""), e.get("to", ""))] = e
+    resolved = any(e.get("event") == "resolved" for e in entries)
+    outcome = next((_outcome(e) for e in reversed(entries) if e.get("event") == "resolution"),
+                   None)
     rows = []
     for e in entries:
         event = e.get("event", "?")
+        if event == "resolution" and resolved:
+            continue
         label = EVENT_LABELS.get(event, event.replace("_", " ").capitalize())
         by, detail, status, bad = e.get("by", ""), "", "", False
         if event in ("notified", "notify_failed"):
             who = f"{e.get('contact', '?')} ({mask(e.get('to', ''))})"
             channel = "SMS" if e.get("channel") == "sms" else "Call"
-            detail = f"{channel} to {who}, attempt {e.get('step', '?')}"
+            detail = f"{channel} to {who}, {page_words(e.get('step'))}"
             if event == "notify_failed":
                 bad = True
                 status = f"not sent: {e.get('error') or 'error'}" + \
@@ -129,17 +143,20 @@ def timeline_rows(entries: list[dict[str, str]]) -> list[Row]:
         elif event == "delivery_status":
             channel = "SMS" if e.get("channel") == "sms" else "Call"
             answered = f", answered by {e['answered_by']}" if e.get("answered_by") else ""
-            detail = f"{channel} to {mask(e.get('to', ''))}, attempt {e.get('attempt', '?')}"
+            detail = f"{channel} to {mask(e.get('to', ''))}, {page_words(e.get('attempt'))}"
             status = e.get("status", "?") + answered
             bad = e.get("status") in BAD_STATUSES
         elif event == "escalation":
-            detail = (f"attempt {e.get('attempt', '?')}: step {e.get('step', '?')}, "
-                      f"round {e.get('round', '?')}, branch {e.get('branch_state', '?')}, "
-                      f"{e.get('notifications', '?')} notification(s)")
+            pages = e.get("notifications", "?")
+            state = e.get("branch_state", "")
+            detail = (f"{page_words(e.get('attempt'))}: step {e.get('step', '?')}, round "
+                      f"{e.get('round', '?')} · {BRANCH_STATE_WORDS.get(state, state)} · "
+                      f"{pages} page{'' if pages == '1' else 's'}")
         elif event == "late":
             detail = f"pressed {int(e.get('delay_ms', '0') or 0) // 1000} s before it arrived"
         elif event == "delivery_failed":
-            detail, bad = f"attempt {e.get('attempt', '?')}: {e.get('tried', '?')} tried", True
+            detail = f"{page_words(e.get('attempt'))}: {e.get('tried', '?')} tried"
+            bad = True
             if e.get("how"):
                 detail += f", {e['how']}"
             detail += "; the device that pressed shows 'use the phone'"
@@ -158,13 +175,21 @@ def timeline_rows(entries: list[dict[str, str]]) -> list[Row]:
                 bad = e.get("outcome") != "ACK"
         elif event == "real":
             detail = f"via {e.get('via', '?')}: paged with the real policy, police included"
-        elif event == "resolution":  # entries from before issue 15 also hold the note
-            detail = OUTCOMES.get(e.get("outcome", ""), e.get("outcome", "")) + \
-                (f": {e['note']}" if e.get("note") else "")
+        elif event == "resolution":  # its resolve is missing (an old or trimmed timeline)
+            detail = _outcome(e)
+        elif event == "resolved" and outcome:
+            detail = outcome
         else:
             detail = e.get("reason", "")
         rows.append(Row(_entry_ms(e), event, label, by, detail, status, bad))
     return rows
+
+
+def _outcome(e: dict[str, str]) -> str:
+    """A ``resolution`` entry's outcome in words (entries from before issue 15 also hold
+    the note)."""
+    return OUTCOMES.get(e.get("outcome", ""), e.get("outcome", "")) + \
+        (f": {e['note']}" if e.get("note") else "")
 
 
 def local_time(ms: int | str | None, tz: str = "UTC") -> str:
@@ -185,6 +210,22 @@ def local_time(ms: int | str | None, tz: str = "UTC") -> str:
 @bp.app_template_filter("local_time")
 def _local_time_filter(ms: Any, tz: str = "UTC") -> str:
     return local_time(ms, tz)
+
+
+@bp.app_template_filter("ago")
+def _ago_filter(ms: Any) -> str:
+    """``3 min ago`` from Unix ms, now; ``""`` for nothing."""
+    try:
+        return ago(int(float(ms)), now_ms()) if ms not in (None, "") else ""
+    except (TypeError, ValueError):
+        return ""
+
+
+@bp.app_template_filter("branch_time")
+def _branch_time_filter(ms: Any, branch_id: str) -> str:
+    """``local_time`` in the zone of the site's branch ``branch_id`` (UTC if unknown)."""
+    branch = board_context().site.branches.get(branch_id)
+    return local_time(ms, branch.timezone if branch else "UTC")
 
 
 def pressed_fact(alarm: Alarm, tz: str = "UTC") -> str:
@@ -235,17 +276,44 @@ def show(alarm_id: str) -> Any:
     return _page(_alarm_or_404(alarm_id))
 
 
-def _apply(alarm: Alarm, event: AlarmEvent, reason: str | None, done: str) -> bool:
-    """Do the transition as the logged-in user; flash what happened. ``True`` if done."""
+def ago(ms: int | None, now: int) -> str:
+    """``just now``, ``1 min ago``, ``3 h 5 min ago``: how long before ``now`` (both Unix ms)."""
+    minutes = max(0, (now - (ms or 0)) // 60_000)
+    if minutes == 0:
+        return "just now"
+    hours, minutes = divmod(minutes, 60)
+    return f"{f'{hours} h ' if hours else ''}{f'{minutes} min ' if minutes or not hours else ''}ago"
+
+
+def not_done(alarm: Alarm | None, exc: Exception, tz: str, now: int) -> str:
+    """Why an action was refused, naming who was quicker and when: pure."""
+    if alarm is not None and alarm.state is AlarmState.ACKNOWLEDGED:
+        return (f"Not done: {alarm.acknowledged_by} already acknowledged this alarm at "
+                f"{local_time(alarm.acknowledged_at_ms, tz)} "
+                f"({ago(alarm.acknowledged_at_ms, now)}).")
+    if alarm is not None and not alarm.state.active:
+        return (f"Not done: {alarm.closed_by} already {alarm.state} this alarm at "
+                f"{local_time(alarm.closed_at_ms, tz)} ({ago(alarm.closed_at_ms, now)}).")
+    return f"Not done: {exc.args[0]}"
+
+
+def _apply(alarm: Alarm, event: AlarmEvent, reason: str | None, done: str, *,
+           quiet: bool = False) -> str | None:
+    """Do the transition as the logged-in user. ``None`` if done, else why not; flashed
+    unless ``quiet`` (the board's script shows it itself)."""
+    ctx = board_context()
     try:
-        board_context().store.transition(alarm.id, event, by=g.user.name, now_ms=now_ms(),
-                                         reason=reason)
+        ctx.store.transition(alarm.id, event, by=g.user.name, now_ms=now_ms(), reason=reason)
     except (KeyError, IllegalTransition) as exc:
-        flash(f"Not done: {exc.args[0]}", "error")
-        return False
+        why = not_done(ctx.store.get_alarm(alarm.id), exc, _place(ctx.site, alarm)["tz"],
+                       now_ms())
+        if not quiet:
+            flash(why, "error")
+        return why
     log.info("alarm %s %s by %s", alarm.id, done, g.user.name)
-    flash(f"Alarm {done} by {g.user.name}.", "info")
-    return True
+    if not quiet:
+        flash(f"Alarm {done} by {g.user.name}.", "info")
+    return None
 
 
 def _back(alarm: Alarm) -> Any:
@@ -255,7 +323,12 @@ def _back(alarm: Alarm) -> Any:
 @bp.post("/<alarm_id>/acknowledge")
 def acknowledge(alarm_id: str) -> Any:
     alarm = _alarm_or_404(alarm_id)
-    _apply(alarm, AlarmEvent.ACKNOWLEDGE, None, "acknowledged")
+    scripted = request.accept_mimetypes.best_match(  # the board's one-click Acknowledge
+        ["text/html", "application/json"]) == "application/json"
+    why = _apply(alarm, AlarmEvent.ACKNOWLEDGE, None, "acknowledged", quiet=scripted)
+    if scripted:
+        return jsonify(ok=why is None,
+                       message=why or f"Acknowledged by {g.user.name}."), 409 if why else 200
     return _back(alarm)
 
 
@@ -287,7 +360,7 @@ def resolve(alarm_id: str) -> Any:
         errors["note"] = f"Note: at most {MAX_NOTE} characters (it has {len(note)})."
     if errors:
         return _page(alarm, errors=errors, form={"outcome": outcome, "note": note}, status=400)
-    if _apply(alarm, AlarmEvent.RESOLVE, OUTCOMES[outcome], "resolved"):
+    if _apply(alarm, AlarmEvent.RESOLVE, OUTCOMES[outcome], "resolved") is None:
         ctx = board_context()
         IncidentStore(ctx.store, ctx.site).save_details(alarm.id, resolve_note=note)
         ctx.store.add_timeline(alarm.id, "resolution", at_ms=now_ms(), by=g.user.name,

@@ -149,11 +149,12 @@ def export_incidents(fmt: str) -> Any:
         rows = [(i.redacted(), s) for i, s in rows]
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M")
     if fmt == "csv":
-        body, mimetype = export.to_csv(rows, personal=personal), "text/csv; charset=utf-8"
+        body, content_type = export.to_csv(rows, personal=personal), "text/csv; charset=utf-8"
     else:
         body = export.to_json(rows, personal=personal, filters=f.as_dict())
-        mimetype = "application/json"
-    response = Response(body, mimetype=mimetype)
+        content_type = "application/json"
+    # content_type, not mimetype: Flask appends "; charset=utf-8" to a text/* mimetype
+    response = Response(body, content_type=content_type)
     response.headers["Content-Disposition"] = \
         f'attachment; filename="haven-incidents-{stamp}.{fmt}"'
     response.headers["Cache-Control"] = "no-store"
@@ -265,7 +266,8 @@ def reports() -> Any:
     drills = drill_reports(ctx.site, store.between(since, until))
     figures = charts.report_charts(ctx.site, period, drill_reports(ctx.site, year),
                                    since_ms=since, until_ms=until, now_ms=now)
-    ready = readiness(ctx.site, store.last_drills(), store.test_presses(), now)
+    ready = readiness(ctx.site, store.last_drills(), store.test_presses(), now,
+                      since_ms=store.installed_ms(now))
     return render_template("reports.html", charts=figures, drills=drills, ready=ready,
                            site=ctx.site, since_ms=since, until_ms=until)
 
@@ -273,5 +275,6 @@ def reports() -> Any:
 def readiness_now():
     """The board's readiness flags now (:class:`hub.incidents.reports.Readiness`): branches
     with an overdue drill, devices with a stale test press. For dashboard.board."""
-    store = incident_store()
-    return readiness(store.site, store.last_drills(), store.test_presses(), now_ms())
+    store, now = incident_store(), now_ms()
+    return readiness(store.site, store.last_drills(), store.test_presses(), now,
+                     since_ms=store.installed_ms(now))

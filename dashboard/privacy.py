@@ -54,7 +54,7 @@ def log_csv() -> Response:
     store.audit("log_export", user=g.user.name, role=g.user.role, incidents=(),
                 where="/privacy/log.csv", now_ms=now_ms())
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M")
-    response = Response(export.audit_csv(entries), mimetype="text/csv; charset=utf-8")
+    response = Response(export.audit_csv(entries), content_type="text/csv; charset=utf-8")
     response.headers["Content-Disposition"] = \
         f'attachment; filename="haven-read-log-{stamp}.csv"'
     response.headers["Cache-Control"] = "no-store"

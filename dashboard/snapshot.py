@@ -7,8 +7,10 @@ Pure core, one edge::
 
 A room's ``state`` is the most urgent of (first wins):
 
-    <alarm kind>   the kind of its newest active alarm (``emergency``, ``assist``,
-                   ``safe_room``...): someone may be in danger
+    <alarm kind>   the kind of its most urgent active alarm (``emergency``, ``assist``,
+                   ``safe_room``...): someone may be in danger. A room's ``alarms``
+                   are most urgent first (:func:`most_urgent_first`), so the tile
+                   never shows an acknowledged alarm over an unacknowledged one
     ``offline``    one of its devices is offline or was never heard (a press there
                    would not arrive)
     ``trouble``    one of its devices has another trouble (battery low, outbox
@@ -20,7 +22,9 @@ A room's ``state`` is the most urgent of (first wins):
 The other facts stay visible beside the state: ``drill`` (branch in drill),
 ``occupied`` (a safe room whose door closed on an active ``safe_room`` alarm
 and has not opened since), ``troubles`` (per device). Times are Unix ms on the
-hub's clock.
+hub's clock; each also comes as words in its branch's local time with the zone
+(``received_text``, a drill's ``until_text``: ``14:03 PST``), the one way every page
+says a time.
 """
 
 from __future__ import annotations
@@ -29,7 +33,9 @@ import json
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from hub.model import Alarm, AlarmState
 from hub.schedule import Switches
@@ -130,13 +136,15 @@ def board_snapshot(site: Site, alarms: Iterable[Alarm], now_ms: int, *,
         branch = site.branches.get(alarm.branch)
         room = branch.room(alarm.room) if branch else None
         active_json.append({**item, "branch_name": branch.name if branch else alarm.branch,
-                            "room_name": room.name if room else alarm.room})
+                            "room_name": room.name if room else alarm.room,
+                            "received_text": clock_text(alarm.received_at_ms,
+                                                        branch.timezone if branch else "UTC")})
     devices_by_room: dict[tuple[str, str], list[str]] = defaultdict(list)
     for device in site.devices.values():
         devices_by_room[(device.branch_id, device.room_id)].append(device.id)
 
     def room_json(branch_id: str, room, drill: bool) -> dict[str, Any]:
-        room_alarms = alarms_by_room.get((branch_id, room.id), [])
+        room_alarms = most_urgent_first(alarms_by_room.get((branch_id, room.id), []))
         device_ids = devices_by_room.get((branch_id, room.id), [])
         known = [(d, facts.devices.get(d, DeviceFacts())) for d in device_ids]
         troubles = [{"device": d, "offline": f.offline, "troubles": names,
@@ -152,7 +160,9 @@ def board_snapshot(site: Site, alarms: Iterable[Alarm], now_ms: int, *,
         else:
             state = "drill" if drill else "quiet"
         return {"id": room.id, "name": room.name, "safe_room": room.safe_room,
-                "devices": device_ids, "alarms": room_alarms, "state": state,
+                "devices": device_ids,
+                "doors": [d for d in device_ids if site.devices[d].type == "safe_room"],
+                "alarms": room_alarms, "state": state,
                 "drill": drill, "troubles": troubles,
                 "occupied": room.safe_room and _occupied(room_alarms, known)}
 
@@ -162,7 +172,8 @@ def board_snapshot(site: Site, alarms: Iterable[Alarm], now_ms: int, *,
         switches = facts.switches.get(b.id, Switches())
         branches.append({
             "id": b.id, "name": b.name,
-            "drill": None if drill is None else {"until_ms": drill, "by": switches.by},
+            "drill": None if drill is None else {"until_ms": drill, "by": switches.by,
+                                                 "until_text": clock_text(drill, b.timezone)},
             "lone_worker": switches.lone_worker,
             "drill_overdue": b.id in facts.drill_overdue,
             "test_press_stale": sorted(d.id for d in site.devices.values()
@@ -173,6 +184,23 @@ def board_snapshot(site: Site, alarms: Iterable[Alarm], now_ms: int, *,
            for name, since in sorted(facts.arc_troubles.items())]
     return {"site": site.name, "generated_at_ms": now_ms, "demo": demo,
             "branches": branches, "active": active_json, "arc_troubles": arc}
+
+
+def clock_text(ms: int, tz: str) -> str:
+    """``14:03 PST``: Unix ms as the time of day in zone ``tz`` (a branch's), with the zone."""
+    try:
+        zone: Any = ZoneInfo(tz)
+    except (KeyError, ValueError):
+        zone = timezone.utc
+    return datetime.fromtimestamp(ms / 1000, zone).strftime("%H:%M %Z")
+
+
+def most_urgent_first(room_alarms: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A room's active alarms, the one its tile leads with first: not acknowledged before
+    acknowledged, nobody reached before the rest, then newest first."""
+    return sorted(room_alarms, key=lambda a: (a["state"] != AlarmState.RAISED,
+                                              not a["nobody_reached"],
+                                              -a["received_at_ms"], a["id"]))
 
 
 def _drill(facts: BoardFacts, branch_id: str, now_ms: int) -> int | None:

@@ -21,6 +21,8 @@ import argparse
 import logging
 import sys
 
+from .cliopts import REDIS_HELP, add_redis_option, unreachable
+
 EXIT_CONFIG = 2
 
 
@@ -92,6 +94,7 @@ def cmd_press(args) -> int:
 def cmd_alarm(args) -> int:
     import time
 
+    from .alarmref import resolve_alarm_id
     from .lifecycle import AlarmEvent, IllegalTransition
     from .settings import hub_settings
     from .store import Store
@@ -101,6 +104,7 @@ def cmd_alarm(args) -> int:
             print(f"{alarm.id}  {alarm.state:<12} {alarm.kind:<14} {alarm.branch}/{alarm.room}"
                   f"  {alarm.device}{'  DRILL' if alarm.drill else ''}")
         return 0
+    args.alarm_id = resolve_alarm_id(args.alarm_id, store.alarm_ids_starting)
     if args.alarm_command == "real":
         try:
             alarm = store.make_real(args.alarm_id, by=args.by, via="cli",
@@ -200,6 +204,7 @@ def cmd_arc(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="haven", description="Haven staff panic alarms.")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--redis", metavar="URL", default=None, help=REDIS_HELP)
     sub = p.add_subparsers(dest="command", required=True)
 
     hub = sub.add_parser("hub", help="run a hub worker")
@@ -207,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="'haven hub run' and 'haven hub' are the same")
     hub.add_argument("--site", "--config", dest="site", help="site config (env HAVEN_SITE)")
     hub.add_argument("--broker", help="MQTT broker host:port (env HAVEN_BROKER)")
-    hub.add_argument("--redis", help="Redis URL (env HAVEN_REDIS_URL)")
+    add_redis_option(hub)
     hub.add_argument("--prefix", help="MQTT topic prefix (env HAVEN_TOPIC_PREFIX)")
     hub.add_argument("--hub-id", help="MQTT client id of this worker (env HAVEN_HUB_ID)")
     hub.add_argument("--metrics-port", type=int,
@@ -219,9 +224,11 @@ def build_parser() -> argparse.ArgumentParser:
     dash.add_argument("action", nargs="?", choices=["run"], default="run",
                       help="'haven dashboard run' and 'haven dashboard' are the same")
     dash.add_argument("--site", help="site config (env HAVEN_SITE)")
-    dash.add_argument("--redis", help="Redis URL (env HAVEN_REDIS_URL)")
-    dash.add_argument("--host", default="127.0.0.1")
-    dash.add_argument("--port", type=int, default=8080)
+    add_redis_option(dash)
+    dash.add_argument("--host", default="127.0.0.1",
+                      help="address to listen on: 0.0.0.0 for every interface, behind a TLS "
+                           "proxy (default 127.0.0.1: this machine only)")
+    dash.add_argument("--port", type=int, default=8080, help="TCP port (default 8080)")
     dash.add_argument("--state-dir",
                       help="where the session key is kept (file dashboard-secret, made 0600 "
                            "if absent) unless HAVEN_DASHBOARD_SECRET is set "
@@ -256,16 +263,18 @@ def build_parser() -> argparse.ArgumentParser:
     press.set_defaults(func=cmd_press)
 
     alarm = sub.add_parser("alarm", help="list, acknowledge, resolve or cancel alarms")
-    alarm.add_argument("--redis", help="Redis URL (env HAVEN_REDIS_URL)")
+    add_redis_option(alarm)
     alarm_sub = alarm.add_subparsers(dest="alarm_command", required=True)
-    alarm_sub.add_parser("list", help="active alarms, newest first")
+    add_redis_option(alarm_sub.add_parser("list", help="active alarms, newest first"))
     for name, text in (("ack", "a person is responding: the device shows help is coming"),
                        ("resolve", "the situation is over (needs --reason: the outcome)"),
                        ("cancel", "a false alarm (needs --reason)"),
                        ("real", "a drill alarm is not a drill: page it as real (police "
                                 "included) at once")):
         action = alarm_sub.add_parser(name, help=text)
-        action.add_argument("alarm_id")
+        action.add_argument("alarm_id", help="the alarm id, any unique start of it, or the "
+                                             "Ref of a text (86bce38e-2)")
+        add_redis_option(action)
         action.add_argument("--by", required=True, help="who does it (name or role)")
         if name in ("resolve", "cancel"):
             action.add_argument("--reason", required=True)
@@ -273,7 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     branch = sub.add_parser("branch", help="switch a branch's drill or lone-worker mode")
     branch.add_argument("--site", help="site config (env HAVEN_SITE)")
-    branch.add_argument("--redis", help="Redis URL (env HAVEN_REDIS_URL)")
+    add_redis_option(branch)
     branch_sub = branch.add_subparsers(dest="switch", required=True)
     drill = branch_sub.add_parser("drill", help="a rehearsal: real flow, DRILL messages, "
                                                 "no police")
@@ -283,20 +292,26 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the drill ends by itself after this many minutes (at most "
                        "12 hours)")
     drill.add_argument("--by", required=True)
+    add_redis_option(drill)
+    drill.add_argument("--site", default=argparse.SUPPRESS, help="site config (env HAVEN_SITE)")
     duty = branch_sub.add_parser("on-duty", help="put a contact on or off duty for a while")
     duty.add_argument("branch")
     duty.add_argument("phone", help="the contact's phone, or the start of their name")
     duty.add_argument("state", choices=["on", "off"])
     duty.add_argument("--hours", type=float, default=4)
     duty.add_argument("--by", required=True)
+    add_redis_option(duty)
+    duty.add_argument("--site", default=argparse.SUPPRESS, help="site config (env HAVEN_SITE)")
     lone = branch_sub.add_parser("lone-worker", help="alarms go to police first")
     lone.add_argument("branch")
     lone.add_argument("state", choices=["on", "off", "auto"])
     lone.add_argument("--by", required=True)
+    add_redis_option(lone)
+    lone.add_argument("--site", default=argparse.SUPPRESS, help="site config (env HAVEN_SITE)")
     branch.set_defaults(func=cmd_branch)
 
     tell = sub.add_parser("tell", help="send a device a command (locate, test, checkin_request)")
-    tell.add_argument("--redis", help="Redis URL (env HAVEN_REDIS_URL)")
+    add_redis_option(tell)
     tell.add_argument("device")
     tell.add_argument("command_name", choices=["locate", "test", "checkin_request"])
     tell.set_defaults(func=cmd_tell)
@@ -332,8 +347,22 @@ def main(argv: list[str] | None = None) -> int:
         print(f"haven {args.command}: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     except HubError as exc:
-        print(f"haven {args.command}: {exc}", file=sys.stderr)
+        print(f"haven {_said(args)}: {exc}", file=sys.stderr)
         return 1
+    except Exception as exc:
+        line = unreachable(exc)
+        if line is None:
+            raise
+        print(f"haven {_said(args)}: {line}", file=sys.stderr)
+        return 1
+
+
+def _said(args: argparse.Namespace) -> str:
+    """The command as typed, for error lines: ``alarm resolve``, ``branch drill``."""
+    verb = next((getattr(args, name) for name in ("alarm_command", "switch", "user_command",
+                                                  "device_command", "provision_command")
+                 if getattr(args, name, None)), None)
+    return f"{args.command} {verb}" if verb else args.command
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import redis
 
 from device.protocol import Command, Topics
 
+from .outage import Outage
 from .store import Store
 
 log = logging.getLogger("haven.hub")
@@ -65,12 +66,13 @@ class CommandForwarder:
 
     def _run(self) -> None:
         delay = 0.2
+        outage = Outage("store", log, "device commands")
         while not self._stop.is_set():
             try:
                 self.forward_once()
+                outage.up()
                 delay = 0.2
             except redis.RedisError as exc:
-                log.error("device commands: store unreachable (%s); retrying in %.1f s",
-                          exc, delay)
+                outage.down(exc)
                 self._stop.wait(delay)
                 delay = min(delay * 2, 5.0)

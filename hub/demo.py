@@ -9,7 +9,14 @@ a simulated button. Ctrl-C (or SIGTERM) stops everything in order; children
 also die with the demo if it is killed outright.
 
 SMS go to the console notifier (printed here) unless TWILIO_* credentials are
-set in the environment.
+set in the environment; the banner says which. The hub gets the demo's dashboard URL as
+``HAVEN_DASHBOARD_URL`` (unless one is set), so texts that link to the dashboard (a
+supervisor's "report is due") link to this one. Not as ``HAVEN_PUBLIC_URL``: Twilio
+cannot call back a loopback address, and texts would invite replies nobody can send.
+
+One demo per state file (``HAVEN_DEMO_STATE``, default per user): a second demo
+refuses to start while the first runs, rather than taking over its presses; give it
+a state file of its own to run both.
 
 Lone-worker check-ins run in the demo as in production (while a branch has one
 person on duty, its worn devices are asked to check in; unanswered, a
@@ -46,7 +53,7 @@ from device.config import (DOOR_PATTERNS, WEARABLE_PATTERNS, BrokerConfig, Devic
 from device.protocol import DEFAULT_PREFIX
 
 from .escalation import SHIFT_ROLES
-from .settings import demo_state_file
+from .settings import demo_state_file, twilio_from_env
 from .localservices import LocalService, free_port, spawn, start_mosquitto, start_redis
 from .site import Site, load_site
 from .store import Store
@@ -250,10 +257,51 @@ def _haven_command() -> str:
     return "haven"
 
 
+def claim_state_file(state_file: Path) -> str | None:
+    """Make ``state_file`` this demo's (created exclusively, holding our pid); ``None``, or
+    why not: another demo that is still running holds it. A dead demo's file is taken."""
+    for _ in range(2):
+        try:
+            fd = os.open(state_file, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        except FileExistsError:
+            try:
+                other = json.loads(state_file.read_text())
+            except (OSError, ValueError):
+                other = {}
+            pid = other.get("pid") if isinstance(other, dict) else None
+            if isinstance(pid, int) and _running(pid):
+                return (f"another demo is running (pid {pid}, "
+                        f"{other.get('dashboard_url') or 'starting'}) and owns {state_file}: "
+                        "stop it first, or run this one with its own state file, "
+                        "HAVEN_DEMO_STATE=/tmp/haven-demo-2.json, for 'haven demo' and its "
+                        "'haven press'")
+            state_file.unlink(missing_ok=True)  # a demo that died without cleaning up
+            continue
+        with os.fdopen(fd, "w") as f:
+            json.dump({"pid": os.getpid()}, f)
+        return None
+    return f"{state_file} keeps reappearing: another demo is starting; try again"
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
 def run_demo(site_path: str | None = None, port: int = 8080) -> int:
     state_file = Path(demo_state_file())
     site_file = Path(site_path) if site_path else SAMPLE_SITE
     site = load_site(site_file)
+    twilio = twilio_from_env() is not None  # a partial set stops here, with the field named
+    refused = claim_state_file(state_file)
+    if refused:
+        print(f"demo: {refused}", file=sys.stderr)
+        return 1
     logging.getLogger("haven.device").setLevel(logging.WARNING)  # one line per press instead
     workdir = Path(tempfile.mkdtemp(prefix="haven-demo-"))
     children: list[tuple[str, subprocess.Popen]] = []
@@ -275,11 +323,14 @@ def run_demo(site_path: str | None = None, port: int = 8080) -> int:
         control_url = f"http://127.0.0.1:{control.server_address[1]}"
 
         py = [sys.executable, "-m", "hub.cli"]
+        dash_port = port if _port_free(port) else free_port()
+        url = f"http://127.0.0.1:{dash_port}/"
+        env = {**os.environ,
+               "HAVEN_DASHBOARD_URL": os.environ.get("HAVEN_DASHBOARD_URL") or url}
         hub = spawn(py + ["--log-level", "warning", "hub", "--site", str(site_file),
                           "--broker", f"127.0.0.1:{broker.port}", "--redis", redis_srv.url,
-                          "--hub-id", "haven-demo-hub"], log=None)
+                          "--hub-id", "haven-demo-hub"], log=None, env=env)
         children.append(("hub", hub))
-        dash_port = port if _port_free(port) else free_port()
         dashboard = spawn(py + ["--log-level", "warning", "dashboard", "--site", str(site_file),
                                 "--redis", redis_srv.url, "--port", str(dash_port),
                                 "--state-dir", str(workdir), "--demo-control", control_url],
@@ -290,11 +341,10 @@ def run_demo(site_path: str | None = None, port: int = 8080) -> int:
         store = Store.from_url(redis_srv.url)
         _wait_devices_seen(store, sim, hub)
         login = _demo_user(store)
-        url = f"http://127.0.0.1:{dash_port}/"
         _wait_http(url + "login", dashboard)
         state_file.write_text(json.dumps({"pid": os.getpid(), "control_url": control_url,
                                           "dashboard_url": url, "workdir": str(workdir)}))
-        _banner(site, url, sim, redis_srv.url, login)
+        _banner(site, url, sim, redis_srv.url, login, twilio=twilio)
         notes = CheckinNotes(site, store, list(sim.apps), _haven_command())
 
         while status == 0 and signals.wait(0.5) is None:
@@ -427,15 +477,19 @@ def _demo_user(store: Store) -> tuple[str, str]:
 
 
 def _banner(site: Site, url: str, sim: Simulator, redis_url: str,
-            login: tuple[str, str]) -> None:
+            login: tuple[str, str], *, twilio: bool = False) -> None:
+    """``twilio``: TWILIO_* credentials are set, so the hub sends real texts and calls."""
     haven = _haven_command()
     first = next(iter(sim.apps), "DEVICE")
     password, token = login
     lines = ["", "Haven demo is running.", f"  Dashboard:   {url}login/token/{token}",
-             f"               (opens the board logged in, once; then log in at {url}login",
-             f"               as {DEMO_USER} with password {password})",
+             "               opens the board logged in, once; after that, log in at",
+             f"               {url}login",
+             f"               user:     {DEMO_USER}",
+             f"               password: {password}",
              f"  Press:       {haven} press {first} [--hold | --times N | --door close|open]",
-             "               or the Press / Hold buttons on the dashboard", "  Devices:"]
+             "               or the Press / Hold and Close / Open door buttons on the dashboard",
+             "  Devices:"]
     for device_id in sim.apps:
         branch, room = site.locate(device_id)
         device = site.devices[device_id]
@@ -444,12 +498,15 @@ def _banner(site: Site, url: str, sim: Simulator, redis_url: str,
     if sim.skipped:
         lines.append(f"  Not simulated (more devices than mock pins): {', '.join(sim.skipped)}")
     lines += _checkin_lines(site, sim, haven)
-    lines += ["  SMS are printed below by the console notifier "
-              "(set TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, TWILIO_FROM_NUMBER to send real ones).",
-              f"  Alarms:      {haven} alarm --redis {redis_url} list",
-              f"               {haven} alarm --redis {redis_url} ack ID --by NAME",
-              f"               {haven} alarm --redis {redis_url} resolve ID --by NAME "
-              "--reason TEXT",
+    lines += (["  Texts and calls go out through Twilio (TWILIO_* is set): the site's contacts' "
+               "phones get them."] if twilio else
+              ["  Texts are printed below by the console notifier (set TWILIO_ACCOUNT_SID, "
+               "TWILIO_AUTH_TOKEN, TWILIO_FROM_NUMBER to send real ones)."])
+    lines += [f"  Alarms:      {haven} alarm list --redis {redis_url}",
+              f"               {haven} alarm ack REF --by NAME --redis {redis_url}",
+              f"               {haven} alarm resolve REF --by NAME --reason TEXT --redis "
+              f"{redis_url}",
+              "               REF: a text's 'Ref' (86bce38e-1) or the start of an alarm id",
               "  Ctrl-C stops everything.", ""]
     print("\n".join(lines), flush=True)
 
@@ -462,6 +519,10 @@ def press(device_id: str, hold: bool = False, times: int = 1, door: str | None =
     except (OSError, ValueError):
         print(f"haven press: no demo is running (no {state_file}); start one with 'make demo'",
               file=sys.stderr)
+        return 1
+    if "control_url" not in state:
+        print(f"haven press: the demo (pid {state.get('pid')}) is still starting; try again "
+              "when it prints 'Haven demo is running'", file=sys.stderr)
         return 1
     url = (f"{state['control_url']}/press/{device_id}?hold={'1' if hold else '0'}"
            f"&times={times}" + (f"&door={door}" if door else ""))

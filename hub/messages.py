@@ -4,10 +4,11 @@ Pure functions of an alarm and the site config; the first SMS aims to fit one
 GSM-7 segment (160 characters), but safety information (a safe room staff shelter in)
 goes in even when it makes the text longer.
 
-Times are the branch's local time. A page says when the button was **pressed** (device
-clock), and how long ago once it goes out more than ``LATE_MS`` after the press (an alarm
-that waited in a device's outbox, or a later round); a device clock that cannot be right
-(after the receipt, or a day before) is not believed: the page gives the receipt time.
+Times are the branch's local time with its zone (``11:33 PDT``; spoken: the time alone).
+A page says when the button was **pressed** (device clock), and how long ago once it
+goes out more than ``LATE_MS`` after the press (an alarm that waited in a device's
+outbox, or a later round); a device clock that cannot be right (after the receipt, or a
+day before) is not believed: the page gives the receipt time.
 """
 
 from __future__ import annotations
@@ -73,19 +74,19 @@ def _age(ms: int, *, spoken: bool = False) -> str:
 
 
 def pressed_words(alarm: Alarm, site: Site, *, now_ms: int | None = None) -> str:
-    """``"Pressed 02:03"``, and ``", 10 min ago"`` when ``now_ms`` (when the page goes
+    """``"Pressed 02:03 PST"``, and ``", 10 min ago"`` when ``now_ms`` (when the page goes
     out; default the receipt) is more than ``LATE_MS`` after it. A device clock not
-    believed (:attr:`Alarm.press_trusted`): ``"Alarm at 02:13"``, the hub's receipt."""
+    believed (:attr:`Alarm.press_trusted`): ``"Alarm at 02:13 PST"``, the hub's receipt."""
     at = alarm.told_pressed_ms
     local = _local(at, alarm, site)
-    words = f"{'Pressed' if alarm.press_trusted else 'Alarm at'} {local:%H:%M}"
+    words = f"{'Pressed' if alarm.press_trusted else 'Alarm at'} {local:%H:%M %Z}"
     age = (alarm.received_at_ms if now_ms is None else now_ms) - at
     return words + (f", {_age(age)} ago" if age > LATE_MS else "")
 
 
 def shelter_words(alarm: Alarm, site: Site, shelters: Sequence[Shelter], *,
                   spoken: bool = False) -> str:
-    """``"Staff sheltering in Safe Room since 02:01"`` for the branch's occupied safe rooms
+    """``"Staff sheltering in Safe Room since 02:01 PST"`` for the branch's occupied safe rooms
     (``shelters``), leaving out the one ``alarm`` itself is about; ``""`` for none."""
     branch = site.branches[alarm.branch]
     rooms = []
@@ -94,7 +95,7 @@ def shelter_words(alarm: Alarm, site: Site, shelters: Sequence[Shelter], *,
             continue
         room = branch.room(shelter.room)
         since = _local(shelter.since_ms, alarm, site)
-        clock = f"{since.hour % 12 or 12}:{since:%M %p}" if spoken else f"{since:%H:%M}"
+        clock = f"{since.hour % 12 or 12}:{since:%M %p}" if spoken else f"{since:%H:%M %Z}"
         rooms.append(f"{room.name if room else shelter.room} since {clock}")
     if not rooms:
         return ""
@@ -180,7 +181,7 @@ def safe_room_left_text(alarm: Alarm, site: Site, room_id: str, opened_ms: int, 
     branch = site.branches[alarm.branch]
     room = branch.room(room_id)
     return (f"{'DRILL ' if drill else ''}HAVEN: {branch.name}: {room.name if room else room_id}"
-            f" door opened {_local(opened_ms, alarm, site):%H:%M}"
+            f" door opened {_local(opened_ms, alarm, site):%H:%M %Z}"
             f"{': staff have LEFT the safe room' if sheltered else ''}. Ref {alarm.id[:8]}")
 
 

@@ -239,9 +239,8 @@ class HubMqtt:
             try:
                 self.handler(msg.topic, msg.payload, retained=bool(msg.retain))
                 store.up()
-            except redis.RedisError as exc:
-                store.down()
-                log.error("store still unreachable (%s); retrying in %.1f s", exc, delay)
+            except redis.RedisError:
+                store.down()  # _settle said it went, once; the back line is ours
                 self._stopping.wait(delay)
                 delay = min(delay * 2, RETRY_MAX_S)
                 continue

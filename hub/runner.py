@@ -54,6 +54,7 @@ def _followup_loop(service: AlarmService, store: Store, consumer: str,
                    stop: threading.Event) -> None:
     """Acts on pages that finally failed (Twilio status callbacks, queued by the dashboard):
     each follow-up goes to one worker; one a dead worker took is claimed after 5 s."""
+    outage = Outage("store", log, "follow-ups")
     while not stop.is_set():
         try:
             for entry_id, fields in store.read_followups(consumer, block_ms=1000):
@@ -62,8 +63,9 @@ def _followup_loop(service: AlarmService, store: Store, consumer: str,
                 except (KeyError, ValueError) as exc:
                     log.error("bad follow-up %s: %s", fields, exc)
                 store.ack_followup(entry_id)
+            outage.up()
         except redis.RedisError as exc:
-            log.error("follow-ups: store unreachable (%s)", exc)
+            outage.down(exc)
             stop.wait(1.0)
 
 
@@ -99,8 +101,7 @@ def _timer_loop(service: AlarmService, checkins: CheckinScheduler,
                 service.metrics.set_devices(*device_counts(service.site, service.store))
             store.up()
         except redis.RedisError as exc:
-            store.down()
-            log.error("escalation timers: store unreachable (%s)", exc)
+            store.down(exc)
             stop.wait(1.0)
 
 
@@ -180,7 +181,7 @@ def run_hub(settings: HubSettings) -> None:
     incident_jobs = IncidentJobs(site, IncidentStore(Store.from_url(settings.redis_url), site),
                                  notifier, consumer=settings.hub_id,
                                  mailer=Mailer(smtp) if smtp else None,
-                                 public_url=settings.public_url)
+                                 public_url=settings.dashboard_url)
 
     def reload() -> None:
         """SIGHUP: read the site config again. Alarms and timers live in Redis and carry

@@ -17,6 +17,9 @@ Environment (command-line options override):
                             workers x 16 = 64)                                 32
     HAVEN_PUBLIC_URL        the dashboard's public https base URL, which Twilio calls back
                             (calls then take keypresses; SMS invite "Reply 1")   unset
+    HAVEN_DASHBOARD_URL     the dashboard's base URL as staff open it, for links in texts
+                            and e-mails (a report is due: <url>/incidents/<id>)
+                                                         HAVEN_PUBLIC_URL
     TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, and TWILIO_FROM_NUMBER (one number, or several
     comma-separated: texts are spread over them) or TWILIO_MESSAGING_SERVICE_SID
                             send real SMS; without them the console notifier prints
@@ -82,6 +85,8 @@ class HubSettings:
     twilio: TwilioSettings | None
     metrics_port: int | None = None
     public_url: str | None = None
+    #: Where staff open the dashboard, for links (HAVEN_DASHBOARD_URL, else public_url).
+    dashboard_url: str | None = None
     broker_tls: BrokerTls | None = None
     #: Sender threads, each with its own keep-alive API connection (HAVEN_API_CONNECTIONS).
     api_connections: int = API_CONNECTIONS
@@ -156,6 +161,7 @@ def hub_settings(*, site: str | None = None, broker: str | None = None,
         twilio=twilio_from_env(env),
         metrics_port=metrics_port,
         public_url=public_url_from_env(env),
+        dashboard_url=base_url_from_env("HAVEN_DASHBOARD_URL", env) or public_url_from_env(env),
         broker_tls=broker_tls_from_env(env),
         api_connections=int(raw),
     )
@@ -188,9 +194,15 @@ def broker_tls_from_env(env: Mapping[str, str] | None = None) -> BrokerTls | Non
 
 
 def public_url_from_env(env: Mapping[str, str] | None = None) -> str | None:
-    raw = env_default("HAVEN_PUBLIC_URL", "", env).rstrip("/")
+    return base_url_from_env("HAVEN_PUBLIC_URL", env)
+
+
+def base_url_from_env(name: str, env: Mapping[str, str] | None = None) -> str | None:
+    """The http(s) base URL in variable ``name``, without a trailing slash; ``None`` if
+    unset; a ConfigError naming the variable for anything else."""
+    raw = env_default(name, "", env).rstrip("/")
     if raw and not (raw.startswith(("https://", "http://")) and "://" in raw
                     and raw.split("://", 1)[1]):
-        raise ConfigError([Problem("environment", None, "HAVEN_PUBLIC_URL",
+        raise ConfigError([Problem("environment", None, name,
                                    f"{raw!r} must be a URL such as https://haven.example.org")])
     return raw or None

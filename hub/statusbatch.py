@@ -22,6 +22,8 @@ from typing import Any, Callable
 
 import redis
 
+from .outage import Outage
+
 log = logging.getLogger("haven.mqtt")
 
 #: The most status messages stored in one round trip.
@@ -67,6 +69,7 @@ class StatusBatcher:
     def _run(self) -> None:
         batch: list = []
         delay = RETRY_MIN_S
+        outage = Outage("store", log, "device statuses")
         while not self._stopping.is_set():
             batch = batch or self._take()
             if not batch:
@@ -74,8 +77,7 @@ class StatusBatcher:
             try:
                 self._store_batch([(m.topic, m.payload, bool(m.retain)) for m in batch])
             except redis.RedisError as exc:
-                log.error("store unreachable (%s): holding %d status message(s) "
-                          "unacknowledged; retrying in %.1f s", exc, len(batch), delay)
+                outage.down(exc)  # the batch stays unacknowledged: the broker keeps it
                 self._stopping.wait(delay)
                 delay = min(delay * 2, RETRY_MAX_S)
                 continue
@@ -84,6 +86,7 @@ class StatusBatcher:
                               len(batch))
                 batch, delay = [], RETRY_MIN_S
                 continue
+            outage.up()
             for message in batch:
                 self._ack(message)
             batch, delay = [], RETRY_MIN_S

@@ -36,6 +36,7 @@ the same alarm id cannot both create it.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -384,6 +385,18 @@ class Store(BranchStoreMixin, NotificationStoreMixin, DeviceStoreMixin):
     def get_alarm(self, alarm_id: str) -> Alarm | None:
         fields = self.r.hgetall(self._key("alarm", alarm_id))
         return Alarm.from_fields(fields) if fields else None
+
+    def alarm_ids_starting(self, prefix: str, limit: int = 10) -> list[str]:
+        """Ids of stored alarms (active or ended) that start with ``prefix``: at most
+        ``limit`` of them. A SCAN of the alarm keys, for the CLI, not for a hot path."""
+        head = self._key("alarm", "")
+        pattern = re.sub(r"([*?\[\]\\])", r"\\\1", head + prefix) + "*"
+        found: list[str] = []
+        for key in self.r.scan_iter(match=pattern, count=1000):
+            found.append(key[len(head):])
+            if len(found) >= limit:
+                break
+        return found
 
     def active_alarms(self) -> list[Alarm]:
         """Active alarms, newest first."""

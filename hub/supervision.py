@@ -293,9 +293,9 @@ class Supervisor:
                 store.up()
                 wait = interval_s
             except Exception as exc:  # Redis down (or a bug): supervision must go on
-                if isinstance(exc, redis.RedisError):
-                    store.down()
                 wait = min(MAX_BACKOFF_S, max(wait * 2, interval_s))
-                log.error("supervision check failed (%s): next try in %.0f s", exc, wait,
-                          exc_info=not isinstance(exc, redis.RedisError))
+                if isinstance(exc, redis.RedisError):
+                    store.down(exc)
+                else:
+                    log.exception("supervision check failed: next try in %.0f s", wait)
             stop.wait(wait)

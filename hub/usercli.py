@@ -19,6 +19,8 @@ import getpass
 import sys
 from typing import TextIO
 
+from .cliopts import add_redis_option
+
 EXIT_USAGE = 2
 
 
@@ -91,7 +93,7 @@ def cmd_user(args: argparse.Namespace) -> int:
 def add_parser(sub) -> None:
     """Register ``haven user`` on the CLI's subparsers."""
     user = sub.add_parser("user", help="dashboard users: add, remove, passwd, list")
-    user.add_argument("--redis", help="Redis URL (env HAVEN_REDIS_URL)")
+    add_redis_option(user)
     user_sub = user.add_subparsers(dest="user_command", required=True)
     add = user_sub.add_parser("add", help="a new dashboard user (asks for the password)")
     add.add_argument("name")
@@ -104,5 +106,7 @@ def add_parser(sub) -> None:
                             help="read the password from the first line of standard input")
     remove = user_sub.add_parser("remove", help="remove a user (ends their sessions)")
     remove.add_argument("name")
-    user_sub.add_parser("list", help="every user and their role")
+    listing = user_sub.add_parser("list", help="every user and their role")
+    for parser in (add, passwd, remove, listing):
+        add_redis_option(parser)
     user.set_defaults(func=cmd_user)

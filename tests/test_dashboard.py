@@ -113,7 +113,7 @@ def test_api_board_follows_a_raised_alarm(client, fake_store):
     assert room["alarms"][0]["kind_label"] == "EMERGENCY"
     assert after["active"] == [{**alarm(at_ms=5_000).to_json(), "kind_label": "EMERGENCY",
                                 "nobody_reached": False, "branch_name": "Main Library", "room_name": "Circulation Desk",
-                                "drill": False}]
+                                "drill": False, "received_text": "16:00 PST"}]
     assert room_of(after, "main", "reference")["state"] == "quiet"
     assert after["site"] == "Riverside Public Library"
     assert after["demo"] is False
@@ -186,7 +186,7 @@ def test_snapshot_shows_drill_offline_trouble_and_an_occupied_safe_room(sample_s
     assert west_safe["state"] == "safe_room" and west_safe["occupied"] is False
     # drill: westside only, until 10 000, on every room and alarm there
     west = next(b for b in snap["branches"] if b["id"] == "westside")
-    assert west["drill"] == {"until_ms": 10_000, "by": "dana"}
+    assert west["drill"] == {"until_ms": 10_000, "by": "dana", "until_text": "16:00 PST"}
     assert room_of(snap, "westside", "front-desk")["state"] == "drill"
     assert all(r["drill"] for r in west["rooms"])
     assert next(b for b in snap["branches"] if b["id"] == "main")["drill"] is None
@@ -260,7 +260,8 @@ class ControlStub:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
                 stub.presses.append((self.command, self.path))
-                body = json.dumps({"ok": status == 200}).encode()
+                body = json.dumps({"ok": status == 200} if status == 200 else
+                                  {"ok": False, "error": "the simulator says no"}).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
@@ -340,7 +341,7 @@ def test_demo_press_passes_on_a_simulator_error_as_502(sample_site, fake_store, 
         create_app(sample_site, fake_store, demo_control_url=failing_control.url), fake_store)
     response = client.post("/demo/press/main-circ-01")
     assert response.status_code == 502
-    assert "HTTP 500" in response.json["error"]
+    assert "the simulator says no" in response.json["error"]  # its words, not the status
     assert failing_control.presses == [("POST", "/press/main-circ-01?hold=0")]
 
 
@@ -443,3 +444,53 @@ def test_readiness_flags_reach_the_branch_without_changing_tile_states(sample_si
     assert branches["main"]["test_press_stale"] == ["main-circ-01"]
     assert branches["westside"]["test_press_stale"] == ["west-front-01"]
     assert {r["state"] for b in snap["branches"] for r in b["rooms"]} == {"quiet"}
+
+
+def test_a_tile_leads_with_an_unacknowledged_alarm_over_a_newer_acknowledged_one(
+        sample_site):
+    """Issue 20: "EMERGENCY · acknowledged (+1 more)" hid an unacknowledged assist."""
+    acked = replace(alarm("emg", "emergency", at_ms=3_000), state=AlarmState.ACKNOWLEDGED,
+                    acknowledged_by="Ana", acknowledged_at_ms=3_500)
+    snap = board_snapshot(sample_site, [acked, alarm("ast", "assist", at_ms=1_000),
+                                        alarm("old", "assist", at_ms=500)], 9_999)
+    circulation = room_of(snap, "main", "circulation")
+    assert [a["id"] for a in circulation["alarms"]] == ["ast", "old", "emg"]
+    assert circulation["state"] == "assist"
+    assert [a["id"] for a in snap["active"]] == ["emg", "ast", "old"]  # the list: newest first
+
+
+def test_among_unacknowledged_alarms_one_that_reached_nobody_leads(sample_site):
+    lost = replace(alarm("lost", "assist", at_ms=1_000), nobody_reached_ms=1_500)
+    snap = board_snapshot(sample_site, [alarm("new", "emergency", at_ms=2_000), lost], 9_999)
+    assert [a["id"] for a in room_of(snap, "main", "circulation")["alarms"]] == ["lost", "new"]
+
+
+def test_the_board_says_times_in_the_branchs_zone(sample_site):
+    """Issue 20: one convention, branch-local time with its zone (not the browser's)."""
+    at = 1_700_000_000_000  # 2023-11-14 22:13:20 UTC
+    facts = BoardFacts(switches={"main": Switches(drill_until_ms=at + 3_600_000)})
+    snap = board_snapshot(sample_site, [alarm(at_ms=at)], at, facts=facts)
+    assert snap["active"][0]["received_text"] == "14:13 PST"
+    main = next(b for b in snap["branches"] if b["id"] == "main")
+    assert main["drill"]["until_text"] == "15:13 PST"
+
+
+def test_demo_door_contacts_take_close_or_open_and_a_refusal_says_why(sample_site, fake_store):
+    """Issue 20: a safe room's Press/Hold failed with "HTTP 409 Conflict"."""
+    refusing = ControlStub(status=409)
+    try:
+        client = logged_in_client(
+            create_app(sample_site, fake_store, demo_control_url=refusing.url), fake_store)
+        bad = client.post("/demo/press/west-safe-01", json={"hold": 1})
+        assert bad.status_code == 400 and "door contact: send door close or open" in \
+            bad.json["error"]
+        assert refusing.presses == []
+        refused = client.post("/demo/press/west-safe-01", json={"door": "close"})
+        assert refusing.presses == [("POST", "/press/west-safe-01?door=close")]
+        assert refused.status_code == 502 and "the simulator says no" in refused.json["error"]
+        assert "HTTP 409" not in refused.json["error"]
+    finally:
+        refusing.close()
+    snap = client.get("/api/board").json
+    assert room_of(snap, "westside", "safe-room")["doors"] == ["west-safe-01"]
+    assert room_of(snap, "westside", "front-desk")["doors"] == []

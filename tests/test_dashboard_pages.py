@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
 
 from dashboard import create_app
-from dashboard.alarms import timeline_rows
+from dashboard.alarms import ago, timeline_rows
 from hub.model import Alarm, AlarmState, Channel, Delivery, NotificationKey
 from hub.site import load_site
 from tests.conftest import SAMPLE_SITE
@@ -68,7 +69,8 @@ def test_alarm_page_shows_each_notification_with_its_delivery_status(operator, f
     assert page.status_code == 200
     text = page.text
     for words in ("EMERGENCY alarm", "Main Library", "Circulation Desk", "Alarm raised",
-                  "Escalation step", "SMS to Security desk (…0101), attempt 0", "delivered",
+                  "Call for help", "SMS to Security desk (…0101), 1st call for help",
+                  "delivered",
                   "Call to Dana Ortiz (…0102)", "⚠ no-answer",
                   "⚠ not sent: invalid number (code 21211)",
                   ">Acknowledge</button>", ">Resolve</button>", ">Cancel as false alarm</button>",
@@ -112,6 +114,50 @@ def test_timeline_rows_tell_an_outage_and_its_end_in_plain_words():
     assert not resumed.bad
 
 
+@pytest.mark.parametrize("entry, words", [
+    ({"event": "escalation", "attempt": "1", "step": "2", "round": "1",
+      "branch_state": "lone_worker", "notifications": "3"},
+     "2nd call for help: step 2, round 1 · Lone worker · 3 pages"),
+    ({"event": "escalation", "attempt": "0", "step": "1", "round": "1",
+      "branch_state": "staffed", "notifications": "1"},
+     "1st call for help: step 1, round 1 · Staffed · 1 page"),
+    ({"event": "notified", "step": "2000000", "channel": "sms", "to": "+15551234",
+      "contact": "Sam"}, "SMS to Sam (…1234), all-clear"),
+    ({"event": "notified", "step": "1000002", "channel": "call", "to": "+15551234",
+      "contact": "Sam"}, "Call to Sam (…1234), fallback: the 3rd call for help reached nobody"),
+    ({"event": "notified", "step": "3000010", "channel": "call", "to": "+15551234",
+      "contact": "Sam"}, "call instead of an undelivered text (2nd call for help)"),
+    ({"event": "notified", "step": "3000002", "channel": "call", "to": "+15551234",
+      "contact": "Sam"}, "call again after no answer, 2nd time (1st call for help)"),
+    ({"event": "notified", "step": "4000000", "channel": "sms", "to": "+15551234",
+      "contact": "Sam"}, "'someone is responding' text"),
+    ({"event": "notified", "step": "5123456", "channel": "sms", "to": "+15551234",
+      "contact": "Sam"}, "'staff left the safe room' text"),
+    ({"event": "delivery_status", "attempt": "2", "channel": "sms", "to": "+15551234",
+      "status": "delivered"}, "SMS to …1234, 3rd call for help"),
+    ({"event": "delivery_failed", "attempt": "0", "tried": "2"}, "1st call for help: 2 tried"),
+])
+def test_the_timeline_names_pages_in_an_operators_words(entry, words):
+    [row] = timeline_rows([{"id": "5-0", "at_ms": "5", **entry}])
+    assert words in row.detail
+    said = f"{row.label} {row.detail}"
+    assert "attempt" not in said.lower() and "000" not in said
+    assert not {"lone_worker", "staffed", "notification(s)"} & set(said.split(" "))
+
+
+def test_a_resolve_is_one_timeline_row_with_its_outcome():
+    entries = [{"id": "5-0", "event": "raised", "at_ms": "5"},
+               {"id": "6-0", "event": "resolved", "at_ms": "6", "by": "dana",
+                "reason": "Police attended"},
+               {"id": "7-0", "event": "resolution", "at_ms": "7", "by": "dana",
+                "outcome": "police_attended"}]
+    rows = timeline_rows(entries)
+    assert [(r.label, r.detail) for r in rows] == [("Alarm raised", ""),
+                                                   ("Resolved", "Police attended")]
+    alone = timeline_rows(entries[2:])  # a resolution whose resolve is not in the timeline
+    assert [(r.label, r.detail) for r in alone] == [("Resolved", "Police attended")]
+
+
 def test_acknowledge_then_resolve_from_the_page(operator, fake_store):
     raise_alarm(fake_store)
     ack = operator.post("/alarms/a1/acknowledge")
@@ -124,7 +170,7 @@ def test_acknowledge_then_resolve_from_the_page(operator, fake_store):
     assert "Alarm acknowledged by dana." in page and ">Acknowledge</button>" not in page
 
     again = operator.post("/alarms/a1/acknowledge")  # someone was quicker: said, not hidden
-    assert "Not done: alarm a1 is acknowledged: cannot acknowledge" in \
+    assert "Not done: dana already acknowledged this alarm at 20" in \
         operator.get(again.headers["Location"]).text
 
     done = operator.post("/alarms/a1/resolve", data={"outcome": "police_attended",
@@ -137,7 +183,10 @@ def test_acknowledge_then_resolve_from_the_page(operator, fake_store):
     assert {k: resolution.get(k) for k in ("event", "by", "outcome", "note")} == {
         "event": "resolution", "by": "dana", "outcome": "police_attended", "note": None}
     page = operator.get("/alarms/a1").text
-    assert "Resolution recorded" in page and ">Resolve</button>" not in page
+    assert ">Resolve</button>" not in page
+    rows = [r for r in timeline_rows(fake_store.timeline("a1")) if r.label == "Resolved"]
+    assert [(r.event, r.by, r.detail) for r in rows] == [("resolved", "dana", "Police attended")]
+    assert page.count('<td data-label="What">Resolved</td>') == 1
 
 
 @pytest.mark.parametrize("form, message", [
@@ -258,6 +307,9 @@ def test_devices_show_health_and_troubles(operator, fake_store):
                   "FAILED</strong> LED open circuit", "Main Library, Circulation Desk"):
         assert words in circ, words
     assert 'data-label="Last test press">—' not in circ
+    assert re.search(r'data-label="Last heartbeat">\d{4}-\d\d-\d\d \d\d:\d\d:\d\d P[SD]T '
+                     r'\(just now\)</td>', circ)  # the branch's time and zone, and how long ago
+    assert 'data-label="Last heartbeat">—</td>' in rows["west-front-01"]
     assert 'data-label="Last test press">—' in rows["main-ref-01"]
     assert 'data-presence="offline"' in rows["main-ref-01"]
     assert "⚠ low battery" in rows["main-ref-01"]
@@ -286,3 +338,25 @@ def test_the_alarm_page_says_when_the_button_was_pressed(operator, fake_store,
                                  branch="main", room="circulation",
                                  pressed_at_ms=at - pressed_before_ms, received_at_ms=at))
     assert shown in operator.get("/alarms/late1").text
+
+
+def test_the_boards_one_click_acknowledge_answers_in_json_naming_who_was_quicker(
+        operator, admin, fake_store):
+    raise_alarm(fake_store)
+    as_script = {"Accept": "application/json"}
+    first = operator.post("/alarms/a1/acknowledge", headers=as_script)
+    assert (first.status_code, first.json) == (200, {"ok": True,
+                                                     "message": "Acknowledged by dana."})
+    late = admin.post("/alarms/a1/acknowledge", headers=as_script)
+    assert late.status_code == 409 and late.json["ok"] is False
+    assert re.fullmatch(r"Not done: dana already acknowledged this alarm at "
+                        r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \w+ \(just now\)\.",
+                        late.json["message"]), late.json["message"]
+    assert "Not done" not in admin.get("/alarms/a1").text  # no flash left for a later page
+
+
+@pytest.mark.parametrize("minutes, said", [(0, "just now"), (1, "1 min ago"),
+                                           (59, "59 min ago"), (60, "1 h ago"),
+                                           (125, "2 h 5 min ago")])
+def test_ago_says_how_long_in_minutes_and_hours(minutes, said):
+    assert ago(1_000_000, 1_000_000 + minutes * 60_000 + 59_000) == said

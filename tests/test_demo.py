@@ -90,6 +90,21 @@ def test_demo_press_shows_on_the_board_prints_the_sms_and_stops_clean(tmp_path):
         sms = [line for line in out.read_text().splitlines() if line.startswith("[SMS to ")]
         assert all("Main Library, Reference Desk" in line and alarm_id[:8] in line
                    for line in sms)
+        assert not any("Reply 1" in line for line in sms)  # nobody can reply to the console
+
+        # resolved by its text's Ref: the supervisor's "report is due" links to the incident
+        redis_url = re.search(r"--redis (redis://\S+)", out.read_text()).group(1)
+        done = subprocess.run([sys.executable, "-m", "hub.cli", "alarm", "resolve",
+                               f"{alarm_id[:8]}-1", "--by", "Dana", "--reason", "handled",
+                               "--redis", redis_url], env=env, capture_output=True, text=True,
+                              timeout=20)
+        assert done.returncode == 0, done.stderr
+        link = f"http://127.0.0.1:{port}/incidents/{alarm_id}"
+        deadline = time.monotonic() + 10
+        while not any("A report is due" in line and link in line
+                      for line in out.read_text().splitlines()):
+            assert time.monotonic() < deadline, out.read_text()
+            time.sleep(0.05)
 
         bad = subprocess.run([sys.executable, "-m", "hub.cli", "press", "no-such-device"],
                              env=env, capture_output=True, text=True, timeout=20)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import subprocess
+import sys
 from types import SimpleNamespace
 
 from hub.demo import CheckinNotes, _banner
@@ -68,3 +72,53 @@ def test_a_single_press_that_answers_a_check_in_says_so(sample_site, mosquitto, 
         hub.loop_stop()
         hub.disconnect()
         sim.stop()
+
+
+# --- issue 20: the banner and the state file ------------------------------------------
+
+def banner(sample_site, capsys, **kw) -> str:
+    sim = SimpleNamespace(apps=dict.fromkeys(sample_site.devices), skipped=[])
+    _banner(sample_site, "http://127.0.0.1:8080/", sim, "redis://127.0.0.1:1",
+            ("s3cret-Pw", "tok"), **kw)
+    return capsys.readouterr().out
+
+
+def test_the_banner_says_where_texts_go(sample_site, capsys):
+    console = banner(sample_site, capsys)
+    assert "printed below by the console notifier" in console and "through Twilio" not in console
+    twilio = banner(sample_site, capsys, twilio=True)
+    assert "go out through Twilio" in twilio and "console notifier" not in twilio
+
+
+def test_the_banner_prints_the_password_alone_on_its_line(sample_site, capsys):
+    out = banner(sample_site, capsys)
+    [line] = [line for line in out.splitlines() if "s3cret-Pw" in line]
+    assert line.split() == ["password:", "s3cret-Pw"]
+
+
+def test_a_second_demo_does_not_take_the_first_ones_state_file(tmp_path):
+    from hub.demo import claim_state_file
+    state = tmp_path / "demo.json"
+    assert claim_state_file(state) is None  # ours: this test process, alive
+    refused = claim_state_file(state)
+    assert refused and f"pid {os.getpid()}" in refused and "HAVEN_DEMO_STATE=" in refused
+    assert json.loads(state.read_text()) == {"pid": os.getpid()}  # untouched
+
+
+def test_a_dead_demos_state_file_is_taken(tmp_path):
+    from hub.demo import claim_state_file
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    state = tmp_path / "demo.json"
+    state.write_text(json.dumps({"pid": dead.pid, "control_url": "http://127.0.0.1:1"}))
+    assert claim_state_file(state) is None
+    assert json.loads(state.read_text()) == {"pid": os.getpid()}
+
+
+def test_press_while_the_demo_starts_says_so(tmp_path, monkeypatch, capsys):
+    from hub.demo import press
+    state = tmp_path / "demo.json"
+    state.write_text(json.dumps({"pid": os.getpid()}))
+    monkeypatch.setenv("HAVEN_DEMO_STATE", str(state))
+    assert press("main-circ-01") == 1
+    assert "still starting" in capsys.readouterr().err

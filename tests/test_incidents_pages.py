@@ -79,7 +79,7 @@ def test_a_bad_filter_is_named(operator, scripted, query, field):
 def test_csv_opens_in_a_spreadsheet_with_the_right_columns(admin, scripted):
     response = admin.get("/incidents/export.csv?branch=main&drill=no")
     assert response.status_code == 200
-    assert response.mimetype == "text/csv"
+    assert response.headers["Content-Type"] == "text/csv; charset=utf-8"
     assert "attachment" in response.headers["Content-Disposition"]
     raw = response.data.decode("utf-8")
     assert raw.startswith("\ufeff")

@@ -19,14 +19,14 @@ def alarm_at(pressed_ms: int, received_ms: int = NOW_MS, *, kind: str = "emergen
 
 
 @pytest.mark.parametrize("pressed_ms, received_ms, now_ms, said", [
-    (NOW_MS - 2_000, NOW_MS, None, "Pressed 11:33"),                    # on time
-    (NOW_MS - 10 * MIN, NOW_MS, None, "Pressed 11:23, 10 min ago"),     # from an outbox
-    (NOW_MS - 65 * MIN, NOW_MS, None, "Pressed 10:28, 1 h 5 min ago"),
-    (NOW_MS - 10 * MIN, NOW_MS, NOW_MS + 4 * MIN, "Pressed 11:23, 14 min ago"),  # round 3
-    (NOW_MS - 2_000, NOW_MS, NOW_MS + 4 * MIN, "Pressed 11:33, 4 min ago"),
-    (NOW_MS + 5 * MIN, NOW_MS, None, "Alarm at 11:33"),          # device clock ahead
-    (NOW_MS - 25 * 60 * MIN, NOW_MS, None, "Alarm at 11:33"),    # a day behind
-    (0, NOW_MS, NOW_MS + 3 * MIN, "Alarm at 11:33, 3 min ago"),  # no clock at all
+    (NOW_MS - 2_000, NOW_MS, None, "Pressed 11:33 PST"),                    # on time
+    (NOW_MS - 10 * MIN, NOW_MS, None, "Pressed 11:23 PST, 10 min ago"),     # from an outbox
+    (NOW_MS - 65 * MIN, NOW_MS, None, "Pressed 10:28 PST, 1 h 5 min ago"),
+    (NOW_MS - 10 * MIN, NOW_MS, NOW_MS + 4 * MIN, "Pressed 11:23 PST, 14 min ago"),  # round 3
+    (NOW_MS - 2_000, NOW_MS, NOW_MS + 4 * MIN, "Pressed 11:33 PST, 4 min ago"),
+    (NOW_MS + 5 * MIN, NOW_MS, None, "Alarm at 11:33 PST"),          # device clock ahead
+    (NOW_MS - 25 * 60 * MIN, NOW_MS, None, "Alarm at 11:33 PST"),    # a day behind
+    (0, NOW_MS, NOW_MS + 3 * MIN, "Alarm at 11:33 PST, 3 min ago"),  # no clock at all
 ])
 def test_a_page_says_when_the_button_was_pressed(sample_site, pressed_ms, received_ms,
                                                  now_ms, said):
@@ -42,7 +42,7 @@ def test_a_late_alarm_pages_the_press_time_not_the_arrival(sample_site):
     planned = plan(sample_site, alarm, sample_site.kinds["emergency"].steps, 0, drill=False,
                    now_ms=NOW_MS)
     texts = {str(p.key.channel): p.text for p in planned}
-    assert "Pressed 11:23, 10 min ago." in texts["sms"]
+    assert "Pressed 11:23 PST, 10 min ago." in texts["sms"]
     assert "11:33" not in texts["sms"]
     assert "Pressed 10 minutes ago." in texts["call"]
     assert len(texts["sms"]) <= 160
@@ -61,7 +61,7 @@ def test_responders_hear_which_safe_room_staff_shelter_in_and_since_when(sample_
                    now_ms=NOW_MS, shelters=(SHELTER,))
     told = {(p.contact.name, str(p.key.channel)): p.text for p in planned}
     for name in ("Police dispatch (non-emergency line)", "Main circulation desk"):
-        assert "Staff sheltering in Safe Room since 11:30." in told[(name, "sms")]
+        assert "Staff sheltering in Safe Room since 11:30 PST." in told[(name, "sms")]
         assert "Staff are sheltering in Safe Room since 11:30 AM." in told[(name, "call")]
     manager = "Dana Ortiz (branch manager)"
     assert "shelter" not in told[(manager, "sms")] + told[(manager, "call")]
@@ -82,4 +82,4 @@ def test_a_drill_names_shelters_to_the_drill_contact_in_place_of_police(sample_s
                    now_ms=NOW_MS, shelters=(SHELTER,))
     [coordinator] = [p for p in planned if p.contact.name == "Drill coordinator"
                      and str(p.key.channel) == "sms"]
-    assert coordinator.text.startswith("DRILL ") and "Safe Room since 11:30" in coordinator.text
+    assert coordinator.text.startswith("DRILL ") and "Safe Room since 11:30 PST" in coordinator.text

@@ -77,13 +77,14 @@ def operator(sample_site, fake_store):
     return logged_in_client(create_app(sample_site, fake_store), fake_store, "olive", "operator")
 
 
-def test_the_reports_page_renders_for_an_empty_period(operator):
+def test_the_reports_page_renders_for_an_empty_period(operator, fake_store):
+    fake_store.r.set("haven:installed_ms", T0)  # installed long ago: never drilled is due
     page = operator.get("/reports?since=2020-01-01&until=2020-12-31")
     assert page.status_code == 200, page.text
     text = page.text
     assert text.count("<svg") == 4 and "No data in this period" in text
     assert "No alarm acknowledged in this period" in text and "No drill in this period" in text
-    assert "Drill overdue</strong> at Main Library: last drill never" in text
+    assert "Drill due at Main Library: last drill none yet" in text and "⚠" not in text
     assert "<script" not in text and "http://" not in text.split("<body", 1)[1].replace(
         'xmlns="http://www.w3.org/2000/svg"', "")  # nothing from a CDN
 
@@ -102,3 +103,45 @@ def test_the_reports_page_renders_a_busy_period(operator, fake_store):
     assert "60 alarms at Main Library from 2024-01 to 2024-03 (drills not counted)." in text
     assert "<th scope=\"row\">2024-02</th>" in text
     assert text.count("<rect") > 10 and "Drills per branch over the last year" in text
+
+
+def test_alarms_are_counted_in_the_month_of_their_branchs_local_time(fake_store, sample_site):
+    """Issue 20: 2024-03-01 05:00 UTC is still February in Seattle."""
+    from hub.incidents.reports import alarms_per_month
+    march_utc = 1_709_269_200_000  # 2024-03-01T05:00:00Z = 2024-02-29 21:00 PST
+    scripted_alarm(fake_store, "late-feb", at_ms=march_utc)
+    incidents = IncidentStore(fake_store, sample_site)
+    incidents.sync("test")
+    counted = alarms_per_month(incidents.between(march_utc - 1, march_utc + 1),
+                               {"main": sample_site.branches["main"].timezone})
+    assert {m: dict(k) for m, k in counted["main"].items()} == {"2024-02": {"emergency": 1}}
+
+
+def test_the_incident_list_says_times_in_each_branchs_zone(operator, fake_store):
+    scripted_alarm(fake_store, "e1")
+    page = operator.get("/incidents").text
+    assert "2024-03-15 05:00:00 PDT" in page and "Times are each branch" in page
+    assert "12:00:00 UTC" not in page
+
+
+def test_a_fresh_install_has_a_grace_period_before_anything_is_due(fake_store, sample_site,
+                                                                   operator):
+    """Issue 20: a new install shouted "drill overdue · 5 devices missing the daily test
+    press" everywhere. Nothing is due until a full interval after install."""
+    page = operator.get("/reports").text  # the first look is the install: nothing due yet
+    assert "No drill or test press is due." in page and "due at" not in page
+    fake_store.r.delete("haven:installed_ms")
+    store = IncidentStore(fake_store, sample_site)
+    installed = store.installed_ms(T0)
+    assert installed == T0 and store.installed_ms(T0 + DAY_MS) == T0  # kept
+    fresh = readiness(sample_site, {}, {}, T0 + 3600_000, since_ms=installed)
+    assert fresh.drill_overdue == {} and fresh.stale_devices == {}
+    later = readiness(sample_site, {}, {}, T0 + 61 * DAY_MS, since_ms=installed)
+    assert set(later.drill_overdue) == {"westside"}  # every 60 days; main every 90
+    assert set(later.stale_devices) == set(sample_site.devices)
+
+
+def test_the_board_does_not_shout_readiness(operator, fake_store, sample_site):
+    """Said once, on the reports page IT reads; never on the operators' board."""
+    board_js = operator.get("/static/board.js").text
+    assert "missing the daily test press" not in board_js and "drill overdue" not in board_js

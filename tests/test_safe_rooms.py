@@ -16,7 +16,7 @@ from tests.test_twilio_hooks import TOKEN, post, said, twiml
 
 NOW = 1763840000.0  # 2025-11-22 19:33:20 UTC, 11:33 in Los Angeles
 POLICE, CIRC, DANA = "+12065550199", "+12065550101", "+12065550102"
-SHELTER_LINE = "Staff sheltering in Safe Room since 11:33"
+SHELTER_LINE = "Staff sheltering in Safe Room since 11:33 PST"
 
 
 class Inline(Executor):
@@ -64,7 +64,7 @@ def test_an_emergency_tells_police_and_staff_that_staff_shelter_in_the_safe_room
     [police] = texts_to(notifier, POLICE)
     [desk] = texts_to(notifier, CIRC)
     [manager] = texts_to(notifier, DANA)
-    assert police.startswith("HAVEN EMERGENCY: Main Library, Circulation Desk. Pressed 11:34.")
+    assert police.startswith("HAVEN EMERGENCY: Main Library, Circulation Desk. Pressed 11:34 PST.")
     assert SHELTER_LINE in police and SHELTER_LINE in desk
     assert "shelter" not in manager
     calls = dict(notifier.calls)
@@ -84,7 +84,7 @@ def test_the_door_opening_is_told_to_everyone_paged_once_and_ends_the_shelter(hu
     assert door_opens(service, 1_000_123) is Outcome.EVENT
     told = {to: body for to, body in notifier.sent}
     assert set(told) == paged and len(notifier.sent) == len(paged)   # each once
-    assert all("Safe Room door opened 11:35: staff have LEFT the safe room" in body
+    assert all("Safe Room door opened 11:35 PST: staff have LEFT the safe room" in body
                for body in told.values())
     for alarm_id in (safe, emergency):
         assert "safe_room_left" in [e["event"] for e in fake_store.timeline(alarm_id)]
@@ -127,5 +127,5 @@ def test_a_door_opening_with_nobody_recorded_inside_does_not_claim_staff_left(hu
     notifier.sent.clear()
     door_opens(service, 2_000_000)
     assert notifier.sent
-    assert all(body.startswith("HAVEN: Main Library: Safe Room door opened 11:33. Ref ")
+    assert all(body.startswith("HAVEN: Main Library: Safe Room door opened 11:33 PST. Ref ")
                for _, body in notifier.sent)

@@ -153,7 +153,7 @@ def test_the_sms_names_kind_branch_room_and_holder_in_one_segment(sample_site):
                   pressed_at_ms=0, received_at_ms=int(NOW * 1000))
     text = sms_text(alarm, sample_site)
     assert text == ("HAVEN EMERGENCY: Westside Branch, Front Desk (Evening librarian). "
-                    "Alarm at 11:33. Ref 0b6f2a7e-1")
+                    "Alarm at 11:33 PST. Ref 0b6f2a7e-1")
     assert len(text) <= SMS_SEGMENT_CHARS
     planned = plan(sample_site, alarm, sample_site.kinds["emergency"].steps, 0, drill=False)
     phones = [c.phone for c in sample_site.recipients("emergency", "westside")]

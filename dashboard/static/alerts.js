@@ -70,17 +70,21 @@ window.HavenAlerts = (() => {
     lastRing = Date.now();
   }
 
+  // One sound button at a time: "Allow alarm sound" while the browser holds sound back
+  // (never asked, or asked before a reload and not yet unlocked by a click), else the
+  // toggle ("Sound on" / "Sound muted").
   function showSound() {
     const choice = wanted();
     const running = ctx !== null && ctx.state === "running";
-    soundAllow.hidden = choice === "muted" || running;
-    soundToggle.hidden = choice === null && !running;
+    const toggle = running || choice === "muted";
+    soundAllow.hidden = toggle;
+    soundToggle.hidden = !toggle;
     const on = choice === "on";
     soundToggle.setAttribute("aria-pressed", String(on));
     soundToggle.querySelector(".label").textContent = on ? "Sound on" : "Sound muted";
     soundToggle.dataset.sound = on ? "on" : "muted";
     soundNote.textContent = on && !running
-      ? "The browser holds sound back until you click: press “Allow sound”." : "";
+      ? "The browser holds sound back until you click: press “Allow alarm sound”." : "";
   }
 
   soundAllow.addEventListener("click", () => {

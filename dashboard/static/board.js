@@ -5,6 +5,8 @@
 // stream (re)opens, the page fetches a fresh snapshot. A slow periodic resync
 // covers anything else (an event type this page does not know, a lost packet).
 // Every text from the config or the store goes in with textContent, never as HTML.
+// Branches and tiles keep the site file's order (a room never jumps as alarms come);
+// the active list says what is newest, and acknowledges with one click.
 // Needs icons.js (HavenIcons), alerts.js (HavenAlerts) and demo.js (HavenDemo) before it.
 "use strict";
 
@@ -20,7 +22,6 @@
   const RESYNC_MS = 15000;        // periodic snapshot, even when the stream is quiet
   const REOPEN_MS = 3000;         // recreate a stream the browser gave up on
   const FETCH_TIMEOUT_MS = 10000; // a hung snapshot request must not block the next
-  const MAX_RANK = 1000;          // CSS order: alarm tiles and branches before quiet ones
   const STATE_WORDS = {quiet: "Quiet", offline: "Device offline", trouble: "Device trouble",
     drill: "Drill in progress", unknown: "Connecting…"};
   const Icons = window.HavenIcons;
@@ -41,7 +42,6 @@
 
   const serverNow = () => Date.now() + clockOffsetMs;
   const alarmUrl = (id) => `${root}/alarms/${encodeURIComponent(id)}`;
-  const clock = (ms) => new Date(ms).toLocaleTimeString([], {hour: "2-digit", minute: "2-digit"});
 
   function el(tag, attrs = {}, ...children) {
     const node = document.createElement(tag);
@@ -95,41 +95,48 @@
     connection.querySelector(".connection-text").textContent = text;
   }
 
+  // The tile leads with room.alarms[0]: the most urgent (the snapshot puts every
+  // unacknowledged alarm before an acknowledged one); the others are counted, and any
+  // unacknowledged among them is said.
   function statusText(room) {
-    const newest = room.alarms[0];
-    if (!newest) return STATE_WORDS[room.state] || room.state;
-    let text = newest.kind_label;
-    if (room.safe_room && newest.kind === "safe_room") {
+    const lead = room.alarms[0];
+    if (!lead) return STATE_WORDS[room.state] || room.state;
+    let text = lead.kind_label;
+    if (room.safe_room && lead.kind === "safe_room") {
       text = room.occupied ? `Occupied: ${text}` : `Left the safe room; alarm still open`;
     }
-    if (newest.state === "acknowledged") text += " · acknowledged";
-    if (newest.nobody_reached) text += " · NOBODY REACHED";
-    if (room.alarms.length > 1) text += ` (+${room.alarms.length - 1} more)`;
+    if (lead.state === "acknowledged") text += " · acknowledged";
+    if (lead.nobody_reached) text += " · NOBODY REACHED";
+    const others = room.alarms.slice(1);
+    const unacked = others.filter((a) => a.state !== "acknowledged").length;
+    if (others.length) {
+      text += ` (+${others.length} more${unacked ? `, ${unacked} not acknowledged` : ""})`;
+    }
     return text;
   }
 
-  function renderTile(tile, room, branch, demo, rank) {
-    const newest = room.alarms[0];
+  function renderTile(tile, room, branch, demo) {
+    const lead = room.alarms[0];
     tile.dataset.state = room.state;
-    tile.dataset.alarmed = String(Boolean(newest));
+    tile.dataset.alarmed = String(Boolean(lead));
     tile.dataset.drill = String(room.drill);
     tile.dataset.occupied = String(room.occupied);
     const status = part(tile, ".status", () => el("p", {class: "status"},
       iconBox("unknown"), el("span", {class: "status-text"})));
-    Icons.set(status.querySelector(".icon-box"), newest ? newest.kind : room.state);
+    Icons.set(status.querySelector(".icon-box"), lead ? lead.kind : room.state);
     status.querySelector(".status-text").textContent = statusText(room);
 
     const drill = part(tile, ".drill-tag", () => el("p", {class: "drill-tag"},
       iconBox("drill"), el("span", {class: "drill-text"})));
     drill.hidden = !room.drill;
     drill.querySelector(".drill-text").textContent =
-      branch.drill ? `DRILL until ${clock(branch.drill.until_ms)}` : "";
+      branch.drill ? `DRILL until ${branch.drill.until_text}` : "";
 
     const since = part(tile, ".since", () => el("p", {class: "since"}, "for ",
       el("time", {class: "elapsed"})));
     const elapsed = since.querySelector("time.elapsed");
-    since.hidden = !newest;
-    if (newest) elapsed.dataset.sinceMs = newest.received_at_ms;
+    since.hidden = !lead;
+    if (lead) elapsed.dataset.sinceMs = lead.received_at_ms;
     else delete elapsed.dataset.sinceMs;
 
     const troubles = part(tile, ".troubles", () => el("ul", {class: "troubles"}));
@@ -140,67 +147,104 @@
 
     const open = part(tile, ".open", () => el("p", {class: "open"},
       el("a", {class: "open-alarm"}, "Open alarm")));
-    open.hidden = !newest;
+    open.hidden = !lead;
     const link = open.querySelector("a");
-    if (newest) {
-      link.href = alarmUrl(newest.id);
-      link.setAttribute("aria-label", `Open alarm: ${newest.kind_label}, ${room.name}`);
+    if (lead) {
+      link.href = alarmUrl(lead.id);
+      link.setAttribute("aria-label", `Open alarm: ${lead.kind_label}, ${room.name}`);
     } else {
       link.removeAttribute("href");
     }
-    // tiles with alarms first, newest first (visual order; the active list says it in words)
-    tile.style.order = newest ? String(rank.get(newest.id) - MAX_RANK) : "0";
     window.HavenDemo.render(part(tile, ".demo-controls",
-      () => el("div", {class: "demo-controls"})), demo ? room.devices : []);
+      () => el("div", {class: "demo-controls"})), demo ? room.devices : [],
+      demo ? room.doors || [] : []);
   }
 
+  // One click acknowledges: the same POST as the alarm page's button, with the CSRF header
+  // (the answer is JSON); the stream then brings the change to every board.
+  async function acknowledge(alarm, button, feedback) {
+    button.disabled = true;
+    feedback.textContent = "Acknowledging…";
+    try {
+      const token = document.querySelector('meta[name="csrf-token"]');
+      const response = await fetch(`${alarmUrl(alarm.id)}/acknowledge`, {method: "POST",
+        headers: {"Accept": "application/json",
+          ...(token ? {"X-CSRF-Token": token.content} : {})}});
+      const body = await response.json().catch(() => ({}));
+      feedback.textContent = body.message || (response.ok ? "Acknowledged" :
+        `Not done (HTTP ${response.status}): reload the page`);
+      sync();
+    } catch (err) {
+      feedback.textContent = "Not done: the dashboard did not answer; try again";
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  // Items are kept while their alarm reads the same, so a focused button stays focused.
   function renderActive(active) {
-    activeList.replaceChildren(...active.map((alarm) => {
-      const received = new Date(alarm.received_at_ms).toLocaleTimeString();
-      const item = el("li", {class: "alarm", "data-kind": alarm.kind, "data-alarm": alarm.id,
-        "data-state": alarm.state},
-        el("a", {class: "alarm-link", href: alarmUrl(alarm.id)},
-          iconBox(alarm.kind), el("strong", {class: "kind"}, alarm.kind_label)),
-        el("span", {class: "where"}, `${alarm.branch_name}, ${alarm.room_name}`),
-        el("span", {class: "meta"}, `device ${alarm.device} · ${received} · `,
-          el("time", {class: "elapsed", "data-since-ms": alarm.received_at_ms}), " ago"));
-      if (alarm.drill) {  // practice until someone says it is real (hub.drill)
-        item.append(el("span", {class: "drill-mark"}, iconBox("drill"), "DRILL"),
-          el("a", {class: "real-link", href: `${alarmUrl(alarm.id)}#real-heading`},
-            "This is real?"));
-      }
-      item.append(alarm.state === "acknowledged"
-        ? el("span", {class: "ack"}, `Acknowledged${alarm.acknowledged_by
-          ? ` by ${alarm.acknowledged_by}` : ""}`)
-        : el("span", {class: "unack"}, "Not acknowledged"));
-      if (alarm.nobody_reached) {
-        item.append(el("span", {class: "nobody"}, "Nobody reached: call for help"));
-      }
-      if (known && !known.has(alarm.id)) item.classList.add("new");
+    const old = new Map([...activeList.children].map((li) => [li.dataset.alarm, li]));
+    const items = active.map((alarm) => {
+      const sig = JSON.stringify([alarm.state, alarm.acknowledged_by, alarm.nobody_reached,
+        alarm.drill, alarm.kind_label, alarm.branch_name, alarm.room_name]);
+      let item = old.get(alarm.id);
+      if (!item || item.dataset.sig !== sig) item = activeItem(alarm, sig, item);
+      item.classList.toggle("new", Boolean(known && !known.has(alarm.id)));
       return item;
-    }));
+    });
+    if (items.length !== activeList.children.length ||
+        items.some((item, i) => activeList.children[i] !== item)) {
+      activeList.replaceChildren(...items);
+    }
     activeCount.textContent = active.length ? `(${active.length})` : "";
     noActive.textContent = "No active alarms.";
     noActive.hidden = active.length > 0;
     document.title = `${active.length ? `(${active.length}) ⚠ ` : ""}Haven · ${siteName}`;
   }
 
-  function renderBranch(section, branch, alarms, rank) {
+  function activeItem(alarm, sig, previous) {
+    const item = el("li", {class: "alarm", "data-kind": alarm.kind, "data-alarm": alarm.id,
+      "data-state": alarm.state, "data-sig": sig},
+      el("a", {class: "alarm-link", href: alarmUrl(alarm.id)},
+        iconBox(alarm.kind), el("strong", {class: "kind"}, alarm.kind_label)),
+      el("span", {class: "where"}, `${alarm.branch_name}, ${alarm.room_name}`),
+      el("span", {class: "meta"}, `device ${alarm.device} · ${alarm.received_text} · `,
+        el("time", {class: "elapsed", "data-since-ms": alarm.received_at_ms}), " ago"));
+    if (alarm.drill) {  // practice until someone says it is real (hub.drill)
+      item.append(el("span", {class: "drill-mark"}, iconBox("drill"), "DRILL"),
+        el("a", {class: "real-link", href: `${alarmUrl(alarm.id)}#real-heading`},
+          "This is real?"));
+    }
+    item.append(alarm.state === "acknowledged"
+      ? el("span", {class: "ack"}, `Acknowledged${alarm.acknowledged_by
+        ? ` by ${alarm.acknowledged_by}` : ""}`)
+      : el("span", {class: "unack"}, "Not acknowledged"));
+    if (alarm.nobody_reached) {
+      item.append(el("span", {class: "nobody"}, "Nobody reached: call for help"));
+    }
+    if (alarm.state === "raised") {
+      const feedback = el("span", {class: "ack-feedback", role: "status"});
+      const button = el("button", {type: "button", class: "ack-button",
+        "aria-label": `Acknowledge ${alarm.kind_label}, ${alarm.branch_name}, ` +
+                      `${alarm.room_name}`}, "Acknowledge");
+      button.addEventListener("click", () => acknowledge(alarm, button, feedback));
+      item.append(button, feedback);
+    } else if (previous) {  // acknowledged here or elsewhere: keep what was said
+      const said = previous.querySelector(".ack-feedback");
+      if (said && said.textContent.startsWith("Not done")) item.append(said);
+    }
+    return item;
+  }
+
+  function renderBranch(section, branch, alarms) {
     section.dataset.active = String(alarms > 0);
     section.dataset.drill = String(branch.drill !== null);
-    const ranks = branch.rooms.flatMap((r) => r.alarms.map((a) => rank.get(a.id)));
-    const newest = Math.min(MAX_RANK, ...ranks);
-    section.style.order = alarms ? String(newest - MAX_RANK) : "0";
     const status = section.querySelector(".branch-status");
     if (!status) return;
     const words = [];
     if (alarms) words.push(`${alarms} active alarm${alarms > 1 ? "s" : ""}`);
-    if (branch.drill) words.push(`drill until ${clock(branch.drill.until_ms)}`);
+    if (branch.drill) words.push(`drill until ${branch.drill.until_text}`);
     if (branch.lone_worker === true) words.push("lone worker");
-    if (branch.drill_overdue) words.push("drill overdue");
-    const stale = branch.test_press_stale || [];
-    if (stale.length) words.push(`${stale.length} device${stale.length > 1 ? "s" : ""} ` +
-                                 "missing the daily test press");
     status.textContent = words.length ? `— ${words.join(" · ")}` : "";
   }
 
@@ -215,7 +259,6 @@
   function render(snapshot) {
     clockOffsetMs = snapshot.generated_at_ms - Date.now();
     renderArc(snapshot.arc_troubles);
-    const rank = new Map(snapshot.active.map((a, i) => [a.id, Math.min(i, MAX_RANK - 1)]));
     let tiles = 0;
     for (const branch of snapshot.branches) {
       const section = document.querySelector(`.branch[data-branch="${CSS.escape(branch.id)}"]`);
@@ -225,9 +268,9 @@
         if (!tile) continue;
         tiles += 1;
         alarms += room.alarms.length;
-        renderTile(tile, room, branch, snapshot.demo, rank);
+        renderTile(tile, room, branch, snapshot.demo);
       }
-      if (section) renderBranch(section, branch, alarms, rank);
+      if (section) renderBranch(section, branch, alarms);
     }
     renderActive(snapshot.active);
     const fresh = known ? snapshot.active.filter((a) => !known.has(a.id)) : snapshot.active;

@@ -121,7 +121,7 @@ def report_charts(site, incidents: list, drills: list, *, since_ms: int, until_m
     from .reports import ACK_BINS_S, ack_figures, alarms_per_month, drills_per_branch
     charts = []
     months = months_between(since_ms, until_ms)
-    per_month = alarms_per_month(incidents)
+    per_month = alarms_per_month(incidents, {b.id: b.timezone for b in site.branches.values()})
     for branch in site.branches.values():
         counts = per_month.get(branch.id, {})
         kinds = sorted({k for c in counts.values() for k in c})

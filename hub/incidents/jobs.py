@@ -37,6 +37,7 @@ from hub.model import Delivery
 from hub.notify import Notifier
 from hub.site import Contact, Site
 
+from hub.outage import Outage
 from .mail import Mailer
 from .model import PERSONAL_FIELDS, Incident, ReportStatus
 from .store import IncidentStore
@@ -102,7 +103,7 @@ class IncidentJobs:
     def _when(self, incident: Incident, ms: int | None) -> str:
         branch = self.site.branches.get(incident.alarm.branch)
         zone = ZoneInfo(branch.timezone) if branch else timezone.utc
-        return datetime.fromtimestamp((ms or 0) / 1000, zone).strftime("%a %d %b %H:%M")
+        return datetime.fromtimestamp((ms or 0) / 1000, zone).strftime("%a %d %b %H:%M %Z")
 
     def _link(self, incident: Incident) -> str:
         return f" {self.public_url}/incidents/{incident.id}" if self.public_url else \
@@ -215,11 +216,13 @@ class IncidentJobs:
 
 def run_jobs(jobs: IncidentJobs, stop: threading.Event, every_s: float = TICK_S) -> None:
     """Run :meth:`IncidentJobs.tick` every ``every_s`` until ``stop``; a dead Redis is
-    logged and retried, never fatal."""
+    logged (once per outage, and its end) and retried, never fatal."""
+    store = Outage("store", log, "incident jobs")
     while not stop.wait(every_s):
         try:
             jobs.tick()
+            store.up()
         except redis.RedisError as exc:
-            log.error("incident jobs: store unreachable (%s); retrying in %.0f s", exc, every_s)
+            store.down(exc)
         except Exception:
             log.exception("incident jobs failed; retrying in %.0f s", every_s)

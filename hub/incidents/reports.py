@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Iterable
+from datetime import datetime, timezone, tzinfo
+from typing import Iterable, Mapping
+from zoneinfo import ZoneInfo
 
 from hub.site import Site
 
@@ -90,27 +91,39 @@ class Readiness:
 
 
 def readiness(site: Site, last_drills: dict[str, int], test_presses: dict[str, int],
-              now_ms: int) -> Readiness:
+              now_ms: int, *, since_ms: int = 0) -> Readiness:
     """Branches whose last drill is older than their interval, and devices whose daily test
-    press has not been seen for ``test_press_max_age_days``."""
+    press has not been seen for ``test_press_max_age_days``. ``since_ms``: when Haven was
+    installed (:meth:`IncidentStore.installed_ms`); a branch that never drilled or a device
+    never test-pressed counts from then, so a fresh install has a full interval of grace
+    instead of flagging everything at once."""
     s = site.incidents
     overdue = {b: last_drills.get(b) for b in site.branches
-               if now_ms - last_drills.get(b, 0) > s.drill_every_ms(b)}
+               if now_ms - last_drills.get(b, since_ms) > s.drill_every_ms(b)}
     stale = {d: test_presses.get(d) for d in site.devices
-             if now_ms - test_presses.get(d, 0) > s.test_press_max_age_ms}
+             if now_ms - test_presses.get(d, since_ms) > s.test_press_max_age_ms}
     return Readiness(overdue, stale)
 
 
-def month_of(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, timezone.utc).strftime("%Y-%m")
+def month_of(ms: int, tz: str = "UTC") -> str:
+    """``YYYY-MM`` of Unix ms ``ms`` in zone ``tz`` (a branch's)."""
+    try:
+        zone: tzinfo = ZoneInfo(tz)
+    except (KeyError, ValueError):
+        zone = timezone.utc
+    return datetime.fromtimestamp(ms / 1000, zone).strftime("%Y-%m")
 
 
-def alarms_per_month(incidents: Iterable[Incident]) -> dict[str, dict[str, Counter]]:
-    """branch -> month (``YYYY-MM``, UTC) -> kind -> alarms (drills left out)."""
+def alarms_per_month(incidents: Iterable[Incident],
+                     zones: Mapping[str, str] | None = None) -> dict[str, dict[str, Counter]]:
+    """branch -> month (``YYYY-MM`` in the branch's local time, ``zones``: branch -> zone;
+    UTC for a branch not in it) -> kind -> alarms (drills left out)."""
+    zones = zones or {}
     out: dict[str, dict[str, Counter]] = defaultdict(lambda: defaultdict(Counter))
     for i in incidents:
         if not i.drill:
-            out[i.alarm.branch][month_of(i.alarm.received_at_ms)][i.alarm.kind] += 1
+            month = month_of(i.alarm.received_at_ms, zones.get(i.alarm.branch, "UTC"))
+            out[i.alarm.branch][month][i.alarm.kind] += 1
     return out
 
 

@@ -187,6 +187,14 @@ class IncidentStore:
         """Device id -> when its last test press reached the hub (ms)."""
         return {k: int(v) for k, v in self.r.hgetall(self.key("test-presses")).items()}
 
+    def installed_ms(self, now_ms: int) -> int:
+        """When this Haven was first asked for its readiness (Unix ms): ``now_ms`` the first
+        time, kept from then on. Readiness counts a never-drilled branch from it."""
+        pipe = self.r.pipeline(transaction=False)
+        pipe.set(self.key("installed_ms"), now_ms, nx=True)
+        pipe.get(self.key("installed_ms"))
+        return int(pipe.execute()[1])
+
     def last_drills(self) -> dict[str, int]:
         """Branch id -> when its latest drill alarm reached the hub (ms)."""
         return {k: int(v) for k, v in self.r.hgetall(self.key("drills", "last")).items()}

@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from ..cliopts import add_redis_option
 from . import EXIT_BAD_INPUT, ProvisionError
 
 #: systemctl verbs per action: reload (mosquitto: ACL; hub: site file on SIGHUP), restart
@@ -66,7 +67,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     lst = verbs.add_parser("list", parents=[site],
                             help="every device with its room, certificate and presence")
-    lst.add_argument("--redis", help="Redis URL for presence (env HAVEN_REDIS_URL)")
+    add_redis_option(lst, "Redis URL for presence (env HAVEN_REDIS_URL, default "
+                          "redis://127.0.0.1:6379/0)")
 
     for verb in (dev, rev, hub, acl):
         verb.add_argument("--no-reload", action="store_true",
