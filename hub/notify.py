@@ -139,12 +139,12 @@ class TwilioNotifier:
                                  "http://127.0.0.1:8080")
         self._api_base, self._timeout = api_base, timeout_s
         self._local = threading.local()
-        self._http = _http_client(api_base, timeout_s)  # one pool for every sender thread
+        self._http = _http_client(api_base, timeout_s)  # shared; connections are per thread
         # The SDK imports its API modules lazily (~0.1 s): do it now, not on the first alarm.
         _ = self._client().messages, self._client().calls
 
     def _client(self):
-        """This thread's SDK client, on the shared connection pool (hub.twilio_transport)."""
+        """This thread's SDK client (its connection is its own: hub.twilio_transport)."""
         client = getattr(self._local, "client", None)
         if client is None:
             from twilio.rest import Client
@@ -157,8 +157,9 @@ class TwilioNotifier:
         page (hub start, on a sender thread), by fetching the account: that also tells at
         start whether the credentials are right. Nothing is raised: the first page tries
         again, and reports what it meets."""
-        import urllib3
         from twilio.base.exceptions import TwilioException, TwilioRestException
+
+        from .twilio_transport import ApiUnreachable
         try:
             self._client().api.v2010.accounts(self._sid).fetch()
         except TwilioRestException as exc:
@@ -169,7 +170,7 @@ class TwilioNotifier:
             else:
                 log.warning("Twilio answered the start-up check with HTTP %s (%s); pages "
                             "will tell", exc.status, exc.msg)
-        except (TwilioException, urllib3.exceptions.HTTPError) as exc:
+        except (TwilioException, ApiUnreachable) as exc:
             log.warning("Twilio API not reachable at start (%s); pages will try again", exc)
 
     def send_sms(self, to: str, body: str, *, status_url: str | None = None) -> Delivery:
@@ -230,14 +231,15 @@ class TwilioNotifier:
 
     @staticmethod
     def _create(request) -> Delivery:
-        import urllib3
         from twilio.base.exceptions import TwilioException, TwilioRestException
+
+        from .twilio_transport import ApiUnreachable
         try:
             resource = request()
         except TwilioRestException as exc:
             return Delivery.failed(f"HTTP {exc.status}: {exc.msg}", code=exc.code,
                                    retryable=_retryable_status(exc.status))
-        except urllib3.exceptions.HTTPError as exc:  # timeouts, refused or reset connections
+        except ApiUnreachable as exc:  # timeouts, refused or reset connections
             return Delivery.failed(f"API unreachable: {_reason(exc)}", retryable=True)
         except TwilioException as exc:
             return Delivery.failed(str(exc), retryable=False)
@@ -245,7 +247,7 @@ class TwilioNotifier:
 
 
 def _reason(exc: Exception) -> str:
-    """A transport error in a few words (urllib3's messages carry the connection object)."""
+    """A transport error in a few words."""
     text = str(exc)
     for marker in ("Connection refused", "timed out", "Connection reset", "Remote end closed",
                    "Name or service not known"):
@@ -255,7 +257,7 @@ def _reason(exc: Exception) -> str:
 
 
 def _http_client(api_base: str | None, timeout_s: float):
-    """The SDK's transport (hub.twilio_transport): urllib3's keep-alive pool, shared by the
-    sender threads; with ``api_base`` every request goes there."""
+    """The SDK's transport (hub.twilio_transport): a keep-alive ``http.client`` connection
+    per sender thread; with ``api_base`` every request goes there."""
     from .twilio_transport import PooledHttpClient
-    return PooledHttpClient(timeout=timeout_s, connections=64, api_base=api_base)
+    return PooledHttpClient(timeout=timeout_s, api_base=api_base)

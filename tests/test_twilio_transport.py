@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import pytest
-import urllib3
 from twilio.rest import Client
 
 from hub.localservices import free_port
-from hub.twilio_transport import PooledHttpClient
+from hub.twilio_transport import ApiUnreachable, PooledHttpClient
 
 
 @pytest.fixture
 def client(fake_twilio):
-    http = PooledHttpClient(timeout=2.0, connections=4, api_base=fake_twilio.url)
+    http = PooledHttpClient(timeout=2.0, api_base=fake_twilio.url)
     return Client(fake_twilio.account_sid, fake_twilio.auth_token, http_client=http)
 
 
@@ -48,8 +47,18 @@ def test_connections_are_kept_alive_between_requests(client, fake_twilio):
     assert len(fake_twilio._connections) == 1
 
 
-def test_an_api_nobody_listens_on_raises_urllib3_s_error_at_once():
+def test_an_api_nobody_listens_on_is_unreachable_at_once():
     http = PooledHttpClient(timeout=2.0, api_base=f"http://127.0.0.1:{free_port()}")
-    with pytest.raises(urllib3.exceptions.HTTPError):
+    with pytest.raises(ApiUnreachable):
         Client("AC" + "0" * 32, "t", http_client=http).messages.create(
             to="+12065550101", from_="+12065550000", body="x")
+
+
+def test_a_connection_the_server_closed_while_idle_is_not_reused(client, fake_twilio):
+    """The API went away and came back (a restart, an idle timeout): the next request goes
+    on a new connection instead of into the dead socket."""
+    client.messages.create(to="+12065550101", from_="+12065550000", body="first")
+    fake_twilio.down()
+    fake_twilio.up()
+    client.messages.create(to="+12065550101", from_="+12065550000", body="second")
+    assert [r.form["Body"] for r in fake_twilio.accepted()] == ["first", "second"]
