@@ -27,7 +27,6 @@ from .messages import call_text, page_ref, safe_room_left_text, sms_text
 from .model import Alarm, AlarmState, Channel, NotificationKey
 from .reach import Reach, attempt_reach
 from .sending import LEASE_MS
-from .site import Contact
 
 log = logging.getLogger("haven.hub")
 
@@ -124,8 +123,7 @@ class FollowupMixin:
         return len(due)
 
     def _place_followup_call(self, alarm: Alarm, key: NotificationKey):
-        contact = next((c for c in self.site.contacts if c.phone == key.contact), None) \
-            or Contact(key.contact, key.contact, frozenset(), frozenset())
+        contact = self.site.contact(key.contact)
         return self.senders.submit(self._send, PlannedNotification(key, contact,
                                                                    call_text(alarm, self.site)))
 
@@ -172,17 +170,16 @@ class FollowupMixin:
                 reached.setdefault(entry["to"], entry["contact"])
         return reached, drill
 
-    def _text_each(self, alarm: Alarm, names: dict[str, str], attempt: int, text: str) -> None:
+    def _text_each(self, alarm: Alarm, names: dict[str, str], attempt: int, text: str, *,
+                   retry: bool = False) -> None:
         """Queue ``text`` to each phone of ``names`` (phone -> contact name) as the SMS of
-        ``attempt``: claimed, so each goes out once across workers."""
-        by_phone = {c.phone: c for c in self.site.contacts}
+        ``attempt``: claimed, so each goes out once across workers. ``retry``: tried again
+        after a retryable failure while the alarm waits for a person (hub.sending); the
+        texts after an acknowledgement or the end are not."""
         for phone, name in names.items():
-            contact = by_phone.get(phone) or Contact(name, phone, frozenset(), frozenset())
             key = NotificationKey(alarm.id, attempt, phone, Channel.SMS)
-            # Not retried from Redis: these texts follow an acknowledgement or the end
-            # (hub.sending retries pages only while an alarm waits for a person).
-            self.senders.submit(self._send, PlannedNotification(key, contact, text,
-                                                                retry=False))
+            self.senders.submit(self._send, PlannedNotification(
+                key, self.site.contact(phone, name), text, retry=retry))
 
     def _check_reach(self, alarm: Alarm, number: int) -> None:
         """Attempt ``number``'s delivery reports so far (the alarm's timeline): if every page
@@ -213,7 +210,6 @@ class FollowupMixin:
             return 0
         branch, room = place
         sheltered = self.store.end_shelter(branch.id, room.id) is not None
-        by_phone = {c.phone: c for c in self.site.contacts}
         texted: set[str] = set()
         for alarm in self.store.active_alarms():
             if alarm.branch != branch.id:
@@ -223,14 +219,10 @@ class FollowupMixin:
             reached, drill = self._reached(alarm)
             text = safe_room_left_text(alarm, self.site, room.id, now_ms, drill=drill,
                                        sheltered=sheltered)
-            for phone, name in reached.items():
-                if phone in texted:
-                    continue
-                texted.add(phone)
-                contact = by_phone.get(phone) or Contact(name, phone, frozenset(), frozenset())
-                key = NotificationKey(alarm.id, SAFE_ROOM_LEFT_BASE + event_at % 1_000_000,
-                                      phone, Channel.SMS)
-                self.senders.submit(self._send, PlannedNotification(key, contact, text))
+            names = {phone: name for phone, name in reached.items() if phone not in texted}
+            texted.update(names)
+            self._text_each(alarm, names, SAFE_ROOM_LEFT_BASE + event_at % 1_000_000, text,
+                            retry=True)
         if texted:
             log.warning("%s: %s door opened: %d contact(s) told staff left the safe room",
                         branch.name, room.name, len(texted))

@@ -26,7 +26,6 @@ from .escalation import FALLBACK_ATTEMPT_BASE, PlannedNotification
 from .metrics import delivery_outcome
 from .model import AlarmState, Channel, Delivery, NotificationKey
 from .notify import TWILIO_TIMEOUT_S
-from .site import Contact
 from .store_notifications import PageRecord, PageRetry
 from .tally import PageTicket
 
@@ -199,9 +198,8 @@ class SendingMixin:
                 continue
             if claim == 0:  # another worker is sending it now; its record decides
                 continue
-            contact = next((c for c in self.site.contacts if c.phone == key.contact), None) \
-                or Contact(retry.contact_name, key.contact, frozenset(), frozenset())
-            item = PlannedNotification(key, contact, retry.text, retry.ref, tries=retry.tries)
+            item = PlannedNotification(key, self.site.contact(key.contact, retry.contact_name),
+                                       retry.text, retry.ref, tries=retry.tries)
             self.claims.hold(key, now)
             self.metrics.page_retried(str(key.channel))
             try:

@@ -130,6 +130,12 @@ class Site:
         assert room is not None  # guaranteed by validation
         return branch, room
 
+    def contact(self, phone: str, name: str | None = None) -> Contact:
+        """The contact with this E.164 ``phone``; one gone from the site file since it was
+        paged is a bare contact named ``name`` (or the number), with no branch or role."""
+        found = next((c for c in self.contacts if c.phone == phone), None)
+        return found or Contact(name or phone, phone, frozenset(), frozenset())
+
     def recipients(self, kind: str, branch_id: str) -> tuple[Contact, ...]:
         """Contacts of ``branch_id`` holding a role the kind's first step pages, in config
         order (schedules aside)."""

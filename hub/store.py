@@ -38,7 +38,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import redis
 
@@ -458,42 +458,32 @@ class Store(BranchStoreMixin, NotificationStoreMixin, DeviceStoreMixin):
         Raises ``KeyError`` for an unknown alarm and
         :class:`hub.lifecycle.IllegalTransition` when the event does not apply.
         """
-        key = self._key("alarm", alarm_id)
-        with self.r.pipeline() as pipe:
-            while True:
-                try:
-                    pipe.watch(key)
-                    fields = pipe.hgetall(key)
-                    if not fields:
-                        raise KeyError(f"no alarm {alarm_id!r}")
-                    result = transition(Alarm.from_fields(fields), event, now_ms, by=by,
-                                        reason=reason, cancel_window_ms=cancel_window_ms)
-                    new = result.alarm
-                    shelter = self._key("branch", new.branch), SHELTER_FIELD + new.room
-                    sheltered = new.kind == SAFE_ROOM_KIND and not new.state.active and \
-                        (pipe.hget(*shelter) or "").endswith(f":{alarm_id}")
-                    pipe.multi()
-                    if sheltered:  # the safe room's alarm is over: nobody shelters there
-                        pipe.hdel(*shelter)
-                    pipe.hset(key, mapping=new.to_fields())
-                    if not new.state.active:
-                        pipe.zrem(self._key("alarms", "active"), alarm_id)
-                    if new.state != "raised":  # a person answered, or it is over
-                        pipe.zrem(self._key("escalations"), alarm_id)
-                    pipe.xadd(self._key("timeline", alarm_id),
-                              {"event": str(new.state), "at_ms": now_ms, "by": by,
-                               "reason": reason or ""})
-                    if result.device_command:
-                        pipe.xadd(self._key("device-commands"),
-                                  {"device": new.device, "cmd": result.device_command,
-                                   "alarm_id": alarm_id}, maxlen=COMMANDS_MAXLEN,
-                                  approximate=True)
-                    pipe.publish(self.events_channel, json.dumps(
-                        {"type": f"alarm.{new.state}", "alarm": new.to_json()}))
-                    pipe.execute()
-                    return new
-                except redis.WatchError:
-                    continue
+        def change(pipe, alarm: Alarm) -> Alarm:
+            result = transition(alarm, event, now_ms, by=by, reason=reason,
+                                cancel_window_ms=cancel_window_ms)
+            new = result.alarm
+            shelter = self._key("branch", new.branch), SHELTER_FIELD + new.room
+            sheltered = new.kind == SAFE_ROOM_KIND and not new.state.active and \
+                (pipe.hget(*shelter) or "").endswith(f":{alarm_id}")
+            pipe.multi()
+            if sheltered:  # the safe room's alarm is over: nobody shelters there
+                pipe.hdel(*shelter)
+            pipe.hset(self._key("alarm", alarm_id), mapping=new.to_fields())
+            if not new.state.active:
+                pipe.zrem(self._key("alarms", "active"), alarm_id)
+            if new.state != "raised":  # a person answered, or it is over
+                pipe.zrem(self._key("escalations"), alarm_id)
+            pipe.xadd(self._key("timeline", alarm_id),
+                      {"event": str(new.state), "at_ms": now_ms, "by": by,
+                       "reason": reason or ""})
+            if result.device_command:
+                pipe.xadd(self._key("device-commands"),
+                          {"device": new.device, "cmd": result.device_command,
+                           "alarm_id": alarm_id}, maxlen=COMMANDS_MAXLEN, approximate=True)
+            pipe.publish(self.events_channel, json.dumps(
+                {"type": f"alarm.{new.state}", "alarm": new.to_json()}))
+            return new
+        return self._update_alarm(alarm_id, change)
 
     def make_real(self, alarm_id: str, *, by: str, via: str, now_ms: int) -> Alarm:
         """Someone (``by``, through ``via``: sms, call, dashboard, cli) says a drill alarm
@@ -505,6 +495,27 @@ class Store(BranchStoreMixin, NotificationStoreMixin, DeviceStoreMixin):
         Raises ``KeyError`` for an unknown alarm and
         :class:`hub.lifecycle.IllegalTransition` when it is not an active drill alarm.
         """
+        def change(pipe, alarm: Alarm) -> Alarm:
+            new = make_real(alarm, now_ms, by=by)
+            pipe.multi()
+            pipe.hset(self._key("alarm", alarm_id), mapping=new.to_fields())
+            pipe.xadd(self._key("timeline", alarm_id),
+                      {"event": "real", "at_ms": now_ms, "by": by, "via": via})
+            pipe.zadd(self._key("escalations"), {alarm_id: now_ms})
+            # a plain "received": the device stops showing DRILL (device.protocol)
+            pipe.xadd(self._key("device-commands"),
+                      {"device": new.device, "cmd": "received", "alarm_id": alarm_id},
+                      maxlen=COMMANDS_MAXLEN, approximate=True)
+            pipe.publish(self.events_channel, json.dumps(
+                {"type": "alarm.real", "alarm": new.to_json()}))
+            return new
+        return self._update_alarm(alarm_id, change)
+
+    def _update_alarm(self, alarm_id: str, change: Callable[[Any, Alarm], Alarm]) -> Alarm:
+        """Read the alarm under WATCH and apply ``change(pipe, alarm)`` (it may read more,
+        then calls ``pipe.multi()`` and queues its writes), retried until no other client
+        changed the alarm meanwhile; returns what ``change`` returned. Raises ``KeyError``
+        for an unknown alarm, and whatever ``change`` raises."""
         key = self._key("alarm", alarm_id)
         with self.r.pipeline() as pipe:
             while True:
@@ -513,18 +524,7 @@ class Store(BranchStoreMixin, NotificationStoreMixin, DeviceStoreMixin):
                     fields = pipe.hgetall(key)
                     if not fields:
                         raise KeyError(f"no alarm {alarm_id!r}")
-                    new = make_real(Alarm.from_fields(fields), now_ms, by=by)
-                    pipe.multi()
-                    pipe.hset(key, mapping=new.to_fields())
-                    pipe.xadd(self._key("timeline", alarm_id),
-                              {"event": "real", "at_ms": now_ms, "by": by, "via": via})
-                    pipe.zadd(self._key("escalations"), {alarm_id: now_ms})
-                    # a plain "received": the device stops showing DRILL (device.protocol)
-                    pipe.xadd(self._key("device-commands"),
-                              {"device": new.device, "cmd": "received", "alarm_id": alarm_id},
-                              maxlen=COMMANDS_MAXLEN, approximate=True)
-                    pipe.publish(self.events_channel, json.dumps(
-                        {"type": "alarm.real", "alarm": new.to_json()}))
+                    new = change(pipe, Alarm.from_fields(fields))
                     pipe.execute()
                     return new
                 except redis.WatchError:
