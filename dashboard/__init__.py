@@ -22,7 +22,7 @@ share them; they must also share ``secret_key`` (see :func:`auth.load_secret_key
 from __future__ import annotations
 
 import secrets
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from flask import Flask, Response
@@ -30,7 +30,10 @@ from flask import Flask, Response
 from hub.site import Site
 from hub.store import Store
 
-from . import (alarms, auth, board, branches, csrf, demo, devices, incidents, privacy,
+if TYPE_CHECKING:
+    from hub.push_keys import PushKeys
+
+from . import (alarms, auth, board, branches, csrf, demo, devices, incidents, privacy, push,
                twilio_hooks)
 from .ratelimit import LoginLimiter
 from .users import Users
@@ -47,7 +50,7 @@ MAX_REQUEST_BYTES = 256 * 1024
 def create_app(site: Site, store: Store, *, demo_control_url: str | None = None,
                test_config: dict[str, Any] | None = None,
                twilio_auth_token: str | None = None, public_url: str | None = None,
-               secret_key: str | None = None) -> Flask:
+               secret_key: str | None = None, push_keys: "PushKeys | None" = None) -> Flask:
     """The dashboard app for ``site``, reading alarms from ``store``.
 
     ``demo_control_url`` (``http://host:port``) is the demo simulator's control
@@ -59,6 +62,10 @@ def create_app(site: Site, store: Store, *, demo_control_url: str | None = None,
     are absent. ``public_url`` (``https://haven.example.org``) is the dashboard's
     root as Twilio reaches it, for signature checks behind a proxy and for the
     URLs put in TwiML; ``None`` uses the request's own URL.
+
+    ``push_keys`` (hub.push_keys, ``HAVEN_PUSH_KEYS``): browsers subscribe to Web Push and
+    the push's "I'm responding" acknowledges (:mod:`dashboard.push`); without them the push
+    page says how IT sets it up.
 
     ``secret_key`` signs the session cookie; ``None`` makes a random one, so sessions
     end when the process does (tests). ``haven dashboard`` passes
@@ -93,6 +100,7 @@ def create_app(site: Site, store: Store, *, demo_control_url: str | None = None,
     for blueprint in (board.bp, alarms.bp, branches.bp, devices.bp, incidents.bp,
                       privacy.bp):
         app.register_blueprint(blueprint)
+    push.init_app(app, push_keys)
     if demo_control_url is not None:
         app.register_blueprint(demo.bp)
     if twilio_auth_token is not None:

@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 bp = Blueprint("auth", __name__)
 
 EXTENSION = "haven.auth"
-PUBLIC_PREFIXES = ("/login", "/static/", "/twilio/")
+PUBLIC_PREFIXES = ("/login", "/static/", "/twilio/", "/push/public/")
 SCRIPT_PREFIXES = ("/api/", "/events", "/demo/")
 WRONG = "Wrong username or password."
 

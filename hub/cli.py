@@ -45,6 +45,7 @@ def cmd_dashboard(args) -> int:
     from dashboard.auth import load_secret_key
     from dashboard.serve import serve
 
+    from .push_keys import push_keys_from_env
     from .settings import env_default, hub_settings
     from .site import load_site
     from .store import Store
@@ -58,7 +59,8 @@ def cmd_dashboard(args) -> int:
     app = create_app(load_site(settings.site_path), Store.from_url(settings.redis_url),
                      demo_control_url=args.demo_control,
                      twilio_auth_token=settings.twilio.auth_token if settings.twilio else None,
-                     public_url=settings.public_url, secret_key=secret_key)
+                     public_url=settings.public_url, secret_key=secret_key,
+                     push_keys=push_keys_from_env())  # PushKeyError: one line, exit 1
     if settings.twilio and not settings.public_url:
         logging.getLogger("haven.dashboard").warning(
             "Twilio webhooks are served, but HAVEN_PUBLIC_URL is unset: set it to the URL "

@@ -25,6 +25,7 @@ import logging
 from .escalation import FALLBACK_ATTEMPT_BASE, PlannedNotification
 from .messages import call_text, page_ref, safe_room_left_text, sms_text
 from .model import Alarm, AlarmState, Channel, NotificationKey
+from .push_route import other_route_later
 from .reach import Reach, attempt_reach
 from .sending import LEASE_MS
 
@@ -89,6 +90,8 @@ class FollowupMixin:
         if channel == Channel.SMS:
             if status not in ("undelivered", "failed"):
                 return False
+            # the push says it in its own words (hub.push)
+            other_route_later(self, NotificationKey.parse(key_text), "")
             original, n = attempt, 0
         elif attempt >= FOLLOWUP_CALL_BASE:
             original, n = divmod(attempt - FOLLOWUP_CALL_BASE, 10)

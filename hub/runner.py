@@ -17,6 +17,7 @@ from device.signals import SignalPipe
 from .arc.config import resolve_keys
 from .arc.queue import ArcQueue
 from .arc.sender import ArcSender
+from .push import push_from_env
 from .checkins import CheckinScheduler
 from .clockwatch import ClockWatch
 from .incidents.jobs import IncidentJobs, run_jobs
@@ -173,6 +174,7 @@ def run_hub(settings: HubSettings) -> None:
     supervisor = Supervisor(site, store, texts.queue, broker=lambda: mqtt.link,
                             after_check=texts.after_check)
     smtp = smtp_from_env()  # a mistake in HAVEN_SMTP_* stops the hub before it connects
+    service.push = push_from_env(site, store)  # Web Push (hub.push), when keys are there
     arc = None
     if site.arc is not None:  # the monitoring centre (hub.arc); keys from the environment
         service.arc = ArcQueue(site, Store.from_url(settings.redis_url), clock=time.time)

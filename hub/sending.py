@@ -26,6 +26,7 @@ from .escalation import FALLBACK_ATTEMPT_BASE, PlannedNotification
 from .metrics import delivery_outcome
 from .model import AlarmState, Channel, Delivery, NotificationKey
 from .notify import TWILIO_TIMEOUT_S
+from .push_route import deliver_push, other_route
 from .store_notifications import PageRecord, PageRetry
 from .tally import PageTicket
 
@@ -220,8 +221,11 @@ class SendingMixin:
         started, pause = time.monotonic(), RETRY_FIRST_S
         status_url = (f"{self.public_url}/twilio/status?key={quote(str(item.key), safe='')}"
                       if self.public_url else None)
+        first = True
         while True:
-            if item.key.channel is Channel.CALL:
+            if item.key.channel is Channel.PUSH:
+                delivery = deliver_push(self, item)
+            elif item.key.channel is Channel.CALL:
                 voice_url = (f"{self.public_url}/twilio/voice/say?alarm={item.key.alarm_id}"
                              if self.public_url else None)
                 delivery = self.notifier.place_call(item.contact.phone, item.text,
@@ -229,6 +233,9 @@ class SendingMixin:
             else:
                 delivery = self.notifier.send_sms(item.contact.phone, item.text,
                                                   status_url=status_url)
+            if first and not delivery.ok and not item.tries:
+                other_route(self, item)  # push for a failed SMS or call, SMS for a push
+            first = False
             if (delivery.ok or not delivery.retryable or item.tries
                     or pause > MAX_PAUSE_S - (time.monotonic() - started)):
                 return delivery  # a page tried again from Redis has its own backoff

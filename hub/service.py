@@ -46,6 +46,7 @@ from .metrics import Metrics, channel_of
 from .model import Alarm, AlarmState
 from .notify import Notifier
 from .outcome import Outcome
+from .push_route import reached_other_way
 from .schedule import BranchState, Switches, on_duty
 from .sending import LEASE_MS, SendingMixin
 from .site import Site
@@ -98,6 +99,9 @@ class AlarmService(IntakeMixin, SendingMixin, FollowupMixin, DeviceMessagesMixin
         #: The monitoring centre's queue (hub.arc.queue), set by the runner when the site
         #: has ``[arc]``: raised alarms queue their ARC event, never waiting for it.
         self.arc = None
+        #: Web Push (hub.push.PushNotifier), set by the runner when the site has push keys:
+        #: ``push`` steps and the second route when SMS fails (hub.push_route).
+        self.push = None
 
     def warm_up(self, sender_threads: int) -> None:
         """Get ready for the first alarm (hub start, before subscribing): the store's
@@ -252,12 +256,14 @@ class AlarmService(IntakeMixin, SendingMixin, FollowupMixin, DeviceMessagesMixin
             self.store.stop_escalation(alarm.id)
             return None
         current = attempt(steps, number)
+        pushable = (self.push.subs.contacts() if self.push is not None
+                    and "push" in current.step.channels else set())
         when = datetime.fromtimestamp(now / 1000, timezone.utc)
         planned = plan(self.site, alarm, steps, number, drill=state is BranchState.DRILL,
                        on_duty=lambda c: on_duty(c.phone, c.shifts, alarm.branch, when,
                                                  overrides),
                        reply_hint=self.public_url is not None, now_ms=now,
-                       shelters=switches.shelters)
+                       shelters=switches.shelters, push_to=lambda c: c.phone in pushable)
         timeline = {"event": "escalation", "at_ms": now, "attempt": number,
                     "step": current.step_index + 1, "round": current.round + 1,
                     "branch_state": state, "notifications": len(planned)}
@@ -343,7 +349,7 @@ class AlarmService(IntakeMixin, SendingMixin, FollowupMixin, DeviceMessagesMixin
             if checked is UNCHECKED:
                 checked = self.store.finish_unless_all_failed(
                     alarm.id, number, next_due_ms, [item.key for item in planned])
-            if checked is None:
+            if checked is None and not reached_other_way(self.store, planned):
                 self._delivery_failed(alarm, number, planned)
                 self.store.finish_attempt(alarm.id, number, next_due_ms)
         except Exception:  # the lease runs out and the attempt is run again (claims hold)

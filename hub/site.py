@@ -221,7 +221,7 @@ def _kinds(check: _Checker, data: dict) -> dict[str, Kind]:
     return kinds
 
 
-CHANNELS = ("sms", "call")
+CHANNELS = ("sms", "call", "push")
 
 
 def _steps(check: _Checker, raw_kind: dict, kpath: tuple, key: str) -> tuple[Step, ...]:
@@ -239,8 +239,9 @@ def _steps(check: _Checker, raw_kind: dict, kpath: tuple, key: str) -> tuple[Ste
                                hint="roles to page in this step, e.g. [\"police\"]")
         if not notify and "notify" in raw:
             check.add(path + ("notify",), "a step must page at least one role")
-        channels = check.strings(raw, path, "channels", pattern=re.compile(r"^(sms|call)\Z"),
-                                 hint="\"sms\" and/or \"call\"", required=False) or ["sms"]
+        channels = check.strings(raw, path, "channels", pattern=re.compile(r"^(sms|call|push)\Z"),
+                                 hint="\"sms\", \"call\" and/or \"push\" (Web Push, "
+                                      "docs/push.md)", required=False) or ["sms"]
         wait = raw.get("wait_s", 120)
         if isinstance(wait, bool) or not isinstance(wait, (int, float)) or not 5 <= wait <= 3600:
             check.add(path + ("wait_s",), "must be 5 to 3600 seconds")
