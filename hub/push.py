@@ -114,6 +114,8 @@ class PushNotifier:
                  ttl_s: int = PUSH_TTL_S):
         self.keys, self.subs = keys, subs
         self._vapid = keys.vapid()
+        import pywebpush  # noqa: F401  (~0.5 s with requests and aiohttp: at start, not at
+        #                   the first alarm)
         self._timeout, self._ttl = timeout_s, ttl_s
         self._local = threading.local()
 

@@ -13,6 +13,7 @@ import base64
 import json
 import os
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -76,6 +77,7 @@ class Received:
     path: str
     headers: dict[str, str]
     body: bytes
+    at: float = field(default_factory=time.monotonic)  # when it arrived (monotonic s)
 
 
 class PushService:
@@ -122,6 +124,10 @@ class PushService:
             assert self._cond.wait_for(lambda: len(self.received) >= count, timeout), \
                 f"{len(self.received)} push(es) arrived, {count} expected"
             return list(self.received)
+
+    def count(self) -> int:
+        with self._cond:
+            return len(self.received)
 
     def stop(self) -> None:
         self.server.shutdown()
