@@ -176,6 +176,11 @@ def test_with_the_sms_provider_down_push_still_reaches_the_contact(
     # the texts still wait to be tried again, and go when the provider is back
     assert {r.key.contact for r in fake_store.pending_page_retries(alarm_id)} == {DESK,
                                                                                  SECURITY}
+    # the alarm page says how the desk was reached
+    client = create_app(sample_site, fake_store, push_keys=keys).test_client()
+    log_in(client, fake_store, "olive", "operator")
+    page = client.get(f"/alarms/{alarm_id}").text
+    assert "Push to Main circulation desk" in page and "accepted by the push service" in page
 
 
 def test_without_a_subscription_a_failed_sms_is_nobody_reached_as_before(
@@ -366,3 +371,27 @@ def test_without_keys_the_page_says_how_to_set_push_up(sample_site, fake_store):
     client = create_app(sample_site, fake_store).test_client()
     log_in(client, fake_store, "olive", "operator")
     assert "haven provision push" in client.get("/push").text
+
+
+def test_provision_push_writes_the_keys_once(tmp_path, capsys):
+    from hub.cli import main
+    assert main(["provision", "push", "--site", str(tmp_path), "--subject",
+                 "mailto:it@example.org"]) == 0
+    keys = load_push_keys(tmp_path / "push")
+    assert keys.subject == "mailto:it@example.org" and len(keys.action_secret) == 32
+    assert (tmp_path / "push" / "vapid-private.pem").stat().st_mode & 0o777 == 0o640
+    assert "HAVEN_PUSH_KEYS" in capsys.readouterr().out
+    # again: refused, the keys kept (subscribed browsers would be cut off)
+    assert main(["provision", "push", "--site", str(tmp_path), "--subject",
+                 "mailto:it@example.org"]) == 2
+    assert "exists already" in capsys.readouterr().err
+    assert load_push_keys(tmp_path / "push").public_key == keys.public_key
+    assert main(["provision", "push", "--site", str(tmp_path / "b"), "--subject",
+                 "it@example.org"]) == 2
+    assert "--subject" in capsys.readouterr().err
+
+
+def test_unreadable_keys_are_named_with_the_fix(tmp_path):
+    from hub.push_keys import PushKeyError, push_keys_from_env
+    with pytest.raises(PushKeyError, match=r"vapid-private.pem: cannot be read.*provision push"):
+        push_keys_from_env({"HAVEN_PUSH_KEYS": str(tmp_path)})
