@@ -13,7 +13,8 @@ The dashboard reads the alarm store and acts on it the way ``haven alarm`` and
 Nothing connects at import: Redis is touched only when a request needs it.
 
 Everything needs a logged-in session (see :mod:`dashboard.auth`) except
-``/login``, ``/static/`` and the Twilio webhooks; every POST needs the session's
+``/login``, ``/static/``, the Twilio webhooks and ``/push/public/`` (the service worker,
+the manifest, and a push's "I'm responding", which carries its own signed token); every POST needs the session's
 CSRF token (:mod:`dashboard.csrf`). Users and sessions live in the same Redis
 (:mod:`dashboard.users`), so several dashboard processes behind one address
 share them; they must also share ``secret_key`` (see :func:`auth.load_secret_key`).
