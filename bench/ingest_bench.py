@@ -52,8 +52,8 @@ from bench.benchsite import site_toml, storm_groups  # noqa: E402
 from bench.hub_bench import client  # noqa: E402
 from bench.procs import clean_env, cpu_s, hub_python, start_workers, stop_workers  # noqa: E402
 from device.protocol import Health, Heartbeat, Topics  # noqa: E402
-from hub.localservices import start_mosquitto, start_redis  # noqa: E402
-from hub.store import Store  # noqa: E402
+from hub.app.localservices import start_mosquitto, start_redis  # noqa: E402
+from hub.store.alarms import Store  # noqa: E402
 
 BEAT_RE = re.compile(r'^haven_messages_total\{channel="heartbeat",outcome="status"\} (\S+)$',
                      re.M)

@@ -9,7 +9,7 @@ Routes (anyone logged in sees the page; only admins switch, operators get 403)::
 
 The switches are the same store calls as ``haven branch drill|lone-worker``
 (``store.set_branch_switches``), which tell every board. A branch's state is
-worked out as the hub does (:meth:`hub.service.AlarmService.branch_state`):
+worked out as the hub does (:meth:`hub.engine.service.AlarmService.branch_state`):
 a drill in force outranks everything, then the lone-worker switch, else the
 staff on duty by schedule and ad-hoc overrides (one or none: lone worker).
 """
@@ -23,10 +23,10 @@ from typing import Any
 
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 
-from hub.drill import MAX_DRILL_MIN
-from hub.schedule import BranchState, Switches, branch_state, on_duty
-from hub.site import Branch, Site
-from hub.store import Store
+from hub.core.drill import MAX_DRILL_MIN
+from hub.core.schedule import BranchState, Switches, branch_state, on_duty
+from hub.config.site import Branch, Site
+from hub.store.alarms import Store
 
 from .auth import admin_required
 from .board import board_context, now_ms

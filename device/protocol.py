@@ -235,7 +235,7 @@ class Command:
     for device commands such as ``locate``); ``at`` is Unix ms (hub clock).
 
     ``drill`` (on ``received``): the alarm was stored as a drill, so police are not
-    paged (hub.drill); the device shows it. It travels only when true, and firmware
+    paged (hub.core.drill); the device shows it. It travels only when true, and firmware
     that predates it ignores it (decode_command reads only the fields it knows), so
     the schema version stays 1. A later plain ``received`` for the same alarm means
     someone said REAL: it is no longer a drill."""

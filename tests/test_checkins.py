@@ -7,9 +7,9 @@ import uuid
 import pytest
 
 from device.protocol import Topics, new_alarm
-from hub.checkins import MISSED_NAMESPACE, CheckinScheduler
-from hub.schedule import BranchState
-from hub.service import AlarmService
+from hub.engine.checkins import MISSED_NAMESPACE, CheckinScheduler
+from hub.core.schedule import BranchState
+from hub.engine.service import AlarmService
 from tests.test_escalation import Clock, InlinePool, Recorder
 
 T0 = 1_780_000_000_000  # ms

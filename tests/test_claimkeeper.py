@@ -1,4 +1,4 @@
-"""hub.claimkeeper: claims of pages waiting for a sender are renewed together, so a live
+"""hub.engine.claimkeeper: claims of pages waiting for a sender are renewed together, so a live
 worker's queue never outlives its leases, and a lost claim is never sent."""
 
 from concurrent.futures import Executor, Future
@@ -6,9 +6,9 @@ from concurrent.futures import Executor, Future
 import pytest
 
 from device.protocol import Topics, new_alarm
-from hub.claimkeeper import LOST, MAX_HOLD_MS, ClaimKeeper
-from hub.model import Channel, NotificationKey
-from hub.service import LEASE_MS, AlarmService
+from hub.engine.claimkeeper import LOST, MAX_HOLD_MS, ClaimKeeper
+from hub.core.model import Channel, NotificationKey
+from hub.engine.service import LEASE_MS, AlarmService
 from tests.test_escalation import Clock, InlinePool, Recorder
 
 A, B, C = (NotificationKey("a1", 0, f"+1555000000{i}", Channel.SMS) for i in range(3))

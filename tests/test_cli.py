@@ -7,10 +7,10 @@ import time
 
 import pytest
 
-from hub import cli
-from hub.alarmref import AlarmRefError, resolve_alarm_id, search_prefix
-from hub.messages import page_ref
-from hub.model import Alarm, AlarmState
+from hub.app import cli
+from hub.core.alarmref import AlarmRefError, resolve_alarm_id, search_prefix
+from hub.core.messages import page_ref
+from hub.core.model import Alarm, AlarmState
 from tests.conftest import SAMPLE_SITE
 
 IDS = ["86bce38e-2f1a-4c1d-9d55-0f6c1a2b3c4d", "86bce38e-7abc-4c1d-9d55-0f6c1a2b3c4d",

@@ -1,11 +1,11 @@
-"""hub/clockwatch.py and Store.shift_schedule: a wall-clock step moves the schedule once."""
+"""hub/engine/clockwatch.py and Store.shift_schedule: a wall-clock step moves the schedule once."""
 
 from __future__ import annotations
 
 import pytest
 
-from hub.clockwatch import ClockWatch
-from hub.model import Channel, NotificationKey
+from hub.engine.clockwatch import ClockWatch
+from hub.core.model import Channel, NotificationKey
 
 
 class Clocks:

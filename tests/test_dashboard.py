@@ -18,9 +18,9 @@ from dashboard import create_app
 from dashboard.board import board_snapshot, format_event
 from dashboard.snapshot import BoardFacts, DeviceFacts, read_facts
 from dashboard.serve import make_server, stop
-from hub.model import Alarm, AlarmState
-from hub.schedule import Switches
-from hub.store import Store
+from hub.core.model import Alarm, AlarmState
+from hub.core.schedule import Switches
+from hub.store.alarms import Store
 from tests.dashboard_login import logged_in_client, session_cookie
 
 SAMPLE_ROOMS = {
@@ -199,7 +199,7 @@ def test_snapshot_shows_drill_offline_trouble_and_an_occupied_safe_room(sample_s
 
 def test_an_alarm_is_marked_drill_by_itself_not_by_its_branch(sample_site):
     """A real alarm in a drilling branch (raised before the drill, or made REAL) must not
-    look like practice on the board (hub.drill)."""
+    look like practice on the board (hub.core.drill)."""
     facts = BoardFacts(switches={"westside": Switches(drill_until_ms=10_000, by="dana")})
     alarms = [alarm("w1", "emergency", branch="westside", room="front-desk",
                     device="west-front-01", at_ms=2_000),

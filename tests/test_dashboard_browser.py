@@ -16,11 +16,11 @@ from playwright.sync_api import expect, sync_playwright
 
 from dashboard import create_app
 from dashboard.users import Users
-from hub.localservices import start_redis
-from hub.lifecycle import AlarmEvent
-from hub.model import Alarm
-from hub.site import parse_site
-from hub.store import Store
+from hub.app.localservices import start_redis
+from hub.core.lifecycle import AlarmEvent
+from hub.core.model import Alarm
+from hub.config.site import parse_site
+from hub.store.alarms import Store
 from tests.browserkit import (DESKTOP, LAYOUT_PROBLEMS, RECORD_ALERTS, BoardServer, launch,
                               log_in_with_form, open_board, screenshot, tile)
 from tests.conftest import SAMPLE_SITE
@@ -46,7 +46,7 @@ def store(tmp_path_factory, sample_site):
 
 @pytest.fixture(scope="module")
 def sample_site():
-    from hub.site import load_site
+    from hub.config.site import load_site
     return load_site(SAMPLE_SITE)
 
 

@@ -22,10 +22,10 @@ from dashboard import create_app
 from dashboard.users import Users
 from device.config import BrokerConfig, DeviceConfig, InputConfig
 from device.firmware import DeviceApp
-from hub.lifecycle import AlarmEvent
-from hub.localservices import LocalService, start_mosquitto, start_redis
-from hub.site import load_site
-from hub.store import Store
+from hub.core.lifecycle import AlarmEvent
+from hub.app.localservices import LocalService, start_mosquitto, start_redis
+from hub.config.site import load_site
+from hub.store.alarms import Store
 from tests.browserkit import (DESKTOP, BoardServer, launch, log_in_with_form, open_board,
                               screenshot, tile)
 from tests.conftest import SAMPLE_SITE

@@ -9,8 +9,8 @@ import pytest
 
 from dashboard import create_app
 from dashboard.alarms import ago, timeline_rows
-from hub.model import Alarm, AlarmState, Channel, Delivery, NotificationKey
-from hub.site import load_site
+from hub.core.model import Alarm, AlarmState, Channel, Delivery, NotificationKey
+from hub.config.site import load_site
 from tests.conftest import SAMPLE_SITE
 from tests.dashboard_login import logged_in_client
 

@@ -11,12 +11,12 @@ import pytest
 
 from dashboard import create_app
 from device.protocol import Topics, decode_command, new_alarm
-from hub import cli
-from hub.drill import MAX_DRILL_MIN, who_is_paged
+from hub.app import cli
+from hub.core.drill import MAX_DRILL_MIN, who_is_paged
 from hub.incidents.store import timeline_summary
-from hub.lifecycle import AlarmEvent, IllegalTransition
-from hub.model import Alarm
-from hub.service import TICK_S, AlarmService
+from hub.core.lifecycle import AlarmEvent, IllegalTransition
+from hub.core.model import Alarm
+from hub.engine.service import TICK_S, AlarmService
 from tests.dashboard_login import logged_in_client
 from tests.test_escalation import T0, Clock, InlinePool, Recorder, phones, rig  # noqa: F401
 from tests.test_twilio_hooks import CIRC, TOKEN, post, reply, twiml, said

@@ -7,11 +7,11 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from device.protocol import Topics, new_alarm
-from hub.escalation import attempt, plan, recipients
-from hub.lifecycle import AlarmEvent
-from hub.model import Alarm, Channel, Delivery, NotificationKey
-from hub.service import LEASE_MS, AlarmService
-from hub.site import Step
+from hub.core.escalation import attempt, plan, recipients
+from hub.core.lifecycle import AlarmEvent
+from hub.core.model import Alarm, Channel, Delivery, NotificationKey
+from hub.engine.service import LEASE_MS, AlarmService
+from hub.config.site import Step
 
 T0 = 1_780_000_000.0  # a Thursday, 2026-05-28 20:26:40 UTC (13:26 in Los Angeles)
 
@@ -443,8 +443,8 @@ def test_a_call_that_reached_voicemail_is_placed_again(rig):
 
 
 def test_a_page_that_waited_for_a_sender_renews_its_claim_or_yields_to_a_takeover(rig):
-    from hub.escalation import PlannedNotification
-    from hub.model import Channel, NotificationKey
+    from hub.core.escalation import PlannedNotification
+    from hub.core.model import Channel, NotificationKey
     service, clock, notifier, store = rig
     contact = service.site.contacts[0]
     now = int(clock() * 1000)

@@ -7,7 +7,7 @@ example is deterministic and needs no pool to shut down. Properties:
 
 - ``handle`` returns an :class:`Outcome` and raises nothing;
 - anything invalid is REJECTED (or IGNORED on a ``cmd`` topic), recorded in the rejected
-  stream with a reason :func:`hub.metrics.reason_class` knows;
+  stream with a reason :func:`hub.edges.metrics.reason_class` knows;
 - no alarm is stored but the valid ones; the valid alarm is stored exactly once.
 
 Validity is judged by an oracle written from the wire contract in device.protocol's
@@ -25,11 +25,11 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings, strategies as st
 
 from device.protocol import CHANNELS, MAX_PAYLOAD_BYTES, Topics, decode_command
-from hub.metrics import reason_class
-from hub.model import Delivery
-from hub.service import AlarmService, Outcome
-from hub.site import load_site
-from hub.store import Store
+from hub.edges.metrics import reason_class
+from hub.core.model import Delivery
+from hub.engine.service import AlarmService, Outcome
+from hub.config.site import load_site
+from hub.store.alarms import Store
 from tests.conftest import SAMPLE_SITE
 
 NOW = 1763840000.0

@@ -7,9 +7,9 @@ import socketserver
 import threading
 from dataclasses import dataclass, field
 
-from hub.lifecycle import AlarmEvent
-from hub.model import Alarm, Channel, Delivery, NotificationKey
-from hub.store import Store
+from hub.core.lifecycle import AlarmEvent
+from hub.core.model import Alarm, Channel, Delivery, NotificationKey
+from hub.store.alarms import Store
 
 #: 2024-03-15 12:00:00 UTC, in ms: scripted alarms start here.
 T0 = 1_710_504_000_000

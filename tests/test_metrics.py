@@ -8,11 +8,11 @@ import fakeredis
 import pytest
 
 from device.protocol import Topics
-from hub.metrics import (MESSAGE_OUTCOMES, REASONS, Metrics, channel_of, delivery_outcome,
+from hub.edges.metrics import (MESSAGE_OUTCOMES, REASONS, Metrics, channel_of, delivery_outcome,
                          reason_class)
-from hub.model import Delivery
-from hub.service import AlarmService, Outcome
-from hub.store import Store
+from hub.core.model import Delivery
+from hub.engine.service import AlarmService, Outcome
+from hub.store.alarms import Store
 
 NOW = 1763840000.0
 

@@ -1,5 +1,5 @@
 """Pages that failed retryably are tried again every few seconds, not at the next round
-(hub.sending): a provider outage at the press ends with every person paged once within
+(hub.engine.sending): a provider outage at the press ends with every person paged once within
 seconds of its end, and the device that pressed hears "not delivered", then "paging".
 
 The service runs on a controlled clock against a real redis-server (the retry queue and
@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import pytest
 
-from hub.model import AlarmState, Delivery
-from hub.lifecycle import AlarmEvent
-from hub.sending import PAGE_RETRY_MAX_S, page_retry_pause_s
+from hub.core.model import AlarmState, Delivery
+from hub.core.lifecycle import AlarmEvent
+from hub.engine.sending import PAGE_RETRY_MAX_S, page_retry_pause_s
 from tests.test_escalation import Clock, InlinePool, Recorder, phones, raise_alarm
-from hub.service import AlarmService
+from hub.engine.service import AlarmService
 
-#: The simulated timer's tick, in seconds (the hub's is hub.service.TICK_S, 0.2 s).
+#: The simulated timer's tick, in seconds (the hub's is hub.engine.service.TICK_S, 0.2 s).
 TICK_S = 0.1
 #: Recovery promise: every waiting page out within this of the provider's return, in s.
 RECOVERY_S = 5.0

@@ -9,8 +9,8 @@ import pytest
 
 from dashboard import create_app
 from device.protocol import EVENT_SAFE_ROOM_LEFT, DeviceEvent, Topics, new_alarm
-from hub.lifecycle import AlarmEvent
-from hub.service import AlarmService, Outcome
+from hub.core.lifecycle import AlarmEvent
+from hub.engine.service import AlarmService, Outcome
 from tests.test_service import RecordingNotifier
 from tests.test_twilio_hooks import TOKEN, post, said, twiml
 

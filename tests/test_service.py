@@ -6,10 +6,10 @@ import pytest
 import redis
 
 from device.protocol import Topics, decode_command, new_alarm
-from hub.messages import SMS_SEGMENT_CHARS, sms_text
-from hub.model import Alarm, Delivery
-from hub.escalation import plan
-from hub.service import AlarmService, Outcome
+from hub.core.messages import SMS_SEGMENT_CHARS, sms_text
+from hub.core.model import Alarm, Delivery
+from hub.core.escalation import plan
+from hub.engine.service import AlarmService, Outcome
 
 NOW = 1763840000.0  # 2025-11-22 19:33:20 UTC
 
@@ -137,8 +137,8 @@ def test_device_status_is_recorded(parts, fake_store):
 
 
 def test_an_unreachable_store_raises_so_the_message_is_not_acknowledged(sample_site):
-    from hub.localservices import free_port
-    from hub.store import Store
+    from hub.app.localservices import free_port
+    from hub.store.alarms import Store
     store = Store.from_url(f"redis://127.0.0.1:{free_port()}")
     with ThreadPoolExecutor(1) as pool:
         service = AlarmService(sample_site, store, RecordingNotifier(), lambda t, p: None, pool)
@@ -233,7 +233,7 @@ def test_a_batch_handles_each_message_as_handle_would(sample_site):
     """The same messages one by one and as one batch, on two fresh stores: same outcomes,
     same pages."""
     import fakeredis
-    from hub.store import Store
+    from hub.store.alarms import Store
     results = []
     batch, _ = _burst(NOW)
     for together in (False, True):
@@ -263,8 +263,8 @@ def test_warm_up_readies_a_sender_thread_each_and_survives_a_store_that_is_down(
             with self.lock:
                 self.threads.add(threading.current_thread().name)
 
-    from hub.localservices import free_port
-    from hub.store import Store
+    from hub.app.localservices import free_port
+    from hub.store.alarms import Store
     down = Store.from_url(f"redis://127.0.0.1:{free_port()}")
     notifier, senders = Warmed(), ThreadPoolExecutor(8, thread_name_prefix="sender")
     service = AlarmService(sample_site, down, notifier, lambda t, p: None, senders)

@@ -1,4 +1,4 @@
-"""hub/statusbatch.py and AlarmService.handle_statuses: heartbeats stored in batches, acked
+"""hub/engine/statusbatch.py and AlarmService.handle_statuses: heartbeats stored in batches, acked
 only once stored, kept and retried while Redis is down."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from types import SimpleNamespace
 import redis
 
 from device.protocol import Health, Heartbeat, StatusMessage, Topics
-from hub.service import AlarmService, Outcome
-from hub.statusbatch import StatusBatcher
+from hub.engine.service import AlarmService, Outcome
+from hub.engine.statusbatch import StatusBatcher
 
 NOW = 1_780_000_000.0
 

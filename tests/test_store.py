@@ -4,7 +4,7 @@ import json
 
 import redis
 
-from hub.model import Alarm, AlarmState, Channel, Delivery, NotificationKey
+from hub.core.model import Alarm, AlarmState, Channel, Delivery, NotificationKey
 
 
 def alarm(alarm_id="a1", received=2000, **kw):
@@ -73,7 +73,7 @@ def test_rejected_messages_are_kept_newest_first(fake_store):
 def test_a_transition_is_applied_recorded_and_queued_for_the_device(fake_store):
     import pytest
 
-    from hub.lifecycle import AlarmEvent, IllegalTransition
+    from hub.core.lifecycle import AlarmEvent, IllegalTransition
     fake_store.raise_alarm(alarm())
     acked = fake_store.transition("a1", AlarmEvent.ACKNOWLEDGE, by="Dana", now_ms=3000)
     assert acked.state is AlarmState.ACKNOWLEDGED and fake_store.get_alarm("a1") == acked
@@ -108,7 +108,7 @@ def test_device_commands_go_to_one_worker_and_survive_a_dead_one(fake_store):
 
 def test_alarms_raised_together_are_each_stored_once_even_after_redis_lost_its_scripts(
         store):
-    from hub.store import RaiseRequest
+    from hub.store.alarms import RaiseRequest
     alarms = [Alarm(id=f"a{i}", kind="assist", device="d1", branch="main", room="circ",
                     pressed_at_ms=1000 + i, received_at_ms=2000 + i) for i in range(3)]
     store.r.script_flush()  # as after a Redis restart without its script cache
@@ -121,7 +121,7 @@ def test_alarms_raised_together_are_each_stored_once_even_after_redis_lost_its_s
 def escalating(store, alarm_id):
     """An alarm raised with its escalation (attempt 0 leased, due at 6000), and the
     keys of an SMS and a call of its attempt 0."""
-    from hub.store import RaiseRequest
+    from hub.store.alarms import RaiseRequest
     alarm = Alarm(id=alarm_id, kind="assist", device="d1", branch="main", room="circ",
                   pressed_at_ms=1000, received_at_ms=2000)
     store.raise_many([RaiseRequest(alarm, True, 4000)])
@@ -130,8 +130,8 @@ def escalating(store, alarm_id):
 
 
 def test_records_made_together_each_answer_their_own_after_redis_lost_its_scripts(store):
-    from hub.store_notifications import PageRecord
-    from hub.tally import FinishCheck
+    from hub.store.pages import PageRecord
+    from hub.core.tally import FinishCheck
     sms, call = escalating(store, "a8")
     store.r.script_flush()  # as after a Redis restart without its script cache
     store.r.set(store._key("timeline", "zz"), "not a stream")  # its XADD fails
@@ -150,7 +150,7 @@ def test_records_made_together_each_answer_their_own_after_redis_lost_its_script
 
 
 def test_the_last_page_recorded_finishes_its_attempt_in_the_same_trip(store):
-    from hub.tally import FinishCheck
+    from hub.core.tally import FinishCheck
     sms, call = escalating(store, "a9")
     check = FinishCheck("a9", 0, 9000, (sms, call))
     store.record_notification(sms, "Ann", Delivery.failed("busy", retryable=False), 2100)

@@ -8,9 +8,9 @@ import fakeredis
 import pytest
 import redis
 
-from hub import supervision
-from hub.store import Store
-from hub.supervision import Supervisor, Trouble, TroubleNotice, diff, troubles
+from hub.engine import supervision
+from hub.store.alarms import Store
+from hub.engine.supervision import Supervisor, Trouble, TroubleNotice, diff, troubles
 
 NOW = 1_800_000_000_000
 HOUR = 3_600_000
@@ -103,7 +103,7 @@ def test_silence_raises_once_and_clears_once(fake_store, sample_site):
 
 def test_only_devices_whose_troubles_change_get_a_transaction(fake_store, sample_site,
                                                              monkeypatch):
-    from hub import supervision
+    from hub.engine import supervision
     monkeypatch.setattr(supervision, "READ_CHUNK", 2)  # several read round trips
     sup = supervisor(sample_site, fake_store)
     checked = []

@@ -11,11 +11,11 @@ import time
 import pytest
 
 from device.protocol import Topics, new_alarm
-from hub.mqtt import BrokerAddress, HubMqtt
-from hub.outage import Outage
-from hub.service import AlarmService
-from hub.supervision import Supervisor, Trouble
-from hub.troubletexts import TroubleTexts
+from hub.edges.mqtt import BrokerAddress, HubMqtt
+from hub.engine.outage import Outage
+from hub.engine.service import AlarmService
+from hub.engine.supervision import Supervisor, Trouble
+from hub.engine.troubletexts import TroubleTexts
 from tests.test_escalation import InlinePool, Recorder
 
 NOW = 1_780_000_000_000  # ms
@@ -82,8 +82,8 @@ def test_a_device_that_sent_an_alarm_has_connected(sample_site, fake_store):
 
 
 def test_a_long_batch_names_what_fits_and_counts_the_rest(sample_site):
-    from hub.messages import TROUBLE_TEXT_MAX, trouble_batch_text
-    from hub.supervision import TroubleNotice
+    from hub.core.messages import TROUBLE_TEXT_MAX, trouble_batch_text
+    from hub.engine.supervision import TroubleNotice
     notices = [TroubleNotice(f"main-shelf-{i:03}", Trouble.LOW_BATTERY, True, "main", "x", NOW)
                for i in range(60)]
     text = trouble_batch_text("main", notices, sample_site)
@@ -196,7 +196,7 @@ def test_the_end_of_a_store_outage_is_logged_once(caplog):
 
 def test_the_hub_logs_broker_back_and_reports_its_link(tmp_path, caplog):
     """A real mosquitto stopped and started again on the same port."""
-    from hub.localservices import start_mosquitto
+    from hub.app.localservices import start_mosquitto
     broker = start_mosquitto(tmp_path / "m1")
     hub = HubMqtt(BrokerAddress("127.0.0.1", broker.port), lambda *a, **k: None,
                   client_id="hub-link-test")

@@ -11,8 +11,8 @@ from twilio.request_validator import RequestValidator
 
 from dashboard import create_app
 from dashboard.twilio_hooks import mask
-from hub.model import Alarm, AlarmState, Channel, Delivery, NotificationKey
-from hub.store import Store
+from hub.core.model import Alarm, AlarmState, Channel, Delivery, NotificationKey
+from hub.store.alarms import Store
 
 TOKEN = "test-auth-token"
 PUBLIC = "https://haven.example.org"

@@ -27,10 +27,10 @@ from typing import Callable
 
 import redis
 
-from ..model import SAFE_ROOM_KIND, Alarm, AlarmState
-from ..site import Site
-from ..store import Store
-from .dc09 import Phase
+from hub.core.model import SAFE_ROOM_KIND, Alarm, AlarmState
+from hub.config.site import Site
+from hub.store.alarms import Store
+from hub.arc.dc09 import Phase
 
 log = logging.getLogger("haven.arc")
 
