@@ -84,11 +84,11 @@ def read_facts(store: Store, site: Site) -> BoardFacts:
     in one Redis round trip. Raises ``redis.RedisError`` when Redis is unreachable."""
     pipe = store.r.pipeline(transaction=False)
     for branch_id in site.branches:
-        pipe.hgetall(store._key("branch", branch_id))
+        pipe.hgetall(store.key("branch", branch_id))
     for device_id in site.devices:
-        pipe.hgetall(store._key("device", device_id))
-        pipe.smembers(store._key("troubles", device_id))
-    pipe.hgetall(store._key("arc", "trouble"))
+        pipe.hgetall(store.key("device", device_id))
+        pipe.smembers(store.key("troubles", device_id))
+    pipe.hgetall(store.key("arc", "trouble"))
     replies = iter(pipe.execute())
     switches = {}
     for branch_id in site.branches:

@@ -160,8 +160,10 @@ def hooks_client(sample_site, rig):  # noqa: F811
 
 
 def test_a_drill_text_says_how_to_make_it_real(rig, sample_site):  # noqa: F811
-    service, clock, notifier, store = rig
-    service.public_url = "https://haven.example.org"  # replies reach the dashboard
+    _, clock, notifier, store = rig
+    pool = InlinePool()  # replies reach the dashboard: the service has its public URL
+    service = AlarmService(sample_site, store, notifier, lambda t, p: None, pool,
+                           escalators=pool, clock=clock, public_url="https://haven.example.org")
     start_drill(store)
     press(service)
     texts = [text for ch, _, text in notifier.sent if ch == "sms"]

@@ -451,13 +451,13 @@ def test_a_page_that_waited_for_a_sender_renews_its_claim_or_yields_to_a_takeove
     mine = NotificationKey("a1", 0, contact.phone, Channel.SMS)
     assert store.claim_notification(mine, now, LEASE_MS)
     clock.now += 3.9  # waited in a burst's queue: renewed, then sent
-    assert service._send_claimed(PlannedNotification(mine, contact, "x"), now).ok
+    assert service.pager.send_claimed(PlannedNotification(mine, contact, "x"), now).ok
     taken = NotificationKey("a2", 0, contact.phone, Channel.SMS)
     assert store.claim_notification(taken, now, LEASE_MS)
     clock.now += 5  # the lease ran out and another worker took the page over ...
     assert store.claim_notification(taken, int(clock() * 1000), LEASE_MS)
     notifier.sent.clear()
-    assert service._send_claimed(PlannedNotification(taken, contact, "x"), now) is None
+    assert service.pager.send_claimed(PlannedNotification(taken, contact, "x"), now) is None
     assert notifier.sent == []  # ... so this worker does not send it too
 
 

@@ -1,5 +1,5 @@
 """Pages that failed retryably are tried again every few seconds, not at the next round
-(hub.engine.sending): a provider outage at the press ends with every person paged once within
+(hub.engine.pager): a provider outage at the press ends with every person paged once within
 seconds of its end, and the device that pressed hears "not delivered", then "paging".
 
 The service runs on a controlled clock against a real redis-server (the retry queue and
@@ -12,7 +12,7 @@ import pytest
 
 from hub.core.model import AlarmState, Delivery
 from hub.core.lifecycle import AlarmEvent
-from hub.engine.sending import PAGE_RETRY_MAX_S, page_retry_pause_s
+from hub.engine.pager import PAGE_RETRY_MAX_S, page_retry_pause_s
 from tests.test_escalation import Clock, InlinePool, Recorder, phones, raise_alarm
 from hub.engine.service import AlarmService
 

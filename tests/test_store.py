@@ -98,7 +98,7 @@ def test_device_commands_go_to_one_worker_and_survive_a_dead_one(fake_store):
     assert fields == {"device": "main-circ-01", "cmd": "locate"}
     assert fake_store.read_device_commands("w2", block_ms=10) == []  # w1 has it
     # w1 dies before acknowledging; after 5 s idle another worker claims it
-    fake_store.r.xclaim(fake_store._key("device-commands"), "hub", "w1", 0, [entry_id],
+    fake_store.r.xclaim(fake_store.key("device-commands"), "hub", "w1", 0, [entry_id],
                         idle=6000)
     [(claimed_id, _)] = fake_store.read_device_commands("w2", block_ms=10)
     assert claimed_id == entry_id
@@ -134,7 +134,7 @@ def test_records_made_together_each_answer_their_own_after_redis_lost_its_script
     from hub.core.tally import FinishCheck
     sms, call = escalating(store, "a8")
     store.r.script_flush()  # as after a Redis restart without its script cache
-    store.r.set(store._key("timeline", "zz"), "not a stream")  # its XADD fails
+    store.r.set(store.key("timeline", "zz"), "not a stream")  # its XADD fails
     bad = PageRecord(NotificationKey("zz", 0, "+15550003", Channel.SMS), "Cy",
                      Delivery.sent("SM3"), 2150)
     results = store.record_notifications([
@@ -164,7 +164,7 @@ def test_the_last_page_recorded_finishes_its_attempt_in_the_same_trip(store):
     # Finished already (another worker's re-run): recorded, not moved on again.
     assert store.record_notification(call, "Bob", Delivery.sent("CA1"), 2400,
                                      finish=check) is False
-    assert int(store.r.hget(store._key("escalation", "a9"), "attempt")) == 1
+    assert int(store.r.hget(store.key("escalation", "a9"), "attempt")) == 1
 
 
 def test_scripts_redis_lost_are_loaded_again_and_run_once(store):

@@ -10,7 +10,8 @@ import redis
 
 from hub.engine import supervision
 from hub.store.alarms import Store
-from hub.engine.supervision import Supervisor, Trouble, TroubleNotice, diff, troubles
+from hub.core.troubles import Trouble, TroubleNotice, diff, troubles
+from hub.engine.supervision import Supervisor
 
 NOW = 1_800_000_000_000
 HOUR = 3_600_000

@@ -12,7 +12,7 @@ CHECK = FinishCheck("a1", 0, 5000, ())
 
 
 def run_pages(pages: int, *, recorded_by_last: set[int] = frozenset(), unsent=frozenset()):
-    """Each page on its own thread, as hub.engine.sending does: claim_last, record, done."""
+    """Each page on its own thread, as hub.engine.pager does: claim_last, record, done."""
     recorded: list[int] = []
     finishes: list[tuple[object, list[int]]] = []
     lock = threading.Lock()

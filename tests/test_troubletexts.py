@@ -14,7 +14,8 @@ from device.protocol import Topics, new_alarm
 from hub.edges.mqtt import BrokerAddress, HubMqtt
 from hub.engine.outage import Outage
 from hub.engine.service import AlarmService
-from hub.engine.supervision import Supervisor, Trouble
+from hub.core.troubles import Trouble
+from hub.engine.supervision import Supervisor
 from hub.engine.troubletexts import TroubleTexts
 from tests.test_escalation import InlinePool, Recorder
 
@@ -83,7 +84,7 @@ def test_a_device_that_sent_an_alarm_has_connected(sample_site, fake_store):
 
 def test_a_long_batch_names_what_fits_and_counts_the_rest(sample_site):
     from hub.core.messages import TROUBLE_TEXT_MAX, trouble_batch_text
-    from hub.engine.supervision import TroubleNotice
+    from hub.core.troubles import TroubleNotice
     notices = [TroubleNotice(f"main-shelf-{i:03}", Trouble.LOW_BATTERY, True, "main", "x", NOW)
                for i in range(60)]
     text = trouble_batch_text("main", notices, sample_site)

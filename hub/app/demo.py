@@ -58,7 +58,7 @@ from hub.app.localservices import LocalService, free_port, spawn, start_mosquitt
 from hub.config.site import Site, load_site
 from hub.store.alarms import Store
 
-SAMPLE_SITE = Path(__file__).resolve().parents[1] / "deploy" / "examples" / "site.toml"
+SAMPLE_SITE = Path(__file__).resolve().parents[2] / "deploy" / "examples" / "site.toml"
 #: Seconds a press waits for the hub's "received" confirmation.
 CONFIRM_TIMEOUT_S = 5.0
 #: BCM pins handed to simulated devices (a mock Pi has GPIO0-27).
@@ -411,7 +411,7 @@ class CheckinNotes:
         lines = []
         for device_id in self.worn:
             try:
-                requested = self.store.r.hget(self.store._key("checkin", device_id),
+                requested = self.store.r.hget(self.store.key("checkin", device_id),
                                               "requested_ms")
             except redis.RedisError:
                 return lines

@@ -70,7 +70,7 @@ class ArcQueue:
         self._lease = self.r.register_script(_LEASE)
 
     def key(self, *parts: str) -> str:
-        return self.store._key("arc", *parts)
+        return self.store.key("arc", *parts)
 
     # --- the hook: alarm service -> queue ------------------------------------------------
 
@@ -115,7 +115,7 @@ class ArcQueue:
         flat = [str(v) for pair in fields.items() for v in pair]
         seq = int(self._enqueue(keys=[self.key("queued", alarm.id, phase), self.key("queue"),
                                       self.key("seq"),
-                                      self.store._key("timeline", alarm.id)],
+                                      self.store.key("timeline", alarm.id)],
                                 args=[QUEUED_TTL_MS, int(self.clock() * 1000), *flat]))
         if seq:
             self.queued.set()

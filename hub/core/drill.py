@@ -36,7 +36,7 @@ from dataclasses import replace
 from hub.core.escalation import POLICE_ROLE
 from hub.core.lifecycle import IllegalTransition
 from hub.core.model import Alarm, AlarmState
-from hub.config.site import Site
+from hub.core.site import Site
 
 #: The longest drill, in minutes (CLI and dashboard): a drill must end by itself, so a
 #: mistyped ``--minutes`` cannot keep police away from a branch for days.

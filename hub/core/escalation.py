@@ -27,11 +27,22 @@ from typing import Callable
 
 from hub.core.messages import call_text, page_ref, sms_text
 from hub.core.model import Alarm, Channel, NotificationKey, Shelter
-from hub.config.site import Contact, Site, Step
+from hub.core.site import Contact, Site, Step
 
 #: Attempt numbers from here up are not the policy's: a fallback page of policy attempt n
-#: is numbered ``FALLBACK_ATTEMPT_BASE + n`` (hub.engine.followups has the other ranges).
+#: is numbered ``FALLBACK_ATTEMPT_BASE + n``; the follow-ups (hub.engine.followups) have
+#: the ranges below. hub.core.pagewords words each range for an operator.
 FALLBACK_ATTEMPT_BASE = 1_000_000
+#: The all-clear's attempt number in notification keys (sent at most once per contact).
+ALL_CLEAR_ATTEMPT = 2_000_000
+#: Calls placed because a page failed: attempt numbers BASE + 10 x original attempt + n,
+#: n = 0 for the call replacing an undelivered SMS, 1.. for each retry of an unanswered call.
+FOLLOWUP_CALL_BASE = 3_000_000
+#: The "is responding" text's attempt number (sent at most once per contact).
+RESPONDING_ATTEMPT = 4_000_000
+#: "Staff left the safe room" texts: attempt numbers BASE + the door event's device time
+#: (ms) modulo 1,000,000, so a redelivered event is claimed, not sent, again.
+SAFE_ROOM_LEFT_BASE = 5_000_000
 #: Roles that make a step a shift step: it pages only contacts on duty, for any role.
 SHIFT_ROLES = frozenset({"staff"})
 POLICE_ROLE, DRILL_ROLE = "police", "drill"
@@ -56,7 +67,7 @@ class PlannedNotification:
     #: taking the page over looks for at the provider; "" when the text has none.
     ref: str = ""
     #: Tried again after a retryable failure while its alarm waits for a person
-    #: (hub.engine.sending); the all-clear, sent after the alarm ended, is not.
+    #: (hub.engine.pager); the all-clear, sent after the alarm ended, is not.
     retry: bool = True
     #: Earlier tries that failed retryably (the backoff grows with them).
     tries: int = 0

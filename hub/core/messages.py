@@ -15,14 +15,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from hub.core.model import LATE_MS, Alarm, Shelter
-from hub.config.site import Site
-
-if TYPE_CHECKING:
-    from hub.engine.supervision import TroubleNotice
+from hub.core.site import Site
+from hub.core.troubles import TroubleNotice
 
 SMS_SEGMENT_CHARS = 160
 

@@ -1,16 +1,15 @@
 """What a page was for, in an operator's words, from its attempt number.
 
 A notification key's attempt number (hub.core.model.NotificationKey) is internal: the policy's
-calls for help count from 0, and the other pages have ranges of their own (hub.core.escalation,
-hub.engine.followups). Timelines say ``2nd call for help`` or ``all-clear``, never ``attempt
+calls for help count from 0, and the other pages have ranges of their own
+(hub.core.escalation). Timelines say ``2nd call for help`` or ``all-clear``, never ``attempt
 2000000``.
 """
 
 from __future__ import annotations
 
-from hub.core.escalation import FALLBACK_ATTEMPT_BASE
-from hub.engine.followups import (ALL_CLEAR_ATTEMPT, FOLLOWUP_CALL_BASE, RESPONDING_ATTEMPT,
-                        SAFE_ROOM_LEFT_BASE)
+from hub.core.escalation import (ALL_CLEAR_ATTEMPT, FALLBACK_ATTEMPT_BASE, FOLLOWUP_CALL_BASE,
+                                 RESPONDING_ATTEMPT, SAFE_ROOM_LEFT_BASE)
 from hub.core.messages import ordinal
 
 #: Words for each branch state (hub.core.schedule.BranchState) in a timeline.

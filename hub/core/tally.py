@@ -2,7 +2,7 @@
 finishes the attempt: no thread sits waiting for an attempt's pages, and in the common
 case the last page's outcome and the attempt's finish are written in one Redis round trip.
 
-Wiring (hub.engine.service / hub.engine.sending): the attempt makes one :class:`AttemptTally` and gives
+Wiring (hub.engine.service / hub.engine.pager): the attempt makes one :class:`AttemptTally` and gives
 each page's send a :meth:`AttemptTally.ticket`. Before recording its outcome a send asks
 :meth:`PageTicket.claim_last`; if it gets the attempt's :class:`FinishCheck`, its record
 finishes the attempt too and it hands the result to :meth:`PageTicket.finished`. Every

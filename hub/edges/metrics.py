@@ -245,7 +245,7 @@ class Metrics:
         self._lookups.labels(result).inc()
 
     def page_retried(self, channel: str) -> None:
-        """A page tried again after a retryable failure (hub.engine.sending)."""
+        """A page tried again after a retryable failure (hub.engine.pager)."""
         self._retries.labels(str(channel)).inc()
 
     def escalation_started(self, lag_s: float) -> None:

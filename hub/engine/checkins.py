@@ -68,7 +68,7 @@ STAFF_ROLE = "staff"
 def answer(store: Store, device_id: str, now_ms: int) -> None:
     """The wearer checked in at ``now_ms`` (hub clock, Unix ms): any check-in requested
     before is answered. (An alarm or a cancel answers through ``Store.heard``.)"""
-    store.r.hset(store._key("checkin", device_id), "answered_ms", now_ms)
+    store.r.hset(store.key("checkin", device_id), "answered_ms", now_ms)
 
 
 def someone_on_duty(site: Site, branch_id: str, now_ms: int,
@@ -91,7 +91,7 @@ class CheckinScheduler:
         self._tick = store.r.register_script(_TICK)
 
     def _key(self, device_id: str) -> str:
-        return self.store._key("checkin", device_id)
+        return self.store.key("checkin", device_id)
 
     def answered(self, device_id: str, now_ms: int) -> None:
         """The wearer pressed in answer to a request."""

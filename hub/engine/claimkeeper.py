@@ -10,7 +10,7 @@ pages be taken over. The keeper holds every queued claim and, on the hub's timer
 (:meth:`ClaimKeeper.take`), learning the claim's current ms, or that it was lost.
 
 Wiring: ``hub.engine.service.AlarmService`` holds one (``claims``); ``_dispatch`` calls ``hold``,
-``hub.engine.sending`` calls ``take``, ``hub.app.runner``'s timer calls ``renew``.
+``hub.engine.pager`` calls ``take``, ``hub.app.runner``'s timer calls ``renew``.
 """
 
 from __future__ import annotations
@@ -20,13 +20,13 @@ from typing import Callable
 
 from hub.core.model import NotificationKey
 
-#: A queued claim is renewed once it is this old, in ms (hub.engine.sending keeps room for a
+#: A queued claim is renewed once it is this old, in ms (hub.engine.pager keeps room for a
 #: send and its retries within the lease after a renewal).
 RENEW_AFTER_MS = 250
 
 #: A claim still queued this long after it was first held is no longer renewed, in ms: a
 #: page stuck that long (a wedged sender pool) is left to lapse to another worker, which
-#: asks the API whether it went out before sending it (hub.engine.sending).
+#: asks the API whether it went out before sending it (hub.engine.pager).
 MAX_HOLD_MS = 30_000
 
 #: ``take`` answers this for a claim another worker took over meanwhile.

@@ -1,7 +1,9 @@
 """After the pages: follow-ups of failed pages, the all-clear, and delivery failure.
 
-Part of :class:`hub.engine.service.AlarmService` (a mixin sharing its ``store``, ``site``,
-``senders`` and clock). Each follow-up has its own notification key (attempt numbers far
+Wiring: :class:`Followups` is given the site, the store, the :class:`~hub.engine.pager.Pager`
+and the clock; the service routes the provider's status callbacks, the device-command
+forwarder's hook and safe-room door events here, and the escalator tells it when an
+attempt's pages were all refused. Each follow-up has its own notification key (attempt numbers far
 above any policy's), so it is sent at most once like any page:
 
 - an SMS that ends undelivered/failed is replaced by a call at once;
@@ -21,29 +23,24 @@ above any policy's), so it is sent at most once like any page:
 from __future__ import annotations
 
 import logging
+from concurrent.futures import Future
+from typing import Callable
 
-from hub.core.escalation import FALLBACK_ATTEMPT_BASE, PlannedNotification
-from hub.core.messages import call_text, page_ref, safe_room_left_text, sms_text
+from hub.core.escalation import (ALL_CLEAR_ATTEMPT, FALLBACK_ATTEMPT_BASE,
+                                 FOLLOWUP_CALL_BASE, RESPONDING_ATTEMPT,
+                                 SAFE_ROOM_LEFT_BASE, PlannedNotification)
+from hub.core.messages import (all_clear_text, call_text, page_ref, responding_text,
+                               safe_room_left_text, sms_text)
 from hub.core.model import Alarm, AlarmState, Channel, NotificationKey
 from hub.core.reach import Reach, attempt_reach
-from hub.engine.sending import LEASE_MS
+from hub.core.site import Site
+from hub.engine.pager import LEASE_MS, Pager
+from hub.store import Store
 
 log = logging.getLogger("haven.hub")
 
 #: Paged when every notification of an attempt failed (Twilio down, numbers dead...).
 FALLBACK_ROLE = "fallback"
-#: The all-clear's attempt number in notification keys (sent at most once per contact).
-ALL_CLEAR_ATTEMPT = 2_000_000
-#: Calls placed because a page failed: attempt numbers BASE + 10 x original attempt + n,
-#: n = 0 for the call replacing an undelivered SMS, 1.. for each retry of an unanswered call.
-FOLLOWUP_CALL_BASE = 3_000_000
-#: The "is responding" text's attempt number (sent at most once per contact).
-RESPONDING_ATTEMPT = 4_000_000
-#: "Staff left the safe room" texts: attempt numbers BASE + the door event's device time
-#: (ms) modulo 1,000,000, so a redelivered event is claimed, not sent, again.
-SAFE_ROOM_LEFT_BASE = 5_000_000
-
-
 def same_person(contact_name: str, by: str) -> bool:
     """Whether ``by`` (who acknowledged, as typed or as the SMS/keypress contact) names the
     contact ``contact_name``: ``"Dana Ortiz"`` is ``"Dana Ortiz (branch manager)"``, in
@@ -53,8 +50,20 @@ def same_person(contact_name: str, by: str) -> bool:
                                contact_name.split(" (")[0].strip().casefold())
 
 
-class FollowupMixin:
-    """Follow-up calls, call retries, the all-clear and delivery failure."""
+class Followups:
+    """Follow-up calls, call retries, "is responding", the all-clear and delivery failure.
+
+    ``pager`` sends each text and call (claimed, so once across workers); ``clock``
+    returns Unix seconds. ``arc``: the monitoring centre's queue (hub.arc.queue), set by
+    the runner when the site has ``[arc]``."""
+
+    def __init__(self, site: Site, store: Store, pager: Pager, *,
+                 clock: Callable[[], float]):
+        self.site, self.store, self.pager, self.clock = site, store, pager, clock
+        self.arc = None
+
+    def _now_ms(self) -> int:
+        return int(self.clock() * 1000)
 
     def command_forwarded(self, fields: dict[str, str]) -> None:
         """Hook for the device-command forwarder: an ``acknowledged`` alarm tells the others
@@ -122,10 +131,9 @@ class FollowupMixin:
             self.store.call_retry_done(key_text)
         return len(due)
 
-    def _place_followup_call(self, alarm: Alarm, key: NotificationKey):
+    def _place_followup_call(self, alarm: Alarm, key: NotificationKey) -> Future:
         contact = self.site.contact(key.contact)
-        return self.senders.submit(self._send, PlannedNotification(key, contact,
-                                                                   call_text(alarm, self.site)))
+        return self.pager.submit(PlannedNotification(key, contact, call_text(alarm, self.site)))
 
     def send_responding(self, alarm_id: str) -> int:
         """Text everyone who was reached for this alarm, but the person who acknowledged it,
@@ -138,7 +146,6 @@ class FollowupMixin:
         reached, drill = self._reached(alarm)
         others = {phone: name for phone, name in reached.items()
                   if not same_person(name, alarm.acknowledged_by or "")}
-        from hub.core.messages import responding_text
         self._text_each(alarm, others, RESPONDING_ATTEMPT,
                         responding_text(alarm, self.site, drill=drill))
         log.info("alarm %s acknowledged by %s: told %d other contact(s)", alarm.id,
@@ -154,7 +161,6 @@ class FollowupMixin:
         reached, drill = self._reached(alarm)
         if not reached:
             return 0
-        from hub.core.messages import all_clear_text
         self._text_each(alarm, reached, ALL_CLEAR_ATTEMPT,
                         all_clear_text(alarm, self.site, drill=drill))
         log.info("alarm %s %s: all-clear to %d contact(s)", alarm.id, alarm.state, len(reached))
@@ -174,12 +180,12 @@ class FollowupMixin:
                    retry: bool = False) -> None:
         """Queue ``text`` to each phone of ``names`` (phone -> contact name) as the SMS of
         ``attempt``: claimed, so each goes out once across workers. ``retry``: tried again
-        after a retryable failure while the alarm waits for a person (hub.engine.sending); the
+        after a retryable failure while the alarm waits for a person (hub.engine.pager); the
         texts after an acknowledgement or the end are not."""
         for phone, name in names.items():
             key = NotificationKey(alarm.id, attempt, phone, Channel.SMS)
-            self.senders.submit(self._send, PlannedNotification(
-                key, self.site.contact(phone, name), text, retry=retry))
+            self.pager.submit(PlannedNotification(key, self.site.contact(phone, name), text,
+                                                  retry=retry))
 
     def _check_reach(self, alarm: Alarm, number: int) -> None:
         """Attempt ``number``'s delivery reports so far (the alarm's timeline): if every page
@@ -228,7 +234,7 @@ class FollowupMixin:
                         branch.name, room.name, len(texted))
         return len(texted)
 
-    def _delivery_failed(self, alarm: Alarm, number: int,
+    def delivery_failed(self, alarm: Alarm, number: int,
                          planned: list[PlannedNotification]) -> None:
         """Nobody could be reached in this attempt: the API refused every page."""
         # The attempt's text (a call's words have no page reference).
@@ -260,4 +266,4 @@ class FollowupMixin:
         for contact in fallback:
             key = NotificationKey(alarm.id, FALLBACK_ATTEMPT_BASE + number, contact.phone,
                                   Channel.SMS)
-            self.senders.submit(self._send, PlannedNotification(key, contact, text[:300], ref))
+            self.pager.submit(PlannedNotification(key, contact, text[:300], ref))

@@ -1,26 +1,36 @@
 """The alarm intake: a device's alarm message in, the alarm stored, confirmed and paged.
 
-Part of :class:`hub.engine.service.AlarmService` (a mixin sharing its ``site``, ``store``,
-``metrics``, pools and planning). An alarm is validated and placed, its attempt 0 planned
-from the branch state this worker saw last, then raised (stored, leased, its pages
-claimed) in one Redis round trip; alarms read from the broker together share one
-(:meth:`IntakeMixin.handle_batch`). Its pages go to the senders once it is stored, and
-the device hears ``received`` then.
+An alarm is validated and placed (:meth:`Intake.read`), its attempt 0 planned by the
+escalator from the branch state this worker saw last, then raised (stored, leased, its
+pages claimed) in one Redis round trip; alarms read from the broker together share one
+(:meth:`Intake.raise_all`). Its pages go to the pager once it is stored, and the device
+hears ``received`` then.
+
+Wiring: given the site, the store, the :class:`~hub.engine.escalator.Escalator` and, as
+keywords, the topics, ``confirm`` (publishes a device command: the ``received``), the
+service's :class:`~hub.engine.rejects.Rejects`, the clock and the metrics. The service
+routes alarm messages here by topic.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
+from typing import Callable
 
-from device.protocol import CMD_RECEIVED, Command, ProtocolError, decode_alarm
+from device.protocol import CMD_RECEIVED, Command, Topics, decode_alarm
 
 from hub.core.escalation import AttemptPlan
 from hub.core.lifecycle import AlarmEvent
 from hub.core.model import LATE_MS, SAFE_ROOM_KIND, Alarm, Shelter
 from hub.core.outcome import Outcome
 from hub.core.schedule import drill_in_force
-from hub.engine.sending import LEASE_MS
+from hub.core.site import Site
+from hub.edges.metrics import Metrics
+from hub.engine.escalator import Escalator
+from hub.engine.pager import LEASE_MS
+from hub.engine.rejects import Rejects
+from hub.store import Store
 from hub.store.alarms import Raised, RaiseRequest
 from hub.store.branches import parse_seen
 
@@ -28,7 +38,7 @@ log = logging.getLogger("haven.hub")
 
 
 @dataclass(frozen=True)
-class _Intake:
+class ReadAlarm:
     """An alarm message validated and placed, with its attempt 0 planned if possible, and
     the raise that will store it."""
 
@@ -37,69 +47,54 @@ class _Intake:
     request: RaiseRequest
 
 
-class IntakeMixin:
-    """Alarm messages in: validated, placed, raised, confirmed, paged."""
+Publish = Callable[[str, bytes], None]
 
-    def handle_batch(self, messages: list[tuple[str, bytes, bool]]) -> list[Outcome]:
-        """:meth:`handle` for messages read from the broker together (``(topic, payload,
-        retained)``), in order: consecutive alarms are stored in one Redis round trip, so a
-        burst costs a round trip per read, not per alarm. Raises like :meth:`handle` (the
+
+class Intake:
+    """Alarm messages in: validated, placed, raised, confirmed, paged. ``clock`` returns
+    Unix seconds. ``arc``: the monitoring centre's queue (hub.arc.queue), set by the
+    runner when the site has ``[arc]``: raised alarms queue their event, never waiting."""
+
+    def __init__(self, site: Site, store: Store, escalator: Escalator, *, topics: Topics,
+                 confirm: Publish, reject: Rejects, clock: Callable[[], float],
+                 metrics: Metrics):
+        self.site, self.store, self.escalator = site, store, escalator
+        self.topics, self.confirm, self.reject = topics, confirm, reject
+        self.clock, self.metrics = clock, metrics
+        self.arc = None
+        #: Each branch's switches and overrides as last read (flat), to plan an alarm's
+        #: first attempt before raising it; the raise checks they are still current.
+        self._branch_seen: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
+
+    def _now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
+    def raise_all(self, reads: list["ReadAlarm"]) -> list[Outcome]:
+        """Raise the alarms read together in one round trip, then page and confirm each;
+        their outcomes in order. Raises ``redis.RedisError`` for an unreachable store (the
         caller then acknowledges none of them; the redelivered ones already stored are
         confirmed again, not paged again)."""
-        outcomes: list[Outcome] = []
-        intakes: list[tuple[int, "_Intake"]] = []
-        for topic, payload, retained in messages:
-            try:
-                is_alarm = self.topics.parse(topic)[1] == "alarm"
-            except ProtocolError:
-                is_alarm = False
-            if not is_alarm:  # events keep their place after the alarms before them
-                self._raise_intakes(intakes, outcomes)
-                outcomes.append(self.handle(topic, payload, retained=retained))
-                continue
-            try:
-                intake = self._intake(topic, payload)
-            except ProtocolError as exc:
-                outcomes.append(self._reject(topic, str(exc)))
-                continue
-            if isinstance(intake, Outcome):
-                outcomes.append(intake)
-            else:
-                intakes.append((len(outcomes), intake))
-                outcomes.append(Outcome.IGNORED)  # replaced once raised
-        self._raise_intakes(intakes, outcomes)
+        if not reads:
+            return []
+        raised = self.store.raise_many([read.request for read in reads])
+        outcomes = [self._raised(read, result) for read, result in zip(reads, raised)]
+        self._heard([read.alarm for read, result in zip(reads, raised) if result.created])
         return outcomes
 
-    def _raise_intakes(self, intakes: list[tuple[int, "_Intake"]],
-                       outcomes: list[Outcome]) -> None:
-        """Raise the alarms gathered so far in one round trip, then confirm and page each."""
-        if len(intakes) == 1:
-            index, intake = intakes[0]
-            outcomes[index] = self._raise_one(intake)
-            self.metrics.message("alarm", outcomes[index])
-        elif intakes:
-            raised = self.store.raise_many([intake.request for _, intake in intakes])
-            for (index, intake), result in zip(intakes, raised):
-                outcomes[index] = self._raised(intake, result)
-                self.metrics.message("alarm", outcomes[index])
-            self._heard([intake.alarm for (_, intake), result in zip(intakes, raised)
-                         if result.created])
-        intakes.clear()
-
-    def _alarm(self, topic: str, payload: bytes) -> Outcome:
-        intake = self._intake(topic, payload)
-        if isinstance(intake, Outcome):
-            return intake
-        return self._raise_one(intake)
-
-    def _raise_one(self, intake: "_Intake") -> Outcome:
-        """Raise one alarm (its attempt 0's pages claimed in the same round trip), then page
-        and confirm it."""
-        raised = self.store.raise_many([intake.request])[0]
-        outcome = self._raised(intake, raised)
-        if raised.created:
-            self._heard([intake.alarm])
-        return outcome
+    def raise_from_hub(self, alarm: Alarm) -> bool:
+        """An alarm the hub raises itself (a missed check-in): stored and escalated like a
+        press, minus the device confirmation. ``False`` if it already existed."""
+        kind = self.site.kinds.get(alarm.kind)
+        if kind is None:
+            log.error("cannot raise %s: kind %r is not in the site config %s; add it",
+                      alarm.id, alarm.kind, self.site.source)
+            return False
+        created = self.store.raise_alarm(alarm, escalate=bool(kind.steps))
+        if created:
+            self.metrics.alarm_stored(alarm.kind)
+        if created and kind.steps:
+            self.escalator.escalators.submit(self.escalator.run_due, alarm.id)
+        return created
 
     def _heard(self, alarms: list[Alarm]) -> None:
         """New alarms, once their pages have left: each is a sign of life of its device
@@ -109,13 +104,13 @@ class IntakeMixin:
                            self.site.devices[alarm.device].type == "wearable")
                           for alarm in alarms])
 
-    def _intake(self, topic: str, payload: bytes) -> "_Intake | Outcome":
+    def read(self, topic: str, payload: bytes) -> "ReadAlarm | Outcome":
         """Validate and place an alarm message, and plan its attempt 0 from the branch
         state this worker saw last (checked by the raise). Raises ProtocolError."""
         msg = decode_alarm(topic, payload, topics=self.topics, kinds=self.site.kinds.keys())
         place = self.site.locate(msg.device)
         if place is None:
-            return self._reject(topic, f"topic {topic}: field 'device': {msg.device!r} is not "
+            return self.reject(topic, f"topic {topic}: field 'device': {msg.device!r} is not "
                                        f"in the site config {self.site.source}; add a [[device]] "
                                        "entry with its branch and room")
         branch, room = place
@@ -131,22 +126,22 @@ class IntakeMixin:
             switches, overrides = parse_seen(branch.id, seen, alarm.received_at_ms)
             # as the raise will decide it, if this state is still current (hub.core.drill)
             alarm = replace(alarm, drill=drill_in_force(switches, alarm.received_at_ms))
-            pre = self._plan_attempt(alarm, 0, switches, overrides, alarm.received_at_ms)
+            pre = self.escalator.plan_attempt(alarm, 0, switches, overrides, alarm.received_at_ms)
         request = RaiseRequest(
             alarm, escalate, LEASE_MS if escalate else 0,
             expect=seen if pre is not None else None,
             claims=tuple(item.key for item in pre.planned) if pre is not None else (),
             timeline=pre.timeline if pre is not None else None)
-        return _Intake(alarm, pre, request)
+        return ReadAlarm(alarm, pre, request)
 
-    def _raised(self, intake: "_Intake", raised: Raised) -> Outcome:
+    def _raised(self, read: "ReadAlarm", raised: Raised) -> Outcome:
         """The alarm is stored (or was known): page (a new alarm's pages leave first, so
         the sender works while the rest happens here), confirm it to the device, record."""
-        alarm = intake.alarm
+        alarm = read.alarm
         kind = self.site.kinds[alarm.kind]
         self._branch_seen[alarm.branch] = raised.seen
         if raised.created and kind.steps:
-            self._start_escalation(intake, raised)
+            self._start_escalation(read, raised)
         drill = self._stored_as_drill(alarm, raised)
         self._confirm(alarm, drill=drill)
         if raised.created and self.arc is not None:  # the monitoring centre (hub.arc)
@@ -178,18 +173,18 @@ class IntakeMixin:
         self.metrics.escalation_started(0.0)
         return Outcome.STORED
 
-    def _start_escalation(self, intake: "_Intake", raised: Raised) -> None:
+    def _start_escalation(self, read: "ReadAlarm", raised: Raised) -> None:
         """Run a new alarm's attempt 0 (leased to this worker by the raise): its pages as
         claimed by the raise, or planned and claimed now if the branch's state changed."""
-        alarm, pre = intake.alarm, intake.pre
+        alarm, pre = read.alarm, read.pre
         try:
             if raised.claimed:
-                self._dispatch(alarm, pre, [1] * len(pre.planned), wait_here=False)
+                self.escalator.dispatch(alarm, pre, [1] * len(pre.planned), wait_here=False)
             else:
                 switches, overrides = parse_seen(alarm.branch, raised.seen,
                                                  alarm.received_at_ms)
                 alarm = replace(alarm, drill=drill_in_force(switches, alarm.received_at_ms))
-                self._attempt(alarm, 0, switches, overrides, alarm.received_at_ms,
+                self.escalator.start_attempt(alarm, 0, switches, overrides, alarm.received_at_ms,
                               wait_here=False)
         except Exception:  # stored and leased: the lease runs out and a timer runs it
             log.exception("alarm %s: attempt 0 failed to start; the escalation timers will "

@@ -1,65 +1,51 @@
 """The hub's alarm service: a message from a device in, stored alarm and pages out.
 
-Wiring: the MQTT adapter calls :meth:`AlarmService.handle` for every message
-and acknowledges the message to the broker only after ``handle`` returns, so
-an alarm is never acknowledged before it is stored. Sending is handed to a
-thread pool: all notifications of a step go out concurrently, each claimed in
-Redis first so it is sent at most once whatever the redeliveries or workers.
+Wiring: the MQTT adapter calls :meth:`AlarmService.handle` (or ``handle_batch`` for
+messages read together) for every message and acknowledges the message to the broker
+only after it returns, so an alarm is never acknowledged before it is stored.
 
-The intake (alarm messages, alone or as read together) is :mod:`hub.engine.intake`; sending
-one page is :mod:`hub.engine.sending`; follow-ups and device statuses/events have mixins too.
+The service is a thin wiring of parts, each a class given what it uses:
 
-Escalation: a new alarm's escalation (attempt 0, due at once) is stored with it
-in one step; the intake leases and runs attempt 0 straight away, and a timer
-thread (:meth:`AlarmService.run_due`, every ``TICK_S``) leases and runs later
-attempts when due. An attempt pages its step's contacts concurrently (calls
-first), then schedules the next attempt; an acknowledgement removes the timer.
-Leases of ``LEASE_MS`` make a killed worker's attempt run again elsewhere, and
-notification claims make that re-run send only what had not gone out.
+- :class:`~hub.engine.intake.Intake`: an alarm message validated, placed, stored,
+  confirmed to the device, and its attempt 0 started;
+- :class:`~hub.engine.escalator.Escalator`: attempts planned (hub.core.escalation),
+  leased, run and finished; later attempts on every worker's timer;
+- :class:`~hub.engine.pager.Pager`: one page claimed, sent through the notifier and
+  recorded; pages that failed retryably tried again from Redis;
+- :class:`~hub.engine.followups.Followups`: follow-up calls, "is responding", the
+  all-clear, nobody reached, staff leaving a safe room;
+- :class:`~hub.engine.device_events.DeviceEvents`: statuses, heartbeats and events.
 
-The decisions (who gets what, when) are pure: :mod:`hub.core.escalation`.
+One alarm: MQTT edge -> ``handle`` -> ``Intake.read`` -> ``Intake.raise_all`` (one Redis
+round trip) -> ``Escalator.dispatch`` -> ``Pager.send_claimed`` on a sender thread ->
+notifier. The parts' entry points that the runner's timers, the device-command
+forwarder and the dashboard's callbacks call are repeated here, one line each.
 """
 
 from __future__ import annotations
 
-import logging
-import threading
 import time
-from dataclasses import replace
-from functools import partial
-from concurrent.futures import Executor, ThreadPoolExecutor, wait
-from datetime import datetime, timezone
+from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Callable
-
-import redis
 
 from device.protocol import ProtocolError, Topics
 
-from hub.engine.claimkeeper import ClaimKeeper
-from hub.core.drill import pages_after_acknowledge
-from hub.engine.device_messages import DeviceMessagesMixin
-from hub.engine.intake import LATE_MS, IntakeMixin
-from hub.core.escalation import AttemptPlan, PlannedNotification, attempt, plan, wait_after_ms
-from hub.engine.followups import FollowupMixin
-from hub.engine.groupcommit import GroupCommit
-from hub.edges.metrics import Metrics, channel_of
-from hub.core.model import Alarm, AlarmState
-from hub.edges.notify import Notifier
+from hub.core.model import LATE_MS, Alarm
 from hub.core.outcome import Outcome
-from hub.core.schedule import BranchState, Switches, on_duty
-from hub.engine.sending import LEASE_MS, SendingMixin
-from hub.config.site import Site
-from hub.store.alarms import Store
-from hub.core.tally import UNCHECKED, AttemptTally, FinishCheck, PageTicket
+from hub.core.schedule import BranchState, Switches
+from hub.core.site import Site
+from hub.edges.metrics import Metrics
+from hub.edges.notify import Notifier
+from hub.engine.device_events import DeviceEvents
+from hub.engine.escalator import TICK_S, Escalator
+from hub.engine.followups import Followups
+from hub.engine.intake import Intake, ReadAlarm
+from hub.engine.pager import LEASE_MS, Pager
+from hub.engine.rejects import Rejects
+from hub.store import Store
 
 __all__ = ["AlarmService", "Outcome", "LEASE_MS", "TICK_S", "LATE_MS"]
 
-log = logging.getLogger("haven.hub")
-
-#: How often the timer thread looks for due escalation attempts, in seconds.
-TICK_S = 0.2
-#: How long a warming sender thread waits for the others to start, in seconds.
-WARM_WAIT_S = 2.0
 #: Sender threads warmed at hub start: an emergency's first step pages a few contacts by
 #: SMS and call at once.
 WARM_SENDERS = 8
@@ -67,66 +53,70 @@ WARM_SENDERS = 8
 Publish = Callable[[str, bytes], None]
 
 
-class AlarmService(IntakeMixin, SendingMixin, FollowupMixin, DeviceMessagesMixin):
-    """Validates, places, stores and pages. ``clock`` returns Unix seconds."""
+class AlarmService:
+    """Validates, places, stores and pages, by composing the engine's parts.
+
+    ``publish`` sends a device command (QoS 1); ``confirm`` publishes the ``received``
+    (default: ``publish``; the hub wires it to QoS 0: a device resends its alarm until
+    confirmed, so a lost confirmation is asked for again, and a QoS 1 PUBACK from a
+    broker that keeps Nagle on held the next alarm back by up to 40 ms). ``senders``
+    runs pages, ``escalators`` the attempts that wait for them (never the senders' own
+    pool). ``clock`` returns Unix seconds. ``public_url``: the dashboard's public base
+    URL for the provider's callbacks (keypress and SMS replies)."""
 
     def __init__(self, site: Site, store: Store, notifier: Notifier, publish: Publish,
                  senders: Executor, *, escalators: Executor | None = None,
                  topics: Topics = Topics(), clock: Callable[[], float] = time.time,
                  metrics: Metrics | None = None, public_url: str | None = None,
                  confirm: Publish | None = None):
-        self.site, self.store, self.notifier = site, store, notifier
+        self.store, self.notifier, self.topics = store, notifier, topics
+        self.publish, self.senders, self.clock = publish, senders, clock
         self.metrics = metrics or Metrics()
-        #: The dashboard's public base URL for Twilio callbacks (keypress and SMS replies).
         self.public_url = public_url
-        self.publish, self.senders, self.topics, self.clock = publish, senders, topics, clock
-        #: Publishes the ``received`` confirmation (default: ``publish``). The hub wires it
-        #: to QoS 0: a device resends its alarm until confirmed, so a lost confirmation is
-        #: asked for again, and a QoS 1 PUBACK from a broker that keeps Nagle on held the
-        #: next alarm back by up to 40 ms (p99 47 ms through the peers harness, 3 ms without).
-        self.confirm = confirm or publish
-        # Attempts wait for their sends, so they must not run on the senders' own pool.
-        self.escalators = escalators or ThreadPoolExecutor(4, thread_name_prefix="escalation")
-        #: Claims of pages waiting for a sender thread, renewed together on the timer.
-        self.claims = ClaimKeeper(store.renew_claims)
-        #: Pages' outcomes recorded by their sender threads, those recording at the same
-        #: time in one round trip (hub.engine.groupcommit).
-        self.records = GroupCommit(store.record_notifications)
-        #: Each branch's switches and overrides as last read (flat), to plan an alarm's
-        #: first attempt before raising it; the raise checks they are still current.
-        self._branch_seen: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
-        #: The monitoring centre's queue (hub.arc.queue), set by the runner when the site
-        #: has ``[arc]``: raised alarms queue their ARC event, never waiting for it.
-        self.arc = None
+        escalators = escalators or ThreadPoolExecutor(4, thread_name_prefix="escalation")
+        self.pager = Pager(site, store, notifier, senders, clock=clock, metrics=self.metrics,
+                           public_url=public_url)
+        self.followups = Followups(site, store, self.pager, clock=clock)
+        self.escalator = Escalator(site, store, self.pager, self.followups, escalators,
+                                   clock=clock, metrics=self.metrics, public_url=public_url)
+        self.reject = Rejects(store, self.metrics, topics, clock=clock)
+        self.intake = Intake(site, store, self.escalator, topics=topics,
+                             confirm=confirm or publish, reject=self.reject, clock=clock,
+                             metrics=self.metrics)
+        self.devices = DeviceEvents(site, store, self.followups, topics=topics,
+                                    reject=self.reject, clock=clock, metrics=self.metrics)
+        #: Claims of pages waiting for a sender thread (the runner's timer renews them).
+        self.claims = self.pager.claims
+        #: Pages' outcomes recorded together (hub.engine.groupcommit).
+        self.records = self.pager.records
+
+    @property
+    def site(self) -> Site:
+        """The site config every part works from."""
+        return self.intake.site
+
+    @site.setter
+    def site(self, site: Site) -> None:
+        """A reloaded site (SIGHUP, hub.app.runner): every part takes it at once."""
+        for part in (self.pager, self.followups, self.escalator, self.intake, self.devices):
+            part.site = site
+
+    @property
+    def arc(self):
+        """The monitoring centre's queue (hub.arc.queue), or ``None``: set by the runner
+        when the site has ``[arc]``; raised, acknowledged and resolved alarms queue their
+        event, never waiting for it."""
+        return self.intake.arc
+
+    @arc.setter
+    def arc(self, queue) -> None:
+        self.intake.arc = self.escalator.arc = self.followups.arc = queue
 
     def warm_up(self, sender_threads: int) -> None:
-        """Get ready for the first alarm (hub start, before subscribing): the store's
-        scripts and connections now, and in the background ``sender_threads`` sender
-        threads, each with its SDK client and API connection. A cold hub's first alarm
-        took ~40 ms to its first request, against ~1 ms warm (the peer harness). An
-        unreachable store or API is logged and left to the first alarm's own retries."""
-        try:
-            self.store.warm_up()
-        except redis.RedisError as exc:
-            log.warning("store not reachable at start (%s); alarms will retry it", exc)
-        warm = getattr(self.notifier, "warm_up", None)
-        if warm is None or sender_threads < 1:
-            return
-        # Each task holds its thread until all have started, so each gets a thread of its
-        # own (the pool starts a new thread only when none is idle).
-        started = threading.Barrier(sender_threads, timeout=WARM_WAIT_S)
+        """Get ready for the first alarm (hub start, before subscribing): Pager.warm_up."""
+        self.pager.warm_up(sender_threads)
 
-        def warm_one() -> None:
-            warm()
-            try:
-                started.wait()
-            except threading.BrokenBarrierError:
-                pass
-        for _ in range(sender_threads):
-            self.senders.submit(warm_one)
-
-    def _now_ms(self) -> int:
-        return int(self.clock() * 1000)
+    # --- messages from devices, routed by topic ---------------------------------------
 
     def handle(self, topic: str, payload: bytes, *, retained: bool = False) -> Outcome:
         """Handle one MQTT message. Raises only when the store is unreachable
@@ -137,216 +127,105 @@ class AlarmService(IntakeMixin, SendingMixin, FollowupMixin, DeviceMessagesMixin
         try:
             _, channel = self.topics.parse(topic)
             if channel == "alarm":
-                outcome = self._alarm(topic, payload)
+                read = self.intake.read(topic, payload)
+                outcome = read if isinstance(read, Outcome) else self.intake.raise_all([read])[0]
             elif channel in ("status", "heartbeat"):
-                outcome = self._status(topic, payload, retained)
+                outcome = self.devices.status(topic, payload, retained)
             elif channel == "event":
-                outcome = self._event(topic, payload)
+                outcome = self.devices.event(topic, payload)
             else:
                 outcome = Outcome.IGNORED
         except ProtocolError as exc:
-            return self._reject(topic, str(exc))
-        if outcome is not Outcome.REJECTED:  # _reject counts its own, with the reason
+            return self.reject(topic, str(exc))
+        if outcome is not Outcome.REJECTED:  # rejects count their own, with the reason
             self.metrics.message(channel, outcome)
         return outcome
 
-    def _reject(self, topic: str, reason: str) -> Outcome:
-        log.warning("rejected message: %s", reason)
-        self.store.record_rejected(topic, reason, self._now_ms())
-        self.metrics.message(channel_of(topic, self.topics), Outcome.REJECTED, reason,
-                             topic=topic)
-        return Outcome.REJECTED
+    def handle_batch(self, messages: list[tuple[str, bytes, bool]]) -> list[Outcome]:
+        """:meth:`handle` for messages read from the broker together (``(topic, payload,
+        retained)``), in order: consecutive alarms are stored in one Redis round trip, so a
+        burst costs a round trip per read, not per alarm. Raises like :meth:`handle` (the
+        caller then acknowledges none of them)."""
+        outcomes: list[Outcome] = []
+        reads: list[tuple[int, ReadAlarm]] = []
+        for topic, payload, retained in messages:
+            try:
+                is_alarm = self.topics.parse(topic)[1] == "alarm"
+            except ProtocolError:
+                is_alarm = False
+            if not is_alarm:  # events keep their place after the alarms before them
+                self._raise_reads(reads, outcomes)
+                outcomes.append(self.handle(topic, payload, retained=retained))
+                continue
+            try:
+                read = self.intake.read(topic, payload)
+            except ProtocolError as exc:
+                outcomes.append(self.reject(topic, str(exc)))
+                continue
+            if isinstance(read, Outcome):
+                outcomes.append(read)
+            else:
+                reads.append((len(outcomes), read))
+                outcomes.append(Outcome.IGNORED)  # replaced once raised
+        self._raise_reads(reads, outcomes)
+        return outcomes
+
+    def _raise_reads(self, reads: list[tuple[int, ReadAlarm]], outcomes: list[Outcome]) -> None:
+        """Raise the alarms gathered so far in one round trip; their outcomes in place."""
+        raised = self.intake.raise_all([read for _, read in reads])
+        for (index, _), outcome in zip(reads, raised):
+            outcomes[index] = outcome
+            self.metrics.message("alarm", outcome)
+        reads.clear()
+
+    def handle_statuses(self, messages: list[tuple[str, bytes, bool]]) -> list[Outcome]:
+        """Statuses and heartbeats read together, stored in one round trip
+        (DeviceEvents.statuses)."""
+        return self.devices.statuses(messages)
+
+    # --- entry points of the parts, for the runner, the checks and the dashboard -------
 
     def raise_from_hub(self, alarm: Alarm) -> bool:
-        """An alarm the hub raises itself (a missed check-in): stored and escalated like a
-        press, minus the device confirmation. ``False`` if it already existed."""
-        kind = self.site.kinds.get(alarm.kind)
-        if kind is None:
-            log.error("cannot raise %s: kind %r is not in the site config %s; add it",
-                      alarm.id, alarm.kind, self.site.source)
-            return False
-        created = self.store.raise_alarm(alarm, escalate=bool(kind.steps))
-        if created:
-            self.metrics.alarm_stored(alarm.kind)
-        if created and kind.steps:
-            self.escalators.submit(self.run_due, alarm.id)
-        return created
-
-    # --- escalation -------------------------------------------------------------------
+        """An alarm the hub raises itself (a missed check-in): Intake.raise_from_hub."""
+        return self.intake.raise_from_hub(alarm)
 
     def branch_state(self, branch_id: str, now_ms: int, overrides: list | None = None,
                      switches: Switches | None = None) -> BranchState:
-        """Drill or lone worker by switch, else lone worker when at most one staff member
-        is on duty by schedule (and ad-hoc ``overrides``, read from the store if not given)."""
-        from hub.core.schedule import branch_state
-        now = datetime.fromtimestamp(now_ms / 1000, timezone.utc)
-        staff = [c for c in self.site.contacts if branch_id in c.branches and "staff" in c.roles]
-        if overrides is None:
-            overrides = self.store.overrides(branch_id, now_ms)
-        if any(c.shifts for c in staff) or overrides:
-            count = sum(1 for c in staff
-                        if on_duty(c.phone, c.shifts, branch_id, now, overrides))
-        else:
-            # No schedule for this branch's staff (a desk phone, say): it counts as staffed
-            # unless a switch says otherwise.
-            count = max(2, len(staff))
-        if switches is None:
-            switches = self.store.branch_switches(branch_id)
-        return branch_state(count, switches, now_ms)
+        """A branch's state now (Escalator.branch_state)."""
+        return self.escalator.branch_state(branch_id, now_ms, overrides, switches)
 
     def run_due(self, alarm_id: str | None = None) -> int:
-        """Lease and run the escalation attempts due now (or just ``alarm_id``'s); returns
-        how many ran. Never raises but for an unreachable store."""
-        now = self._now_ms()
-        due = self.store.claim_due(now, LEASE_MS, alarm_id=alarm_id)
-        for due_id, number, due_ms in due:
-            self.metrics.escalation_started((now - due_ms) / 1000)
-            try:
-                self.run_attempt(due_id, number)
-            except Exception:  # the lease runs out and the attempt is tried again
-                log.exception("escalation attempt %d of alarm %s failed", number, due_id)
-        return len(due)
+        """The escalation attempts due now (timer thread): Escalator.run_due."""
+        return self.escalator.run_due(alarm_id)
 
     def run_attempt(self, alarm_id: str, number: int) -> None:
-        """Run a leased attempt and wait for its pages (a timer thread)."""
-        alarm = self.store.get_alarm(alarm_id)
-        once = alarm is not None and pages_after_acknowledge(alarm)  # made real after an ack
-        if alarm is None or (alarm.state is not AlarmState.RAISED and not once):
-            self.store.stop_escalation(alarm_id)
-            return
-        now = self._now_ms()
-        switches, overrides = self.store.branch_context(alarm.branch, now)
-        self._attempt(alarm, number, switches, overrides, now, wait_here=True)
-        if once:
-            self.store.stop_escalation(alarm_id)
+        """Run a leased attempt and wait for its pages: Escalator.run_attempt."""
+        self.escalator.run_attempt(alarm_id, number)
 
-    def _attempt(self, alarm: Alarm, number: int, switches: Switches, overrides: list,
-                 now: int, *, wait_here: bool) -> None:
-        """Plan attempt ``number`` (leased by this worker), claim its pages with its timeline
-        entry in one round trip, and send them concurrently (calls first). The rest (waiting
-        for the sends, delivery failure, scheduling the next attempt) runs here with
-        ``wait_here``, else on the escalation pool, so the intake returns at once."""
-        planned = self._plan_attempt(alarm, number, switches, overrides, now)
-        if planned is None:
-            return
-        # The timeline says which attempt ran before it lists that attempt's pages.
-        claimed = self.store.claim_notifications(
-            alarm.id, [item.key for item in planned.planned], now, LEASE_MS,
-            timeline=planned.timeline)
-        self._dispatch(alarm, planned, claimed, wait_here=wait_here)
-        if self.arc is not None:  # queued once per alarm: a re-run or a later attempt (or
-            self.arc.alarm_raised(alarm)  # a drill made real) finds it queued or queues it
+    def run_page_retries(self) -> int:
+        """Pages due to be tried again (timer thread): Pager.run_page_retries."""
+        return self.pager.run_page_retries()
 
-    def _plan_attempt(self, alarm: Alarm, number: int, switches: Switches, overrides: list,
-                      now: int) -> "AttemptPlan | None":
-        """Who attempt ``number`` pages, from the branch's state at ``now`` (pure but for
-        stopping an escalation whose kind has no steps left in the config: ``None``)."""
-        kind = self.site.kinds.get(alarm.kind)
-        # A drill is the alarm's own, decided when it was raised (hub.core.drill), not the branch's.
-        state = BranchState.DRILL if alarm.drill else self.branch_state(
-            alarm.branch, now, overrides, replace(switches, drill_until_ms=None))
-        steps = kind.policy(lone_worker=state is BranchState.LONE_WORKER) if kind else ()
-        if not steps:
-            log.error("alarm %s: kind %r has no escalation steps in the site config now; "
-                      "it stays on the board for an operator", alarm.id, alarm.kind)
-            self.store.stop_escalation(alarm.id)
-            return None
-        current = attempt(steps, number)
-        when = datetime.fromtimestamp(now / 1000, timezone.utc)
-        planned = plan(self.site, alarm, steps, number, drill=state is BranchState.DRILL,
-                       on_duty=lambda c: on_duty(c.phone, c.shifts, alarm.branch, when,
-                                                 overrides),
-                       reply_hint=self.public_url is not None, now_ms=now,
-                       shelters=switches.shelters)
-        timeline = {"event": "escalation", "at_ms": now, "attempt": number,
-                    "step": current.step_index + 1, "round": current.round + 1,
-                    "branch_state": state, "notifications": len(planned)}
-        return AttemptPlan(number, now, planned, timeline, wait_after_ms(steps, number))
+    def run_call_retries(self) -> int:
+        """Call retries that are due (timer thread): Followups.run_call_retries."""
+        return self.followups.run_call_retries()
 
-    def _dispatch(self, alarm: Alarm, planned: "AttemptPlan", claimed: list[int], *,
-                  wait_here: bool) -> None:
-        """Send the pages this worker claimed (``claimed[i]`` for ``planned.planned[i]``:
-        0 not ours, 1 ours, > 1 a dead worker's claim taken over), then finish: here with
-        ``wait_here``, else on the sender thread that completes the last page (no thread
-        sits waiting for an attempt's pages)."""
-        number, now = planned.number, planned.now
-        ours = [(item, claim) for item, claim in zip(planned.planned, claimed) if claim]
-        for item, claim in zip(planned.planned, claimed):
-            if not claim:
-                log.info("notification %s already claimed: not sent again", item.key)
-                self.metrics.notification(str(item.key.channel), "skipped_claimed")
-        started = now
-        if planned.planned and not ours:
-            # A re-run after its worker died: every page had gone out already. The next
-            # attempt keeps the pace of when they went out, not of this re-run's lease.
-            started = self.store.attempt_paged_at(alarm.id, number) or now
-        next_due_ms = max(now, started + planned.wait_ms)
-        new = not wait_here and number == 0
-        if not ours:
-            self._log_attempt(alarm, planned, new=new)
-            finish = partial(self._finish_attempt, alarm, number, planned.planned, next_due_ms)
-            return finish() if wait_here else self.escalators.submit(finish)
-        tally = None if wait_here else self._tally(alarm, planned, len(ours), next_due_ms)
-        futures = []
-        for item, claim in ours:  # kept alive while they wait for a sender (hub.engine.claimkeeper)
-            self.claims.hold(item.key, now)
-            try:
-                futures.append(self.senders.submit(self._send_ticketed, item, now, claim,
-                                                   tally.ticket() if tally else None))
-            except RuntimeError:  # shutting down: left to lapse to another worker
-                self.claims.take(item.key, now)
-                raise
-        self._log_attempt(alarm, planned, new=new)
-        if wait_here:
-            wait(futures)
-            self._finish_attempt(alarm, number, planned.planned, next_due_ms)
+    def followup(self, key_text: str, status: str) -> bool:
+        """A page's final delivery report (Twilio's status callback): Followups.followup."""
+        return self.followups.followup(key_text, status)
 
-    def _tally(self, alarm: Alarm, planned: "AttemptPlan", pages: int,
-               next_due_ms: int) -> AttemptTally:
-        """Counts the attempt's ``pages`` as senders finish them; the last one finishes the
-        attempt (hub.core.tally)."""
-        finish = partial(self._finish_attempt, alarm, planned.number, planned.planned,
-                         next_due_ms)
-        return AttemptTally(pages, FinishCheck(alarm.id, planned.number, next_due_ms,
-                                               tuple(item.key for item in planned.planned)),
-                            finish)
+    def command_forwarded(self, fields: dict[str, str]) -> None:
+        """A device command forwarded (hub.engine.commands): Followups.command_forwarded."""
+        self.followups.command_forwarded(fields)
 
-    @staticmethod
-    def _log_attempt(alarm: Alarm, planned: "AttemptPlan", *, new: bool) -> None:
-        """One line per attempt; a new alarm's attempt 0 also says where it came from."""
-        t = planned.timeline
-        if new:
-            log.info("alarm %s %s at %s/%s from %s: escalating, attempt 0 (step %s, round %s, "
-                     "%s): %d notification(s)", alarm.id, alarm.kind, alarm.branch, alarm.room,
-                     alarm.device, t["step"], t["round"], t["branch_state"],
-                     len(planned.planned))
-        else:
-            log.info("alarm %s attempt %d (step %s, round %s, %s): %d notification(s)",
-                     alarm.id, planned.number, t["step"], t["round"], t["branch_state"],
-                     len(planned.planned))
+    def send_responding(self, alarm_id: str) -> int:
+        """"X is responding" to the others reached: Followups.send_responding."""
+        return self.followups.send_responding(alarm_id)
 
-    def _send_ticketed(self, item: PlannedNotification, claimed_ms: int, claim: int,
-                       ticket: PageTicket | None) -> None:
-        try:
-            self._send_claimed(item, claimed_ms, claim, ticket)
-        finally:
-            if ticket is not None:
-                ticket.done()
+    def send_all_clear(self, alarm_id: str) -> int:
+        """The all-clear to everyone reached: Followups.send_all_clear."""
+        return self.followups.send_all_clear(alarm_id)
 
-    def _finish_attempt(self, alarm: Alarm, number: int, planned: list[PlannedNotification],
-                        next_due_ms: int, checked: object = UNCHECKED) -> None:
-        """Once the attempt's sends are done: a delivery failure if none got through, then
-        the next attempt is scheduled (unless someone acknowledged meanwhile). ``checked``:
-        what the last page's record answered when it finished the attempt already
-        (hub.core.tally), ``None`` meaning every page failed and nothing was finished."""
-        try:
-            if checked is UNCHECKED:
-                checked = self.store.finish_unless_all_failed(
-                    alarm.id, number, next_due_ms, [item.key for item in planned])
-            if checked is None:
-                self._delivery_failed(alarm, number, planned)
-                self.store.finish_attempt(alarm.id, number, next_due_ms)
-        except Exception:  # the lease runs out and the attempt is run again (claims hold)
-            log.exception("escalation attempt %d of alarm %s failed", number, alarm.id)
-
-
+    def safe_room_left(self, device_id: str, event_at: int, now_ms: int) -> int:
+        """A safe-room door opened: Followups.safe_room_left."""
+        return self.followups.safe_room_left(device_id, event_at, now_ms)

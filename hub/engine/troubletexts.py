@@ -42,7 +42,7 @@ from hub.core.messages import broker_text, trouble_batch_text
 from hub.edges.notify import Notifier
 from hub.config.site import Contact, Site
 from hub.store.alarms import Store
-from hub.engine.supervision import Trouble, TroubleNotice
+from hub.core.troubles import Trouble, TroubleNotice
 
 log = logging.getLogger("haven.supervision")
 
@@ -86,7 +86,7 @@ class TroubleTexts:
 
     def queue(self, notice: TroubleNotice) -> None:
         """A trouble change, for the branch's next text (supervision's ``notify``)."""
-        self.store.r.rpush(self.store._key("trouble-texts", notice.branch_id), json.dumps(
+        self.store.r.rpush(self.store.key("trouble-texts", notice.branch_id), json.dumps(
             {"device": notice.device_id, "trouble": str(notice.trouble),
              "raised": notice.raised, "at_ms": notice.at_ms}))
 
@@ -94,8 +94,8 @@ class TroubleTexts:
         """Send each branch's pending changes (if its minute is up), then report the
         broker's outage or its end. Raises ``redis.RedisError``."""
         for branch_id in self.site.branches:
-            taken = self._take(keys=[self.store._key("trouble-texts", branch_id),
-                                     self.store._key("trouble-texts-sent", branch_id)],
+            taken = self._take(keys=[self.store.key("trouble-texts", branch_id),
+                                     self.store.key("trouble-texts-sent", branch_id)],
                                args=[now_ms, self.batch_every_ms])
             notices = [_notice(json.loads(item), branch_id, self.site) for item in taken]
             if notices:
@@ -106,7 +106,7 @@ class TroubleTexts:
 
     def _check_broker(self, now_ms: int) -> None:
         connected, since_ms = self.broker()
-        key = self.store._key("broker-outage")
+        key = self.store.key("broker-outage")
         if not connected and now_ms - since_ms >= BROKER_REPORT_AFTER_S * 1000:
             self._saw_outage = True
             if self.store.r.set(key, str(since_ms), nx=True):

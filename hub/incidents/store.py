@@ -69,7 +69,7 @@ class IncidentStore:
         self._claim_every = self.r.register_script(_CLAIM_EVERY)
 
     def key(self, *parts: str) -> str:
-        return self.store._key(*parts)
+        return self.store.key(*parts)
 
     # --- indexing ------------------------------------------------------------------
 

@@ -136,7 +136,7 @@ def _presence(redis_url: str | None) -> dict[str, str] | None:
     import redis
     try:
         store = Store.from_url(hub_settings(redis_url=redis_url).redis_url)
-        keys = store.r.keys(store._key("device", "*"))
+        keys = store.r.keys(store.key("device", "*"))
         return {key.split(":", 2)[2]: store.r.hget(key, "state") or "unknown" for key in keys}
     except redis.RedisError:
         return None

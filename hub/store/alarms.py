@@ -282,7 +282,10 @@ class Store(BranchStoreMixin, NotificationStoreMixin, DeviceStoreMixin):
                                       retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), 2))
         return cls(client, prefix)
 
-    def _key(self, *parts: str) -> str:
+    def key(self, *parts: str) -> str:
+        """The Redis key ``<prefix>:<part>:<part>...``: every key of Haven is built here, so
+        one hub's keys never meet another's on a shared server (``prefix``, default
+        ``haven``). The key families are listed in docs/architecture.md."""
         return ":".join((self.prefix, *parts))
 
     # --- alarms --------------------------------------------------------------
@@ -322,11 +325,11 @@ class Store(BranchStoreMixin, NotificationStoreMixin, DeviceStoreMixin):
         event = json.dumps({"type": "alarm.raised", "alarm": alarm.to_json()})
         pairs = flat_json(alarm.to_fields())
         entry = flat_json(request.timeline or {})
-        keys = [self._key("alarm", alarm.id), self._key("alarms", "active"),
-                self._key("timeline", alarm.id), self._key("escalations"),
-                self._key("escalation", alarm.id), self._key("branch", alarm.branch),
-                self._key("overrides", alarm.branch),
-                *(self._key("notification", str(key)) for key in request.claims)]
+        keys = [self.key("alarm", alarm.id), self.key("alarms", "active"),
+                self.key("timeline", alarm.id), self.key("escalations"),
+                self.key("escalation", alarm.id), self.key("branch", alarm.branch),
+                self.key("overrides", alarm.branch),
+                *(self.key("notification", str(key)) for key in request.claims)]
         args = [self.events_channel, event, alarm.received_at_ms, alarm.id,
                 "1" if request.escalate else "0", request.lease_ms, pairs,
                 state_fingerprint(expect) if expect is not None else "", CLAIM_TTL_S, entry]
@@ -339,18 +342,18 @@ class Store(BranchStoreMixin, NotificationStoreMixin, DeviceStoreMixin):
         """Lease the escalations due at ``now_ms`` (or just ``alarm_id``, if due) for
         ``lease_ms``: ``[(alarm id, attempt number, due ms)]``. A worker that dies holding a
         lease loses it when it runs out, and another worker runs the attempt again."""
-        args = [now_ms, lease_ms, limit, self._key("escalation", "")]
+        args = [now_ms, lease_ms, limit, self.key("escalation", "")]
         if alarm_id is not None:
             args.append(alarm_id)
-        flat = self._claim_due(keys=[self._key("escalations")], args=args)
+        flat = self._claim_due(keys=[self.key("escalations")], args=args)
         return [(flat[i], int(flat[i + 1]), int(float(flat[i + 2])))
                 for i in range(0, len(flat), 3)]
 
     def finish_attempt(self, alarm_id: str, attempt: int, next_due_ms: int) -> bool:
         """Attempt ``attempt`` is done: the next one is due at ``next_due_ms`` (unless the
         escalation stopped meanwhile). ``False`` if someone else already finished it."""
-        return bool(self._finish_checked(keys=[self._key("escalations"),
-                                               self._key("escalation", alarm_id)],
+        return bool(self._finish_checked(keys=[self.key("escalations"),
+                                               self.key("escalation", alarm_id)],
                                          args=[alarm_id, attempt, next_due_ms]))
 
     def finish_unless_all_failed(self, alarm_id: str, attempt: int, next_due_ms: int,
@@ -359,8 +362,8 @@ class Store(BranchStoreMixin, NotificationStoreMixin, DeviceStoreMixin):
         (``keys``): ``None``, finishing nothing, when every one of them failed (the caller
         reports the delivery failure, then calls :meth:`finish_attempt`)."""
         return finished_or_failed(self._finish_checked(
-            keys=[self._key("escalations"), self._key("escalation", alarm_id),
-                  *(self._key("notification", str(key)) for key in keys)],
+            keys=[self.key("escalations"), self.key("escalation", alarm_id),
+                  *(self.key("notification", str(key)) for key in keys)],
             args=[alarm_id, attempt, next_due_ms]))
 
     def shift_schedule(self, delta_ms: int, step_id: str) -> int | None:
@@ -368,28 +371,28 @@ class Store(BranchStoreMixin, NotificationStoreMixin, DeviceStoreMixin):
         retry due time by it, unless a worker already did for this step (``step_id``, the
         same for every worker that saw it, e.g. the new wall-monotonic offset in seconds).
         Returns how many were moved, or ``None`` if another worker had moved them."""
-        moved = int(self._shift(keys=[self._key("clock-step", step_id),
-                                      self._key("escalations"), self._key("call-retries"),
-                                      self._key("page-retries")],
+        moved = int(self._shift(keys=[self.key("clock-step", step_id),
+                                      self.key("escalations"), self.key("call-retries"),
+                                      self.key("page-retries")],
                                 args=[delta_ms, 3600]))
         return None if moved < 0 else moved
 
     def stop_escalation(self, alarm_id: str) -> None:
-        self.r.zrem(self._key("escalations"), alarm_id)
+        self.r.zrem(self.key("escalations"), alarm_id)
 
     def escalation_due(self, alarm_id: str) -> int | None:
         """When the alarm's next attempt is due (ms), or ``None`` if it is not escalating."""
-        score = self.r.zscore(self._key("escalations"), alarm_id)
+        score = self.r.zscore(self.key("escalations"), alarm_id)
         return None if score is None else int(score)
 
     def get_alarm(self, alarm_id: str) -> Alarm | None:
-        fields = self.r.hgetall(self._key("alarm", alarm_id))
+        fields = self.r.hgetall(self.key("alarm", alarm_id))
         return Alarm.from_fields(fields) if fields else None
 
     def alarm_ids_starting(self, prefix: str, limit: int = 10) -> list[str]:
         """Ids of stored alarms (active or ended) that start with ``prefix``: at most
         ``limit`` of them. A SCAN of the alarm keys, for the CLI, not for a hot path."""
-        head = self._key("alarm", "")
+        head = self.key("alarm", "")
         pattern = re.sub(r"([*?\[\]\\])", r"\\\1", head + prefix) + "*"
         found: list[str] = []
         for key in self.r.scan_iter(match=pattern, count=1000):
@@ -400,18 +403,18 @@ class Store(BranchStoreMixin, NotificationStoreMixin, DeviceStoreMixin):
 
     def active_alarms(self) -> list[Alarm]:
         """Active alarms, newest first."""
-        ids = self.r.zrevrange(self._key("alarms", "active"), 0, -1)
+        ids = self.r.zrevrange(self.key("alarms", "active"), 0, -1)
         if not ids:
             return []
         pipe = self.r.pipeline(transaction=False)
         for alarm_id in ids:
-            pipe.hgetall(self._key("alarm", alarm_id))
+            pipe.hgetall(self.key("alarm", alarm_id))
         return [Alarm.from_fields(f) for f in pipe.execute() if f]
 
     def timeline(self, alarm_id: str) -> list[dict[str, str]]:
         """The alarm's events, oldest first; each has an ``id`` (the stream entry id)."""
         return [{"id": entry_id, **fields}
-                for entry_id, fields in self.r.xrange(self._key("timeline", alarm_id))]
+                for entry_id, fields in self.r.xrange(self.key("timeline", alarm_id))]
 
     def attempt_paged_at(self, alarm_id: str, attempt: int) -> int | None:
         """When the last page of attempt ``attempt`` went out (ms), from the timeline."""
@@ -430,9 +433,9 @@ class Store(BranchStoreMixin, NotificationStoreMixin, DeviceStoreMixin):
         event = json.dumps({"type": "alarm.nobody_reached", "alarm_id": alarm_id,
                             "attempt": attempt})
         return int(self._nobody_reached(
-            keys=[self._key("alarm", alarm_id),
-                  self._key("nobody-reached", alarm_id, str(attempt)),
-                  self._key("timeline", alarm_id), self._key("device-commands")],
+            keys=[self.key("alarm", alarm_id),
+                  self.key("nobody-reached", alarm_id, str(attempt)),
+                  self.key("timeline", alarm_id), self.key("device-commands")],
             args=[attempt, now_ms, tried, how, CLAIM_TTL_S, COMMANDS_MAXLEN,
                   self.events_channel, event, int(refused)]))
 
@@ -442,13 +445,13 @@ class Store(BranchStoreMixin, NotificationStoreMixin, DeviceStoreMixin):
         unless a page the provider accepted told it already. Returns whether it was
         marked."""
         return bool(self._clear_nobody_reached(
-            keys=[self._key("alarm", alarm_id), self._key("timeline", alarm_id),
-                  self._key("device-commands")],
+            keys=[self.key("alarm", alarm_id), self.key("timeline", alarm_id),
+                  self.key("device-commands")],
             args=[now_ms, COMMANDS_MAXLEN, self.events_channel,
                   json.dumps({"type": "alarm.reached", "alarm_id": alarm_id}), alarm_id]))
 
     def add_timeline(self, alarm_id: str, event: str, **fields: Any) -> None:
-        self.r.xadd(self._key("timeline", alarm_id),
+        self.r.xadd(self.key("timeline", alarm_id),
                     {"event": event, **{k: str(v) for k, v in fields.items()}})
 
     def transition(self, alarm_id: str, event: AlarmEvent, *, by: str, now_ms: int,
@@ -462,22 +465,22 @@ class Store(BranchStoreMixin, NotificationStoreMixin, DeviceStoreMixin):
             result = transition(alarm, event, now_ms, by=by, reason=reason,
                                 cancel_window_ms=cancel_window_ms)
             new = result.alarm
-            shelter = self._key("branch", new.branch), SHELTER_FIELD + new.room
+            shelter = self.key("branch", new.branch), SHELTER_FIELD + new.room
             sheltered = new.kind == SAFE_ROOM_KIND and not new.state.active and \
                 (pipe.hget(*shelter) or "").endswith(f":{alarm_id}")
             pipe.multi()
             if sheltered:  # the safe room's alarm is over: nobody shelters there
                 pipe.hdel(*shelter)
-            pipe.hset(self._key("alarm", alarm_id), mapping=new.to_fields())
+            pipe.hset(self.key("alarm", alarm_id), mapping=new.to_fields())
             if not new.state.active:
-                pipe.zrem(self._key("alarms", "active"), alarm_id)
+                pipe.zrem(self.key("alarms", "active"), alarm_id)
             if new.state != "raised":  # a person answered, or it is over
-                pipe.zrem(self._key("escalations"), alarm_id)
-            pipe.xadd(self._key("timeline", alarm_id),
+                pipe.zrem(self.key("escalations"), alarm_id)
+            pipe.xadd(self.key("timeline", alarm_id),
                       {"event": str(new.state), "at_ms": now_ms, "by": by,
                        "reason": reason or ""})
             if result.device_command:
-                pipe.xadd(self._key("device-commands"),
+                pipe.xadd(self.key("device-commands"),
                           {"device": new.device, "cmd": result.device_command,
                            "alarm_id": alarm_id}, maxlen=COMMANDS_MAXLEN, approximate=True)
             pipe.publish(self.events_channel, json.dumps(
@@ -498,12 +501,12 @@ class Store(BranchStoreMixin, NotificationStoreMixin, DeviceStoreMixin):
         def change(pipe, alarm: Alarm) -> Alarm:
             new = make_real(alarm, now_ms, by=by)
             pipe.multi()
-            pipe.hset(self._key("alarm", alarm_id), mapping=new.to_fields())
-            pipe.xadd(self._key("timeline", alarm_id),
+            pipe.hset(self.key("alarm", alarm_id), mapping=new.to_fields())
+            pipe.xadd(self.key("timeline", alarm_id),
                       {"event": "real", "at_ms": now_ms, "by": by, "via": via})
-            pipe.zadd(self._key("escalations"), {alarm_id: now_ms})
+            pipe.zadd(self.key("escalations"), {alarm_id: now_ms})
             # a plain "received": the device stops showing DRILL (device.protocol)
-            pipe.xadd(self._key("device-commands"),
+            pipe.xadd(self.key("device-commands"),
                       {"device": new.device, "cmd": "received", "alarm_id": alarm_id},
                       maxlen=COMMANDS_MAXLEN, approximate=True)
             pipe.publish(self.events_channel, json.dumps(
@@ -516,7 +519,7 @@ class Store(BranchStoreMixin, NotificationStoreMixin, DeviceStoreMixin):
         then calls ``pipe.multi()`` and queues its writes), retried until no other client
         changed the alarm meanwhile; returns what ``change`` returned. Raises ``KeyError``
         for an unknown alarm, and whatever ``change`` raises."""
-        key = self._key("alarm", alarm_id)
+        key = self.key("alarm", alarm_id)
         with self.r.pipeline() as pipe:
             while True:
                 try:
@@ -533,7 +536,7 @@ class Store(BranchStoreMixin, NotificationStoreMixin, DeviceStoreMixin):
     def _read_group(self, name: str, consumer: str, block_ms: int,
                     count: int) -> list[tuple[str, dict[str, str]]]:
         """Read a work stream as one of the hub workers' consumer group, stale claims first."""
-        stream = self._key(name)
+        stream = self.key(name)
         try:
             self.r.xgroup_create(stream, COMMANDS_GROUP, id="0", mkstream=True)
         except redis.ResponseError as exc:

@@ -66,13 +66,13 @@ class BranchStoreMixin:
     """Reads and writes a branch's switches and overrides; changes are published as events."""
 
     def branch_switches(self, branch_id: str) -> Switches:
-        return parse_switches(self.r.hgetall(self._key("branch", branch_id)))
+        return parse_switches(self.r.hgetall(self.key("branch", branch_id)))
 
     def branch_context(self, branch_id: str, now_ms: int) -> tuple[Switches, list[Override]]:
         """A branch's switches and the overrides in force, in one round trip."""
         pipe = self.r.pipeline(transaction=False)
-        pipe.hgetall(self._key("branch", branch_id))
-        pipe.hgetall(self._key("overrides", branch_id))
+        pipe.hgetall(self.key("branch", branch_id))
+        pipe.hgetall(self.key("overrides", branch_id))
         switches, overrides = pipe.execute()
         return parse_switches(switches), parse_overrides(branch_id, overrides, now_ms)
 
@@ -80,7 +80,7 @@ class BranchStoreMixin:
                             drill_until_ms: int | None = ..., lone_worker: bool | None = ...
                             ) -> None:
         """Change a branch's switches (``...`` leaves one as it is, ``None`` clears it)."""
-        key = self._key("branch", branch_id)
+        key = self.key("branch", branch_id)
         pipe = self.r.pipeline()
         changes = {}
         for name, value in (("drill_until_ms", drill_until_ms), ("lone_worker", lone_worker)):
@@ -97,13 +97,13 @@ class BranchStoreMixin:
 
     def shelter(self, branch_id: str, shelter: Shelter) -> None:
         """Staff shelter in a safe room (its ``safe_room`` alarm was raised)."""
-        self.r.hset(self._key("branch", branch_id), SHELTER_FIELD + shelter.room,
+        self.r.hset(self.key("branch", branch_id), SHELTER_FIELD + shelter.room,
                     f"{shelter.since_ms}:{shelter.alarm_id}")
 
     def end_shelter(self, branch_id: str, room_id: str) -> Shelter | None:
         """Nobody shelters in the safe room any more (its door opened); the shelter that
         ended, if one was recorded."""
-        key, field = self._key("branch", branch_id), SHELTER_FIELD + room_id
+        key, field = self.key("branch", branch_id), SHELTER_FIELD + room_id
         pipe = self.r.pipeline()
         pipe.hget(key, field)
         pipe.hdel(key, field)
@@ -114,12 +114,12 @@ class BranchStoreMixin:
     def set_override(self, branch_id: str, phone: str, *, on_duty: bool, until_ms: int,
                      by: str) -> None:
         """Put a contact on or off duty at a branch until ``until_ms``, whatever the schedule."""
-        self.r.hset(self._key("overrides", branch_id), phone,
+        self.r.hset(self.key("overrides", branch_id), phone,
                     f"{'on' if on_duty else 'off'}:{until_ms}:{by}")
         self.r.publish(self.events_channel, json.dumps({"type": "branch.overrides",
                                                         "branch": branch_id}))
 
     def overrides(self, branch_id: str, now_ms: int) -> list[Override]:
         """Overrides still in force at ``now_ms``."""
-        return parse_overrides(branch_id, self.r.hgetall(self._key("overrides", branch_id)),
+        return parse_overrides(branch_id, self.r.hgetall(self.key("overrides", branch_id)),
                                now_ms)

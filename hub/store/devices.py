@@ -69,16 +69,16 @@ class DeviceStoreMixin:
             for name, value in health.items():
                 entry += [name, "" if value is None else str(value)]
             entries.append(entry)
-        self._statuses(keys=[self._key("device", device_id) for device_id, *_ in statuses],
+        self._statuses(keys=[self.key("device", device_id) for device_id, *_ in statuses],
                        args=[self.events_channel, json.dumps(entries)])
 
     def device_status(self, device_id: str) -> dict[str, str]:
-        return self.r.hgetall(self._key("device", device_id))
+        return self.r.hgetall(self.key("device", device_id))
 
     def update_device(self, device_id: str, event: str, **fields: Any) -> None:
         """Record something a device reported (heartbeat health, check-in, self-test...)."""
         pipe = self.r.pipeline()
-        pipe.hset(self._key("device", device_id),
+        pipe.hset(self.key("device", device_id),
                   mapping={k: "" if v is None else str(v) for k, v in fields.items()})
         pipe.publish(self.events_channel, json.dumps(
             {"type": f"device.{event}", "device": device_id}))
@@ -94,9 +94,9 @@ class DeviceStoreMixin:
             return
         pipe = self.r.pipeline(transaction=False)
         for device_id, field, at_ms, answers_checkin in spoke:
-            pipe.hset(self._key("device", device_id), field, at_ms)
+            pipe.hset(self.key("device", device_id), field, at_ms)
             if answers_checkin:
-                pipe.hset(self._key("checkin", device_id), "answered_ms", at_ms)
+                pipe.hset(self.key("checkin", device_id), "answered_ms", at_ms)
         pipe.execute()
 
     def queue_device_command(self, device_id: str, cmd: str, alarm_id: str | None = None) -> None:
@@ -105,7 +105,7 @@ class DeviceStoreMixin:
         fields = {"device": device_id, "cmd": cmd}
         if alarm_id is not None:
             fields["alarm_id"] = alarm_id
-        self.r.xadd(self._key("device-commands"), fields, maxlen=COMMANDS_MAXLEN,
+        self.r.xadd(self.key("device-commands"), fields, maxlen=COMMANDS_MAXLEN,
                     approximate=True)
 
     def read_device_commands(self, consumer: str, block_ms: int,
@@ -118,13 +118,13 @@ class DeviceStoreMixin:
         return self._read_group("device-commands", consumer, block_ms, count)
 
     def ack_device_command(self, entry_id: str) -> None:
-        self.r.xack(self._key("device-commands"), COMMANDS_GROUP, entry_id)
+        self.r.xack(self.key("device-commands"), COMMANDS_GROUP, entry_id)
 
     def record_rejected(self, topic: str, reason: str, at_ms: int) -> None:
         """Keep a capped record of a message that broke the wire contract."""
-        self.r.xadd(self._key("rejected"), {"topic": topic, "reason": reason, "at_ms": at_ms},
+        self.r.xadd(self.key("rejected"), {"topic": topic, "reason": reason, "at_ms": at_ms},
                     maxlen=REJECTED_MAXLEN, approximate=True)
 
     def rejected(self, count: int = 100) -> list[dict[str, str]]:
         """The newest rejected messages, newest first."""
-        return [fields for _, fields in self.r.xrevrange(self._key("rejected"), count=count)]
+        return [fields for _, fields in self.r.xrevrange(self.key("rejected"), count=count)]

@@ -279,8 +279,8 @@ class NotificationStoreMixin:
         trip (a pipeline of scripts costs redis-py a SCRIPT EXISTS round trip more)."""
         pairs = [str(x) for kv in (timeline or {}).items() for x in kv]
         found = self._claim_many(
-            keys=[self._key("timeline", alarm_id),
-                  *(self._key("notification", str(key)) for key in keys)],
+            keys=[self.key("timeline", alarm_id),
+                  *(self.key("notification", str(key)) for key in keys)],
             args=[now_ms, lease_ms, CLAIM_TTL_S, *pairs])
         return [int(x) for x in found]
 
@@ -294,18 +294,18 @@ class NotificationStoreMixin:
         """:meth:`renew_claim` for each ``(key, claim ms)``, in one round trip."""
         if not claims:
             return []
-        found = self._renew_many(keys=[self._key("notification", str(k)) for k, _ in claims],
+        found = self._renew_many(keys=[self.key("notification", str(k)) for k, _ in claims],
                                  args=[now_ms, CLAIM_TTL_S, *(ms for _, ms in claims)])
         return [bool(x) for x in found]
 
     def notification_outcome(self, key: NotificationKey) -> str | None:
-        return self.r.get(self._key("notification", str(key)))
+        return self.r.get(self.key("notification", str(key)))
 
     def notification_outcomes(self, keys: list[NotificationKey]) -> list[str | None]:
         """:meth:`notification_outcome` of each key, in one round trip."""
         if not keys:
             return []
-        return self.r.mget([self._key("notification", str(key)) for key in keys])
+        return self.r.mget([self.key("notification", str(key)) for key in keys])
 
     def record_notification(self, key: NotificationKey, contact_name: str,
                             delivery: Delivery, at_ms: int, *,
@@ -344,9 +344,9 @@ class NotificationStoreMixin:
                             "channel": str(key.channel)})
         if record.retry is not None:
             timeline["retry_in_ms"] = max(0, record.retry.due_ms - record.at_ms)
-        keys = [self._key("notification", str(key)), self._key("timeline", key.alarm_id),
-                self._key("page-retries"), self._key("page-retry"),
-                self._key("alarm", key.alarm_id), self._key("device-commands")]
+        keys = [self.key("notification", str(key)), self.key("timeline", key.alarm_id),
+                self.key("page-retries"), self.key("page-retry"),
+                self.key("alarm", key.alarm_id), self.key("device-commands")]
         args = [self.events_channel, event, outcome, CLAIM_TTL_S,
                 "" if record.quiet else flat_json(timeline), record.slot,
                 record.retry.to_json() if record.retry is not None else "", key.step,
@@ -354,13 +354,13 @@ class NotificationStoreMixin:
         if finish is None:
             return self._record, keys, args
         return (self._record_finish,
-                [*keys, self._key("escalations"), self._key("escalation", finish.alarm_id),
-                 *(self._key("notification", str(k)) for k in finish.keys)],
+                [*keys, self.key("escalations"), self.key("escalation", finish.alarm_id),
+                 *(self.key("notification", str(k)) for k in finish.keys)],
                 [*args, finish.alarm_id, finish.attempt, finish.next_due_ms])
 
     def queue_followup(self, key: str, status: str) -> None:
         """A page that finally failed (SMS undelivered, call unanswered): for a hub worker."""
-        self.r.xadd(self._key("followups"), {"key": key, "status": status},
+        self.r.xadd(self.key("followups"), {"key": key, "status": status},
                     maxlen=COMMANDS_MAXLEN, approximate=True)
 
     def read_followups(self, consumer: str, block_ms: int,
@@ -368,41 +368,41 @@ class NotificationStoreMixin:
         return self._read_group("followups", consumer, block_ms, count)
 
     def ack_followup(self, entry_id: str) -> None:
-        self.r.xack(self._key("followups"), COMMANDS_GROUP, entry_id)
+        self.r.xack(self.key("followups"), COMMANDS_GROUP, entry_id)
 
     def schedule_call_retry(self, key: NotificationKey, due_ms: int) -> None:
         """Place the call ``key`` at ``due_ms`` (durable: any worker's timer places it)."""
-        self.r.zadd(self._key("call-retries"), {str(key): due_ms})
+        self.r.zadd(self.key("call-retries"), {str(key): due_ms})
 
     def lease_call_retries(self, now_ms: int, lease_ms: int, limit: int = 50) -> list[str]:
         """Call retries due at ``now_ms``, leased to the caller for ``lease_ms``; call
         :meth:`call_retry_done` for each once placed (or given up)."""
-        return self._lease_due(keys=[self._key("call-retries")], args=[now_ms, lease_ms, limit])
+        return self._lease_due(keys=[self.key("call-retries")], args=[now_ms, lease_ms, limit])
 
     def call_retry_done(self, key_text: str) -> None:
-        self.r.zrem(self._key("call-retries"), key_text)
+        self.r.zrem(self.key("call-retries"), key_text)
 
     def lease_page_retries(self, now_ms: int, lease_ms: int,
                            limit: int = 50) -> list[tuple[str, PageRetry]]:
         """Pages due to be tried again at ``now_ms``, leased to the caller for ``lease_ms``:
         ``[(slot, retry)]``. A page's next record ends or reschedules its wait; a page
         not tried (superseded, its alarm over) is dropped with :meth:`drop_page_retry`."""
-        slots = self._lease_due(keys=[self._key("page-retries")],
+        slots = self._lease_due(keys=[self.key("page-retries")],
                                 args=[now_ms, lease_ms, limit])
         if not slots:
             return []
-        held = self.r.hmget(self._key("page-retry"), slots)
+        held = self.r.hmget(self.key("page-retry"), slots)
         due = []
         for slot, text in zip(slots, held):
             if text is None:  # its wait ended between the two calls
-                self.r.zrem(self._key("page-retries"), slot)
+                self.r.zrem(self.key("page-retries"), slot)
             else:
                 due.append((slot, PageRetry.from_json(text)))
         return due
 
     def pending_page_retries(self, alarm_id: str | None = None) -> list[PageRetry]:
         """Pages waiting to be tried again (of ``alarm_id``, or all), for views and tests."""
-        found = [PageRetry.from_json(v) for v in self.r.hvals(self._key("page-retry"))]
+        found = [PageRetry.from_json(v) for v in self.r.hvals(self.key("page-retry"))]
         return [p for p in found if alarm_id is None or p.key.alarm_id == alarm_id]
 
     def reclaim_page(self, key: NotificationKey, later: list[NotificationKey], now_ms: int,
@@ -410,16 +410,16 @@ class NotificationStoreMixin:
         """Claim a page that failed retryably to try it again (see ``_RECLAIM``): -1 one of
         ``later`` (the same person's pages of later attempts) exists, -2 it was accepted,
         0 being sent elsewhere, 1 claimed, > 1 a dead worker's claim ms taken over."""
-        return int(self._reclaim(keys=[self._key("notification", str(key)),
-                                       *(self._key("notification", str(k)) for k in later)],
+        return int(self._reclaim(keys=[self.key("notification", str(key)),
+                                       *(self.key("notification", str(k)) for k in later)],
                                  args=[now_ms, lease_ms, CLAIM_TTL_S]))
 
     def drop_page_retry(self, slot: str, attempt: int) -> bool:
         """End ``slot``'s wait if it still holds attempt ``attempt``'s page."""
-        return bool(self._drop_retry(keys=[self._key("page-retries"), self._key("page-retry")],
+        return bool(self._drop_retry(keys=[self.key("page-retries"), self.key("page-retry")],
                                      args=[slot, attempt]))
 
     def escalation_attempt(self, alarm_id: str) -> int | None:
         """The attempt the alarm's escalation is at (running or next), ``None`` if none."""
-        value = self.r.hget(self._key("escalation", alarm_id), "attempt")
+        value = self.r.hget(self.key("escalation", alarm_id), "attempt")
         return None if value is None else int(value)

@@ -1,13 +1,14 @@
-"""Sending one notification: claim it, send it (with quick retries), record the outcome.
+"""The pager: one page claimed, sent (with quick retries) and its outcome recorded.
 
-Part of :class:`hub.engine.service.AlarmService` (a mixin sharing its ``store``, ``notifier``,
-``metrics``, ``site`` and pools). A claim in Redis makes each notification go out at most
-once whatever the redeliveries or workers; a failure that is worth retrying (429, 5xx,
+Wiring: :class:`Pager` is given the store, the notifier, the sender threads and the clock
+(see its constructor); the escalator hands it an attempt's pages, the follow-ups their
+texts and calls, and every worker's timer calls :meth:`Pager.run_page_retries`. A claim
+in Redis makes each page go out at most once whatever the redeliveries or workers; a failure that is worth retrying (429, 5xx,
 connection) is sent again after a short, growing, jittered pause, but only while the
 retry still fits in the claim's lease, so no other worker takes the claim over meanwhile.
 
 Past that, a page that still failed retryably waits in Redis to be tried again
-(:meth:`SendingMixin.run_page_retries`, on every worker's timer) every few seconds
+(:meth:`Pager.run_page_retries`, on every worker's timer) every few seconds
 (``PAGE_RETRY_FIRST_S`` doubling to ``PAGE_RETRY_MAX_S``, jittered) until the provider
 accepts it, a later attempt's page to the same person replaces it, or its alarm is
 acknowledged, resolved or cancelled: paging never waits for the policy's next round
@@ -18,14 +19,23 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
+from concurrent.futures import Executor, Future
+from typing import Callable
 from urllib.parse import quote
+
+import redis
 
 from hub.engine.claimkeeper import LOST
 from hub.core.escalation import FALLBACK_ATTEMPT_BASE, PlannedNotification
-from hub.edges.metrics import delivery_outcome
+from hub.core.site import Site
+from hub.edges.metrics import Metrics, delivery_outcome
 from hub.core.model import AlarmState, Channel, Delivery, NotificationKey
-from hub.edges.notify import TWILIO_TIMEOUT_S
+from hub.edges.notify import TWILIO_TIMEOUT_S, Notifier
+from hub.engine.claimkeeper import ClaimKeeper
+from hub.engine.groupcommit import GroupCommit
+from hub.store import Store
 from hub.store.pages import PageRecord, PageRetry
 from hub.core.tally import PageTicket
 
@@ -43,6 +53,8 @@ LEASE_USABLE_MS = int(LEASE_MS * 0.9)
 #: so the first send fits in the lease (the claim keeper, hub.engine.claimkeeper, renews queued
 #: claims every timer tick; this is for when it fell behind).
 PICKUP_RENEW_MS = LEASE_USABLE_MS - int(TWILIO_TIMEOUT_S * 1000)
+#: How long a warming sender thread waits for the others to start, in seconds.
+WARM_WAIT_S = 2.0
 #: The longest pause before a retry, in seconds: one that fits in a fresh lease.
 MAX_PAUSE_S = LEASE_USABLE_MS / 1000 - TWILIO_TIMEOUT_S
 #: Slack when asking the provider what was sent since a claim, in seconds: hub workers'
@@ -65,10 +77,61 @@ def page_retry_pause_s(tries: int, uniform=random.uniform) -> float:
     return min(PAGE_RETRY_MAX_S, PAGE_RETRY_FIRST_S * 2 ** (tries - 1)) * uniform(0.75, 1.0)
 
 
-class SendingMixin:
-    """Claims, sends and records notifications; texts IT about device troubles."""
+class Pager:
+    """Claims, sends and records pages, on the ``senders`` threads.
 
-    def _send(self, item: PlannedNotification) -> Delivery | None:
+    ``site`` names the contact of a page tried again; ``store`` holds claims, records and
+    the pages waiting to be tried again; ``notifier`` sends (SMS, call); ``senders`` runs
+    each page on a thread of its own; ``clock`` returns Unix seconds; ``public_url`` is
+    the dashboard's public base URL for the provider's status and voice callbacks
+    (``None``: none asked for). ``claims`` keeps queued claims alive (renewed by the
+    runner's timer); ``records`` writes the outcomes of pages finishing together in one
+    round trip."""
+
+    def __init__(self, site: Site, store: Store, notifier: Notifier, senders: Executor, *,
+                 clock: Callable[[], float], metrics: Metrics, public_url: str | None):
+        self.site, self.store, self.notifier, self.senders = site, store, notifier, senders
+        self.clock, self.metrics, self.public_url = clock, metrics, public_url
+        #: Claims of pages waiting for a sender thread, renewed together on the timer.
+        self.claims = ClaimKeeper(store.renew_claims)
+        #: Pages' outcomes recorded by their sender threads, those recording at the same
+        #: time in one round trip (hub.engine.groupcommit).
+        self.records = GroupCommit(store.record_notifications)
+
+    def _now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
+    def warm_up(self, sender_threads: int) -> None:
+        """Get ready for the first alarm (hub start, before subscribing): the store's
+        scripts and connections now, and in the background ``sender_threads`` sender
+        threads, each with its SDK client and API connection. A cold hub's first alarm
+        took ~40 ms to its first request, against ~1 ms warm (the peer harness). An
+        unreachable store or API is logged and left to the first alarm's own retries."""
+        try:
+            self.store.warm_up()
+        except redis.RedisError as exc:
+            log.warning("store not reachable at start (%s); alarms will retry it", exc)
+        warm = getattr(self.notifier, "warm_up", None)
+        if warm is None or sender_threads < 1:
+            return
+        # Each task holds its thread until all have started, so each gets a thread of its
+        # own (the pool starts a new thread only when none is idle).
+        started = threading.Barrier(sender_threads, timeout=WARM_WAIT_S)
+
+        def warm_one() -> None:
+            warm()
+            try:
+                started.wait()
+            except threading.BrokenBarrierError:
+                pass
+        for _ in range(sender_threads):
+            self.senders.submit(warm_one)
+
+    def submit(self, item: PlannedNotification) -> Future:
+        """Claim, send and record ``item`` on a sender thread (a follow-up's page)."""
+        return self.senders.submit(self.send, item)
+
+    def send(self, item: PlannedNotification) -> Delivery | None:
         """Claim, send, record. Runs on a sender thread; never raises."""
         try:
             claimed_ms = self._now_ms()
@@ -80,9 +143,9 @@ class SendingMixin:
         except Exception:
             log.exception("claiming %s failed", item.key)
             return None
-        return self._send_claimed(item, claimed_ms, claim)
+        return self.send_claimed(item, claimed_ms, claim)
 
-    def _send_claimed(self, item: PlannedNotification, claimed_ms: int,
+    def send_claimed(self, item: PlannedNotification, claimed_ms: int,
                       claim: int = 1, ticket: PageTicket | None = None) -> Delivery | None:
         """Send a notification this worker claimed at ``claimed_ms``, and record the
         outcome. ``claim`` > 1 is the ms of a dead worker's claim taken over: the provider
@@ -203,7 +266,7 @@ class SendingMixin:
             self.claims.hold(key, now)
             self.metrics.page_retried(str(key.channel))
             try:
-                self.senders.submit(self._send_claimed, item, now, claim)
+                self.senders.submit(self.send_claimed, item, now, claim)
             except RuntimeError:  # shutting down: its claim lapses to another worker
                 self.claims.take(key, now)
                 raise

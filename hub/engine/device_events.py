@@ -6,28 +6,45 @@ time it was heard (``heartbeat_ms``, which supervision watches) and never change
 presence. Firmware before 0.3 sent its heartbeats as ``online`` statuses with health; they
 are still applied as before.
 
-Part of :class:`hub.engine.service.AlarmService` (a mixin sharing its ``store``, ``site``,
-``topics`` and clock); :meth:`AlarmService.handle` routes here by topic.
+Wiring: :class:`DeviceEvents` is given the site, the store, the follow-ups (a safe-room
+door opening tells those coming) and, as keywords, the topics, the service's
+:class:`~hub.engine.rejects.Rejects`, the clock and the metrics; the service routes
+status, heartbeat and event messages here by topic.
 """
 
 from __future__ import annotations
 
 import logging
+from typing import Callable
 
 from device.protocol import (EVENT_CANCEL, EVENT_CHECKIN, EVENT_SAFE_ROOM_LEFT, EVENT_SELFTEST,
-                             ProtocolError, decode_event, decode_heartbeat, decode_status)
+                             ProtocolError, Topics, decode_event, decode_heartbeat,
+                             decode_status)
 
 from hub.engine.checkins import answer as answer_checkin
 from hub.core.lifecycle import AlarmEvent, IllegalTransition
 from hub.core.outcome import Outcome
+from hub.core.site import Site
+from hub.edges.metrics import Metrics
+from hub.engine.followups import Followups
+from hub.engine.rejects import Rejects
+from hub.store import Store
 
 log = logging.getLogger("haven.hub")
 
 
-class DeviceMessagesMixin:
-    """Applies device status and event messages."""
+class DeviceEvents:
+    """Applies device status, heartbeat and event messages. ``clock`` returns Unix seconds."""
 
-    def _status(self, topic: str, payload: bytes, retained: bool = False) -> Outcome:
+    def __init__(self, site: Site, store: Store, followups: Followups, *, topics: Topics,
+                 reject: Rejects, clock: Callable[[], float], metrics: Metrics):
+        self.site, self.store, self.followups = site, store, followups
+        self.topics, self.reject, self.clock, self.metrics = topics, reject, clock, metrics
+
+    def _now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
+    def status(self, topic: str, payload: bytes, retained: bool = False) -> Outcome:
         """One status or heartbeat (by its topic) stored on its own."""
         entry = self._read_entry(topic, payload, retained)
         if isinstance(entry, Outcome):
@@ -35,7 +52,7 @@ class DeviceMessagesMixin:
         self.store.set_device_statuses([entry])
         return Outcome.STATUS
 
-    def handle_statuses(self, messages: list[tuple[str, bytes, bool]]) -> list[Outcome]:
+    def statuses(self, messages: list[tuple[str, bytes, bool]]) -> list[Outcome]:
         """Status and heartbeat messages ``(topic, payload, retained)`` stored in one round
         trip, in order (the MQTT edge batches them); each bad one is rejected on its own.
         Raises only for an unreachable store, and then stores none of them."""
@@ -44,7 +61,7 @@ class DeviceMessagesMixin:
             try:
                 entry = self._read_entry(topic, payload, retained)
             except ProtocolError as exc:
-                entry = self._reject(topic, str(exc))
+                entry = self.reject(topic, str(exc))
             if isinstance(entry, Outcome):
                 outcomes.append(entry)
             else:
@@ -90,10 +107,10 @@ class DeviceMessagesMixin:
         return msg.device, "", msg.at, None, health
 
     def _unknown_device(self, topic: str, device: str) -> Outcome:
-        return self._reject(topic, f"topic {topic}: field 'device': {device!r} is not "
+        return self.reject(topic, f"topic {topic}: field 'device': {device!r} is not "
                                    f"in the site config {self.site.source}")
 
-    def _event(self, topic: str, payload: bytes) -> Outcome:
+    def event(self, topic: str, payload: bytes) -> Outcome:
         msg = decode_event(topic, payload, topics=self.topics)
         if msg.device not in self.site.devices:
             return self._unknown_device(topic, msg.device)
@@ -101,7 +118,7 @@ class DeviceMessagesMixin:
         if msg.event == EVENT_CANCEL:
             alarm = self.store.get_alarm(msg.alarm_id)
             if alarm is None or alarm.device != msg.device:
-                return self._reject(topic, f"topic {topic}: field 'alarm_id': "
+                return self.reject(topic, f"topic {topic}: field 'alarm_id': "
                                            f"{msg.alarm_id!r} is not an alarm of {msg.device}")
             self.store.heard([(msg.device, "cancel_ms", now,  # a press: someone is there
                                self.site.devices[msg.device].type == "wearable")])
@@ -126,5 +143,5 @@ class DeviceMessagesMixin:
                 log.warning("device %s failed its self-test: %s", msg.device, msg.detail)
         elif msg.event == EVENT_SAFE_ROOM_LEFT:
             self.store.update_device(msg.device, "safe_room_left", door_opened_ms=now)
-            self.safe_room_left(msg.device, msg.at, now)
+            self.followups.safe_room_left(msg.device, msg.at, now)
         return Outcome.EVENT
