@@ -116,7 +116,7 @@ def ingest(port: int, store: Store, n: int) -> tuple[float, float]:
         pub.publish(Topics().heartbeat(device), beat.to_json(), qos=1)
     counted.wait(60)
     bare_s = time.perf_counter() - start
-    while any(store.device_status(d).get("uptime_s") != str(uptime)
+    while any(store.devices.device_status(d).get("uptime_s") != str(uptime)
               for d, uptime in last_uptime.items()):
         if time.perf_counter() - start > 120:
             raise RuntimeError("the hub did not store every heartbeat within 120 s")

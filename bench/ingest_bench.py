@@ -245,7 +245,7 @@ def hub_rate(workdir: Path, site: Path, workers: int, messages, timeout_s: float
         cpu = [cpu_s(w.pid) - c for w, c in zip(hub.procs, cpu0)]
         last = {device: uptime for _, _, device, uptime in messages}
         store = Store.from_url(hub.redis.url)
-        stored_ok = all(store.device_status(d).get("uptime_s") == str(uptime)
+        stored_ok = all(store.devices.device_status(d).get("uptime_s") == str(uptime)
                         for d, uptime in last.items())
         store.r.close()
         rate = None if end is None else len(messages) / (end - start)

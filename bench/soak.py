@@ -276,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
                      if a in first and a in fleet.published)
     lost = [a for a in raised if store.get_alarm(a) is None or a not in first]
     unconfirmed = [a for a in raised if a not in fleet.confirmed]
-    rejected = len(store.rejected(count=1000))
+    rejected = len(store.devices.rejected(count=1000))
     print(f"\n# {len(raised)} alarms: {len(raised) - len(lost)} stored and paged, "
           f"{len(lost)} lost; {len(keys)} pages, {sum(n - 1 for n in counts.values())} "
           f"duplicates; {len(unconfirmed)} not confirmed to their device; "

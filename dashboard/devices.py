@@ -107,7 +107,7 @@ def locate(device_id: str) -> Any:
     ctx = board_context()
     if device_id not in ctx.site.devices:
         abort(404, description=f"No device {device_id!r} in the site config.")
-    ctx.store.queue_device_command(device_id, "locate")
+    ctx.store.devices.queue_device_command(device_id, "locate")
     log.info("locate %s by %s", device_id, g.user.name)
     flash(f"Locate sent to {device_id}: for 10 s it blinks fast (and chirps, if it has a "
           "buzzer). An offline device gets it when it reconnects, if the hub still holds it.",

@@ -175,7 +175,7 @@ def status() -> Response:
     if state in UNDELIVERED or state == "voicemail":
         log.warning("%s to %s for alarm %s: %s (error %s)", channel, mask(phone), alarm_id,
                     state, request.form.get("ErrorCode", "-"))
-        store.queue_followup(":".join(parts), state)  # a hub worker calls (again)
+        store.pages.queue_followup(":".join(parts), state)  # a hub worker calls (again)
     return Response(status=204)
 
 
@@ -351,7 +351,7 @@ def _spoken(store: Store, site: Site, alarm: Alarm, to: str = "") -> str:
     now."""
     drill = alarm.drill
     called = next((c for c in site.contacts if c.phone == to), None)
-    shelters = store.branch_switches(alarm.branch).shelters \
+    shelters = store.branches.branch_switches(alarm.branch).shelters \
         if called is not None and responder(called) else ()
     try:
         return call_text(alarm, site, drill=drill, now_ms=now_ms(), shelters=shelters)

@@ -211,10 +211,10 @@ def test_an_alarm_is_marked_drill_by_itself_not_by_its_branch(sample_site):
 
 def test_api_board_reads_switches_device_status_and_troubles(client, fake_store):
     now = int(time.time() * 1000)
-    fake_store.set_branch_switches("main", by="dana", now_ms=now, drill_until_ms=now + 600_000)
-    fake_store.set_device_status("west-front-01", "offline", now)
+    fake_store.branches.set_branch_switches("main", by="dana", now_ms=now, drill_until_ms=now + 600_000)
+    fake_store.devices.set_device_status("west-front-01", "offline", now)
     fake_store.r.sadd(f"{fake_store.prefix}:troubles:west-safe-01", "selftest_failed")
-    fake_store.update_device("main-safe-01", "safe_room_left", door_opened_ms=now)
+    fake_store.devices.update_device("main-safe-01", "safe_room_left", door_opened_ms=now)
 
     facts = read_facts(fake_store, client.application.extensions["haven"].site)
     assert facts.switches["main"].drill_until_ms == now + 600_000

@@ -117,7 +117,7 @@ def start_device(stack: Stack, device_id: str, pin: int) -> DeviceApp:
     app.start()
     assert app.connected.wait(5), f"{device_id} did not connect"
     deadline = time.monotonic() + 5
-    while stack.store.device_status(device_id).get("state") != "online":
+    while stack.store.devices.device_status(device_id).get("state") != "online":
         assert time.monotonic() < deadline, f"the hub never heard {device_id} online"
         time.sleep(0.02)
     return app

@@ -78,7 +78,7 @@ def test_a_hold_raises_an_emergency_that_reaches_police(hub, pins, mosquitto, fa
     from hub.store.alarms import Store
     store = Store.from_url(redis_service.url)
     # Sam Lee on duty whatever the hour (off duty, a staff step does not page him)
-    store.set_override("westside", "+12065550104", on_duty=True,
+    store.branches.set_override("westside", "+12065550104", on_duty=True,
                        until_ms=int(time.time() * 1000) + 3_600_000, by="test")
     store.r.close()
     app = device(pins, mosquitto, "west-front-01", 18)
@@ -134,7 +134,7 @@ def test_bad_messages_are_rejected_with_a_reason_and_the_hub_keeps_running(
         client.loop_stop()
         client.disconnect()
     store = Store.from_url(redis_service.url)
-    reasons = [r["reason"] for r in store.rejected()]
+    reasons = [r["reason"] for r in store.devices.rejected()]
     store.r.close()
     for _, _, reason in bad:
         assert any(reason in text for text in reasons), (reason, reasons)
@@ -328,13 +328,13 @@ def test_hub_commands_locate_and_selftest_reach_the_device(hub, pins, mosquitto,
                                  redis_service.url, "main-safe-01", "locate"],
                                 capture_output=True, text=True, timeout=20)
         assert result.returncode == 0, result.stderr
-        store.queue_device_command("main-safe-01", "test")
+        store.devices.queue_device_command("main-safe-01", "test")
         deadline = time.monotonic() + 5
-        while not store.device_status("main-safe-01").get("selftest_ok"):
-            assert time.monotonic() < deadline, store.device_status("main-safe-01")
+        while not store.devices.device_status("main-safe-01").get("selftest_ok"):
+            assert time.monotonic() < deadline, store.devices.device_status("main-safe-01")
             time.sleep(0.02)
         assert Signal.LOCATE in app.feedback.history
-        assert store.device_status("main-safe-01")["selftest_ok"] == "1"
+        assert store.devices.device_status("main-safe-01")["selftest_ok"] == "1"
     finally:
         app.stop()
         store.r.close()
@@ -351,17 +351,17 @@ def test_a_device_that_goes_silent_is_reported_to_it_once_and_cleared_once(
     supervisor = Supervisor(sample_site, store, sent.append, silent_after_s=45,
                             clock=lambda: now[0], started_ms=int(now[0] * 1000) - 60_000)
     for device in sample_site.devices:
-        store.update_device(device, "health", heartbeat_ms=int(now[0] * 1000), outbox=0)
+        store.devices.update_device(device, "health", heartbeat_ms=int(now[0] * 1000), outbox=0)
     assert supervisor.check() == []
     now[0] += 46
     for device in sample_site.devices:
         if device != "main-ref-01":
-            store.update_device(device, "health", heartbeat_ms=int(now[0] * 1000), outbox=0)
+            store.devices.update_device(device, "health", heartbeat_ms=int(now[0] * 1000), outbox=0)
     [notice] = supervisor.check()
     assert (notice.device_id, str(notice.trouble), notice.raised) == ("main-ref-01", "offline",
                                                                        True)
     assert supervisor.check() == []  # once
-    store.update_device("main-ref-01", "health", heartbeat_ms=int(now[0] * 1000), outbox=0)
+    store.devices.update_device("main-ref-01", "health", heartbeat_ms=int(now[0] * 1000), outbox=0)
     [clear] = supervisor.check()
     assert (clear.device_id, clear.raised) == ("main-ref-01", False)
     store.r.close()
@@ -379,7 +379,7 @@ def test_branch_switches_from_the_command_line(redis_service, sample_site):
     bad = run("drill", "eastside", "on", "--by", "Dana")
     assert bad.returncode == 1 and "unknown branch 'eastside'" in bad.stderr
     store = Store.from_url(redis_service.url)
-    main, west = store.branch_switches("main"), store.branch_switches("westside")
+    main, west = store.branches.branch_switches("main"), store.branches.branch_switches("westside")
     store.r.close()
     # 15 minutes from when the command ran (however slow the machine was to start it)
     assert before_ms + 15 * 60_000 <= main.drill_until_ms <= after_ms + 15 * 60_000
@@ -396,7 +396,7 @@ def test_a_lone_worker_is_asked_to_check_in_and_one_press_answers(hub, pins, mos
     store = Store.from_url(redis_service.url)
     # Sam Lee on duty whatever the hour: westside has one person at work, a lone worker
     # (off shift nobody is at work, and nobody is asked to check in)
-    store.set_override("westside", "+12065550104", on_duty=True,
+    store.branches.set_override("westside", "+12065550104", on_duty=True,
                        until_ms=int(time.time() * 1000) + 3_600_000, by="test")
     app = DeviceApp(config, pin_factory=pins)
     app.start()
@@ -413,7 +413,7 @@ def test_a_lone_worker_is_asked_to_check_in_and_one_press_answers(hub, pins, mos
         while not store.r.hget("haven:checkin:west-front-01", "answered_ms"):
             assert time.monotonic() < deadline, "the press did not answer the check-in"
             time.sleep(0.05)
-        assert store.device_status("west-front-01").get("checkin_ms")
+        assert store.devices.device_status("west-front-01").get("checkin_ms")
         assert not [t for t in app.tracks.values() if t.kind == "test"]  # not a test press
     finally:
         app.stop()

@@ -207,7 +207,7 @@ def test_the_services_rejections_have_a_reason_class(sample_site, topic, payload
     service = AlarmService(sample_site, store, notifier=None, publish=None, senders=None,
                            escalators=NO_POOL, clock=lambda: NOW)
     assert service.handle(topic, payload) is Outcome.REJECTED
-    [rejected] = store.rejected()
+    [rejected] = store.devices.rejected()
     assert reason_class(rejected["reason"], topic) == expected
     assert reason_class(rejected["reason"]) == expected  # these topics fool nothing
     assert expected in REASONS

@@ -89,10 +89,10 @@ def callback(client, alarm_id: str, channel: str, to: str, form: dict[str, str])
 
 def drain_followups(service: AlarmService, store: Store, consumer: str = "w1") -> int:
     """What a hub worker's follow-up loop does (hub.app.runner): each queued report, once."""
-    entries = store.read_followups(consumer, block_ms=5)
+    entries = store.pages.read_followups(consumer, block_ms=5)
     for entry_id, fields in entries:
         service.followup(fields["key"], fields["status"])
-        store.ack_followup(entry_id)
+        store.pages.ack_followup(entry_id)
     return len(entries)
 
 

@@ -22,7 +22,7 @@ RESPONDING = ("HAVEN: Dana Ortiz (branch manager) is responding to EMERGENCY at 
 def acknowledged(store: Store, alarm_id: str, by: str) -> dict[str, str]:
     """Acknowledge as ``by`` and return the device command the forwarder would see."""
     store.transition(alarm_id, AlarmEvent.ACKNOWLEDGE, by=by, now_ms=int(T0 * 1000) + 5000)
-    [(_, fields)] = [(i, f) for i, f in store.read_device_commands("t", block_ms=5)
+    [(_, fields)] = [(i, f) for i, f in store.devices.read_device_commands("t", block_ms=5)
                      if f["cmd"] == "acknowledged"]
     return fields
 

@@ -92,9 +92,9 @@ def test_the_test_kind_is_recorded_and_pages_no_one(parts, fake_store):
     stored = fake_store.get_alarm(msg.alarm_id)
     assert notifier.sent == [] and stored.state == "resolved" and stored.closed_by == "hub"
     assert fake_store.active_alarms() == []  # a test press never sits on the board
-    [(_, fields)] = fake_store.read_device_commands("w", block_ms=10)
+    [(_, fields)] = fake_store.devices.read_device_commands("w", block_ms=10)
     assert (fields["device"], fields["cmd"]) == ("main-circ-01", "resolved")
-    device = fake_store.device_status("main-circ-01")  # the last test press, for the board
+    device = fake_store.devices.device_status("main-circ-01")  # the last test press, for the board
     assert (device["test_ms"], device["test_alarm"]) == (str(int(NOW * 1000)), msg.alarm_id)
 
 
@@ -123,7 +123,7 @@ def test_a_failed_delivery_is_recorded_with_its_code(sample_site, fake_store):
 def test_bad_messages_are_rejected_and_recorded(parts, fake_store, topic, payload, reason):
     service, notifier, published, _ = parts
     assert service.handle(topic, payload) is Outcome.REJECTED
-    [rejected] = fake_store.rejected()
+    [rejected] = fake_store.devices.rejected()
     assert reason in rejected["reason"] and rejected["topic"] == topic
     assert notifier.sent == [] and published == []
 
@@ -132,7 +132,7 @@ def test_device_status_is_recorded(parts, fake_store):
     service, *_ = parts
     payload = b'{"v":1,"device":"main-circ-01","state":"online","at":5,"firmware":"0.1.0"}'
     assert service.handle(Topics().status("main-circ-01"), payload) is Outcome.STATUS
-    assert fake_store.device_status("main-circ-01") == {"state": "online", "since_ms": "5",
+    assert fake_store.devices.device_status("main-circ-01") == {"state": "online", "since_ms": "5",
                                                         "firmware": "0.1.0"}
 
 
@@ -167,9 +167,9 @@ def test_a_retained_heartbeat_replayed_on_subscribe_is_not_proof_of_life(parts, 
     beat = (b'{"v":1,"device":"main-circ-01","state":"online","at":5,'
             b'"health":{"uptime_s":9,"outbox":0}}')
     service.handle(Topics().status("main-circ-01"), beat, retained=True)
-    assert "heartbeat_ms" not in fake_store.device_status("main-circ-01")
+    assert "heartbeat_ms" not in fake_store.devices.device_status("main-circ-01")
     service.handle(Topics().status("main-circ-01"), beat)
-    assert fake_store.device_status("main-circ-01")["heartbeat_ms"] == str(int(NOW * 1000))
+    assert fake_store.devices.device_status("main-circ-01")["heartbeat_ms"] == str(int(NOW * 1000))
 
 
 def test_a_replayed_status_keeps_presence_but_not_its_old_readings(parts, fake_store):
@@ -184,7 +184,7 @@ def test_a_replayed_status_keeps_presence_but_not_its_old_readings(parts, fake_s
                       health=Health(uptime_s=86_400, outbox=0, battery_pct=21))
     service.handle(Topics().heartbeat("main-circ-01"), later.to_json())
     service.handle(Topics().status("main-circ-01"), at_connect.to_json(), retained=True)
-    record = fake_store.device_status("main-circ-01")
+    record = fake_store.devices.device_status("main-circ-01")
     assert (record["state"], record["firmware"], record["battery_pct"], record["uptime_s"]) == (
         "online", "0.3.0", "21", "86400")
 

@@ -66,8 +66,8 @@ def test_diff():
 
 
 def beat(store, device, at_ms, **health):
-    store.set_device_status(device, "online", at_ms, "1.0")
-    store.update_device(device, "health", heartbeat_ms=at_ms, **{
+    store.devices.set_device_status(device, "online", at_ms, "1.0")
+    store.devices.update_device(device, "health", heartbeat_ms=at_ms, **{
         "uptime_s": 100, "outbox": 0, "wifi_dbm": -55.0, "cpu_temp_c": 48.0,
         "battery_pct": 80.0, **health})
 

@@ -46,7 +46,7 @@ def worker(site, store, link=None, notifier=None):
 def beat_all(store, site, at_ms, but=()):
     for device in site.devices:
         if device not in but:
-            store.update_device(device, "health", heartbeat_ms=at_ms, outbox=0)
+            store.devices.update_device(device, "health", heartbeat_ms=at_ms, outbox=0)
 
 
 def texts_to_it(notifier):
@@ -102,8 +102,8 @@ def test_alarms_read_together_are_signs_of_life_in_one_round_trip(sample_site, f
     burst = [(Topics().alarm(d), new_alarm(d, "assist", NOW / 1000).to_json(), False)
              for d in ("main-circ-01", "west-front-01")]
     service.handle_batch(burst)
-    assert fake_store.device_status("main-circ-01")["alarm_ms"] == str(NOW)
-    assert fake_store.device_status("west-front-01")["alarm_ms"] == str(NOW)
+    assert fake_store.devices.device_status("main-circ-01")["alarm_ms"] == str(NOW)
+    assert fake_store.devices.device_status("west-front-01")["alarm_ms"] == str(NOW)
     assert fake_store.r.hget("haven:checkin:west-front-01", "answered_ms") == str(NOW)
     assert not fake_store.r.exists("haven:checkin:main-circ-01")  # a wall button is not asked
 

@@ -190,7 +190,7 @@ def test_workers_read_retained_statuses_and_store_live_ones_in_order(
                             fake_twilio) for i in (1, 2)]
     try:
         deadline = time.monotonic() + 5  # the retained word reached the store
-        while store.device_status("west-front-01").get("state") != "offline":
+        while store.devices.device_status("west-front-01").get("state") != "offline":
             assert time.monotonic() < deadline, "the retained status was not read"
             time.sleep(0.02)
         for n in range(40):  # live heartbeats, batched: the last one is what stays
@@ -198,10 +198,10 @@ def test_workers_read_retained_statuses_and_store_live_ones_in_order(
                                  health=Health(uptime_s=n, battery_pct=90, outbox=0))
             client.publish(Topics().status("main-circ-01"), beat.to_json(), qos=1)
         deadline = time.monotonic() + 5
-        while store.device_status("main-circ-01").get("since_ms") != str(2_039):
-            assert time.monotonic() < deadline, store.device_status("main-circ-01")
+        while store.devices.device_status("main-circ-01").get("since_ms") != str(2_039):
+            assert time.monotonic() < deadline, store.devices.device_status("main-circ-01")
             time.sleep(0.02)
-        assert "heartbeat_ms" not in store.device_status("west-front-01")  # retained only
+        assert "heartbeat_ms" not in store.devices.device_status("west-front-01")  # retained only
     finally:
         client.loop_stop()
         client.disconnect()
@@ -263,9 +263,9 @@ def test_two_workers_split_heartbeats_and_a_heartbeat_never_revives_a_dead_devic
         time.sleep(0.3)
         counts = [_heartbeats_counted(p) for p in ports]
         assert sum(counts) == 400 and min(counts) > 0, counts  # split, none stored twice
-        west = store.device_status("west-front-01")
+        west = store.devices.device_status("west-front-01")
         assert west["state"] == "offline" and "heartbeat_ms" in west
-        assert sorted(store.device_status(d)["uptime_s"] for d in devices) == [
+        assert sorted(store.devices.device_status(d)["uptime_s"] for d in devices) == [
             "1000", "1001", "1002", "1003"]
     finally:
         client.loop_stop()

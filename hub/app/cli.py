@@ -149,7 +149,7 @@ def cmd_branch(args) -> int:
     now_ms = int(time.time() * 1000)
     if args.switch == "drill":
         until = now_ms + args.minutes * 60_000 if args.state == "on" else None
-        store.set_branch_switches(args.branch, by=args.by, now_ms=now_ms, drill_until_ms=until)
+        store.branches.set_branch_switches(args.branch, by=args.by, now_ms=now_ms, drill_until_ms=until)
         detail = (f"on for {args.minutes} min: messages marked DRILL, police never called"
                   if until else "off")
         print(f"{args.branch}: drill {detail}")
@@ -160,13 +160,13 @@ def cmd_branch(args) -> int:
             print(f"haven branch on-duty: no contact {args.phone!r} at {args.branch}",
                   file=sys.stderr)
             return 1
-        store.set_override(args.branch, contact.phone, on_duty=args.state == "on",
+        store.branches.set_override(args.branch, contact.phone, on_duty=args.state == "on",
                            until_ms=now_ms + int(args.hours * 3600_000), by=args.by)
         print(f"{contact.name}: {'on' if args.state == 'on' else 'off'} duty at {args.branch} "
               f"for {args.hours:g} h")
     elif args.switch == "lone-worker":
         value = {"on": True, "off": False, "auto": None}[args.state]
-        store.set_branch_switches(args.branch, by=args.by, now_ms=now_ms, lone_worker=value)
+        store.branches.set_branch_switches(args.branch, by=args.by, now_ms=now_ms, lone_worker=value)
         print(f"{args.branch}: lone worker {args.state}"
               f"{' (from the schedule)' if value is None else ''}")
     return 0
@@ -175,7 +175,7 @@ def cmd_branch(args) -> int:
 def cmd_tell(args) -> int:
     from hub.config.settings import hub_settings
     from hub.store.alarms import Store
-    Store.from_url(hub_settings(redis_url=args.redis).redis_url).queue_device_command(
+    Store.from_url(hub_settings(redis_url=args.redis).redis_url).devices.queue_device_command(
         args.device, args.command_name)
     print(f"queued {args.command_name} for {args.device}; a hub worker sends it")
     return 0

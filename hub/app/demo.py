@@ -239,10 +239,10 @@ def _wait_devices_seen(store: Store, sim: Simulator, hub: subprocess.Popen,
     while time.monotonic() < deadline:
         if hub.poll() is not None:
             raise RuntimeError(f"the hub exited with {hub.returncode}")
-        if all(store.device_status(d).get("state") == "online" for d in sim.apps):
+        if all(store.devices.device_status(d).get("state") == "online" for d in sim.apps):
             return
         time.sleep(0.05)
-    missing = [d for d in sim.apps if store.device_status(d).get("state") != "online"]
+    missing = [d for d in sim.apps if store.devices.device_status(d).get("state") != "online"]
     raise RuntimeError(f"the hub did not report devices online within {timeout:.0f} s: "
                        f"{', '.join(missing)}")
 

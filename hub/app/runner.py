@@ -57,12 +57,12 @@ def _followup_loop(service: AlarmService, store: Store, consumer: str,
     outage = Outage("store", log, "follow-ups")
     while not stop.is_set():
         try:
-            for entry_id, fields in store.read_followups(consumer, block_ms=1000):
+            for entry_id, fields in store.pages.read_followups(consumer, block_ms=1000):
                 try:
                     service.followup(fields["key"], fields["status"])
                 except (KeyError, ValueError) as exc:
                     log.error("bad follow-up %s: %s", fields, exc)
-                store.ack_followup(entry_id)
+                store.pages.ack_followup(entry_id)
             outage.up()
         except redis.RedisError as exc:
             outage.down(exc)

@@ -130,7 +130,7 @@ class ArcQueue:
         kind = self.site.kinds.get(alarm.kind)
         text = (f"{'DRILL ' if alarm.drill else ''}{kind.label if kind else alarm.kind}: "
                 f"{branch.name if branch else alarm.branch}, {room.name if room else alarm.room}")
-        rooms = {s.room for s in self.store.branch_switches(alarm.branch).shelters}
+        rooms = {s.room for s in self.store.branches.branch_switches(alarm.branch).shelters}
         if alarm.kind == SAFE_ROOM_KIND:
             rooms.add(alarm.room)
         if rooms and branch:

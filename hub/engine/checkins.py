@@ -105,7 +105,7 @@ class CheckinScheduler:
                 continue
             asking = (self.branch_state(branch.id, now_ms) is BranchState.LONE_WORKER
                       and someone_on_duty(self.site, branch.id, now_ms,
-                                          self.store.overrides(branch.id, now_ms)))
+                                          self.store.branches.overrides(branch.id, now_ms)))
             for device in wearables:  # a request made is followed through, asking or not
                 result = self._tick(keys=[self._key(device.id)],
                                     args=[now_ms, int(branch.checkin_every_s * 1000),
@@ -117,7 +117,7 @@ class CheckinScheduler:
                 if what == "request":
                     log.info("check-in requested from %s (lone worker at %s)", device.id,
                              branch.id)
-                    self.store.queue_device_command(device.id, "checkin_request")
+                    self.store.devices.queue_device_command(device.id, "checkin_request")
                 else:
                     log.warning("%s missed its check-in requested at %d: raising an alarm",
                                 device.id, requested)

@@ -49,7 +49,7 @@ class CommandForwarder:
 
     def forward_once(self, block_ms: int = BLOCK_MS) -> int:
         """Read, publish and acknowledge one batch; returns how many were forwarded."""
-        entries = self.store.read_device_commands(self.consumer, block_ms)
+        entries = self.store.devices.read_device_commands(self.consumer, block_ms)
         for entry_id, fields in entries:
             cmd = Command(cmd=fields["cmd"], alarm_id=fields.get("alarm_id") or None,
                           at=int(self.clock() * 1000))
@@ -59,7 +59,7 @@ class CommandForwarder:
                     self.on_command(fields)
                 except Exception:
                     log.exception("after forwarding %s to %s", cmd.cmd, fields["device"])
-            self.store.ack_device_command(entry_id)
+            self.store.devices.ack_device_command(entry_id)
             log.info("told device %s: %s%s", fields["device"], cmd.cmd,
                      f" (alarm {cmd.alarm_id})" if cmd.alarm_id else "")
         return len(entries)

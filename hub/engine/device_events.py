@@ -49,7 +49,7 @@ class DeviceEvents:
         entry = self._read_entry(topic, payload, retained)
         if isinstance(entry, Outcome):
             return entry
-        self.store.set_device_statuses([entry])
+        self.store.devices.set_device_statuses([entry])
         return Outcome.STATUS
 
     def statuses(self, messages: list[tuple[str, bytes, bool]]) -> list[Outcome]:
@@ -68,7 +68,7 @@ class DeviceEvents:
                 entries.append(entry)
                 channels.append("heartbeat" if entry[1] == "" else "status")
                 outcomes.append(Outcome.STATUS)
-        self.store.set_device_statuses(entries)
+        self.store.devices.set_device_statuses(entries)
         for channel in channels:
             self.metrics.message(channel, Outcome.STATUS)
         return outcomes
@@ -120,7 +120,7 @@ class DeviceEvents:
             if alarm is None or alarm.device != msg.device:
                 return self.reject(topic, f"topic {topic}: field 'alarm_id': "
                                            f"{msg.alarm_id!r} is not an alarm of {msg.device}")
-            self.store.heard([(msg.device, "cancel_ms", now,  # a press: someone is there
+            self.store.devices.heard([(msg.device, "cancel_ms", now,  # a press: someone is there
                                self.site.devices[msg.device].type == "wearable")])
             kind = self.site.kinds.get(alarm.kind)
             try:
@@ -134,14 +134,14 @@ class DeviceEvents:
                 return Outcome.EVENT
             log.info("alarm %s cancelled from device %s", alarm.id, msg.device)
         elif msg.event == EVENT_CHECKIN:
-            self.store.update_device(msg.device, "checkin", checkin_ms=now)
+            self.store.devices.update_device(msg.device, "checkin", checkin_ms=now)
             answer_checkin(self.store, msg.device, now)
         elif msg.event == EVENT_SELFTEST:
-            self.store.update_device(msg.device, "selftest", selftest_ms=now,
+            self.store.devices.update_device(msg.device, "selftest", selftest_ms=now,
                                      selftest_ok=int(bool(msg.ok)), selftest_detail=msg.detail)
             if not msg.ok:
                 log.warning("device %s failed its self-test: %s", msg.device, msg.detail)
         elif msg.event == EVENT_SAFE_ROOM_LEFT:
-            self.store.update_device(msg.device, "safe_room_left", door_opened_ms=now)
+            self.store.devices.update_device(msg.device, "safe_room_left", door_opened_ms=now)
             self.followups.safe_room_left(msg.device, msg.at, now)
         return Outcome.EVENT

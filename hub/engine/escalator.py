@@ -66,7 +66,7 @@ class Escalator:
         now = datetime.fromtimestamp(now_ms / 1000, timezone.utc)
         staff = [c for c in self.site.contacts if branch_id in c.branches and "staff" in c.roles]
         if overrides is None:
-            overrides = self.store.overrides(branch_id, now_ms)
+            overrides = self.store.branches.overrides(branch_id, now_ms)
         if any(c.shifts for c in staff) or overrides:
             count = sum(1 for c in staff
                         if on_duty(c.phone, c.shifts, branch_id, now, overrides))
@@ -75,7 +75,7 @@ class Escalator:
             # unless a switch says otherwise.
             count = max(2, len(staff))
         if switches is None:
-            switches = self.store.branch_switches(branch_id)
+            switches = self.store.branches.branch_switches(branch_id)
         return state_of_branch(count, switches, now_ms)
 
     def run_due(self, alarm_id: str | None = None) -> int:
@@ -99,7 +99,7 @@ class Escalator:
             self.store.stop_escalation(alarm_id)
             return
         now = self._now_ms()
-        switches, overrides = self.store.branch_context(alarm.branch, now)
+        switches, overrides = self.store.branches.branch_context(alarm.branch, now)
         self.start_attempt(alarm, number, switches, overrides, now, wait_here=True)
         if once:
             self.store.stop_escalation(alarm_id)
@@ -114,7 +114,7 @@ class Escalator:
         if planned is None:
             return
         # The timeline says which attempt ran before it lists that attempt's pages.
-        claimed = self.store.claim_notifications(
+        claimed = self.store.pages.claim_notifications(
             alarm.id, [item.key for item in planned.planned], now, LEASE_MS,
             timeline=planned.timeline)
         self.dispatch(alarm, planned, claimed, wait_here=wait_here)

@@ -114,21 +114,21 @@ class Followups:
         log.warning("alarm %s: %s to %s %s; calling %s", alarm_id, channel, phone, status,
                     f"again in {delay_ms / 1000:g} s" if delay_ms else "instead")
         if delay_ms:
-            self.store.schedule_call_retry(key, self._now_ms() + delay_ms)
+            self.store.pages.schedule_call_retry(key, self._now_ms() + delay_ms)
         else:
             self._place_followup_call(alarm, key)
         return True
 
     def run_call_retries(self) -> int:
         """Place the call retries that are due (timer thread); returns how many."""
-        due = self.store.lease_call_retries(self._now_ms(), LEASE_MS)
+        due = self.store.pages.lease_call_retries(self._now_ms(), LEASE_MS)
         for key_text in due:
             alarm_id, attempt_text, phone, _ = key_text.split(":")
             alarm = self.store.get_alarm(alarm_id)
             if alarm is not None and alarm.state is AlarmState.RAISED:
                 key = NotificationKey(alarm_id, int(attempt_text), phone, Channel.CALL)
                 self._place_followup_call(alarm, key).result()
-            self.store.call_retry_done(key_text)
+            self.store.pages.call_retry_done(key_text)
         return len(due)
 
     def _place_followup_call(self, alarm: Alarm, key: NotificationKey) -> Future:
@@ -215,7 +215,7 @@ class Followups:
         if place is None:
             return 0
         branch, room = place
-        sheltered = self.store.end_shelter(branch.id, room.id) is not None
+        sheltered = self.store.branches.end_shelter(branch.id, room.id) is not None
         texted: set[str] = set()
         for alarm in self.store.active_alarms():
             if alarm.branch != branch.id:

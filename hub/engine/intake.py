@@ -100,7 +100,7 @@ class Intake:
         """New alarms, once their pages have left: each is a sign of life of its device
         (hub.engine.supervision), and a worn device's press answers its pending check-in
         (hub.engine.checkins). One round trip for a burst."""
-        self.store.heard([(alarm.device, "alarm_ms", alarm.received_at_ms,
+        self.store.devices.heard([(alarm.device, "alarm_ms", alarm.received_at_ms,
                            self.site.devices[alarm.device].type == "wearable")
                           for alarm in alarms])
 
@@ -147,7 +147,7 @@ class Intake:
         if raised.created and self.arc is not None:  # the monitoring centre (hub.arc)
             self.arc.alarm_raised(replace(alarm, drill=drill))
         if raised.created and alarm.kind == SAFE_ROOM_KIND:
-            self.store.shelter(alarm.branch, Shelter(alarm.room, alarm.told_pressed_ms,
+            self.store.branches.shelter(alarm.branch, Shelter(alarm.room, alarm.told_pressed_ms,
                                                      alarm.id))
         delay_ms = alarm.received_at_ms - alarm.pressed_at_ms
         if raised.created and delay_ms > LATE_MS:
@@ -166,7 +166,7 @@ class Intake:
                                   now_ms=self._now_ms(),
                                   reason=f"{alarm.kind}: recorded, no one is paged")
             # The devices page and the stale-test flag read the last test press here.
-            self.store.update_device(alarm.device, "test_press", test_ms=alarm.received_at_ms,
+            self.store.devices.update_device(alarm.device, "test_press", test_ms=alarm.received_at_ms,
                                      test_alarm=alarm.id)
             log.info("%s from %s recorded", alarm.kind, alarm.device)
             return Outcome.STORED

@@ -93,10 +93,10 @@ class Pager:
         self.site, self.store, self.notifier, self.senders = site, store, notifier, senders
         self.clock, self.metrics, self.public_url = clock, metrics, public_url
         #: Claims of pages waiting for a sender thread, renewed together on the timer.
-        self.claims = ClaimKeeper(store.renew_claims)
+        self.claims = ClaimKeeper(store.pages.renew_claims)
         #: Pages' outcomes recorded by their sender threads, those recording at the same
         #: time in one round trip (hub.engine.groupcommit).
-        self.records = GroupCommit(store.record_notifications)
+        self.records = GroupCommit(store.pages.record_notifications)
 
     def _now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -135,7 +135,7 @@ class Pager:
         """Claim, send, record. Runs on a sender thread; never raises."""
         try:
             claimed_ms = self._now_ms()
-            claim = self.store.claim_notification(item.key, claimed_ms, LEASE_MS)
+            claim = self.store.pages.claim_notification(item.key, claimed_ms, LEASE_MS)
             if not claim:
                 log.info("notification %s already claimed: not sent again", item.key)
                 self.metrics.notification(str(item.key.channel), "skipped_claimed")
@@ -168,7 +168,7 @@ class Pager:
                                 item.contact.name, item.key.alarm_id, sid)
                     return delivery
             if now - claimed_ms > PICKUP_RENEW_MS:  # the keeper fell behind: renew it here
-                if not self.store.renew_claim(item.key, claimed_ms, now):
+                if not self.store.pages.renew_claim(item.key, claimed_ms, now):
                     return self._taken_over(item, f"waited {now - claimed_ms} ms and")
                 claimed_ms = now
             delivery = self._deliver(item, claimed_ms)
@@ -243,20 +243,20 @@ class Pager:
         whose alarm no longer waits for a person, is dropped. Returns how many were sent."""
         now = self._now_ms()
         sent = 0
-        for slot, retry in self.store.lease_page_retries(now, LEASE_MS):
+        for slot, retry in self.store.pages.lease_page_retries(now, LEASE_MS):
             key = retry.key
             alarm = self.store.get_alarm(key.alarm_id)
             if alarm is None or alarm.state is not AlarmState.RAISED:
-                self.store.drop_page_retry(slot, key.step)
+                self.store.pages.drop_page_retry(slot, key.step)
                 continue
             later = []
-            current = self.store.escalation_attempt(key.alarm_id)
+            current = self.store.pages.escalation_attempt(key.alarm_id)
             if key.step < FALLBACK_ATTEMPT_BASE and current is not None:
                 later = [NotificationKey(key.alarm_id, n, key.contact, key.channel)
                          for n in range(key.step + 1, current + 1)]
-            claim = self.store.reclaim_page(key, later, now, LEASE_MS)
+            claim = self.store.pages.reclaim_page(key, later, now, LEASE_MS)
             if claim < 0:  # a later attempt paged the person, or it went out meanwhile
-                self.store.drop_page_retry(slot, key.step)
+                self.store.pages.drop_page_retry(slot, key.step)
                 self.metrics.notification(str(key.channel), "superseded")
                 continue
             if claim == 0:  # another worker is sending it now; its record decides
@@ -297,7 +297,7 @@ class Pager:
                 return delivery  # a page tried again from Redis has its own backoff
             now = self._now_ms()
             if pause > (lease_from_ms + LEASE_USABLE_MS - now) / 1000 - TWILIO_TIMEOUT_S:
-                if not self.store.renew_claim(item.key, lease_from_ms, now):
+                if not self.store.pages.renew_claim(item.key, lease_from_ms, now):
                     return delivery  # taken over meanwhile: that worker sends it
                 lease_from_ms = now
             log.warning("%s to %s for alarm %s: %s; retrying in %.1f s", item.key.channel,

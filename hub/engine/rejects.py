@@ -29,7 +29,7 @@ class Rejects:
 
     def __call__(self, topic: str, reason: str) -> Outcome:
         log.warning("rejected message: %s", reason)
-        self.store.record_rejected(topic, reason, int(self.clock() * 1000))
+        self.store.devices.record_rejected(topic, reason, int(self.clock() * 1000))
         self.metrics.message(channel_of(topic, self.topics), Outcome.REJECTED, reason,
                              topic=topic)
         return Outcome.REJECTED

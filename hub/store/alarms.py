@@ -45,11 +45,10 @@ import redis
 from hub.core.drill import make_real
 from hub.core.lifecycle import AlarmEvent, transition
 from hub.core.model import SAFE_ROOM_KIND, Alarm, NotificationKey
-from hub.store.branches import SHELTER_FIELD, BranchStoreMixin, parse_overrides, parse_switches
-from hub.store.devices import _STATUSES, COMMANDS_GROUP, COMMANDS_MAXLEN, DeviceStoreMixin
-from hub.store.pages import (_CLAIM_MANY, _DROP_RETRY, _LEASE_DUE, _RECLAIM, _RECORD,
-                                  _RECORD_FINISH, _RENEW_MANY, CLAIM_TTL_S, NotificationStoreMixin,
-                                  finish_checked_lua, finished_or_failed, flat_json)
+from hub.store.branches import SHELTER_FIELD, BranchStore, parse_overrides, parse_switches
+from hub.store.devices import COMMANDS_MAXLEN, DeviceStore
+from hub.store.pages import CLAIM_TTL_S, PageStore, finish_checked_lua, finished_or_failed, flat_json
+from hub.store.redisops import run_scripts
 
 __all__ = ["Store", "Raised", "RaiseRequest", "CLAIM_TTL_S", "parse_switches", "parse_overrides"]
 
@@ -219,54 +218,40 @@ def state_fingerprint(seen: tuple[tuple[str, ...], tuple[str, ...]]) -> str:
     return "\x1f".join(seen[0]) + "\x1e" + "\x1f".join(seen[1])
 
 
-class Store(BranchStoreMixin, NotificationStoreMixin, DeviceStoreMixin):
-    """Alarm state in Redis. ``client`` must be made with ``decode_responses=True``."""
+class Store:
+    """Haven's state in Redis: the alarms here, and one part per other concern, each given
+    the client and :meth:`key`: ``store.branches`` (switches, shelters, duty overrides:
+    hub.store.branches), ``store.pages`` (claims, records, follow-ups, retries:
+    hub.store.pages) and ``store.devices`` (statuses, commands, rejected messages:
+    hub.store.devices). ``client`` must be made with ``decode_responses=True``."""
 
     def __init__(self, client: redis.Redis, prefix: str = "haven"):
         self.r = client
         self.prefix = prefix
         self.events_channel = f"{prefix}:events"
         self._raise = client.register_script(_RAISE)
-        self._record = client.register_script(_RECORD)
-        self._record_finish = client.register_script(_RECORD_FINISH)
         self._claim_due = client.register_script(_CLAIM_DUE)
         self._finish_checked = client.register_script(_FINISH_CHECKED)
         self._shift = client.register_script(_SHIFT)
-        self._lease_due = client.register_script(_LEASE_DUE)
-        self._renew_many = client.register_script(_RENEW_MANY)
-        self._claim_many = client.register_script(_CLAIM_MANY)
-        self._reclaim = client.register_script(_RECLAIM)
-        self._drop_retry = client.register_script(_DROP_RETRY)
-        self._statuses = client.register_script(_STATUSES)
         self._nobody_reached = client.register_script(_NOBODY_REACHED)
         self._clear_nobody_reached = client.register_script(_CLEAR_NOBODY_REACHED)
+        self.branches = BranchStore(client, self.key, self.events_channel)
+        self.pages = PageStore(client, self.key, self.events_channel)
+        self.devices = DeviceStore(client, self.key, self.events_channel)
 
     def warm_up(self) -> None:
         """Every Lua script loaded before the first alarm (hub start): otherwise the first
         alarm pays an extra round trip per script. Raises ``redis.RedisError``."""
-        scripts = [v for v in vars(self).values() if isinstance(v, redis.commands.core.Script)]
+        scripts = [v for part in (self, self.pages, self.devices) for v in vars(part).values()
+                   if isinstance(v, redis.commands.core.Script)]
         with self.r.pipeline(transaction=False) as pipe:  # its connection stays in the pool
             for script in scripts:
                 pipe.script_load(script.script)
             pipe.execute()
 
     def run_scripts(self, calls: list[tuple[Any, list[str], list[Any]]]) -> list[Any]:
-        """Run ``[(script, keys, args)]`` (scripts from ``register_script``) in one pipeline
-        of EVALSHA: each script's reply, in order, or the error it alone met (an
-        ``Exception`` instance). Raises ``redis.RedisError`` if the store cannot be reached
-        (then any of them may or may not have run). A script Redis lost (a restart, a
-        flush) had not run: it is loaded and run again on its own."""
-        with self.r.pipeline(transaction=False) as pipe:
-            for script, keys, args in calls:
-                pipe.evalsha(script.sha, len(keys), *keys, *args)
-            replies = pipe.execute(raise_on_error=False)
-        for i, ((script, keys, args), reply) in enumerate(zip(calls, replies)):
-            if isinstance(reply, redis.exceptions.NoScriptError):
-                try:
-                    replies[i] = script(keys=keys, args=args)
-                except redis.ResponseError as exc:
-                    replies[i] = exc
-        return replies
+        """Run ``[(script, keys, args)]`` in one pipeline of EVALSHA (hub.store.redisops)."""
+        return run_scripts(self.r, calls)
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "haven") -> "Store":
@@ -532,22 +517,3 @@ class Store(BranchStoreMixin, NotificationStoreMixin, DeviceStoreMixin):
                     return new
                 except redis.WatchError:
                     continue
-
-    def _read_group(self, name: str, consumer: str, block_ms: int,
-                    count: int) -> list[tuple[str, dict[str, str]]]:
-        """Read a work stream as one of the hub workers' consumer group, stale claims first."""
-        stream = self.key(name)
-        try:
-            self.r.xgroup_create(stream, COMMANDS_GROUP, id="0", mkstream=True)
-        except redis.ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
-        _, stale, _ = self.r.xautoclaim(stream, COMMANDS_GROUP, consumer, min_idle_time=5000,
-                                        count=count)
-        if stale:
-            return [(entry_id, fields) for entry_id, fields in stale if fields]
-        got = self.r.xreadgroup(COMMANDS_GROUP, consumer, {stream: ">"}, count=count,
-                                block=block_ms)
-        return [(entry_id, fields) for _, entries in got for entry_id, fields in entries]
-
-

@@ -7,12 +7,16 @@ Keys (under the store's prefix)::
                                          safe room staff shelter in now
     haven:overrides:<branch>      hash   phone -> "on|off:<until_ms>:<by>"
 
-Part of :class:`hub.store.alarms.Store` (a mixin sharing its client ``r`` and ``_key``).
+Wiring: :class:`BranchStore` is ``store.branches`` (hub.store.Store), given the store's
+client, key builder and live-events channel.
 """
 
 from __future__ import annotations
 
 import json
+from typing import Callable
+
+import redis
 
 from hub.core.model import Shelter
 from hub.core.schedule import Override, Switches
@@ -62,8 +66,11 @@ def parse_seen(branch_id: str, seen: tuple[tuple[str, ...], tuple[str, ...]],
             parse_overrides(branch_id, _pairs(list(seen[1])), now_ms))
 
 
-class BranchStoreMixin:
-    """Reads and writes a branch's switches and overrides; changes are published as events."""
+class BranchStore:
+    """Reads and writes a branch's switches and overrides; changes are published as events. ``key(*parts)`` builds a key (Store.key)."""
+
+    def __init__(self, client: redis.Redis, key: Callable[..., str], events_channel: str):
+        self.r, self.key, self.events_channel = client, key, events_channel
 
     def branch_switches(self, branch_id: str) -> Switches:
         return parse_switches(self.r.hgetall(self.key("branch", branch_id)))

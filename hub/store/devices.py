@@ -8,21 +8,24 @@ Keys (under the store's prefix)::
                                          (consumer group "hub") and published over MQTT
     haven:rejected                stream messages that broke the wire contract (capped)
 
-Part of :class:`hub.store.alarms.Store` (a mixin sharing its client ``r``, ``_key`` and
-``_read_group``).
+Wiring: :class:`DeviceStore` is ``store.devices`` (hub.store.Store), given the store's
+client, key builder and live-events channel.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Callable
+
+import redis
+
+from hub.store.redisops import WORKERS_GROUP, read_group
 
 #: Entries kept in the rejected-messages stream.
 REJECTED_MAXLEN = 1000
 #: Entries kept in the device-commands stream (acknowledged ones are trimmed first).
 COMMANDS_MAXLEN = 10000
 #: The consumer group of hub workers reading device commands.
-COMMANDS_GROUP = "hub"
 
 _STATUSES = """
 -- KEYS: device hashes; ARGV: events channel, a JSON array with, for each key in turn,
@@ -45,8 +48,12 @@ return #KEYS
 """
 
 
-class DeviceStoreMixin:
-    """Device statuses, device commands and rejected messages."""
+class DeviceStore:
+    """Device statuses, device commands and rejected messages. ``key(*parts)`` builds a key (Store.key)."""
+
+    def __init__(self, client: redis.Redis, key: Callable[..., str], events_channel: str):
+        self.r, self.key, self.events_channel = client, key, events_channel
+        self._statuses = client.register_script(_STATUSES)
 
     def set_device_status(self, device_id: str, state: str, at_ms: int,
                           firmware: str | None = None, **health: Any) -> None:
@@ -115,10 +122,10 @@ class DeviceStoreMixin:
         Entries a dead worker read but never acknowledged for 5 s are claimed too,
         so a command survives a worker killed mid-send.
         """
-        return self._read_group("device-commands", consumer, block_ms, count)
+        return read_group(self.r, self.key("device-commands"), consumer, block_ms, count)
 
     def ack_device_command(self, entry_id: str) -> None:
-        self.r.xack(self.key("device-commands"), COMMANDS_GROUP, entry_id)
+        self.r.xack(self.key("device-commands"), WORKERS_GROUP, entry_id)
 
     def record_rejected(self, topic: str, reason: str, at_ms: int) -> None:
         """Keep a capped record of a message that broke the wire contract."""

@@ -11,19 +11,22 @@ Keys (under the store's prefix)::
                                          ref, contact, text, tries); a later attempt's page
                                          to the same slot replaces it (one page per person)
 
-Part of :class:`hub.store.alarms.Store` (a mixin sharing its client ``r``, ``_key``, the scripts
-it registers, ``_read_group`` and ``run_scripts``).
+Wiring: :class:`PageStore` is ``store.pages`` (hub.store.Store), given the store's client,
+key builder and live-events channel; it registers its own scripts.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
+
+import redis
 
 from hub.core.model import Delivery, NotificationKey
 from hub.core.tally import FinishCheck
-from hub.store.devices import COMMANDS_GROUP, COMMANDS_MAXLEN
+from hub.store.devices import COMMANDS_MAXLEN
+from hub.store.redisops import WORKERS_GROUP, read_group, run_scripts
 
 #: How long notification claims are kept, in seconds: far longer than any
 #: alarm can be redelivered by the broker.
@@ -261,8 +264,18 @@ def _finished(record: PageRecord, reply: Any) -> bool | None:
     return None if record.finish is None else finished_or_failed(reply)
 
 
-class NotificationStoreMixin:
-    """Claims (each page at most once across workers), outcomes and follow-up work."""
+class PageStore:
+    """Claims (each page at most once across workers), outcomes and follow-up work. ``key(*parts)`` builds a key (Store.key)."""
+
+    def __init__(self, client: redis.Redis, key: Callable[..., str], events_channel: str):
+        self.r, self.key, self.events_channel = client, key, events_channel
+        self._record = client.register_script(_RECORD)
+        self._record_finish = client.register_script(_RECORD_FINISH)
+        self._lease_due = client.register_script(_LEASE_DUE)
+        self._renew_many = client.register_script(_RENEW_MANY)
+        self._claim_many = client.register_script(_CLAIM_MANY)
+        self._reclaim = client.register_script(_RECLAIM)
+        self._drop_retry = client.register_script(_DROP_RETRY)
 
     def claim_notification(self, key: NotificationKey, now_ms: int, lease_ms: int) -> int:
         """Atomically claim the right to send ``key``: 0 if it was sent, failed, or is
@@ -326,7 +339,7 @@ class NotificationStoreMixin:
         threads' records, through hub.engine.groupcommit): each one's answer, or the error it
         alone met (an ``Exception`` instance). Raises ``redis.RedisError`` if the store
         cannot be reached."""
-        replies = self.run_scripts([self._record_call(r) for r in records])
+        replies = run_scripts(self.r, [self._record_call(r) for r in records])
         return [reply if isinstance(reply, Exception) else _finished(record, reply)
                 for record, reply in zip(records, replies)]
 
@@ -365,10 +378,10 @@ class NotificationStoreMixin:
 
     def read_followups(self, consumer: str, block_ms: int,
                        count: int = 100) -> list[tuple[str, dict[str, str]]]:
-        return self._read_group("followups", consumer, block_ms, count)
+        return read_group(self.r, self.key("followups"), consumer, block_ms, count)
 
     def ack_followup(self, entry_id: str) -> None:
-        self.r.xack(self.key("followups"), COMMANDS_GROUP, entry_id)
+        self.r.xack(self.key("followups"), WORKERS_GROUP, entry_id)
 
     def schedule_call_retry(self, key: NotificationKey, due_ms: int) -> None:
         """Place the call ``key`` at ``due_ms`` (durable: any worker's timer places it)."""
