@@ -15,7 +15,7 @@ from device.protocol import Topics, new_alarm
 from hub.arc.dc09 import answer_frame
 from hub.core.lifecycle import AlarmEvent
 from hub.core.model import Alarm
-from hub.engine.service import AlarmService, Outcome
+from hub.engine.service import AlarmService, MessageOutcome
 from tests.arc_kit import (TEXT_KEY, Receiver, Silent, arc_parts, arc_site, drain,
                            free_port)
 from tests.test_service import Pools, RecordingNotifier
@@ -169,7 +169,7 @@ def test_both_down_is_a_trouble_pages_go_on_and_events_follow_when_one_is_back(
                            escalators=pool.escalators)
     service.arc = queue
     msg = new_alarm("main-circ-01", "emergency")
-    assert service.handle(Topics().alarm(msg.device), msg.to_json()) is Outcome.STORED
+    assert service.handle(Topics().alarm(msg.device), msg.to_json()) is MessageOutcome.STORED
     acked = fake_store.transition(msg.alarm_id, AlarmEvent.ACKNOWLEDGE, by="Dana",
                                   now_ms=int(time.time() * 1000))
     service.command_forwarded({"cmd": "acknowledged", "alarm_id": msg.alarm_id,
@@ -300,7 +300,7 @@ def test_a_queue_that_cannot_be_written_never_holds_up_the_pages(fake_store, cap
     service.arc = ArcQueue(site, Store.from_url(f"redis://127.0.0.1:{free_port()}/0"),
                            clock=time.time)
     msg = new_alarm("main-circ-01", "emergency")
-    assert service.handle(Topics().alarm(msg.device), msg.to_json()) is Outcome.STORED
+    assert service.handle(Topics().alarm(msg.device), msg.to_json()) is MessageOutcome.STORED
     pool.shutdown()
     assert notifier.sent and notifier.calls
     assert f"alarm {msg.alarm_id}: ARC alarm event not queued" in caplog.text
@@ -318,7 +318,7 @@ def test_a_drill_made_real_sends_its_real_alarm_event(receivers, fake_store):
     fake_store.branches.set_branch_switches("main", by="Dana", now_ms=now_ms,
                                    drill_until_ms=now_ms + 600_000)
     msg = new_alarm("main-circ-01", "emergency")
-    assert service.handle(Topics().alarm(msg.device), msg.to_json()) is Outcome.STORED
+    assert service.handle(Topics().alarm(msg.device), msg.to_json()) is MessageOutcome.STORED
     drain(sender)
     assert arc.next_event().code == "RX"
     fake_store.make_real(msg.alarm_id, by="Dana", via="cli", now_ms=int(time.time() * 1000))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from hub.engine.clockwatch import ClockWatch
-from hub.core.model import Channel, NotificationKey
+from hub.core.model import Channel, PageKey
 
 
 class Clocks:
@@ -41,7 +41,7 @@ def test_slewing_and_scheduling_noise_are_not_steps():
 
 def test_the_schedule_moves_once_per_step_across_workers(fake_store):
     fake_store.r.zadd(f"{fake_store.prefix}:escalations", {"a1": 10_000, "a2": 20_000})
-    key = NotificationKey("a1", 3_000_001, "+12065550101", Channel.CALL)
+    key = PageKey("a1", 3_000_001, "+12065550101", Channel.CALL)
     fake_store.pages.schedule_call_retry(key, 30_000)
     assert fake_store.shift_schedule(-3_600_000, step_id="42") == 3
     assert fake_store.shift_schedule(-3_600_000, step_id="42") is None  # the other worker

@@ -9,7 +9,7 @@ import pytest
 
 from dashboard import create_app
 from dashboard.alarms import ago, timeline_rows
-from hub.core.model import Alarm, AlarmState, Channel, Delivery, NotificationKey
+from hub.core.model import Alarm, AlarmState, Channel, Delivery, PageKey
 from hub.config.site import load_site
 from tests.conftest import SAMPLE_SITE
 from tests.dashboard_login import logged_in_client
@@ -54,15 +54,15 @@ def test_alarm_page_shows_each_notification_with_its_delivery_status(operator, f
     now = now_ms()
     fake_store.add_timeline("a1", "escalation", at_ms=now, attempt=0, step=1, round=1,
                             branch_state="staffed", notifications=2)
-    fake_store.pages.record_notification(NotificationKey("a1", 0, "+12065550101", Channel.SMS),
+    fake_store.pages.record(PageKey("a1", 0, "+12065550101", Channel.SMS),
                                    "Security desk", Delivery.sent("SM1"), now)
-    fake_store.pages.record_notification(NotificationKey("a1", 0, "+12065550102", Channel.CALL),
+    fake_store.pages.record(PageKey("a1", 0, "+12065550102", Channel.CALL),
                                    "Dana Ortiz", Delivery.sent("CA1"), now)
     fake_store.add_timeline("a1", "delivery_status", at_ms=now, attempt=0, channel="sms",
                             to="+12065550101", status="delivered", error_code="")
     fake_store.add_timeline("a1", "delivery_status", at_ms=now, attempt=0, channel="call",
                             to="+12065550102", status="no-answer", error_code="")
-    fake_store.pages.record_notification(NotificationKey("a1", 0, "+12065550103", Channel.SMS),
+    fake_store.pages.record(PageKey("a1", 0, "+12065550103", Channel.SMS),
                                    "Police", Delivery.failed("invalid number", retryable=False,
                                                              code=21211), now)
     page = operator.get("/alarms/a1")

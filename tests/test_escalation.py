@@ -9,7 +9,7 @@ import pytest
 from device.protocol import Topics, new_alarm
 from hub.core.escalation import attempt, plan, recipients
 from hub.core.lifecycle import AlarmEvent
-from hub.core.model import Alarm, Channel, Delivery, NotificationKey
+from hub.core.model import Alarm, Channel, Delivery, PageKey
 from hub.engine.service import LEASE_MS, AlarmService
 from hub.config.site import Step
 
@@ -194,10 +194,10 @@ def test_a_re_run_attempt_sends_only_what_had_not_gone_out(rig, sample_site):
                   int(T0 * 1000))
     store.raise_alarm(alarm, escalate=True)
     [desk, security] = sorted(phones(sample_site, "Main circulation desk", "Security desk"))
-    done = NotificationKey(alarm.id, 0, desk, Channel.SMS)
-    store.pages.claim_notification(done, int(T0 * 1000), LEASE_MS)
-    store.pages.record_notification(done, "desk", Delivery.sent("SM0"), int(T0 * 1000))
-    store.pages.claim_notification(NotificationKey(alarm.id, 0, security, Channel.SMS),
+    done = PageKey(alarm.id, 0, desk, Channel.SMS)
+    store.pages.claim(done, int(T0 * 1000), LEASE_MS)
+    store.pages.record(done, "desk", Delivery.sent("SM0"), int(T0 * 1000))
+    store.pages.claim(PageKey(alarm.id, 0, security, Channel.SMS),
                              int(T0 * 1000), LEASE_MS)
     store.claim_due(int(T0 * 1000), LEASE_MS)  # the dead worker's lease
     clock.now = T0 + 1
@@ -218,9 +218,9 @@ def test_a_re_run_that_finds_every_page_sent_keeps_the_pace_of_those_pages(rig, 
     store.raise_alarm(alarm, escalate=True)
     store.claim_due(int(T0 * 1000), LEASE_MS)  # the dead worker's lease
     for phone in phones(sample_site, "Main circulation desk", "Security desk"):
-        key = NotificationKey(alarm.id, 0, phone, Channel.SMS)
-        store.pages.claim_notification(key, int(T0 * 1000), LEASE_MS)
-        store.pages.record_notification(key, "x", Delivery.sent("SM"), int(T0 * 1000) + 300)
+        key = PageKey(alarm.id, 0, phone, Channel.SMS)
+        store.pages.claim(key, int(T0 * 1000), LEASE_MS)
+        store.pages.record(key, "x", Delivery.sent("SM"), int(T0 * 1000) + 300)
     clock.now = T0 + LEASE_MS / 1000 + 0.1
     assert service.run_due() == 1 and notifier.sent == []
     wait_ms = int(sample_site.kinds["assist"].steps[0].wait_s * 1000)
@@ -443,21 +443,21 @@ def test_a_call_that_reached_voicemail_is_placed_again(rig):
 
 
 def test_a_page_that_waited_for_a_sender_renews_its_claim_or_yields_to_a_takeover(rig):
-    from hub.core.escalation import PlannedNotification
-    from hub.core.model import Channel, NotificationKey
+    from hub.core.escalation import PlannedPage
+    from hub.core.model import Channel, PageKey
     service, clock, notifier, store = rig
     contact = service.site.contacts[0]
     now = int(clock() * 1000)
-    mine = NotificationKey("a1", 0, contact.phone, Channel.SMS)
-    assert store.pages.claim_notification(mine, now, LEASE_MS)
+    mine = PageKey("a1", 0, contact.phone, Channel.SMS)
+    assert store.pages.claim(mine, now, LEASE_MS)
     clock.now += 3.9  # waited in a burst's queue: renewed, then sent
-    assert service.pager.send_claimed(PlannedNotification(mine, contact, "x"), now).ok
-    taken = NotificationKey("a2", 0, contact.phone, Channel.SMS)
-    assert store.pages.claim_notification(taken, now, LEASE_MS)
+    assert service.pager.send_claimed(PlannedPage(mine, contact, "x"), now).ok
+    taken = PageKey("a2", 0, contact.phone, Channel.SMS)
+    assert store.pages.claim(taken, now, LEASE_MS)
     clock.now += 5  # the lease ran out and another worker took the page over ...
-    assert store.pages.claim_notification(taken, int(clock() * 1000), LEASE_MS)
+    assert store.pages.claim(taken, int(clock() * 1000), LEASE_MS)
     notifier.sent.clear()
-    assert service.pager.send_claimed(PlannedNotification(taken, contact, "x"), now) is None
+    assert service.pager.send_claimed(PlannedPage(taken, contact, "x"), now) is None
     assert notifier.sent == []  # ... so this worker does not send it too
 
 
@@ -466,8 +466,8 @@ def test_attempt_0_is_claimed_with_the_alarm_while_the_branch_state_is_unchanged
     the raise itself; a switch changed since then is noticed and the plan made again."""
     service, clock, notifier, store = rig
     trips = []
-    claim = store.pages.claim_notifications
-    store.pages.claim_notifications = lambda *a, **k: trips.append(a) or claim(*a, **k)
+    claim = store.pages.claim_many
+    store.pages.claim_many = lambda *a, **k: trips.append(a) or claim(*a, **k)
     first = raise_alarm(service)
     assert len(trips) == 1  # nothing seen yet: planned after the raise, claimed apart
     paged = sorted(to for _, to, _ in notifier.sent)

@@ -9,7 +9,7 @@ from device.protocol import Topics, decode_command, new_alarm
 from hub.core.messages import SMS_SEGMENT_CHARS, sms_text
 from hub.core.model import Alarm, Delivery
 from hub.core.escalation import plan
-from hub.engine.service import AlarmService, Outcome
+from hub.engine.service import AlarmService, MessageOutcome
 
 NOW = 1763840000.0  # 2025-11-22 19:33:20 UTC
 
@@ -58,7 +58,7 @@ def parts(sample_site, fake_store):
 def test_an_alarm_is_stored_placed_paged_and_confirmed(parts, fake_store, sample_site):
     service, notifier, published, pool = parts
     msg = new_alarm("main-safe-01", "safe_room", NOW - 1)
-    assert service.handle(Topics().alarm(msg.device), msg.to_json()) is Outcome.STORED
+    assert service.handle(Topics().alarm(msg.device), msg.to_json()) is MessageOutcome.STORED
     pool.shutdown(wait=True)
     stored = fake_store.get_alarm(msg.alarm_id)
     assert (stored.branch, stored.room, stored.kind) == ("main", "safe-room", "safe_room")
@@ -77,8 +77,8 @@ def test_a_duplicate_is_confirmed_again_but_pages_nobody(parts):
     service, notifier, published, pool = parts
     msg = new_alarm("main-circ-01", "assist", NOW)
     topic = Topics().alarm(msg.device)
-    assert service.handle(topic, msg.to_json()) is Outcome.STORED
-    assert service.handle(topic, msg.to_json()) is Outcome.DUPLICATE
+    assert service.handle(topic, msg.to_json()) is MessageOutcome.STORED
+    assert service.handle(topic, msg.to_json()) is MessageOutcome.DUPLICATE
     pool.shutdown(wait=True)
     assert len(notifier.sent) == 2
     assert len(published) == 2  # the device hears "received" both times
@@ -87,7 +87,7 @@ def test_a_duplicate_is_confirmed_again_but_pages_nobody(parts):
 def test_the_test_kind_is_recorded_and_pages_no_one(parts, fake_store):
     service, notifier, _, pool = parts
     msg = new_alarm("main-circ-01", "test", NOW)
-    assert service.handle(Topics().alarm(msg.device), msg.to_json()) is Outcome.STORED
+    assert service.handle(Topics().alarm(msg.device), msg.to_json()) is MessageOutcome.STORED
     pool.shutdown(wait=True)
     stored = fake_store.get_alarm(msg.alarm_id)
     assert notifier.sent == [] and stored.state == "resolved" and stored.closed_by == "hub"
@@ -122,7 +122,7 @@ def test_a_failed_delivery_is_recorded_with_its_code(sample_site, fake_store):
 ])
 def test_bad_messages_are_rejected_and_recorded(parts, fake_store, topic, payload, reason):
     service, notifier, published, _ = parts
-    assert service.handle(topic, payload) is Outcome.REJECTED
+    assert service.handle(topic, payload) is MessageOutcome.REJECTED
     [rejected] = fake_store.devices.rejected()
     assert reason in rejected["reason"] and rejected["topic"] == topic
     assert notifier.sent == [] and published == []
@@ -131,7 +131,7 @@ def test_bad_messages_are_rejected_and_recorded(parts, fake_store, topic, payloa
 def test_device_status_is_recorded(parts, fake_store):
     service, *_ = parts
     payload = b'{"v":1,"device":"main-circ-01","state":"online","at":5,"firmware":"0.1.0"}'
-    assert service.handle(Topics().status("main-circ-01"), payload) is Outcome.STATUS
+    assert service.handle(Topics().status("main-circ-01"), payload) is MessageOutcome.STATUS
     assert fake_store.devices.device_status("main-circ-01") == {"state": "online", "since_ms": "5",
                                                         "firmware": "0.1.0"}
 
@@ -217,8 +217,8 @@ def test_messages_read_together_are_handled_in_order_with_a_round_trip_per_run_o
     pool.shutdown(wait=True)
 
     # The cancel comes after its alarm is stored (so it applies), and the rest keep order.
-    assert outcomes == [Outcome.STORED, Outcome.EVENT, Outcome.REJECTED, Outcome.STORED,
-                        Outcome.DUPLICATE]
+    assert outcomes == [MessageOutcome.STORED, MessageOutcome.EVENT, MessageOutcome.REJECTED, MessageOutcome.STORED,
+                        MessageOutcome.DUPLICATE]
     assert trips == [1, 2]  # the alarm before the cancel, then the two after it
     assert fake_store.get_alarm(first.alarm_id).state.value == "cancelled"
     assert fake_store.get_alarm(second.alarm_id).state.value == "raised"

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import redis
 
 from device.protocol import Health, Heartbeat, StatusMessage, Topics
-from hub.engine.service import AlarmService, Outcome
+from hub.engine.service import AlarmService, MessageOutcome
 from hub.engine.statusbatch import StatusBatcher
 
 NOW = 1_780_000_000.0
@@ -40,7 +40,7 @@ def test_a_batch_is_stored_in_one_round_trip_and_bad_ones_rejected_alone(
                 (Topics().status("main-ref-01"), b"{not json", False),
                 (*beat("nobody-01"), False)]
     assert service.handle_statuses(messages) == [
-        Outcome.STATUS, Outcome.STATUS, Outcome.REJECTED, Outcome.REJECTED]
+        MessageOutcome.STATUS, MessageOutcome.STATUS, MessageOutcome.REJECTED, MessageOutcome.REJECTED]
     assert trips == [2]  # every good status in one script call
     assert len(fake_store.devices.rejected()) == 2  # each bad one recorded on its own
     circ, west = (fake_store.devices.device_status(d) for d in ("main-circ-01", "west-front-01"))
@@ -71,7 +71,7 @@ def test_a_heartbeat_records_readings_and_never_changes_presence(sample_site, fa
                                     (Topics().heartbeat("nobody-01"),
                                      heartbeat("nobody-01", 1)[1], False),
                                     (Topics().heartbeat("main-ref-01"), b'{"v": 1}', False)]
-                                   ) == [Outcome.STATUS] * 4 + [Outcome.REJECTED] * 2
+                                   ) == [MessageOutcome.STATUS] * 4 + [MessageOutcome.REJECTED] * 2
     circ = fake_store.devices.device_status("main-circ-01")
     assert (circ["state"], circ["battery_pct"], circ["outbox"]) == ("offline", "79", "1")
     assert circ["heartbeat_ms"] == str(int(NOW * 1000))

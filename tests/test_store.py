@@ -4,7 +4,7 @@ import json
 
 import redis
 
-from hub.core.model import Alarm, AlarmState, Channel, Delivery, NotificationKey
+from hub.core.model import Alarm, AlarmState, Channel, Delivery, PageKey
 
 
 def alarm(alarm_id="a1", received=2000, **kw):
@@ -29,21 +29,21 @@ def test_active_alarms_are_newest_first(fake_store):
 
 def test_a_notification_is_claimed_once_and_its_outcome_recorded(fake_store):
     fake_store.raise_alarm(alarm())
-    key = NotificationKey("a1", 0, "+12065550101", Channel.SMS)
-    assert fake_store.pages.claim_notification(key, 1000, 4000) == 1
-    assert fake_store.pages.claim_notification(key, 4999, 4000) == 0  # its worker may be sending
+    key = PageKey("a1", 0, "+12065550101", Channel.SMS)
+    assert fake_store.pages.claim(key, 1000, 4000) == 1
+    assert fake_store.pages.claim(key, 4999, 4000) == 0  # its worker may be sending
     # ... no: it died; take over, told when it claimed (to ask the API what got through)
-    assert fake_store.pages.claim_notification(key, 5001, 4000) == 1000
-    assert fake_store.pages.claim_notification(NotificationKey("a1", 1, "+12065550101", Channel.SMS),
+    assert fake_store.pages.claim(key, 5001, 4000) == 1000
+    assert fake_store.pages.claim(PageKey("a1", 1, "+12065550101", Channel.SMS),
                                          5001, 4000)
-    fake_store.pages.record_notification(key, "Circ desk", Delivery.sent("SM1"), 2500)
-    assert fake_store.pages.notification_outcome(key) == "sent:SM1"
-    assert fake_store.pages.claim_notification(key, 99_999, 4000) == 0  # sent: never again
-    failed = NotificationKey("a1", 0, "+12065550102", Channel.SMS)
-    fake_store.pages.claim_notification(failed, 1000, 4000)
-    fake_store.pages.record_notification(failed, "Manager",
+    fake_store.pages.record(key, "Circ desk", Delivery.sent("SM1"), 2500)
+    assert fake_store.pages.outcome(key) == "sent:SM1"
+    assert fake_store.pages.claim(key, 99_999, 4000) == 0  # sent: never again
+    failed = PageKey("a1", 0, "+12065550102", Channel.SMS)
+    fake_store.pages.claim(failed, 1000, 4000)
+    fake_store.pages.record(failed, "Manager",
                                    Delivery.failed("HTTP 400", code=21211, retryable=False), 2600)
-    assert fake_store.pages.notification_outcome(failed) == "failed:21211:permanent"
+    assert fake_store.pages.outcome(failed) == "failed:21211:permanent"
     events = fake_store.timeline("a1")
     assert [(e["event"], e["contact"]) for e in events[1:]] == [("notified", "Circ desk"),
                                                                ("notify_failed", "Manager")]
@@ -125,8 +125,8 @@ def escalating(store, alarm_id):
     alarm = Alarm(id=alarm_id, kind="assist", device="d1", branch="main", room="circ",
                   pressed_at_ms=1000, received_at_ms=2000)
     store.raise_many([RaiseRequest(alarm, True, 4000)])
-    return (NotificationKey(alarm_id, 0, "+15550001", Channel.SMS),
-            NotificationKey(alarm_id, 0, "+15550002", Channel.CALL))
+    return (PageKey(alarm_id, 0, "+15550001", Channel.SMS),
+            PageKey(alarm_id, 0, "+15550002", Channel.CALL))
 
 
 def test_records_made_together_each_answer_their_own_after_redis_lost_its_scripts(store):
@@ -135,15 +135,15 @@ def test_records_made_together_each_answer_their_own_after_redis_lost_its_script
     sms, call = escalating(store, "a8")
     store.r.script_flush()  # as after a Redis restart without its script cache
     store.r.set(store.key("timeline", "zz"), "not a stream")  # its XADD fails
-    bad = PageRecord(NotificationKey("zz", 0, "+15550003", Channel.SMS), "Cy",
+    bad = PageRecord(PageKey("zz", 0, "+15550003", Channel.SMS), "Cy",
                      Delivery.sent("SM3"), 2150)
-    results = store.pages.record_notifications([
+    results = store.pages.record_many([
         PageRecord(sms, "Ann", Delivery.sent("SM1"), 2100), bad,
         PageRecord(call, "Bob", Delivery.sent("CA1"), 2200, FinishCheck("a8", 0, 9000,
                                                                         (sms, call)))])
     assert results[0] is None and results[2] is True
     assert isinstance(results[1], redis.ResponseError)  # its own error, the others ran
-    assert store.pages.notification_outcomes([sms, call]) == ["sent:SM1", "sent:CA1"]
+    assert store.pages.outcomes([sms, call]) == ["sent:SM1", "sent:CA1"]
     assert store.escalation_due("a8") == 9000
     assert [e["sid"] for e in store.timeline("a8") if e["event"] == "notified"] == \
         ["SM1", "CA1"]
@@ -153,16 +153,16 @@ def test_the_last_page_recorded_finishes_its_attempt_in_the_same_trip(store):
     from hub.core.tally import FinishCheck
     sms, call = escalating(store, "a9")
     check = FinishCheck("a9", 0, 9000, (sms, call))
-    store.pages.record_notification(sms, "Ann", Delivery.failed("busy", retryable=False), 2100)
+    store.pages.record(sms, "Ann", Delivery.failed("busy", retryable=False), 2100)
     # Every page failed: nothing is finished; the caller reports it first.
-    assert store.pages.record_notification(call, "Bob", Delivery.failed("down", retryable=True),
+    assert store.pages.record(call, "Bob", Delivery.failed("down", retryable=True),
                                      2200, finish=check) is None
     assert store.escalation_due("a9") == 6000
-    store.pages.record_notification(call, "Bob", Delivery.sent("CA1"), 2300)
+    store.pages.record(call, "Bob", Delivery.sent("CA1"), 2300)
     assert store.finish_unless_all_failed("a9", 0, 9000, [sms, call]) is True
     assert store.escalation_due("a9") == 9000
     # Finished already (another worker's re-run): recorded, not moved on again.
-    assert store.pages.record_notification(call, "Bob", Delivery.sent("CA1"), 2400,
+    assert store.pages.record(call, "Bob", Delivery.sent("CA1"), 2400,
                                      finish=check) is False
     assert int(store.r.hget(store.key("escalation", "a9"), "attempt")) == 1
 
@@ -175,7 +175,7 @@ def test_scripts_redis_lost_are_loaded_again_and_run_once(store):
     assert store.raise_alarm(alarm("a1"))
     assert not store.raise_alarm(alarm("a1"))  # stored once
     store.r.script_flush()
-    key = NotificationKey("a1", 0, "+12065550101", Channel.SMS)
-    assert store.pages.claim_notification(key, 5, 4000) == 1
-    store.pages.record_notification(key, "Sam", Delivery.sent("SM1"), 6)
-    assert store.pages.notification_outcome(key) == "sent:SM1"
+    key = PageKey("a1", 0, "+12065550101", Channel.SMS)
+    assert store.pages.claim(key, 5, 4000) == 1
+    store.pages.record(key, "Sam", Delivery.sent("SM1"), 6)
+    assert store.pages.outcome(key) == "sent:SM1"

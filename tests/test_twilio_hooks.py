@@ -11,7 +11,7 @@ from twilio.request_validator import RequestValidator
 
 from dashboard import create_app
 from dashboard.twilio_hooks import mask
-from hub.core.model import Alarm, AlarmState, Channel, Delivery, NotificationKey
+from hub.core.model import Alarm, AlarmState, Channel, Delivery, PageKey
 from hub.store.alarms import Store
 
 TOKEN = "test-auth-token"
@@ -32,9 +32,9 @@ def raise_paged(store: Store, a: Alarm, *paged: tuple[str, str]) -> Alarm:
     """Store ``a`` escalating, with a "notified" timeline entry for each (phone, name)."""
     assert store.raise_alarm(a, escalate=True)
     for phone, name in paged:
-        key = NotificationKey(a.id, 0, phone, Channel.SMS)
-        assert store.pages.claim_notification(key, a.received_at_ms, 4000)
-        store.pages.record_notification(key, name, Delivery.sent("SM1"), a.received_at_ms + 10)
+        key = PageKey(a.id, 0, phone, Channel.SMS)
+        assert store.pages.claim(key, a.received_at_ms, 4000)
+        store.pages.record(key, name, Delivery.sent("SM1"), a.received_at_ms + 10)
     return a
 
 

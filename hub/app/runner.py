@@ -43,7 +43,7 @@ ESCALATION_THREADS = 8
 
 #: On SIGTERM, how long sends and attempts already going out may take to finish, in
 #: seconds. Whatever is still running then is left to its lease: another worker (or this
-#: one, restarted) runs it again, and notification claims keep it from paging twice.
+#: one, restarted) runs it again, and page claims keep it from paging twice.
 SHUTDOWN_GRACE_S = 6.0
 
 #: How often lone-worker check-ins are looked at, in seconds.
