@@ -1,4 +1,4 @@
-"""hub/engine/statusbatch.py and AlarmService.handle_statuses: heartbeats stored in batches, acked
+"""hub/edges/statusbatch.py and AlarmService.handle_statuses: heartbeats stored in batches, acked
 only once stored, kept and retried while Redis is down."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import redis
 
 from device.protocol import Health, Heartbeat, StatusMessage, Topics
 from hub.engine.service import AlarmService, MessageOutcome
-from hub.engine.statusbatch import StatusBatcher
+from hub.edges.statusbatch import StatusBatcher
 
 NOW = 1_780_000_000.0
 

@@ -17,7 +17,7 @@ from hub.incidents.store import IncidentStore
 from hub.app.localservices import start_redis
 from hub.app.runner import _followup_loop
 from hub.engine.service import AlarmService
-from hub.engine.statusbatch import StatusBatcher
+from hub.edges.statusbatch import StatusBatcher
 from hub.store.alarms import Store
 from hub.engine.supervision import Supervisor
 from tests.test_escalation import Clock, InlinePool, Recorder

@@ -12,7 +12,7 @@ import pytest
 
 from device.protocol import Topics, new_alarm
 from hub.edges.mqtt import BrokerAddress, HubMqtt
-from hub.engine.outage import Outage
+from hub.edges.outage import Outage
 from hub.engine.service import AlarmService
 from hub.core.troubles import Trouble
 from hub.engine.supervision import Supervisor

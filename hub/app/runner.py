@@ -30,7 +30,7 @@ from hub.config.settings import HubSettings
 from hub.config.site import load_site
 from hub.errors import ConfigError
 from hub.edges.metrics import Metrics
-from hub.engine.outage import Outage
+from hub.edges.outage import Outage
 from hub.store.alarms import Store
 from hub.engine.supervision import Supervisor
 from hub.engine.troubletexts import TroubleTexts

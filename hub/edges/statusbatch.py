@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 import redis
 
-from hub.engine.outage import Outage
+from hub.edges.outage import Outage
 
 log = logging.getLogger("haven.mqtt")
 
