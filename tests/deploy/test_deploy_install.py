@@ -23,7 +23,7 @@ from hub.provision.local import start_site_mosquitto, start_site_redis
 from hub.store.alarms import Store
 from tests.hubproc import start_hub
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 INSTALL = REPO / "deploy" / "pi" / "install.sh"
 EXAMPLE_SITE = REPO / "deploy" / "examples" / "site.toml"
 

@@ -18,7 +18,7 @@ from hub.core.model import Alarm
 from hub.engine.service import AlarmService, MessageOutcome
 from tests.arc_kit import (TEXT_KEY, Receiver, Silent, arc_parts, arc_site, drain,
                            free_port)
-from tests.test_service import Pools, RecordingNotifier
+from tests.engine.test_service import Pools, RecordingNotifier
 
 
 @pytest.fixture

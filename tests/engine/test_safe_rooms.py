@@ -11,8 +11,8 @@ from dashboard import create_app
 from device.protocol import EVENT_SAFE_ROOM_LEFT, DeviceEvent, Topics, new_alarm
 from hub.core.lifecycle import AlarmEvent
 from hub.engine.service import AlarmService, MessageOutcome
-from tests.test_service import RecordingNotifier
-from tests.test_twilio_hooks import TOKEN, post, said, twiml
+from tests.engine.test_service import RecordingNotifier
+from tests.dashboard.test_twilio_hooks import TOKEN, post, said, twiml
 
 NOW = 1763840000.0  # 2025-11-22 19:33:20 UTC, 11:33 in Los Angeles
 POLICE, CIRC, DANA = "+12065550199", "+12065550101", "+12065550102"

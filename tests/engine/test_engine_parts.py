@@ -17,7 +17,7 @@ from hub.engine.followups import Followups
 from hub.engine.pager import Pager
 from hub.engine.rejects import Rejects
 from device.protocol import Topics
-from tests.test_service import RecordingNotifier
+from tests.engine.test_service import RecordingNotifier
 
 NOW = 1763840000.0  # 2025-11-22 19:33:20 UTC
 

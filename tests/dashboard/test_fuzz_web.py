@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings, strategies as st
 
 from hub.store.alarms import Store
-from tests.test_fuzz import FUZZ, NOW, SITE, build
+from tests.device.test_fuzz import FUZZ, NOW, SITE, build
 
 import functools
 import uuid
@@ -23,7 +23,7 @@ from twilio.request_validator import RequestValidator
 from dashboard import create_app
 from hub.core.model import AlarmState
 from tests.dashboard_login import logged_in_client
-from tests.test_twilio_hooks import CIRC, LOCAL, TOKEN, alarm as make_alarm, raise_paged
+from tests.dashboard.test_twilio_hooks import CIRC, LOCAL, TOKEN, alarm as make_alarm, raise_paged
 
 #: Markup and template syntax to plant in every field; must come back escaped, if at all.
 MARKUP = ('<b id="fz">', '"><img src=x onerror=alert(1)>', "</textarea><script>x()</script>",

@@ -20,7 +20,7 @@ from hub.engine.service import AlarmService
 from hub.edges.statusbatch import StatusBatcher
 from hub.store.alarms import Store
 from hub.engine.supervision import Supervisor
-from tests.test_escalation import Clock, InlinePool, Recorder
+from tests.engine.test_escalation import Clock, InlinePool, Recorder
 
 LOOPS = ("follow-ups", "device commands", "device statuses", "supervision", "incident jobs")
 Message = namedtuple("Message", "topic payload retain")

@@ -19,7 +19,7 @@ from hub.provision.files import SiteDir
 from hub.provision.local import start_site_redis
 from hub.config.site import load_site
 
-EXAMPLE_SITE = Path(__file__).resolve().parent.parent / "deploy" / "examples" / "site.toml"
+EXAMPLE_SITE = Path(__file__).resolve().parents[2] / "deploy" / "examples" / "site.toml"
 
 
 def init(root: Path, *extra: str) -> int:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-UNITS = Path(__file__).resolve().parent.parent / "deploy" / "systemd"
+UNITS = Path(__file__).resolve().parents[2] / "deploy" / "systemd"
 NAMES = ("haven-device.service", "haven-hub.service", "haven-dashboard.service")
 SYSTEM_UNITS = Path("/usr/lib/systemd/system")
 

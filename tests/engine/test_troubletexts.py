@@ -17,7 +17,7 @@ from hub.engine.service import AlarmService
 from hub.core.troubles import Trouble
 from hub.engine.supervision import Supervisor
 from hub.engine.troubletexts import TroubleTexts
-from tests.test_escalation import InlinePool, Recorder
+from tests.engine.test_escalation import InlinePool, Recorder
 
 NOW = 1_780_000_000_000  # ms
 IT = "+12065550107"  # Library IT on call, at both branches

@@ -34,13 +34,13 @@ def broken():
 
 
 def test_a_broken_battery_reader_is_absent_not_fatal():
-    assert health.read(health.load_reader("tests.test_health:broken")) is None
+    assert health.read(health.load_reader("tests.device.test_health:broken")) is None
     assert health.read(lambda: 87) == 87.0
     assert health.read(lambda: "full") is None
     with pytest.raises(ValueError, match="must look like"):
         health.load_reader("nonsense")
     with pytest.raises(ValueError, match="cannot be loaded"):
-        health.load_reader("tests.test_health:nope")
+        health.load_reader("tests.device.test_health:nope")
 
 
 def test_sd_notify_writes_to_the_socket(tmp_path):

@@ -15,8 +15,8 @@ from hub.core.reach import AttemptReach, Reach, attempt_reach
 from hub.engine.service import AlarmService
 from hub.store.alarms import Store
 from tests.dashboard_login import logged_in_client
-from tests.test_escalation import Clock, InlinePool, Recorder, phones, raise_alarm
-from tests.test_twilio_hooks import TOKEN, post
+from tests.engine.test_escalation import Clock, InlinePool, Recorder, phones, raise_alarm
+from tests.dashboard.test_twilio_hooks import TOKEN, post
 
 FALLBACK_TEXT = "HAVEN could not reach anyone for: "
 

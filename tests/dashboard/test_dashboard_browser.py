@@ -385,7 +385,7 @@ def test_a_drill_that_runs_out_leaves_the_board_by_itself(page, board, store):
 
 def test_demo_buttons_press_a_device_through_the_csrf_check(browser, logged_in, sample_site,
                                                             store, clean):
-    from tests.test_dashboard import ControlStub
+    from tests.dashboard.test_dashboard import ControlStub
     control = ControlStub()
     server = BoardServer(create_app(sample_site, store, secret_key=SECRET,
                                     demo_control_url=control.url,

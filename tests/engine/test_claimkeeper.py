@@ -9,7 +9,7 @@ from device.protocol import Topics, new_alarm
 from hub.engine.claimkeeper import LOST, MAX_HOLD_MS, ClaimKeeper
 from hub.core.model import Channel, PageKey
 from hub.engine.service import LEASE_MS, AlarmService
-from tests.test_escalation import Clock, InlinePool, Recorder
+from tests.engine.test_escalation import Clock, InlinePool, Recorder
 
 A, B, C = (PageKey("a1", 0, f"+1555000000{i}", Channel.SMS) for i in range(3))
 

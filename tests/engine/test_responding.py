@@ -12,8 +12,8 @@ from dashboard import create_app
 from hub.core.lifecycle import AlarmEvent
 from hub.engine.service import AlarmService
 from hub.store.alarms import Store
-from tests.test_escalation import T0, Clock, InlinePool, Recorder, phones, raise_alarm
-from tests.test_twilio_hooks import CIRC, DANA, TOKEN, alarm, post, raise_paged, said, twiml
+from tests.engine.test_escalation import T0, Clock, InlinePool, Recorder, phones, raise_alarm
+from tests.dashboard.test_twilio_hooks import CIRC, DANA, TOKEN, alarm, post, raise_paged, said, twiml
 
 RESPONDING = ("HAVEN: Dana Ortiz (branch manager) is responding to EMERGENCY at Main "
               "Library, Circulation Desk.")

@@ -28,7 +28,7 @@ from hub.provision.files import SiteDir
 from hub.provision.local import start_site_mosquitto
 from hub.config.settings import broker_tls_from_env
 
-EXAMPLE_SITE = Path(__file__).resolve().parent.parent / "deploy" / "examples" / "site.toml"
+EXAMPLE_SITE = Path(__file__).resolve().parents[2] / "deploy" / "examples" / "site.toml"
 PREFIX = "haven/v1"
 WAIT_S = 10
 

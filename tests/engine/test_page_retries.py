@@ -13,7 +13,7 @@ import pytest
 from hub.core.model import AlarmState, Delivery
 from hub.core.lifecycle import AlarmEvent
 from hub.engine.pager import PAGE_RETRY_MAX_S, page_retry_pause_s
-from tests.test_escalation import Clock, InlinePool, Recorder, phones, raise_alarm
+from tests.engine.test_escalation import Clock, InlinePool, Recorder, phones, raise_alarm
 from hub.engine.service import AlarmService
 
 #: The simulated timer's tick, in seconds (the hub's is hub.engine.service.TICK_S, 0.2 s).

@@ -10,7 +10,7 @@ from device.protocol import Topics, new_alarm
 from hub.engine.checkins import MISSED_NAMESPACE, CheckinScheduler
 from hub.core.schedule import BranchState
 from hub.engine.service import AlarmService
-from tests.test_escalation import Clock, InlinePool, Recorder
+from tests.engine.test_escalation import Clock, InlinePool, Recorder
 
 T0 = 1_780_000_000_000  # ms
 

@@ -18,8 +18,8 @@ from hub.core.lifecycle import AlarmEvent, IllegalTransition
 from hub.core.model import Alarm
 from hub.engine.service import TICK_S, AlarmService
 from tests.dashboard_login import logged_in_client
-from tests.test_escalation import T0, Clock, InlinePool, Recorder, phones, rig  # noqa: F401
-from tests.test_twilio_hooks import CIRC, TOKEN, post, reply, twiml, said
+from tests.engine.test_escalation import T0, Clock, InlinePool, Recorder, phones, rig  # noqa: F401
+from tests.dashboard.test_twilio_hooks import CIRC, TOKEN, post, reply, twiml, said
 
 DRILL_MINUTES = 30
 
