@@ -29,12 +29,12 @@ sys.path.insert(0, str(ROOT))
 from bench.device_bench import summary  # noqa: E402
 from bench.hub_bench import client  # noqa: E402
 from device.protocol import Topics, new_alarm  # noqa: E402
-from hub.localservices import spawn, start_mosquitto, start_redis  # noqa: E402
-from hub.push_store import PushStore, parse_subscription  # noqa: E402
-from hub.store import Store  # noqa: E402
+from hub.app.localservices import spawn, start_mosquitto, start_redis  # noqa: E402
+from hub.store.alarms import Store  # noqa: E402
+from hub.store.push import PushStore, parse_subscription  # noqa: E402
 from tests.fake_twilio import FakeTwilio  # noqa: E402
 from tests.pushkit import BrowserKeys, PushService, decrypted  # noqa: E402
-from tests.test_push import write_keys  # noqa: E402
+from tests.engine.test_push import write_keys  # noqa: E402
 
 SITE = ROOT / "deploy" / "examples" / "site.toml"
 DESK = "+12065550101"
@@ -96,7 +96,7 @@ def main() -> int:
     env = dict(os.environ, TWILIO_ACCOUNT_SID=fake.account_sid,
                TWILIO_AUTH_TOKEN=fake.auth_token, TWILIO_FROM_NUMBER="+12065550000",
                HAVEN_TWILIO_API_BASE=fake.url, HAVEN_PUSH_KEYS=str(keys_dir))
-    hub = spawn([sys.executable, "-m", "hub.cli", "--log-level", "info", "hub", "--site",
+    hub = spawn([sys.executable, "-m", "hub.app.cli", "--log-level", "info", "hub", "--site",
                  str(site), "--broker", f"127.0.0.1:{broker.port}", "--redis", redis_srv.url],
                 log=workdir / "hub.log", env=env)
     try:

@@ -2,8 +2,8 @@
 
 Wiring::
 
-    site = hub.site.load_site("site.toml")
-    store = hub.store.Store.from_url("redis://127.0.0.1:6379/0")
+    site = hub.config.site.load_site("site.toml")
+    store = hub.store.alarms.Store.from_url("redis://127.0.0.1:6379/0")
     app = dashboard.create_app(site, store)
     dashboard.serve.serve(app, "0.0.0.0", 8080)       # blocks; waitress
 
@@ -28,14 +28,15 @@ from urllib.parse import urlsplit
 
 from flask import Flask, Response
 
-from hub.site import Site
-from hub.store import Store
+from hub.config.site import Site
+from hub.store.alarms import Store
 
 if TYPE_CHECKING:
-    from hub.push_keys import PushKeys
+    from hub.config.push_keys import PushKeys
 
 from . import (alarms, auth, board, branches, csrf, demo, devices, incidents, privacy, push,
                twilio_hooks)
+from .context import DashboardContext
 from .ratelimit import LoginLimiter
 from .users import Users
 
@@ -64,7 +65,7 @@ def create_app(site: Site, store: Store, *, demo_control_url: str | None = None,
     root as Twilio reaches it, for signature checks behind a proxy and for the
     URLs put in TwiML; ``None`` uses the request's own URL.
 
-    ``push_keys`` (hub.push_keys, ``HAVEN_PUSH_KEYS``): browsers subscribe to Web Push and
+    ``push_keys`` (hub.config.push_keys, ``HAVEN_PUSH_KEYS``): browsers subscribe to Web Push and
     the push's "I'm responding" acknowledges (:mod:`dashboard.push`); without them the push
     page says how IT sets it up.
 
@@ -95,7 +96,7 @@ def create_app(site: Site, store: Store, *, demo_control_url: str | None = None,
         MAX_CONTENT_LENGTH=MAX_REQUEST_BYTES)
     if test_config:
         app.config.update(test_config)
-    app.extensions["haven"] = board.BoardContext(site, store, demo_control_url)
+    app.extensions["haven"] = DashboardContext(site, store, demo_control_url)
     auth.init_app(app, Users(store), LoginLimiter(store))  # first: who is asking
     csrf.init_app(app)                                     # then: did our page ask
     for blueprint in (board.bp, alarms.bp, branches.bp, devices.bp, incidents.bp,

@@ -1,5 +1,5 @@
 """Web Push in the dashboard: subscribe a browser for a contact, revoke it, and the
-"I'm responding" action of a push (hub.push).
+"I'm responding" action of a push (hub.edges.push).
 
 Routes::
 
@@ -14,8 +14,8 @@ Routes::
 
 ``/push/public/`` needs no session (auth.PUBLIC_PREFIXES) nor CSRF token
 (csrf.EXEMPT_PREFIXES): the service worker's fetch carries the push's action token
-instead, signed by the hub with the site's action secret (hub.push_keys), bound to one
-alarm, contact and subscription, good for ``hub.push.TOKEN_MAX_AGE_S`` and spent on first
+instead, signed by the hub with the site's action secret (hub.config.push_keys), bound to one
+alarm, contact and subscription, good for ``hub.edges.push.TOKEN_MAX_AGE_S`` and spent on first
 use. A revoked subscription's tokens stop working.
 
 The keys come from ``create_app(push_keys=...)`` (``haven dashboard`` reads
@@ -30,12 +30,12 @@ from typing import Any
 from flask import (Blueprint, abort, current_app, flash, g, jsonify, redirect,
                    render_template, request, url_for)
 
-from hub.lifecycle import AlarmEvent, IllegalTransition
-from hub.push import TOKEN_MAX_AGE_S, read_action_token
-from hub.push_keys import PushKeys
-from hub.push_store import PushStore, parse_subscription
+from hub.config.push_keys import PushKeys
+from hub.core.lifecycle import AlarmEvent, IllegalTransition
+from hub.edges.push import TOKEN_MAX_AGE_S, read_action_token
+from hub.store.push import PushStore, parse_subscription
 
-from .board import board_context, now_ms
+from .context import dashboard_context, now_ms
 
 log = logging.getLogger(__name__)
 
@@ -47,12 +47,12 @@ def _keys() -> PushKeys | None:
 
 
 def _subs() -> PushStore:
-    return PushStore(board_context().store)
+    return PushStore(dashboard_context().store)
 
 
 @bp.get("")
 def index() -> Any:
-    ctx, keys = board_context(), _keys()
+    ctx, keys = dashboard_context(), _keys()
     contacts = sorted(ctx.site.contacts, key=lambda c: c.name.casefold())
     names = {c.phone: c.name for c in ctx.site.contacts}
     subs = _subs().everyone() if keys is not None else []
@@ -61,7 +61,7 @@ def index() -> Any:
 
 @bp.post("/subscriptions")
 def subscribe() -> Any:
-    ctx = board_context()
+    ctx = dashboard_context()
     if _keys() is None:
         return _problem(409, "Web Push is not set up on this site: IT runs 'haven provision "
                              "push' (docs/push.md)")
@@ -93,7 +93,7 @@ def revoke() -> Any:
         abort(403, description="Only whoever added a subscription, or an admin, may revoke it.")
     subs.remove(phone, sub_id)
     log.info("push subscription %s of %s revoked by %s", sub_id, phone, g.user.name)
-    flash(f"Revoked: {board_context().site.contact(phone).name} no longer gets pushes on "
+    flash(f"Revoked: {dashboard_context().site.contact(phone).name} no longer gets pushes on "
           f"{sub.label or 'that browser'}.", "info")
     return redirect(url_for("push.index"), 303)
 
@@ -108,7 +108,7 @@ def service_worker() -> Any:
 
 @bp.get("/public/manifest.webmanifest")
 def manifest() -> Any:
-    name = board_context().site.name
+    name = dashboard_context().site.name
     response = jsonify({
         "name": f"Haven · {name}", "short_name": "Haven", "start_url": "/",
         "scope": "/", "display": "standalone", "background_color": "#ffffff",
@@ -131,7 +131,7 @@ def respond() -> Any:
     if claims is None:
         return _problem(403, "this action is not a valid Haven push (forged, altered or "
                              "expired): open the alarm page and acknowledge there")
-    ctx, subs = board_context(), _subs()
+    ctx, subs = dashboard_context(), _subs()
     if subs.get(claims.phone, claims.sub_id) is None:
         return _problem(410, "this browser's push subscription was revoked: open the alarm "
                              "page and acknowledge there")

@@ -1,10 +1,10 @@
-"""``haven provision push``: the site's Web Push keys (hub.push_keys), in SITE/push."""
+"""``haven provision push``: the site's Web Push keys (hub.config.push_keys), in SITE/push."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from hub.push_keys import DEFAULT_DIR, PRIVATE, SECRET, PushKeyError, make_push_keys
+from hub.config.push_keys import DEFAULT_DIR, PRIVATE, SECRET, PushKeyError, make_push_keys
 
 from . import ProvisionError
 from .commands import Outcome

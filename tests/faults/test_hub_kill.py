@@ -1,6 +1,6 @@
 """kill -9 of hub workers mid-escalation: restarted, or (with two) one left dead.
 
-tests/test_workers.py already kills one of two workers once a single alarm's first
+tests/engine/test_workers.py already kills one of two workers once a single alarm's first
 pages are recorded; here many alarms are in flight, a lone worker is restarted, and
 the kill also lands while pages are on the wire."""
 
@@ -12,7 +12,7 @@ import time
 import pytest
 
 from device.protocol import Topics, new_alarm
-from hub.store import Store
+from hub.store.alarms import Store
 from tests.faults.harness import (RESUME_S, WAIT_S, assert_none_lost,
                                   assert_nothing_paged_twice, assert_resumed, attempts_run,
                                   due_monotonic, fast_site, publisher, stop, wait_until, worker)

@@ -1,7 +1,7 @@
 """mosquitto and redis-server killed -9 and restarted on the same port and files.
 
-tests/test_e2e.py stops each with SIGTERM around a single alarm (the broker while one
-device is offline, Redis before an alarm arrives), and tests/test_workers.py restarts
+tests/app/test_e2e.py stops each with SIGTERM around a single alarm (the broker while one
+device is offline, Redis before an alarm arrives), and tests/engine/test_workers.py restarts
 Redis between two attempts; here the kills are -9, land mid-escalation, and several
 devices (the real firmware on mock pins) hold unconfirmed alarms."""
 
@@ -13,8 +13,8 @@ import pytest
 
 from device.config import BrokerConfig, DeviceConfig, InputConfig
 from device.firmware import DeviceApp
-from hub.localservices import start_mosquitto, start_redis
-from hub.store import Store
+from hub.app.localservices import start_mosquitto, start_redis
+from hub.store.alarms import Store
 from tests.faults.harness import (RESUME_S, assert_none_lost, assert_nothing_paged_twice,
                                   assert_resumed, due_monotonic, fast_site, publisher,
                                   stop, wait_pages, wait_until, worker)
