@@ -1,6 +1,6 @@
 """Web Push pages: an alarm to every browser its contact subscribed (RFC 8030/8291/8292).
 
-:class:`PushNotifier` sends one page (a ``push`` notification key: alarm, attempt, contact
+:class:`PushNotifier` sends one page (a ``push`` page key: alarm, attempt, contact
 phone) to each of the contact's subscriptions (hub.store.push) through pywebpush, which
 encrypts the payload (aes128gcm, http_ece) and signs the VAPID header (py-vapid) with the
 site's keys (hub.config.push_keys). Like the SMS notifier it only sends and reports a

@@ -94,7 +94,7 @@ class Pager:
         self.site, self.store, self.notifier, self.senders = site, store, notifier, senders
         self.clock, self.metrics, self.public_url = clock, metrics, public_url
         #: Web Push (hub.edges.push.PushNotifier), set by the runner when the site has push
-        #: keys: ``push`` pages, and the second route when a text fails (push_route).
+        #: keys: ``push`` pages, and the second route when a text fails (hub.engine.push_route).
         self.push = None
         #: Claims of pages waiting for a sender thread, renewed together on the timer.
         self.claims = ClaimKeeper(store.pages.renew_claims)

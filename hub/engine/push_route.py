@@ -15,7 +15,7 @@ push keys):
 - an attempt whose planned pages all failed but whose other-route page got through has
   reached someone: no "nobody reached" (:func:`reached_other_way`).
 
-The other route's page has the notification key of the same attempt and contact with the
+The other route's page has the page key of the same attempt and contact with the
 other channel, ``(alarm, attempt, phone, push|sms)``: claimed like any page, so when the
 step already named both channels, or a second failure asks again, nothing goes twice.
 """
