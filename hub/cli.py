@@ -55,7 +55,7 @@ def cmd_dashboard(args) -> int:
     except ValueError as exc:
         print(f"haven dashboard: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    app = create_app(load_site(settings.site_path), Store.from_url(settings.redis_url),
+    app = create_app(load_site(settings.site_path), Store.from_url(settings.redis),
                      demo_control_url=args.demo_control,
                      twilio_auth_token=settings.twilio.auth_token if settings.twilio else None,
                      public_url=settings.public_url, secret_key=secret_key)
@@ -98,7 +98,7 @@ def cmd_alarm(args) -> int:
     from .lifecycle import AlarmEvent, IllegalTransition
     from .settings import hub_settings
     from .store import Store
-    store = Store.from_url(hub_settings(redis_url=args.redis).redis_url)
+    store = Store.from_url(hub_settings(redis_url=args.redis).redis)
     if args.alarm_command == "list":
         for alarm in store.active_alarms():
             print(f"{alarm.id}  {alarm.state:<12} {alarm.kind:<14} {alarm.branch}/{alarm.room}"
@@ -145,7 +145,7 @@ def cmd_branch(args) -> int:
         print(f"haven branch: unknown branch {args.branch!r}; known: {', '.join(site.branches)}",
               file=sys.stderr)
         return 1
-    store = Store.from_url(settings.redis_url)
+    store = Store.from_url(settings.redis)
     now_ms = int(time.time() * 1000)
     if args.switch == "drill":
         until = now_ms + args.minutes * 60_000 if args.state == "on" else None
@@ -175,7 +175,7 @@ def cmd_branch(args) -> int:
 def cmd_tell(args) -> int:
     from .settings import hub_settings
     from .store import Store
-    Store.from_url(hub_settings(redis_url=args.redis).redis_url).queue_device_command(
+    Store.from_url(hub_settings(redis_url=args.redis).redis).queue_device_command(
         args.device, args.command_name)
     print(f"queued {args.command_name} for {args.device}; a hub worker sends it")
     return 0

@@ -11,6 +11,7 @@ the device hears ``received`` then.
 from __future__ import annotations
 
 import logging
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 
 from device.protocol import CMD_RECEIVED, Command, ProtocolError, decode_alarm
@@ -39,6 +40,14 @@ class _Intake:
 
 class IntakeMixin:
     """Alarm messages in: validated, placed, raised, confirmed, paged."""
+
+    #: With Redis replicas (hub.replication), alarms are raised through it and their
+    #: confirmations wait for a replica; ``None``: raised on ``store``, confirmed at once.
+    replication = None
+
+    def _replicated(self):
+        """A context yielding the store to raise on (see :attr:`replication`)."""
+        return nullcontext(self.store) if self.replication is None else self.replication.batch()
 
     def handle_batch(self, messages: list[tuple[str, bytes, bool]]) -> list[Outcome]:
         """:meth:`handle` for messages read from the broker together (``(topic, payload,
@@ -78,10 +87,11 @@ class IntakeMixin:
             outcomes[index] = self._raise_one(intake)
             self.metrics.message("alarm", outcomes[index])
         elif intakes:
-            raised = self.store.raise_many([intake.request for _, intake in intakes])
-            for (index, intake), result in zip(intakes, raised):
-                outcomes[index] = self._raised(intake, result)
-                self.metrics.message("alarm", outcomes[index])
+            with self._replicated() as store:
+                raised = store.raise_many([intake.request for _, intake in intakes])
+                for (index, intake), result in zip(intakes, raised):
+                    outcomes[index] = self._raised(intake, result)
+                    self.metrics.message("alarm", outcomes[index])
             self._heard([intake.alarm for (_, intake), result in zip(intakes, raised)
                          if result.created])
         intakes.clear()
@@ -95,8 +105,9 @@ class IntakeMixin:
     def _raise_one(self, intake: "_Intake") -> Outcome:
         """Raise one alarm (its attempt 0's pages claimed in the same round trip), then page
         and confirm it."""
-        raised = self.store.raise_many([intake.request])[0]
-        outcome = self._raised(intake, raised)
+        with self._replicated() as store:
+            raised = store.raise_many([intake.request])[0]
+            outcome = self._raised(intake, raised)
         if raised.created:
             self._heard([intake.alarm])
         return outcome

@@ -31,6 +31,7 @@ from .site import load_site
 from .errors import ConfigError
 from .metrics import Metrics
 from .outage import Outage
+from .replication import replicated_confirm
 from .store import Store
 from .supervision import Supervisor
 from .troubletexts import TroubleTexts
@@ -142,7 +143,7 @@ def run_hub(settings: HubSettings) -> None:
     """Serve until a signal; raises ConfigError for a bad site file before connecting."""
     site = load_site(settings.site_path)
     topics = Topics(settings.topic_prefix)
-    store = Store.from_url(settings.redis_url)
+    store = Store.from_url(settings.redis)
     notifier = make_notifier(settings)
     # Concurrent sends (a step to many contacts must not take contacts x API latency),
     # each thread on its own keep-alive connection: HAVEN_API_CONNECTIONS bounds both.
@@ -150,10 +151,12 @@ def run_hub(settings: HubSettings) -> None:
     escalators = ThreadPoolExecutor(ESCALATION_THREADS, thread_name_prefix="escalation")
     mqtt_box: list[HubMqtt] = []
     metrics = Metrics()
+    confirm = replicated_confirm(settings.redis, lambda t, p: mqtt_box[0].publish(t, p, qos=0),
+                                 metrics.registry)
     service = AlarmService(site, store, notifier, lambda t, p: mqtt_box[0].publish(t, p),
                            senders, escalators=escalators, topics=topics, metrics=metrics,
-                           public_url=settings.public_url,
-                           confirm=lambda t, p: mqtt_box[0].publish(t, p, qos=0))
+                           public_url=settings.public_url, confirm=confirm.confirm)
+    service.replication = confirm.replication
     metrics_server = None
     if settings.metrics_port is not None:
         metrics_server = metrics.serve("127.0.0.1", settings.metrics_port)
@@ -162,7 +165,7 @@ def run_hub(settings: HubSettings) -> None:
                    client_id=settings.hub_id, topics=topics, tls=settings.broker_tls,
                    status_batch=service.handle_statuses, batch_handler=service.handle_batch)
     mqtt_box.append(mqtt)
-    forwarder = CommandForwarder(Store.from_url(settings.redis_url), mqtt.publish,
+    forwarder = CommandForwarder(Store.from_url(settings.redis), mqtt.publish,
                                  consumer=settings.hub_id, topics=topics,
                                  on_command=service.command_forwarded)
 
@@ -175,10 +178,10 @@ def run_hub(settings: HubSettings) -> None:
     smtp = smtp_from_env()  # a mistake in HAVEN_SMTP_* stops the hub before it connects
     arc = None
     if site.arc is not None:  # the monitoring centre (hub.arc); keys from the environment
-        service.arc = ArcQueue(site, Store.from_url(settings.redis_url), clock=time.time)
+        service.arc = ArcQueue(site, Store.from_url(settings.redis), clock=time.time)
         arc = ArcSender(service.arc, resolve_keys(site.arc, site.source),
                         worker=settings.hub_id, tell_it=texts.tell_it)
-    incident_jobs = IncidentJobs(site, IncidentStore(Store.from_url(settings.redis_url), site),
+    incident_jobs = IncidentJobs(site, IncidentStore(Store.from_url(settings.redis), site),
                                  notifier, consumer=settings.hub_id,
                                  mailer=Mailer(smtp) if smtp else None,
                                  public_url=settings.dashboard_url)
@@ -226,7 +229,7 @@ def run_hub(settings: HubSettings) -> None:
                                    name="supervisor", daemon=True)
     supervision.start()
     followups = threading.Thread(target=_followup_loop, name="followups", daemon=True,
-                                 args=(service, Store.from_url(settings.redis_url),
+                                 args=(service, Store.from_url(settings.redis),
                                        settings.hub_id, stop_timers))
     followups.start()
     incidents = threading.Thread(target=run_jobs, args=(incident_jobs, stop_timers),

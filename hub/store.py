@@ -269,18 +269,11 @@ class Store(BranchStoreMixin, NotificationStoreMixin, DeviceStoreMixin):
         return replies
 
     @classmethod
-    def from_url(cls, url: str, prefix: str = "haven") -> "Store":
-        """A store on ``redis://host:port/db``.
-
-        Timeouts (seconds) and a short retry keep a dead Redis loud and quick to
-        report: the MQTT edge holds the message and retries on its own schedule.
-        """
-        from redis.backoff import ExponentialBackoff
-        from redis.retry import Retry
-        client = redis.Redis.from_url(url, decode_responses=True, socket_timeout=5,
-                                      socket_connect_timeout=2, health_check_interval=30,
-                                      retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), 2))
-        return cls(client, prefix)
+    def from_url(cls, url: "str | RedisTarget", prefix: str = "haven") -> "Store":
+        """A store on ``redis://host:port/db``, or on a :class:`hub.redisconnect.RedisTarget`
+        (a primary found through Sentinel); connection options in hub.redisconnect."""
+        from .redisconnect import connect
+        return cls(connect(url), prefix)
 
     def _key(self, *parts: str) -> str:
         return ":".join((self.prefix, *parts))

@@ -54,7 +54,7 @@ def cmd_user(args: argparse.Namespace) -> int:
 
     from .settings import hub_settings
     from .store import Store
-    store = Store.from_url(hub_settings(redis_url=args.redis).redis_url)
+    store = Store.from_url(hub_settings(redis_url=args.redis).redis)
     users = Users(store)
     try:
         if args.user_command == "list":

@@ -135,7 +135,7 @@ def _presence(redis_url: str | None) -> dict[str, str] | None:
     from hub.store import Store
     import redis
     try:
-        store = Store.from_url(hub_settings(redis_url=redis_url).redis_url)
+        store = Store.from_url(hub_settings(redis_url=redis_url).redis)
         keys = store.r.keys(store._key("device", "*"))
         return {key.split(":", 2)[2]: store.r.hget(key, "state") or "unknown" for key in keys}
     except redis.RedisError:
