@@ -102,3 +102,54 @@ HAVEN_REDIS_MASTER={master}
 HAVEN_REDIS_WAIT_REPLICAS={replicas}
 HAVEN_REDIS_WAIT_MS=1000
 """
+
+
+def provision_redis_ha(root, *, primary: str, replicas: list[str], sentinels: list[str],
+                       quorum: int | None = None):
+    """``haven provision redis-ha``: the replica, Sentinel and environment files of a site
+    made by ``haven provision init`` (whose ``redis/haven.conf`` holds the password).
+    Returns a ``commands.Outcome``; ProvisionError naming the option for bad input."""
+    from pathlib import Path
+
+    from . import ProvisionError
+    from .commands import Outcome
+    from .files import REDIS_GROUP, SiteDir, Transaction
+
+    site = SiteDir(Path(root))
+    try:
+        base = site.redis_conf.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ProvisionError(f"{site.redis_conf}: cannot read it ({exc.strerror}); run "
+                             "'haven provision init' first") from None
+    password = next((line.split(None, 1)[1].strip() for line in base.splitlines()
+                     if line.startswith("requirepass ")), None)
+    if not password:
+        raise ProvisionError(f"{site.redis_conf}: no 'requirepass' line; run 'haven "
+                             "provision init' again or add the password")
+    try:
+        head = Node.parse(primary, 6379)
+        replica_nodes = [Node.parse(r, 6379) for r in replicas]
+        sentinel_nodes = [Node.parse(s, SENTINEL_PORT) for s in sentinels]
+    except ValueError as exc:
+        raise ProvisionError(f"--primary/--replica/--sentinel: {exc}") from None
+    if not replica_nodes:
+        raise ProvisionError("--replica: give at least one replica (two are recommended)")
+    if len(sentinel_nodes) < 3 or len(sentinel_nodes) % 2 == 0:
+        raise ProvisionError(f"--sentinel: {len(sentinel_nodes)} given; give an odd number, "
+                             "at least 3, on separate machines, so a majority can agree")
+    quorum = quorum or len(sentinel_nodes) // 2 + 1
+    conf = site.redis_conf.parent
+    with Transaction() as tx:
+        tx.write(conf / "replica.conf", render_replica(head, password), 0o640, REDIS_GROUP)
+        tx.write(conf / "sentinel.conf", render_sentinel(head, password, quorum=quorum),
+                 0o640, REDIS_GROUP)
+        tx.write(conf / "sentinel.env", render_sentinel_env(sentinel_nodes), 0o600)
+    return Outcome([
+        f"replicas ({', '.join(map(str, replica_nodes))}): copy {site.redis_conf} and "
+        f"{conf / 'replica.conf'}, then in /etc/redis/redis.conf 'include' both, haven.conf "
+        "first; set bind to the replica's LAN address",
+        f"Sentinels ({', '.join(map(str, sentinel_nodes))}): copy {conf / 'sentinel.conf'} "
+        "to /etc/redis/sentinel.conf (writable by redis) and run redis-sentinel (or "
+        "'redis-server /etc/redis/sentinel.conf --sentinel')",
+        f"hub workers and dashboards: add {conf / 'sentinel.env'} to haven.env",
+        *tx.notes])
