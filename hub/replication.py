@@ -85,19 +85,31 @@ class Replication:
         store = self._store()
         try:
             yield store
+        except BaseException:
+            self._forget()
+            raise
         finally:
             self._local.held = None
-        if held:
-            self._release(store, held)
+        if held and not self._release(store, held):
+            # After a failover this connection may still reach the old primary (reads and
+            # WAIT work there; writes fail): the next batch asks Sentinel again.
+            self._forget()
 
-    def _release(self, store: Store, held: list[tuple[str, bytes]]) -> None:
+    def _forget(self) -> None:
+        store = getattr(self._local, "store", None)
+        self._local.store = None
+        if store is not None:
+            store.r.close()
+
+    def _release(self, store: Store, held: list[tuple[str, bytes]]) -> bool:
+        """WAIT, then publish the held confirmations; ``False`` if they were withheld."""
         try:
             acked = store.r.wait(self.replicas, self.timeout_ms)
         except redis.RedisError as exc:
             self._withheld.labels(STORE_ERROR).inc(len(held))
             log.warning("%d alarm confirmation(s) withheld: could not ask Redis whether a "
                         "replica has them (%s); the devices resend them", len(held), exc)
-            return
+            return False
         if acked < self.replicas:
             self._withheld.labels(NO_REPLICA).inc(len(held))
             log.warning("%d alarm confirmation(s) withheld: %d of %d replica(s) had the "
@@ -105,9 +117,10 @@ class Replication:
                         "stored on the primary and paged, the devices resend them until "
                         "a replica has them", len(held), acked, self.replicas,
                         self.timeout_ms)
-            return
+            return False
         for topic, payload in held:
             self._publish(topic, payload)
+        return True
 
     def confirm(self, topic: str, payload: bytes) -> None:
         """Publish a confirmation, or hold it if this thread is inside :meth:`batch`."""
