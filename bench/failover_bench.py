@@ -62,7 +62,7 @@ def one_run(args, workdir: Path) -> dict:
         counts = page_counts(fake)
         ids = set(run.alarm_ids)
         paged = {k[0] for k in counts if k[1] == 0}
-        last, first, gap = failover_gap(pages(fake), run.killed_at)
+        last, first, gap = failover_gap(pages(fake), run)
         return {"gap_s": gap, "page_before_kill_s": run.killed_at - last,
                 "page_after_kill_s": first - run.killed_at,
                 "first_confirm_after_kill_s": after_kill[0] if after_kill else None,
@@ -75,7 +75,8 @@ def one_run(args, workdir: Path) -> dict:
                 "twice": [(k[0][:8], k[1], round(min(p.at for p in pages(fake) if p.key == k)
                                                 - run.killed_at, 3))
                           for k, n in counts.items() if n > 1],
-                "round_1_continued": round1}
+                "round_1_continued": round1,
+                "failovers": len(replica_set.failovers())}
     finally:
         if devices is not None:
             devices.stop()

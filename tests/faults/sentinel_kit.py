@@ -92,6 +92,7 @@ class Run:
     alarm_ids: list[str]
     killed_at: float                  # monotonic
     confirmed_before_kill: set[str]
+    kill_after: int                   # alarm_ids[kill_after:] were raised after the kill
 
 
 def workers(n: int, tmp_path: Path, site: Path, mosquitto, replica_set: ReplicaSet,
@@ -118,13 +119,16 @@ def press_and_kill(devices: Devices, replica_set: ReplicaSet, *, count: int, rat
             killed_at = time.monotonic()
         time.sleep(max(0.0, start + i / rate - time.monotonic()))
         ids.append(apps[i % len(apps)].raise_alarm("assist").alarm_id)
-    return Run(ids, killed_at, confirmed)
+    return Run(ids, killed_at, confirmed, kill_after)
 
 
-def failover_gap(found: list[Page], killed_at: float) -> tuple[float, float, float]:
-    """(last page before the kill, first page after it, gap), monotonic seconds."""
-    before = max(p.at for p in found if p.at <= killed_at)
-    after = min(p.at for p in found if p.at > killed_at)
+def failover_gap(found: list[Page], run: Run) -> tuple[float, float, float]:
+    """(last page before the kill, first page of an alarm raised after it, gap), monotonic
+    seconds. Such an alarm is paged only once stored, on the new primary; a page sent just
+    after the kill by a sender holding its claim from before does not end the gap."""
+    after_kill = set(run.alarm_ids[run.kill_after:])
+    before = max(p.at for p in found if p.at <= run.killed_at)
+    after = min(p.at for p in found if p.alarm_id in after_kill)
     return before, after, after - before
 
 
