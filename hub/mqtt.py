@@ -51,8 +51,10 @@ SESSION_EXPIRY_S = 24 * 3600
 KEEPALIVE_S = 10
 #: The most alarms and events handled together (a burst's); fewer when fewer wait.
 READ_BATCH = 64
-#: Retry delays while the store is unreachable, in seconds.
-RETRY_MIN_S, RETRY_MAX_S = 0.2, 5.0
+#: Retry delays of held alarms while the store is unreachable, in seconds (doubling). A
+#: worker is one of a few Redis clients: at 5 s, alarms held through a Sentinel failover
+#: waited up to 5 s more after the new primary was up (tests/faults/test_sentinel_failover).
+RETRY_MIN_S, RETRY_MAX_S = 0.2, 1.0
 #: Delays between attempts to reach a lost broker, in seconds (doubling from the first).
 #: A worker is one of a few clients, not one of thousands of devices (which back off up
 #: to 30 s, jittered): it is back within a second of the broker, whose restart (an
