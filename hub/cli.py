@@ -211,7 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
     hub.add_argument("action", nargs="?", choices=["run"], default="run",
                      help="'haven hub run' and 'haven hub' are the same")
     hub.add_argument("--site", "--config", dest="site", help="site config (env HAVEN_SITE)")
-    hub.add_argument("--broker", help="MQTT broker host:port (env HAVEN_BROKER)")
+    hub.add_argument("--broker", help="MQTT broker host:port, or every broker of the site "
+                     "comma-separated (env HAVEN_BROKER)")
     add_redis_option(hub)
     hub.add_argument("--prefix", help="MQTT topic prefix (env HAVEN_TOPIC_PREFIX)")
     hub.add_argument("--hub-id", help="MQTT client id of this worker (env HAVEN_HUB_ID)")

@@ -23,7 +23,7 @@ from .incidents.jobs import IncidentJobs, run_jobs
 from .incidents.mail import Mailer, smtp_from_env
 from .incidents.store import IncidentStore
 from .commands import CommandForwarder
-from .mqtt import BrokerAddress, HubMqtt
+from .brokerset import BrokerSet, parse_brokers
 from .notify import ConsoleNotifier, Notifier, TwilioNotifier
 from .service import TICK_S, WARM_SENDERS, AlarmService
 from .settings import HubSettings
@@ -149,7 +149,7 @@ def run_hub(settings: HubSettings) -> None:
     # each thread on its own keep-alive connection: HAVEN_API_CONNECTIONS bounds both.
     senders = ThreadPoolExecutor(settings.api_connections, thread_name_prefix="sender")
     escalators = ThreadPoolExecutor(ESCALATION_THREADS, thread_name_prefix="escalation")
-    mqtt_box: list[HubMqtt] = []
+    mqtt_box: list[BrokerSet] = []
     metrics = Metrics()
     confirm = replicated_confirm(settings.redis, lambda t, p: mqtt_box[0].publish(t, p, qos=0),
                                  metrics.registry)
@@ -161,9 +161,11 @@ def run_hub(settings: HubSettings) -> None:
     if settings.metrics_port is not None:
         metrics_server = metrics.serve("127.0.0.1", settings.metrics_port)
         log.info("metrics on http://127.0.0.1:%d/metrics", metrics_server.port)
-    mqtt = HubMqtt(BrokerAddress.parse(settings.broker), service.handle,
-                   client_id=settings.hub_id, topics=topics, tls=settings.broker_tls,
-                   status_batch=service.handle_statuses, batch_handler=service.handle_batch)
+    # one client per broker of the site (hub.brokerset): an alarm reaching either is handled
+    mqtt = BrokerSet.connect(parse_brokers(settings.broker), service.handle,
+                             client_id=settings.hub_id, topics=topics, tls=settings.broker_tls,
+                             status_batch=service.handle_statuses,
+                             batch_handler=service.handle_batch)
     mqtt_box.append(mqtt)
     forwarder = CommandForwarder(Store.from_url(settings.redis), mqtt.publish,
                                  consumer=settings.hub_id, topics=topics,

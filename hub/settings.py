@@ -4,6 +4,8 @@ Environment (command-line options override):
 
     HAVEN_SITE              site config file             /etc/haven/site.toml
     HAVEN_BROKER            MQTT broker host:port        127.0.0.1:1883
+                            (a pair or more: every one, comma-separated; the worker
+                            serves them all, hub/brokerset.py)
     HAVEN_BROKER_CA         the site CA: connect over TLS and check the broker's certificate
     HAVEN_BROKER_CERT, HAVEN_BROKER_KEY   the hub's client certificate and key (both or neither;
                             `haven provision init` writes all three into hub/haven.env)   unset
@@ -162,10 +164,13 @@ def hub_settings(*, site: str | None = None, broker: str | None = None,
                                    f"{raw!r} must be a whole number from 1 to "
                                    f"{MAX_API_CONNECTIONS} (default {API_CONNECTIONS}): how "
                                    "many Twilio requests one worker may have in flight")])
+    broker = broker or env_default("HAVEN_BROKER", "127.0.0.1:1883", env)
+    from .brokerset import parse_brokers
+    parse_brokers(broker)  # a ConfigError naming HAVEN_BROKER before anything starts
     redis_url = redis_url or env_default("HAVEN_REDIS_URL", "redis://127.0.0.1:6379/0", env)
     return HubSettings(
         site_path=site or env_default("HAVEN_SITE", "/etc/haven/site.toml", env),
-        broker=broker or env_default("HAVEN_BROKER", "127.0.0.1:1883", env),
+        broker=broker,
         redis_url=redis_url,
         redis=target_from_env(redis_url, os.environ if env is None else env),
         topic_prefix=topic_prefix or env_default("HAVEN_TOPIC_PREFIX", "haven/v1", env),
