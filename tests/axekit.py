@@ -9,7 +9,7 @@ of buttons, links and form fields, landmarks, headings, ARIA roles and attribute
 from __future__ import annotations
 
 from axe_playwright_python.sync_playwright import Axe
-from playwright.sync_api import Page
+from playwright.sync_api import Locator, Page
 
 #: Impacts a page must have none of (axe-core's scale: minor, moderate, serious, critical).
 BLOCKING = ("serious", "critical")
@@ -17,10 +17,11 @@ BLOCKING = ("serious", "critical")
 _AXE = Axe()
 
 
-def scan(page: Page) -> list[dict]:
-    """Every violation axe-core finds on the page as it is now (all of axe's rules, WCAG 2.x
-    A/AA and best practices); each a dict with id, impact, help and nodes."""
-    return _AXE.run(page).response["violations"]
+def scan(page: Page) -> dict:
+    """One run of axe-core on the page as it is now (all of axe's rules: WCAG 2.x A/AA and
+    best practices). The answer's "violations" and "incomplete" (needs review) are lists of
+    rules, each a dict with id, impact, help and nodes."""
+    return _AXE.run(page, options={"resultTypes": ["violations", "incomplete"]}).response
 
 
 def axe_version(page: Page) -> str:
@@ -42,22 +43,23 @@ def blocking(violations: list[dict]) -> list[dict]:
     return [v for v in violations if v["impact"] in BLOCKING]
 
 
-def undecided_contrast(page: Page) -> list[dict]:
-    """The text whose contrast axe-core could not decide ("needs review": a striped
-    background, text inside an SVG chart), measured here instead: each as target, the text
-    colour, every colour it may stand on (a gradient's stops and the first solid background
-    behind them) and the lowest contrast ratio among them."""
-    response = _AXE.run(page, options={"runOnly": ["color-contrast"],
-                                       "resultTypes": ["incomplete"]}).response
-    targets = [node["target"][0] for rule in response["incomplete"] for node in rule["nodes"]]
+def undecided_contrast(page: Page, response: dict) -> list[dict]:
+    """The text whose contrast axe-core could not decide in ``response`` (needs review: a
+    striped background, text inside an SVG chart), measured here instead: each as target,
+    the text colour, every colour it may stand on (a gradient's stops and the first solid
+    background behind them) and the lowest contrast ratio among them."""
+    targets = [node["target"][0] for rule in response["incomplete"]
+               if rule["id"] == "color-contrast" for node in rule["nodes"]]
     return page.evaluate(f"(arg) => {{ {_COLOUR_JS}\nreturn ({_UNDECIDED_JS})(arg); }}", targets)
 
 
-def focus_ring(page: Page) -> dict:
-    """What shows where the keyboard focus is: the focused element (tag, class, text), the
-    outline's style and width in px, and the best contrast ratio that any ring colour
-    (the outline's, a box-shadow's) has with the backgrounds around the element."""
-    return page.evaluate(f"() => {{ {_COLOUR_JS}\nreturn ({_RING_JS})(); }}")
+def focus_ring(page: Page, target: Locator | None = None) -> dict:
+    """What shows where the keyboard focus is: the focused element (tag, class, name), the
+    outline's style and width in px, the best contrast ratio that any ring colour (the
+    outline's, a box-shadow's) has with the backgrounds around the element, whether it is
+    on screen, and whether it is ``target``."""
+    script = f"(target) => {{ {_COLOUR_JS}\nreturn ({_RING_JS})(target); }}"
+    return target.evaluate(script) if target is not None else page.evaluate(script, None)
 
 
 # Colours as [r, g, b, a] from computed styles, WCAG relative luminance and contrast, and
@@ -102,7 +104,7 @@ _UNDECIDED_JS = """
 """
 
 _RING_JS = """
-() => {
+(target) => {
   const node = document.activeElement;
   const style = getComputedStyle(node);
   const width = parseFloat(style.outlineWidth) || 0;
@@ -113,7 +115,7 @@ _RING_JS = """
   const rect = node.getBoundingClientRect();
   return {element: `${node.tagName.toLowerCase()}.${node.className} "${
             (node.getAttribute("aria-label") || node.textContent || "").trim().slice(0, 50)}"`,
-          outline: style.outlineStyle, width, best,
+          outline: style.outlineStyle, width, best, reached: node === target,
           on_screen: rect.width > 0 && rect.height > 0 && rect.bottom > 0 && rect.right > 0 &&
                      rect.top < innerHeight && rect.left < innerWidth};
 }
