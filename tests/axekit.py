@@ -34,8 +34,9 @@ def words(violations: list[dict]) -> str:
     lines = []
     for v in violations:
         for node in v["nodes"]:
-            lines.append(f"{v['impact']}: {v['id']} ({v['help']}) at {', '.join(map(str, node['target']))}"
-                         f": {node.get('failureSummary', '').replace(chr(10), ' ')}")
+            where = ", ".join(map(str, node["target"]))
+            advice = node.get("failureSummary", "").replace("\n", " ")
+            lines.append(f"{v['impact']}: {v['id']} ({v['help']}) at {where}: {advice}")
     return "\n".join(lines)
 
 
@@ -69,8 +70,10 @@ const colours = (text) => [...(text || "").matchAll(/rgba?\\(([^)]+)\\)/g)]
   .map((m) => m[1].split(/[ ,\\/]+/).filter(Boolean).map(Number))
   .map(([r, g, b, a]) => [r, g, b, a === undefined ? 1 : a]);
 const luminance = ([r, g, b]) => {
-  const c = [r, g, b].map((v) => { v /= 255; return v <= 0.04045 ? v / 12.92
-                                                                   : ((v + 0.055) / 1.055) ** 2.4; });
+  const c = [r, g, b].map((v) => {
+    v /= 255;
+    return v <= 0.04045 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4;
+  });
   return 0.2126 * c[0] + 0.7152 * c[1] + 0.0722 * c[2];
 };
 const ratio = (x, y) => {
