@@ -365,3 +365,9 @@ def test_a_new_alarm_is_announced_once_not_on_every_refresh(page, board, store):
         page.clock.run_for(16_000)
     expect(page.locator("#active-list li")).to_have_count(2)
     assert said(page) == first + [second]
+
+    # the same room again, once the first is over: the same words, heard again (once)
+    store.transition("n1", AlarmEvent.RESOLVE, by="ana", now_ms=now_ms(), reason="test over")
+    store.raise_alarm(alarm("n3"))
+    expect(page.locator('#active-list li[data-alarm="n3"]')).to_be_visible()
+    assert said(page) == first + [second] + first
