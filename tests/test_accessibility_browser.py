@@ -18,12 +18,12 @@ from playwright.sync_api import Page, expect, sync_playwright
 
 from dashboard import create_app
 from dashboard.users import Users
+from hub.app.localservices import start_redis
+from hub.config.site import load_site
+from hub.core.lifecycle import AlarmEvent
+from hub.core.model import Alarm
 from hub.incidents.store import IncidentStore
-from hub.lifecycle import AlarmEvent
-from hub.localservices import start_redis
-from hub.model import Alarm
-from hub.site import load_site
-from hub.store import Store
+from hub.store.alarms import Store
 from tests.axekit import axe_version, blocking, focus_ring, scan, undecided_contrast, words
 from tests.browserkit import (DESKTOP, BoardServer, launch, log_in_with_form, open_board,
                               screenshot, tile)
@@ -114,10 +114,10 @@ def scene(store, site, clean):
     store.raise_alarm(alarm("e1"))
     store.raise_alarm(alarm("a1", "assist", room="workroom", device="main-work-01"))
     store.transition("a1", AlarmEvent.ACKNOWLEDGE, by="ada", now_ms=now)
-    store.set_branch_switches("westside", by="ada", now_ms=now, drill_until_ms=now + 600_000)
+    store.branches.set_branch_switches("westside", by="ada", now_ms=now, drill_until_ms=now + 600_000)
     # raised while its branch is on drill, so a drill alarm (the raise decides, hub.store)
     store.raise_alarm(alarm("d1", branch="westside", room="front-desk", device="west-front-01"))
-    store.set_device_status("main-ref-01", "offline", now)
+    store.devices.set_device_status("main-ref-01", "offline", now)
     store.r.sadd(f"{store.prefix}:troubles:main-child-01", "low_battery")
     scripted_alarm(store, "emg1", at_ms=T0)
     scripted_alarm(store, "ast1", at_ms=T0 + 40 * 86_400_000, kind="assist", branch="westside",
@@ -270,7 +270,7 @@ def test_acknowledge_and_resolve_with_the_keyboard_alone(page, board, store):
     page.keyboard.type("H")  # the select's type-ahead: "Handled by staff on site"
     expect(page.get_by_label("Outcome")).to_have_value("handled_by_staff")
     stops += tab_to(page, page.get_by_label("Note"), limit=1)
-    page.keyboard.type("Talked the customer down; no one hurt.")
+    page.keyboard.type("Talked the patron down; no one hurt.")
     stops += tab_to(page, page.get_by_role("button", name="Resolve"), limit=1)
     screenshot(page, "keyboard-alarm-resolve")
     page.keyboard.press("Space")
@@ -345,7 +345,7 @@ def test_a_new_alarm_is_announced_once_not_on_every_refresh(page, board, store):
 
     at = now_ms()
     circulation, reference = tile(page, "main", "circulation"), tile(page, "main", "reference")
-    refresh(lambda: store.set_device_status("main-ref-01", "offline", at),
+    refresh(lambda: store.devices.set_device_status("main-ref-01", "offline", at),
             lambda: expect(reference).to_have_attribute("data-state", "offline"))
     refresh(lambda: store.transition("n1", AlarmEvent.ACKNOWLEDGE, by="ana", now_ms=at),
             lambda: expect(circulation.locator(".status-text")).to_have_text(
