@@ -234,6 +234,7 @@ def assert_ring_shows(ring: dict) -> None:
 def skip_to_main(page: Page) -> None:
     """The first Tab on a page is the skip link, shown; Enter on it takes the next Tab into
     main, past the navigation."""
+    page.wait_for_load_state()  # a page just navigated to is parsed whole
     page.keyboard.press("Tab")
     ring = focus_ring(page, page.get_by_role("link", name="Skip to content"))
     assert ring["reached"], f"the first Tab is not the skip link: {ring}"
