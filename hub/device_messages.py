@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import logging
 
-from device.protocol import (EVENT_CANCEL, EVENT_CHECKIN, EVENT_SAFE_ROOM_LEFT, EVENT_SELFTEST,
-                             ProtocolError, decode_event, decode_heartbeat, decode_status)
+from device.protocol import (EVENT_CANCEL, EVENT_CHECKIN, EVENT_RESPONDING, EVENT_SAFE_ROOM_LEFT,
+                             EVENT_SELFTEST, ProtocolError, decode_event, decode_heartbeat,
+                             decode_status)
 
 from .checkins import answer as answer_checkin
+from .colleagues import answer as answer_alert
 from .lifecycle import AlarmEvent, IllegalTransition
 from .outcome import Outcome
 
@@ -124,6 +126,10 @@ class DeviceMessagesMixin:
                                      selftest_ok=int(bool(msg.ok)), selftest_detail=msg.detail)
             if not msg.ok:
                 log.warning("device %s failed its self-test: %s", msg.device, msg.detail)
+        elif msg.event == EVENT_RESPONDING:  # "I'm responding" to an alert (hub.colleagues)
+            problem = answer_alert(self.store, self.site, msg.device, msg.alarm_id, now)
+            if problem:
+                return self._reject(topic, f"topic {topic}: field 'alarm_id': {problem}")
         elif msg.event == EVENT_SAFE_ROOM_LEFT:
             self.store.update_device(msg.device, "safe_room_left", door_opened_ms=now)
             self.safe_room_left(msg.device, msg.at, now)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 
+from .colleagues import after_command as clear_alerts
 from .escalation import FALLBACK_ATTEMPT_BASE, PlannedNotification
 from .messages import call_text, page_ref, safe_room_left_text, sms_text
 from .model import Alarm, AlarmState, Channel, NotificationKey
@@ -63,6 +64,7 @@ class FollowupMixin:
         alarm_id = fields.get("alarm_id")
         if not alarm_id:
             return
+        clear_alerts(self.store, fields)  # colleagues' devices (hub.colleagues)
         if self.arc is not None and fields.get("cmd") in ("acknowledged", "resolved"):
             alarm = self.store.get_alarm(alarm_id)  # restore or cancel event (hub.arc)
             if alarm is not None:
@@ -161,12 +163,13 @@ class FollowupMixin:
         return len(reached)
 
     def _reached(self, alarm: Alarm) -> tuple[dict[str, str], bool]:
-        """Who a page of this alarm reached the API for (phone -> contact name), from its
-        timeline, and whether it is a drill (its own, not its branch's: hub.drill)."""
+        """Who a page of this alarm reached the API for, or whose device was alerted
+        (hub.colleagues) (phone -> contact name), from its timeline, and whether it is a
+        drill (its own, not its branch's: hub.drill)."""
         reached: dict[str, str] = {}
         drill = alarm.drill
         for entry in self.store.timeline(alarm.id):
-            if entry["event"] == "notified":
+            if entry["event"] in ("notified", "alerted"):
                 reached.setdefault(entry["to"], entry["contact"])
         return reached, drill
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 
 from device.protocol import CMD_RECEIVED, Command, ProtocolError, decode_alarm
 
+from .colleagues import alert_colleagues
 from .escalation import AttemptPlan
 from .lifecycle import AlarmEvent
 from .model import LATE_MS, SAFE_ROOM_KIND, Alarm, Shelter
@@ -149,6 +150,8 @@ class IntakeMixin:
             self._start_escalation(intake, raised)
         drill = self._stored_as_drill(alarm, raised)
         self._confirm(alarm, drill=drill)
+        if raised.created:  # colleagues' devices (hub.colleagues), after the presser's news
+            self._alert_colleagues(replace(alarm, drill=drill), raised)
         if raised.created and self.arc is not None:  # the monitoring centre (hub.arc)
             self.arc.alarm_raised(replace(alarm, drill=drill))
         if raised.created and alarm.kind == SAFE_ROOM_KIND:
@@ -194,6 +197,15 @@ class IntakeMixin:
         except Exception:  # stored and leased: the lease runs out and a timer runs it
             log.exception("alarm %s: attempt 0 failed to start; the escalation timers will "
                           "run it within %d ms", alarm.id, LEASE_MS)
+
+    def _alert_colleagues(self, alarm: Alarm, raised: Raised) -> None:
+        """Alert the on-duty colleagues' devices (hub.colleagues); a failure is logged,
+        never the intake's: the alarm is stored and its pages have left."""
+        try:
+            _, overrides = parse_seen(alarm.branch, raised.seen, alarm.received_at_ms)
+            alert_colleagues(self.store, self.site, alarm, overrides, self._now_ms())
+        except Exception:
+            log.exception("alarm %s: alerting colleagues' devices failed", alarm.id)
 
     def _stored_as_drill(self, alarm: Alarm, raised: Raised) -> bool:
         """Whether the alarm is stored as a drill (hub.drill): for a new one, the raise's
