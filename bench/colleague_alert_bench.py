@@ -227,8 +227,9 @@ def main() -> int:
         broker.stop()
         redis_srv.stop()
     both = [max(b, c) for b, c in zip(*vibrating.values())]
-    print(f"Colleagues' alerts benchmark ({os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}, Python "
-          f"{sys.version.split()[0]}, firmware {FIRMWARE_VERSION}, loopback)")
+    print(f"Colleagues' alerts benchmark ({os.cpu_count()} cores, load "
+          f"{os.getloadavg()[0]:.1f}, Python {sys.version.split()[0]}, firmware "
+          f"{FIRMWARE_VERSION}, loopback)")
     print(summary("press -> A's own 'received' (baseline)", base))
     for device_id, ms in vibrating.items():
         print(summary(f"press -> {device_id} vibrating", ms))
