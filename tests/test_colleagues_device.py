@@ -110,7 +110,8 @@ def test_dismissed_by_the_cancel_pattern_or_a_timeout_without_answering(
         next_on(got, "event", timeout=0.2)  # nothing was answered
 
 
-def test_an_emergency_hold_during_an_alert_is_raised_and_ends_it(device, pins, listener):  # noqa: F811
+def test_an_emergency_hold_during_an_alert_is_raised_and_ends_it(
+        device, pins, listener):  # noqa: F811
     app, events = device
     got, _ = listener
     alert(app, events, listener, "a-1", kind="emergency")
