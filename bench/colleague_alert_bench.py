@@ -37,8 +37,8 @@ sys.path.insert(0, str(ROOT))
 
 from device.config import BrokerConfig, DeviceConfig, InputConfig, OutputsConfig  # noqa: E402
 from device.firmware import FIRMWARE_VERSION, DeviceApp  # noqa: E402
-from hub.lifecycle import AlarmEvent  # noqa: E402
-from hub.localservices import spawn, start_mosquitto, start_redis  # noqa: E402
+from hub.app.localservices import spawn, start_mosquitto, start_redis  # noqa: E402
+from hub.core.lifecycle import AlarmEvent  # noqa: E402
 from hub.store import Store  # noqa: E402
 
 SITE = """
@@ -169,8 +169,8 @@ def run(port: int, redis_url: str, workdir: Path, presses: int, warm: int):
         for device_id, app in apps.items():
             if not app.connected.wait(10):
                 raise RuntimeError(f"{device_id} did not connect")
-            wait(lambda: store.device_status(device_id).get("firmware") == FIRMWARE_VERSION, 10,
-                 f"the hub to hear {device_id} online")
+            wait(lambda: store.devices.device_status(device_id).get("firmware")
+                 == FIRMWARE_VERSION, 10, f"the hub to hear {device_id} online")
         a, button = apps["bench-a"], factory.pin(PINS["bench-a"][0])
         vibration = {d: factory.pin(PINS[d][1]) for d in COLLEAGUES}
         base, vibrating = [], {d: [] for d in COLLEAGUES}

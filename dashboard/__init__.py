@@ -2,8 +2,8 @@
 
 Wiring::
 
-    site = hub.site.load_site("site.toml")
-    store = hub.store.Store.from_url("redis://127.0.0.1:6379/0")
+    site = hub.config.site.load_site("site.toml")
+    store = hub.store.alarms.Store.from_url("redis://127.0.0.1:6379/0")
     app = dashboard.create_app(site, store)
     dashboard.serve.serve(app, "0.0.0.0", 8080)       # blocks; waitress
 
@@ -27,8 +27,8 @@ from urllib.parse import urlsplit
 
 from flask import Flask, Response
 
-from hub.site import Site
-from hub.store import Store
+from hub.config.site import Site
+from hub.store.alarms import Store
 
 from . import (alarms, auth, board, branches, csrf, demo, devices, incidents, privacy,
                twilio_hooks)

@@ -10,7 +10,7 @@ Routes (any logged-in user)::
     POST /alarms/<id>/resolve       form: outcome (one of OUTCOMES), note (required)
     POST /alarms/<id>/cancel        a false alarm; form: reason (required)
     POST /alarms/<id>/real          "This is real": a drill alarm leaves the drill and pages
-                                    with the real policy, police included, at once (hub.drill)
+                                    with the real policy, police included, at once (hub.core.drill)
 
 Each action is the same store call the CLI makes (``haven alarm ack|resolve|cancel``):
 ``store.transition(id, event, by=<user>)``, which stops the escalation, queues the
@@ -37,11 +37,11 @@ from flask import (Blueprint, abort, flash, g, jsonify, redirect, render_templat
                    url_for)
 
 from hub.incidents.store import IncidentStore
-from hub.drill import who_is_paged
-from hub.lifecycle import AlarmEvent, IllegalTransition
-from hub.model import LATE_MS, Alarm, AlarmState
-from hub.pagewords import BRANCH_STATE_WORDS, page_words
-from hub.site import Site
+from hub.core.drill import who_is_paged
+from hub.core.lifecycle import AlarmEvent, IllegalTransition
+from hub.core.model import LATE_MS, Alarm, AlarmState
+from hub.core.pagewords import BRANCH_STATE_WORDS, page_words
+from hub.config.site import Site
 
 from .board import board_context, now_ms
 
@@ -109,7 +109,7 @@ def _entry_ms(entry: dict[str, str]) -> int:
 def timeline_rows(entries: list[dict[str, str]]) -> list[Row]:
     """The timeline as rows, oldest first: pure. Each notification row carries its latest
     delivery status from Twilio's callbacks (matched on attempt, channel and number).
-    Pages are named in words (``2nd call for help``, ``all-clear``: hub.pagewords), and a
+    Pages are named in words (``2nd call for help``, ``all-clear``: hub.core.pagewords), and a
     resolve is one row: its ``resolution`` entry (the outcome) folds into ``resolved``."""
     latest: dict[tuple[str, str, str], dict[str, str]] = {}
     for e in entries:

@@ -23,8 +23,8 @@ from dataclasses import dataclass, replace
 import redis
 from flask import Blueprint, Response, current_app, jsonify, render_template
 
-from hub.site import Site
-from hub.store import Store
+from hub.config.site import Site
+from hub.store.alarms import Store
 
 from .snapshot import board_snapshot, read_facts
 

@@ -23,7 +23,7 @@ ANSWERED (T)       on 1.5 s                           one long 1 s buzz
 ALERT_OVER (T)     two 0.1 s blinks                   --
 =================  =================================  ==================================
 
-ALERT, ANSWERED and ALERT_OVER are about a *colleague's* alarm (hub.colleagues): a
+ALERT, ANSWERED and ALERT_OVER are about a *colleague's* alarm (hub.engine.colleagues): a
 colleague at this branch needs help (press to answer "I'm responding"); your answer
 reached the hub and the person who pressed is told help is coming; the alert is over
 here (someone else is responding, the alarm ended, you dismissed it, or it timed out).
@@ -67,7 +67,7 @@ class Signal(StrEnum):
     IDLE = "idle"                    # connected and idle
     SENDING = "sending"              # alarm published, the hub has not confirmed it yet
     RECEIVED = "received"            # the hub stored the alarm: people are being paged
-    DRILL = "drill"                  # stored as a DRILL: police are NOT paged (hub.drill)
+    DRILL = "drill"                  # stored as a DRILL: police are NOT paged (hub.core.drill)
     ACKNOWLEDGED = "acknowledged"    # a person acknowledged: help is coming
     RESOLVED = "resolved"
     NOT_DELIVERED = "not_delivered"  # no confirmation from the hub in time: use the phone

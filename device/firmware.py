@@ -19,7 +19,7 @@ What happens on a press:
    received; acknowledged - help is coming; resolved; NOT delivered (no
    confirmation within ``not_delivered_after_s``: use the phone); fault (no broker).
 
-A colleague's alarm (firmware 0.5 on; hub.colleagues): the hub sends ``alert`` (kind,
+A colleague's alarm (firmware 0.5 on; hub.engine.colleagues): the hub sends ``alert`` (kind,
 room) and the device shows ALERT silently for ``alert_s``. Meanwhile a button's
 actions mean something else (:meth:`DeviceApp._answer`): the cancel pattern dismisses
 the alert here; a kind in ALWAYS_RAISED_KINDS (an emergency hold) is raised as always

@@ -75,7 +75,7 @@ CMD_LOCATE = "locate"              # blink/vibrate so IT can find the device
 CMD_TEST = "test"                  # run the self-test and report it as an event
 CMD_CHECKIN_REQUEST = "checkin_request"  # lone worker: press once to check in
 ALARM_COMMANDS = (CMD_RECEIVED, CMD_ACKNOWLEDGED, CMD_RESOLVED, CMD_NOT_DELIVERED, CMD_PAGING)
-#: Colleagues' alerts (hub.colleagues; hub and firmware 0.5 on). About a *colleague's*
+#: Colleagues' alerts (hub.engine.colleagues; hub and firmware 0.5 on). About a *colleague's*
 #: alarm at this device's branch, never this device's own; both carry its ``alarm_id``.
 #: ``alert`` names its ``kind`` and ``room`` (the room's id in the site file): show it
 #: silently until answered, dismissed, cleared or ``alert_s`` has passed. ``alert_clear``
@@ -254,7 +254,7 @@ class Command:
     for device commands such as ``locate``); ``at`` is Unix ms (hub clock).
 
     ``drill`` (on ``received``): the alarm was stored as a drill, so police are not
-    paged (hub.drill); the device shows it. It travels only when true, and firmware
+    paged (hub.core.drill); the device shows it. It travels only when true, and firmware
     that predates it ignores it (decode_command reads only the fields it knows), so
     the schema version stays 1. A later plain ``received`` for the same alarm means
     someone said REAL: it is no longer a drill.

@@ -10,12 +10,13 @@ import pytest
 
 from device.protocol import (CMD_ALERT, CMD_ALERT_CLEAR, Command, ProtocolError, Topics,
                              decode_command, decode_event, supports_alerts)
-from hub.colleagues import after_command, alert_colleagues, answer, devices_to_alert
+from hub.config.site import parse_site
+from hub.core.colleagues import devices_to_alert
+from hub.core.lifecycle import AlarmEvent
+from hub.core.model import Alarm, AlarmState
+from hub.core.schedule import Override
+from hub.engine.colleagues import Colleagues
 from hub.errors import ConfigError
-from hub.lifecycle import AlarmEvent
-from hub.model import Alarm, AlarmState
-from hub.schedule import Override
-from hub.site import parse_site
 from tests.test_colleagues_e2e import SITE
 
 NOW = 1_765_000_000_000
@@ -148,15 +149,22 @@ contact = "Ben Ortiz"
 
 # --- the hub's edge on a store ------------------------------------------------------
 
+@pytest.fixture
+def part(site, fake_store) -> Colleagues:
+    """The hub's part on fakeredis, its clock at NOW."""
+    return Colleagues(site, fake_store, clock=lambda: NOW / 1000)
+
+
 def commands(store) -> list[dict[str, str]]:
-    return [fields for _, fields in store.read_device_commands("t", 0)]
+    return [fields for _, fields in store.devices.read_device_commands("t", 0)]
 
 
-def test_alerts_are_queued_with_kind_room_and_drill_and_recorded(site, fake_store):
+def test_alerts_are_queued_with_kind_room_and_drill_and_recorded(site, fake_store, part):
     a = alarm(kind="emergency", drill=True)
     fake_store.raise_alarm(a)
-    fake_store.set_device_statuses([(d, "online", NOW, "0.5.0", {}) for d in site.devices])
-    alert_colleagues(fake_store, site, a, [], NOW)
+    fake_store.devices.set_device_statuses([(d, "online", NOW, "0.5.0", {})
+                                            for d in site.devices])
+    part.alert(a, [])
     assert commands(fake_store) == [
         {"device": d, "cmd": "alert", "alarm_id": a.id, "kind": "emergency",
          "room": "circulation", "drill": "1"} for d in ("main-b", "main-c")]
@@ -165,15 +173,15 @@ def test_alerts_are_queued_with_kind_room_and_drill_and_recorded(site, fake_stor
         ("main-b", "+12065550202", "Ben Ortiz"), ("main-c", "+12065550203", "Cat Moss")]
 
 
-def test_the_first_answer_acknowledges_as_the_holder_a_later_one_joins(site, fake_store):
+def test_the_first_answer_acknowledges_as_the_holder_a_later_one_joins(site, fake_store, part):
     a = alarm()
     fake_store.raise_alarm(a)
-    assert answer(fake_store, site, "main-b", a.id, NOW + 900) is None
+    assert part.answer("main-b", a.id, NOW + 900) is None
     stored = fake_store.get_alarm(a.id)
     assert stored.state is AlarmState.ACKNOWLEDGED and stored.acknowledged_by == "Ben Ortiz"
     assert commands(fake_store) == [{"device": "main-a", "cmd": "acknowledged",
                                      "alarm_id": a.id}]  # help is coming, to the presser
-    assert answer(fake_store, site, "main-c", a.id, NOW + 950) is None
+    assert part.answer("main-c", a.id, NOW + 950) is None
     assert fake_store.get_alarm(a.id).acknowledged_by == "Ben Ortiz"
     assert commands(fake_store) == [{"device": "main-c", "cmd": "alert_clear",
                                      "alarm_id": a.id, "reason": "answered"}]
@@ -182,16 +190,16 @@ def test_the_first_answer_acknowledges_as_the_holder_a_later_one_joins(site, fak
     assert responded == [("main-b", "Ben Ortiz"), ("main-c", "Cat Moss")]
 
 
-def test_an_answer_to_another_branchs_or_an_ended_alarm(site, fake_store):
+def test_an_answer_to_another_branchs_or_an_ended_alarm(site, fake_store, part):
     west = alarm(device="west-d", branch="west", room="front")
     fake_store.raise_alarm(west)
-    assert "not an alarm of branch 'main'" in answer(fake_store, site, "main-b", west.id, NOW)
-    assert "not an alarm" in answer(fake_store, site, "main-b", "no-such-alarm", NOW)
+    assert "not an alarm of branch 'main'" in part.answer("main-b", west.id, NOW)
+    assert "not an alarm" in part.answer("main-b", "no-such-alarm", NOW)
     a = alarm()
     fake_store.raise_alarm(a)
     fake_store.transition(a.id, AlarmEvent.RESOLVE, by="op", now_ms=NOW, reason="fine")
     commands(fake_store)
-    assert answer(fake_store, site, "main-b", a.id, NOW) is None
+    assert part.answer("main-b", a.id, NOW) is None
     assert commands(fake_store) == [{"device": "main-b", "cmd": "alert_clear",
                                      "alarm_id": a.id, "reason": "closed"}]
     assert fake_store.get_alarm(a.id).state is AlarmState.RESOLVED
@@ -200,31 +208,33 @@ def test_an_answer_to_another_branchs_or_an_ended_alarm(site, fake_store):
 def test_an_answer_from_a_device_with_no_contact_names_the_fix(site, fake_store):
     site = replace(site, devices={**site.devices,
                                   "main-b": replace(site.devices["main-b"], contact=None)})
+    part = Colleagues(site, fake_store)
     a = alarm()
     fake_store.raise_alarm(a)
-    assert "add contact = " in answer(fake_store, site, "main-b", a.id, NOW)
+    assert "add contact = " in part.answer("main-b", a.id, NOW)
     assert fake_store.get_alarm(a.id).state is AlarmState.RAISED
 
 
-def test_clears_follow_the_acknowledgement_or_the_end(site, fake_store):
-    fake_store.set_device_statuses([(d, "online", NOW, "0.5.0", {}) for d in site.devices])
+def test_clears_follow_the_acknowledgement_or_the_end(site, fake_store, part):
+    fake_store.devices.set_device_statuses([(d, "online", NOW, "0.5.0", {})
+                                            for d in site.devices])
     a, b = alarm(), alarm(device="main-c", room="children")
     for each in (a, b):
         fake_store.raise_alarm(each)
-        alert_colleagues(fake_store, site, each, [], NOW)
+        part.alert(each, [])
     commands(fake_store)
-    answer(fake_store, site, "main-b", a.id, NOW)
-    assert after_command(fake_store, {"device": "main-a", "cmd": "acknowledged",
-                                      "alarm_id": a.id}) == 2
+    part.answer("main-b", a.id, NOW)
+    assert part.command_forwarded({"device": "main-a", "cmd": "acknowledged",
+                                   "alarm_id": a.id}) == 2
     clears = commands(fake_store)[1:]
     assert {c["device"]: c["reason"] for c in clears} == {"main-b": "answered",
                                                           "main-c": "acknowledged"}
     fake_store.transition(a.id, AlarmEvent.RESOLVE, by="op", now_ms=NOW, reason="ok")
-    assert after_command(fake_store, {"cmd": "resolved", "alarm_id": a.id}) == 0
+    assert part.command_forwarded({"cmd": "resolved", "alarm_id": a.id}) == 0
     # nobody acknowledged b: its end clears its alerts
     fake_store.transition(b.id, AlarmEvent.CANCEL_OPERATOR, by="op", now_ms=NOW, reason="x")
     commands(fake_store)
-    assert after_command(fake_store, {"cmd": "resolved", "alarm_id": b.id}) == 2
+    assert part.command_forwarded({"cmd": "resolved", "alarm_id": b.id}) == 2
     assert {c["device"]: c["reason"] for c in commands(fake_store)} == {"main-a": "closed",
                                                                        "main-b": "closed"}
-    assert after_command(fake_store, {"cmd": "alert", "alarm_id": b.id}) == 0
+    assert part.command_forwarded({"cmd": "alert", "alarm_id": b.id}) == 0

@@ -175,8 +175,8 @@ def devices(hub, pins, mosquitto, redis_service, tmp_path):
     try:
         for device_id, app in apps.items():
             assert app.connected.wait(5)
-            wait_until(lambda: store.device_status(device_id).get("firmware") == FIRMWARE_VERSION,
-                       what=f"the hub to hear {device_id} online")
+            wait_until(lambda: store.devices.device_status(device_id).get("firmware")
+                       == FIRMWARE_VERSION, what=f"the hub to hear {device_id} online")
         yield apps, events, store
     finally:
         for app in apps.values():

@@ -7,7 +7,7 @@ example is deterministic and needs no pool to shut down. Properties:
 
 - ``handle`` returns an :class:`Outcome` and raises nothing;
 - anything invalid is REJECTED (or IGNORED on a ``cmd`` topic), recorded in the rejected
-  stream with a reason :func:`hub.metrics.reason_class` knows;
+  stream with a reason :func:`hub.edges.metrics.reason_class` knows;
 - no alarm is stored but the valid ones; the valid alarm is stored exactly once.
 
 Validity is judged by an oracle written from the wire contract in device.protocol's
@@ -25,11 +25,11 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings, strategies as st
 
 from device.protocol import CHANNELS, MAX_PAYLOAD_BYTES, Topics, decode_command
-from hub.metrics import reason_class
-from hub.model import Delivery
-from hub.service import AlarmService, Outcome
-from hub.site import load_site
-from hub.store import Store
+from hub.edges.metrics import reason_class
+from hub.core.model import Delivery
+from hub.engine.service import AlarmService, Outcome
+from hub.config.site import load_site
+from hub.store.alarms import Store
 from tests.conftest import SAMPLE_SITE
 
 NOW = 1763840000.0
@@ -257,7 +257,7 @@ def handle_and_check(service: AlarmService, store: Store, message: tuple[str, by
         assert outcome in (Outcome.REJECTED, Outcome(parts[1])), (topic, payload, outcome)
     event(str(outcome))
     if outcome is Outcome.REJECTED:
-        [record] = store.rejected(count=1)
+        [record] = store.devices.rejected(count=1)
         assert record["topic"] == topic
         reason = reason_class(record["reason"], topic)
         assert reason != "other", record  # a reason class the metrics know
@@ -298,7 +298,7 @@ def test_handle_never_raises_rejects_the_invalid_and_stores_the_valid_once(case)
 
     # Every rejection is on record, in order.
     rejected = [m[0] for m, o in zip(stream, outcomes) if o is Outcome.REJECTED]
-    records = store.rejected(count=len(rejected) + 1)[::-1]  # oldest first
+    records = store.devices.rejected(count=len(rejected) + 1)[::-1]  # oldest first
     assert [r["topic"] for r in records] == rejected
 
 
@@ -311,7 +311,7 @@ def test_deeply_nested_json_is_rejected_not_raised(channel):
     service, store, _ = build()
     topic = f"{HEAD}main-circ-01/{channel}"
     assert service.handle(topic, b"[" * 2000) is Outcome.REJECTED
-    assert reason_class(store.rejected(count=1)[0]["reason"], topic) == "json"
+    assert reason_class(store.devices.rejected(count=1)[0]["reason"], topic) == "json"
 
 
 @pytest.mark.parametrize("device, alarm_id, reason", [
@@ -323,5 +323,5 @@ def test_an_id_with_a_trailing_newline_is_rejected(device, alarm_id, reason):
     topic = Topics().alarm(device)
     obj = alarm_obj(device, "assist", alarm_id)
     assert service.handle(topic, json.dumps(obj).encode()) is Outcome.REJECTED
-    assert reason_class(store.rejected(count=1)[0]["reason"], topic) == reason
+    assert reason_class(store.devices.rejected(count=1)[0]["reason"], topic) == reason
     assert stored_ids(store) == set()

@@ -8,11 +8,11 @@ import fakeredis
 import pytest
 
 from device.protocol import Topics
-from hub.metrics import (MESSAGE_OUTCOMES, REASONS, Metrics, channel_of, delivery_outcome,
+from hub.edges.metrics import (MESSAGE_OUTCOMES, REASONS, Metrics, channel_of, delivery_outcome,
                          reason_class)
-from hub.model import Delivery
-from hub.service import AlarmService, Outcome
-from hub.store import Store
+from hub.core.model import Delivery
+from hub.engine.service import AlarmService, Outcome
+from hub.store.alarms import Store
 
 NOW = 1763840000.0
 
@@ -207,7 +207,7 @@ def test_the_services_rejections_have_a_reason_class(sample_site, topic, payload
     service = AlarmService(sample_site, store, notifier=None, publish=None, senders=None,
                            escalators=NO_POOL, clock=lambda: NOW)
     assert service.handle(topic, payload) is Outcome.REJECTED
-    [rejected] = store.rejected()
+    [rejected] = store.devices.rejected()
     assert reason_class(rejected["reason"], topic) == expected
     assert reason_class(rejected["reason"]) == expected  # these topics fool nothing
     assert expected in REASONS
