@@ -233,18 +233,17 @@ class DeviceApp:
         if it was taken as the answer or the dismissal, False if it acts as usual (no
         alert on, or a kind that is always raised, which also ends the alerts here)."""
         with self._lock:
-            live = [a for a in self.alerts.values() if not a.answered]
-            if not live:
+            if not self.alerts:
                 return False
             answer = None
-            if action in ALWAYS_RAISED_KINDS:
+            if action in ALWAYS_RAISED_KINDS or action == ACTION_CANCEL:
                 ended = list(self.alerts)
-            elif action == ACTION_CANCEL:
-                ended = [a.alarm_id for a in live]
             elif action in SPECIAL_ACTIONS:  # a check-in stays a check-in
                 return False
-            else:  # an emergency first, then the newest
-                answer = max(live, key=lambda a: (a.kind == "emergency", a.shown_mono))
+            else:  # one not answered yet first, then an emergency, then the newest; one
+                # answered already is answered again (the hub has not confirmed it yet)
+                answer = max(self.alerts.values(), key=lambda a: (
+                    not a.answered, a.kind == "emergency", a.shown_mono))
                 answer.answered = True
                 ended = []
             for alarm_id in ended:

@@ -14,9 +14,9 @@ from device.firmware import FIRMWARE_VERSION, DeviceApp
 from hub.store import Store
 from tests.hubproc import start_hub
 
-#: A wearable's patterns, quicker: a press answers 0.6 s after it (the window closes).
-PATTERNS = (("hold 0.5s", "emergency"), ("3 presses within 0.6s", "assist"),
-            ("press", "test"), ("2 presses within 0.4s", "cancel"))
+#: A wearable's patterns, quicker: a press answers 1 s after it (the window closes).
+PATTERNS = (("hold 0.5s", "emergency"), ("3 presses within 1s", "assist"),
+            ("press", "test"), ("2 presses within 1s", "cancel"))
 
 SITE = """
 [site]
