@@ -216,7 +216,7 @@ def main() -> int:
     broker = start_mosquitto(workdir / "mosquitto")
     redis_srv = start_redis(workdir / "redis")
     log = workdir / "hub.log"
-    hub = spawn([sys.executable, "-m", "hub.cli", "hub", "--site", str(site), "--broker",
+    hub = spawn([sys.executable, "-m", "hub.app.cli", "hub", "--site", str(site), "--broker",
                  f"127.0.0.1:{broker.port}", "--redis", redis_srv.url], log=log)
     try:
         wait(lambda: "hub ready" in log.read_text(), 15, "the hub to start")

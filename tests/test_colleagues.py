@@ -238,3 +238,25 @@ def test_clears_follow_the_acknowledgement_or_the_end(site, fake_store, part):
     assert {c["device"]: c["reason"] for c in commands(fake_store)} == {"main-a": "closed",
                                                                        "main-b": "closed"}
     assert part.command_forwarded({"cmd": "alert", "alarm_id": b.id}) == 0
+
+
+# --- the benchmark's own pieces (bench/colleague_alert_bench.py) -----------------------
+
+def test_the_benchmark_site_alerts_both_colleagues_and_reads_rises_from_the_pin(pins):
+    import time
+
+    from bench.colleague_alert_bench import SITE as BENCH_SITE, first_rise
+    from gpiozero import DigitalOutputDevice
+    site = parse_site(BENCH_SITE, "bench")
+    a = alarm(device="bench-a")
+    assert [t.device for t in devices_to_alert(site, a, everyone_online(site), [], NOW)] == [
+        "bench-b", "bench-c"]
+    motor = DigitalOutputDevice(23, pin_factory=pins)
+    motor.pin.clear_states()
+    cleared = time.monotonic()
+    assert first_rise(motor.pin, cleared) is None
+    motor.off()
+    motor.on()
+    on = time.monotonic()
+    assert cleared <= first_rise(motor.pin, cleared) <= on + 0.001
+    motor.close()
