@@ -357,8 +357,8 @@ def _device_contacts(check: _Checker, data: dict, devices: dict[str, Device],
                      contacts: list[Contact]) -> dict[str, Device]:
     """Each device's ``contact`` (a phone or a name, as written) as the phone of a
     [[contact]] serving the device's branch; a problem naming the candidates otherwise."""
-    paths = {raw.get("id"): path for path, raw in check.array(data, "device")
-             if isinstance(raw, dict)}
+    paths = {raw["id"]: path for path, raw in check.array(data, "device")
+             if isinstance(raw, dict) and isinstance(raw.get("id"), str)}
     resolved = {}
     for device_id, device in devices.items():
         if device.contact is None:
