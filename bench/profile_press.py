@@ -127,7 +127,7 @@ def stages(alarms: int, workdir: Path) -> tuple[dict[str, float], dict[str, floa
         for topic, payload in payloads[:50]:
             service.handle(topic, payload)
         timing.wrap_public(store, "redis: ")
-        service.records = GroupCommit(store.pages.record_notifications)  # through the wrapper
+        service.records = GroupCommit(store.pages.record_many)  # through the wrapper
         timing.wrap(notifier, "send_sms", "twilio SDK + HTTP round trip")
         timing.wrap_public(metrics, "metrics: ")
         timing.wrap(hub.engine.intake, "decode_alarm", "decode + validate JSON")

@@ -32,6 +32,7 @@ from hub.store.alarms import Store
 
 from . import (alarms, auth, board, branches, csrf, demo, devices, incidents, privacy,
                twilio_hooks)
+from .context import DashboardContext
 from .ratelimit import LoginLimiter
 from .users import Users
 
@@ -87,7 +88,7 @@ def create_app(site: Site, store: Store, *, demo_control_url: str | None = None,
         MAX_CONTENT_LENGTH=MAX_REQUEST_BYTES)
     if test_config:
         app.config.update(test_config)
-    app.extensions["haven"] = board.BoardContext(site, store, demo_control_url)
+    app.extensions["haven"] = DashboardContext(site, store, demo_control_url)
     auth.init_app(app, Users(store), LoginLimiter(store))  # first: who is asking
     csrf.init_app(app)                                     # then: did our page ask
     for blueprint in (board.bp, alarms.bp, branches.bp, devices.bp, incidents.bp,

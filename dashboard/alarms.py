@@ -43,7 +43,7 @@ from hub.core.model import LATE_MS, Alarm, AlarmState
 from hub.core.pagewords import BRANCH_STATE_WORDS, page_words
 from hub.config.site import Site
 
-from .board import board_context, now_ms
+from .context import dashboard_context, now_ms
 
 log = logging.getLogger(__name__)
 
@@ -52,19 +52,21 @@ bp = Blueprint("alarms", __name__, url_prefix="/alarms")
 #: Resolve outcomes: value -> label (what ended the situation; the note says the rest).
 OUTCOMES = {
     "handled_by_staff": "Handled by staff on site",
-    "customer_left": "Customer left the library",
+    "patron_left": "Patron left the library",
     "security_attended": "Security attended",
     "police_attended": "Police attended",
     "medical_attended": "Fire / ambulance attended",
     "referred": "Referred to outside support (988, social worker, family)",
     "other": "Other (see note)",
 }
+#: Outcomes no longer offered, still shown for incidents recorded with them.
+RETIRED_OUTCOMES = {"customer_left": "Patron left the library"}
 MAX_NOTE = 2000
 MAX_REASON = 500
 
 EVENT_LABELS = {
     "raised": "Alarm raised", "late": "Arrived late", "escalation": "Call for help",
-    "notified": "Notification sent", "notify_failed": "Notification NOT sent",
+    "notified": "Page sent", "notify_failed": "Page NOT sent",
     "delivery_status": "Delivery status", "delivery_failed": "Nobody could be reached",
     "acknowledged": "Acknowledged", "resolved": "Resolved", "cancelled": "Cancelled",
     "resolution": "Resolved", "cancel_refused": "Cancel from device refused",
@@ -192,7 +194,8 @@ def timeline_rows(entries: list[dict[str, str]]) -> list[Row]:
 def _outcome(e: dict[str, str]) -> str:
     """A ``resolution`` entry's outcome in words (entries from before issue 15 also hold
     the note)."""
-    return OUTCOMES.get(e.get("outcome", ""), e.get("outcome", "")) + \
+    outcome = e.get("outcome", "")
+    return OUTCOMES.get(outcome, RETIRED_OUTCOMES.get(outcome, outcome)) + \
         (f": {e['note']}" if e.get("note") else "")
 
 
@@ -228,7 +231,7 @@ def _ago_filter(ms: Any) -> str:
 @bp.app_template_filter("branch_time")
 def _branch_time_filter(ms: Any, branch_id: str) -> str:
     """``local_time`` in the zone of the site's branch ``branch_id`` (UTC if unknown)."""
-    branch = board_context().site.branches.get(branch_id)
+    branch = dashboard_context().site.branches.get(branch_id)
     return local_time(ms, branch.timezone if branch else "UTC")
 
 
@@ -248,7 +251,7 @@ def pressed_fact(alarm: Alarm, tz: str = "UTC") -> str:
 
 
 def _alarm_or_404(alarm_id: str) -> Alarm:
-    alarm = board_context().store.get_alarm(alarm_id)
+    alarm = dashboard_context().store.get_alarm(alarm_id)
     if alarm is None:
         abort(404, description=f"No alarm {alarm_id!r}: it may have been mistyped, or "
                                "removed from the alarm store.")
@@ -267,7 +270,7 @@ def _place(site: Site, alarm: Alarm) -> dict[str, str]:
 
 def _page(alarm: Alarm, *, errors: dict[str, str] | None = None,
           form: dict[str, str] | None = None, status: int = 200) -> tuple[str, int]:
-    ctx = board_context()
+    ctx = dashboard_context()
     return render_template(
         "alarm.html", alarm=alarm, place=_place(ctx.site, alarm),
         pressed=pressed_fact(alarm, _place(ctx.site, alarm)["tz"]),
@@ -305,7 +308,7 @@ def _apply(alarm: Alarm, event: AlarmEvent, reason: str | None, done: str, *,
            quiet: bool = False) -> str | None:
     """Do the transition as the logged-in user. ``None`` if done, else why not; flashed
     unless ``quiet`` (the board's script shows it itself)."""
-    ctx = board_context()
+    ctx = dashboard_context()
     try:
         ctx.store.transition(alarm.id, event, by=g.user.name, now_ms=now_ms(), reason=reason)
     except (KeyError, IllegalTransition) as exc:
@@ -339,7 +342,7 @@ def acknowledge(alarm_id: str) -> Any:
 @bp.post("/<alarm_id>/real")
 def real(alarm_id: str) -> Any:
     alarm = _alarm_or_404(alarm_id)
-    ctx = board_context()
+    ctx = dashboard_context()
     try:
         ctx.store.make_real(alarm.id, by=g.user.name, via="dashboard", now_ms=now_ms())
     except (KeyError, IllegalTransition) as exc:
@@ -365,7 +368,7 @@ def resolve(alarm_id: str) -> Any:
     if errors:
         return _page(alarm, errors=errors, form={"outcome": outcome, "note": note}, status=400)
     if _apply(alarm, AlarmEvent.RESOLVE, OUTCOMES[outcome], "resolved") is None:
-        ctx = board_context()
+        ctx = dashboard_context()
         IncidentStore(ctx.store, ctx.site).save_details(alarm.id, resolve_note=note)
         ctx.store.add_timeline(alarm.id, "resolution", at_ms=now_ms(), by=g.user.name,
                                outcome=outcome)

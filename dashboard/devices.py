@@ -30,7 +30,7 @@ from hub.config.site import Device, Site
 from hub.store.alarms import Store
 
 from .auth import admin_required
-from .board import board_context
+from .context import dashboard_context
 
 log = logging.getLogger(__name__)
 
@@ -97,14 +97,14 @@ def device_views(site: Site, store: Store) -> list[DeviceView]:
 
 @bp.get("")
 def index() -> Any:
-    ctx = board_context()
+    ctx = dashboard_context()
     return render_template("devices.html", views=device_views(ctx.site, ctx.store))
 
 
 @bp.post("/<device_id>/locate")
 @admin_required
 def locate(device_id: str) -> Any:
-    ctx = board_context()
+    ctx = dashboard_context()
     if device_id not in ctx.site.devices:
         abort(404, description=f"No device {device_id!r} in the site config.")
     ctx.store.devices.queue_device_command(device_id, "locate")

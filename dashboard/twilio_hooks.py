@@ -49,7 +49,7 @@ from hub.core.reach import Reach, page_outcome
 from hub.config.site import Site
 from hub.store.alarms import Store
 
-from .board import board_context, now_ms
+from .context import dashboard_context, now_ms
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +162,7 @@ def status() -> Response:
         return Response("bad key\n", 400, mimetype="text/plain")
     alarm_id, attempt, phone, channel = parts
     state = request.form.get("MessageStatus") or request.form.get("CallStatus") or "unknown"
-    store = board_context().store
+    store = dashboard_context().store
     store.add_timeline(alarm_id, "delivery_status", at_ms=now_ms(), attempt=attempt,
                        channel=channel, to=phone, status=state,
                        error_code=request.form.get("ErrorCode", ""),
@@ -181,7 +181,7 @@ def status() -> Response:
 
 @bp.post("/voice/say")
 def voice_say() -> Response:
-    ctx = board_context()
+    ctx = dashboard_context()
     alarm_id = request.args.get("alarm", "")
     alarm = ctx.store.get_alarm(alarm_id) if alarm_id else None
     response = VoiceResponse()
@@ -212,7 +212,7 @@ def voice_gather() -> Response:
     alarm_id = request.args.get("alarm", "")
     response = VoiceResponse()
     if request.form.get("Digits") == REAL_DIGIT:
-        ctx = board_context()
+        ctx = dashboard_context()
         name = contact_name(ctx.site, request.form.get("To", ""))
         alarm, done = _make_real(ctx.store, alarm_id, name, "call")
         if done:
@@ -225,7 +225,7 @@ def voice_gather() -> Response:
     if request.form.get("Digits") != "1":  # 2 (hear it again) or a wrong key
         response.redirect(_url("/voice/say", alarm=alarm_id), method="POST")
         return _twiml(response)
-    ctx = board_context()
+    ctx = dashboard_context()
     name = contact_name(ctx.site, request.form.get("To", ""))
     alarm, acknowledged = _acknowledge(ctx.store, alarm_id, name, "call")
     if alarm is None:
@@ -248,7 +248,7 @@ def sms() -> Response:
     if word not in ACK_WORDS and word not in REAL_WORDS:
         response.message(SMS_HELP)
         return _twiml(response)
-    ctx = board_context()
+    ctx = dashboard_context()
     message_sid = request.form.get("MessageSid", "")
     if message_sid and not ctx.store.r.set(f"{ctx.store.prefix}:twilio-sms:{message_sid}", 1,
                                            nx=True, ex=SMS_SEEN_TTL_S):

@@ -30,7 +30,7 @@ from hub.config.settings import HubSettings
 from hub.config.site import load_site
 from hub.errors import ConfigError
 from hub.edges.metrics import Metrics
-from hub.engine.outage import Outage
+from hub.edges.outage import Outage
 from hub.store.alarms import Store
 from hub.engine.supervision import Supervisor
 from hub.engine.troubletexts import TroubleTexts
@@ -43,7 +43,7 @@ ESCALATION_THREADS = 8
 
 #: On SIGTERM, how long sends and attempts already going out may take to finish, in
 #: seconds. Whatever is still running then is left to its lease: another worker (or this
-#: one, restarted) runs it again, and notification claims keep it from paging twice.
+#: one, restarted) runs it again, and page claims keep it from paging twice.
 SHUTDOWN_GRACE_S = 6.0
 
 #: How often lone-worker check-ins are looked at, in seconds.

@@ -21,14 +21,16 @@ Parsed from the raw TOML of the site file by :func:`parse_incidents` (called fro
 Every field is optional; the defaults are those above (``emails`` empty). When
 ``[incidents]`` is present, every branch must have a contact holding one of the
 ``supervisor_roles``: otherwise a resolved alarm there would tell no one.
-This module imports nothing from :mod:`hub.config.site` (which imports it).
+This module imports nothing from :mod:`hub.config.site` (which imports it); the typed
+settings it makes (:class:`~hub.core.site.IncidentSettings`) are the site model's.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from typing import Any
+
+from hub.core.site import IncidentSettings
 
 #: The dashboard's roles (dashboard.users.ROLES; a test keeps the two in step).
 DASHBOARD_ROLES = ("operator", "admin")
@@ -40,46 +42,6 @@ INCIDENT_FIELDS = ("supervisor_roles", "report_overdue_h", "reminder_every_h",
                    "drill_every_days", "branch_drill_every_days", "test_press_max_age_days",
                    "emails")
 PRIVACY_FIELDS = ("personal_roles", "retention_days")
-
-
-@dataclass(frozen=True)
-class IncidentSettings:
-    """Incident, drill and privacy settings. Hours (``_h``) and days as given in the file;
-    the ``*_ms`` properties convert for the hub's Unix-millisecond clock."""
-
-    supervisor_roles: tuple[str, ...] = ("supervisor",)
-    report_overdue_h: float = 24.0
-    reminder_every_h: float = 24.0
-    drill_every_days: float = 90.0
-    branch_drill_every_days: dict[str, float] = field(default_factory=dict, hash=False)
-    test_press_max_age_days: float = 2.0
-    emails: dict[str, str] = field(default_factory=dict, hash=False)
-    personal_roles: tuple[str, ...] = ("admin",)
-    retention_days: float = 365.0
-
-    @property
-    def report_overdue_ms(self) -> int:
-        return int(self.report_overdue_h * 3_600_000)
-
-    @property
-    def reminder_every_ms(self) -> int:
-        return int(self.reminder_every_h * 3_600_000)
-
-    @property
-    def retention_ms(self) -> int:
-        return int(self.retention_days * 86_400_000)
-
-    @property
-    def test_press_max_age_ms(self) -> int:
-        return int(self.test_press_max_age_days * 86_400_000)
-
-    def drill_every_ms(self, branch_id: str) -> int:
-        """How often ``branch_id`` must run a drill, in ms."""
-        days = self.branch_drill_every_days.get(branch_id, self.drill_every_days)
-        return int(days * 86_400_000)
-
-    def may_read_personal(self, dashboard_role: str | None) -> bool:
-        return dashboard_role in self.personal_roles
 
 
 def parse_incidents(check: Any, data: dict, branches: dict, contacts: list) -> IncidentSettings:

@@ -35,7 +35,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from device.protocol import ID_RE, KIND_RE
+from device.protocol import DEVICE_CANCELLABLE_KINDS, ID_RE, KIND_RE
 
 from hub.arc.config import parse_arc
 from hub.errors import ConfigError, Problem
@@ -45,14 +45,12 @@ from hub.core.site import Branch, Contact, Device, Kind, Room, Site, Step
 from device.tomlpos import Positions, dotted
 
 __all__ = ["Branch", "Contact", "Device", "Kind", "Room", "Site", "Step", "ConfigError",
-           "load_site", "parse_site", "E164_RE", "ROLE_RE", "DEVICE_TYPES",
-           "NEVER_CANCELLED_BY_DEVICE"]
+           "load_site", "parse_site", "E164_RE", "ROLE_RE", "DEVICE_TYPES"]
 
 E164_RE = re.compile(r"^\+[1-9][0-9]{6,14}\Z")
 ROLE_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}\Z")
 DEVICE_TYPES = ("wearable", "wall", "safe_room")
 #: Kinds only an operator may end: the person may be forced to press "cancel".
-NEVER_CANCELLED_BY_DEVICE = frozenset({"emergency", "safe_room", "welfare"})
 
 
 # --- loading -----------------------------------------------------------------
@@ -215,10 +213,11 @@ def _kinds(check: _Checker, data: dict) -> dict[str, Kind]:
                 or not 0 <= window <= 120:
             check.add(path + ("cancel_window_s",), "must be 0 to 120 seconds")
             window = 0
-        elif window and kind_id in NEVER_CANCELLED_BY_DEVICE:
+        elif window and kind_id not in DEVICE_CANCELLABLE_KINDS:
             check.add(path + ("cancel_window_s",),
-                      f"a {kind_id} alarm is never cancelled from the device (a coerced "
-                      "cancel is a real risk): remove this line")
+                      f"a {kind_id} alarm is never cancelled from the device (only "
+                      f"{' and '.join(sorted(DEVICE_CANCELLABLE_KINDS))} are; a coerced cancel "
+                      "is a real risk): remove this line")
             window = 0
         kinds[kind_id] = Kind(kind_id, label, steps, float(window), lone)
     return kinds

@@ -1,9 +1,9 @@
-"""The escalation planner: which notifications an alarm's attempt N sends. Pure.
+"""The escalation planner: which pages an alarm's attempt N sends. Pure.
 
 A policy (a kind's steps, see :class:`hub.config.site.Step`) unrolls into numbered
 attempts: each step runs ``repeat`` times, ``wait_s`` apart, then the next step
 starts; the last step repeats until a person acknowledges. Attempt numbers are
-part of every notification's idempotency key ``(alarm, attempt, contact,
+part of every page's idempotency key ``(alarm, attempt, contact,
 channel)``, so re-running an attempt after a crash sends only what had not
 gone out.
 
@@ -26,14 +26,14 @@ from dataclasses import dataclass
 from typing import Callable
 
 from hub.core.messages import call_text, page_ref, sms_text
-from hub.core.model import Alarm, Channel, NotificationKey, Shelter
+from hub.core.model import Alarm, Channel, PageKey, Shelter
 from hub.core.site import Contact, Site, Step
 
 #: Attempt numbers from here up are not the policy's: a fallback page of policy attempt n
 #: is numbered ``FALLBACK_ATTEMPT_BASE + n``; the follow-ups (hub.engine.followups) have
 #: the ranges below. hub.core.pagewords words each range for an operator.
 FALLBACK_ATTEMPT_BASE = 1_000_000
-#: The all-clear's attempt number in notification keys (sent at most once per contact).
+#: The all-clear's attempt number in page keys (sent at most once per contact).
 ALL_CLEAR_ATTEMPT = 2_000_000
 #: Calls placed because a page failed: attempt numbers BASE + 10 x original attempt + n,
 #: n = 0 for the call replacing an undelivered SMS, 1.. for each retry of an unanswered call.
@@ -59,8 +59,8 @@ class Attempt:
 
 
 @dataclass(frozen=True)
-class PlannedNotification:
-    key: NotificationKey
+class PlannedPage:
+    key: PageKey
     contact: Contact
     text: str          # the SMS body, or what the call says
     #: The page reference printed in ``text`` (hub.core.messages.page_ref), which a worker
@@ -121,8 +121,8 @@ def responder(contact: Contact) -> bool:
 def plan(site: Site, alarm: Alarm, steps: tuple[Step, ...], number: int, *, drill: bool,
          on_duty: Callable[[Contact], bool] = lambda contact: True,
          reply_hint: bool = False, now_ms: int | None = None,
-         shelters: tuple[Shelter, ...] = ()) -> list[PlannedNotification]:
-    """Every notification of attempt ``number``: calls first, then texts. ``reply_hint``:
+         shelters: tuple[Shelter, ...] = ()) -> list[PlannedPage]:
+    """Every page of attempt ``number``: calls first, then texts. ``reply_hint``:
     SMS replies reach the dashboard, so texts say how to acknowledge. ``now_ms``: when
     the attempt runs (texts say how long ago the press was); ``shelters``: the branch's
     occupied safe rooms, named to responders."""
@@ -142,8 +142,8 @@ def plan(site: Site, alarm: Alarm, steps: tuple[Step, ...], number: int, *, dril
         for contact in contacts:
             texts = told[responder(contact)]
             is_call = channel is Channel.CALL
-            planned.append(PlannedNotification(
-                NotificationKey(alarm.id, number, contact.phone, channel), contact,
+            planned.append(PlannedPage(
+                PageKey(alarm.id, number, contact.phone, channel), contact,
                 texts[1] if is_call else texts[0], "" if is_call else ref))
     return planned
 
@@ -160,6 +160,6 @@ class AttemptPlan:
 
     number: int
     now: int
-    planned: list[PlannedNotification]
+    planned: list[PlannedPage]
     timeline: dict[str, object]
     wait_ms: int

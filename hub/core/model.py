@@ -1,4 +1,4 @@
-"""The hub's vocabulary as data: alarm states, alarms, and notification keys.
+"""The hub's vocabulary as data: alarm states, alarms, and page keys.
 
 An alarm's timeline::
 
@@ -138,8 +138,8 @@ class Shelter:
 
 
 @dataclass(frozen=True)
-class NotificationKey:
-    """What makes a notification unique: sent at most once per (alarm, step, contact, channel).
+class PageKey:
+    """What makes a page unique: sent at most once per (alarm, step, contact, channel).
 
     ``contact`` is the contact's E.164 phone number; ``step`` counts escalation
     steps from 0.
@@ -154,7 +154,7 @@ class NotificationKey:
         return f"{self.alarm_id}:{self.step}:{self.contact}:{self.channel}"
 
     @classmethod
-    def parse(cls, text: str) -> "NotificationKey":
+    def parse(cls, text: str) -> "PageKey":
         """The key from its ``str()`` (``alarm:step:contact:channel``)."""
         alarm_id, step, contact, channel = text.split(":")
         return cls(alarm_id, int(step), contact, Channel(channel))

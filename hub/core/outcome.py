@@ -3,7 +3,7 @@
 from enum import StrEnum
 
 
-class Outcome(StrEnum):
+class MessageOutcome(StrEnum):
     """What :meth:`AlarmService.handle` did with one message."""
 
     STORED = "stored"          # a new alarm: stored, pages going out

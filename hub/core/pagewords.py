@@ -1,6 +1,6 @@
 """What a page was for, in an operator's words, from its attempt number.
 
-A notification key's attempt number (hub.core.model.NotificationKey) is internal: the policy's
+A page key's attempt number (hub.core.model.PageKey) is internal: the policy's
 calls for help count from 0, and the other pages have ranges of their own
 (hub.core.escalation). Timelines say ``2nd call for help`` or ``all-clear``, never ``attempt
 2000000``.

@@ -11,10 +11,49 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from hub.core.schedule import Shift
-from hub.config.incidents import IncidentSettings
 
 if TYPE_CHECKING:
     from hub.arc.config import ArcSettings
+
+
+@dataclass(frozen=True)
+class IncidentSettings:
+    """Incident, drill and privacy settings. Hours (``_h``) and days as given in the file;
+    the ``*_ms`` properties convert for the hub's Unix-millisecond clock."""
+
+    supervisor_roles: tuple[str, ...] = ("supervisor",)
+    report_overdue_h: float = 24.0
+    reminder_every_h: float = 24.0
+    drill_every_days: float = 90.0
+    branch_drill_every_days: dict[str, float] = field(default_factory=dict, hash=False)
+    test_press_max_age_days: float = 2.0
+    emails: dict[str, str] = field(default_factory=dict, hash=False)
+    personal_roles: tuple[str, ...] = ("admin",)
+    retention_days: float = 365.0
+
+    @property
+    def report_overdue_ms(self) -> int:
+        return int(self.report_overdue_h * 3_600_000)
+
+    @property
+    def reminder_every_ms(self) -> int:
+        return int(self.reminder_every_h * 3_600_000)
+
+    @property
+    def retention_ms(self) -> int:
+        return int(self.retention_days * 86_400_000)
+
+    @property
+    def test_press_max_age_ms(self) -> int:
+        return int(self.test_press_max_age_days * 86_400_000)
+
+    def drill_every_ms(self, branch_id: str) -> int:
+        """How often ``branch_id`` must run a drill, in ms."""
+        days = self.branch_drill_every_days.get(branch_id, self.drill_every_days)
+        return int(days * 86_400_000)
+
+    def may_read_personal(self, dashboard_role: str | None) -> bool:
+        return dashboard_role in self.personal_roles
 
 
 @dataclass(frozen=True)

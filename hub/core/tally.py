@@ -16,7 +16,7 @@ import threading
 from dataclasses import dataclass
 from typing import Callable
 
-from hub.core.model import NotificationKey
+from hub.core.model import PageKey
 
 #: What ``finish`` gets when no page's record checked and finished the attempt.
 UNCHECKED = object()
@@ -30,7 +30,7 @@ class FinishCheck:
     alarm_id: str
     attempt: int
     next_due_ms: int
-    keys: tuple[NotificationKey, ...]
+    keys: tuple[PageKey, ...]
 
 
 class AttemptTally:

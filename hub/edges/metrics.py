@@ -9,7 +9,7 @@ Metrics (times in seconds)::
 
     haven_messages_total{channel, outcome}       counter    MQTT messages handled
         channel  alarm | status | heartbeat | event | cmd | invalid (the topic did not parse)
-        outcome  a hub.engine.service.Outcome: stored | duplicate | status | event |
+        outcome  a hub.engine.service.MessageOutcome: stored | duplicate | status | event |
                  rejected | ignored
     haven_rejected_total{reason}                 counter    rejected messages, by
         reason   a short class from :func:`reason_class`: topic | too_large | json |
@@ -17,7 +17,7 @@ Metrics (times in seconds)::
                  field:<name> | other
     haven_alarms_total{kind}                     counter    new alarms stored (presses
                                                             and hub-raised ones)
-    haven_notifications_total{channel, outcome}  counter    pages
+    haven_pages_total{channel, outcome}  counter    pages
         channel  sms | call
         outcome  sent | failed_retryable | failed_permanent | skipped_claimed |
                  error (the send raised)
@@ -59,11 +59,11 @@ DEFAULT_PORT = 9410
 #: ``channel`` label of a message whose topic did not parse.
 INVALID_CHANNEL = "invalid"
 
-#: The values of :class:`hub.engine.service.Outcome` (not imported: the service imports us).
+#: The values of :class:`hub.engine.service.MessageOutcome` (not imported: the service imports us).
 MESSAGE_OUTCOMES = ("stored", "duplicate", "status", "event", "rejected", "ignored")
 
-#: ``outcome`` label values of ``haven_notifications_total``.
-NOTIFICATION_OUTCOMES = ("sent", "failed_retryable", "failed_permanent", "skipped_claimed",
+#: ``outcome`` label values of ``haven_pages_total``.
+PAGE_OUTCOMES = ("sent", "failed_retryable", "failed_permanent", "skipped_claimed",
                          "reconciled", "superseded", "error")
 
 #: ``result`` label values of ``haven_page_lookups_total``: a worker taking over a dead
@@ -192,7 +192,7 @@ class Metrics:
                                  ("reason",), registry=r)
         self._alarms = Counter("haven_alarms", "New alarms stored, by kind", ("kind",),
                                registry=r)
-        self._notifications = Counter("haven_notifications", "Notifications, by channel and "
+        self._pages = Counter("haven_pages", "Pages, by channel and "
                                       "outcome", ("channel", "outcome"), registry=r)
         self._lookups = Counter("haven_page_lookups", "Pages taken over from a dead worker, "
                                 "by what the provider's message list said", ("result",),
@@ -212,7 +212,7 @@ class Metrics:
     def message(self, channel: str | None, outcome: str, reason: str | None = None, *,
                 topic: str | None = None) -> None:
         """One MQTT message handled. ``channel`` is the topic's channel (``None`` or
-        anything else counts as ``invalid``); ``outcome`` a ``hub.engine.service.Outcome``; for a
+        anything else counts as ``invalid``); ``outcome`` a ``hub.engine.service.MessageOutcome``; for a
         rejection, ``reason`` is its message text and ``topic`` its topic (see
         :func:`reason_class`)."""
         outcome = str(outcome)
@@ -230,13 +230,13 @@ class Metrics:
         if press_to_stored_s is not None:
             self._press.observe(max(0.0, press_to_stored_s))
 
-    def notification(self, channel: str, outcome: str) -> None:
-        """One notification: ``channel`` sms or call, ``outcome`` one of
-        :data:`NOTIFICATION_OUTCOMES` (see :func:`delivery_outcome`)."""
-        if outcome not in NOTIFICATION_OUTCOMES:
+    def page(self, channel: str, outcome: str) -> None:
+        """One page: ``channel`` sms or call, ``outcome`` one of
+        :data:`PAGE_OUTCOMES` (see :func:`delivery_outcome`)."""
+        if outcome not in PAGE_OUTCOMES:
             raise ValueError(f"outcome {outcome!r} is not one of "
-                             f"{', '.join(NOTIFICATION_OUTCOMES)}")
-        self._notifications.labels(str(channel), outcome).inc()
+                             f"{', '.join(PAGE_OUTCOMES)}")
+        self._pages.labels(str(channel), outcome).inc()
 
     def page_lookup(self, result: str) -> None:
         """A dead worker's page looked up at the provider: one of :data:`LOOKUP_RESULTS`."""

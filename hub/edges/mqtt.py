@@ -5,7 +5,7 @@
   (presence: ``online`` once per connection, the Last Will's ``offline``) on a plain
   subscription (retained messages are not delivered to shared subscriptions), so
   every worker sees every device's presence. Statuses and heartbeats are stored in
-  batches (hub.engine.statusbatch), alarms and events on their own path.
+  batches (hub.edges.statusbatch), alarms and events on their own path.
 - MQTT v5, QoS 1, a persistent session (``clean_start=False`` plus a
   Session Expiry Interval), so alarms published while the hub restarts wait
   in the broker.
@@ -37,8 +37,8 @@ from paho.mqtt.properties import Properties
 from device.protocol import Topics
 from device.transport import tcp_nodelay
 
-from hub.engine.outage import Outage
-from hub.engine.statusbatch import StatusBatcher
+from hub.edges.outage import Outage
+from hub.edges.statusbatch import StatusBatcher
 
 from hub.config.settings import BrokerTls
 
@@ -89,7 +89,7 @@ class HubMqtt:
                  batch_handler: Callable[[list[tuple[str, bytes, bool]]], object] | None = None):
         """``tls``: connect over TLS, checking the broker against ``tls.ca_file`` and
         showing the hub's client certificate (its CN is the hub's broker identity).
-        ``status_batch``: store status messages in batches (hub.engine.statusbatch) instead of
+        ``status_batch``: store status messages in batches (hub.edges.statusbatch) instead of
         one by one through ``handler``. ``batch_handler``: handle the alarms and events
         waiting together in one call (``hub.engine.service.AlarmService.handle_batch``: a burst
         costs one Redis round trip per batch, not per alarm), on a thread of its own;

@@ -9,7 +9,7 @@ left 2x slower and a burst of alarms fell behind the peer system's figures
 (docs/performance.md, measured in the same runs). ``http.client`` does the whole
 exchange here (TLS, the request, the response); nothing is resent: Twilio may have acted
 on a POST whose answer was lost, so retries belong to the caller, under its
-notification claim.
+page claim.
 
 A connection the server closed while idle is noticed before it is reused (its socket
 reads as ready with nothing due: end of stream), so a request is never written into a

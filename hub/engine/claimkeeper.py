@@ -18,7 +18,7 @@ from __future__ import annotations
 import threading
 from typing import Callable
 
-from hub.core.model import NotificationKey
+from hub.core.model import PageKey
 
 #: A queued claim is renewed once it is this old, in ms (hub.engine.pager keeps room for a
 #: send and its retries within the lease after a renewal).
@@ -37,21 +37,21 @@ class ClaimKeeper:
     """``renew_claims(pairs, now_ms) -> list[bool]`` renews ``[(key, claim ms)]`` in one
     round trip (hub.store.pages); a claim it reports lost is never sent here."""
 
-    def __init__(self, renew_claims: Callable[[list[tuple[NotificationKey, int]], int],
+    def __init__(self, renew_claims: Callable[[list[tuple[PageKey, int]], int],
                                               list[bool]],
                  renew_after_ms: int = RENEW_AFTER_MS):
         self._renew_claims, self.renew_after_ms = renew_claims, renew_after_ms
         #: key -> [the claim's ms now, when first held (ms)]
-        self._held: dict[NotificationKey, list[int]] = {}
+        self._held: dict[PageKey, list[int]] = {}
         # Held across a renewal's round trip, so a sender never takes a claim whose ms is
         # being changed in Redis (it would then see its own claim as taken over).
         self._lock = threading.Lock()
 
-    def hold(self, key: NotificationKey, claimed_ms: int) -> None:
+    def hold(self, key: PageKey, claimed_ms: int) -> None:
         with self._lock:
             self._held[key] = [claimed_ms, claimed_ms]
 
-    def take(self, key: NotificationKey, claimed_ms: int) -> int:
+    def take(self, key: PageKey, claimed_ms: int) -> int:
         """The claim's ms now (``claimed_ms`` unless renewed meanwhile), or :data:`LOST`;
         a key not held (or no longer: :data:`MAX_HOLD_MS`) gives ``claimed_ms`` back."""
         with self._lock:

@@ -19,7 +19,7 @@ import redis
 
 from device.protocol import Command, Topics
 
-from hub.engine.outage import Outage
+from hub.edges.outage import Outage
 from hub.store.alarms import Store
 
 log = logging.getLogger("haven.hub")

@@ -24,7 +24,7 @@ from device.protocol import (EVENT_CANCEL, EVENT_CHECKIN, EVENT_RESPONDING, EVEN
 from hub.engine.checkins import answer as answer_checkin
 from hub.engine.colleagues import Colleagues
 from hub.core.lifecycle import AlarmEvent, IllegalTransition
-from hub.core.outcome import Outcome
+from hub.core.outcome import MessageOutcome
 from hub.core.site import Site
 from hub.edges.metrics import Metrics
 from hub.engine.followups import Followups
@@ -48,15 +48,15 @@ class DeviceEvents:
     def _now_ms(self) -> int:
         return int(self.clock() * 1000)
 
-    def status(self, topic: str, payload: bytes, retained: bool = False) -> Outcome:
+    def status(self, topic: str, payload: bytes, retained: bool = False) -> MessageOutcome:
         """One status or heartbeat (by its topic) stored on its own."""
         entry = self._read_entry(topic, payload, retained)
-        if isinstance(entry, Outcome):
+        if isinstance(entry, MessageOutcome):
             return entry
         self.store.devices.set_device_statuses([entry])
-        return Outcome.STATUS
+        return MessageOutcome.STATUS
 
-    def statuses(self, messages: list[tuple[str, bytes, bool]]) -> list[Outcome]:
+    def statuses(self, messages: list[tuple[str, bytes, bool]]) -> list[MessageOutcome]:
         """Status and heartbeat messages ``(topic, payload, retained)`` stored in one round
         trip, in order (the MQTT edge batches them); each bad one is rejected on its own.
         Raises only for an unreachable store, and then stores none of them."""
@@ -66,27 +66,27 @@ class DeviceEvents:
                 entry = self._read_entry(topic, payload, retained)
             except ProtocolError as exc:
                 entry = self.reject(topic, str(exc))
-            if isinstance(entry, Outcome):
+            if isinstance(entry, MessageOutcome):
                 outcomes.append(entry)
             else:
                 entries.append(entry)
                 channels.append("heartbeat" if entry[1] == "" else "status")
-                outcomes.append(Outcome.STATUS)
+                outcomes.append(MessageOutcome.STATUS)
         self.store.devices.set_device_statuses(entries)
         for channel in channels:
-            self.metrics.message(channel, Outcome.STATUS)
+            self.metrics.message(channel, MessageOutcome.STATUS)
         return outcomes
 
     def _read_entry(self, topic: str, payload: bytes, retained: bool):
         """A status or a heartbeat, by its topic, as the store's entry (a heartbeat's
-        state is ``""``), or the Outcome of rejecting it. Raises ProtocolError."""
+        state is ``""``), or the MessageOutcome of rejecting it. Raises ProtocolError."""
         if topic.endswith("/heartbeat"):
             return self._read_heartbeat(topic, payload)
         return self._read_status(topic, payload, retained)
 
     def _read_status(self, topic: str, payload: bytes, retained: bool):
         """A status message as the store's (device, state, at_ms, firmware, health) tuple,
-        or the Outcome of rejecting it (an unknown device). Raises ProtocolError."""
+        or the MessageOutcome of rejecting it (an unknown device). Raises ProtocolError."""
         msg = decode_status(topic, payload, topics=self.topics)
         if msg.device not in self.site.devices:
             return self._unknown_device(topic, msg.device)
@@ -102,7 +102,7 @@ class DeviceEvents:
 
     def _read_heartbeat(self, topic: str, payload: bytes):
         """A heartbeat as the store's entry (state ``""``: presence untouched), or the
-        Outcome of rejecting it (an unknown device). Raises ProtocolError."""
+        MessageOutcome of rejecting it (an unknown device). Raises ProtocolError."""
         msg = decode_heartbeat(topic, payload, topics=self.topics)
         if msg.device not in self.site.devices:
             return self._unknown_device(topic, msg.device)
@@ -110,11 +110,11 @@ class DeviceEvents:
         health["heartbeat_ms"] = self._now_ms()
         return msg.device, "", msg.at, None, health
 
-    def _unknown_device(self, topic: str, device: str) -> Outcome:
+    def _unknown_device(self, topic: str, device: str) -> MessageOutcome:
         return self.reject(topic, f"topic {topic}: field 'device': {device!r} is not "
                                    f"in the site config {self.site.source}")
 
-    def event(self, topic: str, payload: bytes) -> Outcome:
+    def event(self, topic: str, payload: bytes) -> MessageOutcome:
         msg = decode_event(topic, payload, topics=self.topics)
         if msg.device not in self.site.devices:
             return self._unknown_device(topic, msg.device)
@@ -135,7 +135,7 @@ class DeviceEvents:
                 log.warning("cancel from %s refused: %s", msg.device, exc)
                 self.store.add_timeline(alarm.id, "cancel_refused", at_ms=now, by=msg.device,
                                         reason=str(exc))
-                return Outcome.EVENT
+                return MessageOutcome.EVENT
             log.info("alarm %s cancelled from device %s", alarm.id, msg.device)
         elif msg.event == EVENT_CHECKIN:
             self.store.devices.update_device(msg.device, "checkin", checkin_ms=now)
@@ -153,4 +153,4 @@ class DeviceEvents:
         elif msg.event == EVENT_SAFE_ROOM_LEFT:
             self.store.devices.update_device(msg.device, "safe_room_left", door_opened_ms=now)
             self.followups.safe_room_left(msg.device, msg.at, now)
-        return Outcome.EVENT
+        return MessageOutcome.EVENT

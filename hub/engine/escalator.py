@@ -24,7 +24,7 @@ from functools import partial
 from typing import Callable
 
 from hub.core.drill import pages_after_acknowledge
-from hub.core.escalation import AttemptPlan, PlannedNotification, attempt, plan, wait_after_ms
+from hub.core.escalation import AttemptPlan, PlannedPage, attempt, plan, wait_after_ms
 from hub.core.model import Alarm, AlarmState
 from hub.core.schedule import BranchState, Switches, on_duty
 from hub.core.schedule import branch_state as state_of_branch
@@ -114,7 +114,7 @@ class Escalator:
         if planned is None:
             return
         # The timeline says which attempt ran before it lists that attempt's pages.
-        claimed = self.store.pages.claim_notifications(
+        claimed = self.store.pages.claim_many(
             alarm.id, [item.key for item in planned.planned], now, LEASE_MS,
             timeline=planned.timeline)
         self.dispatch(alarm, planned, claimed, wait_here=wait_here)
@@ -157,8 +157,8 @@ class Escalator:
         ours = [(item, claim) for item, claim in zip(planned.planned, claimed) if claim]
         for item, claim in zip(planned.planned, claimed):
             if not claim:
-                log.info("notification %s already claimed: not sent again", item.key)
-                self.metrics.notification(str(item.key.channel), "skipped_claimed")
+                log.info("page %s already claimed: not sent again", item.key)
+                self.metrics.page(str(item.key.channel), "skipped_claimed")
         started = now
         if planned.planned and not ours:
             # A re-run after its worker died: every page had gone out already. The next
@@ -201,15 +201,15 @@ class Escalator:
         t = planned.timeline
         if new:
             log.info("alarm %s %s at %s/%s from %s: escalating, attempt 0 (step %s, round %s, "
-                     "%s): %d notification(s)", alarm.id, alarm.kind, alarm.branch, alarm.room,
+                     "%s): %d page(s)", alarm.id, alarm.kind, alarm.branch, alarm.room,
                      alarm.device, t["step"], t["round"], t["branch_state"],
                      len(planned.planned))
         else:
-            log.info("alarm %s attempt %d (step %s, round %s, %s): %d notification(s)",
+            log.info("alarm %s attempt %d (step %s, round %s, %s): %d page(s)",
                      alarm.id, planned.number, t["step"], t["round"], t["branch_state"],
                      len(planned.planned))
 
-    def _send_ticketed(self, item: PlannedNotification, claimed_ms: int, claim: int,
+    def _send_ticketed(self, item: PlannedPage, claimed_ms: int, claim: int,
                        ticket: PageTicket | None) -> None:
         try:
             self.pager.send_claimed(item, claimed_ms, claim, ticket)
@@ -217,7 +217,7 @@ class Escalator:
             if ticket is not None:
                 ticket.done()
 
-    def _finish_attempt(self, alarm: Alarm, number: int, planned: list[PlannedNotification],
+    def _finish_attempt(self, alarm: Alarm, number: int, planned: list[PlannedPage],
                         next_due_ms: int, checked: object = UNCHECKED) -> None:
         """Once the attempt's sends are done: a delivery failure if none got through, then
         the next attempt is scheduled (unless someone acknowledged meanwhile). ``checked``:

@@ -3,7 +3,7 @@
 Wiring: :class:`Followups` is given the site, the store, the :class:`~hub.engine.pager.Pager`
 and the clock; the service routes the provider's status callbacks, the device-command
 forwarder's hook and safe-room door events here, and the escalator tells it when an
-attempt's pages were all refused. Each follow-up has its own notification key (attempt numbers far
+attempt's pages were all refused. Each follow-up has its own page key (attempt numbers far
 above any policy's), so it is sent at most once like any page:
 
 - an SMS that ends undelivered/failed is replaced by a call at once;
@@ -28,10 +28,10 @@ from typing import Callable
 
 from hub.core.escalation import (ALL_CLEAR_ATTEMPT, FALLBACK_ATTEMPT_BASE,
                                  FOLLOWUP_CALL_BASE, RESPONDING_ATTEMPT,
-                                 SAFE_ROOM_LEFT_BASE, PlannedNotification)
+                                 SAFE_ROOM_LEFT_BASE, PlannedPage)
 from hub.core.messages import (all_clear_text, call_text, page_ref, responding_text,
                                safe_room_left_text, sms_text)
-from hub.core.model import Alarm, AlarmState, Channel, NotificationKey
+from hub.core.model import Alarm, AlarmState, Channel, PageKey
 from hub.core.reach import Reach, attempt_reach
 from hub.core.site import Site
 from hub.engine.pager import LEASE_MS, Pager
@@ -39,7 +39,7 @@ from hub.store import Store
 
 log = logging.getLogger("haven.hub")
 
-#: Paged when every notification of an attempt failed (Twilio down, numbers dead...).
+#: Paged when every page of an attempt failed (Twilio down, numbers dead...).
 FALLBACK_ROLE = "fallback"
 def same_person(contact_name: str, by: str) -> bool:
     """Whether ``by`` (who acknowledged, as typed or as the SMS/keypress contact) names the
@@ -108,7 +108,7 @@ class Followups:
             log.error("alarm %s: %s did not answer %d calls; escalation goes on", alarm_id,
                       phone, n)
             return False
-        key = NotificationKey(alarm_id, FOLLOWUP_CALL_BASE + 10 * original + n, phone,
+        key = PageKey(alarm_id, FOLLOWUP_CALL_BASE + 10 * original + n, phone,
                               Channel.CALL)
         delay_ms = int(self.site.call_retry_after_s * 1000) if n else 0
         log.warning("alarm %s: %s to %s %s; calling %s", alarm_id, channel, phone, status,
@@ -126,14 +126,14 @@ class Followups:
             alarm_id, attempt_text, phone, _ = key_text.split(":")
             alarm = self.store.get_alarm(alarm_id)
             if alarm is not None and alarm.state is AlarmState.RAISED:
-                key = NotificationKey(alarm_id, int(attempt_text), phone, Channel.CALL)
+                key = PageKey(alarm_id, int(attempt_text), phone, Channel.CALL)
                 self._place_followup_call(alarm, key).result()
             self.store.pages.call_retry_done(key_text)
         return len(due)
 
-    def _place_followup_call(self, alarm: Alarm, key: NotificationKey) -> Future:
+    def _place_followup_call(self, alarm: Alarm, key: PageKey) -> Future:
         contact = self.site.contact(key.contact)
-        return self.pager.submit(PlannedNotification(key, contact, call_text(alarm, self.site)))
+        return self.pager.submit(PlannedPage(key, contact, call_text(alarm, self.site)))
 
     def send_responding(self, alarm_id: str) -> int:
         """Text everyone who was reached for this alarm, but the person who acknowledged it,
@@ -184,8 +184,8 @@ class Followups:
         after a retryable failure while the alarm waits for a person (hub.engine.pager); the
         texts after an acknowledgement or the end are not."""
         for phone, name in names.items():
-            key = NotificationKey(alarm.id, attempt, phone, Channel.SMS)
-            self.pager.submit(PlannedNotification(key, self.site.contact(phone, name), text,
+            key = PageKey(alarm.id, attempt, phone, Channel.SMS)
+            self.pager.submit(PlannedPage(key, self.site.contact(phone, name), text,
                                                   retry=retry))
 
     def _check_reach(self, alarm: Alarm, number: int) -> None:
@@ -236,7 +236,7 @@ class Followups:
         return len(texted)
 
     def delivery_failed(self, alarm: Alarm, number: int,
-                         planned: list[PlannedNotification]) -> None:
+                         planned: list[PlannedPage]) -> None:
         """Nobody could be reached in this attempt: the API refused every page."""
         # The attempt's text (a call's words have no page reference).
         first = next((p for p in planned if p.key.channel is Channel.SMS), planned[0])
@@ -265,6 +265,6 @@ class Followups:
         text = ("HAVEN could not reach anyone for: "
                 + page_text.removeprefix("HAVEN ").removeprefix("DRILL HAVEN "))
         for contact in fallback:
-            key = NotificationKey(alarm.id, FALLBACK_ATTEMPT_BASE + number, contact.phone,
+            key = PageKey(alarm.id, FALLBACK_ATTEMPT_BASE + number, contact.phone,
                                   Channel.SMS)
-            self.pager.submit(PlannedNotification(key, contact, text[:300], ref))
+            self.pager.submit(PlannedPage(key, contact, text[:300], ref))

@@ -23,7 +23,7 @@ from device.protocol import CMD_RECEIVED, Command, Topics, decode_alarm
 from hub.core.escalation import AttemptPlan
 from hub.core.lifecycle import AlarmEvent
 from hub.core.model import LATE_MS, SAFE_ROOM_KIND, Alarm, Shelter
-from hub.core.outcome import Outcome
+from hub.core.outcome import MessageOutcome
 from hub.core.schedule import drill_in_force
 from hub.core.site import Site
 from hub.edges.metrics import Metrics
@@ -72,7 +72,7 @@ class Intake:
     def _now_ms(self) -> int:
         return int(self.clock() * 1000)
 
-    def raise_all(self, reads: list["ReadAlarm"]) -> list[Outcome]:
+    def raise_all(self, reads: list["ReadAlarm"]) -> list[MessageOutcome]:
         """Raise the alarms read together in one round trip, then page and confirm each;
         their outcomes in order. Raises ``redis.RedisError`` for an unreachable store (the
         caller then acknowledges none of them; the redelivered ones already stored are
@@ -107,7 +107,7 @@ class Intake:
                            self.site.devices[alarm.device].type == "wearable")
                           for alarm in alarms])
 
-    def read(self, topic: str, payload: bytes) -> "ReadAlarm | Outcome":
+    def read(self, topic: str, payload: bytes) -> "ReadAlarm | MessageOutcome":
         """Validate and place an alarm message, and plan its attempt 0 from the branch
         state this worker saw last (checked by the raise). Raises ProtocolError."""
         msg = decode_alarm(topic, payload, topics=self.topics, kinds=self.site.kinds.keys())
@@ -137,7 +137,7 @@ class Intake:
             timeline=pre.timeline if pre is not None else None)
         return ReadAlarm(alarm, pre, request)
 
-    def _raised(self, read: "ReadAlarm", raised: Raised) -> Outcome:
+    def _raised(self, read: "ReadAlarm", raised: Raised) -> MessageOutcome:
         """The alarm is stored (or was known): page (a new alarm's pages leave first, so
         the sender works while the rest happens here), confirm it to the device, record."""
         alarm = read.alarm
@@ -162,7 +162,7 @@ class Intake:
         if not raised.created:
             log.info("duplicate alarm %s from %s: confirmed again, not re-paged",
                      alarm.id, alarm.device)
-            return Outcome.DUPLICATE
+            return MessageOutcome.DUPLICATE
         self.metrics.alarm_stored(alarm.kind, delay_ms / 1000)
         if not kind.steps:
             # The daily test press (or any kind that pages no one): recorded, then closed at
@@ -174,9 +174,9 @@ class Intake:
             self.store.devices.update_device(alarm.device, "test_press", test_ms=alarm.received_at_ms,
                                      test_alarm=alarm.id)
             log.info("%s from %s recorded", alarm.kind, alarm.device)
-            return Outcome.STORED
+            return MessageOutcome.STORED
         self.metrics.escalation_started(0.0)
-        return Outcome.STORED
+        return MessageOutcome.STORED
 
     def _start_escalation(self, read: "ReadAlarm", raised: Raised) -> None:
         """Run a new alarm's attempt 0 (leased to this worker by the raise): its pages as

@@ -28,10 +28,10 @@ from urllib.parse import quote
 import redis
 
 from hub.engine.claimkeeper import LOST
-from hub.core.escalation import FALLBACK_ATTEMPT_BASE, PlannedNotification
+from hub.core.escalation import FALLBACK_ATTEMPT_BASE, PlannedPage
 from hub.core.site import Site
 from hub.edges.metrics import Metrics, delivery_outcome
-from hub.core.model import AlarmState, Channel, Delivery, NotificationKey
+from hub.core.model import AlarmState, Channel, Delivery, PageKey
 from hub.edges.notify import TWILIO_TIMEOUT_S, Notifier
 from hub.engine.claimkeeper import ClaimKeeper
 from hub.engine.groupcommit import GroupCommit
@@ -41,7 +41,7 @@ from hub.core.tally import PageTicket
 
 log = logging.getLogger("haven.hub")
 
-#: How long a worker holds an escalation attempt or a notification claim, in ms. A worker
+#: How long a worker holds an escalation attempt or a page claim, in ms. A worker
 #: killed mid-attempt is replaced after this; sends time out before it (TWILIO_TIMEOUT_S).
 LEASE_MS = 4000
 #: First pause before resending a retryable failure (429, 5xx, connection), in seconds;
@@ -96,7 +96,7 @@ class Pager:
         self.claims = ClaimKeeper(store.pages.renew_claims)
         #: Pages' outcomes recorded by their sender threads, those recording at the same
         #: time in one round trip (hub.engine.groupcommit).
-        self.records = GroupCommit(store.pages.record_notifications)
+        self.records = GroupCommit(store.pages.record_many)
 
     def _now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -127,27 +127,27 @@ class Pager:
         for _ in range(sender_threads):
             self.senders.submit(warm_one)
 
-    def submit(self, item: PlannedNotification) -> Future:
+    def submit(self, item: PlannedPage) -> Future:
         """Claim, send and record ``item`` on a sender thread (a follow-up's page)."""
         return self.senders.submit(self.send, item)
 
-    def send(self, item: PlannedNotification) -> Delivery | None:
+    def send(self, item: PlannedPage) -> Delivery | None:
         """Claim, send, record. Runs on a sender thread; never raises."""
         try:
             claimed_ms = self._now_ms()
-            claim = self.store.pages.claim_notification(item.key, claimed_ms, LEASE_MS)
+            claim = self.store.pages.claim(item.key, claimed_ms, LEASE_MS)
             if not claim:
-                log.info("notification %s already claimed: not sent again", item.key)
-                self.metrics.notification(str(item.key.channel), "skipped_claimed")
+                log.info("page %s already claimed: not sent again", item.key)
+                self.metrics.page(str(item.key.channel), "skipped_claimed")
                 return None
         except Exception:
             log.exception("claiming %s failed", item.key)
             return None
         return self.send_claimed(item, claimed_ms, claim)
 
-    def send_claimed(self, item: PlannedNotification, claimed_ms: int,
+    def send_claimed(self, item: PlannedPage, claimed_ms: int,
                       claim: int = 1, ticket: PageTicket | None = None) -> Delivery | None:
-        """Send a notification this worker claimed at ``claimed_ms``, and record the
+        """Send a page this worker claimed at ``claimed_ms``, and record the
         outcome. ``claim`` > 1 is the ms of a dead worker's claim taken over: the provider
         is asked first whether that worker's page got through. ``ticket``: the page's
         place in its attempt (hub.core.tally): the last page's record finishes the attempt.
@@ -162,7 +162,7 @@ class Pager:
                 if sid is not None:
                     delivery = Delivery.sent(sid)
                     self._record(item, delivery, now, ticket)
-                    self.metrics.notification(str(item.key.channel), "reconciled")
+                    self.metrics.page(str(item.key.channel), "reconciled")
                     log.warning("%s to %s for alarm %s: a dead worker's page had reached the "
                                 "API (%s): recorded, not sent again", item.key.channel,
                                 item.contact.name, item.key.alarm_id, sid)
@@ -173,7 +173,7 @@ class Pager:
                 claimed_ms = now
             delivery = self._deliver(item, claimed_ms)
             self._record(item, delivery, self._now_ms(), ticket)
-            self.metrics.notification(str(item.key.channel), delivery_outcome(delivery))
+            self.metrics.page(str(item.key.channel), delivery_outcome(delivery))
             if delivery.ok:
                 log.info("%s to %s for alarm %s: accepted (%s)%s", item.key.channel,
                          item.contact.name, item.key.alarm_id, delivery.sid,
@@ -188,16 +188,16 @@ class Pager:
             return delivery
         except Exception:  # a sender thread must not die silently
             log.exception("sending %s failed", item.key)
-            self.metrics.notification(str(item.key.channel), "error")
+            self.metrics.page(str(item.key.channel), "error")
             return None
 
-    def _taken_over(self, item: PlannedNotification, how: str) -> None:
-        log.warning("notification %s %s was taken over by another worker: not sent here",
+    def _taken_over(self, item: PlannedPage, how: str) -> None:
+        log.warning("page %s %s was taken over by another worker: not sent here",
                     item.key, how)
-        self.metrics.notification(str(item.key.channel), "skipped_claimed")
+        self.metrics.page(str(item.key.channel), "skipped_claimed")
         return None
 
-    def _record(self, item: PlannedNotification, delivery: Delivery, at_ms: int,
+    def _record(self, item: PlannedPage, delivery: Delivery, at_ms: int,
                 ticket: PageTicket | None) -> None:
         """Record a page's outcome (with other senders' records of the moment, in one round
         trip: hub.engine.groupcommit); if it is its attempt's last page out, finish the attempt
@@ -220,7 +220,7 @@ class Pager:
         if check is not None:
             ticket.finished(checked)
 
-    def _already_sent(self, item: PlannedNotification, since_ms: int) -> str | None:
+    def _already_sent(self, item: PlannedPage, since_ms: int) -> str | None:
         """The provider's id of this page if a worker that died after claiming it at
         ``since_ms`` got it accepted; ``None`` if not, or if the provider cannot tell (then
         the page goes out again: twice is better than never, and the metric
@@ -252,16 +252,16 @@ class Pager:
             later = []
             current = self.store.pages.escalation_attempt(key.alarm_id)
             if key.step < FALLBACK_ATTEMPT_BASE and current is not None:
-                later = [NotificationKey(key.alarm_id, n, key.contact, key.channel)
+                later = [PageKey(key.alarm_id, n, key.contact, key.channel)
                          for n in range(key.step + 1, current + 1)]
             claim = self.store.pages.reclaim_page(key, later, now, LEASE_MS)
             if claim < 0:  # a later attempt paged the person, or it went out meanwhile
                 self.store.pages.drop_page_retry(slot, key.step)
-                self.metrics.notification(str(key.channel), "superseded")
+                self.metrics.page(str(key.channel), "superseded")
                 continue
             if claim == 0:  # another worker is sending it now; its record decides
                 continue
-            item = PlannedNotification(key, self.site.contact(key.contact, retry.contact_name),
+            item = PlannedPage(key, self.site.contact(key.contact, retry.contact_name),
                                        retry.text, retry.ref, tries=retry.tries)
             self.claims.hold(key, now)
             self.metrics.page_retried(str(key.channel))
@@ -273,7 +273,7 @@ class Pager:
             sent += 1
         return sent
 
-    def _deliver(self, item: PlannedNotification, lease_from_ms: int) -> Delivery:
+    def _deliver(self, item: PlannedPage, lease_from_ms: int) -> Delivery:
         """Send once, and again after a short, growing, jittered pause while the failure is
         retryable and another try fits in the claim's lease (from ``lease_from_ms``),
         renewed for it if need be, so no other worker can take the claim over meanwhile.

@@ -12,7 +12,7 @@ from typing import Callable
 
 from device.protocol import Topics
 
-from hub.core.outcome import Outcome
+from hub.core.outcome import MessageOutcome
 from hub.edges.metrics import Metrics, channel_of
 from hub.store import Store
 
@@ -27,9 +27,9 @@ class Rejects:
                  clock: Callable[[], float]):
         self.store, self.metrics, self.topics, self.clock = store, metrics, topics, clock
 
-    def __call__(self, topic: str, reason: str) -> Outcome:
+    def __call__(self, topic: str, reason: str) -> MessageOutcome:
         log.warning("rejected message: %s", reason)
         self.store.devices.record_rejected(topic, reason, int(self.clock() * 1000))
-        self.metrics.message(channel_of(topic, self.topics), Outcome.REJECTED, reason,
+        self.metrics.message(channel_of(topic, self.topics), MessageOutcome.REJECTED, reason,
                              topic=topic)
-        return Outcome.REJECTED
+        return MessageOutcome.REJECTED

@@ -33,7 +33,7 @@ from typing import Callable
 from device.protocol import ProtocolError, Topics
 
 from hub.core.model import LATE_MS, Alarm
-from hub.core.outcome import Outcome
+from hub.core.outcome import MessageOutcome
 from hub.core.schedule import BranchState, Switches
 from hub.core.site import Site
 from hub.edges.metrics import Metrics
@@ -47,7 +47,7 @@ from hub.engine.pager import LEASE_MS, Pager
 from hub.engine.rejects import Rejects
 from hub.store import Store
 
-__all__ = ["AlarmService", "Outcome", "LEASE_MS", "TICK_S", "LATE_MS"]
+__all__ = ["AlarmService", "MessageOutcome", "LEASE_MS", "TICK_S", "LATE_MS"]
 
 #: Sender threads warmed at hub start: an emergency's first step pages a few contacts by
 #: SMS and call at once.
@@ -124,7 +124,7 @@ class AlarmService:
 
     # --- messages from devices, routed by topic ---------------------------------------
 
-    def handle(self, topic: str, payload: bytes, *, retained: bool = False) -> Outcome:
+    def handle(self, topic: str, payload: bytes, *, retained: bool = False) -> MessageOutcome:
         """Handle one MQTT message. Raises only when the store is unreachable
         (``redis.RedisError``): the caller must then not acknowledge the message.
 
@@ -134,25 +134,25 @@ class AlarmService:
             _, channel = self.topics.parse(topic)
             if channel == "alarm":
                 read = self.intake.read(topic, payload)
-                outcome = read if isinstance(read, Outcome) else self.intake.raise_all([read])[0]
+                outcome = read if isinstance(read, MessageOutcome) else self.intake.raise_all([read])[0]
             elif channel in ("status", "heartbeat"):
                 outcome = self.devices.status(topic, payload, retained)
             elif channel == "event":
                 outcome = self.devices.event(topic, payload)
             else:
-                outcome = Outcome.IGNORED
+                outcome = MessageOutcome.IGNORED
         except ProtocolError as exc:
             return self.reject(topic, str(exc))
-        if outcome is not Outcome.REJECTED:  # rejects count their own, with the reason
+        if outcome is not MessageOutcome.REJECTED:  # rejects count their own, with the reason
             self.metrics.message(channel, outcome)
         return outcome
 
-    def handle_batch(self, messages: list[tuple[str, bytes, bool]]) -> list[Outcome]:
+    def handle_batch(self, messages: list[tuple[str, bytes, bool]]) -> list[MessageOutcome]:
         """:meth:`handle` for messages read from the broker together (``(topic, payload,
         retained)``), in order: consecutive alarms are stored in one Redis round trip, so a
         burst costs a round trip per read, not per alarm. Raises like :meth:`handle` (the
         caller then acknowledges none of them)."""
-        outcomes: list[Outcome] = []
+        outcomes: list[MessageOutcome] = []
         reads: list[tuple[int, ReadAlarm]] = []
         for topic, payload, retained in messages:
             try:
@@ -168,15 +168,15 @@ class AlarmService:
             except ProtocolError as exc:
                 outcomes.append(self.reject(topic, str(exc)))
                 continue
-            if isinstance(read, Outcome):
+            if isinstance(read, MessageOutcome):
                 outcomes.append(read)
             else:
                 reads.append((len(outcomes), read))
-                outcomes.append(Outcome.IGNORED)  # replaced once raised
+                outcomes.append(MessageOutcome.IGNORED)  # replaced once raised
         self._raise_reads(reads, outcomes)
         return outcomes
 
-    def _raise_reads(self, reads: list[tuple[int, ReadAlarm]], outcomes: list[Outcome]) -> None:
+    def _raise_reads(self, reads: list[tuple[int, ReadAlarm]], outcomes: list[MessageOutcome]) -> None:
         """Raise the alarms gathered so far in one round trip; their outcomes in place."""
         raised = self.intake.raise_all([read for _, read in reads])
         for (index, _), outcome in zip(reads, raised):
@@ -184,7 +184,7 @@ class AlarmService:
             self.metrics.message("alarm", outcome)
         reads.clear()
 
-    def handle_statuses(self, messages: list[tuple[str, bytes, bool]]) -> list[Outcome]:
+    def handle_statuses(self, messages: list[tuple[str, bytes, bool]]) -> list[MessageOutcome]:
         """Statuses and heartbeats read together, stored in one round trip
         (DeviceEvents.statuses)."""
         return self.devices.statuses(messages)

@@ -43,7 +43,7 @@ import redis
 
 from hub.core.troubles import (SILENT_AFTER_S, TROUBLE_VALUES, Trouble, TroubleNotice, diff,
                                outbox_since, troubles)
-from hub.engine.outage import Outage
+from hub.edges.outage import Outage
 from hub.config.site import Device, Site
 from hub.store.alarms import Store
 

@@ -37,7 +37,7 @@ from hub.core.model import Delivery
 from hub.edges.notify import Notifier
 from hub.config.site import Contact, Site
 
-from hub.engine.outage import Outage
+from hub.edges.outage import Outage
 from hub.incidents.mail import Mailer
 from hub.incidents.model import PERSONAL_FIELDS, Incident, ReportStatus
 from hub.incidents.store import IncidentStore

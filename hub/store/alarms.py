@@ -1,4 +1,4 @@
-"""Redis store: alarms, timelines, notification claims, device health, live events.
+"""Redis store: alarms, timelines, page claims, device health, live events.
 
 The Redis connection is passed in (never global) and every key lives under one
 prefix (default ``haven``)::
@@ -6,7 +6,7 @@ prefix (default ``haven``)::
     haven:alarm:<id>              hash   the alarm (see model.Alarm.to_fields)
     haven:alarms:active           zset   active alarm ids, scored by received_at_ms
     haven:timeline:<id>           stream append-only timeline of one alarm
-    haven:notification:<key>      string claim and outcome of one notification
+    haven:notification:<key>      string claim and outcome of one page (a stored name, kept)
     haven:escalations             zset   escalating alarm ids, scored by the next attempt's due ms
     haven:escalation:<id>         hash   ``attempt``: the number of the next attempt
     haven:device:<id>             hash   last status of a device
@@ -15,7 +15,7 @@ prefix (default ``haven``)::
     haven:rejected                stream messages that broke the wire contract (capped)
     haven:device-commands         stream commands for devices, consumed by hub workers
                                          (consumer group "hub") and published over MQTT
-    haven:call-retries            zset   unanswered calls to place again (notification key
+    haven:call-retries            zset   unanswered calls to place again (page key
                                          of the new call), scored by due ms
     haven:followups               stream pages that finally failed (from status callbacks),
                                          consumed by hub workers: call instead, call again
@@ -24,7 +24,7 @@ prefix (default ``haven``)::
     haven:events                  pubsub live events for dashboards (JSON)
 
 This module holds alarms, timelines, transitions and escalation timers; branch switches
-(:mod:`hub.store.branches`), notification claims and follow-ups
+(:mod:`hub.store.branches`), page claims and follow-ups
 (:mod:`hub.store.pages`) and devices (:mod:`hub.store.devices`) are mixins of
 the one :class:`Store`.
 
@@ -44,7 +44,7 @@ import redis
 
 from hub.core.drill import make_real
 from hub.core.lifecycle import AlarmEvent, transition
-from hub.core.model import SAFE_ROOM_KIND, Alarm, NotificationKey
+from hub.core.model import SAFE_ROOM_KIND, Alarm, PageKey
 from hub.store.branches import SHELTER_FIELD, BranchStore, parse_overrides, parse_switches
 from hub.store.devices import COMMANDS_MAXLEN, DeviceStore
 from hub.store.pages import CLAIM_TTL_S, PageStore, finish_checked_lua, finished_or_failed, flat_json
@@ -54,7 +54,7 @@ __all__ = ["Store", "Raised", "RaiseRequest", "CLAIM_TTL_S", "parse_switches", "
 
 _RAISE = """
 -- KEYS: alarm hash, active zset, timeline stream, escalations zset, escalation hash,
---       branch hash, branch overrides hash, then notification keys of attempt 0
+--       branch hash, branch overrides hash, then page keys of attempt 0
 -- ARGV: channel, event json, received_at_ms, alarm id, escalate (1/0), lease_ms,
 --       the alarm's fields (a JSON array: field, value, field, value ...), expected
 --       branch state ('' for none), claim ttl_s, the attempt's timeline entry (a JSON
@@ -131,7 +131,7 @@ return moved
 """
 
 
-# KEYS: escalations zset, escalation hash, then the attempt's notification keys
+# KEYS: escalations zset, escalation hash, then the attempt's page keys
 # ARGV: alarm id, attempt done, next due ms
 _FINISH_CHECKED = finish_checked_lua(zset=1, escalation=2, first_page=3, alarm=1, attempt=2,
                                      due=3)
@@ -204,7 +204,7 @@ class RaiseRequest:
     escalate: bool
     lease_ms: int
     expect: tuple[tuple[str, ...], tuple[str, ...]] | None = None
-    claims: tuple[NotificationKey, ...] = ()
+    claims: tuple[PageKey, ...] = ()
     timeline: dict[str, Any] | None = None
 
 
@@ -282,7 +282,7 @@ class Store:
 
     def raise_leased(self, alarm: Alarm, *, escalate: bool, lease_ms: int,
                      expect: tuple[tuple[str, ...], tuple[str, ...]] | None = None,
-                     claims: list[NotificationKey] = (),
+                     claims: list[PageKey] = (),
                      timeline: dict[str, Any] | None = None) -> Raised:
         """:meth:`raise_alarm` in one round trip that also leases attempt 0 to the caller
         for ``lease_ms`` (0: due now, for the timers) and reads the branch's switches and
@@ -342,7 +342,7 @@ class Store:
                                          args=[alarm_id, attempt, next_due_ms]))
 
     def finish_unless_all_failed(self, alarm_id: str, attempt: int, next_due_ms: int,
-                                 keys: list[NotificationKey]) -> bool | None:
+                                 keys: list[PageKey]) -> bool | None:
         """:meth:`finish_attempt`, in the same round trip as checking the attempt's pages
         (``keys``): ``None``, finishing nothing, when every one of them failed (the caller
         reports the delivery failure, then calls :meth:`finish_attempt`)."""

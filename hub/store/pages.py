@@ -1,4 +1,4 @@
-"""Notification claims and outcomes, follow-ups and call retries in Redis.
+"""Page claims and outcomes, follow-ups and call retries in Redis.
 
 Keys (under the store's prefix)::
 
@@ -23,12 +23,12 @@ from typing import Any, Callable
 
 import redis
 
-from hub.core.model import Delivery, NotificationKey
+from hub.core.model import Delivery, PageKey
 from hub.core.tally import FinishCheck
 from hub.store.devices import COMMANDS_MAXLEN
 from hub.store.redisops import WORKERS_GROUP, read_group, run_scripts
 
-#: How long notification claims are kept, in seconds: far longer than any
+#: How long page claims are kept, in seconds: far longer than any
 #: alarm can be redelivered by the broker.
 CLAIM_TTL_S = 30 * 24 * 3600
 
@@ -38,7 +38,7 @@ class PageRetry:
     """A page to try again at ``due_ms`` after a retryable failure: its key, reference,
     contact and text, and how many tries failed so far (``tries``, for the backoff)."""
 
-    key: NotificationKey
+    key: PageKey
     ref: str
     contact_name: str
     text: str
@@ -53,7 +53,7 @@ class PageRetry:
     @classmethod
     def from_json(cls, text: str) -> "PageRetry":
         fields = json.loads(text)
-        return cls(NotificationKey.parse(fields["key"]), fields["ref"], fields["contact"],
+        return cls(PageKey.parse(fields["key"]), fields["ref"], fields["contact"],
                    fields["text"], int(fields["tries"]), int(fields["due_ms"]))
 
 
@@ -62,12 +62,12 @@ class PageRecord:
     """What happened to one claimed page (``key``, sent to ``contact_name``): its
     ``delivery`` at ``at_ms``; with ``finish``, the attempt's last page out, whose record
     also finishes the attempt (hub.core.tally). ``slot``: the page is retried after a retryable
-    failure (``NotificationKey.slot``; "" never), at ``retry`` when it failed so (the
+    failure (``PageKey.slot``; "" never), at ``retry`` when it failed so (the
     first page accepted after the alarm was NOT delivered also tells its device
     ``paging``). ``quiet``: a retry's failure, kept out of the timeline (its first failure
     is there, and the recovery will be)."""
 
-    key: NotificationKey
+    key: PageKey
     contact_name: str
     delivery: Delivery
     at_ms: int
@@ -85,7 +85,7 @@ def flat_json(fields: dict[str, Any]) -> str:
 
 
 _CLAIM_MANY = """
--- KEYS: the alarm's timeline stream, then notification keys
+-- KEYS: the alarm's timeline stream, then page keys
 -- ARGV: now_ms, lease_ms, ttl_s, then timeline field/value pairs (none: no entry)
 -- The attempt's timeline entry, then a claim of each key; returns each key's result:
 -- free: take it (1); claimed by a worker that has not reported for lease_ms (it died,
@@ -116,7 +116,7 @@ return out
 
 
 _RENEW_MANY = """
--- KEYS: notification keys; ARGV: now_ms, ttl_s, then each key's claim ms
+-- KEYS: page keys; ARGV: now_ms, ttl_s, then each key's claim ms
 -- Each key still holding its claim (no other worker took it over) restarts its lease from
 -- now: 1; else 0.
 local out = {}
@@ -132,7 +132,7 @@ return out
 """
 
 _RECORD_BODY = """
--- KEYS: notification key, timeline stream, page-retries zset, page-retry hash, alarm hash,
+-- KEYS: page key, timeline stream, page-retries zset, page-retry hash, alarm hash,
 --       device-commands stream
 -- ARGV: channel, event json, outcome, ttl, timeline entry (JSON array of field/value
 --       pairs; '' for none), slot ('' for a page never retried), retry (JSON with due_ms
@@ -208,13 +208,13 @@ def finished_or_failed(reply: Any) -> bool | None:
 
 
 # _RECORD, then the attempt's finish (finish_checked_lua), in one round trip. Further KEYS:
-# escalations zset, escalation hash, then the attempt's notification keys; further ARGV:
+# escalations zset, escalation hash, then the attempt's page keys; further ARGV:
 # alarm id, attempt, next due ms.
 _RECORD_FINISH = _RECORD_BODY + finish_checked_lua(zset=7, escalation=8, first_page=9,
                                                    alarm=12, attempt=13, due=14)
 
 _RECLAIM = """
--- KEYS: a page's notification key, then the same contact and channel's keys of the
+-- KEYS: a page's page key, then the same contact and channel's keys of the
 --       alarm's later attempts
 -- ARGV: now_ms, lease_ms, ttl_s
 -- Claims a page that failed retryably, to try it again: -1 a later attempt paged the same
@@ -277,17 +277,17 @@ class PageStore:
         self._reclaim = client.register_script(_RECLAIM)
         self._drop_retry = client.register_script(_DROP_RETRY)
 
-    def claim_notification(self, key: NotificationKey, now_ms: int, lease_ms: int) -> int:
+    def claim(self, key: PageKey, now_ms: int, lease_ms: int) -> int:
         """Atomically claim the right to send ``key``: 0 if it was sent, failed, or is
         claimed by a worker heard from within ``lease_ms``; 1 for a fresh claim; for a
         stale claim taken over (its worker died between claiming and recording, perhaps
         after the provider accepted the page), the old claim's ms (> 1)."""
-        return self.claim_notifications(key.alarm_id, [key], now_ms, lease_ms)[0]
+        return self.claim_many(key.alarm_id, [key], now_ms, lease_ms)[0]
 
-    def claim_notifications(self, alarm_id: str, keys: list[NotificationKey], now_ms: int,
+    def claim_many(self, alarm_id: str, keys: list[PageKey], now_ms: int,
                             lease_ms: int, *, timeline: dict[str, Any] | None = None
                             ) -> list[int]:
-        """:meth:`claim_notification` for each of ``keys`` (all of ``alarm_id``), after
+        """:meth:`claim` for each of ``keys`` (all of ``alarm_id``), after
         writing ``timeline`` (an entry of the alarm's timeline), in one script: one round
         trip (a pipeline of scripts costs redis-py a SCRIPT EXISTS round trip more)."""
         pairs = [str(x) for kv in (timeline or {}).items() for x in kv]
@@ -297,12 +297,12 @@ class PageStore:
             args=[now_ms, lease_ms, CLAIM_TTL_S, *pairs])
         return [int(x) for x in found]
 
-    def renew_claim(self, key: NotificationKey, claimed_ms: int, now_ms: int) -> bool:
+    def renew_claim(self, key: PageKey, claimed_ms: int, now_ms: int) -> bool:
         """Restart the lease of this worker's claim made at ``claimed_ms``; ``False`` if the
         claim is no longer that one (its lease ran out and another worker took it)."""
         return self.renew_claims([(key, claimed_ms)], now_ms)[0]
 
-    def renew_claims(self, claims: list[tuple[NotificationKey, int]],
+    def renew_claims(self, claims: list[tuple[PageKey, int]],
                      now_ms: int) -> list[bool]:
         """:meth:`renew_claim` for each ``(key, claim ms)``, in one round trip."""
         if not claims:
@@ -311,31 +311,31 @@ class PageStore:
                                  args=[now_ms, CLAIM_TTL_S, *(ms for _, ms in claims)])
         return [bool(x) for x in found]
 
-    def notification_outcome(self, key: NotificationKey) -> str | None:
+    def outcome(self, key: PageKey) -> str | None:
         return self.r.get(self.key("notification", str(key)))
 
-    def notification_outcomes(self, keys: list[NotificationKey]) -> list[str | None]:
-        """:meth:`notification_outcome` of each key, in one round trip."""
+    def outcomes(self, keys: list[PageKey]) -> list[str | None]:
+        """:meth:`outcome` of each key, in one round trip."""
         if not keys:
             return []
         return self.r.mget([self.key("notification", str(key)) for key in keys])
 
-    def record_notification(self, key: NotificationKey, contact_name: str,
+    def record(self, key: PageKey, contact_name: str,
                             delivery: Delivery, at_ms: int, *,
                             finish: FinishCheck | None = None) -> bool | None:
-        """Record what happened to a claimed notification, in its claim and the timeline.
+        """Record what happened to a claimed page, in its claim and the timeline.
 
         With ``finish`` (this was the attempt's last page out), also finish the attempt in
         the same round trip, as :meth:`hub.store.alarms.Store.finish_unless_all_failed` does, and
         return what that would."""
-        result = self.record_notifications([PageRecord(key, contact_name, delivery, at_ms,
+        result = self.record_many([PageRecord(key, contact_name, delivery, at_ms,
                                                        finish)])[0]
         if isinstance(result, Exception):
             raise result
         return result
 
-    def record_notifications(self, records: list["PageRecord"]) -> list[Any]:
-        """:meth:`record_notification` of each record in one round trip (many sender
+    def record_many(self, records: list["PageRecord"]) -> list[Any]:
+        """:meth:`record` of each record in one round trip (many sender
         threads' records, through hub.engine.groupcommit): each one's answer, or the error it
         alone met (an ``Exception`` instance). Raises ``redis.RedisError`` if the store
         cannot be reached."""
@@ -383,7 +383,7 @@ class PageStore:
     def ack_followup(self, entry_id: str) -> None:
         self.r.xack(self.key("followups"), WORKERS_GROUP, entry_id)
 
-    def schedule_call_retry(self, key: NotificationKey, due_ms: int) -> None:
+    def schedule_call_retry(self, key: PageKey, due_ms: int) -> None:
         """Place the call ``key`` at ``due_ms`` (durable: any worker's timer places it)."""
         self.r.zadd(self.key("call-retries"), {str(key): due_ms})
 
@@ -418,7 +418,7 @@ class PageStore:
         found = [PageRetry.from_json(v) for v in self.r.hvals(self.key("page-retry"))]
         return [p for p in found if alarm_id is None or p.key.alarm_id == alarm_id]
 
-    def reclaim_page(self, key: NotificationKey, later: list[NotificationKey], now_ms: int,
+    def reclaim_page(self, key: PageKey, later: list[PageKey], now_ms: int,
                      lease_ms: int) -> int:
         """Claim a page that failed retryably to try it again (see ``_RECLAIM``): -1 one of
         ``later`` (the same person's pages of later attempts) exists, -2 it was accepted,
