@@ -151,6 +151,22 @@ def test_find_sent_tells_whether_a_page_reached_the_api(fake_twilio):
     assert notifier.find_sent("call", "+12065550101", ref="", text="", since_s=since) is None
 
 
+def test_find_sent_reads_back_past_a_busy_desks_later_texts(fake_twilio):
+    """A security desk paged for every alarm of a busy site: its page to be checked is
+    dozens of texts back by the time another worker takes the claim over."""
+    import time as _time
+    notifier = TwilioNotifier(fake_twilio.account_sid, fake_twilio.auth_token,
+                              from_number="+12065550000", api_base=fake_twilio.url)
+    since = _time.time() - 1
+    page = notifier.send_sms("+12065550103", "HAVEN Assistance needed: Main. Ref 3b1f4352-1")
+    for n in range(60):
+        notifier.send_sms("+12065550103", f"HAVEN Assistance needed: Main. Ref {n:08x}-1")
+    assert notifier.find_sent("sms", "+12065550103", ref="3b1f4352-1", text="",
+                              since_s=since) == page.sid
+    assert notifier.find_sent("sms", "+12065550103", ref="3b1f4352-2", text="",
+                              since_s=since) is None
+
+
 def test_carries_ref_needs_the_whole_reference():
     from hub.edges.notify import carries_ref
     assert carries_ref("HAVEN X. Ref 86bce38e-2", "86bce38e-2")
