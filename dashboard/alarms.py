@@ -76,6 +76,7 @@ EVENT_LABELS = {
     "paging_resumed": "Pages getting through again",
     "real": "Made REAL: not a drill",
     "arc": "Monitoring centre",
+    "alerted": "Colleague's device alerted", "responded": "Responding (from their device)",
 }
 #: What a monitoring-centre receiver answered (hub.arc), in words.
 ARC_ANSWERS = {"ACK": "received (ACK)", "NAK": "rejected (NAK)",
@@ -181,6 +182,9 @@ def timeline_rows(entries: list[dict[str, str]]) -> list[Row]:
                 bad = e.get("outcome") != "ACK"
         elif event == "real":
             detail = f"via {e.get('via', '?')}: paged with the real policy, police included"
+        elif event in ("alerted", "responded"):  # colleagues' devices (hub.colleagues)
+            detail = f"device {e.get('device', '?')}" + \
+                (f" of {e['contact']}" if e.get("contact") else "")
         elif event == "resolution":  # its resolve is missing (an old or trimmed timeline)
             detail = _outcome(e)
         elif event == "resolved" and outcome:

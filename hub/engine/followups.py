@@ -170,12 +170,13 @@ class Followups:
         return len(reached)
 
     def _reached(self, alarm: Alarm) -> tuple[dict[str, str], bool]:
-        """Who a page of this alarm reached the API for (phone -> contact name), from its
-        timeline, and whether it is a drill (its own, not its branch's: hub.core.drill)."""
+        """Who a page of this alarm reached the API for, or whose device was alerted
+        (hub.engine.colleagues) (phone -> contact name), from its timeline, and whether it
+        is a drill (its own, not its branch's: hub.core.drill)."""
         reached: dict[str, str] = {}
         drill = alarm.drill
         for entry in self.store.timeline(alarm.id):
-            if entry["event"] == "notified":
+            if entry["event"] in ("notified", "alerted"):
                 reached.setdefault(entry["to"], entry["contact"])
         return reached, drill
 
