@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 UNITS = Path(__file__).resolve().parents[2] / "deploy" / "systemd"
-NAMES = ("haven-device.service", "haven-hub.engine.service", "haven-dashboard.service")
+NAMES = ("haven-device.service", "haven-hub.service", "haven-dashboard.service")
 SYSTEM_UNITS = Path("/usr/lib/systemd/system")
 
 
@@ -73,7 +73,7 @@ def test_the_device_unit_has_a_watchdog_and_still_reaches_gpio():
     assert "DeviceAllow=char-gpiochip rw" in text.splitlines()
 
 
-@pytest.mark.parametrize("name", ["haven-hub.engine.service", "haven-dashboard.service"])
+@pytest.mark.parametrize("name", ["haven-hub.service", "haven-dashboard.service"])
 def test_hub_and_dashboard_claim_no_watchdog_they_do_not_feed(name):
     """Neither process sends sd_notify: Type=notify or WatchdogSec= would kill it."""
     service = read_unit(name)["Service"]
