@@ -14,7 +14,8 @@ Layout::
                                       channels = ["sms", "call"], wait_s = 120, repeat = 1
     [[kinds.<kind>.lone_worker_step]] the policy while a branch has a lone worker
     [[branch]]        id, name, timezone, checkin_every_s = 1800, checkin_grace_s = 120
-    [[branch.room]]   id, name, safe_room = false
+    [[branch.room]]   id, name, safe_room = false, and on a floor plan: floor, at / area
+    [[branch.floor]]  id, name, plan (an .svg or .png beside this file): hub.floorplans
     [[device]]        id, branch, room, type = "wearable"|"wall"|"safe_room", holder
     [[contact]]       name, phone (E.164), branches = [...], roles = [...],
                       on_duty = ["westside Mon-Fri 12:00-21:00", ...] (none: always)
@@ -37,6 +38,7 @@ from device.protocol import ID_RE, KIND_RE
 
 from .arc.config import parse_arc
 from .errors import ConfigError, Problem
+from .floorplans import ROOM_PLAN_FIELDS, parse_floors
 from .schedule import ScheduleError, parse_shift
 from .site_incidents import parse_incidents
 from .sitemodel import Branch, Contact, Device, Kind, Room, Site, Step
@@ -131,11 +133,12 @@ def load_site(path: str | Path) -> Site:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError([Problem(source, None, "", f"cannot read: {exc.strerror}")]) from None
-    return parse_site(text, source)
+    return parse_site(text, source, base_dir=path.parent)
 
 
-def parse_site(text: str, source: str = "<site>") -> Site:
-    """Validate site TOML ``text``; ``source`` names the file in error messages."""
+def parse_site(text: str, source: str = "<site>", base_dir: str | Path | None = None) -> Site:
+    """Validate site TOML ``text``; ``source`` names the file in error messages;
+    ``base_dir`` is where floor plan paths are relative to (default: the current folder)."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -161,7 +164,7 @@ def parse_site(text: str, source: str = "<site>") -> Site:
                                                     30, 0, 900, "seconds")}
 
     kinds = _kinds(check, data)
-    branches = _branches(check, data)
+    branches = _branches(check, data, Path(base_dir or "."))
     devices = _devices(check, data, branches)
     contacts = _contacts(check, data, branches)
     if not check.problems:  # reach is only meaningful once every entry reads cleanly
@@ -253,14 +256,14 @@ def _steps(check: _Checker, raw_kind: dict, kpath: tuple, key: str) -> tuple[Ste
     return tuple(steps)
 
 
-def _branches(check: _Checker, data: dict) -> dict[str, Branch]:
+def _branches(check: _Checker, data: dict, base_dir: Path) -> dict[str, Branch]:
     branches: dict[str, Branch] = {}
     entries = check.array(data, "branch")
     if not entries and "branch" not in data:
         check.add(("branch",), "missing: describe at least one [[branch]]")
     for path, raw in entries:
         raw = check.table(raw, path, ("id", "name", "timezone", "room", "checkin_every_s",
-                                      "checkin_grace_s"))
+                                      "checkin_grace_s", "floor"))
         if raw is None:
             continue
         branch_id = check.text(raw, path, "id", pattern=ID_RE,
@@ -274,6 +277,7 @@ def _branches(check: _Checker, data: dict) -> dict[str, Branch]:
                 check.add(path + ("timezone",),
                           f"{tz!r} is not a known IANA zone (e.g. \"America/Chicago\")")
         rooms = _rooms(check, raw, path, branch_id or "?")
+        floors = parse_floors(check, raw, path, [r.id for r in rooms], base_dir)
         timing = {key: check.number(raw, path, key, default, low, high, "seconds")
                   for key, default, low, high in (("checkin_every_s", 1800, 60, 86400),
                                                   ("checkin_grace_s", 120, 10, 3600))}
@@ -283,7 +287,7 @@ def _branches(check: _Checker, data: dict) -> dict[str, Branch]:
             check.add(path + ("id",), f"branch {branch_id!r} is declared twice")
             continue
         branches[branch_id] = Branch(branch_id, name or branch_id, tz or "UTC", tuple(rooms),
-                                     **timing)
+                                     **timing, floors=floors)
     return branches
 
 
@@ -295,7 +299,7 @@ def _rooms(check: _Checker, raw_branch: dict, bpath: tuple, branch_id: str) -> l
         return rooms
     for i, raw in enumerate(raw_rooms):
         path = bpath + ("room", i)
-        raw = check.table(raw, path, ("id", "name", "safe_room"))
+        raw = check.table(raw, path, ("id", "name", "safe_room") + ROOM_PLAN_FIELDS)
         if raw is None:
             continue
         room_id = check.text(raw, path, "id", pattern=ID_RE,
