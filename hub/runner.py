@@ -154,6 +154,7 @@ def run_hub(settings: HubSettings) -> None:
                            senders, escalators=escalators, topics=topics, metrics=metrics,
                            public_url=settings.public_url,
                            confirm=lambda t, p: mqtt_box[0].publish(t, p, qos=0))
+    service.plan_links = settings.plan_links  # responders' texts link the floor plan
     metrics_server = None
     if settings.metrics_port is not None:
         metrics_server = metrics.serve("127.0.0.1", settings.metrics_port)

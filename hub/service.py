@@ -46,6 +46,7 @@ from .metrics import Metrics, channel_of
 from .model import Alarm, AlarmState
 from .notify import Notifier
 from .outcome import Outcome
+from .planlink import plan_url
 from .schedule import BranchState, Switches, on_duty
 from .sending import LEASE_MS, SendingMixin
 from .site import Site
@@ -98,6 +99,9 @@ class AlarmService(IntakeMixin, SendingMixin, FollowupMixin, DeviceMessagesMixin
         #: The monitoring centre's queue (hub.arc.queue), set by the runner when the site
         #: has ``[arc]``: raised alarms queue their ARC event, never waiting for it.
         self.arc = None
+        #: Links to an alarm's floor plan for responders' texts (hub.planlink), set by the
+        #: runner when HAVEN_PLAN_LINK_* are.
+        self.plan_links = None
 
     def warm_up(self, sender_threads: int) -> None:
         """Get ready for the first alarm (hub start, before subscribing): the store's
@@ -257,7 +261,8 @@ class AlarmService(IntakeMixin, SendingMixin, FollowupMixin, DeviceMessagesMixin
                        on_duty=lambda c: on_duty(c.phone, c.shifts, alarm.branch, when,
                                                  overrides),
                        reply_hint=self.public_url is not None, now_ms=now,
-                       shelters=switches.shelters)
+                       shelters=switches.shelters,
+                       plan_url=plan_url(self.plan_links, self.site, alarm))
         timeline = {"event": "escalation", "at_ms": now, "attempt": number,
                     "step": current.step_index + 1, "round": current.round + 1,
                     "branch_state": state, "notifications": len(planned)}

@@ -26,6 +26,8 @@ Environment (command-line options override):
     HAVEN_TWILIO_API_BASE   point the twilio SDK at another API host (tests, benchmarks)
     HAVEN_SMTP_HOST (and HAVEN_SMTP_* beside it, see hub/incidents/mail.py)
                             e-mail incident-report reminders; SMS without it   unset
+    HAVEN_PLAN_LINK_URL, HAVEN_PLAN_LINK_SECRET   a link to the alarm's floor plan in
+                            responders' texts, opened without a login (hub/planlink.py) unset
     HAVEN_DASHBOARD_SECRET  the dashboard's session key (32+ characters)   a 0600 file in
     HAVEN_STATE_DIR         ... this directory                              /var/lib/haven
     HAVEN_DEMO_STATE        where a running demo tells `haven press` how to reach it
@@ -45,6 +47,7 @@ from dataclasses import dataclass
 from typing import Mapping
 
 from .errors import ConfigError, Problem
+from .planlink import PlanLinks, plan_links_from_env
 from .site import E164_RE
 
 TWILIO_VARS = ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_FROM_NUMBER",
@@ -90,6 +93,8 @@ class HubSettings:
     broker_tls: BrokerTls | None = None
     #: Sender threads, each with its own keep-alive API connection (HAVEN_API_CONNECTIONS).
     api_connections: int = API_CONNECTIONS
+    #: Links to an alarm's floor plan in responders' texts (HAVEN_PLAN_LINK_*), or None.
+    plan_links: PlanLinks | None = None
 
     @property
     def redis_url_safe(self) -> str:
@@ -164,6 +169,7 @@ def hub_settings(*, site: str | None = None, broker: str | None = None,
         dashboard_url=base_url_from_env("HAVEN_DASHBOARD_URL", env) or public_url_from_env(env),
         broker_tls=broker_tls_from_env(env),
         api_connections=int(raw),
+        plan_links=plan_links_from_env(env),
     )
 
 
