@@ -13,7 +13,7 @@ The dashboard reads the alarm store and acts on it the way ``haven alarm`` and
 Nothing connects at import: Redis is touched only when a request needs it.
 
 Everything needs a logged-in session (see :mod:`dashboard.auth`) except
-``/login``, ``/static/`` and the Twilio webhooks; every POST needs the session's
+``/login``, ``/static/``, a plan link's ``/p/<token>`` and the Twilio webhooks; every POST needs the session's
 CSRF token (:mod:`dashboard.csrf`). Users and sessions live in the same Redis
 (:mod:`dashboard.users`), so several dashboard processes behind one address
 share them; they must also share ``secret_key`` (see :func:`auth.load_secret_key`).
@@ -30,7 +30,9 @@ from flask import Flask, Response
 from hub.site import Site
 from hub.store import Store
 
-from . import (alarms, auth, board, branches, csrf, demo, devices, incidents, privacy,
+from hub.planlink import PlanLinks
+
+from . import (alarms, auth, board, branches, csrf, demo, devices, incidents, plans, privacy,
                twilio_hooks)
 from .ratelimit import LoginLimiter
 from .users import Users
@@ -47,7 +49,7 @@ MAX_REQUEST_BYTES = 256 * 1024
 def create_app(site: Site, store: Store, *, demo_control_url: str | None = None,
                test_config: dict[str, Any] | None = None,
                twilio_auth_token: str | None = None, public_url: str | None = None,
-               secret_key: str | None = None) -> Flask:
+               secret_key: str | None = None, plan_links: PlanLinks | None = None) -> Flask:
     """The dashboard app for ``site``, reading alarms from ``store``.
 
     ``demo_control_url`` (``http://host:port``) is the demo simulator's control
@@ -59,6 +61,9 @@ def create_app(site: Site, store: Store, *, demo_control_url: str | None = None,
     are absent. ``public_url`` (``https://haven.example.org``) is the dashboard's
     root as Twilio reaches it, for signature checks behind a proxy and for the
     URLs put in TwiML; ``None`` uses the request's own URL.
+
+    ``plan_links`` (hub.planlink) opens ``/p/<token>``, one alarm's floor plan without a
+    login (dashboard.plans); ``None``: those pages answer 404.
 
     ``secret_key`` signs the session cookie; ``None`` makes a random one, so sessions
     end when the process does (tests). ``haven dashboard`` passes
@@ -93,6 +98,7 @@ def create_app(site: Site, store: Store, *, demo_control_url: str | None = None,
     for blueprint in (board.bp, alarms.bp, branches.bp, devices.bp, incidents.bp,
                       privacy.bp):
         app.register_blueprint(blueprint)
+    plans.init_app(app, plan_links)
     if demo_control_url is not None:
         app.register_blueprint(demo.bp)
     if twilio_auth_token is not None:

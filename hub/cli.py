@@ -58,7 +58,8 @@ def cmd_dashboard(args) -> int:
     app = create_app(load_site(settings.site_path), Store.from_url(settings.redis_url),
                      demo_control_url=args.demo_control,
                      twilio_auth_token=settings.twilio.auth_token if settings.twilio else None,
-                     public_url=settings.public_url, secret_key=secret_key)
+                     public_url=settings.public_url, secret_key=secret_key,
+                     plan_links=settings.plan_links)
     if settings.twilio and not settings.public_url:
         logging.getLogger("haven.dashboard").warning(
             "Twilio webhooks are served, but HAVEN_PUBLIC_URL is unset: set it to the URL "
