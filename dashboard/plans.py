@@ -65,8 +65,8 @@ def floor_view(branch: Branch, floor: Floor, rooms: dict[str, dict[str, Any]],
         cx, cy = placement.centre
         lead = (facts.get("alarms") or [None])[0]
         occupied = bool(facts.get("occupied"))
-        label = lead["kind_label"] if lead else ("Occupied" if occupied else "")
-        if lead:
+        label = "Occupied" if occupied else (lead["kind_label"] if lead else "")
+        if lead and not (occupied and lead["kind"] == "safe_room"):  # said once, below
             lit.append(f"{lead['kind_label']}: {room.name}")
         if occupied:
             lit.append(f"Staff sheltering in {room.name}")
@@ -75,6 +75,10 @@ def floor_view(branch: Branch, floor: Floor, rooms: dict[str, dict[str, Any]],
             "area": placement.is_area,
             "points": " ".join(f"{x:g},{y:g}" for x, y in placement.points),
             "cx": f"{cx:g}", "cy": f"{cy:g}", "r": f"{size * 0.02:g}",
+            # the label near the top of its room (the drawing's own name is often centred)
+            "ly": f"{min(y for _, y in placement.points) + size * 0.035:g}"
+            if placement.is_area else f"{cy - size * 0.04:g}",
+            **_label_anchor(placement.points, cx, min_x + width / 3, min_x + 2 * width / 3),
             "state": facts.get("state", "unknown"), "occupied": occupied,
             "focus": placement.room_id == focus, "label": label})
     return {"branch": branch.id, "branch_name": branch.name, "id": floor.id,
@@ -83,6 +87,17 @@ def floor_view(branch: Branch, floor: Floor, rooms: dict[str, dict[str, Any]],
             "x": f"{min_x:g}", "y": f"{min_y:g}", "width": f"{width:g}",
             "height": f"{height:g}", "font": f"{size * 0.03:g}",
             "stroke": f"{size * 0.006:g}", "shapes": shapes, "lit": lit}
+
+
+def _label_anchor(points: tuple, cx: float, left: float, right: float) -> dict[str, str]:
+    """Where a room's label starts: from its left edge in the plan's left third, ending at
+    its right edge in the right third, else centred; so a label stays on the plan."""
+    xs = [x for x, _ in points]
+    if cx < left:
+        return {"lx": f"{min(xs):g}", "anchor": "start"}
+    if cx > right:
+        return {"lx": f"{max(xs):g}", "anchor": "end"}
+    return {"lx": f"{cx:g}", "anchor": "middle"}
 
 
 def floors_to_show(branch: Branch, rooms: dict[str, dict[str, Any]],

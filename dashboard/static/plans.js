@@ -18,8 +18,10 @@ window.HavenPlans = (() => {
           shape.dataset.state = room.state;
           shape.dataset.occupied = String(room.occupied);
           shape.querySelector(".plan-label").textContent =
-            lead ? lead.kind_label : (room.occupied ? "Occupied" : "");
-          if (lead) lit.push(`${lead.kind_label}: ${room.name}`);
+            room.occupied ? "Occupied" : (lead ? lead.kind_label : "");
+          if (lead && !(room.occupied && lead.kind === "safe_room")) {  // said once, below
+            lit.push(`${lead.kind_label}: ${room.name}`);
+          }
           if (room.occupied) lit.push(`Staff sheltering in ${room.name}`);
         }
         figure.querySelector(".plan-lit").textContent =
