@@ -120,12 +120,12 @@ def sms_text(alarm: Alarm, site: Site, *, drill: bool = False, reply_hint: bool 
     label = site.kinds[alarm.kind].label
     repeat = f", {ordinal(attempt + 1)} call for help" if attempt else ""
     sheltering = shelter_words(alarm, site, shelters)
-    return (f"{'DRILL ' if drill else ''}HAVEN {label}{repeat}: {where(alarm, site)}. "
+    text = (f"{'DRILL ' if drill else ''}HAVEN {label}{repeat}: {where(alarm, site)}. "
             f"{pressed_words(alarm, site, now_ms=now_ms)}. "
             f"{sheltering + '. ' if sheltering else ''}Ref {page_ref(alarm.id, attempt)}"
             + (". Reply 1 if you are responding." if reply_hint else "")
-            + real_hint(drill=drill, reply_hint=reply_hint)
-            + (f" Plan: {plan_url}" if plan_url else ""))
+            + real_hint(drill=drill, reply_hint=reply_hint))
+    return text + (f"{'' if text.endswith('.') else '.'} Plan: {plan_url}" if plan_url else "")
 
 
 def real_hint(*, drill: bool, reply_hint: bool) -> str:

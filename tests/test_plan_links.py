@@ -85,7 +85,7 @@ def test_only_responders_texts_carry_the_link_and_only_for_a_room_on_a_plan(samp
     steps = sample_site.kinds["emergency"].steps
     pages = plan(sample_site, a, steps, 0, drill=False, plan_url=url)
     texts = {p.contact.name: p.text for p in pages if p.ref}
-    assert texts["Police dispatch (non-emergency line)"].endswith(f" Plan: {url}")
+    assert texts["Police dispatch (non-emergency line)"].endswith(f"-1. Plan: {url}")
     assert texts["Main circulation desk"].endswith(f" Plan: {url}")
     assert url not in texts["Dana Ortiz (branch manager)"]   # a manager does not come
     assert not any(url in p.text for p in pages if not p.ref)  # calls never read it out
