@@ -9,6 +9,8 @@ Routes::
                                     410 once the alarm is resolved or cancelled, 404 for a
                                     token not ours or an alarm no longer stored
     GET /p/<token>/<floor>          a plan file of that alarm's branch, same checks
+    GET /plans/<branch>/<floor>/place   admins: click rooms' corners on the plan, get the
+                                    TOML lines to copy into the site file (saves nothing)
 
 The board (board.html) and the alarm page (alarm.html) draw each plan as an inline SVG:
 the plan file as an ``<image>`` (a browser draws an image without running scripts or
@@ -29,6 +31,7 @@ from hub.model import Alarm
 from hub.planlink import PlanLinks
 from hub.sitemodel import Branch, Site
 
+from .auth import admin_required
 from .board import board_context, now_ms
 from .snapshot import board_snapshot, read_facts
 
@@ -155,6 +158,32 @@ def image(branch_id: str, floor_id: str) -> Response:
     if floor is None:
         abort(404, description=f"No floor plan {branch_id}/{floor_id} in the site config.")
     return _plan_file(floor)
+
+
+def placement_toml(branch: Branch, floor: Floor) -> str:
+    """The site-file lines placing the floor's rooms, as the placing page writes them."""
+    lines = []
+    for p in floor.placements:
+        room = branch.room(p.room_id)
+        corners = ", ".join(f"[{x:g}, {y:g}]" for x, y in p.points)
+        lines += [f'# {room.name} (id = "{room.id}")', f'floor = "{floor.id}"',
+                  f"area = [{corners}]" if p.is_area else
+                  f"at = [{p.points[0][0]:g}, {p.points[0][1]:g}]", ""]
+    return "\n".join(lines)
+
+
+@bp.get("/plans/<branch_id>/<floor_id>/place")
+@admin_required
+def place(branch_id: str, floor_id: str) -> str:
+    branch = board_context().site.branches.get(branch_id)
+    floor = next((f for f in branch.floors if f.id == floor_id), None) if branch else None
+    if floor is None:
+        abort(404, description=f"No floor plan {branch_id}/{floor_id} in the site config: "
+                               "declare it as [[branch.floor]] first (docs/floorplans.md).")
+    view = floor_view(branch, floor, {}, url_for("plans.image", branch_id=branch.id,
+                                                 floor_id=floor.id))
+    return render_template("plan_place.html", view=view, rooms=branch.rooms,
+                           snippet=placement_toml(branch, floor))
 
 
 def _public_alarm(token: str) -> tuple[Alarm, Branch]:

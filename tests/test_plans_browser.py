@@ -4,6 +4,8 @@ is screenshot (tests/artifacts/plan-*.png) and fits a tablet without sideways sc
 
 from __future__ import annotations
 
+import json
+import re
 import time
 
 import pytest
@@ -15,7 +17,7 @@ from hub.lifecycle import AlarmEvent
 from hub.localservices import start_redis
 from hub.model import Alarm
 from hub.planlink import PlanLinks
-from hub.site import load_site
+from hub.site import load_site, parse_site
 from hub.store import Store
 from tests.browserkit import (ARTIFACTS, DESKTOP, LAYOUT_PROBLEMS, BoardServer, launch, log_in_with_form,
                               open_board, screenshot)
@@ -138,4 +140,54 @@ def test_the_board_with_a_plan_fits_a_tablet(browser, logged_in, board):
     open_board(page, board.url)
     expect(page.locator(".plan")).to_be_visible()
     assert page.evaluate(LAYOUT_PROBLEMS) == []
+    context.close()
+
+
+def test_an_admin_places_a_room_by_clicking_and_the_snippet_loads(browser, board, store):
+    Users(store, hash_method="pbkdf2:sha256:1000").add("ari", PASSWORD, "admin")
+    context = browser.new_context(storage_state=log_in_with_form(browser, board.url, "ari",
+                                                                 PASSWORD),
+                                 viewport={"width": 1280, "height": 1600})  # the whole plan
+    page = context.new_page()
+    page.goto(f"{board.url}branches")
+    page.get_by_role("link", name="Place rooms on the Ground floor plan").click()
+    snippet = page.locator("#place-snippet")
+    expect(snippet).to_have_value(re.compile(
+        re.escape("area = [[300, 330], [500, 330], [500, 490], [300, 490]]")))
+    page.get_by_label("Room").select_option("reference")
+    page.get_by_role("button", name="Clear this room").click()
+
+    def on_screen(x: float, y: float) -> list[float]:  # plan units -> the page, as drawn
+        return page.evaluate("([x, y]) => { const m = document.querySelector('.plan-svg')"
+                             ".getScreenCTM(); return [m.a * x + m.e, m.d * y + m.f]; }", [x, y])
+
+    def click(x: float, y: float) -> None:
+        page.mouse.click(*on_screen(x, y))
+
+    for corner in ((520, 260), (780, 260), (780, 480), (520, 480)):
+        click(*corner)
+    handle = page.locator(".place-handle").nth(2)  # drag the third corner up to y 400
+    handle.hover()
+    page.mouse.down()
+    page.mouse.move(*on_screen(780, 400), steps=5)
+    page.mouse.up()
+    lines = snippet.input_value().split("\n")
+    start = lines.index('# Reference Desk (id = "reference")')
+    assert lines[start + 1] == 'floor = "ground"'
+    area = lines[start + 2]
+    corners = json.loads(area.removeprefix("area = "))
+    for got, want in zip(corners, ((520, 260), (780, 260), (780, 400), (520, 480))):
+        assert abs(got[0] - want[0]) <= 2 and abs(got[1] - want[1]) <= 2, (corners, want)
+    text = SAMPLE_SITE.read_text().replace(
+        "area = [[500, 250], [790, 250], [790, 490], [500, 490]]", f'floor = "ground"\n{area}')
+    site = parse_site(text, "site.toml", SAMPLE_SITE.parent)
+    placed = site.branches["main"].floors[0].placement("reference").points
+    assert [list(map(int, p)) for p in placed] == corners   # what was copied is what loads
+    page.get_by_label("Room").select_option("workroom")  # its mode comes with it: area
+    expect(page.get_by_label("Area: click its corners")).to_be_checked()
+    page.get_by_label("Point: click once").check()
+    click(590, 130)
+    expect(snippet).to_have_value(re.compile(r'id = "workroom"\)\nfloor = "ground"\n'
+                                             r"at = \[590, 130\]"))
+    screenshot(page, "plan-place")
     context.close()
