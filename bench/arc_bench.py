@@ -28,8 +28,8 @@ sys.path.insert(0, str(ROOT))
 from bench.device_bench import summary  # noqa: E402
 from bench.hub_bench import client  # noqa: E402
 from device.protocol import Topics, new_alarm  # noqa: E402
-from hub.localservices import spawn, start_mosquitto, start_redis  # noqa: E402
-from hub.store import Store  # noqa: E402
+from hub.app.localservices import spawn, start_mosquitto, start_redis  # noqa: E402
+from hub.store.alarms import Store  # noqa: E402
 from tests.arc_kit import TEXT_KEY, Receiver  # noqa: E402
 from tests.fake_twilio import FakeTwilio  # noqa: E402
 
@@ -100,7 +100,7 @@ def run(workdir: Path, site: Path, arc: Receiver | None, n: int
     env = dict(os.environ, TWILIO_ACCOUNT_SID=fake.account_sid,
                TWILIO_AUTH_TOKEN=fake.auth_token, TWILIO_FROM_NUMBER="+12065550000",
                HAVEN_TWILIO_API_BASE=fake.url, HAVEN_ARC_KEY=TEXT_KEY)
-    hub = spawn([sys.executable, "-m", "hub.cli", "--log-level", "warning", "hub", "--site",
+    hub = spawn([sys.executable, "-m", "hub.app.cli", "--log-level", "warning", "hub", "--site",
                  str(site), "--broker", f"127.0.0.1:{broker.port}", "--redis", redis_srv.url],
                 log=workdir / "hub.log", env=env)
     store = Store.from_url(redis_srv.url)

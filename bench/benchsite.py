@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from device.protocol import ID_RE
-from hub.site import E164_RE
+from hub.config.site import E164_RE
 
 #: The role every benchmark contact holds, and the only role the policy pages.
 ROLE = "responder"

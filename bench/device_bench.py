@@ -37,7 +37,7 @@ import paho.mqtt.client as mqtt  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
 from device.transport import tcp_nodelay  # noqa: E402
-from hub.localservices import spawn, start_mosquitto, start_redis  # noqa: E402
+from hub.app.localservices import spawn, start_mosquitto, start_redis  # noqa: E402
 
 SITE = ROOT / "deploy" / "examples" / "site.toml"
 
@@ -136,7 +136,7 @@ def idle_cost(port: int, workdir: Path, seconds: float) -> tuple[float, float, f
                       f'[broker]\nhost = "127.0.0.1"\nport = {port}\n'
                       '[outputs]\nled = 22\nvibration = 23\n')
     env = dict(os.environ, GPIOZERO_PIN_FACTORY="mock")
-    proc = spawn([sys.executable, "-m", "hub.cli", "--log-level", "warning", "device", "run",
+    proc = spawn([sys.executable, "-m", "hub.app.cli", "--log-level", "warning", "device", "run",
                   "--config", str(config)], log=workdir / "idle-device.log", env=env)
     try:
         time.sleep(3)  # start-up (imports, connect) is not idle
@@ -159,7 +159,7 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="haven-bench-"))
     broker = start_mosquitto(workdir / "mosquitto")
     redis_srv = start_redis(workdir / "redis")
-    hub = spawn([sys.executable, "-m", "hub.cli", "--log-level", "warning", "hub", "--site",
+    hub = spawn([sys.executable, "-m", "hub.app.cli", "--log-level", "warning", "hub", "--site",
                  str(SITE), "--broker", f"127.0.0.1:{broker.port}", "--redis", redis_srv.url],
                 log=workdir / "hub.log")
     try:

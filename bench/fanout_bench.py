@@ -26,8 +26,8 @@ sys.path.insert(0, str(ROOT))
 
 from bench.hub_bench import client  # noqa: E402
 from device.protocol import Topics, new_alarm  # noqa: E402
-from hub.localservices import spawn, start_mosquitto, start_redis  # noqa: E402
-from hub.notify import TwilioNotifier  # noqa: E402
+from hub.app.localservices import spawn, start_mosquitto, start_redis  # noqa: E402
+from hub.edges.notify import TwilioNotifier  # noqa: E402
 from tests.fake_twilio import FakeTwilio  # noqa: E402
 
 SITE = ROOT / "deploy" / "examples" / "site.toml"
@@ -60,7 +60,7 @@ def main() -> int:
     env = dict(os.environ, TWILIO_ACCOUNT_SID=fake.account_sid,
                TWILIO_AUTH_TOKEN=fake.auth_token, TWILIO_FROM_NUMBER=FROM,
                HAVEN_TWILIO_API_BASE=fake.url)
-    hub = spawn([sys.executable, "-m", "hub.cli", "--log-level", "warning", "hub", "--site",
+    hub = spawn([sys.executable, "-m", "hub.app.cli", "--log-level", "warning", "hub", "--site",
                  str(site), "--broker", f"127.0.0.1:{broker.port}", "--redis", redis_srv.url],
                 log=workdir / "hub.log", env=env)
     pub = client(broker.port, "bench-fanout")

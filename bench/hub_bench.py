@@ -36,8 +36,8 @@ from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 from bench.device_bench import pct, summary  # noqa: E402
 from device.protocol import Health, Heartbeat, Topics, new_alarm  # noqa: E402
 from device.transport import tcp_nodelay  # noqa: E402
-from hub.localservices import spawn, start_mosquitto, start_redis  # noqa: E402
-from hub.store import Store  # noqa: E402
+from hub.app.localservices import spawn, start_mosquitto, start_redis  # noqa: E402
+from hub.store.alarms import Store  # noqa: E402
 from tests.fake_twilio import FakeTwilio  # noqa: E402
 
 SITE = ROOT / "deploy" / "examples" / "site.toml"
@@ -116,7 +116,7 @@ def ingest(port: int, store: Store, n: int) -> tuple[float, float]:
         pub.publish(Topics().heartbeat(device), beat.to_json(), qos=1)
     counted.wait(60)
     bare_s = time.perf_counter() - start
-    while any(store.device_status(d).get("uptime_s") != str(uptime)
+    while any(store.devices.device_status(d).get("uptime_s") != str(uptime)
               for d, uptime in last_uptime.items()):
         if time.perf_counter() - start > 120:
             raise RuntimeError("the hub did not store every heartbeat within 120 s")
@@ -140,7 +140,7 @@ def main() -> int:
     env = dict(os.environ, TWILIO_ACCOUNT_SID=fake.account_sid,
                TWILIO_AUTH_TOKEN=fake.auth_token, TWILIO_FROM_NUMBER="+12065550000",
                HAVEN_TWILIO_API_BASE=fake.url)
-    hub = spawn([sys.executable, "-m", "hub.cli", "--log-level", "warning", "hub", "--site",
+    hub = spawn([sys.executable, "-m", "hub.app.cli", "--log-level", "warning", "hub", "--site",
                  str(SITE), "--broker", f"127.0.0.1:{broker.port}", "--redis", redis_srv.url],
                 log=workdir / "hub.log", env=env)
     store = Store.from_url(redis_srv.url)

@@ -52,8 +52,8 @@ from bench.benchsite import site_toml, storm_groups  # noqa: E402
 from bench.hub_bench import client  # noqa: E402
 from bench.procs import clean_env, cpu_s, hub_python, start_workers, stop_workers  # noqa: E402
 from device.protocol import Health, Heartbeat, Topics  # noqa: E402
-from hub.localservices import start_mosquitto, start_redis  # noqa: E402
-from hub.store import Store  # noqa: E402
+from hub.app.localservices import start_mosquitto, start_redis  # noqa: E402
+from hub.store.alarms import Store  # noqa: E402
 
 BEAT_RE = re.compile(r'^haven_messages_total\{channel="heartbeat",outcome="status"\} (\S+)$',
                      re.M)
@@ -245,7 +245,7 @@ def hub_rate(workdir: Path, site: Path, workers: int, messages, timeout_s: float
         cpu = [cpu_s(w.pid) - c for w, c in zip(hub.procs, cpu0)]
         last = {device: uptime for _, _, device, uptime in messages}
         store = Store.from_url(hub.redis.url)
-        stored_ok = all(store.device_status(d).get("uptime_s") == str(uptime)
+        stored_ok = all(store.devices.device_status(d).get("uptime_s") == str(uptime)
                         for d, uptime in last.items())
         store.r.close()
         rate = None if end is None else len(messages) / (end - start)

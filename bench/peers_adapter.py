@@ -51,7 +51,7 @@ except ImportError:  # without the harness (tests, CI): the same interface, noth
 
 from bench.benchsite import site_from_contacts  # noqa: E402
 from bench.procs import Worker, clean_env, hub_python, start_workers, stop_workers  # noqa: E402
-from hub.localservices import LocalService, start_redis  # noqa: E402
+from hub.app.localservices import LocalService, start_redis  # noqa: E402
 
 #: Device ids the harness publishes for besides those in its contacts file.
 PROBE_DEVICE = "bench-probe"
@@ -66,7 +66,7 @@ def harness_devices(count: int) -> list[str]:
 def write_site(contacts: dict, path: Path, devices: int = 50) -> Path:
     """Write and validate (``haven check-config``) the site for ``contacts``."""
     path.write_text(site_from_contacts(contacts, harness_devices(devices)))
-    check = subprocess.run([hub_python(), "-m", "hub.cli", "check-config", str(path)],
+    check = subprocess.run([hub_python(), "-m", "hub.app.cli", "check-config", str(path)],
                            capture_output=True, text=True, cwd=ROOT)
     if check.returncode != 0:
         raise RuntimeError(f"generated site {path} is invalid:\n{check.stderr}{check.stdout}")
@@ -90,7 +90,7 @@ class HavenAdapter(Adapter):
 
     def setup(self) -> None:
         python = hub_python()
-        if subprocess.run([python, "-c", "import hub.runner, twilio, redis"], cwd=ROOT,
+        if subprocess.run([python, "-c", "import hub.app.runner, twilio, redis"], cwd=ROOT,
                           capture_output=True).returncode != 0:
             raise RuntimeError(f"{python} cannot import the hub: run 'make venv' in {ROOT}")
 

@@ -5,9 +5,9 @@
     with RssSampler([w.pid for w in workers]) as rss: ...    # rss.peak_mb[pid]
     stop_workers(workers)
 
-Each worker is ``python -m hub.cli hub`` exactly as an operator runs it, with its own
+Each worker is ``python -m hub.app.cli hub`` exactly as an operator runs it, with its own
 ``--hub-id`` (its MQTT client id: workers share the alarm subscription) and a log
-file in ``workdir``. Children die with the benchmark (``hub.localservices.spawn``).
+file in ``workdir``. Children die with the benchmark (``hub.app.localservices.spawn``).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from hub.localservices import free_port, spawn
+from hub.app.localservices import free_port, spawn
 
 ROOT = Path(__file__).resolve().parents[1]
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -61,7 +61,7 @@ API_BUDGET = 64
 def api_connections_per_worker(workers: int, budget: int = API_BUDGET) -> int:
     """HAVEN_API_CONNECTIONS for each of ``workers`` so that together they stay within
     ``budget``: the default (32) while it fits, else an equal share."""
-    from hub.settings import API_CONNECTIONS
+    from hub.config.settings import API_CONNECTIONS
     return max(1, min(API_CONNECTIONS, budget // workers))
 
 
@@ -77,7 +77,7 @@ def start_workers(n: int, *, site: Path, broker: str, redis_url: str, env: dict[
     for i in range(n):
         log = workdir / f"hub-{i}.log"
         port = free_port() if metrics else None
-        argv = [hub_python(), "-m", "hub.cli", "--log-level", log_level, "hub", "--site",
+        argv = [hub_python(), "-m", "hub.app.cli", "--log-level", log_level, "hub", "--site",
                 str(site), "--broker", broker, "--redis", redis_url, "--hub-id", f"{prefix}-{i}"]
         if port is not None:
             argv += ["--metrics-port", str(port)]

@@ -48,7 +48,7 @@ def child(out: str, argv: list[str]) -> int:
         finally:
             profiler.disable()
     threading.Thread.run = profiled_run
-    from hub.cli import main
+    from hub.app.cli import main
     try:
         return main(argv)
     finally:
@@ -83,7 +83,7 @@ def main() -> int:
     from bench.peers_adapter import harness_devices
     from bench.procs import clean_env, hub_python
     from device.protocol import Topics, new_alarm
-    from hub.localservices import spawn, start_mosquitto, start_redis
+    from hub.app.localservices import spawn, start_mosquitto, start_redis
     from tests.fake_twilio import FakeTwilio
 
     workdir = Path(tempfile.mkdtemp(prefix="haven-profile-hub-"))

@@ -33,13 +33,13 @@ sys.path.insert(0, str(ROOT))
 
 from bench.benchsite import site_from_contacts  # noqa: E402
 from device.protocol import Topics, new_alarm  # noqa: E402
-from hub.groupcommit import GroupCommit  # noqa: E402
-from hub.localservices import start_redis  # noqa: E402
-from hub.metrics import Metrics  # noqa: E402
-from hub.notify import TwilioNotifier  # noqa: E402
-from hub.service import AlarmService  # noqa: E402
-from hub.site import parse_site  # noqa: E402
-from hub.store import Store  # noqa: E402
+from hub.engine.groupcommit import GroupCommit  # noqa: E402
+from hub.app.localservices import start_redis  # noqa: E402
+from hub.edges.metrics import Metrics  # noqa: E402
+from hub.edges.notify import TwilioNotifier  # noqa: E402
+from hub.engine.service import AlarmService  # noqa: E402
+from hub.config.site import parse_site  # noqa: E402
+from hub.store.alarms import Store  # noqa: E402
 from tests.fake_twilio import FakeTwilio  # noqa: E402
 
 FROM = "+12065559999"
@@ -103,14 +103,14 @@ class Stages:
 def stages(alarms: int, workdir: Path) -> tuple[dict[str, float], dict[str, float], float, float]:
     """(CPU s, wall s) per stage per alarm, and total CPU and wall per alarm, unprofiled."""
     import device.protocol
-    import hub.intake
-    import hub.service
+    import hub.engine.intake
+    import hub.engine.service
     site = parse_site(site_from_contacts({"default": ["+15005550100"]}, DEVICES), "bench")
     redis_srv = start_redis(workdir / "redis-stages")
     fake = quiet_fake()
     store = Store.from_url(redis_srv.url)
     timing = Stages()
-    saved = [(hub.intake, "decode_alarm"), (hub.service, "plan")]
+    saved = [(hub.engine.intake, "decode_alarm"), (hub.engine.service, "plan")]
     saved = [(module, name, getattr(module, name)) for module, name in saved]
     try:
         notifier = TwilioNotifier(fake.account_sid, fake.auth_token, from_number=FROM,
@@ -127,11 +127,11 @@ def stages(alarms: int, workdir: Path) -> tuple[dict[str, float], dict[str, floa
         for topic, payload in payloads[:50]:
             service.handle(topic, payload)
         timing.wrap_public(store, "redis: ")
-        service.records = GroupCommit(store.record_notifications)  # through the wrapper
+        service.records = GroupCommit(store.pages.record_many)  # through the wrapper
         timing.wrap(notifier, "send_sms", "twilio SDK + HTTP round trip")
         timing.wrap_public(metrics, "metrics: ")
-        timing.wrap(hub.intake, "decode_alarm", "decode + validate JSON")
-        timing.wrap(hub.service, "plan", "plan (who, texts)")
+        timing.wrap(hub.engine.intake, "decode_alarm", "decode + validate JSON")
+        timing.wrap(hub.engine.service, "plan", "plan (who, texts)")
         for handler in logging.getLogger().handlers:
             timing.wrap(handler, "handle", "logging (INFO, to a file)")
         sends = [0]

@@ -4,7 +4,7 @@ and CPU each minute. A command, not a CI test:
 
     .venv/bin/python bench/soak.py --devices 2000 --minutes 10
 
-Wiring: private mosquitto and redis-server (hub.localservices) and the fake Twilio API
+Wiring: private mosquitto and redis-server (hub.app.localservices) and the fake Twilio API
 (tests.fake_twilio) on loopback; ``--workers`` hub processes started as ``haven hub``
 with a generated site of N devices (100 per branch). Every device is its own MQTT
 connection (paho, MQTT v5, its own client id, Last Will, subscribed to its command
@@ -41,9 +41,9 @@ from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
 from device.protocol import (STATUS_OFFLINE, STATUS_ONLINE, Health, Heartbeat,  # noqa: E402
                              StatusMessage, Topics, new_alarm)
-from hub.lifecycle import AlarmEvent  # noqa: E402
-from hub.localservices import free_port, spawn, start_mosquitto, start_redis  # noqa: E402
-from hub.store import Store  # noqa: E402
+from hub.core.lifecycle import AlarmEvent  # noqa: E402
+from hub.app.localservices import free_port, spawn, start_mosquitto, start_redis  # noqa: E402
+from hub.store.alarms import Store  # noqa: E402
 from tests.fake_twilio import FakeTwilio  # noqa: E402
 
 SAMPLE = ROOT / "deploy" / "examples" / "site.toml"
@@ -204,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     hubs = []
     for i in range(args.workers):
         log = work / f"hub{i}.log"
-        hubs.append(spawn([sys.executable, "-m", "hub.cli", "hub", "--site", str(site),
+        hubs.append(spawn([sys.executable, "-m", "hub.app.cli", "hub", "--site", str(site),
                            "--broker", f"127.0.0.1:{mosquitto.port}", "--redis",
                            redis_service.url, "--hub-id", f"soak{i}"], log=log, env=env))
         deadline = time.monotonic() + 30
@@ -276,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
                      if a in first and a in fleet.published)
     lost = [a for a in raised if store.get_alarm(a) is None or a not in first]
     unconfirmed = [a for a in raised if a not in fleet.confirmed]
-    rejected = len(store.rejected(count=1000))
+    rejected = len(store.devices.rejected(count=1000))
     print(f"\n# {len(raised)} alarms: {len(raised) - len(lost)} stored and paged, "
           f"{len(lost)} lost; {len(keys)} pages, {sum(n - 1 for n in counts.values())} "
           f"duplicates; {len(unconfirmed)} not confirmed to their device; "
@@ -296,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _apply(store: Store, alarm_id: str, event: AlarmEvent) -> bool:
-    from hub.lifecycle import IllegalTransition
+    from hub.core.lifecycle import IllegalTransition
     try:
         store.transition(alarm_id, event, by="soak", now_ms=int(time.time() * 1000),
                          reason="soak" if event is AlarmEvent.RESOLVE else None)

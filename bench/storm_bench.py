@@ -41,8 +41,8 @@ from bench.benchsite import site_toml, storm_groups  # noqa: E402
 from bench.hub_bench import client  # noqa: E402
 from bench.procs import RssSampler, clean_env, cpu_s, start_workers, stop_workers  # noqa: E402
 from device.protocol import AlarmMessage, Topics  # noqa: E402
-from hub.localservices import start_mosquitto, start_redis  # noqa: E402
-from hub.store import Store  # noqa: E402
+from hub.app.localservices import start_mosquitto, start_redis  # noqa: E402
+from hub.store.alarms import Store  # noqa: E402
 from tests.fake_twilio import FakeTwilio  # noqa: E402
 
 FROM = "+12065559999"

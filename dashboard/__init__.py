@@ -2,8 +2,8 @@
 
 Wiring::
 
-    site = hub.site.load_site("site.toml")
-    store = hub.store.Store.from_url("redis://127.0.0.1:6379/0")
+    site = hub.config.site.load_site("site.toml")
+    store = hub.store.alarms.Store.from_url("redis://127.0.0.1:6379/0")
     app = dashboard.create_app(site, store)
     dashboard.serve.serve(app, "0.0.0.0", 8080)       # blocks; waitress
 
@@ -27,13 +27,14 @@ from urllib.parse import urlsplit
 
 from flask import Flask, Response
 
-from hub.site import Site
-from hub.store import Store
+from hub.config.site import Site
+from hub.store.alarms import Store
 
-from hub.planlink import PlanLinks
+from hub.core.planlink import PlanLinks
 
 from . import (alarms, auth, board, branches, csrf, demo, devices, incidents, plans, privacy,
                twilio_hooks)
+from .context import DashboardContext
 from .ratelimit import LoginLimiter
 from .users import Users
 
@@ -62,7 +63,7 @@ def create_app(site: Site, store: Store, *, demo_control_url: str | None = None,
     root as Twilio reaches it, for signature checks behind a proxy and for the
     URLs put in TwiML; ``None`` uses the request's own URL.
 
-    ``plan_links`` (hub.planlink) opens ``/p/<token>``, one alarm's floor plan without a
+    ``plan_links`` (hub.core.planlink) opens ``/p/<token>``, one alarm's floor plan without a
     login (dashboard.plans); ``None``: those pages answer 404.
 
     ``secret_key`` signs the session cookie; ``None`` makes a random one, so sessions
@@ -92,7 +93,7 @@ def create_app(site: Site, store: Store, *, demo_control_url: str | None = None,
         MAX_CONTENT_LENGTH=MAX_REQUEST_BYTES)
     if test_config:
         app.config.update(test_config)
-    app.extensions["haven"] = board.BoardContext(site, store, demo_control_url)
+    app.extensions["haven"] = DashboardContext(site, store, demo_control_url)
     auth.init_app(app, Users(store), LoginLimiter(store))  # first: who is asking
     csrf.init_app(app)                                     # then: did our page ask
     for blueprint in (board.bp, alarms.bp, branches.bp, devices.bp, incidents.bp,

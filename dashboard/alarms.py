@@ -10,7 +10,7 @@ Routes (any logged-in user)::
     POST /alarms/<id>/resolve       form: outcome (one of OUTCOMES), note (required)
     POST /alarms/<id>/cancel        a false alarm; form: reason (required)
     POST /alarms/<id>/real          "This is real": a drill alarm leaves the drill and pages
-                                    with the real policy, police included, at once (hub.drill)
+                                    with the real policy, police included, at once (hub.core.drill)
 
 Each action is the same store call the CLI makes (``haven alarm ack|resolve|cancel``):
 ``store.transition(id, event, by=<user>)``, which stops the escalation, queues the
@@ -37,13 +37,13 @@ from flask import (Blueprint, abort, flash, g, jsonify, redirect, render_templat
                    url_for)
 
 from hub.incidents.store import IncidentStore
-from hub.drill import who_is_paged
-from hub.lifecycle import AlarmEvent, IllegalTransition
-from hub.model import LATE_MS, Alarm, AlarmState
-from hub.pagewords import BRANCH_STATE_WORDS, page_words
-from hub.site import Site
+from hub.core.drill import who_is_paged
+from hub.core.lifecycle import AlarmEvent, IllegalTransition
+from hub.core.model import LATE_MS, Alarm, AlarmState
+from hub.core.pagewords import BRANCH_STATE_WORDS, page_words
+from hub.config.site import Site
 
-from .board import board_context, now_ms
+from .context import dashboard_context, now_ms
 
 log = logging.getLogger(__name__)
 
@@ -52,19 +52,21 @@ bp = Blueprint("alarms", __name__, url_prefix="/alarms")
 #: Resolve outcomes: value -> label (what ended the situation; the note says the rest).
 OUTCOMES = {
     "handled_by_staff": "Handled by staff on site",
-    "customer_left": "Customer left the library",
+    "patron_left": "Patron left the library",
     "security_attended": "Security attended",
     "police_attended": "Police attended",
     "medical_attended": "Fire / ambulance attended",
     "referred": "Referred to outside support (988, social worker, family)",
     "other": "Other (see note)",
 }
+#: Outcomes no longer offered, still shown for incidents recorded with them.
+RETIRED_OUTCOMES = {"customer_left": "Patron left the library"}
 MAX_NOTE = 2000
 MAX_REASON = 500
 
 EVENT_LABELS = {
     "raised": "Alarm raised", "late": "Arrived late", "escalation": "Call for help",
-    "notified": "Notification sent", "notify_failed": "Notification NOT sent",
+    "notified": "Page sent", "notify_failed": "Page NOT sent",
     "delivery_status": "Delivery status", "delivery_failed": "Nobody could be reached",
     "acknowledged": "Acknowledged", "resolved": "Resolved", "cancelled": "Cancelled",
     "resolution": "Resolved", "cancel_refused": "Cancel from device refused",
@@ -108,7 +110,7 @@ def _entry_ms(entry: dict[str, str]) -> int:
 def timeline_rows(entries: list[dict[str, str]]) -> list[Row]:
     """The timeline as rows, oldest first: pure. Each notification row carries its latest
     delivery status from Twilio's callbacks (matched on attempt, channel and number).
-    Pages are named in words (``2nd call for help``, ``all-clear``: hub.pagewords), and a
+    Pages are named in words (``2nd call for help``, ``all-clear``: hub.core.pagewords), and a
     resolve is one row: its ``resolution`` entry (the outcome) folds into ``resolved``."""
     latest: dict[tuple[str, str, str], dict[str, str]] = {}
     for e in entries:
@@ -188,7 +190,8 @@ def timeline_rows(entries: list[dict[str, str]]) -> list[Row]:
 def _outcome(e: dict[str, str]) -> str:
     """A ``resolution`` entry's outcome in words (entries from before issue 15 also hold
     the note)."""
-    return OUTCOMES.get(e.get("outcome", ""), e.get("outcome", "")) + \
+    outcome = e.get("outcome", "")
+    return OUTCOMES.get(outcome, RETIRED_OUTCOMES.get(outcome, outcome)) + \
         (f": {e['note']}" if e.get("note") else "")
 
 
@@ -224,7 +227,7 @@ def _ago_filter(ms: Any) -> str:
 @bp.app_template_filter("branch_time")
 def _branch_time_filter(ms: Any, branch_id: str) -> str:
     """``local_time`` in the zone of the site's branch ``branch_id`` (UTC if unknown)."""
-    branch = board_context().site.branches.get(branch_id)
+    branch = dashboard_context().site.branches.get(branch_id)
     return local_time(ms, branch.timezone if branch else "UTC")
 
 
@@ -244,7 +247,7 @@ def pressed_fact(alarm: Alarm, tz: str = "UTC") -> str:
 
 
 def _alarm_or_404(alarm_id: str) -> Alarm:
-    alarm = board_context().store.get_alarm(alarm_id)
+    alarm = dashboard_context().store.get_alarm(alarm_id)
     if alarm is None:
         abort(404, description=f"No alarm {alarm_id!r}: it may have been mistyped, or "
                                "removed from the alarm store.")
@@ -263,7 +266,7 @@ def _place(site: Site, alarm: Alarm) -> dict[str, str]:
 
 def _page(alarm: Alarm, *, errors: dict[str, str] | None = None,
           form: dict[str, str] | None = None, status: int = 200) -> tuple[str, int]:
-    ctx = board_context()
+    ctx = dashboard_context()
     return render_template(
         "alarm.html", alarm=alarm, place=_place(ctx.site, alarm),
         pressed=pressed_fact(alarm, _place(ctx.site, alarm)["tz"]),
@@ -301,7 +304,7 @@ def _apply(alarm: Alarm, event: AlarmEvent, reason: str | None, done: str, *,
            quiet: bool = False) -> str | None:
     """Do the transition as the logged-in user. ``None`` if done, else why not; flashed
     unless ``quiet`` (the board's script shows it itself)."""
-    ctx = board_context()
+    ctx = dashboard_context()
     try:
         ctx.store.transition(alarm.id, event, by=g.user.name, now_ms=now_ms(), reason=reason)
     except (KeyError, IllegalTransition) as exc:
@@ -335,7 +338,7 @@ def acknowledge(alarm_id: str) -> Any:
 @bp.post("/<alarm_id>/real")
 def real(alarm_id: str) -> Any:
     alarm = _alarm_or_404(alarm_id)
-    ctx = board_context()
+    ctx = dashboard_context()
     try:
         ctx.store.make_real(alarm.id, by=g.user.name, via="dashboard", now_ms=now_ms())
     except (KeyError, IllegalTransition) as exc:
@@ -361,7 +364,7 @@ def resolve(alarm_id: str) -> Any:
     if errors:
         return _page(alarm, errors=errors, form={"outcome": outcome, "note": note}, status=400)
     if _apply(alarm, AlarmEvent.RESOLVE, OUTCOMES[outcome], "resolved") is None:
-        ctx = board_context()
+        ctx = dashboard_context()
         IncidentStore(ctx.store, ctx.site).save_details(alarm.id, resolve_note=note)
         ctx.store.add_timeline(alarm.id, "resolution", at_ms=now_ms(), by=g.user.name,
                                outcome=outcome)

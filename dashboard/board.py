@@ -18,14 +18,15 @@ import logging
 import re
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import redis
 from flask import Blueprint, Response, current_app, jsonify, render_template
 
-from hub.site import Site
-from hub.store import Store
+from hub.store.alarms import Store
 
+from .context import dashboard_context, now_ms
+from .incidents import readiness_now
 from .snapshot import board_snapshot, read_facts
 
 __all__ = ["bp", "board_snapshot", "event_stream", "format_event"]
@@ -41,35 +42,17 @@ RECONNECT_MS = 2000
 _EVENT_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
-@dataclass(frozen=True)
-class BoardContext:
-    """What the views need, stored once in ``app.extensions["haven"]``."""
-
-    site: Site
-    store: Store
-    demo_control_url: str | None = None
-
-
-def board_context() -> BoardContext:
-    return current_app.extensions["haven"]
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 @bp.get("/")
 def index() -> str:
-    ctx = board_context()
+    ctx = dashboard_context()
     return render_template("board.html", site=ctx.site)
 
 
 @bp.get("/api/board")
 def api_board() -> Response:
-    ctx = board_context()
+    ctx = dashboard_context()
     alarms = ctx.store.active_alarms()
     facts = read_facts(ctx.store, ctx.site)
-    from .incidents import readiness_now  # incidents imports this module's helpers
     ready = readiness_now()
     facts = replace(facts, drill_overdue=frozenset(ready.drill_overdue),
                     test_press_stale=frozenset(ready.stale_devices))
@@ -88,7 +71,7 @@ def store_unavailable(exc: redis.RedisError) -> tuple[Response, int]:
 
 @bp.get("/events")
 def events() -> Response:
-    ctx = board_context()
+    ctx = dashboard_context()
     stream = event_stream(ctx.store, current_app.config["HAVEN_SSE_HEARTBEAT_S"])
     return Response(stream, mimetype="text/event-stream",
                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

@@ -8,8 +8,8 @@ Routes (anyone logged in sees the page; only admins switch, operators get 403)::
     POST /branches/<id>/lone-worker         form: mode = on | off | auto (follow the schedule)
 
 The switches are the same store calls as ``haven branch drill|lone-worker``
-(``store.set_branch_switches``), which tell every board. A branch's state is
-worked out as the hub does (:meth:`hub.service.AlarmService.branch_state`):
+(``store.branches.set_branch_switches``), which tell every board. A branch's state is
+worked out as the hub does (:meth:`hub.engine.service.AlarmService.branch_state`):
 a drill in force outranks everything, then the lone-worker switch, else the
 staff on duty by schedule and ad-hoc overrides (one or none: lone worker).
 """
@@ -23,13 +23,13 @@ from typing import Any
 
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 
-from hub.drill import MAX_DRILL_MIN
-from hub.schedule import BranchState, Switches, branch_state, on_duty
-from hub.site import Branch, Site
-from hub.store import Store
+from hub.core.drill import MAX_DRILL_MIN
+from hub.core.schedule import BranchState, Switches, branch_state, on_duty
+from hub.config.site import Branch, Site
+from hub.store.alarms import Store
 
 from .auth import admin_required
-from .board import board_context, now_ms
+from .context import dashboard_context, now_ms
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +62,8 @@ def staff_on_duty(site: Site, branch_id: str, now_ms: int, overrides: list) -> i
 
 
 def branch_view(site: Site, store: Store, branch: Branch, now: int) -> BranchView:
-    switches = store.branch_switches(branch.id)
-    count = staff_on_duty(site, branch.id, now, store.overrides(branch.id, now))
+    switches = store.branches.branch_switches(branch.id)
+    count = staff_on_duty(site, branch.id, now, store.branches.overrides(branch.id, now))
     staffed = max(2, len([c for c in site.contacts if branch.id in c.branches
                           and "staff" in c.roles])) if count is None else count
     changed = store.r.hget(f"{store.prefix}:branch:{branch.id}", "changed_ms")
@@ -72,7 +72,7 @@ def branch_view(site: Site, store: Store, branch: Branch, now: int) -> BranchVie
 
 
 def _branch_or_404(branch_id: str) -> Branch:
-    branch = board_context().site.branches.get(branch_id)
+    branch = dashboard_context().site.branches.get(branch_id)
     if branch is None:
         abort(404, description=f"No branch {branch_id!r} in the site config.")
     return branch
@@ -80,7 +80,7 @@ def _branch_or_404(branch_id: str) -> Branch:
 
 @bp.get("")
 def index() -> Any:
-    ctx = board_context()
+    ctx = dashboard_context()
     now = now_ms()
     views = [branch_view(ctx.site, ctx.store, b, now) for b in ctx.site.branches.values()]
     return render_template("branches.html", views=views, now_ms=now,
@@ -101,7 +101,7 @@ def drill_start(branch_id: str) -> Any:
               f"(got {raw[:20]!r}). No drill was started.", "error")
         return _back()
     now = now_ms()
-    board_context().store.set_branch_switches(branch.id, by=g.user.name, now_ms=now,
+    dashboard_context().store.branches.set_branch_switches(branch.id, by=g.user.name, now_ms=now,
                                               drill_until_ms=now + int(raw) * 60_000)
     log.info("drill at %s on for %s min by %s", branch.id, raw, g.user.name)
     flash(f"{branch.name}: drill on for {raw} min. Messages say DRILL; police are never "
@@ -113,7 +113,7 @@ def drill_start(branch_id: str) -> Any:
 @admin_required
 def drill_end(branch_id: str) -> Any:
     branch = _branch_or_404(branch_id)
-    board_context().store.set_branch_switches(branch.id, by=g.user.name, now_ms=now_ms(),
+    dashboard_context().store.branches.set_branch_switches(branch.id, by=g.user.name, now_ms=now_ms(),
                                               drill_until_ms=None)
     log.info("drill at %s ended by %s", branch.id, g.user.name)
     flash(f"{branch.name}: drill ended. Alarms page people for real again.", "info")
@@ -129,7 +129,7 @@ def lone_worker(branch_id: str) -> Any:
         flash(f"{branch.name}: mode: must be on, off or auto (got {mode[:20]!r}). "
               "Nothing was changed.", "error")
         return _back()
-    board_context().store.set_branch_switches(branch.id, by=g.user.name, now_ms=now_ms(),
+    dashboard_context().store.branches.set_branch_switches(branch.id, by=g.user.name, now_ms=now_ms(),
                                               lone_worker=LONE_MODES[mode])
     log.info("lone worker at %s set %s by %s", branch.id, mode, g.user.name)
     text = {"on": "on: alarms go to the police first",

@@ -27,7 +27,7 @@ import urllib.request
 
 from flask import Blueprint, Response, jsonify, request
 
-from .board import board_context
+from .context import dashboard_context
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ def _door() -> str | None:
 
 @bp.post("/press/<device_id>")
 def press(device_id: str) -> tuple[Response, int]:
-    ctx = board_context()
+    ctx = dashboard_context()
     if device_id not in ctx.site.devices:
         return jsonify(ok=False, error=f"unknown device {device_id!r}"), 404
     base = f"{ctx.demo_control_url}/press/{urllib.parse.quote(device_id, safe='')}"

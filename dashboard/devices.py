@@ -13,7 +13,7 @@ What a row shows comes from two places the hub writes:
   heartbeats ``heartbeat_ms`` (hub clock), ``battery_pct``, ``wifi_dbm``, ``outbox``;
   from self-tests ``selftest_ms``, ``selftest_ok``, ``selftest_detail``; from the daily
   test press ``test_ms`` (hub clock).
-- ``<prefix>:troubles:<id>`` (set, from :mod:`hub.supervision`): offline, never_seen,
+- ``<prefix>:troubles:<id>`` (set, from :mod:`hub.engine.supervision`): offline, never_seen,
   low_battery, outbox_backlog, selftest_failed. A device the supervisor finds silent
   is shown offline even if its last status said online (its Last Will may be lost).
 """
@@ -26,11 +26,11 @@ from typing import Any
 
 from flask import Blueprint, abort, flash, g, redirect, render_template, url_for
 
-from hub.site import Device, Site
-from hub.store import Store
+from hub.config.site import Device, Site
+from hub.store.alarms import Store
 
 from .auth import admin_required
-from .board import board_context
+from .context import dashboard_context
 
 log = logging.getLogger(__name__)
 
@@ -97,17 +97,17 @@ def device_views(site: Site, store: Store) -> list[DeviceView]:
 
 @bp.get("")
 def index() -> Any:
-    ctx = board_context()
+    ctx = dashboard_context()
     return render_template("devices.html", views=device_views(ctx.site, ctx.store))
 
 
 @bp.post("/<device_id>/locate")
 @admin_required
 def locate(device_id: str) -> Any:
-    ctx = board_context()
+    ctx = dashboard_context()
     if device_id not in ctx.site.devices:
         abort(404, description=f"No device {device_id!r} in the site config.")
-    ctx.store.queue_device_command(device_id, "locate")
+    ctx.store.devices.queue_device_command(device_id, "locate")
     log.info("locate %s by %s", device_id, g.user.name)
     flash(f"Locate sent to {device_id}: for 10 s it blinks fast (and chirps, if it has a "
           "buzzer). An offline device gets it when it reconnects, if the hub still holds it.",

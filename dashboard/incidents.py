@@ -40,7 +40,7 @@ from hub.incidents.reports import drill_reports, readiness
 from hub.incidents.store import IncidentStore
 
 from .alarms import OUTCOMES, timeline_rows
-from .board import board_context, now_ms
+from .context import dashboard_context, now_ms
 
 log = logging.getLogger(__name__)
 
@@ -52,12 +52,12 @@ STATUS_LABELS = {"open": "Alarm still active", "not_needed": "Not needed",
 
 
 def incident_store() -> IncidentStore:
-    ctx = board_context()
+    ctx = dashboard_context()
     return IncidentStore(ctx.store, ctx.site)
 
 
 def may_read_personal() -> bool:
-    return board_context().site.incidents.may_read_personal(g.user.role if g.user else None)
+    return dashboard_context().site.incidents.may_read_personal(g.user.role if g.user else None)
 
 
 def _synced() -> IncidentStore:
@@ -91,7 +91,7 @@ def _day_ms(text: str, field: str) -> int:
 
 def parse_filters(args: Any) -> tuple[Filters, int | None, int | None]:
     """The query's filters, and the period as [since_ms, until_ms); 400 for a bad field."""
-    site = board_context().site
+    site = dashboard_context().site
     f = Filters(**{k: (args.get(k) or "").strip() for k in Filters.__dataclass_fields__})
     if f.branch and f.branch not in site.branches:
         abort(400, description=f"branch: unknown branch {f.branch!r}; known: "
@@ -111,7 +111,7 @@ def parse_filters(args: Any) -> tuple[Filters, int | None, int | None]:
 
 def _filtered(store: IncidentStore, f: Filters, since: int | None, until: int | None
               ) -> list[tuple[Incident, ReportStatus]]:
-    overdue_ms, now = board_context().site.incidents.report_overdue_ms, now_ms()
+    overdue_ms, now = dashboard_context().site.incidents.report_overdue_ms, now_ms()
     rows = []
     for i in store.between(since, until):
         status = i.report_status(now, overdue_ms)
@@ -130,7 +130,7 @@ def index() -> Any:
     rows = _filtered(store, f, since, until)
     overdue = _filtered(store, Filters(status="overdue"), None, None)
     return render_template("incidents.html", rows=rows, overdue=overdue, filters=f,
-                           site=board_context().site, status_labels=STATUS_LABELS)
+                           site=dashboard_context().site, status_labels=STATUS_LABELS)
 
 
 @bp.get("/incidents/export.<fmt>")
@@ -171,7 +171,7 @@ def _incident_or_404(store: IncidentStore, alarm_id: str) -> Incident:
 
 def _page(store: IncidentStore, incident: Incident, *, errors: dict[str, str] | None = None,
           form: dict[str, str] | None = None, status: int = 200) -> tuple[str, int]:
-    ctx = board_context()
+    ctx = dashboard_context()
     personal = may_read_personal()
     if personal and incident.has_personal:
         store.audit("read", user=g.user.name, role=g.user.role, incidents=[incident.id],
@@ -202,7 +202,7 @@ def show(alarm_id: str) -> Any:
 def details(alarm_id: str) -> Any:
     store = incident_store()
     incident = _incident_or_404(store, alarm_id)
-    site = board_context().site
+    site = dashboard_context().site
     reporter = request.form.get("reporter", "").strip()
     if reporter and not any(c.phone == reporter and incident.alarm.branch in c.branches
                             for c in site.contacts):
@@ -260,7 +260,7 @@ def reports() -> Any:
     since = since or int((datetime.fromtimestamp(until / 1000, timezone.utc)
                           - timedelta(days=365)).timestamp() * 1000)
     store = _synced()
-    ctx = board_context()
+    ctx = dashboard_context()
     period = store.between(since, until)
     year = store.between(now - 366 * DAY_MS, now + 1)
     drills = drill_reports(ctx.site, store.between(since, until))

@@ -4,7 +4,7 @@ plan page for one alarm that police and responders open from a text without a lo
 Routes::
 
     GET /plans/<branch>/<floor>     the plan file (SVG or PNG) for logged-in pages
-    GET /p/<token>                  one alarm's plan page (hub.planlink), no login: its kind,
+    GET /p/<token>                  one alarm's plan page (hub.core.planlink), no login: its kind,
                                     branch and room lit, and the branch's occupied safe rooms;
                                     410 once the alarm is resolved or cancelled, 404 for a
                                     token not ours or an alarm no longer stored
@@ -26,13 +26,14 @@ from typing import Any
 
 from flask import Blueprint, Flask, Response, abort, current_app, render_template, send_file, url_for
 
-from hub.floorplans import Floor
-from hub.model import Alarm
-from hub.planlink import PlanLinks
-from hub.sitemodel import Branch, Site
+from hub.core.floorplan import Floor
+from hub.core.model import Alarm
+from hub.core.planlink import PlanLinks
+from hub.core.site import Branch, Site
 
 from .auth import admin_required
-from .board import board_context, now_ms
+from .context import dashboard_context as board_context
+from .context import now_ms
 from .snapshot import board_snapshot, read_facts
 
 bp = Blueprint("plans", __name__)

@@ -22,7 +22,7 @@ from flask import Blueprint, Response, abort, g, render_template, request
 from hub.incidents import export
 
 from .auth import admin_required
-from .board import now_ms
+from .context import now_ms
 from .incidents import incident_store
 
 bp = Blueprint("privacy", __name__, url_prefix="/privacy")

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hub.store import Store
+from hub.store.alarms import Store
 
 from .users import NAME_RE, normalise_name
 

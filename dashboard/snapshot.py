@@ -16,7 +16,7 @@ A room's ``state`` is the most urgent of (first wins):
     ``trouble``    one of its devices has another trouble (battery low, outbox
                    backlog, failed self-test): it may not work for long
     ``drill``      its branch runs a drill (alarms raised there are practice until
-                   someone says REAL; each alarm carries its own ``drill``, hub.drill)
+                   someone says REAL; each alarm carries its own ``drill``, hub.core.drill)
     ``quiet``      nothing to do
 
 The other facts stay visible beside the state: ``drill`` (branch in drill),
@@ -37,10 +37,10 @@ from datetime import datetime, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from hub.model import Alarm, AlarmState
-from hub.schedule import Switches
-from hub.site import Site
-from hub.store import Store
+from hub.core.model import Alarm, AlarmState
+from hub.core.schedule import Switches
+from hub.config.site import Site
+from hub.store.alarms import Store
 
 #: Device troubles that mean a press would not reach the hub.
 OFFLINE_TROUBLES = frozenset({"offline", "never_seen"})
@@ -84,11 +84,11 @@ def read_facts(store: Store, site: Site) -> BoardFacts:
     in one Redis round trip. Raises ``redis.RedisError`` when Redis is unreachable."""
     pipe = store.r.pipeline(transaction=False)
     for branch_id in site.branches:
-        pipe.hgetall(store._key("branch", branch_id))
+        pipe.hgetall(store.key("branch", branch_id))
     for device_id in site.devices:
-        pipe.hgetall(store._key("device", device_id))
-        pipe.smembers(store._key("troubles", device_id))
-    pipe.hgetall(store._key("arc", "trouble"))
+        pipe.hgetall(store.key("device", device_id))
+        pipe.smembers(store.key("troubles", device_id))
+    pipe.hgetall(store.key("arc", "trouble"))
     replies = iter(pipe.execute())
     switches = {}
     for branch_id in site.branches:
@@ -121,7 +121,7 @@ def board_snapshot(site: Site, alarms: Iterable[Alarm], now_ms: int, *,
     ``active`` lists every active alarm newest first, including any whose room
     is no longer in the site config (its ids stand in for the names): an alarm
     is never hidden. Each alarm's ``nobody_reached``: still raised, and the pages of one
-    of its attempts all ended without reaching a person (hub.followups).
+    of its attempts all ended without reaching a person (hub.engine.followups).
     """
     active = sorted((a for a in alarms if a.state.active),
                     key=lambda a: (a.received_at_ms, a.id), reverse=True)

@@ -14,7 +14,7 @@ Routes (POST, form-encoded; answers are TwiML, ``text/xml``)::
                                             once acknowledged: who is responding, goodbye
     /twilio/voice/gather?alarm=<id>         the key pressed (Digits): 1 acknowledges as the
                                             callee (To); 9 on a drill alarm makes it real
-                                            (hub.drill); anything else plays it again
+                                            (hub.core.drill); anything else plays it again
     /twilio/sms                             an SMS reply (From, Body): "1", "yes", "ok",
                                             "omw"... acknowledges the newest raised alarm
                                             this number was paged for; "REAL" makes the
@@ -40,16 +40,16 @@ from twilio.twiml import TwiML
 from twilio.twiml.messaging_response import MessagingResponse
 from twilio.twiml.voice_response import Gather, VoiceResponse
 
-from hub.drill import REAL_DIGIT, REAL_WORDS, who_is_paged
-from hub.escalation import responder
-from hub.lifecycle import AlarmEvent, IllegalTransition
-from hub.messages import call_text, what_where
-from hub.model import Alarm, AlarmState
-from hub.reach import Reach, page_outcome
-from hub.site import Site
-from hub.store import Store
+from hub.core.drill import REAL_DIGIT, REAL_WORDS, who_is_paged
+from hub.core.escalation import responder
+from hub.core.lifecycle import AlarmEvent, IllegalTransition
+from hub.core.messages import call_text, what_where
+from hub.core.model import Alarm, AlarmState
+from hub.core.reach import Reach, page_outcome
+from hub.config.site import Site
+from hub.store.alarms import Store
 
-from .board import board_context, now_ms
+from .context import dashboard_context, now_ms
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +153,7 @@ def status() -> Response:
     """Twilio's status callback for one page (``?key=<alarm>:<attempt>:<phone>:<channel>``,
     the notification's idempotency key): each status goes into the alarm's timeline; a
     final failure is queued for a hub worker (call instead or again; when the attempt's
-    last report says nobody was reached, NOT delivered: hub.followups); a page that reached
+    last report says nobody was reached, NOT delivered: hub.engine.followups); a page that reached
     a person clears the alarm's "nobody reached".
     Answers at once with 204; nothing here can hold Twilio up."""
     parts = request.args.get("key", "").split(":")
@@ -162,7 +162,7 @@ def status() -> Response:
         return Response("bad key\n", 400, mimetype="text/plain")
     alarm_id, attempt, phone, channel = parts
     state = request.form.get("MessageStatus") or request.form.get("CallStatus") or "unknown"
-    store = board_context().store
+    store = dashboard_context().store
     store.add_timeline(alarm_id, "delivery_status", at_ms=now_ms(), attempt=attempt,
                        channel=channel, to=phone, status=state,
                        error_code=request.form.get("ErrorCode", ""),
@@ -175,13 +175,13 @@ def status() -> Response:
     if state in UNDELIVERED or state == "voicemail":
         log.warning("%s to %s for alarm %s: %s (error %s)", channel, mask(phone), alarm_id,
                     state, request.form.get("ErrorCode", "-"))
-        store.queue_followup(":".join(parts), state)  # a hub worker calls (again)
+        store.pages.queue_followup(":".join(parts), state)  # a hub worker calls (again)
     return Response(status=204)
 
 
 @bp.post("/voice/say")
 def voice_say() -> Response:
-    ctx = board_context()
+    ctx = dashboard_context()
     alarm_id = request.args.get("alarm", "")
     alarm = ctx.store.get_alarm(alarm_id) if alarm_id else None
     response = VoiceResponse()
@@ -212,7 +212,7 @@ def voice_gather() -> Response:
     alarm_id = request.args.get("alarm", "")
     response = VoiceResponse()
     if request.form.get("Digits") == REAL_DIGIT:
-        ctx = board_context()
+        ctx = dashboard_context()
         name = contact_name(ctx.site, request.form.get("To", ""))
         alarm, done = _make_real(ctx.store, alarm_id, name, "call")
         if done:
@@ -225,7 +225,7 @@ def voice_gather() -> Response:
     if request.form.get("Digits") != "1":  # 2 (hear it again) or a wrong key
         response.redirect(_url("/voice/say", alarm=alarm_id), method="POST")
         return _twiml(response)
-    ctx = board_context()
+    ctx = dashboard_context()
     name = contact_name(ctx.site, request.form.get("To", ""))
     alarm, acknowledged = _acknowledge(ctx.store, alarm_id, name, "call")
     if alarm is None:
@@ -248,7 +248,7 @@ def sms() -> Response:
     if word not in ACK_WORDS and word not in REAL_WORDS:
         response.message(SMS_HELP)
         return _twiml(response)
-    ctx = board_context()
+    ctx = dashboard_context()
     message_sid = request.form.get("MessageSid", "")
     if message_sid and not ctx.store.r.set(f"{ctx.store.prefix}:twilio-sms:{message_sid}", 1,
                                            nx=True, ex=SMS_SEEN_TTL_S):
@@ -298,7 +298,7 @@ def _acknowledge(store: Store, alarm_id: str, by: str, channel: str
 
 def _make_real(store: Store, alarm_id: str, by: str, channel: str
                ) -> tuple[Alarm | None, bool]:
-    """The alarm after making it real as ``by`` (hub.drill), and whether this request did
+    """The alarm after making it real as ``by`` (hub.core.drill), and whether this request did
     it (not: unknown, over, or not a drill)."""
     try:
         alarm = store.make_real(alarm_id, by=by, via=channel, now_ms=now_ms())
@@ -347,11 +347,11 @@ def _responding(store: Store, site: Site, alarm: Alarm) -> str:
 
 def _spoken(store: Store, site: Site, alarm: Alarm, to: str = "") -> str:
     """The call's words as of now, for the contact called (``to``); a drill's if the alarm
-    is still a drill (hub.drill). Responders also hear the safe rooms staff shelter in
+    is still a drill (hub.core.drill). Responders also hear the safe rooms staff shelter in
     now."""
     drill = alarm.drill
     called = next((c for c in site.contacts if c.phone == to), None)
-    shelters = store.branch_switches(alarm.branch).shelters \
+    shelters = store.branches.branch_switches(alarm.branch).shelters \
         if called is not None and responder(called) else ()
     try:
         return call_text(alarm, site, drill=drill, now_ms=now_ms(), shelters=shelters)

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from hub.store import Store
+from hub.store.alarms import Store
 
 ROLES = ("operator", "admin")
 #: A user name: lower-case letters, digits and ``. _ @ -``, up to 64 characters.

@@ -58,7 +58,7 @@ class Signal(StrEnum):
     IDLE = "idle"                    # connected and idle
     SENDING = "sending"              # alarm published, the hub has not confirmed it yet
     RECEIVED = "received"            # the hub stored the alarm: people are being paged
-    DRILL = "drill"                  # stored as a DRILL: police are NOT paged (hub.drill)
+    DRILL = "drill"                  # stored as a DRILL: police are NOT paged (hub.core.drill)
     ACKNOWLEDGED = "acknowledged"    # a person acknowledged: help is coming
     RESOLVED = "resolved"
     NOT_DELIVERED = "not_delivered"  # no confirmation from the hub in time: use the phone

@@ -47,7 +47,9 @@ from .config import (ACTION_CANCEL, ACTION_CHECKIN, ACTION_SAFE_ROOM_LEFT, Devic
 from .feedback import FeedbackPlayer, Signal
 from .outbox import Outbox
 from .patterns import PressDecoder, parse_pattern
-from .protocol import (CMD_CHECKIN_REQUEST, CMD_LOCATE, CMD_NOT_DELIVERED, CMD_PAGING,
+from .selftest import Running, run_selftest
+from .protocol import (DEVICE_CANCELLABLE_KINDS, CMD_CHECKIN_REQUEST, CMD_LOCATE,
+                       CMD_NOT_DELIVERED, CMD_PAGING,
                        CMD_RECEIVED, CMD_RESOLVED, CMD_TEST, EVENT_CANCEL, EVENT_CHECKIN,
                        EVENT_SAFE_ROOM_LEFT, EVENT_SELFTEST, STATUS_OFFLINE, STATUS_ONLINE,
                        AlarmMessage, DeviceEvent, Health, Heartbeat, ProtocolError, StatusMessage,
@@ -69,8 +71,6 @@ CHECKIN_WINDOW_S = 300
 #: How long the firmware remembers an alarm, in seconds: a closed one (resolved,
 #: cancelled), and any other (the hub keeps the record; this is only for feedback).
 FORGET_CLOSED_S, FORGET_OPEN_S = 600, 12 * 3600
-#: Alarm kinds the wearer may cancel (within ``cancel_window_s``); never an emergency.
-CANCELLABLE_KINDS = frozenset({"assist", "test"})
 
 EventSink = Callable[[str, str], None]
 
@@ -209,7 +209,7 @@ class DeviceApp:
         if not candidates:
             return None
         _, alarm_id, track = max(candidates)
-        if track.kind not in CANCELLABLE_KINDS:
+        if track.kind not in DEVICE_CANCELLABLE_KINDS:
             log.warning("%s alarm %s cannot be cancelled from the device; only an operator "
                         "resolves it", track.kind, alarm_id)
             return None
@@ -442,8 +442,8 @@ class DeviceApp:
         self.on_event(event, alarm_id)
 
     def _report_selftest(self) -> None:
-        from .selftest import run_selftest
-        results = run_selftest(self.config, app=self)
+        results = run_selftest(self.config, running=Running(self.connected.is_set(),
+                                                            self.outbox))
         ok = all(r.ok for r in results)
         detail = "; ".join(f"{r.name}: {r.detail}" for r in results if not r.ok) or "all passed"
         self._send_event(EVENT_SELFTEST, ok=ok, detail=detail)

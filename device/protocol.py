@@ -44,6 +44,10 @@ DEFAULT_PREFIX = "haven/v1"
 #: Alarm kinds a device may send when no site config narrows them down.
 #: The hub validates against the kinds its site config declares.
 DEFAULT_KINDS = ("assist", "emergency", "safe_room", "missed_checkin", "welfare", "test")
+#: The only kinds a device may cancel from its own button, within the kind's
+#: ``cancel_window_s``: never an emergency (a coerced cancel is a real risk). The firmware
+#: offers the cancel only for these; the hub refuses a cancel window on any other kind.
+DEVICE_CANCELLABLE_KINDS = frozenset({"assist", "test"})
 
 #: Device ids and alarm ids: letters, digits, ``-`` and ``_``; no MQTT wildcards or
 #: separators, so an id can stand in a topic level.
@@ -235,7 +239,7 @@ class Command:
     for device commands such as ``locate``); ``at`` is Unix ms (hub clock).
 
     ``drill`` (on ``received``): the alarm was stored as a drill, so police are not
-    paged (hub.drill); the device shows it. It travels only when true, and firmware
+    paged (hub.core.drill); the device shows it. It travels only when true, and firmware
     that predates it ignores it (decode_command reads only the fields it knows), so
     the schema version stays 1. A later plain ``received`` for the same alarm means
     someone said REAL: it is no longer a drill."""

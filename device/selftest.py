@@ -12,13 +12,8 @@ from __future__ import annotations
 import ssl
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
 from .config import DeviceConfig
 from .outbox import Outbox
-
-if TYPE_CHECKING:
-    from .firmware import DeviceApp
 
 #: How long the broker has to answer a connection, in seconds.
 BROKER_TIMEOUT_S = 5.0
@@ -121,15 +116,24 @@ def _outbox(config: DeviceConfig, outbox: Outbox | None) -> Check:
                  else f"{config.outbox} is not writable")
 
 
-def run_selftest(config: DeviceConfig, *, app: "DeviceApp | None" = None,
+@dataclass(frozen=True)
+class Running:
+    """What the running firmware (device.firmware.DeviceApp) tells the self-test: whether
+    it is connected to the broker now, and its open outbox."""
+
+    connected: bool
+    outbox: Outbox
+
+
+def run_selftest(config: DeviceConfig, *, running: Running | None = None,
                  pin_factory=None, now_s: float | None = None) -> list[Check]:
-    """Every check's result. With a running ``app`` its pins are in use by it (so fine)
-    and its connection state stands for the broker check."""
-    if app is not None:
+    """Every check's result. With the firmware ``running``, its pins are in use by it (so
+    fine) and its connection state stands for the broker check."""
+    if running is not None:
         pins = Check("pins", True, "in use by the running firmware")
-        broker = Check("broker", app.connected.is_set(),
-                       "connected" if app.connected.is_set() else "not connected")
+        broker = Check("broker", running.connected,
+                       "connected" if running.connected else "not connected")
     else:
         pins, broker = _pins(config, pin_factory), _broker(config)
     return [pins, broker, _clock(time.time() if now_s is None else now_s),
-            _outbox(config, app.outbox if app is not None else None)]
+            _outbox(config, running.outbox if running is not None else None)]

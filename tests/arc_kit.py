@@ -13,7 +13,7 @@ from pysiaalarm import CommunicationsProtocol, SIAAccount, SIAClient
 from hub.arc.config import resolve_keys
 from hub.arc.queue import ArcQueue
 from hub.arc.sender import ArcSender
-from hub.site import parse_site
+from hub.config.site import parse_site
 from tests.conftest import PLANS_DIR, SAMPLE_SITE
 
 ACCOUNTS = {"main": "1001", "westside": "1002"}

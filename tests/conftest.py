@@ -12,9 +12,9 @@ from pathlib import Path
 import fakeredis
 import pytest
 
-from hub.localservices import LocalService, start_mosquitto, start_redis
-from hub.site import Site, load_site
-from hub.store import Store
+from hub.app.localservices import LocalService, start_mosquitto, start_redis
+from hub.config.site import Site, load_site
+from hub.store.alarms import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_SITE = ROOT / "deploy" / "examples" / "site.toml"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import http.client
 
 from dashboard.users import Users
-from hub.store import Store
+from hub.store.alarms import Store
 
 FAST_HASH = "pbkdf2:sha256:1000"
 PASSWORD = "correct horse battery"

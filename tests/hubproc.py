@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from hub.localservices import spawn
+from hub.app.localservices import spawn
 
 FROM = "+12065550000"
 
@@ -24,7 +24,7 @@ def start_hub(log: Path, mosquitto, redis_service, *, site: Path, fake_twilio=No
                    TWILIO_AUTH_TOKEN=fake_twilio.auth_token, TWILIO_FROM_NUMBER=FROM,
                    HAVEN_TWILIO_API_BASE=fake_twilio.url)
     env.update(extra_env or {})
-    proc = spawn([sys.executable, "-m", "hub.cli", "hub", "--site", str(site), "--broker",
+    proc = spawn([sys.executable, "-m", "hub.app.cli", "hub", "--site", str(site), "--broker",
                   f"127.0.0.1:{mosquitto.port}", "--redis", redis_service.url, *args],
                  log=log, env=env)
     deadline = time.monotonic() + 10

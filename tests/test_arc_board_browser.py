@@ -10,8 +10,8 @@ from playwright.sync_api import expect, sync_playwright
 from dashboard import create_app
 from dashboard.users import Users
 from hub.arc.queue import ArcQueue
-from hub.localservices import start_redis
-from hub.store import Store
+from hub.app.localservices import start_redis
+from hub.store.alarms import Store
 from tests.arc_kit import arc_site, free_port
 from tests.browserkit import DESKTOP, BoardServer, launch, log_in_with_form, open_board
 

@@ -7,7 +7,7 @@ import pytest
 
 from hub.arc.config import key_of, resolve_keys
 from hub.errors import ConfigError
-from hub.site import parse_site
+from hub.config.site import parse_site
 from tests.conftest import PLANS_DIR, SAMPLE_SITE
 
 SAMPLE = SAMPLE_SITE.read_text()

@@ -13,9 +13,9 @@ import pytest
 
 from device.protocol import Topics, new_alarm
 from hub.arc.dc09 import answer_frame
-from hub.lifecycle import AlarmEvent
-from hub.model import Alarm
-from hub.service import AlarmService, Outcome
+from hub.core.lifecycle import AlarmEvent
+from hub.core.model import Alarm
+from hub.engine.service import AlarmService, MessageOutcome
 from tests.arc_kit import (TEXT_KEY, Receiver, Silent, arc_parts, arc_site, drain,
                            free_port)
 from tests.test_service import Pools, RecordingNotifier
@@ -96,10 +96,10 @@ def test_a_drill_sends_a_test_event_never_an_alarm(receivers, fake_store):
     arc = receivers()
     queue, sender = arc_parts(arc_site(arc.port), fake_store)
     now_ms = int(time.time() * 1000)
-    fake_store.set_branch_switches("main", by="Dana", now_ms=now_ms,
+    fake_store.branches.set_branch_switches("main", by="Dana", now_ms=now_ms,
                                    drill_until_ms=now_ms + 600_000)
     drill = fake_store.get_alarm(raise_alarm(fake_store).id)
-    assert drill.drill  # the raise decided it from the branch's switch (hub.drill)
+    assert drill.drill  # the raise decided it from the branch's switch (hub.core.drill)
     queue.alarm_raised(drill)
     queue.alarm_changed(fake_store.transition(drill.id, AlarmEvent.ACKNOWLEDGE, by="Dana",
                                               now_ms=int(time.time() * 1000)))
@@ -169,7 +169,7 @@ def test_both_down_is_a_trouble_pages_go_on_and_events_follow_when_one_is_back(
                            escalators=pool.escalators)
     service.arc = queue
     msg = new_alarm("main-circ-01", "emergency")
-    assert service.handle(Topics().alarm(msg.device), msg.to_json()) is Outcome.STORED
+    assert service.handle(Topics().alarm(msg.device), msg.to_json()) is MessageOutcome.STORED
     acked = fake_store.transition(msg.alarm_id, AlarmEvent.ACKNOWLEDGE, by="Dana",
                                   now_ms=int(time.time() * 1000))
     service.command_forwarded({"cmd": "acknowledged", "alarm_id": msg.alarm_id,
@@ -292,7 +292,7 @@ def test_an_event_that_cannot_be_sent_is_dropped_not_blocking_the_queue(receiver
 
 def test_a_queue_that_cannot_be_written_never_holds_up_the_pages(fake_store, caplog):
     from hub.arc.queue import ArcQueue
-    from hub.store import Store
+    from hub.store.alarms import Store
     site = arc_site(free_port())
     notifier, pool = RecordingNotifier(), Pools()
     service = AlarmService(site, fake_store, notifier, lambda t, p: None, pool.senders,
@@ -300,7 +300,7 @@ def test_a_queue_that_cannot_be_written_never_holds_up_the_pages(fake_store, cap
     service.arc = ArcQueue(site, Store.from_url(f"redis://127.0.0.1:{free_port()}/0"),
                            clock=time.time)
     msg = new_alarm("main-circ-01", "emergency")
-    assert service.handle(Topics().alarm(msg.device), msg.to_json()) is Outcome.STORED
+    assert service.handle(Topics().alarm(msg.device), msg.to_json()) is MessageOutcome.STORED
     pool.shutdown()
     assert notifier.sent and notifier.calls
     assert f"alarm {msg.alarm_id}: ARC alarm event not queued" in caplog.text
@@ -315,10 +315,10 @@ def test_a_drill_made_real_sends_its_real_alarm_event(receivers, fake_store):
                            escalators=pool.escalators)
     service.arc = queue
     now_ms = int(time.time() * 1000)
-    fake_store.set_branch_switches("main", by="Dana", now_ms=now_ms,
+    fake_store.branches.set_branch_switches("main", by="Dana", now_ms=now_ms,
                                    drill_until_ms=now_ms + 600_000)
     msg = new_alarm("main-circ-01", "emergency")
-    assert service.handle(Topics().alarm(msg.device), msg.to_json()) is Outcome.STORED
+    assert service.handle(Topics().alarm(msg.device), msg.to_json()) is MessageOutcome.STORED
     drain(sender)
     assert arc.next_event().code == "RX"
     fake_store.make_real(msg.alarm_id, by="Dana", via="cli", now_ms=int(time.time() * 1000))

@@ -12,8 +12,8 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from device.protocol import Topics, new_alarm
-from hub.lifecycle import AlarmEvent
-from hub.store import Store
+from hub.core.lifecycle import AlarmEvent
+from hub.store.alarms import Store
 from tests.arc_kit import TEXT_KEY, Receiver, free_port
 from tests.conftest import SAMPLE_SITE, write_site
 from tests.hubproc import start_hub
@@ -70,7 +70,7 @@ def test_a_hub_without_its_arc_key_stops_with_a_clear_error(tmp_path, redis_serv
     site = tmp_path / "site.toml"
     write_site(site, SAMPLE_SITE.read_text() + ARC.format(port=free_port()))
     env = {"PATH": "/usr/bin:/bin", "HAVEN_REDIS_URL": redis_service.url}
-    done = subprocess.run([sys.executable, "-m", "hub.cli", "hub", "--site", str(site),
+    done = subprocess.run([sys.executable, "-m", "hub.app.cli", "hub", "--site", str(site),
                            "--broker", f"127.0.0.1:{free_port()}"], env=env,
                           capture_output=True, text=True, timeout=30)
     assert done.returncode == 2

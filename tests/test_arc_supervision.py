@@ -8,7 +8,7 @@ import threading
 import time
 
 from hub.arc.commission import report, run_test
-from hub.cli import main
+from hub.app.cli import main
 from tests.arc_kit import Receiver, arc_parts, arc_site, free_port
 
 

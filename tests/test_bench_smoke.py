@@ -16,7 +16,7 @@ import pytest
 from bench.benchsite import Group, site_from_contacts, site_toml, storm_groups
 from bench.peers_adapter import HavenAdapter, harness_devices, write_site
 from bench.storm_bench import MAX_CONNECTIONS, storm
-from hub.site import parse_site
+from hub.config.site import parse_site
 
 FANOUT = [f"+1500555{1000 + i:04d}" for i in range(20)]
 CONTACTS = {"default": ["+15005550100"], "devices": {"bench-fanout-01": FANOUT}}

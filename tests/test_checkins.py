@@ -7,9 +7,9 @@ import uuid
 import pytest
 
 from device.protocol import Topics, new_alarm
-from hub.checkins import MISSED_NAMESPACE, CheckinScheduler
-from hub.schedule import BranchState
-from hub.service import AlarmService
+from hub.engine.checkins import MISSED_NAMESPACE, CheckinScheduler
+from hub.core.schedule import BranchState
+from hub.engine.service import AlarmService
 from tests.test_escalation import Clock, InlinePool, Recorder
 
 T0 = 1_780_000_000_000  # ms
@@ -23,7 +23,7 @@ def scheduler(site, store, state=BranchState.LONE_WORKER):
 
 
 def commands(store):
-    return [(f["device"], f["cmd"]) for _, f in store.read_device_commands("t", block_ms=5)]
+    return [(f["device"], f["cmd"]) for _, f in store.devices.read_device_commands("t", block_ms=5)]
 
 
 def test_a_lone_worker_is_asked_to_check_in_and_an_answer_raises_nothing(sample_site,
@@ -79,7 +79,7 @@ def test_nobody_on_duty_means_nobody_is_asked_to_check_in(sample_site, fake_stor
 
 def test_a_contact_put_on_duty_at_night_is_asked_to_check_in(sample_site, fake_store):
     sched, raised = scheduler(sample_site, fake_store)
-    fake_store.set_override("westside", "+12065550104", on_duty=True,
+    fake_store.branches.set_override("westside", "+12065550104", on_duty=True,
                             until_ms=NIGHT + 3_600_000, by="Dana")
     sched.tick(NIGHT)
     assert commands(fake_store) == [("west-front-01", "checkin_request")]

@@ -1,4 +1,4 @@
-"""hub.claimkeeper: claims of pages waiting for a sender are renewed together, so a live
+"""hub.engine.claimkeeper: claims of pages waiting for a sender are renewed together, so a live
 worker's queue never outlives its leases, and a lost claim is never sent."""
 
 from concurrent.futures import Executor, Future
@@ -6,12 +6,12 @@ from concurrent.futures import Executor, Future
 import pytest
 
 from device.protocol import Topics, new_alarm
-from hub.claimkeeper import LOST, MAX_HOLD_MS, ClaimKeeper
-from hub.model import Channel, NotificationKey
-from hub.service import LEASE_MS, AlarmService
+from hub.engine.claimkeeper import LOST, MAX_HOLD_MS, ClaimKeeper
+from hub.core.model import Channel, PageKey
+from hub.engine.service import LEASE_MS, AlarmService
 from tests.test_escalation import Clock, InlinePool, Recorder
 
-A, B, C = (NotificationKey("a1", 0, f"+1555000000{i}", Channel.SMS) for i in range(3))
+A, B, C = (PageKey("a1", 0, f"+1555000000{i}", Channel.SMS) for i in range(3))
 
 
 class FakeRenewals:
@@ -55,11 +55,11 @@ def test_a_claim_stuck_in_the_queue_too_long_is_left_to_lapse():
 
 
 def test_renewals_are_checked_in_redis(store):
-    store.claim_notifications("a1", [A, B], 1000, LEASE_MS)
-    store.claim_notifications("a1", [B], 6000, LEASE_MS)  # B's lease ran out: taken over
-    assert store.renew_claims([(A, 1000), (B, 1000)], 2000) == [True, False]
-    assert store.notification_outcome(A) == "claimed:2000"
-    assert store.notification_outcome(B) == "claimed:6000"
+    store.pages.claim_many("a1", [A, B], 1000, LEASE_MS)
+    store.pages.claim_many("a1", [B], 6000, LEASE_MS)  # B's lease ran out: taken over
+    assert store.pages.renew_claims([(A, 1000), (B, 1000)], 2000) == [True, False]
+    assert store.pages.outcome(A) == "claimed:2000"
+    assert store.pages.outcome(B) == "claimed:6000"
 
 
 class HeldPool(Executor):
@@ -94,7 +94,7 @@ def test_a_page_queued_past_its_lease_is_kept_or_yielded_never_sent_twice(
         if kept:
             assert service.claims.renew(int(clock() * 1000)) == len(keys)
     # Another worker's timer re-runs the attempt and tries to claim the same pages.
-    other = fake_store.claim_notifications(msg.alarm_id, keys, int(clock() * 1000), LEASE_MS)
+    other = fake_store.pages.claim_many(msg.alarm_id, keys, int(clock() * 1000), LEASE_MS)
     senders.run_all()
     sent_here = [to for _, to, _ in notifier.sent]
     if kept:

@@ -7,10 +7,10 @@ import time
 
 import pytest
 
-from hub import cli
-from hub.alarmref import AlarmRefError, resolve_alarm_id, search_prefix
-from hub.messages import page_ref
-from hub.model import Alarm, AlarmState
+from hub.app import cli
+from hub.core.alarmref import AlarmRefError, resolve_alarm_id, search_prefix
+from hub.core.messages import page_ref
+from hub.core.model import Alarm, AlarmState
 from tests.conftest import SAMPLE_SITE
 
 IDS = ["86bce38e-2f1a-4c1d-9d55-0f6c1a2b3c4d", "86bce38e-7abc-4c1d-9d55-0f6c1a2b3c4d",
@@ -70,7 +70,7 @@ def stored(store, alarm_id, state=AlarmState.RAISED):
 def test_the_store_lists_ids_by_their_start_active_or_ended(fake_store):
     for alarm_id in IDS:
         stored(fake_store, alarm_id)
-    fake_store.r.hset(fake_store._key("alarms-not-an-alarm"), "x", "1")
+    fake_store.r.hset(fake_store.key("alarms-not-an-alarm"), "x", "1")
     assert sorted(fake_store.alarm_ids_starting("86bce38e")) == IDS[:2]
     assert fake_store.alarm_ids_starting("1f00bb") == [IDS[3]]
     assert fake_store.alarm_ids_starting("zz") == []

@@ -1,11 +1,11 @@
-"""hub/clockwatch.py and Store.shift_schedule: a wall-clock step moves the schedule once."""
+"""hub/engine/clockwatch.py and Store.shift_schedule: a wall-clock step moves the schedule once."""
 
 from __future__ import annotations
 
 import pytest
 
-from hub.clockwatch import ClockWatch
-from hub.model import Channel, NotificationKey
+from hub.engine.clockwatch import ClockWatch
+from hub.core.model import Channel, PageKey
 
 
 class Clocks:
@@ -41,10 +41,10 @@ def test_slewing_and_scheduling_noise_are_not_steps():
 
 def test_the_schedule_moves_once_per_step_across_workers(fake_store):
     fake_store.r.zadd(f"{fake_store.prefix}:escalations", {"a1": 10_000, "a2": 20_000})
-    key = NotificationKey("a1", 3_000_001, "+12065550101", Channel.CALL)
-    fake_store.schedule_call_retry(key, 30_000)
+    key = PageKey("a1", 3_000_001, "+12065550101", Channel.CALL)
+    fake_store.pages.schedule_call_retry(key, 30_000)
     assert fake_store.shift_schedule(-3_600_000, step_id="42") == 3
     assert fake_store.shift_schedule(-3_600_000, step_id="42") is None  # the other worker
     assert fake_store.escalation_due("a1") == 10_000 - 3_600_000
     assert fake_store.escalation_due("a2") == 20_000 - 3_600_000
-    assert fake_store.lease_call_retries(30_000 - 3_600_000, 4000) == [str(key)]
+    assert fake_store.pages.lease_call_retries(30_000 - 3_600_000, 4000) == [str(key)]

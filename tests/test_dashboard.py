@@ -18,9 +18,9 @@ from dashboard import create_app
 from dashboard.board import board_snapshot, format_event
 from dashboard.snapshot import BoardFacts, DeviceFacts, read_facts
 from dashboard.serve import make_server, stop
-from hub.model import Alarm, AlarmState
-from hub.schedule import Switches
-from hub.store import Store
+from hub.core.model import Alarm, AlarmState
+from hub.core.schedule import Switches
+from hub.store.alarms import Store
 from tests.dashboard_login import logged_in_client, session_cookie
 
 SAMPLE_ROOMS = {
@@ -199,7 +199,7 @@ def test_snapshot_shows_drill_offline_trouble_and_an_occupied_safe_room(sample_s
 
 def test_an_alarm_is_marked_drill_by_itself_not_by_its_branch(sample_site):
     """A real alarm in a drilling branch (raised before the drill, or made REAL) must not
-    look like practice on the board (hub.drill)."""
+    look like practice on the board (hub.core.drill)."""
     facts = BoardFacts(switches={"westside": Switches(drill_until_ms=10_000, by="dana")})
     alarms = [alarm("w1", "emergency", branch="westside", room="front-desk",
                     device="west-front-01", at_ms=2_000),
@@ -211,10 +211,10 @@ def test_an_alarm_is_marked_drill_by_itself_not_by_its_branch(sample_site):
 
 def test_api_board_reads_switches_device_status_and_troubles(client, fake_store):
     now = int(time.time() * 1000)
-    fake_store.set_branch_switches("main", by="dana", now_ms=now, drill_until_ms=now + 600_000)
-    fake_store.set_device_status("west-front-01", "offline", now)
+    fake_store.branches.set_branch_switches("main", by="dana", now_ms=now, drill_until_ms=now + 600_000)
+    fake_store.devices.set_device_status("west-front-01", "offline", now)
     fake_store.r.sadd(f"{fake_store.prefix}:troubles:west-safe-01", "selftest_failed")
-    fake_store.update_device("main-safe-01", "safe_room_left", door_opened_ms=now)
+    fake_store.devices.update_device("main-safe-01", "safe_room_left", door_opened_ms=now)
 
     facts = read_facts(fake_store, client.application.extensions["haven"].site)
     assert facts.switches["main"].drill_until_ms == now + 600_000

@@ -14,8 +14,8 @@ from dashboard.auth import WRONG, load_secret_key
 from dashboard.csrf import MESSAGE as CSRF_MESSAGE
 from dashboard.ratelimit import LoginLimit, LoginLimiter
 from dashboard.users import UserError, Users
-from hub import cli
-from hub.usercli import PasswordError, read_password
+from hub.app import cli
+from hub.app.usercli import PasswordError, read_password
 from tests.dashboard_login import FAST_HASH, PASSWORD, add_user, log_in
 
 TOKEN_RE = re.compile(r'name="csrf_token" value="([^"]+)"')

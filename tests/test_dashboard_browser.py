@@ -16,11 +16,11 @@ from playwright.sync_api import expect, sync_playwright
 
 from dashboard import create_app
 from dashboard.users import Users
-from hub.localservices import start_redis
-from hub.lifecycle import AlarmEvent
-from hub.model import Alarm
-from hub.site import parse_site
-from hub.store import Store
+from hub.app.localservices import start_redis
+from hub.core.lifecycle import AlarmEvent
+from hub.core.model import Alarm
+from hub.config.site import parse_site
+from hub.store.alarms import Store
 from tests.browserkit import (DESKTOP, LAYOUT_PROBLEMS, RECORD_ALERTS, BoardServer, launch,
                               log_in_with_form, open_board, screenshot, tile)
 from tests.conftest import PLANS_DIR, SAMPLE_SITE
@@ -46,7 +46,7 @@ def store(tmp_path_factory, sample_site):
 
 @pytest.fixture(scope="module")
 def sample_site():
-    from hub.site import load_site
+    from hub.config.site import load_site
     return load_site(SAMPLE_SITE)
 
 
@@ -140,8 +140,8 @@ def test_a_raised_alarm_shows_on_the_board_within_a_second(page, board, store):
 
 def test_each_state_shows_in_colour_words_and_an_icon(page, board, store):
     now = now_ms()
-    store.set_branch_switches("westside", by="ada", now_ms=now, drill_until_ms=now + 600_000)
-    store.set_device_status("main-ref-01", "offline", now)
+    store.branches.set_branch_switches("westside", by="ada", now_ms=now, drill_until_ms=now + 600_000)
+    store.devices.set_device_status("main-ref-01", "offline", now)
     store.r.sadd(f"{store.prefix}:troubles:main-child-01", "low_battery")
     store.raise_alarm(alarm("a1", "assist", room="workroom", device="main-work-01"))
     store.raise_alarm(alarm("s1", "safe_room", room="safe-room", device="main-safe-01"))
@@ -179,7 +179,7 @@ def test_each_state_shows_in_colour_words_and_an_icon(page, board, store):
         "drill until")
 
     # the safe room's door opens: staff left, the alarm stays open until an operator ends it
-    store.update_device("main-safe-01", "safe_room_left", door_opened_ms=now_ms() + 1)
+    store.devices.update_device("main-safe-01", "safe_room_left", door_opened_ms=now_ms() + 1)
     expect(tile(page, "main", "safe-room").locator(".status-text")).to_have_text(
         "Left the safe room; alarm still open")
 
@@ -318,8 +318,8 @@ def test_the_board_fits_a_tablet_and_200_percent_zoom(browser, logged_in, board,
                                                       viewport, scale):
     """200 % zoom on a 1280 px window lays the page out in 640 CSS px at 2 device px each."""
     now = now_ms()
-    store.set_branch_switches("westside", by="ada", now_ms=now, drill_until_ms=now + 600_000)
-    store.set_device_status("main-ref-01", "offline", now)
+    store.branches.set_branch_switches("westside", by="ada", now_ms=now, drill_until_ms=now + 600_000)
+    store.devices.set_device_status("main-ref-01", "offline", now)
     store.r.sadd(f"{store.prefix}:troubles:main-child-01", "low_battery", "outbox_backlog")
     store.raise_alarm(alarm("e1"))
     store.raise_alarm(alarm("s1", "safe_room", branch="westside", room="safe-room",
@@ -377,7 +377,7 @@ def test_a_drill_that_runs_out_leaves_the_board_by_itself(page, board, store):
     open_board(page, board.url)
     circulation = tile(page, "main", "circulation")
     now = now_ms()
-    store.set_branch_switches("main", by="ada", now_ms=now, drill_until_ms=now + 2500)
+    store.branches.set_branch_switches("main", by="ada", now_ms=now, drill_until_ms=now + 2500)
     expect(circulation).to_have_attribute("data-state", "drill")
     expect(circulation).to_have_attribute("data-state", "quiet", timeout=6000)  # not 15 s
     expect(circulation.locator(".drill-tag")).to_be_hidden()
@@ -491,8 +491,8 @@ def test_the_devices_page_fits_a_tablet_with_whole_words(browser, admin_logged_i
     """Issue 20: an 866 px table in 768 px, Locate off screen, "Onli ne", "Loc ate"."""
     admin = admin_logged_in
     now = now_ms()
-    store.set_device_status("main-ref-01", "offline", now)
-    store.set_device_status("main-circ-01", "online", now)
+    store.devices.set_device_status("main-ref-01", "offline", now)
+    store.devices.set_device_status("main-circ-01", "online", now)
     context = browser.new_context(storage_state=admin, viewport=viewport)
     page = context.new_page()
     try:

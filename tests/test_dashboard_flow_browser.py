@@ -22,10 +22,10 @@ from dashboard import create_app
 from dashboard.users import Users
 from device.config import BrokerConfig, DeviceConfig, InputConfig
 from device.firmware import DeviceApp
-from hub.lifecycle import AlarmEvent
-from hub.localservices import LocalService, start_mosquitto, start_redis
-from hub.site import load_site
-from hub.store import Store
+from hub.core.lifecycle import AlarmEvent
+from hub.app.localservices import LocalService, start_mosquitto, start_redis
+from hub.config.site import load_site
+from hub.store.alarms import Store
 from tests.browserkit import (DESKTOP, BoardServer, launch, log_in_with_form, open_board,
                               screenshot, tile)
 from tests.conftest import SAMPLE_SITE
@@ -117,7 +117,7 @@ def start_device(stack: Stack, device_id: str, pin: int) -> DeviceApp:
     app.start()
     assert app.connected.wait(5), f"{device_id} did not connect"
     deadline = time.monotonic() + 5
-    while stack.store.device_status(device_id).get("state") != "online":
+    while stack.store.devices.device_status(device_id).get("state") != "online":
         assert time.monotonic() < deadline, f"the hub never heard {device_id} online"
         time.sleep(0.02)
     return app

@@ -9,8 +9,8 @@ import pytest
 
 from dashboard import create_app
 from dashboard.alarms import ago, timeline_rows
-from hub.model import Alarm, AlarmState, Channel, Delivery, NotificationKey
-from hub.site import load_site
+from hub.core.model import Alarm, AlarmState, Channel, Delivery, PageKey
+from hub.config.site import load_site
 from tests.conftest import SAMPLE_SITE, write_site
 from tests.dashboard_login import logged_in_client
 
@@ -54,15 +54,15 @@ def test_alarm_page_shows_each_notification_with_its_delivery_status(operator, f
     now = now_ms()
     fake_store.add_timeline("a1", "escalation", at_ms=now, attempt=0, step=1, round=1,
                             branch_state="staffed", notifications=2)
-    fake_store.record_notification(NotificationKey("a1", 0, "+12065550101", Channel.SMS),
+    fake_store.pages.record(PageKey("a1", 0, "+12065550101", Channel.SMS),
                                    "Security desk", Delivery.sent("SM1"), now)
-    fake_store.record_notification(NotificationKey("a1", 0, "+12065550102", Channel.CALL),
+    fake_store.pages.record(PageKey("a1", 0, "+12065550102", Channel.CALL),
                                    "Dana Ortiz", Delivery.sent("CA1"), now)
     fake_store.add_timeline("a1", "delivery_status", at_ms=now, attempt=0, channel="sms",
                             to="+12065550101", status="delivered", error_code="")
     fake_store.add_timeline("a1", "delivery_status", at_ms=now, attempt=0, channel="call",
                             to="+12065550102", status="no-answer", error_code="")
-    fake_store.record_notification(NotificationKey("a1", 0, "+12065550103", Channel.SMS),
+    fake_store.pages.record(PageKey("a1", 0, "+12065550103", Channel.SMS),
                                    "Police", Delivery.failed("invalid number", retryable=False,
                                                              code=21211), now)
     page = operator.get("/alarms/a1")
@@ -253,21 +253,21 @@ def test_operators_see_branches_but_only_admins_switch(operator, fake_store):
                  "/branches/main/lone-worker"):
         response = operator.post(path, data={"minutes": "10", "mode": "on"})
         assert response.status_code == 403 and "Only an admin" in response.text
-    assert fake_store.branch_switches("main").by is None
+    assert fake_store.branches.branch_switches("main").by is None
 
 
 def test_admin_starts_and_ends_a_drill(admin, fake_store):
     before = now_ms()
     response = admin.post("/branches/westside/drill/start", data={"minutes": "10"})
     assert response.status_code == 303 and response.headers["Location"] == "/branches"
-    switches = fake_store.branch_switches("westside")
+    switches = fake_store.branches.branch_switches("westside")
     assert switches.by == "ari"
     assert before + 600_000 <= switches.drill_until_ms <= now_ms() + 600_000
     page = admin.get("/branches").text
     assert "Westside Branch: drill on for 10 min." in page and "End drill" in page
     assert 'data-branch="westside"\n             data-state="drill"' in page
     assert admin.post("/branches/westside/drill/end").status_code == 303
-    assert fake_store.branch_switches("westside").drill_until_ms is None
+    assert fake_store.branches.branch_switches("westside").drill_until_ms is None
     assert "drill ended" in admin.get("/branches").text
 
 
@@ -276,13 +276,13 @@ def test_a_bad_drill_length_is_named_and_changes_nothing(admin, fake_store, minu
     response = admin.post("/branches/main/drill/start", data={"minutes": minutes})
     assert response.status_code == 303
     assert "minutes: give a whole number from 1 to 720" in admin.get("/branches").text
-    assert fake_store.branch_switches("main").drill_until_ms is None
+    assert fake_store.branches.branch_switches("main").drill_until_ms is None
 
 
 def test_admin_switches_lone_worker_on_off_and_back_to_the_schedule(admin, fake_store):
     for mode, expected in (("on", True), ("off", False), ("auto", None)):
         assert admin.post("/branches/main/lone-worker", data={"mode": mode}).status_code == 303
-        assert fake_store.branch_switches("main").lone_worker is expected
+        assert fake_store.branches.branch_switches("main").lone_worker is expected
     admin.post("/branches/main/lone-worker", data={"mode": "maybe"})
     assert "mode: must be on, off or auto" in admin.get("/branches").text
     assert admin.post("/branches/nowhere/lone-worker", data={"mode": "on"}).status_code == 404
@@ -292,12 +292,12 @@ def test_admin_switches_lone_worker_on_off_and_back_to_the_schedule(admin, fake_
 
 def test_devices_show_health_and_troubles(operator, fake_store):
     now = now_ms()
-    fake_store.set_device_status("main-circ-01", "online", now, "1.4.2", uptime_s=60, outbox=2,
+    fake_store.devices.set_device_status("main-circ-01", "online", now, "1.4.2", uptime_s=60, outbox=2,
                                  wifi_dbm=-61.4, battery_pct=87.6, heartbeat_ms=now)
-    fake_store.update_device("main-circ-01", "selftest", selftest_ms=now, selftest_ok=0,
+    fake_store.devices.update_device("main-circ-01", "selftest", selftest_ms=now, selftest_ok=0,
                              selftest_detail="LED open circuit")
-    fake_store.update_device("main-circ-01", "test_press", test_ms=now, test_alarm="t1")
-    fake_store.set_device_status("main-ref-01", "online", now)
+    fake_store.devices.update_device("main-circ-01", "test_press", test_ms=now, test_alarm="t1")
+    fake_store.devices.set_device_status("main-ref-01", "online", now)
     fake_store.r.sadd(f"{fake_store.prefix}:troubles:main-ref-01", "offline", "low_battery")
     page = operator.get("/devices")
     assert page.status_code == 200

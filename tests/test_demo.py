@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from hub.localservices import free_port
+from hub.app.localservices import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -49,7 +49,7 @@ def test_demo_press_shows_on_the_board_prints_the_sms_and_stops_clean(tmp_path):
         env.pop(name, None)
     out = tmp_path / "demo.out"
     with open(out, "wb") as sink:
-        demo = subprocess.Popen([sys.executable, "-m", "hub.cli", "demo", "--port", str(port)],
+        demo = subprocess.Popen([sys.executable, "-m", "hub.app.cli", "demo", "--port", str(port)],
                                 stdout=sink, stderr=subprocess.STDOUT, env=env)
     try:
         deadline = time.monotonic() + 30
@@ -66,7 +66,7 @@ def test_demo_press_shows_on_the_board_prints_the_sms_and_stops_clean(tmp_path):
         children = descendants(demo.pid)
         assert len(children) >= 4  # mosquitto, redis-server, hub, dashboard
 
-        press = subprocess.run([sys.executable, "-m", "hub.cli", "press", "main-ref-01"],
+        press = subprocess.run([sys.executable, "-m", "hub.app.cli", "press", "main-ref-01"],
                                env=env, capture_output=True, text=True, timeout=20)
         assert press.returncode == 0, press.stderr
         pressed = time.monotonic()
@@ -99,7 +99,7 @@ def test_demo_press_shows_on_the_board_prints_the_sms_and_stops_clean(tmp_path):
 
         # resolved by its text's Ref: the supervisor's "report is due" links to the incident
         redis_url = re.search(r"--redis (redis://\S+)", out.read_text()).group(1)
-        done = subprocess.run([sys.executable, "-m", "hub.cli", "alarm", "resolve",
+        done = subprocess.run([sys.executable, "-m", "hub.app.cli", "alarm", "resolve",
                                f"{alarm_id[:8]}-1", "--by", "Dana", "--reason", "handled",
                                "--redis", redis_url], env=env, capture_output=True, text=True,
                               timeout=20)
@@ -111,7 +111,7 @@ def test_demo_press_shows_on_the_board_prints_the_sms_and_stops_clean(tmp_path):
             assert time.monotonic() < deadline, out.read_text()
             time.sleep(0.05)
 
-        bad = subprocess.run([sys.executable, "-m", "hub.cli", "press", "no-such-device"],
+        bad = subprocess.run([sys.executable, "-m", "hub.app.cli", "press", "no-such-device"],
                              env=env, capture_output=True, text=True, timeout=20)
         assert bad.returncode == 1 and "no simulated device 'no-such-device'" in bad.stderr
     finally:
@@ -126,6 +126,6 @@ def test_demo_press_shows_on_the_board_prints_the_sms_and_stops_clean(tmp_path):
 
 def test_press_without_a_demo_says_how_to_start_one(tmp_path):
     env = dict(os.environ, HAVEN_DEMO_STATE=str(tmp_path / "none.json"))
-    result = subprocess.run([sys.executable, "-m", "hub.cli", "press", "main-circ-01"],
+    result = subprocess.run([sys.executable, "-m", "hub.app.cli", "press", "main-circ-01"],
                             env=env, capture_output=True, text=True, timeout=20)
     assert result.returncode == 1 and "make demo" in result.stderr

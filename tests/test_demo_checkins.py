@@ -9,7 +9,7 @@ import subprocess
 import sys
 from types import SimpleNamespace
 
-from hub.demo import CheckinNotes, _banner
+from hub.app.demo import CheckinNotes, _banner
 
 NOW_MS = 1_780_000_000_000
 
@@ -50,7 +50,7 @@ def test_a_single_press_that_answers_a_check_in_says_so(sample_site, mosquitto, 
 
     from device.feedback import Signal
     from device.protocol import CMD_CHECKIN_REQUEST, Command, Topics
-    from hub.demo import Simulator
+    from hub.app.demo import Simulator
     sim = Simulator(sample_site, mosquitto.port, tmp_path)
     hub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="hub-stand-in")
     hub.connect("127.0.0.1", mosquitto.port)
@@ -97,7 +97,7 @@ def test_the_banner_prints_the_password_alone_on_its_line(sample_site, capsys):
 
 
 def test_a_second_demo_does_not_take_the_first_ones_state_file(tmp_path):
-    from hub.demo import claim_state_file
+    from hub.app.demo import claim_state_file
     state = tmp_path / "demo.json"
     assert claim_state_file(state) is None  # ours: this test process, alive
     refused = claim_state_file(state)
@@ -106,7 +106,7 @@ def test_a_second_demo_does_not_take_the_first_ones_state_file(tmp_path):
 
 
 def test_a_dead_demos_state_file_is_taken(tmp_path):
-    from hub.demo import claim_state_file
+    from hub.app.demo import claim_state_file
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     state = tmp_path / "demo.json"
@@ -116,7 +116,7 @@ def test_a_dead_demos_state_file_is_taken(tmp_path):
 
 
 def test_press_while_the_demo_starts_says_so(tmp_path, monkeypatch, capsys):
-    from hub.demo import press
+    from hub.app.demo import press
     state = tmp_path / "demo.json"
     state.write_text(json.dumps({"pid": os.getpid()}))
     monkeypatch.setenv("HAVEN_DEMO_STATE", str(state))

@@ -16,11 +16,11 @@ from gpiozero.pins.mock import MockFactory
 
 from device.config import load_device_config
 from device.firmware import DeviceApp
-from hub.cli import main
-from hub.localservices import free_port
+from hub.app.cli import main
+from hub.app.localservices import free_port
 from hub.provision.files import SiteDir
 from hub.provision.local import start_site_mosquitto, start_site_redis
-from hub.store import Store
+from hub.store.alarms import Store
 from tests.hubproc import start_hub
 
 REPO = Path(__file__).resolve().parent.parent

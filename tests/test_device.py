@@ -20,7 +20,7 @@ from device.firmware import FIRMWARE_VERSION, AlarmTrack, DeviceApp, persistent_
 from device.outbox import Outbox
 from device.protocol import (Command, Topics, decode_alarm, decode_event, decode_heartbeat,
                              decode_status)
-from hub.localservices import spawn
+from hub.app.localservices import spawn
 
 WEARABLE = (("hold 2s", "emergency"), ("3 presses within 2s", "assist"), ("press", "test"),
             ("2 presses within 1s", "cancel"))
@@ -248,7 +248,7 @@ def test_paging_after_not_delivered_turns_use_the_phone_into_help_is_being_calle
 
 def test_a_drill_confirmation_shows_drill_and_a_later_real_one_shows_received(app, listener):
     """The person pressing can tell a drill (police not paged) from a real alarm, and
-    feels it when someone says REAL (hub.drill): the hub then sends a plain received."""
+    feels it when someone says REAL (hub.core.drill): the hub then sends a plain received."""
     _, client = listener
     alarm = app.raise_alarm("emergency")
     topic = Topics().cmd("main-circ-01")
@@ -320,7 +320,7 @@ def test_an_emergency_is_never_cancelled_from_the_device(app, pins, listener):
 
 def test_broker_down_at_the_press_then_back_delivers_the_alarm(pins, tmp_path, listener,
                                                                mosquitto):
-    from hub.localservices import start_mosquitto
+    from hub.app.localservices import start_mosquitto
     got, client = listener
     device = make_app(pins, mosquitto.port, tmp_path, resend_every_s=0.5)
     device.start()
@@ -366,7 +366,7 @@ def test_a_killed_device_is_reported_offline_and_resends_its_outbox_on_restart(
     box.add(pending, time.time())
     box.close()
     env = dict(os.environ, GPIOZERO_PIN_FACTORY="mock")
-    argv = [sys.executable, "-m", "hub.cli", "device", "run", "--config", str(config)]
+    argv = [sys.executable, "-m", "hub.app.cli", "device", "run", "--config", str(config)]
     proc = spawn(argv, log=tmp_path / "device.log", env=env)
     try:
         topic, payload, _ = next_on(got, "alarm", timeout=10)
@@ -386,13 +386,13 @@ def test_selftest_command_reports_each_check(tmp_path, mosquitto):
                       f'[broker]\nhost = "127.0.0.1"\nport = {mosquitto.port}\n')
     env = dict(os.environ, GPIOZERO_PIN_FACTORY="mock")
     import subprocess
-    ok = subprocess.run([sys.executable, "-m", "hub.cli", "device", "selftest", "--config",
+    ok = subprocess.run([sys.executable, "-m", "hub.app.cli", "device", "selftest", "--config",
                          str(config)], capture_output=True, text=True, env=env, timeout=30)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert [line.split()[0:2] for line in ok.stdout.splitlines()] == [
         ["ok", "pins:"], ["ok", "broker:"], ["ok", "clock:"], ["ok", "outbox:"]]
     mosquitto.stop()
-    bad = subprocess.run([sys.executable, "-m", "hub.cli", "device", "selftest", "--config",
+    bad = subprocess.run([sys.executable, "-m", "hub.app.cli", "device", "selftest", "--config",
                           str(config)], capture_output=True, text=True, env=env, timeout=30)
     assert bad.returncode == 1
     assert f"FAIL broker: cannot reach 127.0.0.1:{mosquitto.port}" in bad.stdout
@@ -453,7 +453,7 @@ def test_under_systemd_it_says_ready_and_pings_the_watchdog(tmp_path, mosquitto)
         server.settimeout(10)
         env = dict(os.environ, GPIOZERO_PIN_FACTORY="mock", NOTIFY_SOCKET=notify,
                    WATCHDOG_USEC="1000000")
-        proc = spawn([sys.executable, "-m", "hub.cli", "device", "run", "--config", str(config)],
+        proc = spawn([sys.executable, "-m", "hub.app.cli", "device", "run", "--config", str(config)],
                      log=tmp_path / "device.log", env=env)
         try:
             messages = [server.recv(64) for _ in range(3)]
@@ -467,7 +467,7 @@ def test_a_bad_config_exits_non_zero_listing_every_problem(tmp_path):
     import subprocess
     config = tmp_path / "device.toml"
     config.write_text('[device]\nid = "d 1"\ncolour = "red"\n[[input]]\npin = 99\n')
-    result = subprocess.run([sys.executable, "-m", "hub.cli", "device", "run", "--config",
+    result = subprocess.run([sys.executable, "-m", "hub.app.cli", "device", "run", "--config",
                              str(config)], capture_output=True, text=True, timeout=30)
     assert result.returncode == 2
     for fragment in (":2: device.id: 'd 1' is not valid", ":3: device.colour: unknown key",

@@ -14,7 +14,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from device.config import BrokerConfig, DeviceConfig, InputConfig
 from device.firmware import DeviceApp
 from device.protocol import decode_alarm
-from hub.localservices import start_mosquitto
+from hub.app.localservices import start_mosquitto
 
 
 def openssl(*args: str, cwd) -> None:

@@ -11,12 +11,12 @@ import pytest
 
 from dashboard import create_app
 from device.protocol import Topics, decode_command, new_alarm
-from hub import cli
-from hub.drill import MAX_DRILL_MIN, who_is_paged
+from hub.app import cli
+from hub.core.drill import MAX_DRILL_MIN, who_is_paged
 from hub.incidents.store import timeline_summary
-from hub.lifecycle import AlarmEvent, IllegalTransition
-from hub.model import Alarm
-from hub.service import TICK_S, AlarmService
+from hub.core.lifecycle import AlarmEvent, IllegalTransition
+from hub.core.model import Alarm
+from hub.engine.service import TICK_S, AlarmService
 from tests.dashboard_login import logged_in_client
 from tests.test_escalation import T0, Clock, InlinePool, Recorder, phones, rig  # noqa: F401
 from tests.test_twilio_hooks import CIRC, TOKEN, post, reply, twiml, said
@@ -25,7 +25,7 @@ DRILL_MINUTES = 30
 
 
 def start_drill(store, branch="main", minutes=DRILL_MINUTES, at=T0):
-    store.set_branch_switches(branch, by="Dana", now_ms=int(at * 1000),
+    store.branches.set_branch_switches(branch, by="Dana", now_ms=int(at * 1000),
                               drill_until_ms=int((at + minutes * 60) * 1000))
 
 
@@ -45,7 +45,7 @@ def drilling(rig, sample_site):  # noqa: F811
     no police. The hub's clock starts at the wall clock, as the dashboard's does."""
     service, clock, notifier, store = rig
     clock.now = time.time()
-    store.set_branch_switches("main", by="Dana", now_ms=int(clock.now * 1000),
+    store.branches.set_branch_switches("main", by="Dana", now_ms=int(clock.now * 1000),
                               lone_worker=False)
     start_drill(store, at=clock.now)
     alarm_id = press(service)
@@ -160,14 +160,16 @@ def hooks_client(sample_site, rig):  # noqa: F811
 
 
 def test_a_drill_text_says_how_to_make_it_real(rig, sample_site):  # noqa: F811
-    service, clock, notifier, store = rig
-    service.public_url = "https://haven.example.org"  # replies reach the dashboard
+    _, clock, notifier, store = rig
+    pool = InlinePool()  # replies reach the dashboard: the service has its public URL
+    service = AlarmService(sample_site, store, notifier, lambda t, p: None, pool,
+                           escalators=pool, clock=clock, public_url="https://haven.example.org")
     start_drill(store)
     press(service)
     texts = [text for ch, _, text in notifier.sent if ch == "sms"]
     assert texts and all(t.endswith("Reply REAL if this is not a drill.") for t in texts)
     notifier.sent.clear()
-    store.set_branch_switches("main", by="Dana", now_ms=int(clock.now * 1000),
+    store.branches.set_branch_switches("main", by="Dana", now_ms=int(clock.now * 1000),
                               drill_until_ms=None)
     press(service, device="main-ref-01")
     assert not any("REAL" in text for _, _, text in notifier.sent)  # real texts do not
@@ -253,7 +255,7 @@ def test_the_device_is_told_drill_on_receipt_and_received_again_on_real(sample_s
     assert [fake_store.get_alarm(i).drill for i in ids] == [True, True, False]
 
     fake_store.make_real(ids[1], by="Dana", via="dashboard", now_ms=int(T0 * 1000) + 5000)
-    [(_, fields)] = fake_store.read_device_commands("t", block_ms=5)
+    [(_, fields)] = fake_store.devices.read_device_commands("t", block_ms=5)
     assert fields == {"device": "main-ref-01", "cmd": "received", "alarm_id": ids[1]}
 
 

@@ -7,11 +7,11 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from device.protocol import Topics, new_alarm
-from hub.escalation import attempt, plan, recipients
-from hub.lifecycle import AlarmEvent
-from hub.model import Alarm, Channel, Delivery, NotificationKey
-from hub.service import LEASE_MS, AlarmService
-from hub.site import Step
+from hub.core.escalation import attempt, plan, recipients
+from hub.core.lifecycle import AlarmEvent
+from hub.core.model import Alarm, Channel, Delivery, PageKey
+from hub.engine.service import LEASE_MS, AlarmService
+from hub.config.site import Step
 
 T0 = 1_780_000_000.0  # a Thursday, 2026-05-28 20:26:40 UTC (13:26 in Los Angeles)
 
@@ -102,7 +102,7 @@ def test_an_emergency_escalates_step_by_step_until_acknowledged(rig, sample_site
 
 def test_a_drill_never_calls_the_police(rig, sample_site):
     service, clock, notifier, store = rig
-    store.set_branch_switches("main", by="Dana", now_ms=int(T0 * 1000),
+    store.branches.set_branch_switches("main", by="Dana", now_ms=int(T0 * 1000),
                               drill_until_ms=int((T0 + 3600) * 1000))
     raise_alarm(service)
     clock.now = T0 + 60
@@ -115,7 +115,7 @@ def test_a_drill_never_calls_the_police(rig, sample_site):
 
 def test_after_the_drill_expires_police_are_called_again(rig, sample_site):
     service, clock, notifier, store = rig
-    store.set_branch_switches("main", by="Dana", now_ms=int(T0 * 1000),
+    store.branches.set_branch_switches("main", by="Dana", now_ms=int(T0 * 1000),
                               drill_until_ms=int(T0 * 1000))  # ends exactly now
     raise_alarm(service)
     assert phones(sample_site, "Police dispatch") <= {to for _, to, _ in notifier.sent}
@@ -127,7 +127,7 @@ def test_a_lone_worker_switch_sends_an_assist_to_police_first(rig, sample_site):
     staffed = {to for _, to, _ in notifier.sent}
     assert staffed == phones(sample_site, "Main circulation desk", "Security desk")
     notifier.sent.clear()
-    store.set_branch_switches("main", by="Dana", now_ms=int(T0 * 1000), lone_worker=True)
+    store.branches.set_branch_switches("main", by="Dana", now_ms=int(T0 * 1000), lone_worker=True)
     raise_alarm(service, device="main-ref-01", kind="assist")
     assert {to for _, to, _ in notifier.sent} == phones(
         sample_site, "Police dispatch", "Security desk", "Dana Ortiz")
@@ -194,10 +194,10 @@ def test_a_re_run_attempt_sends_only_what_had_not_gone_out(rig, sample_site):
                   int(T0 * 1000))
     store.raise_alarm(alarm, escalate=True)
     [desk, security] = sorted(phones(sample_site, "Main circulation desk", "Security desk"))
-    done = NotificationKey(alarm.id, 0, desk, Channel.SMS)
-    store.claim_notification(done, int(T0 * 1000), LEASE_MS)
-    store.record_notification(done, "desk", Delivery.sent("SM0"), int(T0 * 1000))
-    store.claim_notification(NotificationKey(alarm.id, 0, security, Channel.SMS),
+    done = PageKey(alarm.id, 0, desk, Channel.SMS)
+    store.pages.claim(done, int(T0 * 1000), LEASE_MS)
+    store.pages.record(done, "desk", Delivery.sent("SM0"), int(T0 * 1000))
+    store.pages.claim(PageKey(alarm.id, 0, security, Channel.SMS),
                              int(T0 * 1000), LEASE_MS)
     store.claim_due(int(T0 * 1000), LEASE_MS)  # the dead worker's lease
     clock.now = T0 + 1
@@ -218,9 +218,9 @@ def test_a_re_run_that_finds_every_page_sent_keeps_the_pace_of_those_pages(rig, 
     store.raise_alarm(alarm, escalate=True)
     store.claim_due(int(T0 * 1000), LEASE_MS)  # the dead worker's lease
     for phone in phones(sample_site, "Main circulation desk", "Security desk"):
-        key = NotificationKey(alarm.id, 0, phone, Channel.SMS)
-        store.claim_notification(key, int(T0 * 1000), LEASE_MS)
-        store.record_notification(key, "x", Delivery.sent("SM"), int(T0 * 1000) + 300)
+        key = PageKey(alarm.id, 0, phone, Channel.SMS)
+        store.pages.claim(key, int(T0 * 1000), LEASE_MS)
+        store.pages.record(key, "x", Delivery.sent("SM"), int(T0 * 1000) + 300)
     clock.now = T0 + LEASE_MS / 1000 + 0.1
     assert service.run_due() == 1 and notifier.sent == []
     wait_ms = int(sample_site.kinds["assist"].steps[0].wait_s * 1000)
@@ -262,13 +262,13 @@ def test_an_override_takes_the_only_desk_off_duty_and_the_branch_becomes_lone(ri
     service, clock, notifier, store = rig
     now = int(T0 * 1000)
     assert str(service.branch_state("main", now)) == "staffed"
-    store.set_override("main", "+12065550101", on_duty=False, until_ms=now + 60_000, by="Dana")
+    store.branches.set_override("main", "+12065550101", on_duty=False, until_ms=now + 60_000, by="Dana")
     assert str(service.branch_state("main", now)) == "lone_worker"
     raise_alarm(service, kind="assist")
     paged = {to for _, to, _ in notifier.sent}
     assert "+12065550101" not in paged  # off duty: not paged for a staff step
     assert phones(sample_site, "Police dispatch") <= paged  # lone worker: police first
-    assert store.overrides("main", now + 60_000) == []  # it ran out
+    assert store.branches.overrides("main", now + 60_000) == []  # it ran out
     assert str(service.branch_state("main", now + 60_000)) == "staffed"
 
 
@@ -344,7 +344,7 @@ def test_when_nobody_can_be_reached_the_device_is_told_and_fallback_is_texted(sa
     events = [e["event"] for e in fake_store.timeline(alarm_id)]
     assert "delivery_failed" in events
     commands = [(f["cmd"], f.get("alarm_id")) for _, f in
-                fake_store.read_device_commands("t", block_ms=5)]
+                fake_store.devices.read_device_commands("t", block_ms=5)]
     assert ("not_delivered", alarm_id) in commands
     security = phones(sample_site, "Security desk")  # the fallback contact, not in step 1
     assert security <= set(notifier.tries)
@@ -415,7 +415,7 @@ def test_a_call_retry_leased_by_a_worker_that_died_is_placed_by_another(rig):
     assert service.followup(f"{alarm_id}:3000000:+12065550101:call", "busy") is True
     clock.now += 30
     # a worker leases it and dies before placing the call
-    assert len(store.lease_call_retries(int(clock() * 1000), 4000)) == 1
+    assert len(store.pages.lease_call_retries(int(clock() * 1000), 4000)) == 1
     notifier.sent.clear()
     assert service.run_call_retries() == 0  # still leased
     clock.now += 4
@@ -443,21 +443,21 @@ def test_a_call_that_reached_voicemail_is_placed_again(rig):
 
 
 def test_a_page_that_waited_for_a_sender_renews_its_claim_or_yields_to_a_takeover(rig):
-    from hub.escalation import PlannedNotification
-    from hub.model import Channel, NotificationKey
+    from hub.core.escalation import PlannedPage
+    from hub.core.model import Channel, PageKey
     service, clock, notifier, store = rig
     contact = service.site.contacts[0]
     now = int(clock() * 1000)
-    mine = NotificationKey("a1", 0, contact.phone, Channel.SMS)
-    assert store.claim_notification(mine, now, LEASE_MS)
+    mine = PageKey("a1", 0, contact.phone, Channel.SMS)
+    assert store.pages.claim(mine, now, LEASE_MS)
     clock.now += 3.9  # waited in a burst's queue: renewed, then sent
-    assert service._send_claimed(PlannedNotification(mine, contact, "x"), now).ok
-    taken = NotificationKey("a2", 0, contact.phone, Channel.SMS)
-    assert store.claim_notification(taken, now, LEASE_MS)
+    assert service.pager.send_claimed(PlannedPage(mine, contact, "x"), now).ok
+    taken = PageKey("a2", 0, contact.phone, Channel.SMS)
+    assert store.pages.claim(taken, now, LEASE_MS)
     clock.now += 5  # the lease ran out and another worker took the page over ...
-    assert store.claim_notification(taken, int(clock() * 1000), LEASE_MS)
+    assert store.pages.claim(taken, int(clock() * 1000), LEASE_MS)
     notifier.sent.clear()
-    assert service._send_claimed(PlannedNotification(taken, contact, "x"), now) is None
+    assert service.pager.send_claimed(PlannedPage(taken, contact, "x"), now) is None
     assert notifier.sent == []  # ... so this worker does not send it too
 
 
@@ -466,8 +466,8 @@ def test_attempt_0_is_claimed_with_the_alarm_while_the_branch_state_is_unchanged
     the raise itself; a switch changed since then is noticed and the plan made again."""
     service, clock, notifier, store = rig
     trips = []
-    claim = store.claim_notifications
-    store.claim_notifications = lambda *a, **k: trips.append(a) or claim(*a, **k)
+    claim = store.pages.claim_many
+    store.pages.claim_many = lambda *a, **k: trips.append(a) or claim(*a, **k)
     first = raise_alarm(service)
     assert len(trips) == 1  # nothing seen yet: planned after the raise, claimed apart
     paged = sorted(to for _, to, _ in notifier.sent)
@@ -479,7 +479,7 @@ def test_attempt_0_is_claimed_with_the_alarm_while_the_branch_state_is_unchanged
     assert store.raise_alarm(Alarm(second, "emergency", "main-ref-01", "main", "reference",
                                    1, 1)) is False  # the claims did not make it twice
     notifier.sent.clear()
-    store.set_branch_switches("main", by="Dana", now_ms=int(clock() * 1000),
+    store.branches.set_branch_switches("main", by="Dana", now_ms=int(clock() * 1000),
                               drill_until_ms=int(clock() * 1000) + 600_000)
     drill = raise_alarm(service, device="main-child-01")
     assert len(trips) == 2  # the drill switch changed the state: planned again

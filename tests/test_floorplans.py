@@ -1,4 +1,4 @@
-"""Floor plans in the site TOML (hub.floorplans): the sample's plan loads; every mistake in a
+"""Floor plans in the site TOML (hub.config.floorplans): the sample's plan loads; every mistake in a
 floor or a room's place is reported as FILE:LINE: FIELD: problem."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from hub.errors import ConfigError
-from hub.site import load_site, parse_site
+from hub.config.site import load_site, parse_site
 from tests.conftest import SAMPLE_SITE
 
 SVG = ('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 400 300">'

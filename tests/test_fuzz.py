@@ -5,9 +5,9 @@ arbitrary topics, with a valid alarm (and maybe its redelivery) somewhere among 
 to a service on fakeredis with the sample site. Senders and escalation run inline, so an
 example is deterministic and needs no pool to shut down. Properties:
 
-- ``handle`` returns an :class:`Outcome` and raises nothing;
+- ``handle`` returns an :class:`MessageOutcome` and raises nothing;
 - anything invalid is REJECTED (or IGNORED on a ``cmd`` topic), recorded in the rejected
-  stream with a reason :func:`hub.metrics.reason_class` knows;
+  stream with a reason :func:`hub.edges.metrics.reason_class` knows;
 - no alarm is stored but the valid ones; the valid alarm is stored exactly once.
 
 Validity is judged by an oracle written from the wire contract in device.protocol's
@@ -25,11 +25,11 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings, strategies as st
 
 from device.protocol import CHANNELS, MAX_PAYLOAD_BYTES, Topics, decode_command
-from hub.metrics import reason_class
-from hub.model import Delivery
-from hub.service import AlarmService, Outcome
-from hub.site import load_site
-from hub.store import Store
+from hub.edges.metrics import reason_class
+from hub.core.model import Delivery
+from hub.engine.service import AlarmService, MessageOutcome
+from hub.config.site import load_site
+from hub.store.alarms import Store
 from tests.conftest import SAMPLE_SITE
 
 NOW = 1763840000.0
@@ -236,28 +236,28 @@ FUZZ = settings(max_examples=300, deadline=None, database=None,
 
 
 def handle_and_check(service: AlarmService, store: Store, message: tuple[str, bytes, bool],
-                     seen: set[str]) -> Outcome:
+                     seen: set[str]) -> MessageOutcome:
     """Hand one message to the service and check its outcome against the oracle; adds a
     newly stored alarm's id to ``seen``."""
     topic, payload, exact = message
     outcome = service.handle(topic, payload)  # an exception here fails the property
-    assert isinstance(outcome, Outcome), (topic, payload, outcome)
+    assert isinstance(outcome, MessageOutcome), (topic, payload, outcome)
     alarm_id = valid_alarm_id(topic, payload)
     parts = topic_parts(topic)
     if alarm_id is not None:
-        expected = Outcome.DUPLICATE if alarm_id in seen else Outcome.STORED
+        expected = MessageOutcome.DUPLICATE if alarm_id in seen else MessageOutcome.STORED
         seen.add(alarm_id)
     elif parts is not None and parts[1] == "cmd":
-        expected = Outcome.IGNORED
+        expected = MessageOutcome.IGNORED
     else:
-        expected = Outcome.REJECTED
+        expected = MessageOutcome.REJECTED
     if exact:
         assert outcome is expected, (topic, payload, outcome)
     else:  # a changed status or event may still be valid
-        assert outcome in (Outcome.REJECTED, Outcome(parts[1])), (topic, payload, outcome)
+        assert outcome in (MessageOutcome.REJECTED, MessageOutcome(parts[1])), (topic, payload, outcome)
     event(str(outcome))
-    if outcome is Outcome.REJECTED:
-        [record] = store.rejected(count=1)
+    if outcome is MessageOutcome.REJECTED:
+        [record] = store.devices.rejected(count=1)
         assert record["topic"] == topic
         reason = reason_class(record["reason"], topic)
         assert reason != "other", record  # a reason class the metrics know
@@ -291,14 +291,14 @@ def test_handle_never_raises_rejects_the_invalid_and_stores_the_valid_once(case)
     assert stored_ids(store) == seen
     anchor_id = json.loads(anchor[1])["alarm_id"]
     assert [outcomes[i] for i in anchor_at] == \
-        [Outcome.STORED] + [Outcome.DUPLICATE] * (len(anchor_at) - 1)
+        [MessageOutcome.STORED] + [MessageOutcome.DUPLICATE] * (len(anchor_at) - 1)
     assert [e["event"] for e in store.timeline(anchor_id)].count("raised") == 1
     confirmations = [decode_command(t, p).alarm_id for t, p in published]
     assert confirmations.count(anchor_id) == len(anchor_at)  # "received" every time
 
     # Every rejection is on record, in order.
-    rejected = [m[0] for m, o in zip(stream, outcomes) if o is Outcome.REJECTED]
-    records = store.rejected(count=len(rejected) + 1)[::-1]  # oldest first
+    rejected = [m[0] for m, o in zip(stream, outcomes) if o is MessageOutcome.REJECTED]
+    records = store.devices.rejected(count=len(rejected) + 1)[::-1]  # oldest first
     assert [r["topic"] for r in records] == rejected
 
 
@@ -310,8 +310,8 @@ def test_deeply_nested_json_is_rejected_not_raised(channel):
     interpreter's limit, well within MAX_PAYLOAD_BYTES."""
     service, store, _ = build()
     topic = f"{HEAD}main-circ-01/{channel}"
-    assert service.handle(topic, b"[" * 2000) is Outcome.REJECTED
-    assert reason_class(store.rejected(count=1)[0]["reason"], topic) == "json"
+    assert service.handle(topic, b"[" * 2000) is MessageOutcome.REJECTED
+    assert reason_class(store.devices.rejected(count=1)[0]["reason"], topic) == "json"
 
 
 @pytest.mark.parametrize("device, alarm_id, reason", [
@@ -322,6 +322,6 @@ def test_an_id_with_a_trailing_newline_is_rejected(device, alarm_id, reason):
     service, store, _ = build()
     topic = Topics().alarm(device)
     obj = alarm_obj(device, "assist", alarm_id)
-    assert service.handle(topic, json.dumps(obj).encode()) is Outcome.REJECTED
-    assert reason_class(store.rejected(count=1)[0]["reason"], topic) == reason
+    assert service.handle(topic, json.dumps(obj).encode()) is MessageOutcome.REJECTED
+    assert reason_class(store.devices.rejected(count=1)[0]["reason"], topic) == reason
     assert stored_ids(store) == set()

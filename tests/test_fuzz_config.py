@@ -19,7 +19,7 @@ import tomllib
 from device.config import DeviceConfigError, parse_device_config
 from device.tomlpos import Positions
 from hub.errors import ConfigError
-from hub.site import parse_site
+from hub.config.site import parse_site
 
 EXAMPLES = SAMPLE_SITE.parent
 ASSIGNMENT = re.compile(r"^(\s*)([A-Za-z0-9_\-\"]+)\s*=\s*(.+?)\s*(#.*)?$")

@@ -11,7 +11,7 @@ import fakeredis
 import pytest
 from hypothesis import HealthCheck, event, given, settings, strategies as st
 
-from hub.store import Store
+from hub.store.alarms import Store
 from tests.test_fuzz import FUZZ, NOW, SITE, build
 
 import functools
@@ -21,7 +21,7 @@ import xml.etree.ElementTree as ET
 from twilio.request_validator import RequestValidator
 
 from dashboard import create_app
-from hub.model import AlarmState
+from hub.core.model import AlarmState
 from tests.dashboard_login import logged_in_client
 from tests.test_twilio_hooks import CIRC, LOCAL, TOKEN, alarm as make_alarm, raise_paged
 

@@ -1,4 +1,4 @@
-"""hub.groupcommit: concurrent callers share round trips, each gets its own result or
+"""hub.engine.groupcommit: concurrent callers share round trips, each gets its own result or
 error, and a lone caller runs on its own thread at once."""
 
 import threading
@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from hub.groupcommit import GroupCommit
+from hub.engine.groupcommit import GroupCommit
 
 
 def test_a_lone_caller_runs_its_item_on_its_own_thread():

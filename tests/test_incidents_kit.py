@@ -7,9 +7,9 @@ import socketserver
 import threading
 from dataclasses import dataclass, field
 
-from hub.lifecycle import AlarmEvent
-from hub.model import Alarm, Channel, Delivery, NotificationKey
-from hub.store import Store
+from hub.core.lifecycle import AlarmEvent
+from hub.core.model import Alarm, Channel, Delivery, PageKey
+from hub.store.alarms import Store
 
 #: 2024-03-15 12:00:00 UTC, in ms: scripted alarms start here.
 T0 = 1_710_504_000_000
@@ -50,7 +50,7 @@ def scripted_alarm(store: Store, alarm_id: str, *, at_ms: int = T0, kind: str = 
     store.add_timeline(alarm_id, "escalation", at_ms=at_ms, attempt=0, step=1, round=1,
                        branch_state="drill" if drill else "staffed", notifications=len(notified))
     for name, phone in notified:
-        store.record_notification(NotificationKey(alarm_id, 0, phone, Channel.SMS), name,
+        store.pages.record(PageKey(alarm_id, 0, phone, Channel.SMS), name,
                                   Delivery.sent("SM-" + phone), at_ms + 500)
     if ack_after_s is not None:
         store.transition(alarm_id, AlarmEvent.ACKNOWLEDGE, by=ack_by,

@@ -6,8 +6,8 @@ import pytest
 
 from dashboard.users import ROLES
 from hub.errors import ConfigError
-from hub.site import parse_site
-from hub.site_incidents import DASHBOARD_ROLES, IncidentSettings
+from hub.config.site import parse_site
+from hub.config.incidents import DASHBOARD_ROLES, IncidentSettings
 from tests.conftest import PLANS_DIR, SAMPLE_SITE
 
 SAMPLE = SAMPLE_SITE.read_text()

@@ -2,8 +2,8 @@
 
 import pytest
 
-from hub.lifecycle import AlarmEvent, IllegalTransition, transition
-from hub.model import Alarm, AlarmState
+from hub.core.lifecycle import AlarmEvent, IllegalTransition, transition
+from hub.core.model import Alarm, AlarmState
 
 RAISED_AT = 1_000_000
 LEGAL = {

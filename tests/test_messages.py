@@ -3,9 +3,9 @@ shelter in (item 6). Pure: an alarm, the sample site, and ``now``."""
 
 import pytest
 
-from hub.escalation import plan
-from hub.messages import call_text, pressed_words, sms_text
-from hub.model import Alarm, Shelter
+from hub.core.escalation import plan
+from hub.core.messages import call_text, pressed_words, sms_text
+from hub.core.model import Alarm, Shelter
 
 NOW_MS = 1763840000000          # 2025-11-22 19:33:20 UTC = 11:33:20 in Los Angeles
 MIN = 60_000

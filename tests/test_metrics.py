@@ -8,11 +8,11 @@ import fakeredis
 import pytest
 
 from device.protocol import Topics
-from hub.metrics import (MESSAGE_OUTCOMES, REASONS, Metrics, channel_of, delivery_outcome,
+from hub.edges.metrics import (MESSAGE_OUTCOMES, REASONS, Metrics, channel_of, delivery_outcome,
                          reason_class)
-from hub.model import Delivery
-from hub.service import AlarmService, Outcome
-from hub.store import Store
+from hub.core.model import Delivery
+from hub.engine.service import AlarmService, MessageOutcome
+from hub.store.alarms import Store
 
 NOW = 1763840000.0
 
@@ -23,9 +23,9 @@ def value(metrics: Metrics, name: str, **labels: str) -> float | None:
 
 def test_messages_are_counted_by_channel_and_outcome():
     m = Metrics()
-    m.message("alarm", Outcome.STORED)
-    m.message("alarm", Outcome.STORED)
-    m.message("cmd", Outcome.IGNORED)
+    m.message("alarm", MessageOutcome.STORED)
+    m.message("alarm", MessageOutcome.STORED)
+    m.message("cmd", MessageOutcome.IGNORED)
     assert value(m, "haven_messages_total", channel="alarm", outcome="stored") == 2
     assert value(m, "haven_messages_total", channel="cmd", outcome="ignored") == 1
     assert value(m, "haven_rejected_total", reason="other") is None  # nothing rejected
@@ -34,16 +34,16 @@ def test_messages_are_counted_by_channel_and_outcome():
 def test_a_rejection_counts_its_reason_class_and_an_unparsed_channel_as_invalid():
     m = Metrics()
     topic = "elsewhere/x"
-    m.message(None, Outcome.REJECTED, f"topic {topic}: message: not under 'haven/v1/dev/'",
+    m.message(None, MessageOutcome.REJECTED, f"topic {topic}: message: not under 'haven/v1/dev/'",
               topic=topic)
-    m.message("some/topic/text", Outcome.REJECTED, None)
+    m.message("some/topic/text", MessageOutcome.REJECTED, None)
     assert value(m, "haven_messages_total", channel="invalid", outcome="rejected") == 2
     assert value(m, "haven_rejected_total", reason="topic") == 1
     assert value(m, "haven_rejected_total", reason="other") == 1
 
 
 def test_the_outcomes_are_the_services():
-    assert set(MESSAGE_OUTCOMES) == {str(o) for o in Outcome}
+    assert set(MESSAGE_OUTCOMES) == {str(o) for o in MessageOutcome}
     with pytest.raises(ValueError, match="'stord' is not one of"):
         Metrics().message("alarm", "stord")
 
@@ -72,13 +72,13 @@ def test_deliveries_map_to_notification_outcomes(delivery, outcome):
 
 def test_notifications_count_by_channel_and_outcome():
     m = Metrics()
-    m.notification("sms", "sent")
-    m.notification("call", "skipped_claimed")
-    m.notification("call", "skipped_claimed")
-    assert value(m, "haven_notifications_total", channel="sms", outcome="sent") == 1
-    assert value(m, "haven_notifications_total", channel="call", outcome="skipped_claimed") == 2
+    m.page("sms", "sent")
+    m.page("call", "skipped_claimed")
+    m.page("call", "skipped_claimed")
+    assert value(m, "haven_pages_total", channel="sms", outcome="sent") == 1
+    assert value(m, "haven_pages_total", channel="call", outcome="skipped_claimed") == 2
     with pytest.raises(ValueError, match="'delivered' is not one of"):
-        m.notification("sms", "delivered")
+        m.page("sms", "delivered")
 
 
 def test_escalation_lag_is_observed_in_seconds_clamped_at_zero():
@@ -109,14 +109,14 @@ def test_instances_do_not_share_a_registry():
 
 def test_render_is_the_text_exposition_with_every_metric():
     m = Metrics()
-    m.message("alarm", Outcome.REJECTED, "topic t: message: payload must be a JSON object, "
+    m.message("alarm", MessageOutcome.REJECTED, "topic t: message: payload must be a JSON object, "
                                          "not list", topic="t")
     m.alarm_stored("assist", 0.01)
-    m.notification("sms", "sent")
+    m.page("sms", "sent")
     m.escalation_started(0.02)
     text = m.render().decode()
     for name in ("haven_messages_total", "haven_rejected_total", "haven_alarms_total",
-                 "haven_notifications_total", "haven_escalation_lag_seconds_bucket",
+                 "haven_pages_total", "haven_escalation_lag_seconds_bucket",
                  "haven_press_to_stored_seconds_bucket", "haven_devices"):
         assert f"\n{name}{{" in text, name
     assert 'haven_rejected_total{reason="json"} 1.0' in text
@@ -206,8 +206,8 @@ def test_the_services_rejections_have_a_reason_class(sample_site, topic, payload
     # A rejection pages and publishes nothing, so no notifier or pools are needed.
     service = AlarmService(sample_site, store, notifier=None, publish=None, senders=None,
                            escalators=NO_POOL, clock=lambda: NOW)
-    assert service.handle(topic, payload) is Outcome.REJECTED
-    [rejected] = store.rejected()
+    assert service.handle(topic, payload) is MessageOutcome.REJECTED
+    [rejected] = store.devices.rejected()
     assert reason_class(rejected["reason"], topic) == expected
     assert reason_class(rejected["reason"]) == expected  # these topics fool nothing
     assert expected in REASONS

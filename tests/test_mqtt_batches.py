@@ -1,4 +1,4 @@
-"""The hub's MQTT edge reads a burst in batches (hub.mqtt.HubMqtt ``batch_handler``), on a
+"""The hub's MQTT edge reads a burst in batches (hub.edges.mqtt.HubMqtt ``batch_handler``), on a
 real mosquitto: every message handled once, in order, and acknowledged only after."""
 
 import threading
@@ -10,7 +10,7 @@ import redis
 from paho.mqtt.enums import CallbackAPIVersion
 
 from device.protocol import Topics
-from hub.mqtt import READ_BATCH, BrokerAddress, HubMqtt
+from hub.edges.mqtt import READ_BATCH, BrokerAddress, HubMqtt
 
 WAIT_S = 10
 COUNT = 300

@@ -11,9 +11,9 @@ from urllib.parse import quote
 import pytest
 
 from dashboard import create_app
-from hub.reach import AttemptReach, Reach, attempt_reach
-from hub.service import AlarmService
-from hub.store import Store
+from hub.core.reach import AttemptReach, Reach, attempt_reach
+from hub.engine.service import AlarmService
+from hub.store.alarms import Store
 from tests.dashboard_login import logged_in_client
 from tests.test_escalation import Clock, InlinePool, Recorder, phones, raise_alarm
 from tests.test_twilio_hooks import TOKEN, post
@@ -88,11 +88,11 @@ def callback(client, alarm_id: str, channel: str, to: str, form: dict[str, str])
 
 
 def drain_followups(service: AlarmService, store: Store, consumer: str = "w1") -> int:
-    """What a hub worker's follow-up loop does (hub.runner): each queued report, once."""
-    entries = store.read_followups(consumer, block_ms=5)
+    """What a hub worker's follow-up loop does (hub.app.runner): each queued report, once."""
+    entries = store.pages.read_followups(consumer, block_ms=5)
     for entry_id, fields in entries:
         service.followup(fields["key"], fields["status"])
-        store.ack_followup(entry_id)
+        store.pages.ack_followup(entry_id)
     return len(entries)
 
 

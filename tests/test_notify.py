@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from hub.notify import ConsoleNotifier, TwilioNotifier
+from hub.edges.notify import ConsoleNotifier, TwilioNotifier
 
 
 @pytest.fixture
@@ -54,7 +54,7 @@ def test_bad_credentials_are_a_permanent_failure(fake_twilio):
 
 
 def test_unreachable_api_is_a_retryable_failure():
-    from hub.localservices import free_port
+    from hub.app.localservices import free_port
     notifier = TwilioNotifier("AC" + "0" * 32, "t", from_number="+12065550000",
                               api_base=f"http://127.0.0.1:{free_port()}", timeout_s=2)
     delivery = notifier.send_sms("+12065550101", "x")
@@ -108,7 +108,7 @@ def test_texts_are_spread_over_several_sending_numbers(fake_twilio):
 
 
 def test_sender_pacing_picks_the_number_free_soonest():
-    from hub.notify import SenderPacing
+    from hub.edges.notify import SenderPacing
     now = [100.0]
     pacing = SenderPacing(("+1A", "+1B"), per_second=1.0, clock=lambda: now[0])
     assert [pacing.next_sender() for _ in range(4)] == ["+1A", "+1B", "+1A", "+1B"]
@@ -118,7 +118,7 @@ def test_sender_pacing_picks_the_number_free_soonest():
 
 def test_a_bad_number_in_the_list_is_named():
     from hub.errors import ConfigError
-    from hub.settings import twilio_from_env
+    from hub.config.settings import twilio_from_env
     with pytest.raises(ConfigError, match="TWILIO_FROM_NUMBER: '555' is not E.164"):
         twilio_from_env({"TWILIO_ACCOUNT_SID": "AC1", "TWILIO_AUTH_TOKEN": "t",
                          "TWILIO_FROM_NUMBER": "+12065550000,555"})
@@ -152,7 +152,7 @@ def test_find_sent_tells_whether_a_page_reached_the_api(fake_twilio):
 
 
 def test_carries_ref_needs_the_whole_reference():
-    from hub.notify import carries_ref
+    from hub.edges.notify import carries_ref
     assert carries_ref("HAVEN X. Ref 86bce38e-2", "86bce38e-2")
     assert carries_ref("HAVEN X. Ref 86bce38e-2. Reply 1", "86bce38e-2")
     assert not carries_ref("HAVEN X. Ref 86bce38e-20", "86bce38e-2")
@@ -185,7 +185,7 @@ def test_warm_up_opens_the_threads_api_connection_and_the_first_sms_uses_it(noti
 def test_warm_up_with_the_api_down_is_logged_and_pages_still_try(notifier, fake_twilio,
                                                                   caplog):
     fake_twilio.down()
-    with caplog.at_level("WARNING", logger="hub.notify"):
+    with caplog.at_level("WARNING", logger="hub.edges.notify"):
         notifier.warm_up()  # does not raise: the hub must start without Twilio
     assert "Twilio API not reachable at start" in caplog.text
     fake_twilio.up()
@@ -195,7 +195,7 @@ def test_warm_up_with_the_api_down_is_logged_and_pages_still_try(notifier, fake_
 def test_warm_up_with_wrong_credentials_says_which_to_check(fake_twilio, caplog):
     notifier = TwilioNotifier(fake_twilio.account_sid, "not-the-token",
                               from_number="+12065550000", api_base=fake_twilio.url)
-    with caplog.at_level("ERROR", logger="hub.notify"):
+    with caplog.at_level("ERROR", logger="hub.edges.notify"):
         notifier.warm_up()
     assert "check TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN" in caplog.text
 

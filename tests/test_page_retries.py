@@ -1,5 +1,5 @@
 """Pages that failed retryably are tried again every few seconds, not at the next round
-(hub.sending): a provider outage at the press ends with every person paged once within
+(hub.engine.pager): a provider outage at the press ends with every person paged once within
 seconds of its end, and the device that pressed hears "not delivered", then "paging".
 
 The service runs on a controlled clock against a real redis-server (the retry queue and
@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import pytest
 
-from hub.model import AlarmState, Delivery
-from hub.lifecycle import AlarmEvent
-from hub.sending import PAGE_RETRY_MAX_S, page_retry_pause_s
+from hub.core.model import AlarmState, Delivery
+from hub.core.lifecycle import AlarmEvent
+from hub.engine.pager import PAGE_RETRY_MAX_S, page_retry_pause_s
 from tests.test_escalation import Clock, InlinePool, Recorder, phones, raise_alarm
-from hub.service import AlarmService
+from hub.engine.service import AlarmService
 
-#: The simulated timer's tick, in seconds (the hub's is hub.service.TICK_S, 0.2 s).
+#: The simulated timer's tick, in seconds (the hub's is hub.engine.service.TICK_S, 0.2 s).
 TICK_S = 0.1
 #: Recovery promise: every waiting page out within this of the provider's return, in s.
 RECOVERY_S = 5.0
@@ -56,7 +56,7 @@ def run_until(service: AlarmService, clock: Clock, until: float) -> None:
 
 
 def device_commands(store) -> list[str]:
-    return [f["cmd"] for _, f in store.read_device_commands("test", block_ms=5)]
+    return [f["cmd"] for _, f in store.devices.read_device_commands("test", block_ms=5)]
 
 
 @pytest.fixture
@@ -108,7 +108,7 @@ def test_an_outage_at_the_press_ends_with_each_person_paged_once_within_seconds(
     # Retries are not written to the timeline one by one: one failure per person per round.
     failed = [e for e in timeline if e["event"] == "notify_failed"]
     assert len(failed) <= len(people) * (rounds_missed + 1) + 2  # + the fallback contact
-    assert not store.pending_page_retries(alarm_id)
+    assert not store.pages.pending_page_retries(alarm_id)
 
 
 def test_an_acknowledgement_ends_the_retries(outage_rig, store):
@@ -116,13 +116,13 @@ def test_an_acknowledgement_ends_the_retries(outage_rig, store):
     service, notifier = make(600.0)
     alarm_id = raise_alarm(service, kind="assist")
     run_until(service, clock, clock.now + 10)
-    assert store.pending_page_retries(alarm_id)
+    assert store.pages.pending_page_retries(alarm_id)
     store.transition(alarm_id, AlarmEvent.ACKNOWLEDGE, by="Dana Ortiz",
                      now_ms=int(clock() * 1000))
     refused = notifier.refused
     run_until(service, clock, clock.now + 10)
     assert notifier.refused == refused  # nothing tried once someone acknowledged
-    assert not store.pending_page_retries(alarm_id)
+    assert not store.pages.pending_page_retries(alarm_id)
     assert store.get_alarm(alarm_id).state is AlarmState.ACKNOWLEDGED
 
 
@@ -137,7 +137,7 @@ def test_a_permanent_failure_is_not_tried_again(sample_site, store):
     service = AlarmService(sample_site, store, Invalid(), lambda t, p: None, pool,
                            escalators=pool, clock=clock)
     alarm_id = raise_alarm(service, kind="assist")
-    assert not store.pending_page_retries(alarm_id)
+    assert not store.pages.pending_page_retries(alarm_id)
 
 
 def test_the_backoff_grows_to_a_few_seconds_and_is_jittered():

@@ -1,4 +1,4 @@
-"""Plan links (hub.planlink, dashboard.plans): a capability URL to one alarm's floor plan.
+"""Plan links (hub.core.planlink, dashboard.plans): a capability URL to one alarm's floor plan.
 
 The token opens that alarm only, nothing else; it stops opening when the alarm is resolved
 or cancelled; a responder's text carries it only when IT set it up and the room is on a
@@ -13,10 +13,11 @@ import pytest
 
 from dashboard import create_app
 from hub.errors import ConfigError
-from hub.escalation import plan
-from hub.lifecycle import AlarmEvent
-from hub.model import Alarm
-from hub.planlink import MAC_CHARS, PlanLinks, plan_links_from_env, plan_url
+from hub.config.planlinks import plan_links_from_env
+from hub.core.escalation import plan
+from hub.core.lifecycle import AlarmEvent
+from hub.core.model import Alarm
+from hub.core.planlink import MAC_CHARS, PlanLinks, plan_url
 from tests.dashboard_login import logged_in_client
 
 SECRET = "s" * 40

@@ -13,11 +13,11 @@ from playwright.sync_api import expect, sync_playwright
 
 from dashboard import create_app
 from dashboard.users import Users
-from hub.lifecycle import AlarmEvent
-from hub.localservices import start_redis
-from hub.model import Alarm
-from hub.planlink import PlanLinks
-from hub.site import load_site, parse_site
+from hub.app.localservices import start_redis
+from hub.config.site import load_site, parse_site
+from hub.core.lifecycle import AlarmEvent
+from hub.core.model import Alarm
+from hub.core.planlink import PlanLinks
 from hub.store import Store
 from tests.browserkit import (ARTIFACTS, DESKTOP, LAYOUT_PROBLEMS, BoardServer, launch, log_in_with_form,
                               open_board, screenshot)

@@ -13,8 +13,8 @@ import pytest
 from dashboard import create_app
 from hub.incidents.jobs import IncidentJobs
 from hub.incidents.store import IncidentStore
-from hub.messages import all_clear_text
-from hub.model import Alarm
+from hub.core.messages import all_clear_text
+from hub.core.model import Alarm
 from tests.dashboard_login import logged_in_client
 from tests.test_incidents_kit import RecordingNotifier
 

@@ -2,7 +2,7 @@
 
 One site per module (``haven provision init`` plus three devices) and one broker
 started from the generated drop-in, wrapped as Debian's main config wraps it. The
-hub side is the real :class:`hub.mqtt.HubMqtt` with the TLS settings from the
+hub side is the real :class:`hub.edges.mqtt.HubMqtt` with the TLS settings from the
 generated ``haven.env``. Negative checks never wait for silence: each one is
 followed by a permitted message on the same path, and ordering proves the
 forbidden one never arrived.
@@ -20,13 +20,13 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from hub.cli import main
-from hub.localservices import free_port
-from hub.mqtt import BrokerAddress, HubMqtt
+from hub.app.cli import main
+from hub.app.localservices import free_port
+from hub.edges.mqtt import BrokerAddress, HubMqtt
 from hub.provision import ca
 from hub.provision.files import SiteDir
 from hub.provision.local import start_site_mosquitto
-from hub.settings import broker_tls_from_env
+from hub.config.settings import broker_tls_from_env
 
 EXAMPLE_SITE = Path(__file__).resolve().parent.parent / "deploy" / "examples" / "site.toml"
 PREFIX = "haven/v1"

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import redis
 
-from hub.cli import main
+from hub.app.cli import main
 from hub.provision.files import SiteDir
 from hub.provision.local import start_site_redis
-from hub.site import load_site
+from hub.config.site import load_site
 
 EXAMPLE_SITE = Path(__file__).resolve().parent.parent / "deploy" / "examples" / "site.toml"
 

@@ -9,9 +9,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from dashboard import create_app
-from hub.lifecycle import AlarmEvent
-from hub.service import AlarmService
-from hub.store import Store
+from hub.core.lifecycle import AlarmEvent
+from hub.engine.service import AlarmService
+from hub.store.alarms import Store
 from tests.test_escalation import T0, Clock, InlinePool, Recorder, phones, raise_alarm
 from tests.test_twilio_hooks import CIRC, DANA, TOKEN, alarm, post, raise_paged, said, twiml
 
@@ -22,7 +22,7 @@ RESPONDING = ("HAVEN: Dana Ortiz (branch manager) is responding to EMERGENCY at 
 def acknowledged(store: Store, alarm_id: str, by: str) -> dict[str, str]:
     """Acknowledge as ``by`` and return the device command the forwarder would see."""
     store.transition(alarm_id, AlarmEvent.ACKNOWLEDGE, by=by, now_ms=int(T0 * 1000) + 5000)
-    [(_, fields)] = [(i, f) for i, f in store.read_device_commands("t", block_ms=5)
+    [(_, fields)] = [(i, f) for i, f in store.devices.read_device_commands("t", block_ms=5)
                      if f["cmd"] == "acknowledged"]
     return fields
 
@@ -129,5 +129,5 @@ def test_a_call_that_asks_again_after_an_acknowledgement_hears_who_is_responding
     ("Dana Ortiz (branch manager)", True), ("Dana Ortiz", True), ("dana ortiz", True),
     (" Dana Ortiz ", True), ("Dana", False), ("", False), ("Sam Lee", False)])
 def test_who_acknowledged_is_not_told_they_are_responding(by, same):
-    from hub.followups import same_person
+    from hub.engine.followups import same_person
     assert same_person("Dana Ortiz (branch manager)", by) is same

@@ -9,8 +9,8 @@ import pytest
 
 from dashboard import create_app
 from device.protocol import EVENT_SAFE_ROOM_LEFT, DeviceEvent, Topics, new_alarm
-from hub.lifecycle import AlarmEvent
-from hub.service import AlarmService, Outcome
+from hub.core.lifecycle import AlarmEvent
+from hub.engine.service import AlarmService, MessageOutcome
 from tests.test_service import RecordingNotifier
 from tests.test_twilio_hooks import TOKEN, post, said, twiml
 
@@ -42,7 +42,7 @@ def hub(sample_site, fake_store):
 
 def press(service, device, kind, at_s):
     msg = new_alarm(device, kind, at_s)
-    assert service.handle(Topics().alarm(device), msg.to_json()) is Outcome.STORED
+    assert service.handle(Topics().alarm(device), msg.to_json()) is MessageOutcome.STORED
     return msg.alarm_id
 
 
@@ -81,7 +81,7 @@ def test_the_door_opening_is_told_to_everyone_paged_once_and_ends_the_shelter(hu
     paged = {to for to, _ in notifier.sent}
     notifier.sent.clear()
     clock[0] += 60
-    assert door_opens(service, 1_000_123) is Outcome.EVENT
+    assert door_opens(service, 1_000_123) is MessageOutcome.EVENT
     told = {to: body for to, body in notifier.sent}
     assert set(told) == paged and len(notifier.sent) == len(paged)   # each once
     assert all("Safe Room door opened 11:35 PST: staff have LEFT the safe room" in body
@@ -99,10 +99,10 @@ def test_the_door_opening_is_told_to_everyone_paged_once_and_ends_the_shelter(hu
 def test_resolving_the_safe_room_alarm_ends_the_shelter(hub, fake_store):
     service, notifier, clock = hub
     safe = press(service, "main-safe-01", "safe_room", NOW)
-    assert fake_store.branch_switches("main").shelters
+    assert fake_store.branches.branch_switches("main").shelters
     fake_store.transition(safe, AlarmEvent.RESOLVE, by="dana", now_ms=int(NOW * 1000) + 1,
                           reason="Police attended")
-    assert fake_store.branch_switches("main").shelters == ()
+    assert fake_store.branches.branch_switches("main").shelters == ()
     notifier.sent.clear()
     press(service, "main-circ-01", "emergency", NOW + 60)
     assert not any("shelter" in body for _, body in notifier.sent)

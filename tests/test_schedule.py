@@ -6,7 +6,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from hub.errors import HubError
-from hub.schedule import (FORM, BranchState, Override, ScheduleError, Shift, Switches,
+from hub.core.schedule import (FORM, BranchState, Override, ScheduleError, Shift, Switches,
                           branch_state, on_duty, parse_shift)
 
 LA = ZoneInfo("America/Los_Angeles")

@@ -6,10 +6,10 @@ import pytest
 import redis
 
 from device.protocol import Topics, decode_command, new_alarm
-from hub.messages import SMS_SEGMENT_CHARS, sms_text
-from hub.model import Alarm, Delivery
-from hub.escalation import plan
-from hub.service import AlarmService, Outcome
+from hub.core.messages import SMS_SEGMENT_CHARS, sms_text
+from hub.core.model import Alarm, Delivery
+from hub.core.escalation import plan
+from hub.engine.service import AlarmService, MessageOutcome
 
 NOW = 1763840000.0  # 2025-11-22 19:33:20 UTC
 
@@ -58,7 +58,7 @@ def parts(sample_site, fake_store):
 def test_an_alarm_is_stored_placed_paged_and_confirmed(parts, fake_store, sample_site):
     service, notifier, published, pool = parts
     msg = new_alarm("main-safe-01", "safe_room", NOW - 1)
-    assert service.handle(Topics().alarm(msg.device), msg.to_json()) is Outcome.STORED
+    assert service.handle(Topics().alarm(msg.device), msg.to_json()) is MessageOutcome.STORED
     pool.shutdown(wait=True)
     stored = fake_store.get_alarm(msg.alarm_id)
     assert (stored.branch, stored.room, stored.kind) == ("main", "safe-room", "safe_room")
@@ -77,8 +77,8 @@ def test_a_duplicate_is_confirmed_again_but_pages_nobody(parts):
     service, notifier, published, pool = parts
     msg = new_alarm("main-circ-01", "assist", NOW)
     topic = Topics().alarm(msg.device)
-    assert service.handle(topic, msg.to_json()) is Outcome.STORED
-    assert service.handle(topic, msg.to_json()) is Outcome.DUPLICATE
+    assert service.handle(topic, msg.to_json()) is MessageOutcome.STORED
+    assert service.handle(topic, msg.to_json()) is MessageOutcome.DUPLICATE
     pool.shutdown(wait=True)
     assert len(notifier.sent) == 2
     assert len(published) == 2  # the device hears "received" both times
@@ -87,14 +87,14 @@ def test_a_duplicate_is_confirmed_again_but_pages_nobody(parts):
 def test_the_test_kind_is_recorded_and_pages_no_one(parts, fake_store):
     service, notifier, _, pool = parts
     msg = new_alarm("main-circ-01", "test", NOW)
-    assert service.handle(Topics().alarm(msg.device), msg.to_json()) is Outcome.STORED
+    assert service.handle(Topics().alarm(msg.device), msg.to_json()) is MessageOutcome.STORED
     pool.shutdown(wait=True)
     stored = fake_store.get_alarm(msg.alarm_id)
     assert notifier.sent == [] and stored.state == "resolved" and stored.closed_by == "hub"
     assert fake_store.active_alarms() == []  # a test press never sits on the board
-    [(_, fields)] = fake_store.read_device_commands("w", block_ms=10)
+    [(_, fields)] = fake_store.devices.read_device_commands("w", block_ms=10)
     assert (fields["device"], fields["cmd"]) == ("main-circ-01", "resolved")
-    device = fake_store.device_status("main-circ-01")  # the last test press, for the board
+    device = fake_store.devices.device_status("main-circ-01")  # the last test press, for the board
     assert (device["test_ms"], device["test_alarm"]) == (str(int(NOW * 1000)), msg.alarm_id)
 
 
@@ -122,8 +122,8 @@ def test_a_failed_delivery_is_recorded_with_its_code(sample_site, fake_store):
 ])
 def test_bad_messages_are_rejected_and_recorded(parts, fake_store, topic, payload, reason):
     service, notifier, published, _ = parts
-    assert service.handle(topic, payload) is Outcome.REJECTED
-    [rejected] = fake_store.rejected()
+    assert service.handle(topic, payload) is MessageOutcome.REJECTED
+    [rejected] = fake_store.devices.rejected()
     assert reason in rejected["reason"] and rejected["topic"] == topic
     assert notifier.sent == [] and published == []
 
@@ -131,14 +131,14 @@ def test_bad_messages_are_rejected_and_recorded(parts, fake_store, topic, payloa
 def test_device_status_is_recorded(parts, fake_store):
     service, *_ = parts
     payload = b'{"v":1,"device":"main-circ-01","state":"online","at":5,"firmware":"0.1.0"}'
-    assert service.handle(Topics().status("main-circ-01"), payload) is Outcome.STATUS
-    assert fake_store.device_status("main-circ-01") == {"state": "online", "since_ms": "5",
+    assert service.handle(Topics().status("main-circ-01"), payload) is MessageOutcome.STATUS
+    assert fake_store.devices.device_status("main-circ-01") == {"state": "online", "since_ms": "5",
                                                         "firmware": "0.1.0"}
 
 
 def test_an_unreachable_store_raises_so_the_message_is_not_acknowledged(sample_site):
-    from hub.localservices import free_port
-    from hub.store import Store
+    from hub.app.localservices import free_port
+    from hub.store.alarms import Store
     store = Store.from_url(f"redis://127.0.0.1:{free_port()}")
     with ThreadPoolExecutor(1) as pool:
         service = AlarmService(sample_site, store, RecordingNotifier(), lambda t, p: None, pool)
@@ -167,9 +167,9 @@ def test_a_retained_heartbeat_replayed_on_subscribe_is_not_proof_of_life(parts, 
     beat = (b'{"v":1,"device":"main-circ-01","state":"online","at":5,'
             b'"health":{"uptime_s":9,"outbox":0}}')
     service.handle(Topics().status("main-circ-01"), beat, retained=True)
-    assert "heartbeat_ms" not in fake_store.device_status("main-circ-01")
+    assert "heartbeat_ms" not in fake_store.devices.device_status("main-circ-01")
     service.handle(Topics().status("main-circ-01"), beat)
-    assert fake_store.device_status("main-circ-01")["heartbeat_ms"] == str(int(NOW * 1000))
+    assert fake_store.devices.device_status("main-circ-01")["heartbeat_ms"] == str(int(NOW * 1000))
 
 
 def test_a_replayed_status_keeps_presence_but_not_its_old_readings(parts, fake_store):
@@ -184,7 +184,7 @@ def test_a_replayed_status_keeps_presence_but_not_its_old_readings(parts, fake_s
                       health=Health(uptime_s=86_400, outbox=0, battery_pct=21))
     service.handle(Topics().heartbeat("main-circ-01"), later.to_json())
     service.handle(Topics().status("main-circ-01"), at_connect.to_json(), retained=True)
-    record = fake_store.device_status("main-circ-01")
+    record = fake_store.devices.device_status("main-circ-01")
     assert (record["state"], record["firmware"], record["battery_pct"], record["uptime_s"]) == (
         "online", "0.3.0", "21", "86400")
 
@@ -217,8 +217,8 @@ def test_messages_read_together_are_handled_in_order_with_a_round_trip_per_run_o
     pool.shutdown(wait=True)
 
     # The cancel comes after its alarm is stored (so it applies), and the rest keep order.
-    assert outcomes == [Outcome.STORED, Outcome.EVENT, Outcome.REJECTED, Outcome.STORED,
-                        Outcome.DUPLICATE]
+    assert outcomes == [MessageOutcome.STORED, MessageOutcome.EVENT, MessageOutcome.REJECTED, MessageOutcome.STORED,
+                        MessageOutcome.DUPLICATE]
     assert trips == [1, 2]  # the alarm before the cancel, then the two after it
     assert fake_store.get_alarm(first.alarm_id).state.value == "cancelled"
     assert fake_store.get_alarm(second.alarm_id).state.value == "raised"
@@ -233,7 +233,7 @@ def test_a_batch_handles_each_message_as_handle_would(sample_site):
     """The same messages one by one and as one batch, on two fresh stores: same outcomes,
     same pages."""
     import fakeredis
-    from hub.store import Store
+    from hub.store.alarms import Store
     results = []
     batch, _ = _burst(NOW)
     for together in (False, True):
@@ -263,8 +263,8 @@ def test_warm_up_readies_a_sender_thread_each_and_survives_a_store_that_is_down(
             with self.lock:
                 self.threads.add(threading.current_thread().name)
 
-    from hub.localservices import free_port
-    from hub.store import Store
+    from hub.app.localservices import free_port
+    from hub.store.alarms import Store
     down = Store.from_url(f"redis://127.0.0.1:{free_port()}")
     notifier, senders = Warmed(), ThreadPoolExecutor(8, thread_name_prefix="sender")
     service = AlarmService(sample_site, down, notifier, lambda t, p: None, senders)

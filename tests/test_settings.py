@@ -1,9 +1,9 @@
-"""hub.settings: the environment validated once, each mistake named."""
+"""hub.config.settings: the environment validated once, each mistake named."""
 
 import pytest
 
 from hub.errors import ConfigError
-from hub.settings import API_CONNECTIONS, hub_settings
+from hub.config.settings import API_CONNECTIONS, hub_settings
 
 
 def test_a_worker_has_32_api_connections_unless_told_otherwise():

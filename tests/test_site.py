@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from hub.errors import ConfigError
-from hub.site import load_site, parse_site
+from hub.config.site import load_site, parse_site
 from device.tomlpos import Positions, dotted
 from tests.conftest import PLANS_DIR, SAMPLE_SITE, write_site
 
@@ -134,12 +134,12 @@ def test_positions_follow_arrays_of_tables():
 
 
 def test_check_config_command(tmp_path):
-    ok = subprocess.run([sys.executable, "-m", "hub.cli", "check-config", str(SAMPLE_SITE)],
+    ok = subprocess.run([sys.executable, "-m", "hub.app.cli", "check-config", str(SAMPLE_SITE)],
                         capture_output=True, text=True)
     assert ok.returncode == 0 and "OK" in ok.stdout and "7 devices" in ok.stdout
     bad = tmp_path / "site.toml"
     write_site(bad, SAMPLE.replace('"+12065550104"', '"555-0104"'))
-    result = subprocess.run([sys.executable, "-m", "hub.cli", "check-config", str(bad)],
+    result = subprocess.run([sys.executable, "-m", "hub.app.cli", "check-config", str(bad)],
                             capture_output=True, text=True)
     assert result.returncode == 2
     assert f"{bad}:" in result.stderr and "contact[3].phone" in result.stderr
@@ -148,7 +148,7 @@ def test_check_config_command(tmp_path):
 def test_the_hub_refuses_to_start_on_a_bad_site(tmp_path):
     bad = tmp_path / "site.toml"
     write_site(bad, SAMPLE.replace('room = "reference"', 'room = "refrence"'))
-    result = subprocess.run([sys.executable, "-m", "hub.cli", "hub", "--site", str(bad),
+    result = subprocess.run([sys.executable, "-m", "hub.app.cli", "hub", "--site", str(bad),
                              "--broker", "127.0.0.1:1", "--redis", "redis://127.0.0.1:1"],
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 2

@@ -1,4 +1,4 @@
-"""hub/statusbatch.py and AlarmService.handle_statuses: heartbeats stored in batches, acked
+"""hub/edges/statusbatch.py and AlarmService.handle_statuses: heartbeats stored in batches, acked
 only once stored, kept and retried while Redis is down."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from types import SimpleNamespace
 import redis
 
 from device.protocol import Health, Heartbeat, StatusMessage, Topics
-from hub.service import AlarmService, Outcome
-from hub.statusbatch import StatusBatcher
+from hub.engine.service import AlarmService, MessageOutcome
+from hub.edges.statusbatch import StatusBatcher
 
 NOW = 1_780_000_000.0
 
@@ -29,21 +29,21 @@ def test_a_batch_is_stored_in_one_round_trip_and_bad_ones_rejected_alone(
     service = AlarmService(sample_site, fake_store, None, lambda t, p: None,
                            ThreadPoolExecutor(1), clock=lambda: NOW)
     trips = []
-    script = fake_store._statuses
+    script = fake_store.devices._statuses
 
     def counting_script(*a, **k):
         trips.append(len(k["keys"]))
         return script(*a, **k)
 
-    fake_store._statuses = counting_script
+    fake_store.devices._statuses = counting_script
     messages = [(*beat("main-circ-01", 81), False), (*beat("west-front-01", 42), True),
                 (Topics().status("main-ref-01"), b"{not json", False),
                 (*beat("nobody-01"), False)]
     assert service.handle_statuses(messages) == [
-        Outcome.STATUS, Outcome.STATUS, Outcome.REJECTED, Outcome.REJECTED]
+        MessageOutcome.STATUS, MessageOutcome.STATUS, MessageOutcome.REJECTED, MessageOutcome.REJECTED]
     assert trips == [2]  # every good status in one script call
-    assert len(fake_store.rejected()) == 2  # each bad one recorded on its own
-    circ, west = (fake_store.device_status(d) for d in ("main-circ-01", "west-front-01"))
+    assert len(fake_store.devices.rejected()) == 2  # each bad one recorded on its own
+    circ, west = (fake_store.devices.device_status(d) for d in ("main-circ-01", "west-front-01"))
     assert circ["battery_pct"] == "81" and circ["heartbeat_ms"] == str(int(NOW * 1000))
     # retained: presence only, neither proof of life nor current readings
     assert west["state"] == "online" and "heartbeat_ms" not in west
@@ -71,14 +71,14 @@ def test_a_heartbeat_records_readings_and_never_changes_presence(sample_site, fa
                                     (Topics().heartbeat("nobody-01"),
                                      heartbeat("nobody-01", 1)[1], False),
                                     (Topics().heartbeat("main-ref-01"), b'{"v": 1}', False)]
-                                   ) == [Outcome.STATUS] * 4 + [Outcome.REJECTED] * 2
-    circ = fake_store.device_status("main-circ-01")
+                                   ) == [MessageOutcome.STATUS] * 4 + [MessageOutcome.REJECTED] * 2
+    circ = fake_store.devices.device_status("main-circ-01")
     assert (circ["state"], circ["battery_pct"], circ["outbox"]) == ("offline", "79", "1")
     assert circ["heartbeat_ms"] == str(int(NOW * 1000))
     assert circ["since_ms"] == str(int(NOW * 1000))  # the will's (hub time), not the beat's
-    ref = fake_store.device_status("main-ref-01")
+    ref = fake_store.devices.device_status("main-ref-01")
     assert "state" not in ref and ref["battery_pct"] == "55"  # presence unknown, still
-    reasons = [r["reason"] for r in fake_store.rejected()]
+    reasons = [r["reason"] for r in fake_store.devices.rejected()]
     assert any("'nobody-01' is not in the site config" in r for r in reasons)
     assert any("field 'device': missing" in r for r in reasons), reasons
     announced = []  # statuses are announced to dashboards, heartbeats are not

@@ -4,7 +4,7 @@ import json
 
 import redis
 
-from hub.model import Alarm, AlarmState, Channel, Delivery, NotificationKey
+from hub.core.model import Alarm, AlarmState, Channel, Delivery, PageKey
 
 
 def alarm(alarm_id="a1", received=2000, **kw):
@@ -29,21 +29,21 @@ def test_active_alarms_are_newest_first(fake_store):
 
 def test_a_notification_is_claimed_once_and_its_outcome_recorded(fake_store):
     fake_store.raise_alarm(alarm())
-    key = NotificationKey("a1", 0, "+12065550101", Channel.SMS)
-    assert fake_store.claim_notification(key, 1000, 4000) == 1
-    assert fake_store.claim_notification(key, 4999, 4000) == 0  # its worker may be sending
+    key = PageKey("a1", 0, "+12065550101", Channel.SMS)
+    assert fake_store.pages.claim(key, 1000, 4000) == 1
+    assert fake_store.pages.claim(key, 4999, 4000) == 0  # its worker may be sending
     # ... no: it died; take over, told when it claimed (to ask the API what got through)
-    assert fake_store.claim_notification(key, 5001, 4000) == 1000
-    assert fake_store.claim_notification(NotificationKey("a1", 1, "+12065550101", Channel.SMS),
+    assert fake_store.pages.claim(key, 5001, 4000) == 1000
+    assert fake_store.pages.claim(PageKey("a1", 1, "+12065550101", Channel.SMS),
                                          5001, 4000)
-    fake_store.record_notification(key, "Circ desk", Delivery.sent("SM1"), 2500)
-    assert fake_store.notification_outcome(key) == "sent:SM1"
-    assert fake_store.claim_notification(key, 99_999, 4000) == 0  # sent: never again
-    failed = NotificationKey("a1", 0, "+12065550102", Channel.SMS)
-    fake_store.claim_notification(failed, 1000, 4000)
-    fake_store.record_notification(failed, "Manager",
+    fake_store.pages.record(key, "Circ desk", Delivery.sent("SM1"), 2500)
+    assert fake_store.pages.outcome(key) == "sent:SM1"
+    assert fake_store.pages.claim(key, 99_999, 4000) == 0  # sent: never again
+    failed = PageKey("a1", 0, "+12065550102", Channel.SMS)
+    fake_store.pages.claim(failed, 1000, 4000)
+    fake_store.pages.record(failed, "Manager",
                                    Delivery.failed("HTTP 400", code=21211, retryable=False), 2600)
-    assert fake_store.notification_outcome(failed) == "failed:21211:permanent"
+    assert fake_store.pages.outcome(failed) == "failed:21211:permanent"
     events = fake_store.timeline("a1")
     assert [(e["event"], e["contact"]) for e in events[1:]] == [("notified", "Circ desk"),
                                                                ("notify_failed", "Manager")]
@@ -55,25 +55,25 @@ def test_changes_are_published_for_dashboards(fake_store):
     pubsub.subscribe(fake_store.events_channel)
     pubsub.get_message(timeout=1)  # subscribe confirmation
     fake_store.raise_alarm(alarm())
-    fake_store.set_device_status("main-circ-01", "online", 5)
+    fake_store.devices.set_device_status("main-circ-01", "online", 5)
     first = json.loads(pubsub.get_message(timeout=1)["data"])
     second = json.loads(pubsub.get_message(timeout=1)["data"])
     pubsub.close()
     assert first["type"] == "alarm.raised" and first["alarm"]["room"] == "circulation"
     assert second == {"type": "device.status", "device": "main-circ-01", "state": "online"}
-    assert fake_store.device_status("main-circ-01") == {"state": "online", "since_ms": "5"}
+    assert fake_store.devices.device_status("main-circ-01") == {"state": "online", "since_ms": "5"}
 
 
 def test_rejected_messages_are_kept_newest_first(fake_store):
-    fake_store.record_rejected("t/1", "bad one", 1)
-    fake_store.record_rejected("t/2", "bad two", 2)
-    assert [r["reason"] for r in fake_store.rejected()] == ["bad two", "bad one"]
+    fake_store.devices.record_rejected("t/1", "bad one", 1)
+    fake_store.devices.record_rejected("t/2", "bad two", 2)
+    assert [r["reason"] for r in fake_store.devices.rejected()] == ["bad two", "bad one"]
 
 
 def test_a_transition_is_applied_recorded_and_queued_for_the_device(fake_store):
     import pytest
 
-    from hub.lifecycle import AlarmEvent, IllegalTransition
+    from hub.core.lifecycle import AlarmEvent, IllegalTransition
     fake_store.raise_alarm(alarm())
     acked = fake_store.transition("a1", AlarmEvent.ACKNOWLEDGE, by="Dana", now_ms=3000)
     assert acked.state is AlarmState.ACKNOWLEDGED and fake_store.get_alarm("a1") == acked
@@ -83,7 +83,7 @@ def test_a_transition_is_applied_recorded_and_queued_for_the_device(fake_store):
     assert done.state is AlarmState.RESOLVED and fake_store.active_alarms() == []
     assert [(e["event"], e.get("by")) for e in fake_store.timeline("a1")] == [
         ("raised", None), ("acknowledged", "Dana"), ("resolved", "Dana")]
-    commands = fake_store.read_device_commands("w1", block_ms=10)
+    commands = fake_store.devices.read_device_commands("w1", block_ms=10)
     assert [(f["device"], f["cmd"], f["alarm_id"]) for _, f in commands] == [
         ("main-circ-01", "acknowledged", "a1"), ("main-circ-01", "resolved", "a1")]
     with pytest.raises(IllegalTransition):
@@ -93,22 +93,22 @@ def test_a_transition_is_applied_recorded_and_queued_for_the_device(fake_store):
 
 
 def test_device_commands_go_to_one_worker_and_survive_a_dead_one(fake_store):
-    fake_store.queue_device_command("main-circ-01", "locate")
-    [(entry_id, fields)] = fake_store.read_device_commands("w1", block_ms=10)
+    fake_store.devices.queue_device_command("main-circ-01", "locate")
+    [(entry_id, fields)] = fake_store.devices.read_device_commands("w1", block_ms=10)
     assert fields == {"device": "main-circ-01", "cmd": "locate"}
-    assert fake_store.read_device_commands("w2", block_ms=10) == []  # w1 has it
+    assert fake_store.devices.read_device_commands("w2", block_ms=10) == []  # w1 has it
     # w1 dies before acknowledging; after 5 s idle another worker claims it
-    fake_store.r.xclaim(fake_store._key("device-commands"), "hub", "w1", 0, [entry_id],
+    fake_store.r.xclaim(fake_store.key("device-commands"), "hub", "w1", 0, [entry_id],
                         idle=6000)
-    [(claimed_id, _)] = fake_store.read_device_commands("w2", block_ms=10)
+    [(claimed_id, _)] = fake_store.devices.read_device_commands("w2", block_ms=10)
     assert claimed_id == entry_id
-    fake_store.ack_device_command(entry_id)
-    assert fake_store.read_device_commands("w3", block_ms=10) == []
+    fake_store.devices.ack_device_command(entry_id)
+    assert fake_store.devices.read_device_commands("w3", block_ms=10) == []
 
 
 def test_alarms_raised_together_are_each_stored_once_even_after_redis_lost_its_scripts(
         store):
-    from hub.store import RaiseRequest
+    from hub.store.alarms import RaiseRequest
     alarms = [Alarm(id=f"a{i}", kind="assist", device="d1", branch="main", room="circ",
                     pressed_at_ms=1000 + i, received_at_ms=2000 + i) for i in range(3)]
     store.r.script_flush()  # as after a Redis restart without its script cache
@@ -121,50 +121,50 @@ def test_alarms_raised_together_are_each_stored_once_even_after_redis_lost_its_s
 def escalating(store, alarm_id):
     """An alarm raised with its escalation (attempt 0 leased, due at 6000), and the
     keys of an SMS and a call of its attempt 0."""
-    from hub.store import RaiseRequest
+    from hub.store.alarms import RaiseRequest
     alarm = Alarm(id=alarm_id, kind="assist", device="d1", branch="main", room="circ",
                   pressed_at_ms=1000, received_at_ms=2000)
     store.raise_many([RaiseRequest(alarm, True, 4000)])
-    return (NotificationKey(alarm_id, 0, "+15550001", Channel.SMS),
-            NotificationKey(alarm_id, 0, "+15550002", Channel.CALL))
+    return (PageKey(alarm_id, 0, "+15550001", Channel.SMS),
+            PageKey(alarm_id, 0, "+15550002", Channel.CALL))
 
 
 def test_records_made_together_each_answer_their_own_after_redis_lost_its_scripts(store):
-    from hub.store_notifications import PageRecord
-    from hub.tally import FinishCheck
+    from hub.store.pages import PageRecord
+    from hub.core.tally import FinishCheck
     sms, call = escalating(store, "a8")
     store.r.script_flush()  # as after a Redis restart without its script cache
-    store.r.set(store._key("timeline", "zz"), "not a stream")  # its XADD fails
-    bad = PageRecord(NotificationKey("zz", 0, "+15550003", Channel.SMS), "Cy",
+    store.r.set(store.key("timeline", "zz"), "not a stream")  # its XADD fails
+    bad = PageRecord(PageKey("zz", 0, "+15550003", Channel.SMS), "Cy",
                      Delivery.sent("SM3"), 2150)
-    results = store.record_notifications([
+    results = store.pages.record_many([
         PageRecord(sms, "Ann", Delivery.sent("SM1"), 2100), bad,
         PageRecord(call, "Bob", Delivery.sent("CA1"), 2200, FinishCheck("a8", 0, 9000,
                                                                         (sms, call)))])
     assert results[0] is None and results[2] is True
     assert isinstance(results[1], redis.ResponseError)  # its own error, the others ran
-    assert store.notification_outcomes([sms, call]) == ["sent:SM1", "sent:CA1"]
+    assert store.pages.outcomes([sms, call]) == ["sent:SM1", "sent:CA1"]
     assert store.escalation_due("a8") == 9000
     assert [e["sid"] for e in store.timeline("a8") if e["event"] == "notified"] == \
         ["SM1", "CA1"]
 
 
 def test_the_last_page_recorded_finishes_its_attempt_in_the_same_trip(store):
-    from hub.tally import FinishCheck
+    from hub.core.tally import FinishCheck
     sms, call = escalating(store, "a9")
     check = FinishCheck("a9", 0, 9000, (sms, call))
-    store.record_notification(sms, "Ann", Delivery.failed("busy", retryable=False), 2100)
+    store.pages.record(sms, "Ann", Delivery.failed("busy", retryable=False), 2100)
     # Every page failed: nothing is finished; the caller reports it first.
-    assert store.record_notification(call, "Bob", Delivery.failed("down", retryable=True),
+    assert store.pages.record(call, "Bob", Delivery.failed("down", retryable=True),
                                      2200, finish=check) is None
     assert store.escalation_due("a9") == 6000
-    store.record_notification(call, "Bob", Delivery.sent("CA1"), 2300)
+    store.pages.record(call, "Bob", Delivery.sent("CA1"), 2300)
     assert store.finish_unless_all_failed("a9", 0, 9000, [sms, call]) is True
     assert store.escalation_due("a9") == 9000
     # Finished already (another worker's re-run): recorded, not moved on again.
-    assert store.record_notification(call, "Bob", Delivery.sent("CA1"), 2400,
+    assert store.pages.record(call, "Bob", Delivery.sent("CA1"), 2400,
                                      finish=check) is False
-    assert int(store.r.hget(store._key("escalation", "a9"), "attempt")) == 1
+    assert int(store.r.hget(store.key("escalation", "a9"), "attempt")) == 1
 
 
 def test_scripts_redis_lost_are_loaded_again_and_run_once(store):
@@ -175,7 +175,7 @@ def test_scripts_redis_lost_are_loaded_again_and_run_once(store):
     assert store.raise_alarm(alarm("a1"))
     assert not store.raise_alarm(alarm("a1"))  # stored once
     store.r.script_flush()
-    key = NotificationKey("a1", 0, "+12065550101", Channel.SMS)
-    assert store.claim_notification(key, 5, 4000) == 1
-    store.record_notification(key, "Sam", Delivery.sent("SM1"), 6)
-    assert store.notification_outcome(key) == "sent:SM1"
+    key = PageKey("a1", 0, "+12065550101", Channel.SMS)
+    assert store.pages.claim(key, 5, 4000) == 1
+    store.pages.record(key, "Sam", Delivery.sent("SM1"), 6)
+    assert store.pages.outcome(key) == "sent:SM1"

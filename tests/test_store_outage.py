@@ -11,15 +11,15 @@ import time
 from collections import namedtuple
 
 from device.protocol import StatusMessage, Topics
-from hub.commands import CommandForwarder
+from hub.engine.commands import CommandForwarder
 from hub.incidents.jobs import IncidentJobs, run_jobs
 from hub.incidents.store import IncidentStore
-from hub.localservices import start_redis
-from hub.runner import _followup_loop
-from hub.service import AlarmService
-from hub.statusbatch import StatusBatcher
-from hub.store import Store
-from hub.supervision import Supervisor
+from hub.app.localservices import start_redis
+from hub.app.runner import _followup_loop
+from hub.engine.service import AlarmService
+from hub.edges.statusbatch import StatusBatcher
+from hub.store.alarms import Store
+from hub.engine.supervision import Supervisor
 from tests.test_escalation import Clock, InlinePool, Recorder
 
 LOOPS = ("follow-ups", "device commands", "device statuses", "supervision", "incident jobs")

@@ -8,9 +8,10 @@ import fakeredis
 import pytest
 import redis
 
-from hub import supervision
-from hub.store import Store
-from hub.supervision import Supervisor, Trouble, TroubleNotice, diff, troubles
+from hub.engine import supervision
+from hub.store.alarms import Store
+from hub.core.troubles import Trouble, TroubleNotice, diff, troubles
+from hub.engine.supervision import Supervisor
 
 NOW = 1_800_000_000_000
 HOUR = 3_600_000
@@ -65,8 +66,8 @@ def test_diff():
 
 
 def beat(store, device, at_ms, **health):
-    store.set_device_status(device, "online", at_ms, "1.0")
-    store.update_device(device, "health", heartbeat_ms=at_ms, **{
+    store.devices.set_device_status(device, "online", at_ms, "1.0")
+    store.devices.update_device(device, "health", heartbeat_ms=at_ms, **{
         "uptime_s": 100, "outbox": 0, "wifi_dbm": -55.0, "cpu_temp_c": 48.0,
         "battery_pct": 80.0, **health})
 
@@ -103,7 +104,7 @@ def test_silence_raises_once_and_clears_once(fake_store, sample_site):
 
 def test_only_devices_whose_troubles_change_get_a_transaction(fake_store, sample_site,
                                                              monkeypatch):
-    from hub import supervision
+    from hub.engine import supervision
     monkeypatch.setattr(supervision, "READ_CHUNK", 2)  # several read round trips
     sup = supervisor(sample_site, fake_store)
     checked = []

@@ -1,4 +1,4 @@
-"""hub.tally: the last of an attempt's pages finishes it, exactly once, after every other
+"""hub.core.tally: the last of an attempt's pages finishes it, exactly once, after every other
 page's outcome is recorded."""
 
 import random
@@ -6,13 +6,13 @@ import threading
 
 import pytest
 
-from hub.tally import UNCHECKED, AttemptTally, FinishCheck
+from hub.core.tally import UNCHECKED, AttemptTally, FinishCheck
 
 CHECK = FinishCheck("a1", 0, 5000, ())
 
 
 def run_pages(pages: int, *, recorded_by_last: set[int] = frozenset(), unsent=frozenset()):
-    """Each page on its own thread, as hub.sending does: claim_last, record, done."""
+    """Each page on its own thread, as hub.engine.pager does: claim_last, record, done."""
     recorded: list[int] = []
     finishes: list[tuple[object, list[int]]] = []
     lock = threading.Lock()

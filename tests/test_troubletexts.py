@@ -11,11 +11,12 @@ import time
 import pytest
 
 from device.protocol import Topics, new_alarm
-from hub.mqtt import BrokerAddress, HubMqtt
-from hub.outage import Outage
-from hub.service import AlarmService
-from hub.supervision import Supervisor, Trouble
-from hub.troubletexts import TroubleTexts
+from hub.edges.mqtt import BrokerAddress, HubMqtt
+from hub.edges.outage import Outage
+from hub.engine.service import AlarmService
+from hub.core.troubles import Trouble
+from hub.engine.supervision import Supervisor
+from hub.engine.troubletexts import TroubleTexts
 from tests.test_escalation import InlinePool, Recorder
 
 NOW = 1_780_000_000_000  # ms
@@ -45,7 +46,7 @@ def worker(site, store, link=None, notifier=None):
 def beat_all(store, site, at_ms, but=()):
     for device in site.devices:
         if device not in but:
-            store.update_device(device, "health", heartbeat_ms=at_ms, outbox=0)
+            store.devices.update_device(device, "health", heartbeat_ms=at_ms, outbox=0)
 
 
 def texts_to_it(notifier):
@@ -82,8 +83,8 @@ def test_a_device_that_sent_an_alarm_has_connected(sample_site, fake_store):
 
 
 def test_a_long_batch_names_what_fits_and_counts_the_rest(sample_site):
-    from hub.messages import TROUBLE_TEXT_MAX, trouble_batch_text
-    from hub.supervision import TroubleNotice
+    from hub.core.messages import TROUBLE_TEXT_MAX, trouble_batch_text
+    from hub.core.troubles import TroubleNotice
     notices = [TroubleNotice(f"main-shelf-{i:03}", Trouble.LOW_BATTERY, True, "main", "x", NOW)
                for i in range(60)]
     text = trouble_batch_text("main", notices, sample_site)
@@ -101,8 +102,8 @@ def test_alarms_read_together_are_signs_of_life_in_one_round_trip(sample_site, f
     burst = [(Topics().alarm(d), new_alarm(d, "assist", NOW / 1000).to_json(), False)
              for d in ("main-circ-01", "west-front-01")]
     service.handle_batch(burst)
-    assert fake_store.device_status("main-circ-01")["alarm_ms"] == str(NOW)
-    assert fake_store.device_status("west-front-01")["alarm_ms"] == str(NOW)
+    assert fake_store.devices.device_status("main-circ-01")["alarm_ms"] == str(NOW)
+    assert fake_store.devices.device_status("west-front-01")["alarm_ms"] == str(NOW)
     assert fake_store.r.hget("haven:checkin:west-front-01", "answered_ms") == str(NOW)
     assert not fake_store.r.exists("haven:checkin:main-circ-01")  # a wall button is not asked
 
@@ -196,7 +197,7 @@ def test_the_end_of_a_store_outage_is_logged_once(caplog):
 
 def test_the_hub_logs_broker_back_and_reports_its_link(tmp_path, caplog):
     """A real mosquitto stopped and started again on the same port."""
-    from hub.localservices import start_mosquitto
+    from hub.app.localservices import start_mosquitto
     broker = start_mosquitto(tmp_path / "m1")
     hub = HubMqtt(BrokerAddress("127.0.0.1", broker.port), lambda *a, **k: None,
                   client_id="hub-link-test")

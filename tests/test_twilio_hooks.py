@@ -11,8 +11,8 @@ from twilio.request_validator import RequestValidator
 
 from dashboard import create_app
 from dashboard.twilio_hooks import mask
-from hub.model import Alarm, AlarmState, Channel, Delivery, NotificationKey
-from hub.store import Store
+from hub.core.model import Alarm, AlarmState, Channel, Delivery, PageKey
+from hub.store.alarms import Store
 
 TOKEN = "test-auth-token"
 PUBLIC = "https://haven.example.org"
@@ -32,9 +32,9 @@ def raise_paged(store: Store, a: Alarm, *paged: tuple[str, str]) -> Alarm:
     """Store ``a`` escalating, with a "notified" timeline entry for each (phone, name)."""
     assert store.raise_alarm(a, escalate=True)
     for phone, name in paged:
-        key = NotificationKey(a.id, 0, phone, Channel.SMS)
-        assert store.claim_notification(key, a.received_at_ms, 4000)
-        store.record_notification(key, name, Delivery.sent("SM1"), a.received_at_ms + 10)
+        key = PageKey(a.id, 0, phone, Channel.SMS)
+        assert store.pages.claim(key, a.received_at_ms, 4000)
+        store.pages.record(key, name, Delivery.sent("SM1"), a.received_at_ms + 10)
     return a
 
 
@@ -139,7 +139,7 @@ def test_yes_acknowledges_the_newest_raised_alarm_the_number_was_paged_for(clien
     new = fake_store.get_alarm("new")
     assert new.state is AlarmState.ACKNOWLEDGED and new.acknowledged_by == CIRC[1]
     assert fake_store.escalation_due("new") is None
-    commands = [fields for _, fields in fake_store.read_device_commands("t", block_ms=5)]
+    commands = [fields for _, fields in fake_store.devices.read_device_commands("t", block_ms=5)]
     assert commands == [{"device": "main-ref-01", "cmd": "acknowledged", "alarm_id": "new"}]
     for untouched in ("old", "other"):
         assert fake_store.get_alarm(untouched).state is AlarmState.RAISED
@@ -216,7 +216,7 @@ def test_a_call_says_the_alarm_and_gathers_one_key(public_client, fake_store):
 
 
 def test_a_drill_call_says_it_is_a_drill(client, fake_store):
-    fake_store.set_branch_switches("main", by="Dana", now_ms=0, drill_until_ms=5_000)
+    fake_store.branches.set_branch_switches("main", by="Dana", now_ms=0, drill_until_ms=5_000)
     raise_paged(fake_store, alarm(), CIRC)  # raised at 1 000, in the drill: a drill alarm
     root = twiml(post(client, "/twilio/voice/say?alarm=a1", {"To": CIRC[0]}))
     assert said(root.find("Gather")).startswith("This is a drill. Haven alarm.")
@@ -235,7 +235,7 @@ def test_pressing_1_acknowledges_as_the_callee(client, fake_store):
     a1 = fake_store.get_alarm("a1")
     assert a1.state is AlarmState.ACKNOWLEDGED and a1.acknowledged_by == DANA[1]
     assert fake_store.escalation_due("a1") is None
-    assert [f["cmd"] for _, f in fake_store.read_device_commands("t", block_ms=5)] == \
+    assert [f["cmd"] for _, f in fake_store.devices.read_device_commands("t", block_ms=5)] == \
         ["acknowledged"]
 
     again = twiml(post(client, "/twilio/voice/gather?alarm=a1", {"To": CIRC[0], "Digits": "1"}))
@@ -291,7 +291,7 @@ def test_a_call_answered_by_voicemail_is_followed_up(client, fake_store, answere
     if answered_by:
         form["AnsweredBy"] = answered_by
     assert post(client, path, form).status_code == 204
-    queued = fake_store.read_followups("t", block_ms=5)
+    queued = fake_store.pages.read_followups("t", block_ms=5)
     assert [(f["key"], f["status"]) for _, f in queued] == (
         [(f"{a.id}:0:+12065550101:call", "voicemail")] if followed_up else [])
 

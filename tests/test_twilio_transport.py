@@ -1,12 +1,12 @@
-"""The SDK's transport (hub.twilio_transport) against the fake API, through the real SDK."""
+"""The SDK's transport (hub.edges.twilio_transport) against the fake API, through the real SDK."""
 
 from __future__ import annotations
 
 import pytest
 from twilio.rest import Client
 
-from hub.localservices import free_port
-from hub.twilio_transport import ApiUnreachable, PooledHttpClient
+from hub.app.localservices import free_port
+from hub.edges.twilio_transport import ApiUnreachable, PooledHttpClient
 
 
 @pytest.fixture

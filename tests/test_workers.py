@@ -85,7 +85,7 @@ def test_killing_a_worker_mid_escalation_loses_nothing(tmp_path, mosquitto, redi
     (A kill in the instant between Twilio accepting a request and the worker recording
     it would resend that one page on the re-run: at least once, never lost. No test can
     close that window without an idempotency key at the provider.)"""
-    from hub.store import Store
+    from hub.store.alarms import Store
     site = fast_site(tmp_path)
     workers = {name: start_worker(name, tmp_path, site, mosquitto, redis_service, fake_twilio)
                for name in ("w1", "w2")}
@@ -119,8 +119,8 @@ def test_killing_a_worker_mid_escalation_loses_nothing(tmp_path, mosquitto, redi
     survivor_log = next(log for n, (_, log) in workers.items() if n != owner).read_text()
     assert "attempt 1" in survivor_log
     # Each attempt's SMS went out once: count what the attempts that ran should have sent.
-    from hub.escalation import plan
-    from hub.site import load_site
+    from hub.core.escalation import plan
+    from hub.config.site import load_site
     ran = {int(e["attempt"]) for e in store.timeline(alarm.alarm_id)
            if e["event"] == "escalation"}
     stored = store.get_alarm(alarm.alarm_id)
@@ -140,8 +140,8 @@ def test_killing_a_worker_mid_escalation_loses_nothing(tmp_path, mosquitto, redi
 
 def test_redis_restarted_mid_escalation_carries_on_from_its_append_only_file(
         tmp_path, mosquitto, redis_service, fake_twilio, sample_site):
-    from hub.localservices import start_redis
-    from hub.store import Store
+    from hub.app.localservices import start_redis
+    from hub.store.alarms import Store
     site = fast_site(tmp_path)
     proc, log = start_worker("w1", tmp_path, site, mosquitto, redis_service, fake_twilio)
     client = publisher(mosquitto)
@@ -180,7 +180,7 @@ def test_workers_read_retained_statuses_and_store_live_ones_in_order(
     worker that starts later, and each worker stores a device's statuses in order, so its
     latest word is the one that stays."""
     from device.protocol import Health, StatusMessage
-    from hub.store import Store
+    from hub.store.alarms import Store
     client = publisher(mosquitto)
     store = Store.from_url(redis_service.url)
     offline = StatusMessage(device="west-front-01", state="offline", at=1_000)
@@ -190,7 +190,7 @@ def test_workers_read_retained_statuses_and_store_live_ones_in_order(
                             fake_twilio) for i in (1, 2)]
     try:
         deadline = time.monotonic() + 5  # the retained word reached the store
-        while store.device_status("west-front-01").get("state") != "offline":
+        while store.devices.device_status("west-front-01").get("state") != "offline":
             assert time.monotonic() < deadline, "the retained status was not read"
             time.sleep(0.02)
         for n in range(40):  # live heartbeats, batched: the last one is what stays
@@ -198,10 +198,10 @@ def test_workers_read_retained_statuses_and_store_live_ones_in_order(
                                  health=Health(uptime_s=n, battery_pct=90, outbox=0))
             client.publish(Topics().status("main-circ-01"), beat.to_json(), qos=1)
         deadline = time.monotonic() + 5
-        while store.device_status("main-circ-01").get("since_ms") != str(2_039):
-            assert time.monotonic() < deadline, store.device_status("main-circ-01")
+        while store.devices.device_status("main-circ-01").get("since_ms") != str(2_039):
+            assert time.monotonic() < deadline, store.devices.device_status("main-circ-01")
             time.sleep(0.02)
-        assert "heartbeat_ms" not in store.device_status("west-front-01")  # retained only
+        assert "heartbeat_ms" not in store.devices.device_status("west-front-01")  # retained only
     finally:
         client.loop_stop()
         client.disconnect()
@@ -227,8 +227,8 @@ def test_two_workers_split_heartbeats_and_a_heartbeat_never_revives_a_dead_devic
     every worker (so more workers mean more heartbeats per second), and presence stays
     the statuses' alone."""
     from device.protocol import Health, Heartbeat, StatusMessage
-    from hub.localservices import free_port
-    from hub.store import Store
+    from hub.app.localservices import free_port
+    from hub.store.alarms import Store
     ports = [free_port(), free_port()]
     workers = [start_hub(tmp_path / f"w{i}.log", mosquitto, redis_service, site=SAMPLE_SITE,
                          fake_twilio=fake_twilio,
@@ -263,9 +263,9 @@ def test_two_workers_split_heartbeats_and_a_heartbeat_never_revives_a_dead_devic
         time.sleep(0.3)
         counts = [_heartbeats_counted(p) for p in ports]
         assert sum(counts) == 400 and min(counts) > 0, counts  # split, none stored twice
-        west = store.device_status("west-front-01")
+        west = store.devices.device_status("west-front-01")
         assert west["state"] == "offline" and "heartbeat_ms" in west
-        assert sorted(store.device_status(d)["uptime_s"] for d in devices) == [
+        assert sorted(store.devices.device_status(d)["uptime_s"] for d in devices) == [
             "1000", "1001", "1002", "1003"]
     finally:
         client.loop_stop()

@@ -211,7 +211,7 @@
       el("span", {class: "where"}, `${alarm.branch_name}, ${alarm.room_name}`),
       el("span", {class: "meta"}, `device ${alarm.device} · ${alarm.received_text} · `,
         el("time", {class: "elapsed", "data-since-ms": alarm.received_at_ms}), " ago"));
-    if (alarm.drill) {  // practice until someone says it is real (hub.drill)
+    if (alarm.drill) {  // practice until someone says it is real (hub.core.drill)
       item.append(el("span", {class: "drill-mark"}, iconBox("drill"), "DRILL"),
         el("a", {class: "real-link", href: `${alarmUrl(alarm.id)}#real-heading`},
           "This is real?"));

@@ -12,11 +12,11 @@ import os
 import time
 from typing import Callable, Mapping
 
-from ..sitemodel import Site
-from .config import resolve_keys
-from .dc09 import Event, Phase, event_frame
-from .link import exchange
-from .sender import Exchange, Tried, send_until_ack
+from hub.core.site import Site
+from hub.arc.config import resolve_keys
+from hub.arc.dc09 import Event, Phase, event_frame
+from hub.arc.link import exchange
+from hub.arc.sender import Exchange, Tried, send_until_ack
 
 
 def run_test(site: Site, *, environ: Mapping[str, str] = os.environ,
@@ -25,7 +25,7 @@ def run_test(site: Site, *, environ: Mapping[str, str] = os.environ,
     """Send the test events; returns (branch, what the receiver answered, clock offset
     learnt from a NAK in seconds or ``None``) for each branch and receiver. Raises
     :class:`hub.errors.ConfigError` when the site has no ``[arc]`` or a key is missing."""
-    from ..errors import ConfigError, Problem
+    from hub.errors import ConfigError, Problem
     arc = site.arc
     if arc is None:
         raise ConfigError([Problem(site.source, None, "arc", "missing: add an [arc] table "

@@ -1,6 +1,6 @@
 """``[arc]`` in the site TOML: the alarm receiving centre's receivers and what they get.
 
-Parsed by :func:`parse_arc` from :func:`hub.site.parse_site`, with its checker, so every
+Parsed by :func:`parse_arc` from :func:`hub.config.site.parse_site`, with its checker, so every
 mistake is reported as ``FILE:LINE: FIELD: problem`` with the others. Absent: no ARC, and
 the hub works exactly as without this module::
 
@@ -42,8 +42,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from ..errors import ConfigError, Problem
-from .dc09 import EVENTS, FORMATS, Address
+from hub.errors import ConfigError, Problem
+from hub.arc.dc09 import EVENTS, FORMATS, Address
 
 ACCOUNT_RE = re.compile(r"^[0-9A-Fa-f]{3,16}\Z")
 NUMBER_RE = re.compile(r"^[0-9A-Fa-f]{1,6}\Z")
@@ -93,7 +93,7 @@ class ArcSettings:
 
 def parse_arc(check: Any, data: dict, branches: dict, kinds: dict) -> ArcSettings | None:
     """``[arc]`` from the raw TOML, or ``None`` when absent; problems go to ``check``
-    (hub.site's checker)."""
+    (hub.config.site's checker)."""
     if "arc" not in data:
         return None
     raw = check.table(data["arc"], ("arc",), ARC_FIELDS)

@@ -12,8 +12,8 @@ from __future__ import annotations
 import socket
 import time
 
-from .config import Receiver
-from .dc09 import Answer, read_answer
+from hub.arc.config import Receiver
+from hub.arc.dc09 import Answer, read_answer
 
 #: The longest answer read, in bytes (an encrypted ACK is ~100).
 MAX_ANSWER = 4096

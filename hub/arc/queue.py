@@ -27,10 +27,10 @@ from typing import Callable
 
 import redis
 
-from ..model import SAFE_ROOM_KIND, Alarm, AlarmState
-from ..site import Site
-from ..store import Store
-from .dc09 import Phase
+from hub.core.model import SAFE_ROOM_KIND, Alarm, AlarmState
+from hub.config.site import Site
+from hub.store.alarms import Store
+from hub.arc.dc09 import Phase
 
 log = logging.getLogger("haven.arc")
 
@@ -70,7 +70,7 @@ class ArcQueue:
         self._lease = self.r.register_script(_LEASE)
 
     def key(self, *parts: str) -> str:
-        return self.store._key("arc", *parts)
+        return self.store.key("arc", *parts)
 
     # --- the hook: alarm service -> queue ------------------------------------------------
 
@@ -115,7 +115,7 @@ class ArcQueue:
         flat = [str(v) for pair in fields.items() for v in pair]
         seq = int(self._enqueue(keys=[self.key("queued", alarm.id, phase), self.key("queue"),
                                       self.key("seq"),
-                                      self.store._key("timeline", alarm.id)],
+                                      self.store.key("timeline", alarm.id)],
                                 args=[QUEUED_TTL_MS, int(self.clock() * 1000), *flat]))
         if seq:
             self.queued.set()
@@ -130,7 +130,7 @@ class ArcQueue:
         kind = self.site.kinds.get(alarm.kind)
         text = (f"{'DRILL ' if alarm.drill else ''}{kind.label if kind else alarm.kind}: "
                 f"{branch.name if branch else alarm.branch}, {room.name if room else alarm.room}")
-        rooms = {s.room for s in self.store.branch_switches(alarm.branch).shelters}
+        rooms = {s.room for s in self.store.branches.branch_switches(alarm.branch).shelters}
         if alarm.kind == SAFE_ROOM_KIND:
             rooms.add(alarm.room)
         if rooms and branch:

@@ -17,7 +17,7 @@ One worker at a time (the queue's lease, hub.arc.queue) runs :meth:`ArcSender.ru
 
 Pages (SMS, calls) never wait for any of this: the ARC is one more route, not a gate.
 Wiring: ``ArcSender(queue, addresses, worker=hub_id, tell_it=texts.tell_it)``, ``run``
-on a thread of its own (hub.runner). Times: the hub's clock, Unix seconds.
+on a thread of its own (hub.app.runner). Times: the hub's clock, Unix seconds.
 """
 
 from __future__ import annotations
@@ -30,10 +30,10 @@ from typing import Callable
 
 import redis
 
-from .config import ArcSettings, Receiver
-from .dc09 import EVENTS, Address, Answer, Event, Phase, event_frame, null_frame
-from .link import exchange
-from .queue import ArcQueue
+from hub.arc.config import ArcSettings, Receiver
+from hub.arc.dc09 import EVENTS, Address, Answer, Event, Phase, event_frame, null_frame
+from hub.arc.link import exchange
+from hub.arc.queue import ArcQueue
 
 log = logging.getLogger("haven.arc")
 

@@ -104,7 +104,7 @@ def stacked_chart(chart_id: str, title: str, summary: str, categories: list[str]
 
 def months_between(since_ms: int, until_ms: int) -> list[str]:
     """Every month (``YYYY-MM``, UTC) from since_ms up to until_ms, in order."""
-    from .reports import month_of
+    from hub.incidents.reports import month_of
     first, last = month_of(since_ms), month_of(max(since_ms, until_ms - 1))
     year, month = int(first[:4]), int(first[5:])
     out = []
@@ -118,7 +118,7 @@ def report_charts(site, incidents: list, drills: list, *, since_ms: int, until_m
                   now_ms: int) -> list[Chart]:
     """The reports page's charts: alarms per branch per month by kind (one per branch),
     time to first acknowledgement, drills per branch over the year to ``now_ms``."""
-    from .reports import ACK_BINS_S, ack_figures, alarms_per_month, drills_per_branch
+    from hub.incidents.reports import ACK_BINS_S, ack_figures, alarms_per_month, drills_per_branch
     charts = []
     months = months_between(since_ms, until_ms)
     per_month = alarms_per_month(incidents, {b.id: b.timezone for b in site.branches.values()})

@@ -16,7 +16,7 @@ import json
 from datetime import datetime, timezone
 from typing import Iterable
 
-from .model import FOLLOWUPS, Incident, ReportStatus, incident_json
+from hub.incidents.model import FOLLOWUPS, Incident, ReportStatus, incident_json
 
 COLUMNS = ("id", "branch", "room", "kind", "device", "state", "drill", "received_at",
            "acknowledged_at", "acknowledged_by", "first_ack_s", "closed_at", "closed_by",

@@ -33,14 +33,14 @@ from zoneinfo import ZoneInfo
 
 import redis
 
-from hub.model import Delivery
-from hub.notify import Notifier
-from hub.site import Contact, Site
+from hub.core.model import Delivery
+from hub.edges.notify import Notifier
+from hub.config.site import Contact, Site
 
-from hub.outage import Outage
-from .mail import Mailer
-from .model import PERSONAL_FIELDS, Incident, ReportStatus
-from .store import IncidentStore
+from hub.edges.outage import Outage
+from hub.incidents.mail import Mailer
+from hub.incidents.model import PERSONAL_FIELDS, Incident, ReportStatus
+from hub.incidents.store import IncidentStore
 
 log = logging.getLogger("haven.incidents")
 

@@ -6,7 +6,7 @@
     HAVEN_SMTP_USER, HAVEN_SMTP_PASSWORD   log in (both or neither)
     HAVEN_SMTP_STARTTLS   1: upgrade with STARTTLS, 0: plain (a local relay)   1
 
-A send reports a :class:`hub.model.Delivery` like the SMS notifier: accepted, or a
+A send reports a :class:`hub.core.model.Delivery` like the SMS notifier: accepted, or a
 failure saying whether trying again may help (a refused recipient will not).
 """
 
@@ -19,10 +19,10 @@ from email.message import EmailMessage
 from typing import Mapping
 
 from hub.errors import ConfigError, Problem
-from hub.model import Delivery
-from hub.settings import env_default
+from hub.core.model import Delivery
+from hub.config.settings import env_default
 
-from ..site_incidents import EMAIL_RE
+from hub.config.incidents import EMAIL_RE
 
 #: Seconds to wait for the mail server before giving up (a retryable failure).
 SMTP_TIMEOUT_S = 10.0

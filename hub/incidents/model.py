@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any, Mapping
 
-from hub.model import Alarm, AlarmState
+from hub.core.model import Alarm, AlarmState
 
 #: Free text about people: shown and exported only to allowed roles, purged after retention.
 PERSONAL_FIELDS = ("description", "people", "resolve_note", "what_happened", "actions",

@@ -1,7 +1,7 @@
 """Figures from incidents: the drill report, readiness flags for the board, chart data. Pure.
 
 A **drill** is a run of drill alarms at one branch (alarms raised while the branch
-was in drill mode, hub.schedule) no more than ``DRILL_GAP_MS`` apart. For each,
+was in drill mode, hub.core.schedule) no more than ``DRILL_GAP_MS`` apart. For each,
 the report says who was notified, who acknowledged, the time to the first
 acknowledgement (from an alarm reaching the hub), who was notified but never
 acknowledged, and which of the branch's devices never confirmed - sent no alarm
@@ -16,9 +16,9 @@ from datetime import datetime, timezone, tzinfo
 from typing import Iterable, Mapping
 from zoneinfo import ZoneInfo
 
-from hub.site import Site
+from hub.config.site import Site
 
-from .model import Incident
+from hub.incidents.model import Incident
 
 #: Drill alarms at one branch this close together (ms) belong to the same drill.
 DRILL_GAP_MS = 2 * 3_600_000

@@ -1,4 +1,4 @@
-"""Incidents in Redis, beside the alarms (same connection and prefix as :class:`hub.store.Store`)::
+"""Incidents in Redis, beside the alarms (same connection and prefix as :class:`hub.store.alarms.Store`)::
 
     haven:incidents              zset    alarm id -> received_at_ms, every closed alarm of a
                                          kind that pages someone (active ones: alarms:active)
@@ -27,11 +27,11 @@ from typing import Iterable
 
 import redis
 
-from hub.model import Alarm
-from hub.site import Site
-from hub.store import Store
+from hub.core.model import Alarm
+from hub.config.site import Site
+from hub.store.alarms import Store
 
-from .model import PERSONAL_FIELDS, Incident, Report, report_from_fields, report_to_fields
+from hub.incidents.model import PERSONAL_FIELDS, Incident, Report, report_from_fields, report_to_fields
 
 GROUP = "incidents"
 #: Entries kept in the privacy audit stream (about 10 years of a busy site's reads).
@@ -49,7 +49,7 @@ return 1
 
 def timeline_summary(entries: Iterable[dict[str, str]]) -> tuple[bool, tuple[str, ...]]:
     """(drill, names of contacts notified) from an alarm's timeline. An alarm made REAL
-    (hub.drill) is no drill: it needs its report like any other."""
+    (hub.core.drill) is no drill: it needs its report like any other."""
     drill, names = False, []
     for e in entries:
         if e.get("event") == "escalation" and e.get("branch_state") == "drill":
@@ -69,7 +69,7 @@ class IncidentStore:
         self._claim_every = self.r.register_script(_CLAIM_EVERY)
 
     def key(self, *parts: str) -> str:
-        return self.store._key(*parts)
+        return self.store.key(*parts)
 
     # --- indexing ------------------------------------------------------------------
 

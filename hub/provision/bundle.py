@@ -20,7 +20,7 @@ import json
 import tarfile
 import time
 
-from .files import ProvisionSettings
+from hub.provision.files import ProvisionSettings
 
 #: Where install.sh puts the files on the Pi.
 ETC = "/etc/haven"

@@ -12,8 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ..cliopts import add_redis_option
-from . import EXIT_BAD_INPUT, ProvisionError
+from hub.app.cliopts import add_redis_option
+from hub.provision import EXIT_BAD_INPUT, ProvisionError
 
 #: systemctl verbs per action: reload (mosquitto: ACL; hub: site file on SIGHUP), restart
 #: (mosquitto: reads the CRL only at start; the dashboard reads the site only at start).
@@ -77,8 +77,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_provision(args) -> int:
-    from . import commands
-    from .files import ProvisionSettings
+    from hub.provision import commands
+    from hub.provision.files import ProvisionSettings
     root = Path(args.site)
     try:
         if args.provision_command == "init":
@@ -98,7 +98,7 @@ def cmd_provision(args) -> int:
         elif args.provision_command == "acl":
             outcome = commands.rewrite_acl(root)
         else:
-            from .listing import list_devices
+            from hub.provision.listing import list_devices
             outcome = list_devices(root, live=_presence(args.redis))
     except (ProvisionError, ValueError) as exc:
         print(f"haven provision {args.provision_command}: {exc}", file=sys.stderr)
@@ -131,12 +131,12 @@ def _apply(commands_to_run: list[list[str]]) -> int:
 
 def _presence(redis_url: str | None) -> dict[str, str] | None:
     """Each device's last status (online/offline) from Redis, or None if unreachable."""
-    from hub.settings import hub_settings
-    from hub.store import Store
+    from hub.config.settings import hub_settings
+    from hub.store.alarms import Store
     import redis
     try:
         store = Store.from_url(hub_settings(redis_url=redis_url).redis_url)
-        keys = store.r.keys(store._key("device", "*"))
+        keys = store.r.keys(store.key("device", "*"))
         return {key.split(":", 2)[2]: store.r.hget(key, "state") or "unknown" for key in keys}
     except redis.RedisError:
         return None

@@ -15,16 +15,16 @@ from pathlib import Path
 
 from device.protocol import ID_RE, Topics
 from hub.errors import ConfigError
-from hub.site import DEVICE_TYPES, Site, load_site
+from hub.config.site import DEVICE_TYPES, Site, load_site
 
-from . import ProvisionError, ca
-from .bundle import device_toml, make_bundle
-from .files import (HAVEN_GROUP, MOSQUITTO_GROUP, REDIS_GROUP, ProvisionSettings, SiteDir,
+from hub.provision import ProvisionError, ca
+from hub.provision.bundle import device_toml, make_bundle
+from hub.provision.files import (HAVEN_GROUP, MOSQUITTO_GROUP, REDIS_GROUP, ProvisionSettings, SiteDir,
                     Transaction, load_settings)
-from .mosquitto import render_acl, render_conf
-from .redisconf import new_password, render_env, render_redis
-from .registry import Registry
-from .sitefile import NewDevice, add_device, remove_device
+from hub.provision.mosquitto import render_acl, render_conf
+from hub.provision.redisconf import new_password, render_env, render_redis
+from hub.provision.registry import Registry
+from hub.provision.sitefile import NewDevice, add_device, remove_device
 
 #: Service actions an outcome may ask for: (unit, "reload" | "restart").
 Action = tuple[str, str]

@@ -15,7 +15,7 @@ import tomllib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from . import ProvisionError
+from hub.provision import ProvisionError
 
 #: Group that must read the broker's files (Debian's mosquitto drops to this user).
 MOSQUITTO_GROUP = "mosquitto"

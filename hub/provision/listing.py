@@ -5,9 +5,9 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-from .commands import Outcome, _site
-from .files import SiteDir
-from .registry import Registry
+from hub.provision.commands import Outcome, _site
+from hub.provision.files import SiteDir
+from hub.provision.registry import Registry
 
 #: A certificate expiring within this many days is flagged "renew soon".
 RENEW_WITHIN_DAYS = 90

@@ -11,10 +11,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from hub.localservices import (LocalService, _tcp_open, _wait_ready, find_binary, free_port,
+from hub.app.localservices import (LocalService, _tcp_open, _wait_ready, find_binary, free_port,
                                spawn)
 
-from .files import SiteDir, load_settings
+from hub.provision.files import SiteDir, load_settings
 
 
 def start_site_mosquitto(root: Path, workdir: Path) -> LocalService:

@@ -19,7 +19,7 @@ revoke`` restarts the broker.
 
 from __future__ import annotations
 
-from .files import ProvisionSettings, SiteDir
+from hub.provision.files import ProvisionSettings, SiteDir
 
 #: The device topics' last levels each side may use (device/protocol.py). ``heartbeat``
 #: came with firmware 0.3: ``haven provision acl`` rewrites an older site's ACL.

@@ -11,7 +11,7 @@ from __future__ import annotations
 import secrets
 from urllib.parse import quote
 
-from .files import ProvisionSettings, SiteDir
+from hub.provision.files import ProvisionSettings, SiteDir
 
 #: Random bytes in a new Redis password (rendered as 43 URL-safe characters).
 PASSWORD_BYTES = 32

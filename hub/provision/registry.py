@@ -17,7 +17,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import ProvisionError
+from hub.provision import ProvisionError
 
 
 @dataclass

@@ -4,7 +4,7 @@ The site file is reviewed text full of comments, so it is edited as text: a
 new block goes after the last ``[[device]]`` block (or at the end), in the
 same shape the file uses; a removed block takes its lines with it and nothing
 else. Every edit is then proved by parsing both versions with
-:func:`hub.site.parse_site`: the result must be valid and differ from the
+:func:`hub.config.site.parse_site`: the result must be valid and differ from the
 original by exactly that one device, or the edit is refused.
 """
 
@@ -16,9 +16,9 @@ import tomllib
 from dataclasses import dataclass
 
 from hub.errors import ConfigError
-from hub.site import Site, parse_site
+from hub.config.site import Site, parse_site
 
-from . import ProvisionError
+from hub.provision import ProvisionError
 
 #: A table header line: ``[name]`` or ``[[name]]`` (with optional indentation).
 HEADER_RE = re.compile(r"^[ \t]*\[")

@@ -24,8 +24,8 @@ from urllib.parse import parse_qs, urlsplit
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from hub.localservices import free_port
-from hub.store import Store
+from hub.app.localservices import free_port
+from hub.store.alarms import Store
 from tests.conftest import SAMPLE_SITE, write_site
 from tests.hubproc import start_hub
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import socket
 import threading
 
-from hub.localservices import free_port
+from hub.app.localservices import free_port
 
 
 class TcpRelay:

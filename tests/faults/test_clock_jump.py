@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from hub.store import Store
+from hub.store.alarms import Store
 from tests.faults.harness import (WAIT_S, assert_none_lost, assert_nothing_paged_twice,
                                   assert_resumed, attempts_run, fast_site, pages, publisher,
                                   stop, wait_until, worker)
@@ -47,7 +47,7 @@ def attempt_times(fake_twilio, alarm_id: str) -> dict[int, float]:
 
 @pytest.mark.parametrize("step_s", [
     HOUR_S,
-    -HOUR_S,  # hub/clockwatch.py: the schedule moves with the step
+    -HOUR_S,  # hub/engine/clockwatch.py: the schedule moves with the step
 ], ids=["forward", "back"])
 def test_a_clock_step_neither_bunches_nor_stalls_escalation(
         tmp_path, mosquitto, redis_service, fake_twilio, step_s):

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from device.protocol import Topics, new_alarm
-from hub.store import Store
+from hub.store.alarms import Store
 from tests.faults.harness import (RESUME_S, WAIT_S, assert_none_lost,
                                   assert_nothing_paged_twice, assert_resumed, attempts_run,
                                   due_monotonic, fast_site, publisher, stop, wait_until, worker)

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from hub.store import Store
+from hub.store.alarms import Store
 from tests.faults.harness import (assert_none_lost, assert_nothing_paged_twice,
                                   assert_resumed, fast_site, stop, wait_until, worker)
 from tests.faults.netcut import TcpRelay

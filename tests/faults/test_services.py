@@ -13,8 +13,8 @@ import pytest
 
 from device.config import BrokerConfig, DeviceConfig, InputConfig
 from device.firmware import DeviceApp
-from hub.localservices import start_mosquitto, start_redis
-from hub.store import Store
+from hub.app.localservices import start_mosquitto, start_redis
+from hub.store.alarms import Store
 from tests.faults.harness import (RESUME_S, assert_none_lost, assert_nothing_paged_twice,
                                   assert_resumed, due_monotonic, fast_site, publisher,
                                   stop, wait_pages, wait_until, worker)

@@ -16,8 +16,8 @@ import time
 
 import pytest
 
-from hub.lifecycle import AlarmEvent
-from hub.store import Store
+from hub.core.lifecycle import AlarmEvent
+from hub.store.alarms import Store
 from tests.faults.harness import (fast_site, pages, publisher, stop, wait_pages, wait_until,
                                   worker)
 from tests.faults.test_hub_kill import attempt_done, kill, raise_alarms

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from hub.store import Store
+from hub.store.alarms import Store
 from tests.faults.harness import (WAIT_S, assert_none_lost, assert_nothing_paged_twice,
                                   assert_resumed, fast_site, pages, publisher, stop,
                                   wait_pages, wait_until, worker)

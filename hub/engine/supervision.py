@@ -1,0 +1,188 @@
+"""Device supervision: buttons that are offline, silent, low, stuck or failing.
+
+A Last Will fires only while the broker lives, so each hub worker's
+:class:`Supervisor` also watches for silence. Every ``interval_s`` (5 s) it reads
+each site device's hash ``<prefix>:device:<id>`` (written by the alarm service),
+works out its troubles with the pure :func:`troubles` and records them. Each
+change (a trouble raised, or its all-clear) reaches ``notify`` once across workers.
+
+The troubles and their thresholds are pure (hub.core.troubles); this module is the
+loop that reads, records and reports them.
+
+Keys, under the store's prefix (default ``haven``)::
+
+    haven:troubles:<device>     set     the device's current troubles
+    haven:supervision:<device>  hash    outbox_since_ms: first heartbeat_ms of the
+                                        current run of non-empty outboxes
+    haven:troubles              stream  device, trouble, raised (1|0), branch, room,
+                                        at_ms; capped near 1000 entries
+    haven:events                pubsub  {"type": "device.trouble", "device", "trouble", "raised"}
+
+Exactly once: every device is read (``READ_CHUNK`` per round trip); a device whose
+troubles (or outbox run) change is then checked again in one WATCH/MULTI transaction
+over its hash, supervision hash and trouble set, retried on fresh data if any changed
+meanwhile (another worker, a heartbeat); only the committing worker notifies. A worker
+dying between commit and ``notify`` loses that notice (the stream keeps it).
+
+Wiring: ``sup = Supervisor(site, store, texts.queue, broker=lambda: mqtt.link,
+after_check=texts.after_check)`` (hub.engine.troubletexts batches the texts), then
+``threading.Thread(target=sup.run, args=(stop,), name="supervisor").start()``.
+``notify`` runs on that thread: alarms outrank troubles, so it only sends
+low-priority messages (IT contacts) and never holds up alarm paging.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from typing import Callable
+
+import redis
+
+from hub.core.troubles import (SILENT_AFTER_S, TROUBLE_VALUES, Trouble, TroubleNotice, diff,
+                               outbox_since, troubles)
+from hub.edges.outage import Outage
+from hub.config.site import Device, Site
+from hub.store.alarms import Store
+
+log = logging.getLogger("haven.supervision")
+
+#: Entries kept in the troubles stream (approximate).
+HISTORY_MAXLEN = 1000
+#: Longest wait between checks while Redis is failing, in seconds.
+MAX_BACKOFF_S = 60.0
+#: Transaction attempts per device per check before leaving it to the next check.
+ATTEMPTS = 10
+#: Devices read per Redis round trip in a check (a read changes nothing: only devices
+#: whose troubles change get a transaction).
+READ_CHUNK = 500
+
+class Supervisor:
+    """Checks every site device; ``clock`` returns Unix seconds. ``broker()`` returns
+    ``(connected, since_ms)`` of this worker's broker connection (hub.edges.mqtt.HubMqtt.link);
+    ``after_check(now_ms)`` runs after each check (hub.engine.troubletexts sends its texts)."""
+
+    def __init__(self, site: Site, store: Store, notify: Callable[[TroubleNotice], None], *,
+                 silent_after_s: float = SILENT_AFTER_S,
+                 clock: Callable[[], float] = time.time, started_ms: int | None = None,
+                 broker: Callable[[], tuple[bool, int]] = lambda: (True, 0),
+                 after_check: Callable[[int], None] | None = None):
+        self.site, self.store, self.notify, self.clock = site, store, notify, clock
+        self.silent_after_s = silent_after_s
+        self.started_ms = int(clock() * 1000) if started_ms is None else started_ms
+        self.broker, self.after_check = broker, after_check
+        self._quiet_from = self.started_ms  # silence counts from here (this check's)
+
+    def check(self, now_ms: int | None = None) -> list[TroubleNotice]:
+        """Check every device once; returns the notices this worker sent to ``notify``.
+        Raises ``redis.RedisError`` when Redis is unreachable."""
+        now = int(self.clock() * 1000) if now_ms is None else now_ms
+        connected, since_ms = self.broker()
+        # Broker down: every device is "quiet since now", so none turns silent.
+        self._quiet_from = max(self.started_ms, since_ms) if connected else now
+        notices: list[TroubleNotice] = []
+        devices = list(self.site.devices.values())
+        for start in range(0, len(devices), READ_CHUNK):
+            chunk = devices[start:start + READ_CHUNK]
+            for device, read in zip(chunk, self._read(chunk)):
+                since, before, current = self._evaluate(*read, now)
+                if since == read[1] and current == before:
+                    continue  # nothing to write: no transaction needed
+                for trouble, raised in self._check_device(device, now):
+                    notices.append(self._notify(device, trouble, raised, now))
+        if self.after_check is not None:
+            self.after_check(now)
+        return notices
+
+    def _notify(self, device: Device, trouble: Trouble, raised: bool,
+                now_ms: int) -> TroubleNotice:
+        notice = TroubleNotice(device.id, trouble, raised, device.branch_id, device.room_id,
+                               now_ms)
+        log.warning("device %s %s: %s", device.id, "TROUBLE" if raised else "all clear",
+                    trouble)
+        try:
+            self.notify(notice)
+        except Exception:  # one failed notice must not lose the others
+            log.exception("notifying %s failed", notice)
+        return notice
+
+    def _keys(self, device_id: str) -> tuple[str, str, str]:
+        key = self.store.key
+        return tuple(key(k, device_id) for k in ("device", "supervision", "troubles"))
+
+    def _read(self, devices: list[Device]) -> list[tuple[dict, str | None, set]]:
+        """Each device's (status hash, outbox_since_ms, trouble set), in one round trip."""
+        pipe = self.store.r.pipeline(transaction=False)
+        for device in devices:
+            dkey, skey, tkey = self._keys(device.id)
+            pipe.hgetall(dkey)
+            pipe.hget(skey, "outbox_since_ms")
+            pipe.smembers(tkey)
+        replies = pipe.execute()
+        return [tuple(replies[i:i + 3]) for i in range(0, len(replies), 3)]
+
+    def _evaluate(self, record: Mapping[str, str], old_since: str | None, members,
+                  now_ms: int) -> tuple[str | None, frozenset, frozenset]:
+        """(new outbox_since_ms, troubles recorded, troubles now): pure."""
+        since = outbox_since(record, old_since)
+        before = frozenset(Trouble(t) for t in members if t in TROUBLE_VALUES)
+        current = troubles({**record, "outbox_since_ms": since or ""}, now_ms,
+                           silent_after_s=self.silent_after_s, started_ms=self._quiet_from,
+                           previous=before)
+        return since, before, current
+
+    def _check_device(self, device: Device, now_ms: int) -> list[tuple[Trouble, bool]]:
+        key, device_id = self.store.key, device.id
+        dkey, skey, tkey = self._keys(device_id)
+        with self.store.r.pipeline() as pipe:
+            for _ in range(ATTEMPTS):
+                try:
+                    pipe.watch(dkey, skey, tkey)
+                    old_since = pipe.hget(skey, "outbox_since_ms")
+                    since, before, current = self._evaluate(
+                        pipe.hgetall(dkey), old_since, pipe.smembers(tkey), now_ms)
+                    raised, cleared = diff(before, current)
+                    pipe.multi()
+                    if since != old_since:
+                        if since is None:
+                            pipe.hdel(skey, "outbox_since_ms")
+                        else:
+                            pipe.hset(skey, "outbox_since_ms", since)
+                    changes = [(t, True) for t in sorted(raised)] + \
+                        [(t, False) for t in sorted(cleared)]
+                    for trouble, up in changes:
+                        (pipe.sadd if up else pipe.srem)(tkey, str(trouble))
+                        pipe.xadd(key("troubles"), {
+                            "device": device_id, "trouble": str(trouble), "raised": int(up),
+                            "branch": device.branch_id, "room": device.room_id,
+                            "at_ms": now_ms}, maxlen=HISTORY_MAXLEN, approximate=True)
+                        pipe.publish(self.store.events_channel, json.dumps(
+                            {"type": "device.trouble", "device": device_id,
+                             "trouble": str(trouble), "raised": up}))
+                    pipe.execute()
+                    return changes
+                except redis.WatchError:
+                    continue
+        log.warning("device %s changed under every check attempt: left to the next check",
+                    device_id)
+        return []
+
+    def run(self, stop: threading.Event, interval_s: float = 5.0) -> None:
+        """Check every ``interval_s`` seconds until ``stop`` is set; for a worker thread.
+        Errors are logged and retried with a doubling wait (at most 60 s)."""
+        wait = interval_s
+        store = Outage("store", log, "supervision")
+        while not stop.is_set():
+            try:
+                self.check()
+                store.up()
+                wait = interval_s
+            except Exception as exc:  # Redis down (or a bug): supervision must go on
+                wait = min(MAX_BACKOFF_S, max(wait * 2, interval_s))
+                if isinstance(exc, redis.RedisError):
+                    store.down(exc)
+                else:
+                    log.exception("supervision check failed: next try in %.0f s", wait)
+            stop.wait(wait)

@@ -1,0 +1,137 @@
+"""Devices in Redis: last status and health, commands for devices, rejected messages.
+
+Keys (under the store's prefix)::
+
+    haven:device:<id>             hash   a device's presence (state, since_ms, firmware) and
+                                         its last heartbeat's readings (heartbeat_ms ...)
+    haven:device-commands         stream commands for devices, consumed by hub workers
+                                         (consumer group "hub") and published over MQTT
+    haven:rejected                stream messages that broke the wire contract (capped)
+
+Wiring: :class:`DeviceStore` is ``store.devices`` (hub.store.Store), given the store's
+client, key builder and live-events channel.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Callable
+
+import redis
+
+from hub.store.redisops import WORKERS_GROUP, read_group
+
+#: Entries kept in the rejected-messages stream.
+REJECTED_MAXLEN = 1000
+#: Entries kept in the device-commands stream (acknowledged ones are trimmed first).
+COMMANDS_MAXLEN = 10000
+#: The consumer group of hub workers reading device commands.
+
+_STATUSES = """
+-- KEYS: device hashes; ARGV: events channel, a JSON array with, for each key in turn,
+-- [state, field, value, field, value ...] (the device id is the key's last part)
+-- A status (state "online"/"offline") is written and announced to dashboards; a
+-- heartbeat (state "") writes its fields only: it never changes presence, and the
+-- dashboards learn of it from the next snapshot. The entries travel as one JSON
+-- argument: redis-py packed the ~20 arguments per heartbeat slower than cjson decodes.
+for i, entry in ipairs(cjson.decode(ARGV[2])) do
+  if entry[1] == '' then
+    redis.call('HSET', KEYS[i], unpack(entry, 2))
+  else
+    redis.call('HSET', KEYS[i], 'state', entry[1], unpack(entry, 2))
+    local device = string.match(KEYS[i], '[^:]+$')
+    redis.call('PUBLISH', ARGV[1],
+               cjson.encode({type = 'device.status', device = device, state = entry[1]}))
+  end
+end
+return #KEYS
+"""
+
+
+class DeviceStore:
+    """Device statuses, device commands and rejected messages. ``key(*parts)`` builds a key (Store.key)."""
+
+    def __init__(self, client: redis.Redis, key: Callable[..., str], events_channel: str):
+        self.r, self.key, self.events_channel = client, key, events_channel
+        self._statuses = client.register_script(_STATUSES)
+
+    def set_device_status(self, device_id: str, state: str, at_ms: int,
+                          firmware: str | None = None, **health: Any) -> None:
+        """A status (and a heartbeat's health readings) in one round trip."""
+        self.set_device_statuses([(device_id, state, at_ms, firmware, health)])
+
+    def set_device_statuses(self, statuses: list[tuple[str, str, int, str | None, dict]]
+                            ) -> None:
+        """Statuses ``(device, state, at_ms, firmware, health)``, in order, in one round
+        trip (no transaction: each is whole on its own). A heartbeat is an entry whose
+        ``state`` is ``""``: only its health fields are written (not the state, nor
+        ``since_ms``, the device-clock time of the state)."""
+        if not statuses:
+            return
+        entries = []
+        for _, state, at_ms, firmware, health in statuses:
+            entry = [state, "since_ms", str(at_ms)] if state else [state]
+            if firmware:
+                entry += ["firmware", firmware]
+            for name, value in health.items():
+                entry += [name, "" if value is None else str(value)]
+            entries.append(entry)
+        self._statuses(keys=[self.key("device", device_id) for device_id, *_ in statuses],
+                       args=[self.events_channel, json.dumps(entries)])
+
+    def device_status(self, device_id: str) -> dict[str, str]:
+        return self.r.hgetall(self.key("device", device_id))
+
+    def update_device(self, device_id: str, event: str, **fields: Any) -> None:
+        """Record something a device reported (heartbeat health, check-in, self-test...)."""
+        pipe = self.r.pipeline()
+        pipe.hset(self.key("device", device_id),
+                  mapping={k: "" if v is None else str(v) for k, v in fields.items()})
+        pipe.publish(self.events_channel, json.dumps(
+            {"type": f"device.{event}", "device": device_id}))
+        pipe.execute()
+
+    def heard(self, spoke: list[tuple[str, str, int, bool]]) -> None:
+        """Devices that spoke: ``(device, field, at_ms, answers_checkin)`` with ``field``
+        ``alarm_ms`` for an alarm or ``cancel_ms`` for a cancel, set to ``at_ms`` (hub clock,
+        Unix ms), which supervision counts as a sign of life; ``answers_checkin``: the
+        press also answers a worn device's pending check-in (hub.engine.checkins). One round
+        trip for all of them; none for an empty list."""
+        if not spoke:
+            return
+        pipe = self.r.pipeline(transaction=False)
+        for device_id, field, at_ms, answers_checkin in spoke:
+            pipe.hset(self.key("device", device_id), field, at_ms)
+            if answers_checkin:
+                pipe.hset(self.key("checkin", device_id), "answered_ms", at_ms)
+        pipe.execute()
+
+    def queue_device_command(self, device_id: str, cmd: str, alarm_id: str | None = None) -> None:
+        """A command for a device: about one alarm (``not_delivered``), or about the device
+        (locate, test, checkin_request)."""
+        fields = {"device": device_id, "cmd": cmd}
+        if alarm_id is not None:
+            fields["alarm_id"] = alarm_id
+        self.r.xadd(self.key("device-commands"), fields, maxlen=COMMANDS_MAXLEN,
+                    approximate=True)
+
+    def read_device_commands(self, consumer: str, block_ms: int,
+                             count: int = 100) -> list[tuple[str, dict[str, str]]]:
+        """New commands for this worker (consumer group ``hub``): ``[(entry id, fields)]``.
+
+        Entries a dead worker read but never acknowledged for 5 s are claimed too,
+        so a command survives a worker killed mid-send.
+        """
+        return read_group(self.r, self.key("device-commands"), consumer, block_ms, count)
+
+    def ack_device_command(self, entry_id: str) -> None:
+        self.r.xack(self.key("device-commands"), WORKERS_GROUP, entry_id)
+
+    def record_rejected(self, topic: str, reason: str, at_ms: int) -> None:
+        """Keep a capped record of a message that broke the wire contract."""
+        self.r.xadd(self.key("rejected"), {"topic": topic, "reason": reason, "at_ms": at_ms},
+                    maxlen=REJECTED_MAXLEN, approximate=True)
+
+    def rejected(self, count: int = 100) -> list[dict[str, str]]:
+        """The newest rejected messages, newest first."""
+        return [fields for _, fields in self.r.xrevrange(self.key("rejected"), count=count)]
