@@ -238,3 +238,12 @@ def _points(check: Any, raw: dict, path: tuple,
                                  "(the plan's units, from its top left corner)")
         return None
     return tuple((float(x), float(y)) for x, y in corners)
+
+
+def plan_files(site: Any, site_file: Path) -> list[tuple[Path, Path]]:
+    """Every floor plan of ``site`` (loaded from ``site_file``) as (its file, its path
+    relative to the site file's folder): what must be copied with the site file, so the
+    copy loads too (``haven provision init --site-file``)."""
+    base = site_file.parent.resolve()
+    return [(floor.plan, floor.plan.relative_to(base))
+            for branch in site.branches.values() for floor in branch.floors]

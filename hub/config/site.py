@@ -136,7 +136,8 @@ def load_site(path: str | Path) -> Site:
 
 def parse_site(text: str, source: str = "<site>", base_dir: str | Path | None = None) -> Site:
     """Validate site TOML ``text``; ``source`` names the file in error messages;
-    ``base_dir`` is where floor plan paths are relative to (default: the current folder)."""
+    ``base_dir`` is where floor plan paths are relative to (default: ``source``'s folder,
+    so a text read from a file finds its plans beside it)."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -162,7 +163,7 @@ def parse_site(text: str, source: str = "<site>", base_dir: str | Path | None = 
                                                     30, 0, 900, "seconds")}
 
     kinds = _kinds(check, data)
-    branches = _branches(check, data, Path(base_dir or "."))
+    branches = _branches(check, data, Path(base_dir) if base_dir else Path(source).parent)
     devices = _devices(check, data, branches)
     contacts = _contacts(check, data, branches)
     if not check.problems:  # reach is only meaningful once every entry reads cleanly
