@@ -187,24 +187,29 @@ def place(branch_id: str, floor_id: str) -> str:
                            snippet=placement_toml(branch, floor))
 
 
-def _public_alarm(token: str) -> tuple[Alarm, Branch]:
-    """The alarm a plan link opens, while it may be shown: else 404 / 410."""
+#: What a plan link that no longer opens says, by status (no login, no navigation).
+CLOSED = {404: "This link opens nothing: it is mistyped, or its alarm is no longer kept.",
+          410: "This alarm is over (resolved or cancelled): its plan link no longer opens."}
+
+
+def _public_alarm(token: str) -> tuple[Alarm, Branch] | int:
+    """The alarm a plan link opens, while it may be shown; else 404 or 410."""
     links: PlanLinks | None = current_app.extensions.get(EXTENSION)
     alarm_id = links.alarm_id(token) if links else None
     alarm = board_context().store.get_alarm(alarm_id) if alarm_id else None
     branch = board_context().site.branches.get(alarm.branch) if alarm else None
     if alarm is None or branch is None or branch.floor_of(alarm.room) is None:
-        abort(404, description="This link opens nothing: it is mistyped, or its alarm "
-                               "is no longer kept.")
-    if not alarm.state.active:
-        abort(410, description="This alarm is over (resolved or cancelled): its plan link "
-                               "no longer opens.")
-    return alarm, branch
+        return 404
+    return (alarm, branch) if alarm.state.active else 410
 
 
 @bp.get("/p/<token>")
 def public(token: str) -> tuple[str, int, dict[str, str]]:
-    alarm, branch = _public_alarm(token)
+    found = _public_alarm(token)
+    headers = {"Cache-Control": "no-store", "X-Robots-Tag": "noindex, nofollow"}
+    if isinstance(found, int):
+        return render_template("public_closed.html", message=CLOSED[found]), found, headers
+    alarm, branch = found
     site = board_context().site
     rooms = _branch_rooms(site, branch.id)
     floors = [floor_view(branch, f, rooms, url_for("plans.public_image", token=token,
@@ -217,12 +222,15 @@ def public(token: str) -> tuple[str, int, dict[str, str]]:
                            kind=kind.label if kind else alarm.kind, branch=branch.name,
                            room=room.name if room else alarm.room, drill=alarm.drill,
                            acknowledged=alarm.state == "acknowledged", sheltering=sheltering)
-    return page, 200, {"Cache-Control": "no-store", "X-Robots-Tag": "noindex, nofollow"}
+    return page, 200, headers
 
 
 @bp.get("/p/<token>/<floor_id>")
 def public_image(token: str, floor_id: str) -> Response:
-    _, branch = _public_alarm(token)
+    found = _public_alarm(token)
+    if isinstance(found, int):
+        abort(found, description=CLOSED[found])
+    _, branch = found
     floor = next((f for f in branch.floors if f.id == floor_id), None)
     if floor is None:
         abort(404, description="No such floor plan for this alarm.")

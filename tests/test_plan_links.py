@@ -127,6 +127,7 @@ def test_the_link_opens_the_plan_without_a_login_until_the_alarm_is_resolved(app
                           reason="handled")
     gone = client.get(f"/p/{token}")
     assert gone.status_code == 410 and "This alarm is over" in gone.get_data(as_text=True)
+    assert "Set-Cookie" not in gone.headers and "Log out" not in gone.get_data(as_text=True)
     assert client.get(f"/p/{token}/ground").status_code == 410
 
 

@@ -187,6 +187,8 @@ def cmd_check_config(args) -> int:
     site = load_site(args.site)
     print(f"{args.site}: OK: site {site.name!r}, {len(site.branches)} branches, "
           f"{sum(len(b.rooms) for b in site.branches.values())} rooms, "
+          f"{(plans := sum(len(b.floors) for b in site.branches.values()))} floor "
+          f"plan{'' if plans == 1 else 's'}, "
           f"{len(site.devices)} devices, {len(site.contacts)} contacts, "
           f"kinds {', '.join(site.kinds)}")
     return 0
