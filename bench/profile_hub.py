@@ -149,15 +149,17 @@ def main() -> int:
             row[1] += tottime
             row[2] += cum
     rows = []
+    ours_roots = (str(ROOT / "hub"), str(ROOT / "device"))
     for (path, line, name), (calls, tottime, cum) in merged.items():
-        short = "/".join(Path(path).parts[-2:]) if path != "~" else ""
-        rows.append((tottime, cum, calls, f"{short}:{line} {name}"))
+        short = "/".join(Path(path).parts[-3 if path.startswith(ours_roots) else -2:]) \
+            if path != "~" else ""
+        rows.append((tottime, cum, calls, f"{short}:{line} {name}", path.startswith(ours_roots)))
     print("\nfunctions with the most CPU of their own (% of all):")
-    for tottime, cum, calls, where in sorted(rows, reverse=True)[:args.top]:
+    for tottime, cum, calls, where, _ in sorted(rows, reverse=True)[:args.top]:
         print(f"  {100 * tottime / total:5.1f} %  {calls / alarms:7.1f} calls/alarm  {where}")
     print("\nhub code by cumulative CPU (% of all; nested calls overlap):")
-    ours = [r for r in rows if "hub/" in r[3] or "device/" in r[3]]
-    for tottime, cum, calls, where in sorted(ours, key=lambda r: -r[1])[:args.top]:
+    ours = [r for r in rows if r[4]]
+    for tottime, cum, calls, where, _ in sorted(ours, key=lambda r: -r[1])[:args.top]:
         print(f"  {100 * cum / total:5.1f} %  {calls / alarms:7.1f} calls/alarm  {where}")
     print(f"\n(hub log: {log})")
     return 0

@@ -28,6 +28,9 @@ no single-press alarm, so brushing the button pages no one. Full form::
     [broker]
     host = "haven-hub.local"
     port = 8883
+    # or, for a site with a pair of brokers: the first is home, the next takes over when
+    # it is unreachable, and the device goes back once home answers for 30 s
+    # brokers = ["hub-a.local:8883", "hub-b.local:8883"]
     topic_prefix = "haven/v1"
     keepalive_s = 10
     ca_file = "/etc/haven/ca.crt"   # TLS when set
@@ -59,6 +62,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .brokers import Endpoint
 from .patterns import PatternError, PressDecoder, parse_pattern
 from .protocol import DEFAULT_PREFIX, ID_RE, KIND_RE
 from .tomlpos import Positions, undotted
@@ -96,6 +100,10 @@ class OutputsConfig:
 
 @dataclass(frozen=True)
 class BrokerConfig:
+    """The broker (``host``, ``port``), or with ``alternates`` an ordered list whose
+    first is ``host``:``port`` (device.brokers picks one); TLS and credentials apply to
+    every one of them."""
+
     host: str
     port: int = 1883
     topic_prefix: str = DEFAULT_PREFIX
@@ -105,10 +113,17 @@ class BrokerConfig:
     key_file: str | None = None
     username: str | None = None
     password_file: str | None = None
+    alternates: tuple[tuple[str, int], ...] = ()
 
     @property
     def tls(self) -> bool:
         return self.ca_file is not None
+
+    @property
+    def endpoints(self) -> tuple[Endpoint, ...]:
+        """Every broker in order of preference, the first the device's home."""
+        return (Endpoint(self.host, self.port),
+                *(Endpoint(host, port) for host, port in self.alternates))
 
 
 @dataclass(frozen=True)
@@ -232,11 +247,20 @@ def parse_device_config(data: dict[str, Any], source: str = "<device>", *,
 
 
 def _broker(r: _Reader, data: dict) -> BrokerConfig:
-    raw = r.table(data, "broker", ("host", "port", "topic_prefix", "keepalive_s", "ca_file",
-                                   "cert_file", "key_file", "username", "password_file"))
+    raw = r.table(data, "broker", ("host", "port", "brokers", "topic_prefix", "keepalive_s",
+                                   "ca_file", "cert_file", "key_file", "username",
+                                   "password_file"))
+    port = r.get(raw, "broker", "port", int, 1883, low=1, high=65535)
+    if "brokers" in raw:
+        if "host" in raw:
+            r.add("broker.host", "give either host (one broker) or brokers (a list), not both")
+        endpoints = _broker_list(r, raw["brokers"], port)
+    else:
+        endpoints = [(r.get(raw, "broker", "host", str, "", required=True), port)]
     broker = BrokerConfig(
-        host=r.get(raw, "broker", "host", str, "", required=True),
-        port=r.get(raw, "broker", "port", int, 1883, low=1, high=65535),
+        host=endpoints[0][0],
+        port=endpoints[0][1],
+        alternates=tuple(endpoints[1:]),
         topic_prefix=r.get(raw, "broker", "topic_prefix", str, DEFAULT_PREFIX),
         keepalive_s=r.get(raw, "broker", "keepalive_s", int, 10, low=2, high=600),
         ca_file=r.file(raw, "broker", "ca_file"),
@@ -251,6 +275,29 @@ def _broker(r: _Reader, data: dict) -> BrokerConfig:
     if broker.password_file and not broker.username:
         r.add("broker.username", "missing: password_file is set but username is not")
     return broker
+
+
+def _broker_list(r: _Reader, value: Any, port: int) -> list[tuple[str, int]]:
+    """``brokers = ["hub-a.local:8883", "hub-b.local"]``: (host, port) each, in order; a
+    host without a port takes ``port``."""
+    example = 'e.g. brokers = ["hub-a.local:8883", "hub-b.local:8883"]'
+    if not isinstance(value, list) or not value:
+        r.add("broker.brokers", f"must be a non-empty list of host or host:port; {example}")
+        return [("", port)]
+    found: list[tuple[str, int]] = []
+    for item in value:
+        host, sep, digits = item.rpartition(":") if isinstance(item, str) else ("", "", "")
+        if isinstance(item, str) and not sep:
+            host, digits = item, str(port)
+        if not (host and digits.isdigit() and 0 < int(digits) < 65536) or any(
+                c.isspace() for c in host):
+            r.add("broker.brokers", f"{item!r} is not host or host:port; {example}")
+            continue
+        if (host, int(digits)) in found:
+            r.add("broker.brokers", f"{item!r} is listed twice")
+            continue
+        found.append((host, int(digits)))
+    return found or [("", port)]
 
 
 def _outputs(r: _Reader, data: dict) -> OutputsConfig:

@@ -42,7 +42,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from . import health, sdnotify
-from .transport import broker_client
+from .brokers import BrokerChoice, Endpoint
+from .transport import broker_client, reachable
 from .config import (ACTION_CANCEL, ACTION_CHECKIN, ACTION_SAFE_ROOM_LEFT, DeviceConfig)
 from .feedback import FeedbackPlayer, Signal
 from .outbox import Outbox
@@ -66,6 +67,8 @@ RECONNECT_MIN_S, RECONNECT_MAX_S = 1, 30
 #: as retained statuses, as before 0.3, for this long before the heartbeat topic is tried
 #: again, in seconds: mosquitto hangs up on a refused publish, so each try costs a reconnect.
 LEGACY_HEARTBEAT_S = 24 * 3600
+#: With a list of brokers, how often the device away from its first probes it, seconds.
+HOME_PROBE_S = 5.0
 #: How long a check-in request waits for the wearer's press, in seconds.
 CHECKIN_WINDOW_S = 300
 #: How long the firmware remembers an alarm, in seconds: a closed one (resolved,
@@ -130,6 +133,12 @@ class DeviceApp:
         self._shown: Signal | None = None
         self._reconnect_attempt = 0
         self._battery = health.load_reader(config.battery_reader)
+        #: Which of the config's brokers to use (device.brokers); paho's thread and the
+        #: home probe both consult it, under ``_broker_lock``.
+        self.brokers = BrokerChoice(config.broker.endpoints)
+        self._broker_lock = threading.Lock()
+        self._prober = threading.Thread(target=self._probe_home, name="device-home-probe",
+                                        daemon=True)
 
         self.client = self._make_client()
         self.feedback = self._make_feedback(pin_factory)
@@ -153,6 +162,7 @@ class DeviceApp:
         client.will_set(self.topics.status(self.config.device_id), will.to_json(), qos=1,
                         retain=True)
         client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
@@ -255,7 +265,10 @@ class DeviceApp:
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
             log.error("broker refused device %s: %s", self.config.device_id, reason_code)
+            self._connect_failed(client)
             return
+        with self._broker_lock:
+            self.brokers.connected()
         self._reconnect_attempt = 0
         client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MIN_S)
         # The broker handles this connection's packets in order: the subscription is in
@@ -263,6 +276,50 @@ class DeviceApp:
         client.subscribe(self.topics.cmd(self.config.device_id), qos=1)
         self._announce()
         self._resend(all_pending=True)
+
+    def _on_connect_fail(self, client, userdata) -> None:
+        self._connect_failed(client)
+
+    def _connect_failed(self, client) -> None:
+        """A connect failed: after a few in a row, the next broker of the list (paho
+        connects to it on its next try, this thread)."""
+        with self._broker_lock:
+            before, after = self.brokers.current, self.brokers.failed()
+        if after is not None:
+            log.warning("device %s: broker %s unreachable; trying %s", self.config.device_id,
+                        before, after)
+            self._connect_async(client, after)
+            client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MIN_S)
+
+    def _connect_async(self, client, broker: Endpoint) -> None:
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = SESSION_EXPIRY_S
+        client.connect_async(broker.host, broker.port, keepalive=self.config.broker.keepalive_s,
+                             clean_start=False, properties=props)
+
+    def _probe_home(self) -> None:
+        """Away from the first broker, check every HOME_PROBE_S that it accepts a TCP
+        connection; once it has for device.brokers.HOME_AFTER_S, go back to it (a clean
+        disconnect: no Last Will, so the device is not reported offline)."""
+        home = self.brokers.endpoints[0]
+        while not self._stopping.wait(HOME_PROBE_S):
+            with self._broker_lock:
+                away = not self.brokers.at_home
+            if not away:
+                continue
+            answered = reachable(home.host, home.port, timeout=min(2.0, HOME_PROBE_S))
+            with self._broker_lock:
+                back = self.brokers.home_probed(self.monotonic(), answered)
+            if back is None or self._stopping.is_set():
+                continue
+            log.info("device %s: back to broker %s (reachable again)", self.config.device_id,
+                     back)
+            self.client.disconnect()
+            self.client.loop_stop()
+            if self._stopping.is_set():
+                return
+            self._connect_async(self.client, back)
+            self.client.loop_start()
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
         if any(rc.is_failure for rc in reason_codes):
@@ -454,13 +511,11 @@ class DeviceApp:
 
     def start(self) -> None:
         """Connect in the background (reconnecting on its own) and start the ticker."""
-        props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = SESSION_EXPIRY_S
-        self.client.connect_async(self.config.broker.host, self.config.broker.port,
-                                  keepalive=self.config.broker.keepalive_s, clean_start=False,
-                                  properties=props)
+        self._connect_async(self.client, self.brokers.current)
         self.client.loop_start()
         self._ticker.start()
+        if len(self.brokers.endpoints) > 1:
+            self._prober.start()
         self._refresh()
         sdnotify.notify("READY=1")
 
@@ -482,6 +537,8 @@ class DeviceApp:
         self.client.loop_stop()
         if self._ticker.is_alive():
             self._ticker.join(2)
+        if self._prober.is_alive():
+            self._prober.join(3)
         for device, _ in self.inputs:
             device.close()
         self.feedback.close()

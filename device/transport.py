@@ -41,3 +41,13 @@ def broker_client(broker, client_id: str):
         client.username_pw_set(broker.username, password)
     client.on_socket_open = tcp_nodelay
     return client
+
+
+def reachable(host: str, port: int, *, timeout: float) -> bool:
+    """Whether ``host:port`` accepts a TCP connection within ``timeout`` seconds (the
+    firmware's probe of its first broker while it uses another: device.brokers)."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False

@@ -163,8 +163,11 @@
 
   // One click acknowledges: the same POST as the alarm page's button, with the CSRF header
   // (the answer is JSON); the stream then brings the change to every board.
+  // The button is marked busy with aria-disabled, not disabled: a disabled button drops
+  // the keyboard focus, and the focus must stay in the list (renderActive) for the next key.
   async function acknowledge(alarm, button, feedback) {
-    button.disabled = true;
+    if (button.getAttribute("aria-disabled") === "true") return;  // one POST at a time
+    button.setAttribute("aria-disabled", "true");
     feedback.textContent = "Acknowledging…";
     try {
       const token = document.querySelector('meta[name="csrf-token"]');
@@ -178,12 +181,15 @@
     } catch (err) {
       feedback.textContent = "Not done: the dashboard did not answer; try again";
     } finally {
-      button.disabled = false;
+      button.removeAttribute("aria-disabled");
     }
   }
 
-  // Items are kept while their alarm reads the same, so a focused button stays focused.
+  // Items are kept while their alarm reads the same, so a focused button stays focused;
+  // an item that changes (acknowledged, here or elsewhere) is made anew, and the keyboard
+  // focus moves into the new one instead of falling back to the top of the page.
   function renderActive(active) {
+    const focused = activeList.contains(document.activeElement) ? document.activeElement : null;
     const old = new Map([...activeList.children].map((li) => [li.dataset.alarm, li]));
     const items = active.map((alarm) => {
       const sig = JSON.stringify([alarm.state, alarm.acknowledged_by, alarm.nobody_reached,
@@ -197,16 +203,33 @@
         items.some((item, i) => activeList.children[i] !== item)) {
       activeList.replaceChildren(...items);
     }
+    if (focused && !focused.isConnected) keepFocus(focused, items);
     activeCount.textContent = active.length ? `(${active.length})` : "";
     noActive.textContent = "No active alarms.";
     noActive.hidden = active.length > 0;
     document.title = `${active.length ? `(${active.length}) ⚠ ` : ""}Haven · ${siteName}`;
   }
 
+  // The focused control's item was replaced: focus the same control in the new item
+  // (an Acknowledge button that is still there), else its alarm link, else the list's
+  // first link (the alarm was closed); the link's name says the alarm's new state.
+  function keepFocus(focused, items) {
+    const was = focused.closest("li[data-alarm]");
+    const item = was && items.find((li) => li.dataset.alarm === was.dataset.alarm);
+    const same = item && focused.classList.length &&
+      item.querySelector(`.${CSS.escape(focused.classList[0])}`);
+    const target = same || (item || items[0] || activeList).querySelector(".alarm-link");
+    if (target) target.focus();
+  }
+
   function activeItem(alarm, sig, previous) {
     const item = el("li", {class: "alarm", "data-kind": alarm.kind, "data-alarm": alarm.id,
       "data-state": alarm.state, "data-sig": sig},
-      el("a", {class: "alarm-link", href: alarmUrl(alarm.id)},
+      el("a", {class: "alarm-link", href: alarmUrl(alarm.id),
+        "aria-label": `${alarm.kind_label}${alarm.drill ? " (DRILL)" : ""} at ` +
+          `${alarm.branch_name}, ${alarm.room_name}: ` + (alarm.state === "acknowledged"
+          ? `acknowledged${alarm.acknowledged_by ? ` by ${alarm.acknowledged_by}` : ""}`
+          : "not acknowledged")},
         iconBox(alarm.kind), el("strong", {class: "kind"}, alarm.kind_label)),
       el("span", {class: "where"}, `${alarm.branch_name}, ${alarm.room_name}`),
       el("span", {class: "meta"}, `device ${alarm.device} · ${alarm.received_text} · `,

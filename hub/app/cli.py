@@ -55,7 +55,7 @@ def cmd_dashboard(args) -> int:
     except ValueError as exc:
         print(f"haven dashboard: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    app = create_app(load_site(settings.site_path), Store.from_url(settings.redis_url),
+    app = create_app(load_site(settings.site_path), Store.from_url(settings.redis),
                      demo_control_url=args.demo_control,
                      twilio_auth_token=settings.twilio.auth_token if settings.twilio else None,
                      public_url=settings.public_url, secret_key=secret_key,
@@ -99,7 +99,7 @@ def cmd_alarm(args) -> int:
     from hub.core.lifecycle import AlarmEvent, IllegalTransition
     from hub.config.settings import hub_settings
     from hub.store.alarms import Store
-    store = Store.from_url(hub_settings(redis_url=args.redis).redis_url)
+    store = Store.from_url(hub_settings(redis_url=args.redis).redis)
     if args.alarm_command == "list":
         for alarm in store.active_alarms():
             print(f"{alarm.id}  {alarm.state:<12} {alarm.kind:<14} {alarm.branch}/{alarm.room}"
@@ -146,7 +146,7 @@ def cmd_branch(args) -> int:
         print(f"haven branch: unknown branch {args.branch!r}; known: {', '.join(site.branches)}",
               file=sys.stderr)
         return 1
-    store = Store.from_url(settings.redis_url)
+    store = Store.from_url(settings.redis)
     now_ms = int(time.time() * 1000)
     if args.switch == "drill":
         until = now_ms + args.minutes * 60_000 if args.state == "on" else None
@@ -176,7 +176,7 @@ def cmd_branch(args) -> int:
 def cmd_tell(args) -> int:
     from hub.config.settings import hub_settings
     from hub.store.alarms import Store
-    Store.from_url(hub_settings(redis_url=args.redis).redis_url).devices.queue_device_command(
+    Store.from_url(hub_settings(redis_url=args.redis).redis).devices.queue_device_command(
         args.device, args.command_name)
     print(f"queued {args.command_name} for {args.device}; a hub worker sends it")
     return 0
@@ -214,7 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
     hub.add_argument("action", nargs="?", choices=["run"], default="run",
                      help="'haven hub run' and 'haven hub' are the same")
     hub.add_argument("--site", "--config", dest="site", help="site config (env HAVEN_SITE)")
-    hub.add_argument("--broker", help="MQTT broker host:port (env HAVEN_BROKER)")
+    hub.add_argument("--broker", help="MQTT broker host:port, or every broker of the site "
+                     "comma-separated (env HAVEN_BROKER)")
     add_redis_option(hub)
     hub.add_argument("--prefix", help="MQTT topic prefix (env HAVEN_TOPIC_PREFIX)")
     hub.add_argument("--hub-id", help="MQTT client id of this worker (env HAVEN_HUB_ID)")

@@ -23,7 +23,8 @@ from hub.incidents.jobs import IncidentJobs, run_jobs
 from hub.incidents.mail import Mailer, smtp_from_env
 from hub.incidents.store import IncidentStore
 from hub.engine.commands import CommandForwarder
-from hub.edges.mqtt import BrokerAddress, HubMqtt
+from hub.config.brokers import parse_brokers
+from hub.edges.brokerset import BrokerSet
 from hub.edges.notify import ConsoleNotifier, Notifier, TwilioNotifier
 from hub.engine.service import TICK_S, WARM_SENDERS, AlarmService
 from hub.config.settings import HubSettings
@@ -32,6 +33,7 @@ from hub.errors import ConfigError
 from hub.edges.metrics import Metrics
 from hub.edges.outage import Outage
 from hub.store.alarms import Store
+from hub.engine.replication import replicated_confirm
 from hub.engine.supervision import Supervisor
 from hub.engine.troubletexts import TroubleTexts
 
@@ -142,27 +144,31 @@ def run_hub(settings: HubSettings) -> None:
     """Serve until a signal; raises ConfigError for a bad site file before connecting."""
     site = load_site(settings.site_path)
     topics = Topics(settings.topic_prefix)
-    store = Store.from_url(settings.redis_url)
+    store = Store.from_url(settings.redis)
     notifier = make_notifier(settings)
     # Concurrent sends (a step to many contacts must not take contacts x API latency),
     # each thread on its own keep-alive connection: HAVEN_API_CONNECTIONS bounds both.
     senders = ThreadPoolExecutor(settings.api_connections, thread_name_prefix="sender")
     escalators = ThreadPoolExecutor(ESCALATION_THREADS, thread_name_prefix="escalation")
-    mqtt_box: list[HubMqtt] = []
+    mqtt_box: list[BrokerSet] = []
     metrics = Metrics()
+    confirm = replicated_confirm(settings.redis, lambda t, p: mqtt_box[0].publish(t, p, qos=0),
+                                 metrics.registry)
     service = AlarmService(site, store, notifier, lambda t, p: mqtt_box[0].publish(t, p),
                            senders, escalators=escalators, topics=topics, metrics=metrics,
-                           public_url=settings.public_url, plan_links=settings.plan_links,
-                           confirm=lambda t, p: mqtt_box[0].publish(t, p, qos=0))
+                           public_url=settings.public_url, confirm=confirm.confirm,
+                           replication=confirm.replication, plan_links=settings.plan_links)
     metrics_server = None
     if settings.metrics_port is not None:
         metrics_server = metrics.serve("127.0.0.1", settings.metrics_port)
         log.info("metrics on http://127.0.0.1:%d/metrics", metrics_server.port)
-    mqtt = HubMqtt(BrokerAddress.parse(settings.broker), service.handle,
-                   client_id=settings.hub_id, topics=topics, tls=settings.broker_tls,
-                   status_batch=service.handle_statuses, batch_handler=service.handle_batch)
+    # one client per broker of the site (hub.edges.brokerset): an alarm reaching either is handled
+    mqtt = BrokerSet.connect(parse_brokers(settings.broker), service.handle,
+                             client_id=settings.hub_id, topics=topics, tls=settings.broker_tls,
+                             status_batch=service.handle_statuses,
+                             batch_handler=service.handle_batch)
     mqtt_box.append(mqtt)
-    forwarder = CommandForwarder(Store.from_url(settings.redis_url), mqtt.publish,
+    forwarder = CommandForwarder(Store.from_url(settings.redis), mqtt.publish,
                                  consumer=settings.hub_id, topics=topics,
                                  on_command=service.command_forwarded)
 
@@ -175,10 +181,10 @@ def run_hub(settings: HubSettings) -> None:
     smtp = smtp_from_env()  # a mistake in HAVEN_SMTP_* stops the hub before it connects
     arc = None
     if site.arc is not None:  # the monitoring centre (hub.arc); keys from the environment
-        service.arc = ArcQueue(site, Store.from_url(settings.redis_url), clock=time.time)
+        service.arc = ArcQueue(site, Store.from_url(settings.redis), clock=time.time)
         arc = ArcSender(service.arc, resolve_keys(site.arc, site.source),
                         worker=settings.hub_id, tell_it=texts.tell_it)
-    incident_jobs = IncidentJobs(site, IncidentStore(Store.from_url(settings.redis_url), site),
+    incident_jobs = IncidentJobs(site, IncidentStore(Store.from_url(settings.redis), site),
                                  notifier, consumer=settings.hub_id,
                                  mailer=Mailer(smtp) if smtp else None,
                                  public_url=settings.dashboard_url)
@@ -226,7 +232,7 @@ def run_hub(settings: HubSettings) -> None:
                                    name="supervisor", daemon=True)
     supervision.start()
     followups = threading.Thread(target=_followup_loop, name="followups", daemon=True,
-                                 args=(service, Store.from_url(settings.redis_url),
+                                 args=(service, Store.from_url(settings.redis),
                                        settings.hub_id, stop_timers))
     followups.start()
     incidents = threading.Thread(target=run_jobs, args=(incident_jobs, stop_timers),

@@ -54,7 +54,7 @@ def cmd_user(args: argparse.Namespace) -> int:
 
     from hub.config.settings import hub_settings
     from hub.store.alarms import Store
-    store = Store.from_url(hub_settings(redis_url=args.redis).redis_url)
+    store = Store.from_url(hub_settings(redis_url=args.redis).redis)
     users = Users(store)
     try:
         if args.user_command == "list":

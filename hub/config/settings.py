@@ -4,10 +4,16 @@ Environment (command-line options override):
 
     HAVEN_SITE              site config file             /etc/haven/site.toml
     HAVEN_BROKER            MQTT broker host:port        127.0.0.1:1883
+                            (a pair or more: every one, comma-separated; the worker
+                            serves them all, hub/edges/brokerset.py)
     HAVEN_BROKER_CA         the site CA: connect over TLS and check the broker's certificate
     HAVEN_BROKER_CERT, HAVEN_BROKER_KEY   the hub's client certificate and key (both or neither;
                             `haven provision init` writes all three into hub/haven.env)   unset
     HAVEN_REDIS_URL         Redis URL                    redis://127.0.0.1:6379/0
+    HAVEN_REDIS_SENTINELS, HAVEN_REDIS_MASTER, HAVEN_REDIS_SENTINEL_PASSWORD,
+    HAVEN_REDIS_WAIT_REPLICAS, HAVEN_REDIS_WAIT_MS
+                            Redis through Sentinel, and how many replicas hold an alarm
+                            before the device hears "received" (hub/config/redistarget.py)
     HAVEN_TOPIC_PREFIX      MQTT topic prefix            haven/v1
     HAVEN_HUB_ID            this worker's MQTT client id haven-hub-<hostname>
     HAVEN_METRICS_PORT      serve Prometheus /metrics on 127.0.0.1:<port>   off
@@ -47,7 +53,9 @@ from dataclasses import dataclass
 from typing import Mapping
 
 from hub.errors import ConfigError, Problem
+from hub.config.brokers import parse_brokers
 from hub.config.planlinks import plan_links_from_env
+from hub.config.redistarget import RedisTarget, target_from_env
 from hub.config.site import E164_RE
 from hub.core.planlink import PlanLinks
 
@@ -96,11 +104,17 @@ class HubSettings:
     api_connections: int = API_CONNECTIONS
     #: Links to an alarm's floor plan in responders' texts (HAVEN_PLAN_LINK_*), or None.
     plan_links: PlanLinks | None = None
+    #: Where Redis is (the URL, or Sentinels), what ``Store.from_url`` connects to.
+    redis: RedisTarget | None = None
+
+    def __post_init__(self) -> None:
+        if self.redis is None:  # built without hub_settings (tests): the URL alone
+            object.__setattr__(self, "redis", RedisTarget(self.redis_url))
 
     @property
     def redis_url_safe(self) -> str:
-        """The Redis URL with any password masked, for logs."""
-        return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", self.redis_url)
+        """The Redis URL with any password masked (and the Sentinels), for logs."""
+        return self.redis.safe
 
 
 def env_default(name: str, default: str, env: Mapping[str, str] | None = None) -> str:
@@ -158,10 +172,14 @@ def hub_settings(*, site: str | None = None, broker: str | None = None,
                                    f"{raw!r} must be a whole number from 1 to "
                                    f"{MAX_API_CONNECTIONS} (default {API_CONNECTIONS}): how "
                                    "many Twilio requests one worker may have in flight")])
+    broker = broker or env_default("HAVEN_BROKER", "127.0.0.1:1883", env)
+    parse_brokers(broker)  # a ConfigError naming HAVEN_BROKER before anything starts
+    redis_url = redis_url or env_default("HAVEN_REDIS_URL", "redis://127.0.0.1:6379/0", env)
     return HubSettings(
         site_path=site or env_default("HAVEN_SITE", "/etc/haven/site.toml", env),
-        broker=broker or env_default("HAVEN_BROKER", "127.0.0.1:1883", env),
-        redis_url=redis_url or env_default("HAVEN_REDIS_URL", "redis://127.0.0.1:6379/0", env),
+        broker=broker,
+        redis_url=redis_url,
+        redis=target_from_env(redis_url, os.environ if env is None else env),
         topic_prefix=topic_prefix or env_default("HAVEN_TOPIC_PREFIX", "haven/v1", env),
         hub_id=hub_id or env_default("HAVEN_HUB_ID", f"haven-hub-{socket.gethostname()}", env),
         twilio=twilio_from_env(env),

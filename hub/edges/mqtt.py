@@ -25,7 +25,6 @@ import logging
 import queue
 import threading
 import time
-from dataclasses import dataclass
 from typing import Callable
 
 import paho.mqtt.client as mqtt
@@ -40,6 +39,7 @@ from device.transport import tcp_nodelay
 from hub.edges.outage import Outage
 from hub.edges.statusbatch import StatusBatcher
 
+from hub.config.brokers import BrokerAddress
 from hub.config.settings import BrokerTls
 
 log = logging.getLogger("haven.mqtt")
@@ -51,27 +51,15 @@ SESSION_EXPIRY_S = 24 * 3600
 KEEPALIVE_S = 10
 #: The most alarms and events handled together (a burst's); fewer when fewer wait.
 READ_BATCH = 64
-#: Retry delays while the store is unreachable, in seconds.
-RETRY_MIN_S, RETRY_MAX_S = 0.2, 5.0
+#: Retry delays of held alarms while the store is unreachable, in seconds (doubling). A
+#: worker is one of a few Redis clients: at 5 s, alarms held through a Sentinel failover
+#: waited up to 5 s more after the new primary was up (tests/faults/test_sentinel_failover).
+RETRY_MIN_S, RETRY_MAX_S = 0.2, 1.0
 #: Delays between attempts to reach a lost broker, in seconds (doubling from the first).
 #: A worker is one of a few clients, not one of thousands of devices (which back off up
 #: to 30 s, jittered): it is back within a second of the broker, whose restart (an
 #: upgrade, a revoked certificate) otherwise held devices' resent alarms for up to 3 s.
 RECONNECT_MIN_S, RECONNECT_MAX_S = 0.25, 1.0
-
-
-@dataclass(frozen=True)
-class BrokerAddress:
-    host: str
-    port: int
-
-    @classmethod
-    def parse(cls, text: str) -> "BrokerAddress":
-        """``"host:port"`` or ``"host"`` (port 1883)."""
-        host, _, port = text.rpartition(":") if ":" in text else (text, "", "1883")
-        if not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError(f"broker address {text!r} must look like 127.0.0.1:1883")
-        return cls(host, int(port))
 
 
 def _now_ms() -> int:

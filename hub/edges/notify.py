@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 #: shorter than the escalation lease (hub.engine.service.LEASE_MS), so a slow API never makes
 #: a second worker think this one died mid-send.
 TWILIO_TIMEOUT_S = 3.0
+#: How many texts to a number find_sent reads per API request, and at most in all
+#: (newest first, back to the claim being checked).
+FIND_SENT_PAGE, FIND_SENT_MAX = 200, 1000
 
 # The SDK logs each request's body (phone numbers, message text) at INFO.
 logging.getLogger("twilio.http_client").setLevel(logging.WARNING)
@@ -209,14 +212,17 @@ class TwilioNotifier:
 
     def find_sent(self, channel: str, to: str, *, ref: str, text: str,
                   since_s: float) -> str | None:
-        """Asks the API (newest first, at most 20 back) whether a page got through before
-        its worker died: an SMS must carry the page reference ``ref`` as a word of its
-        body (or, without one, match ``text`` exactly), a call must be from one of our
-        numbers. A busy number whose page is more than 20 texts back is not found, and
-        the page goes out again: a duplicate beats a gap."""
+        """Asks the API (newest first) whether a page got through before its worker died:
+        an SMS must carry the page reference ``ref`` as a word of its body (or, without
+        one, match ``text`` exactly), a call must be from one of our numbers. Texts are
+        read back to ``since_s``, FIND_SENT_PAGE a request, at most FIND_SENT_MAX: a
+        desk paged for every alarm of a busy site gets dozens of texts between a claim
+        and its takeover (tests/faults/test_sentinel_failover.py). A page further back
+        than FIND_SENT_MAX is not found, and goes out again: a duplicate beats a gap."""
         client = self._client()
         if channel == "sms":
-            for message in client.messages.list(to=to, limit=20):
+            for message in client.messages.stream(to=to, limit=FIND_SENT_MAX,
+                                                  page_size=FIND_SENT_PAGE):
                 if message.date_created and message.date_created.timestamp() < since_s:
                     break
                 if carries_ref(message.body or "", ref) if ref else message.body == text:

@@ -15,6 +15,7 @@ routes alarm messages here by topic.
 from __future__ import annotations
 
 import logging
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from typing import Callable
 
@@ -30,6 +31,7 @@ from hub.edges.metrics import Metrics
 from hub.engine.escalator import Escalator
 from hub.engine.pager import LEASE_MS
 from hub.engine.rejects import Rejects
+from hub.engine.replication import Replication
 from hub.store import Store
 from hub.store.alarms import Raised, RaiseRequest
 from hub.store.branches import parse_seen
@@ -53,14 +55,17 @@ Publish = Callable[[str, bytes], None]
 class Intake:
     """Alarm messages in: validated, placed, raised, confirmed, paged. ``clock`` returns
     Unix seconds. ``arc``: the monitoring centre's queue (hub.arc.queue), set by the
-    runner when the site has ``[arc]``: raised alarms queue their event, never waiting."""
+    runner when the site has ``[arc]``: raised alarms queue their event, never waiting.
+    ``replication`` (hub.engine.replication): with Redis replicas, alarms are raised
+    through it and their confirmations wait for a replica; ``None``: raised on ``store``,
+    confirmed at once."""
 
     def __init__(self, site: Site, store: Store, escalator: Escalator, *, topics: Topics,
                  confirm: Publish, reject: Rejects, clock: Callable[[], float],
-                 metrics: Metrics):
+                 metrics: Metrics, replication: Replication | None = None):
         self.site, self.store, self.escalator = site, store, escalator
         self.topics, self.confirm, self.reject = topics, confirm, reject
-        self.clock, self.metrics = clock, metrics
+        self.clock, self.metrics, self.replication = clock, metrics, replication
         self.arc = None
         #: Each branch's switches and overrides as last read (flat), to plan an alarm's
         #: first attempt before raising it; the raise checks they are still current.
@@ -76,10 +81,15 @@ class Intake:
         confirmed again, not paged again)."""
         if not reads:
             return []
-        raised = self.store.raise_many([read.request for read in reads])
-        outcomes = [self._raised(read, result) for read, result in zip(reads, raised)]
+        with self._replicated() as store:  # confirmations held until a replica has them
+            raised = store.raise_many([read.request for read in reads])
+            outcomes = [self._raised(read, result) for read, result in zip(reads, raised)]
         self._heard([read.alarm for read, result in zip(reads, raised) if result.created])
         return outcomes
+
+    def _replicated(self):
+        """A context yielding the store to raise on (see ``replication``)."""
+        return nullcontext(self.store) if self.replication is None else self.replication.batch()
 
     def raise_from_hub(self, alarm: Alarm) -> bool:
         """An alarm the hub raises itself (a missed check-in): stored and escalated like a

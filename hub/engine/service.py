@@ -43,6 +43,7 @@ from hub.engine.followups import Followups
 from hub.engine.intake import Intake, ReadAlarm
 from hub.engine.pager import LEASE_MS, Pager
 from hub.engine.rejects import Rejects
+from hub.engine.replication import Replication
 from hub.store import Store
 
 __all__ = ["AlarmService", "MessageOutcome", "LEASE_MS", "TICK_S", "LATE_MS"]
@@ -63,14 +64,17 @@ class AlarmService:
     broker that keeps Nagle on held the next alarm back by up to 40 ms). ``senders``
     runs pages, ``escalators`` the attempts that wait for them (never the senders' own
     pool). ``clock`` returns Unix seconds. ``public_url``: the dashboard's public base
-    URL for the provider's callbacks (keypress and SMS replies). ``plan_links``: links to
-    an alarm's floor plan in responders' texts (hub.core.planlink), or ``None``."""
+    URL for the provider's callbacks (keypress and SMS replies). ``replication``
+    (hub.engine.replication): confirmations wait for a Redis replica (Intake).
+    ``plan_links``: links to an alarm's floor plan in responders' texts
+    (hub.core.planlink), or ``None``."""
 
     def __init__(self, site: Site, store: Store, notifier: Notifier, publish: Publish,
                  senders: Executor, *, escalators: Executor | None = None,
                  topics: Topics = Topics(), clock: Callable[[], float] = time.time,
                  metrics: Metrics | None = None, public_url: str | None = None,
-                 confirm: Publish | None = None, plan_links: PlanLinks | None = None):
+                 confirm: Publish | None = None, replication: Replication | None = None,
+                 plan_links: PlanLinks | None = None):
         self.store, self.notifier, self.topics = store, notifier, topics
         self.publish, self.senders, self.clock = publish, senders, clock
         self.metrics = metrics or Metrics()
@@ -85,7 +89,7 @@ class AlarmService:
         self.reject = Rejects(store, self.metrics, topics, clock=clock)
         self.intake = Intake(site, store, self.escalator, topics=topics,
                              confirm=confirm or publish, reject=self.reject, clock=clock,
-                             metrics=self.metrics)
+                             metrics=self.metrics, replication=replication)
         self.devices = DeviceEvents(site, store, self.followups, topics=topics,
                                     reject=self.reject, clock=clock, metrics=self.metrics)
         #: Claims of pages waiting for a sender thread (the runner's timer renews them).

@@ -65,6 +65,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                            help="write the broker's ACL again from the registry (after an "
                                 "upgrade that adds a topic)")
 
+    ha = verbs.add_parser("redis-ha", parents=[site],
+                          help="configs of Redis replicas and Sentinels (and the hub's "
+                               "HAVEN_REDIS_SENTINELS)")
+    ha.add_argument("--primary", required=True, help="the primary's host[:port] at the start")
+    ha.add_argument("--replica", action="append", default=[], help="a replica's host[:port] "
+                    "(repeat: two recommended)")
+    ha.add_argument("--sentinel", action="append", default=[], help="a Sentinel's "
+                    "host[:port] (repeat: 3 or another odd number)")
+
     lst = verbs.add_parser("list", parents=[site],
                             help="every device with its room, certificate and presence")
     add_redis_option(lst, "Redis URL for presence (env HAVEN_REDIS_URL, default "
@@ -97,6 +106,10 @@ def cmd_provision(args) -> int:
             outcome = commands.add_hub(root, args.name)
         elif args.provision_command == "acl":
             outcome = commands.rewrite_acl(root)
+        elif args.provision_command == "redis-ha":
+            from .redisha import provision_redis_ha
+            outcome = provision_redis_ha(root, primary=args.primary, replicas=args.replica,
+                                         sentinels=args.sentinel)
         else:
             from hub.provision.listing import list_devices
             outcome = list_devices(root, live=_presence(args.redis))
@@ -135,7 +148,7 @@ def _presence(redis_url: str | None) -> dict[str, str] | None:
     from hub.store.alarms import Store
     import redis
     try:
-        store = Store.from_url(hub_settings(redis_url=redis_url).redis_url)
+        store = Store.from_url(hub_settings(redis_url=redis_url).redis)
         keys = store.r.keys(store.key("device", "*"))
         return {key.split(":", 2)[2]: store.r.hget(key, "state") or "unknown" for key in keys}
     except redis.RedisError:

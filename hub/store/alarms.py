@@ -48,6 +48,7 @@ from hub.core.model import SAFE_ROOM_KIND, Alarm, PageKey
 from hub.store.branches import SHELTER_FIELD, BranchStore, parse_overrides, parse_switches
 from hub.store.devices import COMMANDS_MAXLEN, DeviceStore
 from hub.store.pages import CLAIM_TTL_S, PageStore, finish_checked_lua, finished_or_failed, flat_json
+from hub.config.redistarget import RedisTarget, connect
 from hub.store.redisops import run_scripts
 
 __all__ = ["Store", "Raised", "RaiseRequest", "CLAIM_TTL_S", "parse_switches", "parse_overrides"]
@@ -254,18 +255,10 @@ class Store:
         return run_scripts(self.r, calls)
 
     @classmethod
-    def from_url(cls, url: str, prefix: str = "haven") -> "Store":
-        """A store on ``redis://host:port/db``.
-
-        Timeouts (seconds) and a short retry keep a dead Redis loud and quick to
-        report: the MQTT edge holds the message and retries on its own schedule.
-        """
-        from redis.backoff import ExponentialBackoff
-        from redis.retry import Retry
-        client = redis.Redis.from_url(url, decode_responses=True, socket_timeout=5,
-                                      socket_connect_timeout=2, health_check_interval=30,
-                                      retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), 2))
-        return cls(client, prefix)
+    def from_url(cls, url: str | RedisTarget, prefix: str = "haven") -> "Store":
+        """A store on ``redis://host:port/db``, or on a :class:`hub.config.redistarget.RedisTarget`
+        (a primary found through Sentinel); connection options in hub.config.redistarget."""
+        return cls(connect(url), prefix)
 
     def key(self, *parts: str) -> str:
         """The Redis key ``<prefix>:<part>:<part>...``: every key of Haven is built here, so

@@ -7,7 +7,7 @@ Keys (under the store's prefix)::
                                          safe room staff shelter in now
     haven:overrides:<branch>      hash   phone -> "on|off:<until_ms>:<by>"
 
-Wiring: :class:`BranchStore` is ``store.branches`` (hub.store.Store), given the store's
+Wiring: :class:`BranchStore` is ``store.branches`` (hub.store.alarms.Store), given the store's
 client, key builder and live-events channel.
 """
 

@@ -8,7 +8,7 @@ Keys (under the store's prefix)::
                                          (consumer group "hub") and published over MQTT
     haven:rejected                stream messages that broke the wire contract (capped)
 
-Wiring: :class:`DeviceStore` is ``store.devices`` (hub.store.Store), given the store's
+Wiring: :class:`DeviceStore` is ``store.devices`` (hub.store.alarms.Store), given the store's
 client, key builder and live-events channel.
 """
 

@@ -11,7 +11,7 @@ Keys (under the store's prefix)::
                                          ref, contact, text, tries); a later attempt's page
                                          to the same slot replaces it (one page per person)
 
-Wiring: :class:`PageStore` is ``store.pages`` (hub.store.Store), given the store's client,
+Wiring: :class:`PageStore` is ``store.pages`` (hub.store.alarms.Store), given the store's client,
 key builder and live-events channel; it registers its own scripts.
 """
 

@@ -1,6 +1,6 @@
 """kill -9 of hub workers mid-escalation: restarted, or (with two) one left dead.
 
-tests/test_workers.py already kills one of two workers once a single alarm's first
+tests/engine/test_workers.py already kills one of two workers once a single alarm's first
 pages are recorded; here many alarms are in flight, a lone worker is restarted, and
 the kill also lands while pages are on the wire."""
 

@@ -1,7 +1,7 @@
 """mosquitto and redis-server killed -9 and restarted on the same port and files.
 
-tests/test_e2e.py stops each with SIGTERM around a single alarm (the broker while one
-device is offline, Redis before an alarm arrives), and tests/test_workers.py restarts
+tests/app/test_e2e.py stops each with SIGTERM around a single alarm (the broker while one
+device is offline, Redis before an alarm arrives), and tests/engine/test_workers.py restarts
 Redis between two attempts; here the kills are -9, land mid-escalation, and several
 devices (the real firmware on mock pins) hold unconfirmed alarms."""
 
