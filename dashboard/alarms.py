@@ -48,6 +48,8 @@ from .context import dashboard_context, now_ms
 log = logging.getLogger(__name__)
 
 bp = Blueprint("alarms", __name__, url_prefix="/alarms")
+#: A page's channel in the timeline (a push: Web Push, dashboard.push).
+CHANNEL_WORDS = {"sms": "SMS", "call": "Call", "push": "Push"}
 
 #: Resolve outcomes: value -> label (what ended the situation; the note says the rest).
 OUTCOMES = {
@@ -74,6 +76,7 @@ EVENT_LABELS = {
     "paging_resumed": "Pages getting through again",
     "real": "Made REAL: not a drill",
     "arc": "Monitoring centre",
+    "alerted": "Colleague's device alerted", "responded": "Responding (from their device)",
 }
 #: What a monitoring-centre receiver answered (hub.arc), in words.
 ARC_ANSWERS = {"ACK": "received (ACK)", "NAK": "rejected (NAK)",
@@ -128,7 +131,7 @@ def timeline_rows(entries: list[dict[str, str]]) -> list[Row]:
         by, detail, status, bad = e.get("by", ""), "", "", False
         if event in ("notified", "notify_failed"):
             who = f"{e.get('contact', '?')} ({mask(e.get('to', ''))})"
-            channel = "SMS" if e.get("channel") == "sms" else "Call"
+            channel = CHANNEL_WORDS.get(e.get("channel", ""), "Call")
             detail = f"{channel} to {who}, {page_words(e.get('step'))}"
             if event == "notify_failed":
                 bad = True
@@ -138,12 +141,14 @@ def timeline_rows(entries: list[dict[str, str]]) -> list[Row]:
                     status += "; trying again every few seconds until it goes through"
             else:
                 cb = latest.get((e.get("step", ""), e.get("channel", ""), e.get("to", "")))
-                status = cb.get("status", "sent") if cb else "sent, no delivery report yet"
+                status = cb.get("status", "sent") if cb else (
+                    "accepted by the push service" if e.get("channel") == "push"
+                    else "sent, no delivery report yet")
                 bad = bool(cb) and status in BAD_STATUSES
                 if cb and cb.get("error_code"):
                     status += f" (error {cb['error_code']})"
         elif event == "delivery_status":
-            channel = "SMS" if e.get("channel") == "sms" else "Call"
+            channel = CHANNEL_WORDS.get(e.get("channel", ""), "Call")
             answered = f", answered by {e['answered_by']}" if e.get("answered_by") else ""
             detail = f"{channel} to {mask(e.get('to', ''))}, {page_words(e.get('attempt'))}"
             status = e.get("status", "?") + answered
@@ -177,6 +182,9 @@ def timeline_rows(entries: list[dict[str, str]]) -> list[Row]:
                 bad = e.get("outcome") != "ACK"
         elif event == "real":
             detail = f"via {e.get('via', '?')}: paged with the real policy, police included"
+        elif event in ("alerted", "responded"):  # colleagues' devices (hub.colleagues)
+            detail = f"device {e.get('device', '?')}" + \
+                (f" of {e['contact']}" if e.get("contact") else "")
         elif event == "resolution":  # its resolve is missing (an old or trimmed timeline)
             detail = _outcome(e)
         elif event == "resolved" and outcome:

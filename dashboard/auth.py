@@ -49,7 +49,7 @@ log = logging.getLogger(__name__)
 bp = Blueprint("auth", __name__)
 
 EXTENSION = "haven.auth"
-PUBLIC_PREFIXES = ("/login", "/static/", "/twilio/", "/p/")  # /p/: plan links (plans.py)
+PUBLIC_PREFIXES = ("/login", "/static/", "/twilio/", "/push/public/", "/p/")  # /p/: plan links
 SCRIPT_PREFIXES = ("/api/", "/events", "/demo/")
 WRONG = "Wrong username or password."
 

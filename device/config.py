@@ -23,6 +23,7 @@ no single-press alarm, so brushing the button pages no one. Full form::
     not_delivered_after_s = 10      # no hub confirmation by then: show NOT delivered
     resend_every_s = 5              # resend unconfirmed alarms this often, seconds
     cancel_window_s = 10            # an assist may be cancelled this long after the press
+    alert_s = 120                   # a colleague's alert shows this long unless answered
     battery_reader = "mypkg.ups:percent"       # optional: module:function -> 0..100
 
     [broker]
@@ -73,6 +74,8 @@ SPECIAL_ACTIONS = (ACTION_CANCEL, ACTION_CHECKIN, ACTION_SAFE_ROOM_LEFT)
 ROLES = ("button", "door_contact")
 SIGNAL_NAMES = ("idle", "sending", "received", "acknowledged", "resolved", "not_delivered",
                 "fault", "locate", "checkin", "test_ok")
+#: Signals shown silently whatever ``buzzer_for`` says (device.feedback.NEVER_BUZZER).
+SILENT_SIGNALS = ("alert", "answered", "alert_over")
 
 WEARABLE_PATTERNS = {"hold 2s": "emergency", "3 presses within 2s": "assist",
                      "press": "test", "2 presses within 1s": ACTION_CANCEL}
@@ -138,6 +141,8 @@ class DeviceConfig:
     not_delivered_after_s: float = 10.0
     resend_every_s: float = 5.0
     cancel_window_s: float = 10.0
+    #: How long a colleague's alert shows unless answered, dismissed or cleared, seconds.
+    alert_s: float = 120.0
     battery_reader: str | None = None
 
 
@@ -208,7 +213,8 @@ def parse_device_config(data: dict[str, Any], source: str = "<device>", *,
             r.add(key, "unknown section; expected device, broker, input, outputs")
 
     dev = r.table(data, "device", ("id", "outbox", "heartbeat_s", "not_delivered_after_s",
-                                   "resend_every_s", "cancel_window_s", "battery_reader"))
+                                   "resend_every_s", "cancel_window_s", "alert_s",
+                                   "battery_reader"))
     device_id = r.get(dev, "device", "id", str, required=True)
     if device_id is not None and not ID_RE.match(device_id):
         r.add("device.id", f"{device_id!r} is not valid (letters, digits, '-' or '_')")
@@ -217,7 +223,8 @@ def parse_device_config(data: dict[str, Any], source: str = "<device>", *,
                for key, default, low, high in (("heartbeat_s", 30.0, 1, 3600),
                                                ("not_delivered_after_s", 10.0, 1, 300),
                                                ("resend_every_s", 5.0, 0.5, 300),
-                                               ("cancel_window_s", 10.0, 0, 120))}
+                                               ("cancel_window_s", 10.0, 0, 120),
+                                               ("alert_s", 120.0, 10, 900))}
     outbox = r.get(dev, "device", "outbox", str, "/var/lib/haven/outbox.sqlite3")
     battery = r.get(dev, "device", "battery_reader", str)
     if battery:
@@ -306,7 +313,10 @@ def _outputs(r: _Reader, data: dict) -> OutputsConfig:
             for name in ("led", "vibration", "buzzer")}
     buzzer_for = r.get(raw, "outputs", "buzzer_for", list, ["locate"])
     for name in buzzer_for:
-        if name not in SIGNAL_NAMES:
+        if name in SILENT_SIGNALS:
+            r.add("outputs.buzzer_for", f"{name!r} never sounds the buzzer: a colleague's "
+                                        "alert is silent (stay calm, do not provoke); remove it")
+        elif name not in SIGNAL_NAMES:
             r.add("outputs.buzzer_for", f"{name!r} is not one of {', '.join(SIGNAL_NAMES)}")
     return OutputsConfig(**pins, buzzer_for=tuple(n for n in buzzer_for if n in SIGNAL_NAMES))
 

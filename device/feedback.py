@@ -18,7 +18,16 @@ FAULT (P)          slow blink 1/1 s                   --
 LOCATE (T)         fast blink 0.1/0.1 s for 10 s      --
 CHECKIN (T)        short-long, 5 times (14.5 s)       short-long, 5 times
 TEST_OK (T)        on 2 s                             --
+ALERT (P)          three 0.1 s flashes every 2 s      long-short-short every 2.5 s
+ANSWERED (T)       on 1.5 s                           one long 1 s buzz
+ALERT_OVER (T)     two 0.1 s blinks                   --
 =================  =================================  ==================================
+
+ALERT, ANSWERED and ALERT_OVER are about a *colleague's* alarm (hub.engine.colleagues): a
+colleague at this branch needs help (press to answer "I'm responding"); your answer
+reached the hub and the person who pressed is told help is coming; the alert is over
+here (someone else is responding, the alarm ended, you dismissed it, or it timed out).
+They never sound the buzzer, whatever ``buzzer_for`` says (NEVER_BUZZER).
 
 Silent by default: the buzzer sounds only for signals in ``buzzer_for``, by
 default LOCATE (0.2 s chirp every 1 s for 10 s, for IT finding a device). The
@@ -66,22 +75,31 @@ class Signal(StrEnum):
     LOCATE = "locate"                # IT is looking for the device
     CHECKIN = "checkin"              # the hub asks a lone worker to check in (one press)
     TEST_OK = "test_ok"              # self-test passed
+    ALERT = "alert"                  # a colleague's alarm at this branch: press to answer
+    ANSWERED = "answered"            # your answer was taken: the presser hears help is coming
+    ALERT_OVER = "alert_over"        # the colleague's alert ended on this device
 
 
 PERSISTENT = frozenset({Signal.IDLE, Signal.SENDING, Signal.ACKNOWLEDGED,
-                        Signal.NOT_DELIVERED, Signal.FAULT})
+                        Signal.NOT_DELIVERED, Signal.FAULT, Signal.ALERT})
 #: The persistent signals a transient one concludes.
 ENDS: Mapping[Signal, frozenset[Signal]] = MappingProxyType({
     Signal.RECEIVED: frozenset({Signal.SENDING}),
     Signal.DRILL: frozenset({Signal.SENDING}),
     Signal.RESOLVED: frozenset({Signal.SENDING, Signal.ACKNOWLEDGED}),
+    Signal.ANSWERED: frozenset({Signal.ALERT}),
+    Signal.ALERT_OVER: frozenset({Signal.ALERT}),
 })
 #: Priorities: a persistent signal is ignored while one it must not hide is on.
 _NOT_HIDDEN_BY: Mapping[Signal, frozenset[Signal]] = MappingProxyType({
     Signal.IDLE: frozenset({Signal.NOT_DELIVERED, Signal.FAULT}),
     Signal.FAULT: frozenset({Signal.NOT_DELIVERED}),
+    Signal.ALERT: frozenset({Signal.NOT_DELIVERED}),
 })
 DEFAULT_BUZZER_FOR = frozenset({Signal.LOCATE})
+#: Signals that never sound the buzzer (a colleague's alert: the procedures say stay calm,
+#: and a beeping device near the person who pressed can provoke).
+NEVER_BUZZER = frozenset({Signal.ALERT, Signal.ANSWERED, Signal.ALERT_OVER})
 OUTPUTS = ("led", "vibration", "buzzer")
 
 
@@ -147,6 +165,12 @@ PATTERNS: Mapping[Signal, Cue] = MappingProxyType({
     Signal.LOCATE: Cue(led=pulses(1, 0.1, 0.1, repeat=50), buzzer=pulses(1, 0.2, 0.8, repeat=10)),
     Signal.CHECKIN: Cue(led=Pattern(_SHORT_LONG, 5), vibration=Pattern(_SHORT_LONG, 5)),
     Signal.TEST_OK: Cue(led=pulses(1, 2.0, 0), buzzer=pulses(1, 0.1, 0)),
+    Signal.ALERT: Cue(led=Pattern(((True, 0.1), (False, 0.1)) * 2 + ((True, 0.1), (False, 1.5)),
+                                  None),
+                      vibration=Pattern(((True, 0.5), (False, 0.15), (True, 0.15), (False, 0.15),
+                                         (True, 0.15), (False, 1.4)), None)),
+    Signal.ANSWERED: Cue(led=pulses(1, 1.5, 0), vibration=pulses(1, 1.0, 0)),
+    Signal.ALERT_OVER: Cue(led=pulses(2, 0.1, 0.3)),
 })
 
 
@@ -167,7 +191,7 @@ class FeedbackPlayer:
             raise ValueError(f"feedback patterns lack signals: {', '.join(missing)}")
         self._outputs = {name: dev for name, dev in zip(OUTPUTS, (led, vibration, buzzer))
                          if dev is not None}
-        self.buzzer_for = frozenset(buzzer_for)
+        self.buzzer_for = frozenset(Signal(s) for s in buzzer_for) - NEVER_BUZZER
         self.patterns = dict(patterns)
         self.history: list[Signal] = []
         self._cond = threading.Condition()

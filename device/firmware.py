@@ -19,6 +19,17 @@ What happens on a press:
    received; acknowledged - help is coming; resolved; NOT delivered (no
    confirmation within ``not_delivered_after_s``: use the phone); fault (no broker).
 
+A colleague's alarm (firmware 0.5 on; hub.engine.colleagues): the hub sends ``alert`` (kind,
+room) and the device shows ALERT silently for ``alert_s``. Meanwhile a button's
+actions mean something else (:meth:`DeviceApp._answer`): the cancel pattern dismisses
+the alert here; a kind in ALWAYS_RAISED_KINDS (an emergency hold) is raised as always
+and ends the alert here (this person needs help themselves); any other button action
+(a press, three presses, a desk unit's "press = assist") is the answer "I'm
+responding", sent as a ``responding`` event instead of raising an alarm. The hub
+answers with ``alert_clear``: ``answered`` (ANSWERED: the person who pressed is told
+help is coming), or ``acknowledged``/``closed`` (ALERT_OVER). With no alert showing,
+every pattern does what it always did.
+
 One background thread (the ticker) drives everything time-based: decoder
 deadlines (holds, press windows, debounce), resends, heartbeats, the
 not-delivered deadline and the systemd watchdog. Paho runs its own network
@@ -44,21 +55,23 @@ from paho.mqtt.properties import Properties
 from . import health, sdnotify
 from .brokers import BrokerChoice, Endpoint
 from .transport import broker_client, reachable
-from .config import (ACTION_CANCEL, ACTION_CHECKIN, ACTION_SAFE_ROOM_LEFT, DeviceConfig)
+from .config import (ACTION_CANCEL, ACTION_CHECKIN, ACTION_SAFE_ROOM_LEFT, SPECIAL_ACTIONS,
+                     DeviceConfig)
 from .feedback import FeedbackPlayer, Signal
 from .outbox import Outbox
 from .patterns import PressDecoder, parse_pattern
 from .selftest import Running, run_selftest
-from .protocol import (DEVICE_CANCELLABLE_KINDS, CMD_CHECKIN_REQUEST, CMD_LOCATE,
-                       CMD_NOT_DELIVERED, CMD_PAGING,
+from .protocol import (CLEAR_ANSWERED, CMD_ALERT, CMD_ALERT_CLEAR, CMD_CHECKIN_REQUEST,
+                       DEVICE_CANCELLABLE_KINDS, CMD_LOCATE, CMD_NOT_DELIVERED, CMD_PAGING,
                        CMD_RECEIVED, CMD_RESOLVED, CMD_TEST, EVENT_CANCEL, EVENT_CHECKIN,
+                       EVENT_RESPONDING,
                        EVENT_SAFE_ROOM_LEFT, EVENT_SELFTEST, STATUS_OFFLINE, STATUS_ONLINE,
-                       AlarmMessage, DeviceEvent, Health, Heartbeat, ProtocolError, StatusMessage,
-                       Topics, decode_command, new_alarm)
+                       AlarmMessage, Command, DeviceEvent, Health, Heartbeat, ProtocolError,
+                       StatusMessage, Topics, decode_command, new_alarm)
 
 log = logging.getLogger("haven.device")
 
-FIRMWARE_VERSION = "0.4.0"
+FIRMWARE_VERSION = "0.5.0"
 #: How long the broker keeps this device's session while it is away, in seconds.
 SESSION_EXPIRY_S = 3600
 #: Reconnect backoff: doubles from MIN to MAX seconds, each delay jittered down by up to half.
@@ -74,6 +87,11 @@ CHECKIN_WINDOW_S = 300
 #: How long the firmware remembers an alarm, in seconds: a closed one (resolved,
 #: cancelled), and any other (the hub keeps the record; this is only for feedback).
 FORGET_CLOSED_S, FORGET_OPEN_S = 600, 12 * 3600
+#: Kinds a press raises even while a colleague's alert shows (never taken as an answer):
+#: the person pressing may be in danger themselves.
+ALWAYS_RAISED_KINDS = frozenset({"emergency", "safe_room", "welfare"})
+#: Alerts that ended here, remembered so a redelivered ``alert`` does not show again.
+ALERTS_REMEMBERED = 64
 
 EventSink = Callable[[str, str], None]
 
@@ -89,12 +107,24 @@ class AlarmTrack:
     drill: bool = False                # the hub stored it as a drill: police are not paged
 
 
+@dataclass
+class AlertTrack:
+    """A colleague's alarm this device is alerting for (``alert`` from the hub)."""
+
+    alarm_id: str
+    kind: str
+    room: str
+    shown_mono: float                  # time.monotonic() when it arrived
+    until_mono: float                  # when it ends by itself (alert_s later)
+    answered: bool = False             # "I'm responding" sent; the hub's alert_clear pending
+
+
 def persistent_signal(*, connected: bool, tracks: dict[str, AlarmTrack], now_mono: float,
-                      not_delivered_after_s: float) -> Signal:
+                      not_delivered_after_s: float, alerting: bool = False) -> Signal:
     """What the outputs show when nothing transient plays. Pure.
 
-    Precedence: NOT delivered (use the phone) > sending > help is coming >
-    fault (no broker) > idle.
+    Precedence: NOT delivered (use the phone) > sending > a colleague's alert >
+    help is coming > fault (no broker) > idle. ``alerting``: a colleague's alert is on.
     """
     open_tracks = [t for t in tracks.values() if t.state not in ("resolved", "cancelled")]
     if any(t.not_delivered or (t.state in ("sending", "sent")
@@ -103,6 +133,8 @@ def persistent_signal(*, connected: bool, tracks: dict[str, AlarmTrack], now_mon
         return Signal.NOT_DELIVERED
     if any(t.state in ("sending", "sent") for t in open_tracks):
         return Signal.SENDING
+    if alerting:
+        return Signal.ALERT
     if any(t.state == "acknowledged" for t in open_tracks):
         return Signal.ACKNOWLEDGED
     return Signal.IDLE if connected else Signal.FAULT
@@ -120,6 +152,9 @@ class DeviceApp:
         self.on_event = on_event or (lambda event, alarm_id: None)
         self.outbox = outbox or Outbox(config.outbox)
         self.tracks: dict[str, AlarmTrack] = {}
+        #: Colleagues' alarms alerting on this device, by alarm id (guarded by _lock).
+        self.alerts: dict[str, AlertTrack] = {}
+        self._alerts_ended: collections.deque = collections.deque(maxlen=ALERTS_REMEMBERED)
         self.connected = threading.Event()
         self.started_mono = monotonic()
         self._wake = threading.Condition()
@@ -143,6 +178,7 @@ class DeviceApp:
         self.client = self._make_client()
         self.feedback = self._make_feedback(pin_factory)
         self.inputs: list[tuple[DigitalInputDevice, PressDecoder]] = []
+        self._buttons: set[PressDecoder] = set()  # decoders of buttons (not door contacts)
         for spec in config.inputs:
             device = DigitalInputDevice(spec.pin, pull_up=True, pin_factory=pin_factory)
             # A door already closed at boot must still report its opening.
@@ -151,6 +187,8 @@ class DeviceApp:
             device.when_activated = lambda d=decoder: self._edge(d, True)
             device.when_deactivated = lambda d=decoder: self._edge(d, False)
             self.inputs.append((device, decoder))
+            if spec.role == "button":
+                self._buttons.add(decoder)
         self._ticker = threading.Thread(target=self._tick_loop, name="device-ticker", daemon=True)
 
     # --- construction helpers ---------------------------------------------------
@@ -182,13 +220,15 @@ class DeviceApp:
     def _edge(self, decoder: PressDecoder, active: bool) -> None:
         with self._lock:
             actions = decoder.edge(active, self.monotonic())
-        self._act(actions)
+        self._act(actions, button=decoder in self._buttons)
         with self._wake:
             self._wake.notify()
 
-    def _act(self, actions: list[str]) -> None:
+    def _act(self, actions: list[str], *, button: bool = True) -> None:
         for action in actions:
             log.info("pattern -> %s", action)
+            if button and self._answer(action):
+                continue
             if action == ACTION_CANCEL:
                 self.cancel_latest()
             elif action == ACTION_CHECKIN or (action == "test" and self._checkin_pending()):
@@ -197,6 +237,86 @@ class DeviceApp:
                 self._send_event(EVENT_SAFE_ROOM_LEFT)
             else:
                 self.raise_alarm(action)
+
+    def _answer(self, action: str) -> bool:
+        """A button's ``action`` while a colleague's alert shows (module docstring): True
+        if it was taken as the answer or the dismissal, False if it acts as usual (no
+        alert on, or a kind that is always raised, which also ends the alerts here)."""
+        with self._lock:
+            if not self.alerts:
+                return False
+            answer = None
+            if action in ALWAYS_RAISED_KINDS or action == ACTION_CANCEL:
+                ended = list(self.alerts)
+            elif action in SPECIAL_ACTIONS:  # a check-in stays a check-in
+                return False
+            else:  # one not answered yet first, then an emergency, then the newest; one
+                # answered already is answered again (the hub has not confirmed it yet)
+                answer = max(self.alerts.values(), key=lambda a: (
+                    not a.answered, a.kind == "emergency", a.shown_mono))
+                answer.answered = True
+                ended = []
+            for alarm_id in ended:
+                self._end_alert(alarm_id)
+            if ended and not self.alerts:
+                self.feedback.show(Signal.ALERT_OVER)
+        if answer is not None:
+            log.info("answering %s alarm %s in room %s: I'm responding", answer.kind,
+                     answer.alarm_id, answer.room)
+            self._send_event(EVENT_RESPONDING, alarm_id=answer.alarm_id)
+            self._event("responding", answer.alarm_id)
+            return True
+        for alarm_id in ended:
+            log.info("colleague's alarm %s: alert dismissed on this device (%s)", alarm_id,
+                     action)
+            self._event("alert_dismissed", alarm_id)
+        self._refresh()
+        return action == ACTION_CANCEL
+
+    def _end_alert(self, alarm_id: str) -> AlertTrack | None:
+        """Forget an alert (with self._lock held). A transient that ends ALERT is shown
+        only once no alert is left: the player would not return to ALERT after it."""
+        self._alerts_ended.append(alarm_id)
+        return self.alerts.pop(alarm_id, None)
+
+    def _alert_command(self, cmd: Command) -> None:
+        """``alert``: show a colleague's alarm (once per alarm); ``alert_clear``: end it,
+        ANSWERED if this device's answer was taken, else ALERT_OVER."""
+        with self._lock:
+            if cmd.cmd == CMD_ALERT:
+                if cmd.alarm_id in self.alerts or cmd.alarm_id in self._alerts_ended \
+                        or cmd.alarm_id in self.tracks:
+                    return  # a redelivery, one that ended here, or this device's own alarm
+                now = self.monotonic()
+                self.alerts[cmd.alarm_id] = AlertTrack(cmd.alarm_id, cmd.kind, cmd.room, now,
+                                                       now + self.config.alert_s)
+                signal = None
+            else:
+                track = self._end_alert(cmd.alarm_id)
+                if track is None:
+                    return  # dismissed or timed out here already
+                signal = Signal.ANSWERED if cmd.reason == CLEAR_ANSWERED else Signal.ALERT_OVER
+            if signal is not None and not self.alerts:
+                self.feedback.show(signal)
+        if cmd.cmd == CMD_ALERT:
+            log.warning("colleague's %s alarm %s in room %s: alerting (press to answer)",
+                        cmd.kind, cmd.alarm_id, cmd.room)
+        else:
+            log.info("colleague's alarm %s: alert cleared (%s)", cmd.alarm_id, cmd.reason)
+        self._event(cmd.cmd, cmd.alarm_id)
+        self._refresh()
+
+    def _expire_alerts(self, now: float) -> None:
+        """End the alerts whose ``alert_s`` has passed (the ticker): no answer is sent."""
+        with self._lock:
+            expired = [a.alarm_id for a in self.alerts.values() if now >= a.until_mono]
+            for alarm_id in expired:
+                self._end_alert(alarm_id)
+            if expired and not self.alerts:
+                self.feedback.show(Signal.ALERT_OVER)
+        for alarm_id in expired:
+            log.info("colleague's alarm %s: alert timed out on this device", alarm_id)
+            self._event("alert_timeout", alarm_id)
 
     def raise_alarm(self, kind: str) -> AlarmMessage:
         """Store, then publish, a new alarm of ``kind``; returns it with its fresh id."""
@@ -373,6 +493,8 @@ class DeviceApp:
         elif cmd.cmd == CMD_CHECKIN_REQUEST:
             self._checkin_until = self.monotonic() + CHECKIN_WINDOW_S
             self.feedback.show(Signal.CHECKIN)
+        elif cmd.cmd in (CMD_ALERT, CMD_ALERT_CLEAR):
+            self._alert_command(cmd)
         else:
             self._alarm_command(cmd.cmd, cmd.alarm_id, drill=cmd.drill)
 
@@ -420,10 +542,12 @@ class DeviceApp:
         while not self._stopping.is_set():
             with self._lock:  # the clock is read under the lock, as in _edge: never backwards
                 now = self.monotonic()
-                actions = [a for _, decoder in self.inputs for a in decoder.tick(now)]
+                actions = [(decoder, decoder.tick(now)) for _, decoder in self.inputs]
                 deadlines = [d for _, decoder in self.inputs
                              if (d := decoder.next_deadline()) is not None]
-            self._act(actions)
+            for decoder, fired in actions:
+                self._act(fired, button=decoder in self._buttons)
+            self._expire_alerts(now)
             self._forget_old(now)
             if self.connected.is_set():
                 self._resend(all_pending=False)
@@ -484,7 +608,8 @@ class DeviceApp:
         with self._lock:
             signal = persistent_signal(connected=self.connected.is_set(), tracks=self.tracks,
                                        now_mono=self.monotonic(),
-                                       not_delivered_after_s=self.config.not_delivered_after_s)
+                                       not_delivered_after_s=self.config.not_delivered_after_s,
+                                       alerting=bool(self.alerts))
             previous, self._shown = self._shown, signal
             if signal == previous:
                 return

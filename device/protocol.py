@@ -79,14 +79,33 @@ CMD_LOCATE = "locate"              # blink/vibrate so IT can find the device
 CMD_TEST = "test"                  # run the self-test and report it as an event
 CMD_CHECKIN_REQUEST = "checkin_request"  # lone worker: press once to check in
 ALARM_COMMANDS = (CMD_RECEIVED, CMD_ACKNOWLEDGED, CMD_RESOLVED, CMD_NOT_DELIVERED, CMD_PAGING)
-COMMANDS = ALARM_COMMANDS + (CMD_LOCATE, CMD_TEST, CMD_CHECKIN_REQUEST)
+#: Colleagues' alerts (hub.engine.colleagues; hub and firmware 0.5 on). About a *colleague's*
+#: alarm at this device's branch, never this device's own; both carry its ``alarm_id``.
+#: ``alert`` names its ``kind`` and ``room`` (the room's id in the site file): show it
+#: silently until answered, dismissed, cleared or ``alert_s`` has passed. ``alert_clear``
+#: ends it, with a ``reason`` (ALERT_CLEAR_REASONS). The hub sends them only to devices
+#: whose status says firmware ALERTS_SINCE or later (:func:`supports_alerts`); older
+#: firmware would log them as unknown commands and show nothing.
+CMD_ALERT = "alert"
+CMD_ALERT_CLEAR = "alert_clear"
+ALERT_COMMANDS = (CMD_ALERT, CMD_ALERT_CLEAR)
+#: Why an alert ends: this device's answer acknowledged the alarm (or joined the one who
+#: did); someone else acknowledged it; it was resolved or cancelled.
+CLEAR_ANSWERED, CLEAR_ACKNOWLEDGED, CLEAR_CLOSED = "answered", "acknowledged", "closed"
+ALERT_CLEAR_REASONS = (CLEAR_ANSWERED, CLEAR_ACKNOWLEDGED, CLEAR_CLOSED)
+#: The first firmware version that shows ``alert`` and answers with ``responding``.
+ALERTS_SINCE = (0, 5)
+COMMANDS = ALARM_COMMANDS + (CMD_LOCATE, CMD_TEST, CMD_CHECKIN_REQUEST) + ALERT_COMMANDS
 
 #: Events a device sends on its ``event`` topic.
 EVENT_CANCEL = "cancel"            # the wearer cancels an alarm (assist only, within its window)
 EVENT_CHECKIN = "checkin"          # the wearer answered a check-in request
 EVENT_SELFTEST = "selftest"        # the result of a self-test (``ok``, ``detail``)
 EVENT_SAFE_ROOM_LEFT = "safe_room_left"  # the safe-room door opened: staff left the refuge
-EVENTS = (EVENT_CANCEL, EVENT_CHECKIN, EVENT_SELFTEST, EVENT_SAFE_ROOM_LEFT)
+#: The holder answers a colleague's ``alert``: "I'm responding" (names ``alarm_id``;
+#: firmware 0.5 on, only ever in answer to an ``alert``).
+EVENT_RESPONDING = "responding"
+EVENTS = (EVENT_CANCEL, EVENT_CHECKIN, EVENT_SELFTEST, EVENT_SAFE_ROOM_LEFT, EVENT_RESPONDING)
 
 
 class ProtocolError(ValueError):
@@ -242,12 +261,20 @@ class Command:
     paged (hub.core.drill); the device shows it. It travels only when true, and firmware
     that predates it ignores it (decode_command reads only the fields it knows), so
     the schema version stays 1. A later plain ``received`` for the same alarm means
-    someone said REAL: it is no longer a drill."""
+    someone said REAL: it is no longer a drill.
+
+    ``kind`` and ``room`` (on ``alert``) and ``reason`` (on ``alert_clear``) travel only
+    with those commands, added in firmware 0.5 the same way: optional fields an older
+    decoder never reads, so the schema version stays 1 (``drill`` on an ``alert``: the
+    colleague's alarm is a drill)."""
 
     cmd: str
     alarm_id: str | None
     at: int
     drill: bool = False
+    kind: str | None = None
+    room: str | None = None
+    reason: str | None = None
     v: int = SCHEMA_VERSION
 
     def to_json(self) -> bytes:
@@ -256,6 +283,9 @@ class Command:
             obj["alarm_id"] = self.alarm_id
         if self.drill:
             obj["drill"] = True
+        for name in ("kind", "room", "reason"):
+            if getattr(self, name) is not None:
+                obj[name] = getattr(self, name)
         return _dump(obj)
 
 
@@ -326,6 +356,8 @@ def decode_event(topic: str, payload: bytes, *, topics: Topics = Topics()) -> De
     alarm_id = _id(where, obj, "alarm_id") if "alarm_id" in obj else None
     if event == EVENT_CANCEL and alarm_id is None:
         raise ProtocolError(where, "alarm_id", "missing: a cancel names the alarm it cancels")
+    if event == EVENT_RESPONDING and alarm_id is None:
+        raise ProtocolError(where, "alarm_id", "missing: an answer names the alarm it answers")
     ok = obj.get("ok")
     if ok is not None and not isinstance(ok, bool):
         raise ProtocolError(where, "ok", f"must be true or false, not {type(ok).__name__}")
@@ -338,14 +370,40 @@ def decode_command(topic: str, payload: bytes, *, topics: Topics = Topics()) -> 
     """Validate a hub -> device command (used by the firmware)."""
     where, obj, _ = _open(topic, payload, topics, "cmd")
     cmd = _one_of(where, obj, "cmd", COMMANDS)
-    if cmd in ALARM_COMMANDS or "alarm_id" in obj:
+    if cmd in ALARM_COMMANDS or cmd in ALERT_COMMANDS or "alarm_id" in obj:
         alarm_id = _id(where, obj, "alarm_id")
     else:
         alarm_id = None
     drill = obj.get("drill", False)
     if not isinstance(drill, bool):
         raise ProtocolError(where, "drill", f"must be true or false, not {drill!r}")
-    return Command(cmd=cmd, alarm_id=alarm_id, at=_millis(where, obj, "at"), drill=drill)
+    kind = room = reason = None
+    if cmd == CMD_ALERT:
+        kind = _str(where, obj, "kind")
+        if not KIND_RE.match(kind):
+            raise ProtocolError(where, "kind", f"{kind!r} is not a valid alarm kind")
+        room = _id(where, obj, "room")
+    elif cmd == CMD_ALERT_CLEAR:
+        reason = _one_of(where, obj, "reason", ALERT_CLEAR_REASONS)
+    return Command(cmd=cmd, alarm_id=alarm_id, at=_millis(where, obj, "at"), drill=drill,
+                   kind=kind, room=room, reason=reason)
+
+
+def firmware_version(text: str | None) -> tuple[int, ...] | None:
+    """``"0.5.0"`` as ``(0, 5, 0)``; ``None`` for none or a version that does not read
+    (``"0.5.0-dev"`` reads as ``(0, 5, 0)``: the numbers before anything else)."""
+    if not text:
+        return None
+    m = re.match(r"(\d+(?:\.\d+)*)", text.strip())
+    return tuple(int(part) for part in m.group(1).split(".")) if m else None
+
+
+def supports_alerts(firmware: str | None) -> bool:
+    """Whether firmware ``firmware`` (as its status says it) shows ``alert`` and answers
+    with ``responding``: version ALERTS_SINCE or later. Unknown: no (never ask an old
+    firmware for what it cannot do)."""
+    version = firmware_version(firmware)
+    return version is not None and version >= ALERTS_SINCE
 
 
 # --- helpers -----------------------------------------------------------------

@@ -45,6 +45,7 @@ def cmd_dashboard(args) -> int:
     from dashboard.auth import load_secret_key
     from dashboard.serve import serve
 
+    from hub.config.push_keys import push_keys_from_env
     from hub.config.settings import env_default, hub_settings
     from hub.config.site import load_site
     from hub.store.alarms import Store
@@ -59,6 +60,7 @@ def cmd_dashboard(args) -> int:
                      demo_control_url=args.demo_control,
                      twilio_auth_token=settings.twilio.auth_token if settings.twilio else None,
                      public_url=settings.public_url, secret_key=secret_key,
+                     push_keys=push_keys_from_env(),  # PushKeyError: one line, exit 1
                      plan_links=settings.plan_links)
     if settings.twilio and not settings.public_url:
         logging.getLogger("haven.dashboard").warning(

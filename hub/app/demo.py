@@ -89,6 +89,7 @@ class Simulator:
         self._changed = threading.Condition()
         self._seen: dict[tuple[str, str], float] = {}  # (alarm id, event) -> time.monotonic()
         self._alarms: dict[str, list[str]] = {}        # device id -> its alarm ids, in order
+        self._answers: dict[str, list[str]] = {}       # device id -> alerts it answered
         for pin, device in zip(range(FIRST_PIN, LAST_PIN + 1), site.devices.values()):
             role = "door_contact" if device.type == "safe_room" else "button"
             config = DeviceConfig(
@@ -109,6 +110,8 @@ class Simulator:
         with self._changed:
             if event == "sending":
                 self._alarms[device_id].append(alarm_id)
+            elif event == "responding":  # answered a colleague's alert (hub.colleagues)
+                self._answers.setdefault(device_id, []).append(alarm_id)
             self._seen.setdefault((alarm_id, event), time.monotonic())
             self._changed.notify_all()
 
@@ -138,6 +141,7 @@ class Simulator:
                     f"{'door contact: use --door close|open' if is_door else 'button: press it'}"}
         with self._changed:
             before = len(self._alarms[device_id])
+            answers = len(self._answers.get(device_id, []))
         pin = self.factory.pin(self.pins[device_id])
         if door == "close":
             pin.drive_low()
@@ -154,9 +158,12 @@ class Simulator:
             while len(self._alarms[device_id]) == before:
                 if time.monotonic() > deadline - CONFIRM_TIMEOUT_S:
                     answered = self.worn.get(device_id) and times == 1 and not hold
-                    return {"ok": True, "alarm_id": None, "device": device_id,
-                            "note": "checked in: the press answered the hub's check-in "
-                                    "request" if answered else "no alarm raised by that pattern"}
+                    note = "checked in: the press answered the hub's check-in request" \
+                        if answered else "no alarm raised by that pattern"
+                    if len(self._answers.get(device_id, [])) > answers:
+                        note = (f"answered a colleague's alert: I'm responding (alarm "
+                                f"{self._answers[device_id][-1]})")
+                    return {"ok": True, "alarm_id": None, "device": device_id, "note": note}
                 self._changed.wait(0.05)
             alarm_id = self._alarms[device_id][before]
             while (alarm_id, "received") not in self._seen:

@@ -17,6 +17,7 @@ from device.signals import SignalPipe
 from hub.arc.config import resolve_keys
 from hub.arc.queue import ArcQueue
 from hub.arc.sender import ArcSender
+from hub.edges.push import push_from_env
 from hub.engine.checkins import CheckinScheduler
 from hub.engine.clockwatch import ClockWatch
 from hub.incidents.jobs import IncidentJobs, run_jobs
@@ -179,6 +180,7 @@ def run_hub(settings: HubSettings) -> None:
     supervisor = Supervisor(site, store, texts.queue, broker=lambda: mqtt.link,
                             after_check=texts.after_check)
     smtp = smtp_from_env()  # a mistake in HAVEN_SMTP_* stops the hub before it connects
+    service.push = push_from_env(site, store)  # Web Push (hub.edges.push), when keys are there
     arc = None
     if site.arc is not None:  # the monitoring centre (hub.arc); keys from the environment
         service.arc = ArcQueue(site, Store.from_url(settings.redis), clock=time.time)

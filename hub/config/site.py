@@ -16,7 +16,8 @@ Layout::
     [[branch]]        id, name, timezone, checkin_every_s = 1800, checkin_grace_s = 120
     [[branch.room]]   id, name, safe_room = false, and on a floor plan: floor, at / area
     [[branch.floor]]  id, name, plan (an .svg or .png beside this file): hub.config.floorplans
-    [[device]]        id, branch, room, type = "wearable"|"wall"|"safe_room", holder
+    [[device]]        id, branch, room, type = "wearable"|"wall"|"safe_room", holder,
+                      contact = phone or name of the [[contact]] answering from it
     [[contact]]       name, phone (E.164), branches = [...], roles = [...],
                       on_duty = ["westside Mon-Fri 12:00-21:00", ...] (none: always)
     [arc]             an alarm receiving centre over SIA DC-09 (optional): hub.arc.config
@@ -31,6 +32,7 @@ from __future__ import annotations
 import re
 import tomllib
 import zoneinfo
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -166,6 +168,7 @@ def parse_site(text: str, source: str = "<site>", base_dir: str | Path | None = 
     branches = _branches(check, data, Path(base_dir) if base_dir else Path(source).parent)
     devices = _devices(check, data, branches)
     contacts = _contacts(check, data, branches)
+    devices = _device_contacts(check, data, devices, contacts)
     if not check.problems:  # reach is only meaningful once every entry reads cleanly
         _check_reach(check, kinds, branches, contacts)
     incidents = parse_incidents(check, data, branches, contacts)
@@ -224,7 +227,7 @@ def _kinds(check: _Checker, data: dict) -> dict[str, Kind]:
     return kinds
 
 
-CHANNELS = ("sms", "call")
+CHANNELS = ("sms", "call", "push")
 
 
 def _steps(check: _Checker, raw_kind: dict, kpath: tuple, key: str) -> tuple[Step, ...]:
@@ -242,8 +245,9 @@ def _steps(check: _Checker, raw_kind: dict, kpath: tuple, key: str) -> tuple[Ste
                                hint="roles to page in this step, e.g. [\"police\"]")
         if not notify and "notify" in raw:
             check.add(path + ("notify",), "a step must page at least one role")
-        channels = check.strings(raw, path, "channels", pattern=re.compile(r"^(sms|call)\Z"),
-                                 hint="\"sms\" and/or \"call\"", required=False) or ["sms"]
+        channels = check.strings(raw, path, "channels", pattern=re.compile(r"^(sms|call|push)\Z"),
+                                 hint="\"sms\", \"call\" and/or \"push\" (Web Push, "
+                                      "docs/push.md)", required=False) or ["sms"]
         wait = raw.get("wait_s", 120)
         if isinstance(wait, bool) or not isinstance(wait, (int, float)) or not 5 <= wait <= 3600:
             check.add(path + ("wait_s",), "must be 5 to 3600 seconds")
@@ -321,7 +325,7 @@ def _rooms(check: _Checker, raw_branch: dict, bpath: tuple, branch_id: str) -> l
 def _devices(check: _Checker, data: dict, branches: dict[str, Branch]) -> dict[str, Device]:
     devices: dict[str, Device] = {}
     for path, raw in check.array(data, "device"):
-        raw = check.table(raw, path, ("id", "branch", "room", "type", "holder"))
+        raw = check.table(raw, path, ("id", "branch", "room", "type", "holder", "contact"))
         if raw is None:
             continue
         device_id = check.text(raw, path, "id", pattern=ID_RE,
@@ -332,6 +336,7 @@ def _devices(check: _Checker, data: dict, branches: dict[str, Branch]) -> dict[s
         if dtype not in DEVICE_TYPES:
             check.add(path + ("type",), f"{dtype!r} is not one of {', '.join(DEVICE_TYPES)}")
         holder = check.text(raw, path, "holder", required=False)
+        contact = check.text(raw, path, "contact", required=False)  # checked with contacts
         if branch_id is not None and branch_id not in branches:
             check.add(path + ("branch",), f"unknown branch {branch_id!r}; "
                                           f"known: {', '.join(branches) or 'none'}")
@@ -348,8 +353,36 @@ def _devices(check: _Checker, data: dict, branches: dict[str, Branch]) -> dict[s
         if device_id in devices:
             check.add(path + ("id",), f"device {device_id!r} is declared twice")
             continue
-        devices[device_id] = Device(device_id, branch_id, room_id, dtype or "wall", holder)
+        devices[device_id] = Device(device_id, branch_id, room_id, dtype or "wall", holder,
+                                    contact)
     return devices
+
+
+def _device_contacts(check: _Checker, data: dict, devices: dict[str, Device],
+                     contacts: list[Contact]) -> dict[str, Device]:
+    """Each device's ``contact`` (a phone or a name, as written) as the phone of a
+    [[contact]] serving the device's branch; a problem naming the candidates otherwise."""
+    paths = {raw["id"]: path for path, raw in check.array(data, "device")
+             if isinstance(raw, dict) and isinstance(raw.get("id"), str)}
+    resolved = {}
+    for device_id, device in devices.items():
+        if device.contact is None:
+            resolved[device_id] = device
+            continue
+        written = device.contact.strip()
+        here = [c for c in contacts if device.branch_id in c.branches]
+        found = next((c for c in here if written in (c.phone, c.name)), None)
+        if found is None:
+            names = ", ".join(f"{c.name!r}" for c in here) or "none"
+            check.add(paths[device_id] + ("contact",),
+                      f"{written!r} is not the phone or name of a [[contact]] of branch "
+                      f"{device.branch_id!r} (its contacts: {names}); name the person who "
+                      "answers colleagues' alarms from this device")
+            found_phone = None
+        else:
+            found_phone = found.phone
+        resolved[device_id] = replace(device, contact=found_phone)
+    return resolved
 
 
 def _contacts(check: _Checker, data: dict, branches: dict[str, Branch]) -> list[Contact]:

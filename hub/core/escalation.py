@@ -122,8 +122,12 @@ def plan(site: Site, alarm: Alarm, steps: tuple[Step, ...], number: int, *, dril
          on_duty: Callable[[Contact], bool] = lambda contact: True,
          reply_hint: bool = False, now_ms: int | None = None,
          shelters: tuple[Shelter, ...] = (),
-         plan_url: str | None = None) -> list[PlannedPage]:
-    """Every page of attempt ``number``: calls first, then texts. ``reply_hint``:
+         push_to: Callable[[Contact], bool] = lambda contact: False,
+         plan_url: str | None = None,
+         ) -> list[PlannedPage]:
+    """Every page of attempt ``number``: calls first, then texts and pushes. A ``push``
+    step pushes to the contacts ``push_to`` says have a subscription (hub.edges.push) and
+    texts the others, unless the step texts everyone anyway. ``reply_hint``:
     SMS replies reach the dashboard, so texts say how to acknowledge. ``now_ms``: when
     the attempt runs (texts say how long ago the press was); ``shelters``: the branch's
     occupied safe rooms, named to responders; ``plan_url``: the alarm's floor plan
@@ -143,10 +147,15 @@ def plan(site: Site, alarm: Alarm, steps: tuple[Step, ...], number: int, *, dril
     for channel in sorted((Channel(c) for c in current.step.channels),
                           key=lambda c: c is not Channel.CALL):
         for contact in contacts:
+            by = channel
+            if channel is Channel.PUSH and not push_to(contact):
+                if "sms" in current.step.channels:
+                    continue  # texted anyway
+                by = Channel.SMS  # no browser subscribed: a text instead
             texts = told[responder(contact)]
             is_call = channel is Channel.CALL
             planned.append(PlannedPage(
-                PageKey(alarm.id, number, contact.phone, channel), contact,
+                PageKey(alarm.id, number, contact.phone, by), contact,
                 texts[1] if is_call else texts[0], "" if is_call else ref))
     return planned
 

@@ -43,6 +43,7 @@ class AlarmState(StrEnum):
 class Channel(StrEnum):
     SMS = "sms"
     CALL = "call"
+    PUSH = "push"     # Web Push to the contact's subscribed browsers (hub.edges.push)
 
 
 @dataclass(frozen=True)

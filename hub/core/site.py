@@ -92,13 +92,18 @@ class Branch:
 
 @dataclass(frozen=True)
 class Device:
-    """A button (worn or on a wall) or a safe-room contact, placed in one room."""
+    """A button (worn or on a wall) or a safe-room contact, placed in one room.
+
+    ``holder`` is who wears it, in words for texts and the dashboard; ``contact`` is the
+    phone of the [[contact]] who answers colleagues' alarms from it (hub.engine.colleagues):
+    alerted while on duty, acknowledging as that contact. ``None``: never alerted."""
 
     id: str
     branch_id: str
     room_id: str
     type: str = "wall"
     holder: str | None = None
+    contact: str | None = None
 
 
 @dataclass(frozen=True)

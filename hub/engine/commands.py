@@ -52,7 +52,9 @@ class CommandForwarder:
         entries = self.store.devices.read_device_commands(self.consumer, block_ms)
         for entry_id, fields in entries:
             cmd = Command(cmd=fields["cmd"], alarm_id=fields.get("alarm_id") or None,
-                          at=int(self.clock() * 1000))
+                          at=int(self.clock() * 1000), drill=fields.get("drill") == "1",
+                          kind=fields.get("kind"), room=fields.get("room"),
+                          reason=fields.get("reason"))
             self.publish(self.topics.cmd(fields["device"]), cmd.to_json())
             if self.on_command is not None:
                 try:

@@ -17,11 +17,12 @@ from __future__ import annotations
 import logging
 from typing import Callable
 
-from device.protocol import (EVENT_CANCEL, EVENT_CHECKIN, EVENT_SAFE_ROOM_LEFT, EVENT_SELFTEST,
-                             ProtocolError, Topics, decode_event, decode_heartbeat,
-                             decode_status)
+from device.protocol import (EVENT_CANCEL, EVENT_CHECKIN, EVENT_RESPONDING, EVENT_SAFE_ROOM_LEFT,
+                             EVENT_SELFTEST, ProtocolError, Topics, decode_event,
+                             decode_heartbeat, decode_status)
 
 from hub.engine.checkins import answer as answer_checkin
+from hub.engine.colleagues import Colleagues
 from hub.core.lifecycle import AlarmEvent, IllegalTransition
 from hub.core.outcome import MessageOutcome
 from hub.core.site import Site
@@ -37,8 +38,11 @@ class DeviceEvents:
     """Applies device status, heartbeat and event messages. ``clock`` returns Unix seconds."""
 
     def __init__(self, site: Site, store: Store, followups: Followups, *, topics: Topics,
-                 reject: Rejects, clock: Callable[[], float], metrics: Metrics):
+                 reject: Rejects, clock: Callable[[], float], metrics: Metrics,
+                 colleagues: Colleagues | None = None):
         self.site, self.store, self.followups = site, store, followups
+        #: Takes a colleague's answer to an alert (None: this hub alerts no one).
+        self.colleagues = colleagues
         self.topics, self.reject, self.clock, self.metrics = topics, reject, clock, metrics
 
     def _now_ms(self) -> int:
@@ -141,6 +145,11 @@ class DeviceEvents:
                                      selftest_ok=int(bool(msg.ok)), selftest_detail=msg.detail)
             if not msg.ok:
                 log.warning("device %s failed its self-test: %s", msg.device, msg.detail)
+        elif msg.event == EVENT_RESPONDING:  # "I'm responding" (hub.engine.colleagues)
+            problem = self.colleagues.answer(msg.device, msg.alarm_id, now) \
+                if self.colleagues else "this hub alerts no colleagues' devices"
+            if problem:
+                return self.reject(topic, f"topic {topic}: field 'alarm_id': {problem}")
         elif msg.event == EVENT_SAFE_ROOM_LEFT:
             self.store.devices.update_device(msg.device, "safe_room_left", door_opened_ms=now)
             self.followups.safe_room_left(msg.device, msg.at, now)

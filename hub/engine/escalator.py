@@ -34,6 +34,7 @@ from hub.core.tally import UNCHECKED, AttemptTally, FinishCheck, PageTicket
 from hub.edges.metrics import Metrics
 from hub.engine.followups import Followups
 from hub.engine.pager import LEASE_MS, Pager
+from hub.engine.push_route import reached_other_way
 from hub.store import Store
 
 log = logging.getLogger("haven.hub")
@@ -138,12 +139,15 @@ class Escalator:
             self.store.stop_escalation(alarm.id)
             return None
         current = attempt(steps, number)
+        push = self.pager.push  # Web Push (hub.edges.push): who has a browser subscribed
+        pushable = push.subs.contacts() if push is not None and "push" in \
+            current.step.channels else set()
         when = datetime.fromtimestamp(now / 1000, timezone.utc)
         planned = plan(self.site, alarm, steps, number, drill=state is BranchState.DRILL,
                        on_duty=lambda c: on_duty(c.phone, c.shifts, alarm.branch, when,
                                                  overrides),
                        reply_hint=self.public_url is not None, now_ms=now,
-                       shelters=switches.shelters,
+                       shelters=switches.shelters, push_to=lambda c: c.phone in pushable,
                        plan_url=plan_url(self.plan_links, self.site, alarm))
         timeline = {"event": "escalation", "at_ms": now, "attempt": number,
                     "step": current.step_index + 1, "round": current.round + 1,
@@ -230,7 +234,7 @@ class Escalator:
             if checked is UNCHECKED:
                 checked = self.store.finish_unless_all_failed(
                     alarm.id, number, next_due_ms, [item.key for item in planned])
-            if checked is None:
+            if checked is None and not reached_other_way(self.store, planned):
                 self.followups.delivery_failed(alarm, number, planned)
                 self.store.finish_attempt(alarm.id, number, next_due_ms)
         except Exception:  # the lease runs out and the attempt is run again (claims hold)

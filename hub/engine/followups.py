@@ -35,6 +35,7 @@ from hub.core.model import Alarm, AlarmState, Channel, PageKey
 from hub.core.reach import Reach, attempt_reach
 from hub.core.site import Site
 from hub.engine.pager import LEASE_MS, Pager
+from hub.engine.push_route import other_route_later
 from hub.store import Store
 
 log = logging.getLogger("haven.hub")
@@ -98,6 +99,8 @@ class Followups:
         if channel == Channel.SMS:
             if status not in ("undelivered", "failed"):
                 return False
+            # the push says it in its own words (hub.edges.push)
+            other_route_later(self.pager, PageKey.parse(key_text), "")
             original, n = attempt, 0
         elif attempt >= FOLLOWUP_CALL_BASE:
             original, n = divmod(attempt - FOLLOWUP_CALL_BASE, 10)
@@ -167,12 +170,13 @@ class Followups:
         return len(reached)
 
     def _reached(self, alarm: Alarm) -> tuple[dict[str, str], bool]:
-        """Who a page of this alarm reached the API for (phone -> contact name), from its
-        timeline, and whether it is a drill (its own, not its branch's: hub.core.drill)."""
+        """Who a page of this alarm reached the API for, or whose device was alerted
+        (hub.engine.colleagues) (phone -> contact name), from its timeline, and whether it
+        is a drill (its own, not its branch's: hub.core.drill)."""
         reached: dict[str, str] = {}
         drill = alarm.drill
         for entry in self.store.timeline(alarm.id):
-            if entry["event"] == "notified":
+            if entry["event"] in ("notified", "alerted"):
                 reached.setdefault(entry["to"], entry["contact"])
         return reached, drill
 

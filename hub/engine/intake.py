@@ -28,6 +28,7 @@ from hub.core.outcome import MessageOutcome
 from hub.core.schedule import drill_in_force
 from hub.core.site import Site
 from hub.edges.metrics import Metrics
+from hub.engine.colleagues import Colleagues
 from hub.engine.escalator import Escalator
 from hub.engine.pager import LEASE_MS
 from hub.engine.rejects import Rejects
@@ -62,11 +63,14 @@ class Intake:
 
     def __init__(self, site: Site, store: Store, escalator: Escalator, *, topics: Topics,
                  confirm: Publish, reject: Rejects, clock: Callable[[], float],
-                 metrics: Metrics, replication: Replication | None = None):
+                 metrics: Metrics, replication: Replication | None = None,
+                 colleagues: Colleagues | None = None):
         self.site, self.store, self.escalator = site, store, escalator
         self.topics, self.confirm, self.reject = topics, confirm, reject
         self.clock, self.metrics, self.replication = clock, metrics, replication
         self.arc = None
+        #: Alerts the colleagues' devices of each new alarm (None: none are alerted).
+        self.colleagues = colleagues
         #: Each branch's switches and overrides as last read (flat), to plan an alarm's
         #: first attempt before raising it; the raise checks they are still current.
         self._branch_seen: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
@@ -154,6 +158,8 @@ class Intake:
             self._start_escalation(read, raised)
         drill = self._stored_as_drill(alarm, raised)
         self._confirm(alarm, drill=drill)
+        if raised.created and self.colleagues is not None:  # after the presser's news
+            self._alert_colleagues(replace(alarm, drill=drill), raised)
         if raised.created and self.arc is not None:  # the monitoring centre (hub.arc)
             self.arc.alarm_raised(replace(alarm, drill=drill))
         if raised.created and alarm.kind == SAFE_ROOM_KIND:
@@ -199,6 +205,15 @@ class Intake:
         except Exception:  # stored and leased: the lease runs out and a timer runs it
             log.exception("alarm %s: attempt 0 failed to start; the escalation timers will "
                           "run it within %d ms", alarm.id, LEASE_MS)
+
+    def _alert_colleagues(self, alarm: Alarm, raised: Raised) -> None:
+        """Alert the on-duty colleagues' devices (hub.engine.colleagues); a failure is
+        logged, never the intake's: the alarm is stored and its pages have left."""
+        try:
+            _, overrides = parse_seen(alarm.branch, raised.seen, alarm.received_at_ms)
+            self.colleagues.alert(alarm, overrides)
+        except Exception:
+            log.exception("alarm %s: alerting colleagues' devices failed", alarm.id)
 
     def _stored_as_drill(self, alarm: Alarm, raised: Raised) -> bool:
         """Whether the alarm is stored as a drill (hub.core.drill): for a new one, the raise's

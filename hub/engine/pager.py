@@ -36,6 +36,7 @@ from hub.edges.notify import TWILIO_TIMEOUT_S, Notifier
 from hub.engine.claimkeeper import ClaimKeeper
 from hub.engine.groupcommit import GroupCommit
 from hub.store import Store
+from hub.engine.push_route import deliver_push, other_route
 from hub.store.pages import PageRecord, PageRetry
 from hub.core.tally import PageTicket
 
@@ -92,6 +93,9 @@ class Pager:
                  clock: Callable[[], float], metrics: Metrics, public_url: str | None):
         self.site, self.store, self.notifier, self.senders = site, store, notifier, senders
         self.clock, self.metrics, self.public_url = clock, metrics, public_url
+        #: Web Push (hub.edges.push.PushNotifier), set by the runner when the site has push
+        #: keys: ``push`` pages, and the second route when a text fails (hub.engine.push_route).
+        self.push = None
         #: Claims of pages waiting for a sender thread, renewed together on the timer.
         self.claims = ClaimKeeper(store.pages.renew_claims)
         #: Pages' outcomes recorded by their sender threads, those recording at the same
@@ -283,8 +287,11 @@ class Pager:
         started, pause = time.monotonic(), RETRY_FIRST_S
         status_url = (f"{self.public_url}/twilio/status?key={quote(str(item.key), safe='')}"
                       if self.public_url else None)
+        first = True
         while True:
-            if item.key.channel is Channel.CALL:
+            if item.key.channel is Channel.PUSH:
+                delivery = deliver_push(self, item)
+            elif item.key.channel is Channel.CALL:
                 voice_url = (f"{self.public_url}/twilio/voice/say?alarm={item.key.alarm_id}"
                              if self.public_url else None)
                 delivery = self.notifier.place_call(item.contact.phone, item.text,
@@ -292,6 +299,9 @@ class Pager:
             else:
                 delivery = self.notifier.send_sms(item.contact.phone, item.text,
                                                   status_url=status_url)
+            if first and not delivery.ok and not item.tries:
+                other_route(self, item)  # push for a failed SMS or call, SMS for a push
+            first = False
             if (delivery.ok or not delivery.retryable or item.tries
                     or pause > MAX_PAUSE_S - (time.monotonic() - started)):
                 return delivery  # a page tried again from Redis has its own backoff

@@ -14,7 +14,9 @@ The service is a thin wiring of parts, each a class given what it uses:
   recorded; pages that failed retryably tried again from Redis;
 - :class:`~hub.engine.followups.Followups`: follow-up calls, "is responding", the
   all-clear, nobody reached, staff leaving a safe room;
-- :class:`~hub.engine.device_events.DeviceEvents`: statuses, heartbeats and events.
+- :class:`~hub.engine.device_events.DeviceEvents`: statuses, heartbeats and events;
+- :class:`~hub.engine.colleagues.Colleagues`: colleagues' devices alerted of a new alarm,
+  their answers ("I'm responding") and their alerts cleared.
 
 One alarm: MQTT edge -> ``handle`` -> ``Intake.read`` -> ``Intake.raise_all`` (one Redis
 round trip) -> ``Escalator.dispatch`` -> ``Pager.send_claimed`` on a sender thread ->
@@ -37,6 +39,7 @@ from hub.core.schedule import BranchState, Switches
 from hub.core.site import Site
 from hub.edges.metrics import Metrics
 from hub.edges.notify import Notifier
+from hub.engine.colleagues import Colleagues
 from hub.engine.device_events import DeviceEvents
 from hub.engine.escalator import TICK_S, Escalator
 from hub.engine.followups import Followups
@@ -87,11 +90,14 @@ class AlarmService:
                                    clock=clock, metrics=self.metrics, public_url=public_url,
                                    plan_links=plan_links)
         self.reject = Rejects(store, self.metrics, topics, clock=clock)
+        self.colleagues = Colleagues(site, store, clock=clock)
         self.intake = Intake(site, store, self.escalator, topics=topics,
                              confirm=confirm or publish, reject=self.reject, clock=clock,
-                             metrics=self.metrics, replication=replication)
+                             metrics=self.metrics, replication=replication,
+                             colleagues=self.colleagues)
         self.devices = DeviceEvents(site, store, self.followups, topics=topics,
-                                    reject=self.reject, clock=clock, metrics=self.metrics)
+                                    reject=self.reject, clock=clock, metrics=self.metrics,
+                                    colleagues=self.colleagues)
         #: Claims of pages waiting for a sender thread (the runner's timer renews them).
         self.claims = self.pager.claims
         #: Pages' outcomes recorded together (hub.engine.groupcommit).
@@ -105,7 +111,8 @@ class AlarmService:
     @site.setter
     def site(self, site: Site) -> None:
         """A reloaded site (SIGHUP, hub.app.runner): every part takes it at once."""
-        for part in (self.pager, self.followups, self.escalator, self.intake, self.devices):
+        for part in (self.pager, self.followups, self.escalator, self.intake, self.devices,
+                     self.colleagues):
             part.site = site
 
     @property
@@ -118,6 +125,16 @@ class AlarmService:
     @arc.setter
     def arc(self, queue) -> None:
         self.intake.arc = self.escalator.arc = self.followups.arc = queue
+
+    @property
+    def push(self):
+        """Web Push (hub.edges.push.PushNotifier), or ``None``: set by the runner when the
+        site has push keys; the pager sends ``push`` pages and the second route with it."""
+        return self.pager.push
+
+    @push.setter
+    def push(self, notifier) -> None:
+        self.pager.push = notifier
 
     def warm_up(self, sender_threads: int) -> None:
         """Get ready for the first alarm (hub start, before subscribing): Pager.warm_up."""
@@ -222,8 +239,10 @@ class AlarmService:
         return self.followups.followup(key_text, status)
 
     def command_forwarded(self, fields: dict[str, str]) -> None:
-        """A device command forwarded (hub.engine.commands): Followups.command_forwarded."""
+        """A device command forwarded (hub.engine.commands): Followups.command_forwarded
+        (the texts first), then the colleagues' alerts clear (Colleagues.command_forwarded)."""
         self.followups.command_forwarded(fields)
+        self.colleagues.command_forwarded(fields)
 
     def send_responding(self, alarm_id: str) -> int:
         """"X is responding" to the others reached: Followups.send_responding."""

@@ -1,4 +1,4 @@
-"""``haven provision init|device|revoke|hub|list``: argparse wiring and the service reloads.
+"""``haven provision init|device|revoke|hub|push|list``: argparse wiring and the service reloads.
 
 Exit codes: 0 done; 2 refused for bad input (nothing written); 1 written but a
 service could not be told (the message says which command to run by hand).
@@ -61,6 +61,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                            help="another hub worker's broker identity (certificate, ACL)")
     hub.add_argument("name", help="its certificate CN, e.g. haven-hub-2")
 
+    push = verbs.add_parser("push", parents=[site],
+                            help="Web Push keys (VAPID) for phones and browsers (docs/push.md)")
+    push.add_argument("--subject", required=True,
+                      help="how push services reach the site's IT: mailto:it@example.org "
+                           "or an https:// URL")
+
     acl = verbs.add_parser("acl", parents=[site],
                            help="write the broker's ACL again from the registry (after an "
                                 "upgrade that adds a topic)")
@@ -104,6 +110,9 @@ def cmd_provision(args) -> int:
             outcome = commands.revoke(root, args.device_id)
         elif args.provision_command == "hub":
             outcome = commands.add_hub(root, args.name)
+        elif args.provision_command == "push":
+            from .push import provision_push
+            outcome = provision_push(root, args.subject)
         elif args.provision_command == "acl":
             outcome = commands.rewrite_acl(root)
         elif args.provision_command == "redis-ha":

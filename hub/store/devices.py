@@ -115,6 +115,27 @@ class DeviceStore:
         self.r.xadd(self.key("device-commands"), fields, maxlen=COMMANDS_MAXLEN,
                     approximate=True)
 
+    def device_statuses(self, device_ids: list[str]) -> dict[str, dict[str, str]]:
+        """Each device's hash (presence, firmware, health), in one round trip."""
+        pipe = self.r.pipeline(transaction=False)
+        for device_id in device_ids:
+            pipe.hgetall(self.key("device", device_id))
+        return dict(zip(device_ids, pipe.execute()))
+
+    def queue_device_commands(self, commands: list[dict[str, str]], *,
+                              alarm_id: str | None = None,
+                              timeline: list[dict[str, Any]] = ()) -> None:
+        """Commands for devices (each ``{"device", "cmd", ...}``, every field a string,
+        forwarded as the command's fields: hub.engine.commands) and entries for ``alarm_id``'s
+        timeline, in one round trip (one transaction)."""
+        pipe = self.r.pipeline()
+        for fields in commands:
+            pipe.xadd(self.key("device-commands"), fields, maxlen=COMMANDS_MAXLEN,
+                      approximate=True)
+        for entry in timeline:
+            pipe.xadd(self.key("timeline", alarm_id), {k: str(v) for k, v in entry.items()})
+        pipe.execute()
+
     def read_device_commands(self, consumer: str, block_ms: int,
                              count: int = 100) -> list[tuple[str, dict[str, str]]]:
         """New commands for this worker (consumer group ``hub``): ``[(entry id, fields)]``.

@@ -54,9 +54,11 @@ def store(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def board(site, store):
+def board(site, store, tmp_path_factory):
+    from tests.engine.test_push import write_keys  # the Phones page with its form
     server = BoardServer(create_app(site, store, secret_key=SECRET,
-                                    test_config={"HAVEN_SSE_HEARTBEAT_S": 0.5}))
+                                    test_config={"HAVEN_SSE_HEARTBEAT_S": 0.5},
+                                    push_keys=write_keys(tmp_path_factory.mktemp("push"))))
     yield server
     server.stop()
 
@@ -145,6 +147,7 @@ PAGES = {
     "reports": ("reports", lambda p: expect(p.locator("h1")).to_have_text("Reports")),
     "read log": ("privacy/log", lambda p: expect(p.locator("h1")).to_have_text(
         "Personal data read log")),
+    "phones": ("push", lambda p: expect(p.locator("#push-subscribe")).to_be_visible()),
     "placing rooms": ("plans/main/ground/place",
                       lambda p: expect(p.locator(".place-handle")).to_have_count(4)),
 }

@@ -32,6 +32,9 @@ TEST_PATTERNS = {
     S.LOCATE: Cue(led=pulses(2, U, U), buzzer=pulses(2, U, U)),
     S.CHECKIN: Cue(vibration=pulses(4, U, U)),
     S.TEST_OK: Cue(led=pulses(1, U, 0)),
+    S.ALERT: Cue(vibration=pulses(1, U, U, repeat=None), buzzer=pulses(1, U, U, repeat=None)),
+    S.ANSWERED: Cue(vibration=pulses(1, 3 * U, 0)),
+    S.ALERT_OVER: Cue(led=pulses(2, U, U)),
 }
 #: Every signal: one blip on every output, then off.
 BLIPS = {s: Cue(pulses(1, U / 2, 0), pulses(1, U / 2, 0), pulses(1, U / 2, 0)) for s in Signal}
@@ -287,8 +290,9 @@ def test_a_new_signal_interrupts_a_long_step(make_player, outputs):
 def test_buzzer_never_sounds_unless_configured(make_player, outputs):
     led, _, buzzer = outputs
     player = make_player(patterns=BLIPS)
-    order = [S.IDLE, S.SENDING, S.RECEIVED, S.DRILL, S.ACKNOWLEDGED, S.RESOLVED, S.FAULT,
-             S.NOT_DELIVERED, S.CHECKIN, S.TEST_OK]  # each one shows (none is hidden)
+    order = [S.IDLE, S.SENDING, S.RECEIVED, S.DRILL, S.ACKNOWLEDGED, S.RESOLVED, S.ALERT,
+             S.ANSWERED, S.ALERT, S.ALERT_OVER, S.FAULT, S.NOT_DELIVERED, S.CHECKIN,
+             S.TEST_OK]  # each one shows (none is hidden)
     assert set(order) == set(Signal) - {S.LOCATE}
     wait_for(lambda: levels(led) == [False, True, False], what="IDLE at start")
     for signal in order:
