@@ -13,7 +13,7 @@ The dashboard reads the alarm store and acts on it the way ``haven alarm`` and
 Nothing connects at import: Redis is touched only when a request needs it.
 
 Everything needs a logged-in session (see :mod:`dashboard.auth`) except
-``/login``, ``/static/``, the Twilio webhooks and ``/push/public/`` (the service worker,
+``/login``, ``/static/``, the Twilio webhooks, a plan link's ``/p/<token>``, and ``/push/public/`` (the service worker,
 the manifest, and a push's "I'm responding", which carries its own signed token); every POST needs the session's
 CSRF token (:mod:`dashboard.csrf`). Users and sessions live in the same Redis
 (:mod:`dashboard.users`), so several dashboard processes behind one address
@@ -31,10 +31,12 @@ from flask import Flask, Response
 from hub.config.site import Site
 from hub.store.alarms import Store
 
+from hub.core.planlink import PlanLinks
+
 if TYPE_CHECKING:
     from hub.config.push_keys import PushKeys
 
-from . import (alarms, auth, board, branches, csrf, demo, devices, incidents, privacy, push,
+from . import (alarms, auth, board, branches, csrf, demo, devices, incidents, plans, privacy, push,
                twilio_hooks)
 from .context import DashboardContext
 from .ratelimit import LoginLimiter
@@ -52,7 +54,8 @@ MAX_REQUEST_BYTES = 256 * 1024
 def create_app(site: Site, store: Store, *, demo_control_url: str | None = None,
                test_config: dict[str, Any] | None = None,
                twilio_auth_token: str | None = None, public_url: str | None = None,
-               secret_key: str | None = None, push_keys: "PushKeys | None" = None) -> Flask:
+               secret_key: str | None = None, push_keys: "PushKeys | None" = None,
+               plan_links: PlanLinks | None = None) -> Flask:
     """The dashboard app for ``site``, reading alarms from ``store``.
 
     ``demo_control_url`` (``http://host:port``) is the demo simulator's control
@@ -68,6 +71,8 @@ def create_app(site: Site, store: Store, *, demo_control_url: str | None = None,
     ``push_keys`` (hub.config.push_keys, ``HAVEN_PUSH_KEYS``): browsers subscribe to Web Push and
     the push's "I'm responding" acknowledges (:mod:`dashboard.push`); without them the push
     page says how IT sets it up.
+    ``plan_links`` (hub.core.planlink) opens ``/p/<token>``, one alarm's floor plan without a
+    login (dashboard.plans); ``None``: those pages answer 404.
 
     ``secret_key`` signs the session cookie; ``None`` makes a random one, so sessions
     end when the process does (tests). ``haven dashboard`` passes
@@ -103,6 +108,7 @@ def create_app(site: Site, store: Store, *, demo_control_url: str | None = None,
                       privacy.bp):
         app.register_blueprint(blueprint)
     push.init_app(app, push_keys)
+    plans.init_app(app, plan_links)
     if demo_control_url is not None:
         app.register_blueprint(demo.bp)
     if twilio_auth_token is not None:

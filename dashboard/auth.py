@@ -10,7 +10,8 @@ Routes::
                                   the board, or 410 if used or expired
     POST /logout                  ends the session; 303 to /login
 
-Every other request needs a session, except ``/login``, ``/static/`` and Twilio's
+Every other request needs a session, except ``/login``, ``/static/``, plan links
+(``/p/<token>``, capability URLs checked by :mod:`dashboard.plans`) and Twilio's
 webhooks under ``/twilio/`` (signature-checked instead). Without one, a page
 request is redirected to ``/login?next=<path>``; a script's request (``/api/``,
 ``/events``, ``/demo/``, JSON, or a POST sending ``X-CSRF-Token``) gets 401 JSON.
@@ -48,7 +49,7 @@ log = logging.getLogger(__name__)
 bp = Blueprint("auth", __name__)
 
 EXTENSION = "haven.auth"
-PUBLIC_PREFIXES = ("/login", "/static/", "/twilio/", "/push/public/")
+PUBLIC_PREFIXES = ("/login", "/static/", "/twilio/", "/push/public/", "/p/")  # /p/: plan links
 SCRIPT_PREFIXES = ("/api/", "/events", "/demo/")
 WRONG = "Wrong username or password."
 

@@ -14,7 +14,7 @@ from hub.arc.config import resolve_keys
 from hub.arc.queue import ArcQueue
 from hub.arc.sender import ArcSender
 from hub.config.site import parse_site
-from tests.conftest import SAMPLE_SITE
+from tests.conftest import PLANS_DIR, SAMPLE_SITE
 
 ACCOUNTS = {"main": "1001", "westside": "1002"}
 TEXT_KEY = "0123456789abcdef"   # pysiaalarm uses the key's characters as the AES key
@@ -94,7 +94,7 @@ def arc_site(*ports: int, fmt: str = "sia-dcs", protocol: str = "tcp", key: bool
               f'kinds = {{ emergency = "panic", safe_room = "holdup", welfare = "duress" }}\n'
               f'format = "{fmt}"\nsupervision_s = {supervision_s}\n'
               f"ack_timeout_s = {timeout_s}\nattempts = {attempts}\n" + receivers + extra)
-    return parse_site(text, "site.toml")
+    return parse_site(text, "site.toml", PLANS_DIR)
 
 
 def arc_parts(site, store, *, worker: str = "w1", told: list | None = None,

@@ -6,6 +6,7 @@ test's temp dir (milliseconds each) and are stopped after the test.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import fakeredis
@@ -17,6 +18,16 @@ from hub.store.alarms import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_SITE = ROOT / "deploy" / "examples" / "site.toml"
+#: Where the sample's floor plan paths are relative to (parse_site(..., base_dir=PLANS_DIR)).
+PLANS_DIR = SAMPLE_SITE.parent
+
+
+def write_site(path: Path, text: str) -> Path:
+    """Write site TOML ``text`` to ``path`` with the sample's floor plans beside it (a copy
+    of the sample needs them: a plan file that is missing is a config mistake)."""
+    shutil.copytree(PLANS_DIR / "plans", path.parent / "plans", dirs_exist_ok=True)
+    path.write_text(text)
+    return path
 
 
 @pytest.fixture

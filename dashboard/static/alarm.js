@@ -17,6 +17,8 @@
   const FETCH_TIMEOUT_MS = 10000;
   const TYPES = ["alarm.acknowledged", "alarm.resolved", "alarm.cancelled", "alarm.real",
     "alarm.notified", "alarm.nobody_reached", "alarm.reached", "message"];
+  // Other alarms change the floor plan (a safe room occupied or left): look again.
+  const PLAN_TYPES = ["alarm.raised", "device.safe_room_left"];
   let inFlight = false;
   let again = false;
 
@@ -49,6 +51,7 @@
       const before = main.dataset.state, state = freshMain.dataset.state;
       swap(fresh, "alarm-facts");
       swap(fresh, "alarm-timeline");
+      swap(fresh, "alarm-plan");
       if (state !== before) {
         main.dataset.state = state;
         if (state !== "raised") swap(fresh, "ack-section");
@@ -76,6 +79,9 @@
   stream.addEventListener("open", refresh);
   for (const type of TYPES) {
     stream.addEventListener(type, (event) => { if (about(event)) refresh(); });
+  }
+  for (const type of PLAN_TYPES) {
+    stream.addEventListener(type, () => { if (document.getElementById("alarm-plan")) refresh(); });
   }
   setInterval(refresh, RESYNC_MS);
 })();

@@ -7,7 +7,8 @@
 // Every text from the config or the store goes in with textContent, never as HTML.
 // Branches and tiles keep the site file's order (a room never jumps as alarms come);
 // the active list says what is newest, and acknowledges with one click.
-// Needs icons.js (HavenIcons), alerts.js (HavenAlerts) and demo.js (HavenDemo) before it.
+// Needs icons.js (HavenIcons), alerts.js (HavenAlerts) and demo.js (HavenDemo) before it,
+// and plans.js (HavenPlans) for the floor plans, when the page has any.
 "use strict";
 
 (() => {
@@ -295,6 +296,7 @@
       }
       if (section) renderBranch(section, branch, alarms);
     }
+    if (window.HavenPlans) window.HavenPlans.render(snapshot);
     renderActive(snapshot.active);
     const fresh = known ? snapshot.active.filter((a) => !known.has(a.id)) : snapshot.active;
     known = new Set(snapshot.active.map((a) => a.id));

@@ -60,7 +60,8 @@ def cmd_dashboard(args) -> int:
                      demo_control_url=args.demo_control,
                      twilio_auth_token=settings.twilio.auth_token if settings.twilio else None,
                      public_url=settings.public_url, secret_key=secret_key,
-                     push_keys=push_keys_from_env())  # PushKeyError: one line, exit 1
+                     push_keys=push_keys_from_env(),  # PushKeyError: one line, exit 1
+                     plan_links=settings.plan_links)
     if settings.twilio and not settings.public_url:
         logging.getLogger("haven.dashboard").warning(
             "Twilio webhooks are served, but HAVEN_PUBLIC_URL is unset: set it to the URL "
@@ -188,6 +189,8 @@ def cmd_check_config(args) -> int:
     site = load_site(args.site)
     print(f"{args.site}: OK: site {site.name!r}, {len(site.branches)} branches, "
           f"{sum(len(b.rooms) for b in site.branches.values())} rooms, "
+          f"{(plans := sum(len(b.floors) for b in site.branches.values()))} floor "
+          f"plan{'' if plans == 1 else 's'}, "
           f"{len(site.devices)} devices, {len(site.contacts)} contacts, "
           f"kinds {', '.join(site.kinds)}")
     return 0

@@ -32,6 +32,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -334,6 +335,10 @@ def run_demo(site_path: str | None = None, port: int = 8080) -> int:
         url = f"http://127.0.0.1:{dash_port}/"
         env = {**os.environ,
                "HAVEN_DASHBOARD_URL": os.environ.get("HAVEN_DASHBOARD_URL") or url}
+        if not (os.environ.get("HAVEN_PLAN_LINK_URL") or os.environ.get("HAVEN_PLAN_LINK_SECRET")):
+            # responders' texts link the alarm's floor plan (hub.core.planlink), this dashboard's
+            env.update(HAVEN_PLAN_LINK_URL=url.rstrip("/"),
+                       HAVEN_PLAN_LINK_SECRET=secrets.token_hex(32))
         hub = spawn(py + ["--log-level", "warning", "hub", "--site", str(site_file),
                           "--broker", f"127.0.0.1:{broker.port}", "--redis", redis_srv.url,
                           "--hub-id", "haven-demo-hub"], log=None, env=env)
@@ -341,7 +346,7 @@ def run_demo(site_path: str | None = None, port: int = 8080) -> int:
         dashboard = spawn(py + ["--log-level", "warning", "dashboard", "--site", str(site_file),
                                 "--redis", redis_srv.url, "--port", str(dash_port),
                                 "--state-dir", str(workdir), "--demo-control", control_url],
-                          log=workdir / "dashboard.log")
+                          log=workdir / "dashboard.log", env=env)
         children.append(("dashboard", dashboard))
 
         sim.start()

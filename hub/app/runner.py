@@ -158,7 +158,7 @@ def run_hub(settings: HubSettings) -> None:
     service = AlarmService(site, store, notifier, lambda t, p: mqtt_box[0].publish(t, p),
                            senders, escalators=escalators, topics=topics, metrics=metrics,
                            public_url=settings.public_url, confirm=confirm.confirm,
-                           replication=confirm.replication)
+                           replication=confirm.replication, plan_links=settings.plan_links)
     metrics_server = None
     if settings.metrics_port is not None:
         metrics_server = metrics.serve("127.0.0.1", settings.metrics_port)

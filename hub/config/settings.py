@@ -32,6 +32,8 @@ Environment (command-line options override):
     HAVEN_TWILIO_API_BASE   point the twilio SDK at another API host (tests, benchmarks)
     HAVEN_SMTP_HOST (and HAVEN_SMTP_* beside it, see hub/incidents/mail.py)
                             e-mail incident-report reminders; SMS without it   unset
+    HAVEN_PLAN_LINK_URL, HAVEN_PLAN_LINK_SECRET   a link to the alarm's floor plan in
+                            responders' texts, opened without a login (hub/core/planlink.py) unset
     HAVEN_DASHBOARD_SECRET  the dashboard's session key (32+ characters)   a 0600 file in
     HAVEN_STATE_DIR         ... this directory                              /var/lib/haven
     HAVEN_DEMO_STATE        where a running demo tells `haven press` how to reach it
@@ -52,8 +54,10 @@ from typing import Mapping
 
 from hub.errors import ConfigError, Problem
 from hub.config.brokers import parse_brokers
+from hub.config.planlinks import plan_links_from_env
 from hub.config.redistarget import RedisTarget, target_from_env
 from hub.config.site import E164_RE
+from hub.core.planlink import PlanLinks
 
 TWILIO_VARS = ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_FROM_NUMBER",
                "TWILIO_MESSAGING_SERVICE_SID")
@@ -98,6 +102,8 @@ class HubSettings:
     broker_tls: BrokerTls | None = None
     #: Sender threads, each with its own keep-alive API connection (HAVEN_API_CONNECTIONS).
     api_connections: int = API_CONNECTIONS
+    #: Links to an alarm's floor plan in responders' texts (HAVEN_PLAN_LINK_*), or None.
+    plan_links: PlanLinks | None = None
     #: Where Redis is (the URL, or Sentinels), what ``Store.from_url`` connects to.
     redis: RedisTarget | None = None
 
@@ -182,6 +188,7 @@ def hub_settings(*, site: str | None = None, broker: str | None = None,
         dashboard_url=base_url_from_env("HAVEN_DASHBOARD_URL", env) or public_url_from_env(env),
         broker_tls=broker_tls_from_env(env),
         api_connections=int(raw),
+        plan_links=plan_links_from_env(env),
     )
 
 

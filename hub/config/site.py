@@ -14,7 +14,8 @@ Layout::
                                       channels = ["sms", "call"], wait_s = 120, repeat = 1
     [[kinds.<kind>.lone_worker_step]] the policy while a branch has a lone worker
     [[branch]]        id, name, timezone, checkin_every_s = 1800, checkin_grace_s = 120
-    [[branch.room]]   id, name, safe_room = false
+    [[branch.room]]   id, name, safe_room = false, and on a floor plan: floor, at / area
+    [[branch.floor]]  id, name, plan (an .svg or .png beside this file): hub.config.floorplans
     [[device]]        id, branch, room, type = "wearable"|"wall"|"safe_room", holder,
                       contact = phone or name of the [[contact]] answering from it
     [[contact]]       name, phone (E.164), branches = [...], roles = [...],
@@ -40,6 +41,7 @@ from device.protocol import DEVICE_CANCELLABLE_KINDS, ID_RE, KIND_RE
 from hub.arc.config import parse_arc
 from hub.errors import ConfigError, Problem
 from hub.core.schedule import ScheduleError, parse_shift
+from hub.config.floorplans import ROOM_PLAN_FIELDS, parse_floors
 from hub.config.incidents import parse_incidents
 from hub.core.site import Branch, Contact, Device, Kind, Room, Site, Step
 from device.tomlpos import Positions, dotted
@@ -131,11 +133,13 @@ def load_site(path: str | Path) -> Site:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError([Problem(source, None, "", f"cannot read: {exc.strerror}")]) from None
-    return parse_site(text, source)
+    return parse_site(text, source, base_dir=path.parent)
 
 
-def parse_site(text: str, source: str = "<site>") -> Site:
-    """Validate site TOML ``text``; ``source`` names the file in error messages."""
+def parse_site(text: str, source: str = "<site>", base_dir: str | Path | None = None) -> Site:
+    """Validate site TOML ``text``; ``source`` names the file in error messages;
+    ``base_dir`` is where floor plan paths are relative to (default: ``source``'s folder,
+    so a text read from a file finds its plans beside it)."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -161,7 +165,7 @@ def parse_site(text: str, source: str = "<site>") -> Site:
                                                     30, 0, 900, "seconds")}
 
     kinds = _kinds(check, data)
-    branches = _branches(check, data)
+    branches = _branches(check, data, Path(base_dir) if base_dir else Path(source).parent)
     devices = _devices(check, data, branches)
     contacts = _contacts(check, data, branches)
     devices = _device_contacts(check, data, devices, contacts)
@@ -256,14 +260,14 @@ def _steps(check: _Checker, raw_kind: dict, kpath: tuple, key: str) -> tuple[Ste
     return tuple(steps)
 
 
-def _branches(check: _Checker, data: dict) -> dict[str, Branch]:
+def _branches(check: _Checker, data: dict, base_dir: Path) -> dict[str, Branch]:
     branches: dict[str, Branch] = {}
     entries = check.array(data, "branch")
     if not entries and "branch" not in data:
         check.add(("branch",), "missing: describe at least one [[branch]]")
     for path, raw in entries:
         raw = check.table(raw, path, ("id", "name", "timezone", "room", "checkin_every_s",
-                                      "checkin_grace_s"))
+                                      "checkin_grace_s", "floor"))
         if raw is None:
             continue
         branch_id = check.text(raw, path, "id", pattern=ID_RE,
@@ -277,6 +281,7 @@ def _branches(check: _Checker, data: dict) -> dict[str, Branch]:
                 check.add(path + ("timezone",),
                           f"{tz!r} is not a known IANA zone (e.g. \"America/Chicago\")")
         rooms = _rooms(check, raw, path, branch_id or "?")
+        floors = parse_floors(check, raw, path, [r.id for r in rooms], base_dir)
         timing = {key: check.number(raw, path, key, default, low, high, "seconds")
                   for key, default, low, high in (("checkin_every_s", 1800, 60, 86400),
                                                   ("checkin_grace_s", 120, 10, 3600))}
@@ -286,7 +291,7 @@ def _branches(check: _Checker, data: dict) -> dict[str, Branch]:
             check.add(path + ("id",), f"branch {branch_id!r} is declared twice")
             continue
         branches[branch_id] = Branch(branch_id, name or branch_id, tz or "UTC", tuple(rooms),
-                                     **timing)
+                                     **timing, floors=floors)
     return branches
 
 
@@ -298,7 +303,7 @@ def _rooms(check: _Checker, raw_branch: dict, bpath: tuple, branch_id: str) -> l
         return rooms
     for i, raw in enumerate(raw_rooms):
         path = bpath + ("room", i)
-        raw = check.table(raw, path, ("id", "name", "safe_room"))
+        raw = check.table(raw, path, ("id", "name", "safe_room") + ROOM_PLAN_FIELDS)
         if raw is None:
             continue
         room_id = check.text(raw, path, "id", pattern=ID_RE,

@@ -123,21 +123,24 @@ def plan(site: Site, alarm: Alarm, steps: tuple[Step, ...], number: int, *, dril
          reply_hint: bool = False, now_ms: int | None = None,
          shelters: tuple[Shelter, ...] = (),
          push_to: Callable[[Contact], bool] = lambda contact: False,
+         plan_url: str | None = None,
          ) -> list[PlannedPage]:
     """Every page of attempt ``number``: calls first, then texts and pushes. A ``push``
     step pushes to the contacts ``push_to`` says have a subscription (hub.edges.push) and
     texts the others, unless the step texts everyone anyway. ``reply_hint``:
     SMS replies reach the dashboard, so texts say how to acknowledge. ``now_ms``: when
     the attempt runs (texts say how long ago the press was); ``shelters``: the branch's
-    occupied safe rooms, named to responders."""
+    occupied safe rooms, named to responders; ``plan_url``: the alarm's floor plan
+    (hub.core.planlink), linked in responders' texts only."""
     current = attempt(steps, number)
     contacts = recipients(site, alarm, current.step, drill=drill, on_duty=on_duty)
     texts = dict(drill=drill, now_ms=now_ms, attempt=number)
     sms = sms_text(alarm, site, reply_hint=reply_hint, **texts)
     call = call_text(alarm, site, **texts)
     told = {False: (sms, call), True: (sms, call)}
-    if shelters:
-        told[True] = (sms_text(alarm, site, reply_hint=reply_hint, shelters=shelters, **texts),
+    if shelters or plan_url:
+        told[True] = (sms_text(alarm, site, reply_hint=reply_hint, shelters=shelters,
+                               plan_url=plan_url, **texts),
                       call_text(alarm, site, shelters=shelters, **texts))
     ref = page_ref(alarm.id, number)
     planned = []

@@ -1,4 +1,10 @@
-"""Message text for people: short, plain, no links (carriers filter them).
+"""Message text for people: short and plain.
+
+No links, with one exception: a responder's alarm text ends with a link to the alarm's
+floor plan (hub.core.planlink) when IT set HAVEN_PLAN_LINK_* and the room is on a plan. Carriers
+filter some texts with links (shared link shorteners above all), so the link is off unless
+asked for, goes last (everything needed to act comes before it, even if the link is cut),
+is the site's own URL, never a shortener, and goes only to those who come to the place.
 
 Pure functions of an alarm and the site config; the first SMS aims to fit one
 GSM-7 segment (160 characters), but safety information (a safe room staff shelter in)
@@ -101,20 +107,22 @@ def shelter_words(alarm: Alarm, site: Site, shelters: Sequence[Shelter], *,
 
 def sms_text(alarm: Alarm, site: Site, *, drill: bool = False, reply_hint: bool = False,
              now_ms: int | None = None, shelters: Sequence[Shelter] = (),
-             attempt: int = 0) -> str:
+             attempt: int = 0, plan_url: str | None = None) -> str:
     """The alarm SMS of escalation attempt ``attempt`` (0-based): kind, which call for
     help a repeat is, branch, room, local time of the press (:func:`pressed_words`,
     ``now_ms`` being when it is sent), the occupied safe rooms (``shelters``, for
-    responders), the page reference (:func:`page_ref`), and with ``reply_hint`` (replies
-    reach the dashboard) how to acknowledge."""
+    responders), the page reference (:func:`page_ref`), with ``reply_hint`` (replies
+    reach the dashboard) how to acknowledge, and last the floor plan link ``plan_url``
+    (for responders; a second segment)."""
     label = site.kinds[alarm.kind].label
     repeat = f", {ordinal(attempt + 1)} call for help" if attempt else ""
     sheltering = shelter_words(alarm, site, shelters)
-    return (f"{'DRILL ' if drill else ''}HAVEN {label}{repeat}: {where(alarm, site)}. "
+    text = (f"{'DRILL ' if drill else ''}HAVEN {label}{repeat}: {where(alarm, site)}. "
             f"{pressed_words(alarm, site, now_ms=now_ms)}. "
             f"{sheltering + '. ' if sheltering else ''}Ref {page_ref(alarm.id, attempt)}"
             + (". Reply 1 if you are responding." if reply_hint else "")
             + real_hint(drill=drill, reply_hint=reply_hint))
+    return text + (f"{'' if text.endswith('.') else '.'} Plan: {plan_url}" if plan_url else "")
 
 
 def real_hint(*, drill: bool, reply_hint: bool) -> str:

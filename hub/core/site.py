@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from hub.core.floorplan import Floor
 from hub.core.schedule import Shift
 
 if TYPE_CHECKING:
@@ -78,9 +79,15 @@ class Branch:
     rooms: tuple[Room, ...]
     checkin_every_s: float = 1800.0
     checkin_grace_s: float = 120.0
+    #: Its floor plans and where each room is on them (hub.core.floorplan); none: tiles only.
+    floors: tuple[Floor, ...] = field(default=(), hash=False)
 
     def room(self, room_id: str) -> Room | None:
         return next((r for r in self.rooms if r.id == room_id), None)
+
+    def floor_of(self, room_id: str) -> Floor | None:
+        """The floor whose plan places ``room_id``, or ``None`` (no plan)."""
+        return next((f for f in self.floors if f.placement(room_id) is not None), None)
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from typing import Callable
 from hub.core.drill import pages_after_acknowledge
 from hub.core.escalation import AttemptPlan, PlannedPage, attempt, plan, wait_after_ms
 from hub.core.model import Alarm, AlarmState
+from hub.core.planlink import PlanLinks, plan_url
 from hub.core.schedule import BranchState, Switches, on_duty
 from hub.core.schedule import branch_state as state_of_branch
 from hub.core.site import Site
@@ -46,15 +47,16 @@ class Escalator:
     """Plans and runs escalation attempts. ``escalators`` runs the attempts that wait for
     their pages (a timer's, or a new alarm's finishing step), never on the senders' own
     pool; ``clock`` returns Unix seconds; ``public_url`` (the dashboard's public base URL)
-    makes texts offer a reply to acknowledge. ``arc``: the monitoring centre's queue
-    (hub.arc.queue), set by the runner when the site has ``[arc]``."""
+    makes texts offer a reply to acknowledge; ``plan_links`` (hub.core.planlink) end
+    responders' texts with a link to the alarm's floor plan. ``arc``: the monitoring
+    centre's queue (hub.arc.queue), set by the runner when the site has ``[arc]``."""
 
     def __init__(self, site: Site, store: Store, pager: Pager, followups: Followups,
                  escalators: Executor, *, clock: Callable[[], float], metrics: Metrics,
-                 public_url: str | None):
+                 public_url: str | None, plan_links: PlanLinks | None = None):
         self.site, self.store, self.pager, self.followups = site, store, pager, followups
         self.escalators, self.clock, self.metrics = escalators, clock, metrics
-        self.public_url = public_url
+        self.public_url, self.plan_links = public_url, plan_links
         self.arc = None
 
     def _now_ms(self) -> int:
@@ -145,7 +147,8 @@ class Escalator:
                        on_duty=lambda c: on_duty(c.phone, c.shifts, alarm.branch, when,
                                                  overrides),
                        reply_hint=self.public_url is not None, now_ms=now,
-                       shelters=switches.shelters, push_to=lambda c: c.phone in pushable)
+                       shelters=switches.shelters, push_to=lambda c: c.phone in pushable,
+                       plan_url=plan_url(self.plan_links, self.site, alarm))
         timeline = {"event": "escalation", "at_ms": now, "attempt": number,
                     "step": current.step_index + 1, "round": current.round + 1,
                     "branch_state": state, "notifications": len(planned)}

@@ -34,6 +34,7 @@ from device.protocol import ProtocolError, Topics
 
 from hub.core.model import LATE_MS, Alarm
 from hub.core.outcome import MessageOutcome
+from hub.core.planlink import PlanLinks
 from hub.core.schedule import BranchState, Switches
 from hub.core.site import Site
 from hub.edges.metrics import Metrics
@@ -67,13 +68,16 @@ class AlarmService:
     runs pages, ``escalators`` the attempts that wait for them (never the senders' own
     pool). ``clock`` returns Unix seconds. ``public_url``: the dashboard's public base
     URL for the provider's callbacks (keypress and SMS replies). ``replication``
-    (hub.engine.replication): confirmations wait for a Redis replica (Intake)."""
+    (hub.engine.replication): confirmations wait for a Redis replica (Intake).
+    ``plan_links``: links to an alarm's floor plan in responders' texts
+    (hub.core.planlink), or ``None``."""
 
     def __init__(self, site: Site, store: Store, notifier: Notifier, publish: Publish,
                  senders: Executor, *, escalators: Executor | None = None,
                  topics: Topics = Topics(), clock: Callable[[], float] = time.time,
                  metrics: Metrics | None = None, public_url: str | None = None,
-                 confirm: Publish | None = None, replication: Replication | None = None):
+                 confirm: Publish | None = None, replication: Replication | None = None,
+                 plan_links: PlanLinks | None = None):
         self.store, self.notifier, self.topics = store, notifier, topics
         self.publish, self.senders, self.clock = publish, senders, clock
         self.metrics = metrics or Metrics()
@@ -83,7 +87,8 @@ class AlarmService:
                            public_url=public_url)
         self.followups = Followups(site, store, self.pager, clock=clock)
         self.escalator = Escalator(site, store, self.pager, self.followups, escalators,
-                                   clock=clock, metrics=self.metrics, public_url=public_url)
+                                   clock=clock, metrics=self.metrics, public_url=public_url,
+                                   plan_links=plan_links)
         self.reject = Rejects(store, self.metrics, topics, clock=clock)
         self.colleagues = Colleagues(site, store, clock=clock)
         self.intake = Intake(site, store, self.escalator, topics=topics,

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from device.protocol import ID_RE, Topics
 from hub.errors import ConfigError
+from hub.config.floorplans import plan_files
 from hub.config.site import DEVICE_TYPES, Site, load_site
 
 from hub.provision import ProvisionError, ca
@@ -102,6 +103,8 @@ def init(root: Path, s: ProvisionSettings, *, site_file: Path | None = None) -> 
     with Transaction() as tx:
         if text is not None:
             tx.write(site.site_file, text, 0o644)
+            for plan, relative in plan_files(current, site_file):  # the copy must load too
+                tx.write(site.site_file.parent / relative, plan.read_bytes(), 0o644)
         tx.write(site.ca_key, authority.key_pem, 0o600)
         tx.write(site.ca_cert, authority.cert_pem, 0o644)
         tx.write(site.crl, ca.crl(authority.cert_pem, authority.key_pem, {}), 0o644)

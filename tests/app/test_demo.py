@@ -91,6 +91,11 @@ def test_demo_press_shows_on_the_board_prints_the_sms_and_stops_clean(tmp_path):
         assert all("Main Library, Reference Desk" in line and alarm_id[:8] in line
                    for line in sms)
         assert not any("Reply 1" in line for line in sms)  # nobody can reply to the console
+        # responders' texts link the alarm's floor plan, which opens without a login
+        plan = re.search(rf"Plan: (http://127\.0\.0\.1:{port}/p/\S+)", "\n".join(sms))
+        assert plan, sms
+        with urllib.request.urlopen(plan.group(1), timeout=5) as opened:
+            assert opened.status == 200 and b'data-room="reference"' in opened.read()
 
         # resolved by its text's Ref: the supervisor's "report is due" links to the incident
         redis_url = re.search(r"--redis (redis://\S+)", out.read_text()).group(1)

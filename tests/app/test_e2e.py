@@ -18,7 +18,7 @@ from device.config import BrokerConfig, DeviceConfig, InputConfig
 from device.firmware import DeviceApp
 from device.protocol import Topics, new_alarm
 from hub.app.localservices import spawn
-from tests.conftest import SAMPLE_SITE
+from tests.conftest import SAMPLE_SITE, write_site
 from tests.hubproc import FROM, start_hub
 
 
@@ -427,7 +427,7 @@ def test_sighup_reloads_the_site_and_a_bad_one_is_refused(tmp_path, mosquitto, r
     import signal as sig
     site = tmp_path / "site.toml"
     text = SAMPLE_SITE.read_text()
-    site.write_text(text)
+    write_site(site, text)
     log = tmp_path / "hub.log"
     proc = start_hub(log, mosquitto, redis_service, site=site, fake_twilio=fake_twilio)
     client = None

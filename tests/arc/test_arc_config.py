@@ -8,7 +8,7 @@ import pytest
 from hub.arc.config import key_of, resolve_keys
 from hub.errors import ConfigError
 from hub.config.site import parse_site
-from tests.conftest import SAMPLE_SITE
+from tests.conftest import PLANS_DIR, SAMPLE_SITE
 
 SAMPLE = SAMPLE_SITE.read_text()
 GOOD = """
@@ -34,16 +34,16 @@ line = "3"
 
 def problems(arc: str) -> list[str]:
     with pytest.raises(ConfigError) as err:
-        parse_site(SAMPLE + arc, "site.toml")
+        parse_site(SAMPLE + arc, "site.toml", PLANS_DIR)
     return [str(p) for p in err.value.problems]
 
 
 def test_without_arc_the_site_has_none():
-    assert parse_site(SAMPLE, "site.toml").arc is None
+    assert parse_site(SAMPLE, "site.toml", PLANS_DIR).arc is None
 
 
 def test_a_good_arc_table_loads():
-    arc = parse_site(SAMPLE + GOOD, "site.toml").arc
+    arc = parse_site(SAMPLE + GOOD, "site.toml", PLANS_DIR).arc
     assert arc.accounts == {"main": "1A01", "westside": "1002"}
     assert arc.kinds == {"emergency": "panic", "safe_room": "holdup"}
     assert (arc.format, arc.supervision_s, arc.ack_timeout_s, arc.attempts) == \
@@ -90,7 +90,7 @@ def test_three_receivers_are_refused():
 def test_keys_come_from_the_environment(fmt, value, key):
     site = parse_site(SAMPLE + GOOD.replace('key_env = "HAVEN_ARC_KEY"',
                                             f'key_env = "HAVEN_ARC_KEY"\nkey_format = "{fmt}"'),
-                      "site.toml")
+                      "site.toml", PLANS_DIR)
     addresses = resolve_keys(site.arc, "site.toml", {"HAVEN_ARC_KEY": value})
     assert addresses["primary"].key == key and addresses["backup"].key is None
     assert (addresses["backup"].receiver, addresses["backup"].line) == ("A1", "3")
@@ -102,7 +102,7 @@ def test_keys_come_from_the_environment(fmt, value, key):
     ({"HAVEN_ARC_KEY": "zz" * 16}, "32, 48 or 64 hex digits"),
 ])
 def test_a_missing_or_bad_key_is_a_clear_error(env, words):
-    site = parse_site(SAMPLE + GOOD, "site.toml")
+    site = parse_site(SAMPLE + GOOD, "site.toml", PLANS_DIR)
     with pytest.raises(ConfigError) as err:
         resolve_keys(site.arc, "site.toml", env)
     assert "arc.receiver[0].key_env" in str(err.value) and words in str(err.value)
@@ -110,14 +110,14 @@ def test_a_missing_or_bad_key_is_a_clear_error(env, words):
 
 def test_a_text_key_must_have_an_aes_length():
     site = parse_site(SAMPLE + GOOD.replace('port = 12000', 'port = 12000\nkey_format = "text"'),
-                      "site.toml")
+                      "site.toml", PLANS_DIR)
     with pytest.raises(ValueError, match="16, 24 or 32 ASCII characters"):
         key_of(site.arc.receivers[0], {"HAVEN_ARC_KEY": "short"})
 
 
 def test_rooms_are_zones_in_order_unless_numbered():
     site = parse_site(SAMPLE + GOOD + "\n[arc.zones]\nwestside = { front-desk = 20, "
-                                      "safe-room = 21 }\n", "site.toml")
+                                      "safe-room = 21 }\n", "site.toml", PLANS_DIR)
     main = [r.id for r in site.branches["main"].rooms]
     assert [site.arc.zones[("main", r)] for r in main] == list(range(1, len(main) + 1))
     assert (site.arc.zones[("westside", "front-desk")],

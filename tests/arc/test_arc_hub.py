@@ -15,7 +15,7 @@ from device.protocol import Topics, new_alarm
 from hub.core.lifecycle import AlarmEvent
 from hub.store.alarms import Store
 from tests.arc_kit import TEXT_KEY, Receiver, free_port
-from tests.conftest import SAMPLE_SITE
+from tests.conftest import SAMPLE_SITE, write_site
 from tests.hubproc import start_hub
 
 ARC = """
@@ -35,7 +35,7 @@ def test_a_press_reaches_the_arc_and_the_phones_and_the_ack_restores(
         tmp_path, mosquitto, redis_service, fake_twilio, sample_site):
     arc = Receiver(key=TEXT_KEY)
     site = tmp_path / "site.toml"
-    site.write_text(SAMPLE_SITE.read_text() + ARC.format(port=arc.port))
+    write_site(site, SAMPLE_SITE.read_text() + ARC.format(port=arc.port))
     log = tmp_path / "hub.log"
     proc = start_hub(log, mosquitto, redis_service, site=site, fake_twilio=fake_twilio,
                      extra_env={"HAVEN_ARC_KEY": TEXT_KEY}, args=("--hub-id", "arc-hub"))
@@ -68,7 +68,7 @@ def test_a_press_reaches_the_arc_and_the_phones_and_the_ack_restores(
 
 def test_a_hub_without_its_arc_key_stops_with_a_clear_error(tmp_path, redis_service):
     site = tmp_path / "site.toml"
-    site.write_text(SAMPLE_SITE.read_text() + ARC.format(port=free_port()))
+    write_site(site, SAMPLE_SITE.read_text() + ARC.format(port=free_port()))
     env = {"PATH": "/usr/bin:/bin", "HAVEN_REDIS_URL": redis_service.url}
     done = subprocess.run([sys.executable, "-m", "hub.app.cli", "hub", "--site", str(site),
                            "--broker", f"127.0.0.1:{free_port()}"], env=env,

@@ -81,9 +81,9 @@ def test_haven_arc_test_without_arc_is_a_clear_error(capsys):
 def test_haven_arc_test_command_prints_the_answers(tmp_path, capsys):
     arc = Receiver()
     try:
-        from tests.conftest import SAMPLE_SITE
+        from tests.conftest import SAMPLE_SITE, write_site
         path = tmp_path / "site.toml"
-        path.write_text(SAMPLE_SITE.read_text() + f"""
+        write_site(path, SAMPLE_SITE.read_text() + f"""
 [arc]
 accounts = {{ main = "1001" }}
 kinds = {{ emergency = "panic" }}

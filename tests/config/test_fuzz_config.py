@@ -12,7 +12,7 @@ import re
 
 import pytest
 
-from tests.conftest import SAMPLE_SITE
+from tests.conftest import PLANS_DIR, SAMPLE_SITE
 
 import tomllib
 
@@ -71,7 +71,7 @@ def test_the_site_loader_answers_every_wrong_field_with_file_and_line():
     loaded_wrong, checked = [], 0
     for line, what, text, wrong in SITE_CASES:
         try:
-            parse_site(text, "site.toml")
+            parse_site(text, "site.toml", PLANS_DIR)
         except ConfigError as exc:
             checked += 1
             assert exc.problems, what

@@ -8,14 +8,14 @@ from dashboard.users import ROLES
 from hub.errors import ConfigError
 from hub.config.site import parse_site
 from hub.config.incidents import DASHBOARD_ROLES, IncidentSettings
-from tests.conftest import SAMPLE_SITE
+from tests.conftest import PLANS_DIR, SAMPLE_SITE
 
 SAMPLE = SAMPLE_SITE.read_text()
 
 
 def problems(text: str) -> list[str]:
     with pytest.raises(ConfigError) as err:
-        parse_site(text, "site.toml")
+        parse_site(text, "site.toml", PLANS_DIR)
     return [str(p) for p in err.value.problems]
 
 
@@ -39,7 +39,7 @@ def test_the_sample_sets_reports_drills_and_privacy(sample_site):
 
 def test_without_the_sections_the_defaults_apply():
     text = SAMPLE.split("# --- Incidents")[0] + "# ---" + SAMPLE.split("# --- Branches")[1]
-    assert parse_site(text).incidents == IncidentSettings()
+    assert parse_site(text, base_dir=PLANS_DIR).incidents == IncidentSettings()
 
 
 def test_dashboard_roles_are_the_dashboards():

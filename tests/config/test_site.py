@@ -9,14 +9,14 @@ import pytest
 from hub.errors import ConfigError
 from hub.config.site import load_site, parse_site
 from device.tomlpos import Positions, dotted
-from tests.conftest import SAMPLE_SITE
+from tests.conftest import PLANS_DIR, SAMPLE_SITE, write_site
 
 SAMPLE = SAMPLE_SITE.read_text()
 
 
 def problems(text: str) -> list[str]:
     with pytest.raises(ConfigError) as err:
-        parse_site(text, "site.toml")
+        parse_site(text, "site.toml", PLANS_DIR)
     return [str(p) for p in err.value.problems]
 
 
@@ -138,7 +138,7 @@ def test_check_config_command(tmp_path):
                         capture_output=True, text=True)
     assert ok.returncode == 0 and "OK" in ok.stdout and "7 devices" in ok.stdout
     bad = tmp_path / "site.toml"
-    bad.write_text(SAMPLE.replace('"+12065550104"', '"555-0104"'))
+    write_site(bad, SAMPLE.replace('"+12065550104"', '"555-0104"'))
     result = subprocess.run([sys.executable, "-m", "hub.app.cli", "check-config", str(bad)],
                             capture_output=True, text=True)
     assert result.returncode == 2
@@ -147,7 +147,7 @@ def test_check_config_command(tmp_path):
 
 def test_the_hub_refuses_to_start_on_a_bad_site(tmp_path):
     bad = tmp_path / "site.toml"
-    bad.write_text(SAMPLE.replace('room = "reference"', 'room = "refrence"'))
+    write_site(bad, SAMPLE.replace('room = "reference"', 'room = "refrence"'))
     result = subprocess.run([sys.executable, "-m", "hub.app.cli", "hub", "--site", str(bad),
                              "--broker", "127.0.0.1:1", "--redis", "redis://127.0.0.1:1"],
                             capture_output=True, text=True, timeout=30)
@@ -166,7 +166,7 @@ def test_call_retry_settings_are_checked(tmp_path, line, problem):
     text = re.sub(rf"(?m)^{key} = .*$", line, SAMPLE_SITE.read_text(), count=1)
     lineno = text[:text.index(line)].count("\n") + 1
     path = tmp_path / "site.toml"
-    path.write_text(text)
+    write_site(path, text)
     with pytest.raises(ConfigError) as err:
         load_site(path)
     assert f"{path}:{lineno}: {problem}" in str(err.value)

@@ -148,6 +148,8 @@ PAGES = {
     "read log": ("privacy/log", lambda p: expect(p.locator("h1")).to_have_text(
         "Personal data read log")),
     "phones": ("push", lambda p: expect(p.locator("#push-subscribe")).to_be_visible()),
+    "placing rooms": ("plans/main/ground/place",
+                      lambda p: expect(p.locator(".place-handle")).to_have_count(4)),
 }
 #: A phone held upright: the widest tables scroll sideways there (axe checks that the
 #: keyboard can scroll them); the other pages stack their tables and were clean at 390 and

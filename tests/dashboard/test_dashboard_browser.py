@@ -23,7 +23,7 @@ from hub.config.site import parse_site
 from hub.store.alarms import Store
 from tests.browserkit import (DESKTOP, LAYOUT_PROBLEMS, RECORD_ALERTS, BoardServer, launch,
                               log_in_with_form, open_board, screenshot, tile)
-from tests.conftest import SAMPLE_SITE
+from tests.conftest import PLANS_DIR, SAMPLE_SITE
 
 pytestmark = pytest.mark.browser
 
@@ -350,7 +350,7 @@ def test_names_from_the_config_are_shown_as_text_never_as_markup(browser, logged
         assert plain in text
         key, value = plain.split(" = ")
         text = text.replace(plain, f"{key} = '{value[1:-1]} {MARKUP}'", 1)
-    site = parse_site(text, "markup.toml")
+    site = parse_site(text, "markup.toml", PLANS_DIR)
     server = BoardServer(create_app(site, store, secret_key=SECRET,
                                     test_config={"HAVEN_SSE_HEARTBEAT_S": 0.5}))
     context = browser.new_context(storage_state=logged_in, viewport=DESKTOP)

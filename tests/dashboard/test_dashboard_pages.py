@@ -11,7 +11,7 @@ from dashboard import create_app
 from dashboard.alarms import ago, timeline_rows
 from hub.core.model import Alarm, AlarmState, Channel, Delivery, PageKey
 from hub.config.site import load_site
-from tests.conftest import SAMPLE_SITE
+from tests.conftest import SAMPLE_SITE, write_site
 from tests.dashboard_login import logged_in_client
 
 
@@ -231,7 +231,7 @@ def test_names_from_the_config_are_escaped_on_every_page(tmp_path, fake_store):
                                            f'name = "Main {evil} Library"')
     text = text.replace('name = "Circulation Desk"', 'name = "Desk <img src=x onerror=alert(2)>"')
     site_file = tmp_path / "site.toml"
-    site_file.write_text(text)
+    write_site(site_file, text)
     client = logged_in_client(create_app(load_site(site_file), fake_store), fake_store,
                               "ari", "admin")
     raise_alarm(fake_store)

@@ -51,6 +51,12 @@ def env_of(site: SiteDir) -> dict[str, str]:
                 if line and not line.startswith("#"))
 
 
+def test_init_copies_the_site_files_floor_plans_so_the_copy_loads(site):
+    plan = site.site_file.parent / "plans" / "main-ground.svg"
+    assert plan.read_bytes() == (EXAMPLE_SITE.parent / "plans" / "main-ground.svg").read_bytes()
+    assert load_site(site.site_file).branches["main"].floors[0].plan == plan.resolve()
+
+
 def test_init_keeps_secrets_private_and_never_prints_them(tmp_path, capsys):
     assert init(tmp_path / "s") == 0
     site = SiteDir(tmp_path / "s")

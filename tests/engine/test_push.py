@@ -17,6 +17,7 @@ from hub.core.escalation import plan
 from hub.core.model import AlarmState, Channel, Delivery, PageKey
 from hub.edges.push import PushNotifier, action_token, read_action_token
 from hub.store.push import PushStore, parse_subscription
+from tests.conftest import write_site
 from tests.dashboard_login import log_in
 from tests.pushkit import BrowserKeys, PushService, decrypted
 from tests.engine.test_escalation import Clock, InlinePool, Recorder, phones, raise_alarm
@@ -223,7 +224,7 @@ def push_site(tmp_path):
     start = text.index("[kinds.assist]")
     end = text.index("[kinds.emergency]")
     path = tmp_path / "site.toml"
-    path.write_text(text[:start] + PUSH_STEP + "\n" + text[end:])
+    write_site(path, text[:start] + PUSH_STEP + "\n" + text[end:])
     return load_site(path)
 
 

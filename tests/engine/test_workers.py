@@ -12,7 +12,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from device.protocol import Topics, new_alarm
-from tests.conftest import SAMPLE_SITE
+from tests.conftest import SAMPLE_SITE, write_site
 from tests.hubproc import start_hub
 
 pytestmark = pytest.mark.slow
@@ -22,7 +22,7 @@ def fast_site(tmp_path):
     """The sample site with a fast emergency policy: steps 5 s apart."""
     text = SAMPLE_SITE.read_text().replace("wait_s = 60", "wait_s = 5")
     path = tmp_path / "site.toml"
-    path.write_text(text)
+    write_site(path, text)
     return path
 
 

@@ -26,7 +26,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from hub.app.localservices import free_port
 from hub.store.alarms import Store
-from tests.conftest import SAMPLE_SITE
+from tests.conftest import SAMPLE_SITE, write_site
 from tests.hubproc import start_hub
 
 #: The promise: pages flow again this long after a fault ends, in seconds.
@@ -38,7 +38,7 @@ WAIT_S = 5
 def fast_site(tmp_path: Path, wait_s: int = WAIT_S) -> Path:
     """The sample site with every step ``wait_s`` apart; returns its path."""
     path = tmp_path / "site.toml"
-    path.write_text(SAMPLE_SITE.read_text().replace("wait_s = 60", f"wait_s = {wait_s}"))
+    write_site(path, SAMPLE_SITE.read_text().replace("wait_s = 60", f"wait_s = {wait_s}"))
     return path
 
 

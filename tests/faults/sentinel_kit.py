@@ -19,7 +19,7 @@ from device.config import WEARABLE_PATTERNS, BrokerConfig, DeviceConfig, InputCo
 from device.firmware import DeviceApp
 from hub.app.replicaset import ReplicaSet
 from hub.store.alarms import Store
-from tests.conftest import SAMPLE_SITE
+from tests.conftest import SAMPLE_SITE, write_site
 from tests.faults.harness import Page, pages, stop, worker
 
 #: The main branch's devices (a staffed branch: assist pages staff and security by SMS).
@@ -38,7 +38,7 @@ def failover_site(tmp_path: Path) -> Path:
         f'  channels = ["sms"]\n  wait_s = {ROUND_S}\n')
     assert "[[kinds.assist.step]]" in text, "the sample site's assist kind changed"
     path = tmp_path / "site.toml"
-    path.write_text(text)
+    write_site(path, text)
     return path
 
 
