@@ -32,7 +32,7 @@ from hub.core.planlink import PlanLinks
 from hub.core.site import Branch, Site
 
 from .auth import admin_required
-from .context import dashboard_context as board_context
+from .context import dashboard_context
 from .context import now_ms
 from .snapshot import board_snapshot, read_facts
 
@@ -117,7 +117,7 @@ def floors_to_show(branch: Branch, rooms: dict[str, dict[str, Any]],
 
 def _branch_rooms(site: Site, branch_id: str) -> dict[str, dict[str, Any]]:
     """The branch's rooms as the board sees them now (the same snapshot as /api/board)."""
-    store = board_context().store
+    store = dashboard_context().store
     snapshot = board_snapshot(site, store.active_alarms(), now_ms(),
                               facts=read_facts(store, site))
     branch = next((b for b in snapshot["branches"] if b["id"] == branch_id), None)
@@ -133,7 +133,7 @@ def board_floor(branch: Branch, floor: Floor) -> dict[str, Any]:
 def alarm_plan(alarm: Alarm) -> dict[str, Any]:
     """For alarm.html: ``floors`` (views of the alarm's floor and any with an occupied safe
     room; empty without a plan) and ``link`` (the responders' plan link, or ``None``)."""
-    site = board_context().site
+    site = dashboard_context().site
     branch = site.branches.get(alarm.branch)
     if branch is None or branch.floor_of(alarm.room) is None:
         return {"floors": [], "link": None}
@@ -154,7 +154,7 @@ def _plan_file(floor: Floor) -> Response:
 
 @bp.get("/plans/<branch_id>/<floor_id>")
 def image(branch_id: str, floor_id: str) -> Response:
-    branch = board_context().site.branches.get(branch_id)
+    branch = dashboard_context().site.branches.get(branch_id)
     floor = next((f for f in branch.floors if f.id == floor_id), None) if branch else None
     if floor is None:
         abort(404, description=f"No floor plan {branch_id}/{floor_id} in the site config.")
@@ -176,7 +176,7 @@ def placement_toml(branch: Branch, floor: Floor) -> str:
 @bp.get("/plans/<branch_id>/<floor_id>/place")
 @admin_required
 def place(branch_id: str, floor_id: str) -> str:
-    branch = board_context().site.branches.get(branch_id)
+    branch = dashboard_context().site.branches.get(branch_id)
     floor = next((f for f in branch.floors if f.id == floor_id), None) if branch else None
     if floor is None:
         abort(404, description=f"No floor plan {branch_id}/{floor_id} in the site config: "
@@ -196,8 +196,8 @@ def _public_alarm(token: str) -> tuple[Alarm, Branch] | int:
     """The alarm a plan link opens, while it may be shown; else 404 or 410."""
     links: PlanLinks | None = current_app.extensions.get(EXTENSION)
     alarm_id = links.alarm_id(token) if links else None
-    alarm = board_context().store.get_alarm(alarm_id) if alarm_id else None
-    branch = board_context().site.branches.get(alarm.branch) if alarm else None
+    alarm = dashboard_context().store.get_alarm(alarm_id) if alarm_id else None
+    branch = dashboard_context().site.branches.get(alarm.branch) if alarm else None
     if alarm is None or branch is None or branch.floor_of(alarm.room) is None:
         return 404
     return (alarm, branch) if alarm.state.active else 410
@@ -210,7 +210,7 @@ def public(token: str) -> tuple[str, int, dict[str, str]]:
     if isinstance(found, int):
         return render_template("public_closed.html", message=CLOSED[found]), found, headers
     alarm, branch = found
-    site = board_context().site
+    site = dashboard_context().site
     rooms = _branch_rooms(site, branch.id)
     floors = [floor_view(branch, f, rooms, url_for("plans.public_image", token=token,
                                                     floor_id=f.id), focus=alarm.room)
