@@ -9,6 +9,14 @@ the next attempt; an acknowledgement removes the timer. Leases of ``LEASE_MS`` m
 killed worker's attempt run again elsewhere, and page claims make that re-run send only
 what had not gone out.
 
+No thread waits for an attempt's pages: the timer starts every due attempt at once, its
+pages queue for the sender threads (the most urgent kind first: hub.core.urgency,
+hub.engine.senders), and the last page's record finishes it (hub.core.tally). So many
+alarms' rounds keep time together, as far as the API connections allow
+(``connections / API latency`` pages a second); a worker used to run one attempt per
+API round trip, and 20 alarms' second rounds went out up to 5 s late. While its pages
+wait, the attempt's lease is renewed with their claims (hub.engine.claimkeeper).
+
 Wiring: given the site, the store, the pager, the follow-ups (told when the provider
 refused every page of an attempt), a pool for attempts that wait for their pages, the
 clock and the metrics. The decisions (who gets what, when) are pure: hub.core.escalation.
@@ -30,9 +38,11 @@ from hub.core.schedule import BranchState, Switches, on_duty
 from hub.core.schedule import branch_state as state_of_branch
 from hub.core.site import Site
 from hub.core.tally import UNCHECKED, AttemptTally, FinishCheck, PageTicket
+from hub.core.urgency import kind_rank
 from hub.edges.metrics import Metrics
 from hub.engine.followups import Followups
 from hub.engine.pager import LEASE_MS, Pager
+from hub.engine.senders import submit_ranked
 from hub.store import Store
 
 log = logging.getLogger("haven.hub")
@@ -79,8 +89,10 @@ class Escalator:
         return state_of_branch(count, switches, now_ms)
 
     def run_due(self, alarm_id: str | None = None) -> int:
-        """Lease and run the escalation attempts due now (or just ``alarm_id``'s); returns
-        how many ran. Never raises but for an unreachable store."""
+        """Lease and start the escalation attempts due now (or just ``alarm_id``'s), at
+        most 50 a call; returns how many started. Their pages go out on the sender
+        threads, which finish each attempt; nothing here waits for them. Never raises but
+        for an unreachable store."""
         now = self._now_ms()
         due = self.store.claim_due(now, LEASE_MS, alarm_id=alarm_id)
         for due_id, number, due_ms in due:
@@ -92,7 +104,8 @@ class Escalator:
         return len(due)
 
     def run_attempt(self, alarm_id: str, number: int) -> None:
-        """Run a leased attempt and wait for its pages (a timer thread)."""
+        """Start a leased attempt (a timer thread): its pages queued for the senders, the
+        last of them finishing it."""
         alarm = self.store.get_alarm(alarm_id)
         once = alarm is not None and pages_after_acknowledge(alarm)  # made real after an ack
         if alarm is None or (alarm.state is not AlarmState.RAISED and not once):
@@ -100,7 +113,7 @@ class Escalator:
             return
         now = self._now_ms()
         switches, overrides = self.store.branches.branch_context(alarm.branch, now)
-        self.start_attempt(alarm, number, switches, overrides, now, wait_here=True)
+        self.start_attempt(alarm, number, switches, overrides, now, wait_here=False)
         if once:
             self.store.stop_escalation(alarm_id)
 
@@ -171,14 +184,19 @@ class Escalator:
             finish = partial(self._finish_attempt, alarm, number, planned.planned, next_due_ms)
             return finish() if wait_here else self.escalators.submit(finish)
         tally = None if wait_here else self._tally(alarm, planned, len(ours), next_due_ms)
+        if tally is not None:  # leased until its last page finishes it (claimkeeper)
+            self.pager.claims.hold_attempt(alarm.id, number, now)
+        rank = kind_rank(alarm.kind)
         futures = []
         for item, claim in ours:  # kept alive while they wait for a sender (hub.engine.claimkeeper)
             self.pager.claims.hold(item.key, now)
             try:
-                futures.append(self.pager.senders.submit(self._send_ticketed, item, now, claim,
-                                                   tally.ticket() if tally else None))
+                futures.append(submit_ranked(self.pager.senders, rank, self._send_ticketed,
+                                             item, now, claim,
+                                             tally.ticket() if tally else None))
             except RuntimeError:  # shutting down: left to lapse to another worker
                 self.pager.claims.take(item.key, now)
+                self.pager.claims.release_attempt(alarm.id, number)
                 raise
         self._log_attempt(alarm, planned, new=new)
         if wait_here:
@@ -223,6 +241,7 @@ class Escalator:
         the next attempt is scheduled (unless someone acknowledged meanwhile). ``checked``:
         what the last page's record answered when it finished the attempt already
         (hub.core.tally), ``None`` meaning every page failed and nothing was finished."""
+        self.pager.claims.release_attempt(alarm.id, number)
         try:
             if checked is UNCHECKED:
                 checked = self.store.finish_unless_all_failed(

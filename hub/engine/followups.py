@@ -34,6 +34,7 @@ from hub.core.messages import (all_clear_text, call_text, page_ref, responding_t
 from hub.core.model import Alarm, AlarmState, Channel, PageKey
 from hub.core.reach import Reach, attempt_reach
 from hub.core.site import Site
+from hub.core.urgency import kind_rank
 from hub.engine.pager import LEASE_MS, Pager
 from hub.store import Store
 
@@ -133,7 +134,8 @@ class Followups:
 
     def _place_followup_call(self, alarm: Alarm, key: PageKey) -> Future:
         contact = self.site.contact(key.contact)
-        return self.pager.submit(PlannedPage(key, contact, call_text(alarm, self.site)))
+        return self.pager.submit(PlannedPage(key, contact, call_text(alarm, self.site)),
+                                 kind_rank(alarm.kind))
 
     def send_responding(self, alarm_id: str) -> int:
         """Text everyone who was reached for this alarm, but the person who acknowledged it,
@@ -185,7 +187,7 @@ class Followups:
         for phone, name in names.items():
             key = PageKey(alarm.id, attempt, phone, Channel.SMS)
             self.pager.submit(PlannedPage(key, self.site.contact(phone, name), text,
-                                                  retry=retry))
+                                                  retry=retry), kind_rank(alarm.kind))
 
     def _check_reach(self, alarm: Alarm, number: int) -> None:
         """Attempt ``number``'s delivery reports so far (the alarm's timeline): if every page
@@ -266,4 +268,4 @@ class Followups:
         for contact in fallback:
             key = PageKey(alarm.id, FALLBACK_ATTEMPT_BASE + number, contact.phone,
                                   Channel.SMS)
-            self.pager.submit(PlannedPage(key, contact, text[:300], ref))
+            self.pager.submit(PlannedPage(key, contact, text[:300], ref), kind_rank(alarm.kind))

@@ -199,7 +199,7 @@ class AlarmService:
         return self.escalator.run_due(alarm_id)
 
     def run_attempt(self, alarm_id: str, number: int) -> None:
-        """Run a leased attempt and wait for its pages: Escalator.run_attempt."""
+        """Start a leased attempt, its last page finishing it: Escalator.run_attempt."""
         self.escalator.run_attempt(alarm_id, number)
 
     def run_page_retries(self) -> int:

@@ -113,6 +113,38 @@ return out
 """
 
 
+_RENEW_LEASES = """
+-- KEYS: escalations zset, then n page keys, then the escalation hash of each attempt
+-- ARGV: now_ms, claim ttl_s, lease_ms, n, then each page's claim ms, then each attempt's
+--       alarm id and number
+-- Renews a worker's queued page claims and the leases of its attempts still paging, in
+-- one step. A page still holding its claim (no other worker took it over) restarts its
+-- lease from now: 1, else 0. An attempt still current (its escalation not stopped, not
+-- finished meanwhile) is leased to now + lease_ms unless it already is longer: 1, else 0.
+local now, n, out = tonumber(ARGV[1]), tonumber(ARGV[4]), {}
+for k = 1, n do
+  if redis.call('GET', KEYS[k + 1]) == 'claimed:' .. ARGV[k + 4] then
+    redis.call('SET', KEYS[k + 1], 'claimed:' .. ARGV[1], 'EX', ARGV[2])
+    out[#out + 1] = 1
+  else
+    out[#out + 1] = 0
+  end
+end
+local until_ms = now + tonumber(ARGV[3])
+for a = 1, #KEYS - n - 1 do
+  local id, number = ARGV[n + 3 + 2 * a], ARGV[n + 4 + 2 * a]
+  local score = redis.call('ZSCORE', KEYS[1], id)
+  if score and tostring(redis.call('HGET', KEYS[n + 1 + a], 'attempt')) == number then
+    if tonumber(score) < until_ms then redis.call('ZADD', KEYS[1], until_ms, id) end
+    out[#out + 1] = 1
+  else
+    out[#out + 1] = 0
+  end
+end
+return out
+"""
+
+
 _SHIFT = """
 -- KEYS: step marker, then the zsets of due times (escalations, call retries, page
 --       retries); ARGV: delta_ms, marker ttl_s
@@ -233,6 +265,7 @@ class Store:
         self._claim_due = client.register_script(_CLAIM_DUE)
         self._finish_checked = client.register_script(_FINISH_CHECKED)
         self._shift = client.register_script(_SHIFT)
+        self._renew_leases = client.register_script(_RENEW_LEASES)
         self._nobody_reached = client.register_script(_NOBODY_REACHED)
         self._clear_nobody_reached = client.register_script(_CLEAR_NOBODY_REACHED)
         self.branches = BranchStore(client, self.key, self.events_channel)
@@ -333,6 +366,23 @@ class Store:
         flat = self._claim_due(keys=[self.key("escalations")], args=args)
         return [(flat[i], int(flat[i + 1]), int(float(flat[i + 2])))
                 for i in range(0, len(flat), 3)]
+
+    def renew_leases(self, claims: list[tuple[PageKey, int]], attempts: list[tuple[str, int]],
+                     now_ms: int, lease_ms: int) -> tuple[list[bool], list[bool]]:
+        """In one round trip: renew each page claim ``(key, claim ms)`` still held
+        (:meth:`hub.store.pages.PageStore.renew_claims`), and lease each attempt
+        ``(alarm id, number)`` still current until ``now_ms + lease_ms``. Returns which of
+        each were renewed (an attempt not renewed was finished or stopped meanwhile)."""
+        if not claims and not attempts:
+            return [], []
+        found = self._renew_leases(
+            keys=[self.key("escalations"),
+                  *(self.key("notification", str(key)) for key, _ in claims),
+                  *(self.key("escalation", alarm_id) for alarm_id, _ in attempts)],
+            args=[now_ms, CLAIM_TTL_S, lease_ms, len(claims), *(ms for _, ms in claims),
+                  *(str(x) for pair in attempts for x in pair)])
+        kept = [bool(x) for x in found]
+        return kept[:len(claims)], kept[len(claims):]
 
     def finish_attempt(self, alarm_id: str, attempt: int, next_due_ms: int) -> bool:
         """Attempt ``attempt`` is done: the next one is due at ``next_due_ms`` (unless the
