@@ -25,7 +25,7 @@ clock and the metrics. The decisions (who gets what, when) are pure: hub.core.es
 from __future__ import annotations
 
 import logging
-from concurrent.futures import Executor, wait
+from concurrent.futures import Executor
 from dataclasses import replace
 from datetime import datetime, timezone
 from functools import partial
@@ -113,16 +113,17 @@ class Escalator:
             return
         now = self._now_ms()
         switches, overrides = self.store.branches.branch_context(alarm.branch, now)
-        self.start_attempt(alarm, number, switches, overrides, now, wait_here=False)
+        self.start_attempt(alarm, number, switches, overrides, now)
         if once:
             self.store.stop_escalation(alarm_id)
 
     def start_attempt(self, alarm: Alarm, number: int, switches: Switches, overrides: list,
-                 now: int, *, wait_here: bool) -> None:
+                 now: int, *, new: bool = False) -> None:
         """Plan attempt ``number`` (leased by this worker), claim its pages with its timeline
-        entry in one round trip, and send them concurrently (calls first). The rest (waiting
-        for the sends, delivery failure, scheduling the next attempt) runs here with
-        ``wait_here``, else on the escalation pool, so the intake returns at once."""
+        entry in one round trip, and queue them for the senders (calls first); the last of
+        them finishes the attempt (delivery failure, the next attempt scheduled), so
+        neither the intake nor the timer waits. ``new``: a new alarm's attempt 0 (its log
+        line says where the alarm came from)."""
         planned = self.plan_attempt(alarm, number, switches, overrides, now)
         if planned is None:
             return
@@ -130,7 +131,7 @@ class Escalator:
         claimed = self.store.pages.claim_many(
             alarm.id, [item.key for item in planned.planned], now, LEASE_MS,
             timeline=planned.timeline)
-        self.dispatch(alarm, planned, claimed, wait_here=wait_here)
+        self.dispatch(alarm, planned, claimed, new=new)
         if self.arc is not None:  # queued once per alarm: a re-run or a later attempt (or
             self.arc.alarm_raised(alarm)  # a drill made real) finds it queued or queues it
 
@@ -161,11 +162,13 @@ class Escalator:
         return AttemptPlan(number, now, planned, timeline, wait_after_ms(steps, number))
 
     def dispatch(self, alarm: Alarm, planned: "AttemptPlan", claimed: list[int], *,
-                  wait_here: bool) -> None:
-        """Send the pages this worker claimed (``claimed[i]`` for ``planned.planned[i]``:
-        0 not ours, 1 ours, > 1 a dead worker's claim taken over), then finish: here with
-        ``wait_here``, else on the sender thread that completes the last page (no thread
-        sits waiting for an attempt's pages)."""
+                 new: bool = False) -> None:
+        """Queue the pages this worker claimed (``claimed[i]`` for ``planned.planned[i]``:
+        0 not ours, 1 ours, > 1 a dead worker's claim taken over) at the rank of the
+        alarm's kind (hub.core.urgency); the sender thread that completes the last page
+        finishes the attempt (no thread sits waiting for an attempt's pages), and until
+        then the attempt's lease is renewed with the pages' claims (claimkeeper). With
+        none of them ours, the attempt is finished on the escalation pool."""
         number, now = planned.number, planned.now
         ours = [(item, claim) for item, claim in zip(planned.planned, claimed) if claim]
         for item, claim in zip(planned.planned, claimed):
@@ -178,30 +181,24 @@ class Escalator:
             # attempt keeps the pace of when they went out, not of this re-run's lease.
             started = self.store.attempt_paged_at(alarm.id, number) or now
         next_due_ms = max(now, started + planned.wait_ms)
-        new = not wait_here and number == 0
         if not ours:
             self._log_attempt(alarm, planned, new=new)
             finish = partial(self._finish_attempt, alarm, number, planned.planned, next_due_ms)
-            return finish() if wait_here else self.escalators.submit(finish)
-        tally = None if wait_here else self._tally(alarm, planned, len(ours), next_due_ms)
-        if tally is not None:  # leased until its last page finishes it (claimkeeper)
-            self.pager.claims.hold_attempt(alarm.id, number, now)
+            self.escalators.submit(finish)
+            return
+        tally = self._tally(alarm, planned, len(ours), next_due_ms)
+        self.pager.claims.hold_attempt(alarm.id, number, now)  # until its last page is done
         rank = kind_rank(alarm.kind)
-        futures = []
         for item, claim in ours:  # kept alive while they wait for a sender (hub.engine.claimkeeper)
             self.pager.claims.hold(item.key, now)
             try:
-                futures.append(submit_ranked(self.pager.senders, rank, self._send_ticketed,
-                                             item, now, claim,
-                                             tally.ticket() if tally else None))
+                submit_ranked(self.pager.senders, rank, self._send_ticketed, item, now, claim,
+                              tally.ticket())
             except RuntimeError:  # shutting down: left to lapse to another worker
                 self.pager.claims.take(item.key, now)
                 self.pager.claims.release_attempt(alarm.id, number)
                 raise
         self._log_attempt(alarm, planned, new=new)
-        if wait_here:
-            wait(futures)
-            self._finish_attempt(alarm, number, planned.planned, next_due_ms)
 
     def _tally(self, alarm: Alarm, planned: "AttemptPlan", pages: int,
                next_due_ms: int) -> AttemptTally:
