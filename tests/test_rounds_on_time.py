@@ -14,6 +14,7 @@ import pytest
 from hub.core.model import Alarm, Delivery
 from hub.core.urgency import KIND_RANKS, OTHER_RANK, kind_rank
 from hub.engine.senders import PrioritySenders
+from hub.engine.escalator import DEFER_MS
 from hub.engine.service import LEASE_MS, AlarmService
 from tests.test_claimkeeper import HeldPool
 from tests.test_escalation import T0, Clock, InlinePool, Recorder
@@ -211,3 +212,24 @@ def test_kinds_rank_emergency_first_and_test_last():
     assert kind_rank("missed_checkin") == kind_rank("welfare") < kind_rank("assist")
     assert kind_rank("a_kind_of_our_own") == OTHER_RANK == kind_rank("assist")
     assert kind_rank("test") == max(KIND_RANKS.values())
+
+
+def test_the_less_busy_worker_takes_new_rounds_first(fake_store):
+    """Workers shared a burst's rounds by whose timer ticked first (137 of 200 to one);
+    a worker with a longer queue than another leaves new rounds to it for a while."""
+    now = int(T0 * 1000)
+    for n, due_ago_ms in enumerate((100, DEFER_MS + 100)):
+        fake_store.raise_alarm(alarm(n, at_s=(now - due_ago_ms) / 1000), escalate=True)
+    fresh, overdue = alarm(0).id, alarm(1).id
+    # The idle worker's timer reported its (empty) queue a moment ago.
+    assert fake_store.claim_due(now - 1_000, LEASE_MS, worker="idle", backlog=0,
+                                defer_ms=DEFER_MS) == []
+    got = fake_store.claim_due(now, LEASE_MS, worker="busy", backlog=40, defer_ms=DEFER_MS)
+    assert [alarm_id for alarm_id, _, _ in got] == [overdue]  # only what waited too long
+    got = fake_store.claim_due(now, LEASE_MS, worker="idle", backlog=0, defer_ms=DEFER_MS)
+    assert [alarm_id for alarm_id, _, _ in got] == [fresh]
+    # Alone (the other not heard from for 2 s), a busy worker takes everything due.
+    fake_store.raise_alarm(alarm(2, at_s=(now - 100) / 1000), escalate=True)
+    got = fake_store.claim_due(now + 2_500, LEASE_MS, worker="busy", backlog=40,
+                               defer_ms=DEFER_MS)
+    assert alarm(2).id in [alarm_id for alarm_id, _, _ in got]

@@ -25,6 +25,7 @@ clock and the metrics. The decisions (who gets what, when) are pure: hub.core.es
 from __future__ import annotations
 
 import logging
+import uuid
 from concurrent.futures import Executor
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -49,6 +50,12 @@ log = logging.getLogger("haven.hub")
 
 #: How often the timer thread looks for due escalation attempts, in seconds.
 TICK_S = 0.2
+#: A worker with more pages waiting for a sender than another worker leaves a due
+#: attempt to that one's timer for this long, in ms (then takes it if still due): the
+#: workers share a burst's rounds by how busy they are, not by whose timer ticks first
+#: (one worker took 137 of 200 alarms' second rounds, and paged seconds behind the other).
+#: Two ticks: a round still starts well within a second of its due time.
+DEFER_MS = 2 * int(TICK_S * 1000)
 
 
 class Escalator:
@@ -65,6 +72,8 @@ class Escalator:
         self.escalators, self.clock, self.metrics = escalators, clock, metrics
         self.public_url = public_url
         self.arc = None
+        #: This worker's id among those sharing the store's escalations (balancing).
+        self.worker = uuid.uuid4().hex[:12]
 
     def _now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -94,7 +103,11 @@ class Escalator:
         threads, which finish each attempt; nothing here waits for them. Never raises but
         for an unreachable store."""
         now = self._now_ms()
-        due = self.store.claim_due(now, LEASE_MS, alarm_id=alarm_id)
+        if alarm_id is None:  # the timer: the less busy worker takes new rounds first
+            due = self.store.claim_due(now, LEASE_MS, worker=self.worker,
+                                       backlog=self.pager.claims.waiting(), defer_ms=DEFER_MS)
+        else:
+            due = self.store.claim_due(now, LEASE_MS, alarm_id=alarm_id)
         for due_id, number, due_ms in due:
             self.metrics.escalation_started((now - due_ms) / 1000)
             try:

@@ -92,14 +92,35 @@ return {1, state[1], state[2], 1}
 """
 
 _CLAIM_DUE = """
--- KEYS: escalations zset; ARGV: now_ms, lease_ms, limit, escalation key prefix, [one id]
+-- KEYS: escalations zset, the workers' backlogs hash
+-- ARGV: now_ms, lease_ms, limit, escalation key prefix, worker id ('': no balancing),
+--       its backlog (pages queued), defer_ms, [one id]
 -- Leases due escalations (pushes their score to now + lease); returns id, attempt, due_ms.
+-- Balancing: a worker reports its backlog; while another worker heard within 2 s has a
+-- shorter one, it leases only what is overdue by defer_ms (that worker's timer takes the
+-- rest first). Backlogs not heard of for a minute (a worker gone) are dropped.
+local now, cutoff = tonumber(ARGV[1]), tonumber(ARGV[1])
+if ARGV[5] ~= '' then
+  local mine = tonumber(ARGV[6])
+  redis.call('HSET', KEYS[2], ARGV[5], ARGV[6] .. ':' .. ARGV[1])
+  local all = redis.call('HGETALL', KEYS[2])
+  for i = 1, #all, 2 do
+    if all[i] ~= ARGV[5] then
+      local backlog, at = string.match(all[i + 1], '^(%d+):(%d+)$')
+      if not at or tonumber(at) < now - 60000 then
+        redis.call('HDEL', KEYS[2], all[i])
+      elseif tonumber(at) > now - 2000 and tonumber(backlog) < mine then
+        cutoff = now - tonumber(ARGV[7])
+      end
+    end
+  end
+end
 local due = {}
-if ARGV[5] then
-  local score = redis.call('ZSCORE', KEYS[1], ARGV[5])
-  if score and tonumber(score) <= tonumber(ARGV[1]) then due = {ARGV[5], score} end
+if ARGV[8] then
+  local score = redis.call('ZSCORE', KEYS[1], ARGV[8])
+  if score and tonumber(score) <= cutoff then due = {ARGV[8], score} end
 else
-  due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'WITHSCORES', 'LIMIT', 0, ARGV[3])
+  due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', cutoff, 'WITHSCORES', 'LIMIT', 0, ARGV[3])
 end
 local out = {}
 for i = 1, #due, 2 do
@@ -356,14 +377,22 @@ class Store:
     # --- escalation timers ------------------------------------------------------
 
     def claim_due(self, now_ms: int, lease_ms: int, limit: int = 50,
-                  alarm_id: str | None = None) -> list[tuple[str, int, int]]:
+                  alarm_id: str | None = None, *, worker: str = "", backlog: int = 0,
+                  defer_ms: int = 0) -> list[tuple[str, int, int]]:
         """Lease the escalations due at ``now_ms`` (or just ``alarm_id``, if due) for
         ``lease_ms``: ``[(alarm id, attempt number, due ms)]``. A worker that dies holding a
-        lease loses it when it runs out, and another worker runs the attempt again."""
-        args = [now_ms, lease_ms, limit, self.key("escalation", "")]
+        lease loses it when it runs out, and another worker runs the attempt again.
+
+        ``worker`` (an id) and ``backlog`` (its pages waiting for a sender) balance the
+        workers: while another worker reported a shorter backlog within 2 s, this one
+        leases only escalations due ``defer_ms`` ago or more, so the less busy worker's
+        timer takes new rounds first (key ``escalation-workers``)."""
+        args = [now_ms, lease_ms, limit, self.key("escalation", ""), worker, backlog,
+                defer_ms]
         if alarm_id is not None:
             args.append(alarm_id)
-        flat = self._claim_due(keys=[self.key("escalations")], args=args)
+        flat = self._claim_due(keys=[self.key("escalations"), self.key("escalation-workers")],
+                               args=args)
         return [(flat[i], int(flat[i + 1]), int(float(flat[i + 2])))
                 for i in range(0, len(flat), 3)]
 
