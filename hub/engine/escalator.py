@@ -18,7 +18,8 @@ API round trip, and 20 alarms' second rounds went out up to 5 s late. While its 
 wait, the attempt's lease is renewed with their claims (hub.engine.claimkeeper).
 
 Wiring: given the site, the store, the pager, the follow-ups (told when the provider
-refused every page of an attempt), a pool for attempts that wait for their pages, the
+refused every page of an attempt), a pool for the escalation work off the timer (a
+missed check-in's first attempt, finishing a re-run that found every page sent), the
 clock and the metrics. The decisions (who gets what, when) are pure: hub.core.escalation.
 """
 
@@ -59,9 +60,9 @@ DEFER_MS = 2 * int(TICK_S * 1000)
 
 
 class Escalator:
-    """Plans and runs escalation attempts. ``escalators`` runs the attempts that wait for
-    their pages (a timer's, or a new alarm's finishing step), never on the senders' own
-    pool; ``clock`` returns Unix seconds; ``public_url`` (the dashboard's public base URL)
+    """Plans and runs escalation attempts. ``escalators`` runs the escalation work off the
+    timer (a missed check-in's first attempt, finishing a re-run that found every page
+    sent), never on the senders' own pool; ``clock`` returns Unix seconds; ``public_url`` (the dashboard's public base URL)
     makes texts offer a reply to acknowledge. ``arc``: the monitoring centre's queue
     (hub.arc.queue), set by the runner when the site has ``[arc]``."""
 

@@ -60,8 +60,9 @@ class AlarmService:
     (default: ``publish``; the hub wires it to QoS 0: a device resends its alarm until
     confirmed, so a lost confirmation is asked for again, and a QoS 1 PUBACK from a
     broker that keeps Nagle on held the next alarm back by up to 40 ms). ``senders``
-    runs pages, ``escalators`` the attempts that wait for them (never the senders' own
-    pool). ``clock`` returns Unix seconds. ``public_url``: the dashboard's public base
+    runs pages (a :class:`~hub.engine.senders.PrioritySenders` sends the most urgent
+    kind's first), ``escalators`` the escalation work off the timer (never the senders'
+    own pool). ``clock`` returns Unix seconds. ``public_url``: the dashboard's public base
     URL for the provider's callbacks (keypress and SMS replies)."""
 
     def __init__(self, site: Site, store: Store, notifier: Notifier, publish: Publish,
