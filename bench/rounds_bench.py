@@ -89,6 +89,17 @@ class Round:
     budget_ms: float = 0.0
 
 
+def ref_of(request, ids: dict[str, tuple[str, str]]) -> tuple[str, int] | None:
+    """(alarm id, attempt) of a page, from its reference ("Ref 86bce38e-2": attempt 1)."""
+    words = request.form.get("Body", "").rsplit("Ref ", 1)
+    if len(words) < 2 or not words[1].split():
+        return None
+    prefix, _, number = words[1].split()[0].rstrip(".").partition("-")
+    if prefix not in ids or not number.isdigit():
+        return None
+    return ids[prefix][0], int(number) - 1
+
+
 def budget_bounds(rounds: list[Round], rate_per_ms: float) -> None:
     """Each round's earliest possible last page under the connection budget, pages going
     out one at a time at ``rate_per_ms``, none before its round is due, and of the rounds
@@ -137,7 +148,9 @@ def run_load(alarms: int, workers: int, *, latency_ms: float, wait_s: float, rou
         expected = alarms * PAGES_PER_ROUND * rounds
         rate = workers * api_connections_per_worker(workers) / (latency_ms / 1000)
         timeout = wait_s * rounds + 3 * expected / rate / rounds + 30
-        got = fake.wait_for(expected, timeout=timeout)
+        got = fake.wait_for(expected, timeout=timeout,
+                            match=lambda r: ref_of(r, ids) is not None
+                            and ref_of(r, ids)[1] < rounds)
         if len(got) < expected:
             raise RuntimeError(f"{len(got)} of {expected} pages reached the API in {timeout:.0f} s "
                                f"(see {workdir / 'hubs'})")
@@ -155,10 +168,8 @@ def run_load(alarms: int, workers: int, *, latency_ms: float, wait_s: float, rou
                                    PAGES_PER_ROUND))
         last: dict[tuple[str, int], int] = {}
         for request in fake.requests:
-            ref = request.form.get("Body", "").rsplit("Ref ", 1)[-1].split()[0].rstrip(".")
-            prefix, _, number = ref.partition("-")
-            if prefix in ids and number.isdigit():
-                key = (ids[prefix][0], int(number) - 1)
+            key = ref_of(request, ids)
+            if key is not None:
                 last[key] = max(last.get(key, 0), int(request.created * 1000))
         for r in found:
             r.last_page_ms = last[(r.alarm_id, r.attempt)]
