@@ -63,10 +63,6 @@ class PrioritySenders(Executor):
                 thread.start()
         return future
 
-    def waiting(self) -> int:
-        """Work queued and not yet started (approximate, as ``Queue.qsize``)."""
-        return self._queue.qsize()
-
     def _work(self) -> None:
         while True:
             _, _, future, fn, args, kwargs = self._queue.get()
