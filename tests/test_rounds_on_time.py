@@ -233,3 +233,33 @@ def test_the_less_busy_worker_takes_new_rounds_first(fake_store):
     got = fake_store.claim_due(now + 2_500, LEASE_MS, worker="busy", backlog=40,
                                defer_ms=DEFER_MS)
     assert alarm(2).id in [alarm_id for alarm_id, _, _ in got]
+
+
+def test_a_call_retry_does_not_hold_the_timer_and_is_placed_once(sample_site, fake_store):
+    """The timer used to wait for each retried call, queued behind a burst's pages, before
+    the next due round or retry; now the call's placing finishes the retry."""
+    clock, notifier, senders = Clock(), Recorder(), HeldPool()
+    service = AlarmService(sample_site, fake_store, notifier, lambda t, p: None, senders,
+                           escalators=InlinePool(), clock=clock)
+    a = alarm(1)
+    fake_store.raise_alarm(a, escalate=False)
+    desk = "+12065550101"
+    assert service.followup(f"{a.id}:3000000:{desk}:call", "busy") is True
+    clock.now += sample_site.call_retry_after_s
+
+    def call_retries() -> int:
+        done: list[int] = []
+        timer = threading.Thread(target=lambda: done.append(service.run_call_retries()),
+                                 daemon=True)
+        timer.start()
+        timer.join(PATIENCE_S)
+        assert done, "the timer waited for a call"
+        return done[0]
+
+    assert call_retries() == 1 and senders.queue and notifier.sent == []
+    clock.now += LEASE_MS / 1000 + 1  # still queued when its lease ran out: leased again
+    assert call_retries() == 1
+    senders.run_all()
+    assert [(ch, to) for ch, to, _ in notifier.sent] == [("call", desk)]  # once
+    clock.now += 60
+    assert call_retries() == 0  # done with

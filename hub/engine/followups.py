@@ -24,7 +24,10 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import Future
+from functools import partial
 from typing import Callable
+
+import redis
 
 from hub.core.escalation import (ALL_CLEAR_ATTEMPT, FALLBACK_ATTEMPT_BASE,
                                  FOLLOWUP_CALL_BASE, RESPONDING_ATTEMPT,
@@ -121,16 +124,28 @@ class Followups:
         return True
 
     def run_call_retries(self) -> int:
-        """Place the call retries that are due (timer thread); returns how many."""
+        """Queue the call retries that are due (timer thread); returns how many. Each is
+        done with once its call is placed (on the sender thread): the timer never waits
+        for a call, which may queue behind a burst's pages (a lease that runs out
+        meanwhile hands the retry to a timer again; the call's claim places it once)."""
         due = self.store.pages.lease_call_retries(self._now_ms(), LEASE_MS)
         for key_text in due:
             alarm_id, attempt_text, phone, _ = key_text.split(":")
             alarm = self.store.get_alarm(alarm_id)
             if alarm is not None and alarm.state is AlarmState.RAISED:
                 key = PageKey(alarm_id, int(attempt_text), phone, Channel.CALL)
-                self._place_followup_call(alarm, key).result()
-            self.store.pages.call_retry_done(key_text)
+                placed = self._place_followup_call(alarm, key)
+                placed.add_done_callback(partial(self._call_retry_placed, key_text))
+            else:
+                self.store.pages.call_retry_done(key_text)
         return len(due)
+
+    def _call_retry_placed(self, key_text: str, _placed: Future) -> None:
+        try:
+            self.store.pages.call_retry_done(key_text)
+        except redis.RedisError as exc:
+            log.warning("call retry %s placed, but the store did not hear it (%s): its "
+                        "lease runs out and a timer finds the call claimed", key_text, exc)
 
     def _place_followup_call(self, alarm: Alarm, key: PageKey) -> Future:
         contact = self.site.contact(key.contact)
