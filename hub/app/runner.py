@@ -27,6 +27,7 @@ from hub.engine.commands import CommandForwarder
 from hub.config.brokers import parse_brokers
 from hub.edges.brokerset import BrokerSet
 from hub.edges.notify import ConsoleNotifier, Notifier, TwilioNotifier
+from hub.engine.senders import PrioritySenders
 from hub.engine.service import TICK_S, WARM_SENDERS, AlarmService
 from hub.config.settings import HubSettings
 from hub.config.site import load_site
@@ -40,7 +41,8 @@ from hub.engine.troubletexts import TroubleTexts
 
 log = logging.getLogger("haven.hub")
 
-#: Escalation attempts running at once (each waits for its step's sends).
+#: Threads for the escalation work that runs off the timer: a missed check-in's first
+#: attempt, and finishing an attempt whose pages had all gone out (a re-run).
 ESCALATION_THREADS = 8
 
 
@@ -149,7 +151,8 @@ def run_hub(settings: HubSettings) -> None:
     notifier = make_notifier(settings)
     # Concurrent sends (a step to many contacts must not take contacts x API latency),
     # each thread on its own keep-alive connection: HAVEN_API_CONNECTIONS bounds both.
-    senders = ThreadPoolExecutor(settings.api_connections, thread_name_prefix="sender")
+    # When they are the limit, the most urgent kind's pages go first (hub.core.urgency).
+    senders = PrioritySenders(settings.api_connections, thread_name_prefix="sender")
     escalators = ThreadPoolExecutor(ESCALATION_THREADS, thread_name_prefix="escalation")
     mqtt_box: list[BrokerSet] = []
     metrics = Metrics()

@@ -9,15 +9,25 @@ the next attempt; an acknowledgement removes the timer. Leases of ``LEASE_MS`` m
 killed worker's attempt run again elsewhere, and page claims make that re-run send only
 what had not gone out.
 
+No thread waits for an attempt's pages: the timer starts every due attempt at once, its
+pages queue for the sender threads (the most urgent kind first: hub.core.urgency,
+hub.engine.senders), and the last page's record finishes it (hub.core.tally). So many
+alarms' rounds keep time together, as far as the API connections allow
+(``connections / API latency`` pages a second); a worker used to run one attempt per
+API round trip, and 20 alarms' second rounds went out up to 5 s late. While its pages
+wait, the attempt's lease is renewed with their claims (hub.engine.claimkeeper).
+
 Wiring: given the site, the store, the pager, the follow-ups (told when the provider
-refused every page of an attempt), a pool for attempts that wait for their pages, the
+refused every page of an attempt), a pool for the escalation work off the timer (a
+missed check-in's first attempt, finishing a re-run that found every page sent), the
 clock and the metrics. The decisions (who gets what, when) are pure: hub.core.escalation.
 """
 
 from __future__ import annotations
 
 import logging
-from concurrent.futures import Executor, wait
+import uuid
+from concurrent.futures import Executor
 from dataclasses import replace
 from datetime import datetime, timezone
 from functools import partial
@@ -31,25 +41,34 @@ from hub.core.schedule import BranchState, Switches, on_duty
 from hub.core.schedule import branch_state as state_of_branch
 from hub.core.site import Site
 from hub.core.tally import UNCHECKED, AttemptTally, FinishCheck, PageTicket
+from hub.core.urgency import kind_rank
 from hub.edges.metrics import Metrics
 from hub.engine.followups import Followups
 from hub.engine.pager import LEASE_MS, Pager
 from hub.engine.push_route import reached_other_way
+from hub.engine.senders import submit_ranked
 from hub.store import Store
 
 log = logging.getLogger("haven.hub")
 
 #: How often the timer thread looks for due escalation attempts, in seconds.
 TICK_S = 0.2
+#: A worker with more pages waiting for a sender than another worker leaves a due
+#: attempt to that one's timer for this long, in ms (then takes it if still due): the
+#: workers share a burst's rounds by how busy they are, not by whose timer ticks first
+#: (one worker took 137 of 200 alarms' second rounds, and paged seconds behind the other).
+#: Two ticks: a round still starts well within a second of its due time.
+DEFER_MS = 2 * int(TICK_S * 1000)
 
 
 class Escalator:
-    """Plans and runs escalation attempts. ``escalators`` runs the attempts that wait for
-    their pages (a timer's, or a new alarm's finishing step), never on the senders' own
-    pool; ``clock`` returns Unix seconds; ``public_url`` (the dashboard's public base URL)
-    makes texts offer a reply to acknowledge; ``plan_links`` (hub.core.planlink) end
-    responders' texts with a link to the alarm's floor plan. ``arc``: the monitoring
-    centre's queue (hub.arc.queue), set by the runner when the site has ``[arc]``."""
+    """Plans and runs escalation attempts. ``escalators`` runs the escalation work off the
+    timer (a missed check-in's first attempt, finishing a re-run that found every page
+    sent), never on the senders' own pool; ``clock`` returns Unix seconds; ``public_url``
+    (the dashboard's public base URL) makes texts offer a reply to acknowledge;
+    ``plan_links`` (hub.core.planlink) end responders' texts with a link to the alarm's
+    floor plan. ``arc``: the monitoring centre's queue (hub.arc.queue), set by the runner
+    when the site has ``[arc]``."""
 
     def __init__(self, site: Site, store: Store, pager: Pager, followups: Followups,
                  escalators: Executor, *, clock: Callable[[], float], metrics: Metrics,
@@ -58,6 +77,8 @@ class Escalator:
         self.escalators, self.clock, self.metrics = escalators, clock, metrics
         self.public_url, self.plan_links = public_url, plan_links
         self.arc = None
+        #: This worker's id among those sharing the store's escalations (balancing).
+        self.worker = uuid.uuid4().hex[:12]
 
     def _now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -82,10 +103,16 @@ class Escalator:
         return state_of_branch(count, switches, now_ms)
 
     def run_due(self, alarm_id: str | None = None) -> int:
-        """Lease and run the escalation attempts due now (or just ``alarm_id``'s); returns
-        how many ran. Never raises but for an unreachable store."""
+        """Lease and start the escalation attempts due now (or just ``alarm_id``'s), at
+        most 50 a call; returns how many started. Their pages go out on the sender
+        threads, which finish each attempt; nothing here waits for them. Never raises but
+        for an unreachable store."""
         now = self._now_ms()
-        due = self.store.claim_due(now, LEASE_MS, alarm_id=alarm_id)
+        if alarm_id is None:  # the timer: the less busy worker takes new rounds first
+            due = self.store.claim_due(now, LEASE_MS, worker=self.worker,
+                                       backlog=self.pager.claims.waiting(), defer_ms=DEFER_MS)
+        else:
+            due = self.store.claim_due(now, LEASE_MS, alarm_id=alarm_id)
         for due_id, number, due_ms in due:
             self.metrics.escalation_started((now - due_ms) / 1000)
             try:
@@ -95,7 +122,8 @@ class Escalator:
         return len(due)
 
     def run_attempt(self, alarm_id: str, number: int) -> None:
-        """Run a leased attempt and wait for its pages (a timer thread)."""
+        """Start a leased attempt (a timer thread): its pages queued for the senders, the
+        last of them finishing it."""
         alarm = self.store.get_alarm(alarm_id)
         once = alarm is not None and pages_after_acknowledge(alarm)  # made real after an ack
         if alarm is None or (alarm.state is not AlarmState.RAISED and not once):
@@ -103,16 +131,17 @@ class Escalator:
             return
         now = self._now_ms()
         switches, overrides = self.store.branches.branch_context(alarm.branch, now)
-        self.start_attempt(alarm, number, switches, overrides, now, wait_here=True)
+        self.start_attempt(alarm, number, switches, overrides, now)
         if once:
             self.store.stop_escalation(alarm_id)
 
     def start_attempt(self, alarm: Alarm, number: int, switches: Switches, overrides: list,
-                 now: int, *, wait_here: bool) -> None:
+                 now: int, *, new: bool = False) -> None:
         """Plan attempt ``number`` (leased by this worker), claim its pages with its timeline
-        entry in one round trip, and send them concurrently (calls first). The rest (waiting
-        for the sends, delivery failure, scheduling the next attempt) runs here with
-        ``wait_here``, else on the escalation pool, so the intake returns at once."""
+        entry in one round trip, and queue them for the senders (calls first); the last of
+        them finishes the attempt (delivery failure, the next attempt scheduled), so
+        neither the intake nor the timer waits. ``new``: a new alarm's attempt 0 (its log
+        line says where the alarm came from)."""
         planned = self.plan_attempt(alarm, number, switches, overrides, now)
         if planned is None:
             return
@@ -120,7 +149,7 @@ class Escalator:
         claimed = self.store.pages.claim_many(
             alarm.id, [item.key for item in planned.planned], now, LEASE_MS,
             timeline=planned.timeline)
-        self.dispatch(alarm, planned, claimed, wait_here=wait_here)
+        self.dispatch(alarm, planned, claimed, new=new)
         if self.arc is not None:  # queued once per alarm: a re-run or a later attempt (or
             self.arc.alarm_raised(alarm)  # a drill made real) finds it queued or queues it
 
@@ -155,11 +184,13 @@ class Escalator:
         return AttemptPlan(number, now, planned, timeline, wait_after_ms(steps, number))
 
     def dispatch(self, alarm: Alarm, planned: "AttemptPlan", claimed: list[int], *,
-                  wait_here: bool) -> None:
-        """Send the pages this worker claimed (``claimed[i]`` for ``planned.planned[i]``:
-        0 not ours, 1 ours, > 1 a dead worker's claim taken over), then finish: here with
-        ``wait_here``, else on the sender thread that completes the last page (no thread
-        sits waiting for an attempt's pages)."""
+                 new: bool = False) -> None:
+        """Queue the pages this worker claimed (``claimed[i]`` for ``planned.planned[i]``:
+        0 not ours, 1 ours, > 1 a dead worker's claim taken over) at the rank of the
+        alarm's kind (hub.core.urgency); the sender thread that completes the last page
+        finishes the attempt (no thread sits waiting for an attempt's pages), and until
+        then the attempt's lease is renewed with the pages' claims (claimkeeper). With
+        none of them ours, the attempt is finished on the escalation pool."""
         number, now = planned.number, planned.now
         ours = [(item, claim) for item, claim in zip(planned.planned, claimed) if claim]
         for item, claim in zip(planned.planned, claimed):
@@ -172,25 +203,24 @@ class Escalator:
             # attempt keeps the pace of when they went out, not of this re-run's lease.
             started = self.store.attempt_paged_at(alarm.id, number) or now
         next_due_ms = max(now, started + planned.wait_ms)
-        new = not wait_here and number == 0
         if not ours:
             self._log_attempt(alarm, planned, new=new)
             finish = partial(self._finish_attempt, alarm, number, planned.planned, next_due_ms)
-            return finish() if wait_here else self.escalators.submit(finish)
-        tally = None if wait_here else self._tally(alarm, planned, len(ours), next_due_ms)
-        futures = []
+            self.escalators.submit(finish)
+            return
+        tally = self._tally(alarm, planned, len(ours), next_due_ms)
+        self.pager.claims.hold_attempt(alarm.id, number, now)  # until its last page is done
+        rank = kind_rank(alarm.kind)
         for item, claim in ours:  # kept alive while they wait for a sender (hub.engine.claimkeeper)
             self.pager.claims.hold(item.key, now)
             try:
-                futures.append(self.pager.senders.submit(self._send_ticketed, item, now, claim,
-                                                   tally.ticket() if tally else None))
+                submit_ranked(self.pager.senders, rank, self._send_ticketed, item, now, claim,
+                              tally.ticket())
             except RuntimeError:  # shutting down: left to lapse to another worker
                 self.pager.claims.take(item.key, now)
+                self.pager.claims.release_attempt(alarm.id, number)
                 raise
         self._log_attempt(alarm, planned, new=new)
-        if wait_here:
-            wait(futures)
-            self._finish_attempt(alarm, number, planned.planned, next_due_ms)
 
     def _tally(self, alarm: Alarm, planned: "AttemptPlan", pages: int,
                next_due_ms: int) -> AttemptTally:
@@ -230,6 +260,7 @@ class Escalator:
         the next attempt is scheduled (unless someone acknowledged meanwhile). ``checked``:
         what the last page's record answered when it finished the attempt already
         (hub.core.tally), ``None`` meaning every page failed and nothing was finished."""
+        self.pager.claims.release_attempt(alarm.id, number)
         try:
             if checked is UNCHECKED:
                 checked = self.store.finish_unless_all_failed(

@@ -24,7 +24,10 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import Future
+from functools import partial
 from typing import Callable
+
+import redis
 
 from hub.core.escalation import (ALL_CLEAR_ATTEMPT, FALLBACK_ATTEMPT_BASE,
                                  FOLLOWUP_CALL_BASE, RESPONDING_ATTEMPT,
@@ -34,6 +37,7 @@ from hub.core.messages import (all_clear_text, call_text, page_ref, responding_t
 from hub.core.model import Alarm, AlarmState, Channel, PageKey
 from hub.core.reach import Reach, attempt_reach
 from hub.core.site import Site
+from hub.core.urgency import kind_rank
 from hub.engine.pager import LEASE_MS, Pager
 from hub.engine.push_route import other_route_later
 from hub.store import Store
@@ -123,20 +127,33 @@ class Followups:
         return True
 
     def run_call_retries(self) -> int:
-        """Place the call retries that are due (timer thread); returns how many."""
+        """Queue the call retries that are due (timer thread); returns how many. Each is
+        done with once its call is placed (on the sender thread): the timer never waits
+        for a call, which may queue behind a burst's pages (a lease that runs out
+        meanwhile hands the retry to a timer again; the call's claim places it once)."""
         due = self.store.pages.lease_call_retries(self._now_ms(), LEASE_MS)
         for key_text in due:
             alarm_id, attempt_text, phone, _ = key_text.split(":")
             alarm = self.store.get_alarm(alarm_id)
             if alarm is not None and alarm.state is AlarmState.RAISED:
                 key = PageKey(alarm_id, int(attempt_text), phone, Channel.CALL)
-                self._place_followup_call(alarm, key).result()
-            self.store.pages.call_retry_done(key_text)
+                placed = self._place_followup_call(alarm, key)
+                placed.add_done_callback(partial(self._call_retry_placed, key_text))
+            else:
+                self.store.pages.call_retry_done(key_text)
         return len(due)
+
+    def _call_retry_placed(self, key_text: str, _placed: Future) -> None:
+        try:
+            self.store.pages.call_retry_done(key_text)
+        except redis.RedisError as exc:
+            log.warning("call retry %s placed, but the store did not hear it (%s): its "
+                        "lease runs out and a timer finds the call claimed", key_text, exc)
 
     def _place_followup_call(self, alarm: Alarm, key: PageKey) -> Future:
         contact = self.site.contact(key.contact)
-        return self.pager.submit(PlannedPage(key, contact, call_text(alarm, self.site)))
+        return self.pager.submit(PlannedPage(key, contact, call_text(alarm, self.site)),
+                                 kind_rank(alarm.kind))
 
     def send_responding(self, alarm_id: str) -> int:
         """Text everyone who was reached for this alarm, but the person who acknowledged it,
@@ -189,7 +206,7 @@ class Followups:
         for phone, name in names.items():
             key = PageKey(alarm.id, attempt, phone, Channel.SMS)
             self.pager.submit(PlannedPage(key, self.site.contact(phone, name), text,
-                                                  retry=retry))
+                                                  retry=retry), kind_rank(alarm.kind))
 
     def _check_reach(self, alarm: Alarm, number: int) -> None:
         """Attempt ``number``'s delivery reports so far (the alarm's timeline): if every page
@@ -270,4 +287,4 @@ class Followups:
         for contact in fallback:
             key = PageKey(alarm.id, FALLBACK_ATTEMPT_BASE + number, contact.phone,
                                   Channel.SMS)
-            self.pager.submit(PlannedPage(key, contact, text[:300], ref))
+            self.pager.submit(PlannedPage(key, contact, text[:300], ref), kind_rank(alarm.kind))

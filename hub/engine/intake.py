@@ -195,13 +195,13 @@ class Intake:
         alarm, pre = read.alarm, read.pre
         try:
             if raised.claimed:
-                self.escalator.dispatch(alarm, pre, [1] * len(pre.planned), wait_here=False)
+                self.escalator.dispatch(alarm, pre, [1] * len(pre.planned), new=True)
             else:
                 switches, overrides = parse_seen(alarm.branch, raised.seen,
                                                  alarm.received_at_ms)
                 alarm = replace(alarm, drill=drill_in_force(switches, alarm.received_at_ms))
                 self.escalator.start_attempt(alarm, 0, switches, overrides, alarm.received_at_ms,
-                              wait_here=False)
+                                             new=True)
         except Exception:  # stored and leased: the lease runs out and a timer runs it
             log.exception("alarm %s: attempt 0 failed to start; the escalation timers will "
                           "run it within %d ms", alarm.id, LEASE_MS)

@@ -22,6 +22,7 @@ import random
 import threading
 import time
 from concurrent.futures import Executor, Future
+from functools import partial
 from typing import Callable
 from urllib.parse import quote
 
@@ -35,6 +36,8 @@ from hub.core.model import AlarmState, Channel, Delivery, PageKey
 from hub.edges.notify import TWILIO_TIMEOUT_S, Notifier
 from hub.engine.claimkeeper import ClaimKeeper
 from hub.engine.groupcommit import GroupCommit
+from hub.engine.senders import submit_ranked
+from hub.core.urgency import OTHER_RANK, kind_rank
 from hub.store import Store
 from hub.engine.push_route import deliver_push, other_route
 from hub.store.pages import PageRecord, PageRetry
@@ -97,7 +100,7 @@ class Pager:
         #: keys: ``push`` pages, and the second route when a text fails (hub.engine.push_route).
         self.push = None
         #: Claims of pages waiting for a sender thread, renewed together on the timer.
-        self.claims = ClaimKeeper(store.pages.renew_claims)
+        self.claims = ClaimKeeper(partial(store.renew_leases, lease_ms=LEASE_MS))
         #: Pages' outcomes recorded by their sender threads, those recording at the same
         #: time in one round trip (hub.engine.groupcommit).
         self.records = GroupCommit(store.pages.record_many)
@@ -131,9 +134,10 @@ class Pager:
         for _ in range(sender_threads):
             self.senders.submit(warm_one)
 
-    def submit(self, item: PlannedPage) -> Future:
-        """Claim, send and record ``item`` on a sender thread (a follow-up's page)."""
-        return self.senders.submit(self.send, item)
+    def submit(self, item: PlannedPage, rank: int = OTHER_RANK) -> Future:
+        """Claim, send and record ``item`` on a sender thread (a follow-up's page), queued
+        at ``rank`` (its alarm's kind's: hub.core.urgency)."""
+        return submit_ranked(self.senders, rank, self.send, item)
 
     def send(self, item: PlannedPage) -> Delivery | None:
         """Claim, send, record. Runs on a sender thread; never raises."""
@@ -270,7 +274,8 @@ class Pager:
             self.claims.hold(key, now)
             self.metrics.page_retried(str(key.channel))
             try:
-                self.senders.submit(self.send_claimed, item, now, claim)
+                submit_ranked(self.senders, kind_rank(alarm.kind), self.send_claimed, item,
+                              now, claim)
             except RuntimeError:  # shutting down: its claim lapses to another worker
                 self.claims.take(key, now)
                 raise

@@ -65,8 +65,9 @@ class AlarmService:
     (default: ``publish``; the hub wires it to QoS 0: a device resends its alarm until
     confirmed, so a lost confirmation is asked for again, and a QoS 1 PUBACK from a
     broker that keeps Nagle on held the next alarm back by up to 40 ms). ``senders``
-    runs pages, ``escalators`` the attempts that wait for them (never the senders' own
-    pool). ``clock`` returns Unix seconds. ``public_url``: the dashboard's public base
+    runs pages (a :class:`~hub.engine.senders.PrioritySenders` sends the most urgent
+    kind's first), ``escalators`` the escalation work off the timer (never the senders'
+    own pool). ``clock`` returns Unix seconds. ``public_url``: the dashboard's public base
     URL for the provider's callbacks (keypress and SMS replies). ``replication``
     (hub.engine.replication): confirmations wait for a Redis replica (Intake).
     ``plan_links``: links to an alarm's floor plan in responders' texts
@@ -223,7 +224,7 @@ class AlarmService:
         return self.escalator.run_due(alarm_id)
 
     def run_attempt(self, alarm_id: str, number: int) -> None:
-        """Run a leased attempt and wait for its pages: Escalator.run_attempt."""
+        """Start a leased attempt, its last page finishing it: Escalator.run_attempt."""
         self.escalator.run_attempt(alarm_id, number)
 
     def run_page_retries(self) -> int:

@@ -93,14 +93,35 @@ return {1, state[1], state[2], 1}
 """
 
 _CLAIM_DUE = """
--- KEYS: escalations zset; ARGV: now_ms, lease_ms, limit, escalation key prefix, [one id]
+-- KEYS: escalations zset, the workers' backlogs hash
+-- ARGV: now_ms, lease_ms, limit, escalation key prefix, worker id ('': no balancing),
+--       its backlog (pages queued), defer_ms, [one id]
 -- Leases due escalations (pushes their score to now + lease); returns id, attempt, due_ms.
+-- Balancing: a worker reports its backlog; while another worker heard within 2 s has a
+-- shorter one, it leases only what is overdue by defer_ms (that worker's timer takes the
+-- rest first). Backlogs not heard of for a minute (a worker gone) are dropped.
+local now, cutoff = tonumber(ARGV[1]), tonumber(ARGV[1])
+if ARGV[5] ~= '' then
+  local mine = tonumber(ARGV[6])
+  redis.call('HSET', KEYS[2], ARGV[5], ARGV[6] .. ':' .. ARGV[1])
+  local all = redis.call('HGETALL', KEYS[2])
+  for i = 1, #all, 2 do
+    if all[i] ~= ARGV[5] then
+      local backlog, at = string.match(all[i + 1], '^(%d+):(%d+)$')
+      if not at or tonumber(at) < now - 60000 then
+        redis.call('HDEL', KEYS[2], all[i])
+      elseif tonumber(at) > now - 2000 and tonumber(backlog) < mine then
+        cutoff = now - tonumber(ARGV[7])
+      end
+    end
+  end
+end
 local due = {}
-if ARGV[5] then
-  local score = redis.call('ZSCORE', KEYS[1], ARGV[5])
-  if score and tonumber(score) <= tonumber(ARGV[1]) then due = {ARGV[5], score} end
+if ARGV[8] then
+  local score = redis.call('ZSCORE', KEYS[1], ARGV[8])
+  if score and tonumber(score) <= cutoff then due = {ARGV[8], score} end
 else
-  due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'WITHSCORES', 'LIMIT', 0, ARGV[3])
+  due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', cutoff, 'WITHSCORES', 'LIMIT', 0, ARGV[3])
 end
 local out = {}
 for i = 1, #due, 2 do
@@ -109,6 +130,38 @@ for i = 1, #due, 2 do
   out[#out + 1] = id
   out[#out + 1] = redis.call('HGET', ARGV[4] .. id, 'attempt') or '0'
   out[#out + 1] = tostring(due[i + 1])
+end
+return out
+"""
+
+
+_RENEW_LEASES = """
+-- KEYS: escalations zset, then n page keys, then the escalation hash of each attempt
+-- ARGV: now_ms, claim ttl_s, lease_ms, n, then each page's claim ms, then each attempt's
+--       alarm id and number
+-- Renews a worker's queued page claims and the leases of its attempts still paging, in
+-- one step. A page still holding its claim (no other worker took it over) restarts its
+-- lease from now: 1, else 0. An attempt still current (its escalation not stopped, not
+-- finished meanwhile) is leased to now + lease_ms unless it already is longer: 1, else 0.
+local now, n, out = tonumber(ARGV[1]), tonumber(ARGV[4]), {}
+for k = 1, n do
+  if redis.call('GET', KEYS[k + 1]) == 'claimed:' .. ARGV[k + 4] then
+    redis.call('SET', KEYS[k + 1], 'claimed:' .. ARGV[1], 'EX', ARGV[2])
+    out[#out + 1] = 1
+  else
+    out[#out + 1] = 0
+  end
+end
+local until_ms = now + tonumber(ARGV[3])
+for a = 1, #KEYS - n - 1 do
+  local id, number = ARGV[n + 3 + 2 * a], ARGV[n + 4 + 2 * a]
+  local score = redis.call('ZSCORE', KEYS[1], id)
+  if score and tostring(redis.call('HGET', KEYS[n + 1 + a], 'attempt')) == number then
+    if tonumber(score) < until_ms then redis.call('ZADD', KEYS[1], until_ms, id) end
+    out[#out + 1] = 1
+  else
+    out[#out + 1] = 0
+  end
 end
 return out
 """
@@ -234,6 +287,7 @@ class Store:
         self._claim_due = client.register_script(_CLAIM_DUE)
         self._finish_checked = client.register_script(_FINISH_CHECKED)
         self._shift = client.register_script(_SHIFT)
+        self._renew_leases = client.register_script(_RENEW_LEASES)
         self._nobody_reached = client.register_script(_NOBODY_REACHED)
         self._clear_nobody_reached = client.register_script(_CLEAR_NOBODY_REACHED)
         self.branches = BranchStore(client, self.key, self.events_channel)
@@ -316,16 +370,41 @@ class Store:
     # --- escalation timers ------------------------------------------------------
 
     def claim_due(self, now_ms: int, lease_ms: int, limit: int = 50,
-                  alarm_id: str | None = None) -> list[tuple[str, int, int]]:
+                  alarm_id: str | None = None, *, worker: str = "", backlog: int = 0,
+                  defer_ms: int = 0) -> list[tuple[str, int, int]]:
         """Lease the escalations due at ``now_ms`` (or just ``alarm_id``, if due) for
         ``lease_ms``: ``[(alarm id, attempt number, due ms)]``. A worker that dies holding a
-        lease loses it when it runs out, and another worker runs the attempt again."""
-        args = [now_ms, lease_ms, limit, self.key("escalation", "")]
+        lease loses it when it runs out, and another worker runs the attempt again.
+
+        ``worker`` (an id) and ``backlog`` (its pages waiting for a sender) balance the
+        workers: while another worker reported a shorter backlog within 2 s, this one
+        leases only escalations due ``defer_ms`` ago or more, so the less busy worker's
+        timer takes new rounds first (key ``escalation-workers``)."""
+        args = [now_ms, lease_ms, limit, self.key("escalation", ""), worker, backlog,
+                defer_ms]
         if alarm_id is not None:
             args.append(alarm_id)
-        flat = self._claim_due(keys=[self.key("escalations")], args=args)
+        flat = self._claim_due(keys=[self.key("escalations"), self.key("escalation-workers")],
+                               args=args)
         return [(flat[i], int(flat[i + 1]), int(float(flat[i + 2])))
                 for i in range(0, len(flat), 3)]
+
+    def renew_leases(self, claims: list[tuple[PageKey, int]], attempts: list[tuple[str, int]],
+                     now_ms: int, lease_ms: int) -> tuple[list[bool], list[bool]]:
+        """In one round trip: renew each page claim ``(key, claim ms)`` still held
+        (:meth:`hub.store.pages.PageStore.renew_claims`), and lease each attempt
+        ``(alarm id, number)`` still current until ``now_ms + lease_ms``. Returns which of
+        each were renewed (an attempt not renewed was finished or stopped meanwhile)."""
+        if not claims and not attempts:
+            return [], []
+        found = self._renew_leases(
+            keys=[self.key("escalations"),
+                  *(self.key("notification", str(key)) for key, _ in claims),
+                  *(self.key("escalation", alarm_id) for alarm_id, _ in attempts)],
+            args=[now_ms, CLAIM_TTL_S, lease_ms, len(claims), *(ms for _, ms in claims),
+                  *(str(x) for pair in attempts for x in pair)])
+        kept = [bool(x) for x in found]
+        return kept[:len(claims)], kept[len(claims):]
 
     def finish_attempt(self, alarm_id: str, attempt: int, next_due_ms: int) -> bool:
         """Attempt ``attempt`` is done: the next one is due at ``next_due_ms`` (unless the

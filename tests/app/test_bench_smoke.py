@@ -105,3 +105,17 @@ def test_a_tiny_ingest_splits_heartbeats_between_workers_live_and_drained(tmp_pa
     assert drained.hub_per_s and drained.bare_per_s and sum(drained.shares) == 200
     assert min(drained.shares) > 0, drained.shares
     assert "drain  200 heartbeats, 2 worker(s)" in drained.line()
+
+
+def test_the_rounds_bench_site_loads_and_its_budget_sends_emergencies_first():
+    from bench.rounds_bench import PAGES_PER_ROUND, Round, budget_bounds
+    from bench.rounds_bench import site_toml as rounds_site
+    site = parse_site(rounds_site(20, 8.0))
+    assert len(site.recipients("emergency", "branch-00")) == PAGES_PER_ROUND
+    rounds = [Round("a", "assist", 1, 0, 0, 3), Round("e", "emergency", 1, 10, 10, 3)]
+    budget_bounds(rounds, rate_per_ms=1.0)  # one page a ms, none before its round is due
+    # the assist's pages leave by 3 ms, before the emergency is due (10 ms)
+    assert [r.budget_ms for r in rounds] == [3.0, 13.0]
+    late = [Round("a", "assist", 1, 0, 0, 3), Round("e", "emergency", 1, 1, 1, 3)]
+    budget_bounds(late, rate_per_ms=1.0)
+    assert [r.budget_ms for r in late] == [6.0, 4.0]  # the emergency jumps the queue

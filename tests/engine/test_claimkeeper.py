@@ -16,11 +16,15 @@ A, B, C = (PageKey("a1", 0, f"+1555000000{i}", Channel.SMS) for i in range(3))
 
 class FakeRenewals:
     def __init__(self, lost=()):
-        self.calls, self.lost = [], set(lost)
+        self.calls, self.attempt_calls, self.lost = [], [], set(lost)
 
-    def __call__(self, pairs, now_ms):
-        self.calls.append((list(pairs), now_ms))
-        return [key not in self.lost for key, _ in pairs]
+    def __call__(self, pairs, attempts, now_ms):
+        if pairs:
+            self.calls.append((list(pairs), now_ms))
+        if attempts:
+            self.attempt_calls.append((list(attempts), now_ms))
+        return ([key not in self.lost for key, _ in pairs],
+                [attempt not in self.lost for attempt in attempts])
 
 
 def test_only_claims_older_than_the_threshold_are_renewed_in_one_call():
@@ -92,7 +96,8 @@ def test_a_page_queued_past_its_lease_is_kept_or_yielded_never_sent_twice(
     for _ in range(3):  # 6 s in the queue, the keeper renewing on the hub's timer
         clock.now += 2
         if kept:
-            assert service.claims.renew(int(clock() * 1000)) == len(keys)
+            # the pages' claims, and the lease of their attempt
+            assert service.claims.renew(int(clock() * 1000)) == len(keys) + 1
     # Another worker's timer re-runs the attempt and tries to claim the same pages.
     other = fake_store.pages.claim_many(msg.alarm_id, keys, int(clock() * 1000), LEASE_MS)
     senders.run_all()
