@@ -11,6 +11,7 @@ Everything lives under one site directory (``/etc/haven`` in production)::
     mosquitto/haven.conf       a drop-in for /etc/mosquitto/conf.d/ (TLS listener, ACL, CRL)
     mosquitto/acl              one block per identity: the hub(s) and each device
     mosquitto/server.crt .key  the broker's certificate (key 0640, group mosquitto)
+    brokers/<name>/            a pair's second broker: haven.conf, server.crt .key
     redis/haven.conf           included from /etc/redis/redis.conf (password, AOF; 0640 redis)
     hub/hub.crt hub.key        the hub's client certificate (CN haven-hub)
     hub/haven.env              EnvironmentFile of haven-hub and haven-dashboard (0600)
@@ -21,7 +22,7 @@ Modules: :mod:`.ca` (certificates), :mod:`.mosquitto` and :mod:`.redisconf`
 (server configs, pure text), :mod:`.sitefile` (edit the site file without
 touching its comments), :mod:`.bundle` (device.toml and the tar.gz),
 :mod:`.files` (the site directory and all-or-nothing writes), :mod:`.commands`
-(the four commands) and :mod:`.cli` (argparse wiring).
+(init, device, revoke, hub, broker, acl) and :mod:`.cli` (argparse wiring).
 """
 
 from __future__ import annotations

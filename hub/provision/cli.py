@@ -61,6 +61,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                            help="another hub worker's broker identity (certificate, ACL)")
     hub.add_argument("name", help="its certificate CN, e.g. haven-hub-2")
 
+    broker = verbs.add_parser("broker", parents=[site],
+                              help="the second broker of a pair: its certificate and config")
+    broker.add_argument("name", help="the host name devices dial for it, e.g. hub-b.local")
+    broker.add_argument("--listen", default="0.0.0.0",
+                        help="the address it binds (default: all, 0.0.0.0)")
+    broker.add_argument("--mqtt-port", type=int, default=None,
+                        help="its TLS port (default: the site's, from provision init)")
+
     push = verbs.add_parser("push", parents=[site],
                             help="Web Push keys (VAPID) for phones and browsers (docs/push.md)")
     push.add_argument("--subject", required=True,
@@ -110,6 +118,9 @@ def cmd_provision(args) -> int:
             outcome = commands.revoke(root, args.device_id)
         elif args.provision_command == "hub":
             outcome = commands.add_hub(root, args.name)
+        elif args.provision_command == "broker":
+            outcome = commands.add_broker(root, args.name, listen=args.listen,
+                                          mqtt_port=args.mqtt_port)
         elif args.provision_command == "push":
             from .push import provision_push
             outcome = provision_push(root, args.subject)

@@ -10,7 +10,8 @@ take the change (:mod:`.cli` reloads them).
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from device.protocol import ID_RE, Topics
@@ -153,6 +154,57 @@ def add_hub(root: Path, name: str) -> Outcome:
                     f"  HAVEN_BROKER_CERT={site.hub_cert(name)}",
                     f"  HAVEN_BROKER_KEY={site.hub_key(name)}", *tx.notes],
                    [("mosquitto", "reload")])
+
+
+#: A broker's name as devices dial it: a host name or an IPv4 address.
+BROKER_NAME_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+                            r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\Z")
+
+
+def add_broker(root: Path, name: str, *, listen: str = "0.0.0.0",
+               mqtt_port: int | None = None) -> Outcome:
+    """The second broker of a pair (no single broker, issue 17): its own server
+    certificate (CN and name ``name``, signed by the site CA) and drop-in under
+    ``brokers/<name>/``, listening on ``listen``:``mqtt_port`` (default: the site's
+    port). Devices and hub workers trust it through the site CA they already have; it
+    shares the site's ACL and CRL."""
+    site = SiteDir(root)
+    s = load_settings(site)
+    ca_cert, ca_key = _ca(site)
+    reg = Registry.load(site.registry)
+    if not BROKER_NAME_RE.match(name):
+        raise ProvisionError(f"NAME: {name!r} must be the host name or address devices dial, "
+                             "e.g. hub-b.local")
+    if name == s.broker_host or name in reg.identities:
+        raise ProvisionError(f"NAME: {name!r} already has a certificate (the first broker, a "
+                             "hub or a device); pick the second machine's own name")
+    port = s.mqtt_port if mqtt_port is None else mqtt_port
+    if not 0 < port < 65536:
+        raise ProvisionError(f"--mqtt-port: {port} is not a TCP port (1-65535)")
+    names = list(dict.fromkeys([name, "localhost", "127.0.0.1"]))
+    if listen not in ("0.0.0.0", "::") and listen not in names:
+        names.append(listen)
+    server = ca.issue(ca_cert, ca_key, name, server_names=tuple(names))
+    reg.add(name, "server", server.serial, server.not_after)
+    conf = render_conf(site, replace(s, listen=listen, mqtt_port=port), broker=name)
+    with Transaction() as tx:
+        tx.write(site.broker_key(name), server.key_pem, 0o640, MOSQUITTO_GROUP)
+        tx.write(site.broker_cert(name), server.cert_pem, 0o644)
+        tx.write(site.broker_conf(name), conf, 0o644)
+        tx.write(site.registry, reg.to_json(), 0o644)
+    first = f"{s.broker_host}:{s.mqtt_port}"
+    return Outcome([f"second broker {name}: {site.broker_dir(name)} (TLS on {listen}:{port}, "
+                    f"certificate for {', '.join(names)})",
+                    f"on {name}: copy {site.root} to the same path (it needs pki/ca.crt, "
+                    f"pki/crl.pem, mosquitto/acl and {site.broker_dir(name).relative_to(root)}/),"
+                    f" then link {site.broker_conf(name)} to "
+                    "/etc/mosquitto/conf.d/haven.conf and restart mosquitto",
+                    f"hub workers: HAVEN_BROKER={first},{name}:{port}",
+                    f"devices: [broker] brokers = [\"{first}\", \"{name}:{port}\"] "
+                    "(the first is home)",
+                    "after 'provision device', 'revoke' or 'acl': copy mosquitto/acl and "
+                    f"pki/crl.pem to {name} too and reload (revoke: restart) its mosquitto",
+                    *tx.notes])
 
 
 def rewrite_acl(root: Path) -> Outcome:

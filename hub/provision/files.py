@@ -71,6 +71,20 @@ class SiteDir:
     def server_key(self) -> Path:
         return self.root / "mosquitto" / "server.key"
 
+    def broker_dir(self, name: str) -> Path:
+        """The second broker of a pair (haven provision broker): its own drop-in and
+        certificate, copied to that machine."""
+        return self.root / "brokers" / name
+
+    def broker_conf(self, name: str) -> Path:
+        return self.broker_dir(name) / "haven.conf"
+
+    def broker_cert(self, name: str) -> Path:
+        return self.broker_dir(name) / "server.crt"
+
+    def broker_key(self, name: str) -> Path:
+        return self.broker_dir(name) / "server.key"
+
     @property
     def redis_conf(self) -> Path:
         return self.root / "redis" / "haven.conf"

@@ -17,17 +17,21 @@ from hub.app.localservices import (LocalService, _tcp_open, _wait_ready, find_bi
 from hub.provision.files import SiteDir, load_settings
 
 
-def start_site_mosquitto(root: Path, workdir: Path) -> LocalService:
-    """mosquitto with ``root``'s drop-in, as Debian's main config would include it."""
+def start_site_mosquitto(root: Path, workdir: Path, *, broker: str | None = None,
+                         port: int | None = None) -> LocalService:
+    """mosquitto with ``root``'s drop-in, as Debian's main config would include it; with
+    ``broker``, the second broker of a pair from its own drop-in (on ``port``, the one
+    ``haven provision broker`` was given)."""
     site = SiteDir(root)
-    port = load_settings(site).mqtt_port
+    port = load_settings(site).mqtt_port if port is None else port
     workdir.mkdir(parents=True, exist_ok=True)
     main = workdir / "mosquitto.conf"
     lines = ["persistence true", f"persistence_location {workdir}/", "log_dest stderr",
              "log_type error", "log_type warning", "log_type notice"]
     if os.geteuid() == 0:  # Debian's drops to 'mosquitto'; a private temp dir needs root
         lines.append("user root")
-    lines.append(f"include_dir {site.mosquitto_conf.parent}")
+    conf_dir = site.mosquitto_conf.parent if broker is None else site.broker_dir(broker)
+    lines.append(f"include_dir {conf_dir}")
     main.write_text("\n".join(lines) + "\n")
     log = workdir / "mosquitto.log"
     proc = spawn([find_binary("mosquitto"), "-c", str(main)], log=log)

@@ -27,10 +27,17 @@ DEVICE_WRITES = ("alarm", "status", "heartbeat", "event")
 DEVICE_READS = ("cmd",)
 
 
-def render_conf(site: SiteDir, s: ProvisionSettings) -> str:
+def render_conf(site: SiteDir, s: ProvisionSettings, *, broker: str | None = None) -> str:
+    """The drop-in of the site's broker, or with ``broker`` of its second broker of a
+    pair (its own certificate under ``brokers/<name>/``; ``s`` then carries that broker's
+    listen address and port); the ACL, CA and CRL are the site's, shared by both."""
+    cert = site.server_cert if broker is None else site.broker_cert(broker)
+    key = site.server_key if broker is None else site.broker_key(broker)
+    written = ("'haven provision init'" if broker is None
+               else f"'haven provision broker {broker}'")
     return f"""\
 # Haven broker settings: a drop-in for /etc/mosquitto/conf.d/haven.conf.
-# Written by 'haven provision init'; run it again rather than editing by hand.
+# Written by {written}; run it again rather than editing by hand.
 # Persistence (on), its location, the pid file and logging stay in Debian's
 # /etc/mosquitto/mosquitto.conf.
 
@@ -64,8 +71,8 @@ set_tcp_nodelay true
 listener {s.mqtt_port} {s.listen}
 protocol mqtt
 cafile {site.ca_cert}
-certfile {site.server_cert}
-keyfile {site.server_key}
+certfile {cert}
+keyfile {key}
 crlfile {site.crl}
 require_certificate true
 use_identity_as_username true

@@ -302,3 +302,37 @@ def test_a_revoked_device_is_refused_after_the_broker_restarts(site, device, tmp
                  if c.name == "broker")
     assert not check.ok and "revoked" in check.detail, check.detail  # the selftest says so
     device("t-a")  # everyone else still gets in
+
+
+def test_a_second_broker_serves_the_same_devices_with_its_own_certificate(site, tmp_path,
+                                                                         capsys):
+    """haven provision broker: the pair's second broker, from its own drop-in, lets in a
+    device provisioned before it, under the shared ACL, and shows a certificate of its
+    own name from the site CA (issue 17, no single broker)."""
+    import ssl
+    port = free_port()
+    assert main(["provision", "broker", "--site", str(site.root), "hub-b.test", "--listen",
+                 "127.0.0.1", "--mqtt-port", str(port)]) == 0
+    said = capsys.readouterr().out
+    assert f"HAVEN_BROKER=127.0.0.1:{site.broker.port},hub-b.test:{port}" in said
+    second = start_site_mosquitto(site.root, tmp_path / "second", broker="hub-b.test",
+                                  port=port)
+    try:
+        files = site.device_files("t-a")
+        client = Client(port, ca=files["ca"], cert=files["cert"], key=files["key"],
+                        client_id="t-a")
+        try:
+            assert client.connected.is_set(), f"{client.reason}\n{second.tail()}"
+            assert client.publish(f"{PREFIX}/dev/t-a/alarm", b"{}").is_failure is False
+            assert client.publish(f"{PREFIX}/dev/t-b/alarm", b"{}").is_failure  # ACL shared
+        finally:
+            client.close()
+        pem = ssl.get_server_certificate(("127.0.0.1", port))
+        from cryptography import x509
+        cert = x509.load_pem_x509_certificate(pem.encode())
+        common_name = cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+        assert [a.value for a in common_name] == ["hub-b.test"]
+    finally:
+        second.stop()
+    again = main(["provision", "broker", "--site", str(site.root), "hub-b.test"])
+    assert again == 2 and "already has a certificate" in capsys.readouterr().err
