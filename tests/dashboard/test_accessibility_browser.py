@@ -14,7 +14,7 @@ import re
 import time
 
 import pytest
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import Page, expect
 
 from dashboard import create_app
 from dashboard.users import Users
@@ -25,7 +25,7 @@ from hub.core.model import Alarm
 from hub.incidents.store import IncidentStore
 from hub.store.alarms import Store
 from tests.axekit import axe_version, blocking, focus_ring, scan, undecided_contrast, words
-from tests.browserkit import (DESKTOP, BoardServer, launch, log_in_with_form, open_board,
+from tests.browserkit import (DESKTOP, BoardServer, log_in_with_form, open_board,
                               screenshot, tile)
 from tests.conftest import SAMPLE_SITE
 from tests.test_incidents_kit import T0, scripted_alarm
@@ -34,8 +34,6 @@ pytestmark = pytest.mark.browser
 
 PASSWORD = "correct horse battery"
 SECRET = "a11y-tests-" + "0" * 32
-BOARD_KEYS = ("alarm:*", "alarms:*", "timeline:*", "branch:*", "device:*", "troubles:*",
-              "escalation*", "notification:*", "incident*")
 
 
 @pytest.fixture(scope="module")
@@ -64,29 +62,8 @@ def board(site, store, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as playwright:
-        b = launch(playwright)
-        yield b
-        b.close()
-
-
-@pytest.fixture(scope="module")
 def logged_in(browser, board):
     return log_in_with_form(browser, board.url, "ada", PASSWORD)
-
-
-@pytest.fixture
-def clean(store):
-    """No alarms, incidents, switches or device facts (users and sessions stay)."""
-    def wipe():
-        for pattern in BOARD_KEYS:
-            keys = list(store.r.scan_iter(f"{store.prefix}:{pattern}"))
-            if keys:
-                store.r.delete(*keys)
-    wipe()
-    yield
-    wipe()
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from dashboard import create_app
 from dashboard.users import Users
@@ -21,7 +21,7 @@ from hub.core.lifecycle import AlarmEvent
 from hub.core.model import Alarm
 from hub.config.site import parse_site
 from hub.store.alarms import Store
-from tests.browserkit import (DESKTOP, LAYOUT_PROBLEMS, RECORD_ALERTS, BoardServer, launch,
+from tests.browserkit import (DESKTOP, LAYOUT_PROBLEMS, RECORD_ALERTS, BoardServer,
                               log_in_with_form, open_board, screenshot, tile)
 from tests.conftest import PLANS_DIR, SAMPLE_SITE
 
@@ -29,9 +29,6 @@ pytestmark = pytest.mark.browser
 
 PASSWORD = "correct horse battery"
 SECRET = "browser-tests-" + "0" * 32
-#: Keys a test may leave behind: everything but users, sessions and login limits.
-BOARD_KEYS = ("alarm:*", "alarms:*", "timeline:*", "branch:*", "device:*", "troubles:*",
-              "escalation*", "notification:*")
 
 
 @pytest.fixture(scope="module")
@@ -59,29 +56,8 @@ def board(sample_site, store):
 
 
 @pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as playwright:
-        b = launch(playwright)
-        yield b
-        b.close()
-
-
-@pytest.fixture(scope="module")
 def logged_in(browser, board):
     return log_in_with_form(browser, board.url, "olive", PASSWORD)
-
-
-@pytest.fixture
-def clean(store):
-    """An empty board: no alarms, switches or device facts (users and sessions stay)."""
-    def wipe():
-        for pattern in BOARD_KEYS:
-            keys = list(store.r.scan_iter(f"{store.prefix}:{pattern}"))
-            if keys:
-                store.r.delete(*keys)
-    wipe()
-    yield
-    wipe()
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import pytest
 from gpiozero.pins.mock import MockFactory
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from dashboard import create_app
 from dashboard.users import Users
@@ -26,7 +26,7 @@ from hub.core.lifecycle import AlarmEvent
 from hub.app.localservices import LocalService, start_mosquitto, start_redis
 from hub.config.site import load_site
 from hub.store.alarms import Store
-from tests.browserkit import (DESKTOP, BoardServer, launch, log_in_with_form, open_board,
+from tests.browserkit import (DESKTOP, BoardServer, log_in_with_form, open_board,
                               screenshot, tile)
 from tests.conftest import SAMPLE_SITE
 from tests.hubproc import start_hub
@@ -87,14 +87,6 @@ def devices(stack):
     yield apps
     for app in apps.values():
         app.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as playwright:
-        b = launch(playwright)
-        yield b
-        b.close()
 
 
 @pytest.fixture(scope="module")

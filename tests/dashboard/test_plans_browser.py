@@ -9,7 +9,7 @@ import re
 import time
 
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from dashboard import create_app
 from dashboard.users import Users
@@ -19,7 +19,7 @@ from hub.core.lifecycle import AlarmEvent
 from hub.core.model import Alarm
 from hub.core.planlink import PlanLinks
 from hub.store import Store
-from tests.browserkit import (ARTIFACTS, DESKTOP, LAYOUT_PROBLEMS, BoardServer, launch, log_in_with_form,
+from tests.browserkit import (ARTIFACTS, DESKTOP, LAYOUT_PROBLEMS, BoardServer, log_in_with_form,
                               open_board, screenshot)
 from tests.conftest import SAMPLE_SITE
 
@@ -48,14 +48,6 @@ def board(store):
     server.links = PlanLinks(server.url.rstrip("/"), "p" * 40)  # same secret, real address
     yield server
     server.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as playwright:
-        b = launch(playwright)
-        yield b
-        b.close()
 
 
 @pytest.fixture(scope="module")
