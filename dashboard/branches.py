@@ -101,8 +101,8 @@ def drill_start(branch_id: str) -> Any:
               f"(got {raw[:20]!r}). No drill was started.", "error")
         return _back()
     now = now_ms()
-    dashboard_context().store.branches.set_branch_switches(branch.id, by=g.user.name, now_ms=now,
-                                              drill_until_ms=now + int(raw) * 60_000)
+    dashboard_context().store.branches.set_branch_switches(
+        branch.id, by=g.user.name, now_ms=now, drill_until_ms=now + int(raw) * 60_000)
     log.info("drill at %s on for %s min by %s", branch.id, raw, g.user.name)
     flash(f"{branch.name}: drill on for {raw} min. Messages say DRILL; police are never "
           "called.", "info")
@@ -113,8 +113,8 @@ def drill_start(branch_id: str) -> Any:
 @admin_required
 def drill_end(branch_id: str) -> Any:
     branch = _branch_or_404(branch_id)
-    dashboard_context().store.branches.set_branch_switches(branch.id, by=g.user.name, now_ms=now_ms(),
-                                              drill_until_ms=None)
+    dashboard_context().store.branches.set_branch_switches(
+        branch.id, by=g.user.name, now_ms=now_ms(), drill_until_ms=None)
     log.info("drill at %s ended by %s", branch.id, g.user.name)
     flash(f"{branch.name}: drill ended. Alarms page people for real again.", "info")
     return _back()
@@ -129,8 +129,8 @@ def lone_worker(branch_id: str) -> Any:
         flash(f"{branch.name}: mode: must be on, off or auto (got {mode[:20]!r}). "
               "Nothing was changed.", "error")
         return _back()
-    dashboard_context().store.branches.set_branch_switches(branch.id, by=g.user.name, now_ms=now_ms(),
-                                              lone_worker=LONE_MODES[mode])
+    dashboard_context().store.branches.set_branch_switches(
+        branch.id, by=g.user.name, now_ms=now_ms(), lone_worker=LONE_MODES[mode])
     log.info("lone worker at %s set %s by %s", branch.id, mode, g.user.name)
     text = {"on": "on: alarms go to the police first",
             "off": "off: alarms go to staff on duty",

@@ -1,1 +1,2 @@
-"""Processes and commands: the hub worker's runner, the ``haven`` CLI, the demo and local services."""
+"""Processes and commands: the hub worker's runner, the ``haven`` CLI, the demo and local
+services."""

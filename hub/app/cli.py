@@ -152,7 +152,8 @@ def cmd_branch(args) -> int:
     now_ms = int(time.time() * 1000)
     if args.switch == "drill":
         until = now_ms + args.minutes * 60_000 if args.state == "on" else None
-        store.branches.set_branch_switches(args.branch, by=args.by, now_ms=now_ms, drill_until_ms=until)
+        store.branches.set_branch_switches(args.branch, by=args.by, now_ms=now_ms,
+                                           drill_until_ms=until)
         detail = (f"on for {args.minutes} min: messages marked DRILL, police never called"
                   if until else "off")
         print(f"{args.branch}: drill {detail}")
@@ -169,7 +170,8 @@ def cmd_branch(args) -> int:
               f"for {args.hours:g} h")
     elif args.switch == "lone-worker":
         value = {"on": True, "off": False, "auto": None}[args.state]
-        store.branches.set_branch_switches(args.branch, by=args.by, now_ms=now_ms, lone_worker=value)
+        store.branches.set_branch_switches(args.branch, by=args.by, now_ms=now_ms,
+                                           lone_worker=value)
         print(f"{args.branch}: lone worker {args.state}"
               f"{' (from the schedule)' if value is None else ''}")
     return 0

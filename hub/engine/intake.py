@@ -182,7 +182,8 @@ class Intake:
                                   now_ms=self._now_ms(),
                                   reason=f"{alarm.kind}: recorded, no one is paged")
             # The devices page and the stale-test flag read the last test press here.
-            self.store.devices.update_device(alarm.device, "test_press", test_ms=alarm.received_at_ms,
+            self.store.devices.update_device(alarm.device, "test_press",
+                                             test_ms=alarm.received_at_ms,
                                      test_alarm=alarm.id)
             log.info("%s from %s recorded", alarm.kind, alarm.device)
             return MessageOutcome.STORED

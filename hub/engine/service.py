@@ -153,7 +153,8 @@ class AlarmService:
             _, channel = self.topics.parse(topic)
             if channel == "alarm":
                 read = self.intake.read(topic, payload)
-                outcome = read if isinstance(read, MessageOutcome) else self.intake.raise_all([read])[0]
+                outcome = (read if isinstance(read, MessageOutcome)
+                           else self.intake.raise_all([read])[0])
             elif channel in ("status", "heartbeat"):
                 outcome = self.devices.status(topic, payload, retained)
             elif channel == "event":
@@ -195,7 +196,8 @@ class AlarmService:
         self._raise_reads(reads, outcomes)
         return outcomes
 
-    def _raise_reads(self, reads: list[tuple[int, ReadAlarm]], outcomes: list[MessageOutcome]) -> None:
+    def _raise_reads(self, reads: list[tuple[int, ReadAlarm]],
+                     outcomes: list[MessageOutcome]) -> None:
         """Raise the alarms gathered so far in one round trip; their outcomes in place."""
         raised = self.intake.raise_all([read for _, read in reads])
         for (index, _), outcome in zip(reads, raised):

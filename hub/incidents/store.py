@@ -1,4 +1,5 @@
-"""Incidents in Redis, beside the alarms (same connection and prefix as :class:`hub.store.alarms.Store`)::
+"""Incidents in Redis, beside the alarms (same connection and prefix as
+:class:`hub.store.Store`)::
 
     haven:incidents              zset    alarm id -> received_at_ms, every closed alarm of a
                                          kind that pages someone (active ones: alarms:active)
@@ -31,7 +32,8 @@ from hub.core.model import Alarm
 from hub.config.site import Site
 from hub.store.alarms import Store
 
-from hub.incidents.model import PERSONAL_FIELDS, Incident, Report, report_from_fields, report_to_fields
+from hub.incidents.model import (PERSONAL_FIELDS, Incident, Report, report_from_fields,
+                                 report_to_fields)
 
 GROUP = "incidents"
 #: Entries kept in the privacy audit stream (about 10 years of a busy site's reads).

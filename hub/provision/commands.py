@@ -21,8 +21,8 @@ from hub.config.site import DEVICE_TYPES, Site, load_site
 
 from hub.provision import ProvisionError, ca
 from hub.provision.bundle import device_toml, make_bundle
-from hub.provision.files import (HAVEN_GROUP, MOSQUITTO_GROUP, REDIS_GROUP, ProvisionSettings, SiteDir,
-                    Transaction, load_settings)
+from hub.provision.files import (HAVEN_GROUP, MOSQUITTO_GROUP, REDIS_GROUP, ProvisionSettings,
+                                 SiteDir, Transaction, load_settings)
 from hub.provision.mosquitto import render_acl, render_conf
 from hub.provision.redisconf import new_password, render_env, render_redis
 from hub.provision.registry import Registry

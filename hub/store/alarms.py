@@ -47,7 +47,8 @@ from hub.core.lifecycle import AlarmEvent, transition
 from hub.core.model import SAFE_ROOM_KIND, Alarm, PageKey
 from hub.store.branches import SHELTER_FIELD, BranchStore, parse_overrides, parse_switches
 from hub.store.devices import COMMANDS_MAXLEN, DeviceStore
-from hub.store.pages import CLAIM_TTL_S, PageStore, finish_checked_lua, finished_or_failed, flat_json
+from hub.store.pages import (CLAIM_TTL_S, PageStore, finish_checked_lua, finished_or_failed,
+                             flat_json)
 from hub.config.redistarget import RedisTarget, connect
 from hub.store.redisops import run_scripts
 

@@ -67,7 +67,8 @@ def parse_seen(branch_id: str, seen: tuple[tuple[str, ...], tuple[str, ...]],
 
 
 class BranchStore:
-    """Reads and writes a branch's switches and overrides; changes are published as events. ``key(*parts)`` builds a key (Store.key)."""
+    """Reads and writes a branch's switches and overrides; changes are published as
+    events. ``key(*parts)`` builds a key (Store.key)."""
 
     def __init__(self, client: redis.Redis, key: Callable[..., str], events_channel: str):
         self.r, self.key, self.events_channel = client, key, events_channel

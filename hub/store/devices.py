@@ -49,7 +49,8 @@ return #KEYS
 
 
 class DeviceStore:
-    """Device statuses, device commands and rejected messages. ``key(*parts)`` builds a key (Store.key)."""
+    """Device statuses, device commands and rejected messages. ``key(*parts)`` builds a
+    key (Store.key)."""
 
     def __init__(self, client: redis.Redis, key: Callable[..., str], events_channel: str):
         self.r, self.key, self.events_channel = client, key, events_channel

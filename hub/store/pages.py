@@ -265,7 +265,8 @@ def _finished(record: PageRecord, reply: Any) -> bool | None:
 
 
 class PageStore:
-    """Claims (each page at most once across workers), outcomes and follow-up work. ``key(*parts)`` builds a key (Store.key)."""
+    """Claims (each page at most once across workers), outcomes and follow-up work.
+    ``key(*parts)`` builds a key (Store.key)."""
 
     def __init__(self, client: redis.Redis, key: Callable[..., str], events_channel: str):
         self.r, self.key, self.events_channel = client, key, events_channel
