@@ -16,11 +16,12 @@ from tests.faults.test_hub_kill import attempt_done, raise_alarms
 
 pytestmark = pytest.mark.faults
 
-OUTAGE_S = 60.0
+#: Four rounds' worth of outage (the fast site's rounds are WAIT_S = 5 s apart).
+OUTAGE_S = 20.0
 RATE_LIMITED_S = 6.0  # longer than one attempt's wait: at least one attempt meets the 429s
 
 
-def test_twilio_down_for_a_minute_then_rate_limiting_then_back(
+def test_twilio_down_for_four_rounds_then_rate_limiting_then_back(
         tmp_path, mosquitto, redis_service, fake_twilio):
     site = fast_site(tmp_path)
     proc, log = worker("w1", tmp_path, site, mosquitto, redis_service, fake_twilio)
