@@ -51,7 +51,7 @@ def scripted_alarm(store: Store, alarm_id: str, *, at_ms: int = T0, kind: str = 
                        branch_state="drill" if drill else "staffed", notifications=len(notified))
     for name, phone in notified:
         store.pages.record(PageKey(alarm_id, 0, phone, Channel.SMS), name,
-                                  Delivery.sent("SM-" + phone), at_ms + 500)
+                           Delivery.sent("SM-" + phone), at_ms + 500)
     if ack_after_s is not None:
         store.transition(alarm_id, AlarmEvent.ACKNOWLEDGE, by=ack_by,
                          now_ms=at_ms + int(ack_after_s * 1000))

@@ -165,7 +165,7 @@ def cmd_branch(args) -> int:
                   file=sys.stderr)
             return 1
         store.branches.set_override(args.branch, contact.phone, on_duty=args.state == "on",
-                           until_ms=now_ms + int(args.hours * 3600_000), by=args.by)
+                                    until_ms=now_ms + int(args.hours * 3600_000), by=args.by)
         print(f"{contact.name}: {'on' if args.state == 'on' else 'off'} duty at {args.branch} "
               f"for {args.hours:g} h")
     elif args.switch == "lone-worker":

@@ -125,7 +125,7 @@ class DeviceEvents:
                 return self.reject(topic, f"topic {topic}: field 'alarm_id': "
                                            f"{msg.alarm_id!r} is not an alarm of {msg.device}")
             self.store.devices.heard([(msg.device, "cancel_ms", now,  # a press: someone is there
-                               self.site.devices[msg.device].type == "wearable")])
+                                       self.site.devices[msg.device].type == "wearable")])
             kind = self.site.kinds.get(alarm.kind)
             try:
                 self.store.transition(alarm.id, AlarmEvent.CANCEL_DEVICE, by=msg.device,
@@ -142,7 +142,8 @@ class DeviceEvents:
             answer_checkin(self.store, msg.device, now)
         elif msg.event == EVENT_SELFTEST:
             self.store.devices.update_device(msg.device, "selftest", selftest_ms=now,
-                                     selftest_ok=int(bool(msg.ok)), selftest_detail=msg.detail)
+                                             selftest_ok=int(bool(msg.ok)),
+                                             selftest_detail=msg.detail)
             if not msg.ok:
                 log.warning("device %s failed its self-test: %s", msg.device, msg.detail)
         elif msg.event == EVENT_RESPONDING:  # "I'm responding" (hub.engine.colleagues)

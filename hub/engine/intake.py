@@ -115,8 +115,8 @@ class Intake:
         (hub.engine.supervision), and a worn device's press answers its pending check-in
         (hub.engine.checkins). One round trip for a burst."""
         self.store.devices.heard([(alarm.device, "alarm_ms", alarm.received_at_ms,
-                           self.site.devices[alarm.device].type == "wearable")
-                          for alarm in alarms])
+                                   self.site.devices[alarm.device].type == "wearable")
+                                  for alarm in alarms])
 
     def read(self, topic: str, payload: bytes) -> "ReadAlarm | MessageOutcome":
         """Validate and place an alarm message, and plan its attempt 0 from the branch
@@ -164,7 +164,7 @@ class Intake:
             self.arc.alarm_raised(replace(alarm, drill=drill))
         if raised.created and alarm.kind == SAFE_ROOM_KIND:
             self.store.branches.shelter(alarm.branch, Shelter(alarm.room, alarm.told_pressed_ms,
-                                                     alarm.id))
+                                                              alarm.id))
         delay_ms = alarm.received_at_ms - alarm.pressed_at_ms
         if raised.created and delay_ms > LATE_MS:
             log.warning("alarm %s from %s is late: pressed %d s before it arrived (device "
@@ -184,7 +184,7 @@ class Intake:
             # The devices page and the stale-test flag read the last test press here.
             self.store.devices.update_device(alarm.device, "test_press",
                                              test_ms=alarm.received_at_ms,
-                                     test_alarm=alarm.id)
+                                             test_alarm=alarm.id)
             log.info("%s from %s recorded", alarm.kind, alarm.device)
             return MessageOutcome.STORED
         self.metrics.escalation_started(0.0)

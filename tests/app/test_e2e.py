@@ -79,7 +79,7 @@ def test_a_hold_raises_an_emergency_that_reaches_police(hub, pins, mosquitto, fa
     store = Store.from_url(redis_service.url)
     # Sam Lee on duty whatever the hour (off duty, a staff step does not page him)
     store.branches.set_override("westside", "+12065550104", on_duty=True,
-                       until_ms=int(time.time() * 1000) + 3_600_000, by="test")
+                                until_ms=int(time.time() * 1000) + 3_600_000, by="test")
     store.r.close()
     app = device(pins, mosquitto, "west-front-01", 18)
     try:
@@ -397,7 +397,7 @@ def test_a_lone_worker_is_asked_to_check_in_and_one_press_answers(hub, pins, mos
     # Sam Lee on duty whatever the hour: westside has one person at work, a lone worker
     # (off shift nobody is at work, and nobody is asked to check in)
     store.branches.set_override("westside", "+12065550104", on_duty=True,
-                       until_ms=int(time.time() * 1000) + 3_600_000, by="test")
+                                until_ms=int(time.time() * 1000) + 3_600_000, by="test")
     app = DeviceApp(config, pin_factory=pins)
     app.start()
     try:

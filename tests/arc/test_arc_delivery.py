@@ -97,7 +97,7 @@ def test_a_drill_sends_a_test_event_never_an_alarm(receivers, fake_store):
     queue, sender = arc_parts(arc_site(arc.port), fake_store)
     now_ms = int(time.time() * 1000)
     fake_store.branches.set_branch_switches("main", by="Dana", now_ms=now_ms,
-                                   drill_until_ms=now_ms + 600_000)
+                                            drill_until_ms=now_ms + 600_000)
     drill = fake_store.get_alarm(raise_alarm(fake_store).id)
     assert drill.drill  # the raise decided it from the branch's switch (hub.core.drill)
     queue.alarm_raised(drill)
@@ -316,7 +316,7 @@ def test_a_drill_made_real_sends_its_real_alarm_event(receivers, fake_store):
     service.arc = queue
     now_ms = int(time.time() * 1000)
     fake_store.branches.set_branch_switches("main", by="Dana", now_ms=now_ms,
-                                   drill_until_ms=now_ms + 600_000)
+                                            drill_until_ms=now_ms + 600_000)
     msg = new_alarm("main-circ-01", "emergency")
     assert service.handle(Topics().alarm(msg.device), msg.to_json()) is MessageOutcome.STORED
     drain(sender)

@@ -22,11 +22,6 @@ TOKEN_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
 @pytest.fixture
-def app(sample_site, fake_store):
-    return create_app(sample_site, fake_store)
-
-
-@pytest.fixture
 def users(fake_store):
     users = add_user(fake_store, "dana", "operator")
     add_user(fake_store, "ari", "admin")

@@ -55,16 +55,16 @@ def test_alarm_page_shows_each_notification_with_its_delivery_status(operator, f
     fake_store.add_timeline("a1", "escalation", at_ms=now, attempt=0, step=1, round=1,
                             branch_state="staffed", notifications=2)
     fake_store.pages.record(PageKey("a1", 0, "+12065550101", Channel.SMS),
-                                   "Security desk", Delivery.sent("SM1"), now)
+                            "Security desk", Delivery.sent("SM1"), now)
     fake_store.pages.record(PageKey("a1", 0, "+12065550102", Channel.CALL),
-                                   "Dana Ortiz", Delivery.sent("CA1"), now)
+                            "Dana Ortiz", Delivery.sent("CA1"), now)
     fake_store.add_timeline("a1", "delivery_status", at_ms=now, attempt=0, channel="sms",
                             to="+12065550101", status="delivered", error_code="")
     fake_store.add_timeline("a1", "delivery_status", at_ms=now, attempt=0, channel="call",
                             to="+12065550102", status="no-answer", error_code="")
     fake_store.pages.record(PageKey("a1", 0, "+12065550103", Channel.SMS),
-                                   "Police", Delivery.failed("invalid number", retryable=False,
-                                                             code=21211), now)
+                            "Police", Delivery.failed("invalid number", retryable=False,
+                                                      code=21211), now)
     page = operator.get("/alarms/a1")
     assert page.status_code == 200
     text = page.text
@@ -293,9 +293,9 @@ def test_admin_switches_lone_worker_on_off_and_back_to_the_schedule(admin, fake_
 def test_devices_show_health_and_troubles(operator, fake_store):
     now = now_ms()
     fake_store.devices.set_device_status("main-circ-01", "online", now, "1.4.2", uptime_s=60, outbox=2,
-                                 wifi_dbm=-61.4, battery_pct=87.6, heartbeat_ms=now)
+                                         wifi_dbm=-61.4, battery_pct=87.6, heartbeat_ms=now)
     fake_store.devices.update_device("main-circ-01", "selftest", selftest_ms=now, selftest_ok=0,
-                             selftest_detail="LED open circuit")
+                                     selftest_detail="LED open circuit")
     fake_store.devices.update_device("main-circ-01", "test_press", test_ms=now, test_alarm="t1")
     fake_store.devices.set_device_status("main-ref-01", "online", now)
     fake_store.r.sadd(f"{fake_store.prefix}:troubles:main-ref-01", "offline", "low_battery")

@@ -10,28 +10,11 @@ import re
 
 import pytest
 
-from dashboard import create_app
 from hub.incidents.store import IncidentStore
-from tests.dashboard_login import logged_in_client
 from tests.test_incidents_kit import T0, scripted_alarm
 
 DAY_MS = 86_400_000
 SECRET = "Jordan Q. Public, about 40, red coat"
-
-
-@pytest.fixture
-def app(sample_site, fake_store):
-    return create_app(sample_site, fake_store)
-
-
-@pytest.fixture
-def operator(app, fake_store):
-    return logged_in_client(app, fake_store, "olive", "operator")
-
-
-@pytest.fixture
-def admin(app, fake_store):
-    return logged_in_client(app, fake_store, "ari", "admin")
 
 
 @pytest.fixture

@@ -10,33 +10,16 @@ import json
 
 import pytest
 
-from dashboard import create_app
 from hub.incidents.jobs import IncidentJobs
 from hub.incidents.store import IncidentStore
 from hub.core.messages import all_clear_text
 from hub.core.model import Alarm
-from tests.dashboard_login import logged_in_client
 from tests.test_incidents_kit import RecordingNotifier
 
 NOTE = "Patron J. Doe (red coat) threatened Kim; escorted out"
 ACCOUNT = "A man in a red coat shouted at Kim about his card"
 ACTIONS = "Kim retreated; Sam called police; officer Reyes removed him"
 DAY_MS = 86_400_000
-
-
-@pytest.fixture
-def app(sample_site, fake_store):
-    return create_app(sample_site, fake_store)
-
-
-@pytest.fixture
-def operator(app, fake_store):
-    return logged_in_client(app, fake_store, "olive", "operator")
-
-
-@pytest.fixture
-def admin(app, fake_store):
-    return logged_in_client(app, fake_store, "ari", "admin")
 
 
 def resolved_by_operator(operator, store, alarm_id="p1") -> Alarm:

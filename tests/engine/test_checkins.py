@@ -80,7 +80,7 @@ def test_nobody_on_duty_means_nobody_is_asked_to_check_in(sample_site, fake_stor
 def test_a_contact_put_on_duty_at_night_is_asked_to_check_in(sample_site, fake_store):
     sched, raised = scheduler(sample_site, fake_store)
     fake_store.branches.set_override("westside", "+12065550104", on_duty=True,
-                            until_ms=NIGHT + 3_600_000, by="Dana")
+                                     until_ms=NIGHT + 3_600_000, by="Dana")
     sched.tick(NIGHT)
     assert commands(fake_store) == [("west-front-01", "checkin_request")]
 

@@ -26,7 +26,7 @@ DRILL_MINUTES = 30
 
 def start_drill(store, branch="main", minutes=DRILL_MINUTES, at=T0):
     store.branches.set_branch_switches(branch, by="Dana", now_ms=int(at * 1000),
-                              drill_until_ms=int((at + minutes * 60) * 1000))
+                                       drill_until_ms=int((at + minutes * 60) * 1000))
 
 
 def press(service, device="main-circ-01", kind="emergency"):
@@ -46,7 +46,7 @@ def drilling(rig, sample_site):  # noqa: F811
     service, clock, notifier, store = rig
     clock.now = time.time()
     store.branches.set_branch_switches("main", by="Dana", now_ms=int(clock.now * 1000),
-                              lone_worker=False)
+                                       lone_worker=False)
     start_drill(store, at=clock.now)
     alarm_id = press(service)
     police = phones(sample_site, "Police dispatch")
@@ -170,7 +170,7 @@ def test_a_drill_text_says_how_to_make_it_real(rig, sample_site):  # noqa: F811
     assert texts and all(t.endswith("Reply REAL if this is not a drill.") for t in texts)
     notifier.sent.clear()
     store.branches.set_branch_switches("main", by="Dana", now_ms=int(clock.now * 1000),
-                              drill_until_ms=None)
+                                       drill_until_ms=None)
     press(service, device="main-ref-01")
     assert not any("REAL" in text for _, _, text in notifier.sent)  # real texts do not
 

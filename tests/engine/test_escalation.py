@@ -103,7 +103,7 @@ def test_an_emergency_escalates_step_by_step_until_acknowledged(rig, sample_site
 def test_a_drill_never_calls_the_police(rig, sample_site):
     service, clock, notifier, store = rig
     store.branches.set_branch_switches("main", by="Dana", now_ms=int(T0 * 1000),
-                              drill_until_ms=int((T0 + 3600) * 1000))
+                                       drill_until_ms=int((T0 + 3600) * 1000))
     raise_alarm(service)
     clock.now = T0 + 60
     service.run_due()
@@ -116,7 +116,7 @@ def test_a_drill_never_calls_the_police(rig, sample_site):
 def test_after_the_drill_expires_police_are_called_again(rig, sample_site):
     service, clock, notifier, store = rig
     store.branches.set_branch_switches("main", by="Dana", now_ms=int(T0 * 1000),
-                              drill_until_ms=int(T0 * 1000))  # ends exactly now
+                                       drill_until_ms=int(T0 * 1000))  # ends exactly now
     raise_alarm(service)
     assert phones(sample_site, "Police dispatch") <= {to for _, to, _ in notifier.sent}
 
@@ -198,7 +198,7 @@ def test_a_re_run_attempt_sends_only_what_had_not_gone_out(rig, sample_site):
     store.pages.claim(done, int(T0 * 1000), LEASE_MS)
     store.pages.record(done, "desk", Delivery.sent("SM0"), int(T0 * 1000))
     store.pages.claim(PageKey(alarm.id, 0, security, Channel.SMS),
-                             int(T0 * 1000), LEASE_MS)
+                      int(T0 * 1000), LEASE_MS)
     store.claim_due(int(T0 * 1000), LEASE_MS)  # the dead worker's lease
     clock.now = T0 + 1
     assert service.run_due() == 0  # its lease still holds
@@ -480,7 +480,7 @@ def test_attempt_0_is_claimed_with_the_alarm_while_the_branch_state_is_unchanged
                                    1, 1)) is False  # the claims did not make it twice
     notifier.sent.clear()
     store.branches.set_branch_switches("main", by="Dana", now_ms=int(clock() * 1000),
-                              drill_until_ms=int(clock() * 1000) + 600_000)
+                                       drill_until_ms=int(clock() * 1000) + 600_000)
     drill = raise_alarm(service, device="main-child-01")
     assert len(trips) == 2  # the drill switch changed the state: planned again
     assert notifier.sent and all("drill" in text.lower() for _, _, text in notifier.sent)

@@ -35,14 +35,14 @@ def test_a_notification_is_claimed_once_and_its_outcome_recorded(fake_store):
     # ... no: it died; take over, told when it claimed (to ask the API what got through)
     assert fake_store.pages.claim(key, 5001, 4000) == 1000
     assert fake_store.pages.claim(PageKey("a1", 1, "+12065550101", Channel.SMS),
-                                         5001, 4000)
+                                  5001, 4000)
     fake_store.pages.record(key, "Circ desk", Delivery.sent("SM1"), 2500)
     assert fake_store.pages.outcome(key) == "sent:SM1"
     assert fake_store.pages.claim(key, 99_999, 4000) == 0  # sent: never again
     failed = PageKey("a1", 0, "+12065550102", Channel.SMS)
     fake_store.pages.claim(failed, 1000, 4000)
     fake_store.pages.record(failed, "Manager",
-                                   Delivery.failed("HTTP 400", code=21211, retryable=False), 2600)
+                            Delivery.failed("HTTP 400", code=21211, retryable=False), 2600)
     assert fake_store.pages.outcome(failed) == "failed:21211:permanent"
     events = fake_store.timeline("a1")
     assert [(e["event"], e["contact"]) for e in events[1:]] == [("notified", "Circ desk"),
@@ -156,14 +156,14 @@ def test_the_last_page_recorded_finishes_its_attempt_in_the_same_trip(store):
     store.pages.record(sms, "Ann", Delivery.failed("busy", retryable=False), 2100)
     # Every page failed: nothing is finished; the caller reports it first.
     assert store.pages.record(call, "Bob", Delivery.failed("down", retryable=True),
-                                     2200, finish=check) is None
+                              2200, finish=check) is None
     assert store.escalation_due("a9") == 6000
     store.pages.record(call, "Bob", Delivery.sent("CA1"), 2300)
     assert store.finish_unless_all_failed("a9", 0, 9000, [sms, call]) is True
     assert store.escalation_due("a9") == 9000
     # Finished already (another worker's re-run): recorded, not moved on again.
     assert store.pages.record(call, "Bob", Delivery.sent("CA1"), 2400,
-                                     finish=check) is False
+                              finish=check) is False
     assert int(store.r.hget(store.key("escalation", "a9"), "attempt")) == 1
 
 
