@@ -128,19 +128,20 @@ class Intake:
                                        f"in the site config {self.site.source}; add a [[device]] "
                                        "entry with its branch and room")
         branch, room = place
-        alarm = Alarm(id=msg.alarm_id, kind=msg.kind, device=msg.device, branch=branch.id,
-                      room=room.id, pressed_at_ms=msg.pressed_at, received_at_ms=self._now_ms())
-        escalate = bool(self.site.kinds[alarm.kind].steps)
+        now = self._now_ms()
+        escalate = bool(self.site.kinds[msg.kind].steps)
         # One round trip stores the alarm, leases its attempt 0 to this worker and reads the
         # branch's state; attempt 0 is planned first from the state this worker saw last,
         # and if that is still current its pages are claimed in the same trip.
-        seen = self._branch_seen.get(branch.id)
+        seen = self._branch_seen.get(branch.id) if escalate else None
+        switches, overrides = parse_seen(branch.id, seen, now) if seen is not None else (None, [])
+        alarm = Alarm(id=msg.alarm_id, kind=msg.kind, device=msg.device, branch=branch.id,
+                      room=room.id, pressed_at_ms=msg.pressed_at, received_at_ms=now,
+                      # as the raise will decide it, if this state is still current
+                      drill=switches is not None and drill_in_force(switches, now))
         pre = None
-        if escalate and seen is not None:
-            switches, overrides = parse_seen(branch.id, seen, alarm.received_at_ms)
-            # as the raise will decide it, if this state is still current (hub.core.drill)
-            alarm = replace(alarm, drill=drill_in_force(switches, alarm.received_at_ms))
-            pre = self.escalator.plan_attempt(alarm, 0, switches, overrides, alarm.received_at_ms)
+        if switches is not None:
+            pre = self.escalator.plan_attempt(alarm, 0, switches, overrides, now)
         request = RaiseRequest(
             alarm, escalate, LEASE_MS if escalate else 0,
             expect=seen if pre is not None else None,
@@ -158,10 +159,12 @@ class Intake:
             self._start_escalation(read, raised)
         drill = self._stored_as_drill(alarm, raised)
         self._confirm(alarm, drill=drill)
+        if drill != alarm.drill:
+            alarm = replace(alarm, drill=drill)  # as stored
         if raised.created and self.colleagues is not None:  # after the presser's news
-            self._alert_colleagues(replace(alarm, drill=drill), raised)
+            self._alert_colleagues(alarm, raised)
         if raised.created and self.arc is not None:  # the monitoring centre (hub.arc)
-            self.arc.alarm_raised(replace(alarm, drill=drill))
+            self.arc.alarm_raised(alarm)
         if raised.created and alarm.kind == SAFE_ROOM_KIND:
             self.store.branches.shelter(alarm.branch, Shelter(alarm.room, alarm.told_pressed_ms,
                                                               alarm.id))

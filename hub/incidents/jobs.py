@@ -215,10 +215,14 @@ class IncidentJobs:
 
 
 def run_jobs(jobs: IncidentJobs, stop: threading.Event, every_s: float = TICK_S) -> None:
-    """Run :meth:`IncidentJobs.tick` every ``every_s`` until ``stop``; a dead Redis is
-    logged (once per outage, and its end) and retried, never fatal."""
+    """Run :meth:`IncidentJobs.tick` at once (a first start indexes the alarms closed
+    before it, while the hub is quiet, not in its first burst), then every ``every_s``
+    until ``stop``; a dead Redis is logged (once per outage, and its end) and retried,
+    never fatal."""
     store = Outage("store", log, "incident jobs")
-    while not stop.wait(every_s):
+    first = True
+    while first or not stop.wait(every_s):
+        first = False
         try:
             jobs.tick()
             store.up()

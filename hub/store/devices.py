@@ -97,14 +97,21 @@ class DeviceStore:
         ``alarm_ms`` for an alarm or ``cancel_ms`` for a cancel, set to ``at_ms`` (hub clock,
         Unix ms), which supervision counts as a sign of life; ``answers_checkin``: the
         press also answers a worn device's pending check-in (hub.engine.checkins). One round
-        trip for all of them; none for an empty list."""
+        trip for all of them, and one write per device and field (its latest time: a burst
+        holds many presses of one device); none for an empty list."""
         if not spoke:
             return
-        pipe = self.r.pipeline(transaction=False)
+        latest: dict[tuple[str, str], int] = {}
+        answered: dict[str, int] = {}
         for device_id, field, at_ms, answers_checkin in spoke:
-            pipe.hset(self.key("device", device_id), field, at_ms)
+            latest[device_id, field] = max(at_ms, latest.get((device_id, field), at_ms))
             if answers_checkin:
-                pipe.hset(self.key("checkin", device_id), "answered_ms", at_ms)
+                answered[device_id] = max(at_ms, answered.get(device_id, at_ms))
+        pipe = self.r.pipeline(transaction=False)
+        for (device_id, field), at_ms in latest.items():
+            pipe.hset(self.key("device", device_id), field, at_ms)
+        for device_id, at_ms in answered.items():
+            pipe.hset(self.key("checkin", device_id), "answered_ms", at_ms)
         pipe.execute()
 
     def queue_device_command(self, device_id: str, cmd: str, alarm_id: str | None = None) -> None:

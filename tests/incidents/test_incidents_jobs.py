@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import email
 import email.policy
+import threading
 
 import pytest
 
-from hub.incidents.jobs import IncidentJobs
+from hub.incidents.jobs import IncidentJobs, run_jobs
 from hub.incidents.mail import Mailer, SmtpSettings, smtp_from_env
 from hub.incidents.model import ReportStatus, parse_report
 from hub.incidents.store import IncidentStore
@@ -183,3 +184,20 @@ def test_retention_purge_removes_personal_fields_and_keeps_the_timeline(fake_sto
     assert (audit["event"], audit["incidents"], audit["user"]) == ("purge", "old", "retention")
     jobs._next_purge = 0
     assert jobs.tick().purged == 0  # nothing left to purge: not logged again
+
+
+def test_the_jobs_run_once_at_start_then_every_interval():
+    """A first start indexes the alarms closed before it at once, while the hub is quiet,
+    not an interval later in the middle of the first burst."""
+    ticked, stop = threading.Event(), threading.Event()
+
+    class Jobs:
+        def tick(self):
+            ticked.set()
+
+    runner = threading.Thread(target=run_jobs, args=(Jobs(), stop, 3600.0), daemon=True)
+    runner.start()
+    assert ticked.wait(10)  # the interval is an hour: only the first tick can set it
+    stop.set()
+    runner.join(10)
+    assert not runner.is_alive()

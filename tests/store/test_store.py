@@ -179,3 +179,19 @@ def test_scripts_redis_lost_are_loaded_again_and_run_once(store):
     assert store.pages.claim(key, 5, 4000) == 1
     store.pages.record(key, "Sam", Delivery.sent("SM1"), 6)
     assert store.pages.outcome(key) == "sent:SM1"
+
+
+def test_devices_heard_together_keep_each_ones_latest_time(fake_store):
+    """A burst's presses of one device are one write each for the device and its check-in,
+    and the latest time wins whatever the order they came in."""
+    fake_store.devices.heard([("wall-1", "alarm_ms", 3000, False),
+                              ("worn-1", "alarm_ms", 5000, True),
+                              ("wall-1", "alarm_ms", 4000, False),
+                              ("worn-1", "alarm_ms", 4500, True),
+                              ("wall-1", "cancel_ms", 3500, False)])
+    r = fake_store.r
+    assert r.hgetall(fake_store.key("device", "wall-1")) == {"alarm_ms": "4000",
+                                                             "cancel_ms": "3500"}
+    assert r.hget(fake_store.key("device", "worn-1"), "alarm_ms") == "5000"
+    assert r.hget(fake_store.key("checkin", "worn-1"), "answered_ms") == "5000"
+    assert not r.exists(fake_store.key("checkin", "wall-1"))
