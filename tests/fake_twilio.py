@@ -13,7 +13,8 @@ be injected per recipient (:meth:`FakeTwilio.fail`) or for every request
 (:meth:`FakeTwilio.fail_all`, e.g. 429s), and the whole API can go down - new
 connections refused, open ones reset - and come back on the same port
 (:meth:`FakeTwilio.down`, :meth:`FakeTwilio.up`). Every request is recorded
-with ``time.monotonic()`` at receipt.
+with ``time.monotonic()`` at receipt. With ``tls`` (a server ``ssl.SSLContext``) it
+serves HTTPS, as the real API only does, and :attr:`FakeTwilio.url` says ``https``.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import itertools
 import json
 import re
 import socket
+import ssl
 import threading
 import time
 from dataclasses import dataclass, field
@@ -58,6 +60,7 @@ class FakeTwilio:
     auth_token: str = "test-token"
     requests: list[Request] = field(default_factory=list)
     delay_s: float = 0.0  # answer each request this long after receiving it (like a slow API)
+    tls: ssl.SSLContext | None = None  # serve HTTPS with this server context
 
     def __post_init__(self):
         #: Final status to report back for a number: "delivered" (default), "undelivered"
@@ -78,7 +81,7 @@ class FakeTwilio:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self._port}"
 
     def fail(self, to: str, status: int, code: int, message: str, times: int | None = None):
         """Answer requests to ``to`` with an error (``times`` times, or always)."""
@@ -230,6 +233,8 @@ class FakeTwilio:
                 pass
 
         self._server = _QuietServer(("127.0.0.1", self._port), Handler)
+        if self.tls is not None:  # each connection's handshake happens as it is accepted
+            self._server.socket = self.tls.wrap_socket(self._server.socket, server_side=True)
         self._server.daemon_threads = True
         self._port = self._server.server_address[1]
         threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()

@@ -253,17 +253,18 @@ class TwilioNotifier:
 
 
 def _reason(exc: Exception) -> str:
-    """A transport error in a few words."""
+    """A transport error in a few words: the common ones by name, any other (a TLS
+    certificate the system's CAs do not vouch for...) as libcurl put it."""
     text = str(exc)
-    for marker in ("Connection refused", "timed out", "Connection reset", "Remote end closed",
-                   "Name or service not known"):
+    for marker in ("Connection refused", "timed out", "Connection reset",
+                   "Empty reply from server", "Could not resolve host"):  # libcurl's words
         if marker in text:
             return f"{marker} ({type(exc).__name__})"
-    return type(exc).__name__
+    return text[:200] or type(exc).__name__
 
 
 def _http_client(api_base: str | None, timeout_s: float):
-    """The SDK's transport (hub.edges.twilio_transport): a keep-alive ``http.client`` connection
-    per sender thread; with ``api_base`` every request goes there."""
+    """The SDK's transport (hub.edges.twilio_transport): a keep-alive libcurl connection per
+    sender thread; with ``api_base`` every request goes there."""
     from hub.edges.twilio_transport import PooledHttpClient
     return PooledHttpClient(timeout=timeout_s, api_base=api_base)
