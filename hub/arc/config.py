@@ -39,11 +39,11 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from hub.errors import ConfigError, Problem
 from hub.arc.dc09 import EVENTS, FORMATS, Address
+from hub.core.arc import ArcSettings, Receiver
 
 ACCOUNT_RE = re.compile(r"^[0-9A-Fa-f]{3,16}\Z")
 NUMBER_RE = re.compile(r"^[0-9A-Fa-f]{1,6}\Z")
@@ -52,43 +52,6 @@ HOST_RE = re.compile(r"^[A-Za-z0-9.:\-\[\]]{1,253}\Z")
 ARC_FIELDS = ("accounts", "kinds", "format", "supervision_s", "ack_timeout_s", "attempts",
               "zones", "receiver")
 RECEIVER_FIELDS = ("host", "port", "protocol", "receiver", "line", "key_env", "key_format")
-
-
-@dataclass(frozen=True)
-class Receiver:
-    """One ARC receiver: ``name`` is ``primary`` or ``backup``; ``key_env`` names the
-    environment variable holding its AES key (``None``: unencrypted)."""
-
-    name: str
-    host: str
-    port: int
-    protocol: str = "tcp"
-    receiver: str = "1"
-    line: str = "1"
-    key_env: str | None = None
-    key_format: str = "hex"
-
-    @property
-    def where(self) -> str:
-        return f"{self.name} {self.host}:{self.port}/{self.protocol}"
-
-
-@dataclass(frozen=True)
-class ArcSettings:
-    """The ARC link. Times in seconds."""
-
-    accounts: dict[str, str]
-    kinds: dict[str, str]
-    receivers: tuple[Receiver, ...]
-    #: (branch, room) -> zone, every room of every sent branch (positions unless given).
-    zones: dict[tuple[str, str], int] = field(default_factory=dict)
-    format: str = "sia-dcs"
-    supervision_s: float = 90.0
-    ack_timeout_s: float = 3.0
-    attempts: int = 3
-
-    def __hash__(self) -> int:
-        return hash(self.receivers)
 
 
 def parse_arc(check: Any, data: dict, branches: dict, kinds: dict) -> ArcSettings | None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import socket
 import time
 
-from hub.arc.config import Receiver
+from hub.core.arc import Receiver
 from hub.arc.dc09 import Answer, read_answer
 
 #: The longest answer read, in bytes (an encrypted ACK is ~100).

@@ -30,7 +30,7 @@ from typing import Callable
 
 import redis
 
-from hub.arc.config import ArcSettings, Receiver
+from hub.core.arc import ArcSettings, Receiver
 from hub.arc.dc09 import EVENTS, Address, Answer, Event, Phase, event_frame, null_frame
 from hub.arc.link import exchange
 from hub.arc.queue import ArcQueue

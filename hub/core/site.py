@@ -8,13 +8,10 @@ and "who does this kind page first?" (:meth:`Site.recipients`); times are second
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
+from hub.core.arc import ArcSettings
 from hub.core.floorplan import Floor
 from hub.core.schedule import Shift
-
-if TYPE_CHECKING:
-    from hub.arc.config import ArcSettings
 
 
 @dataclass(frozen=True)
@@ -169,7 +166,7 @@ class Site:
     #: :mod:`hub.config.incidents`.
     incidents: IncidentSettings = field(default_factory=IncidentSettings, hash=False)
     #: ``[arc]``: the alarm receiving centre (hub.arc.config), or ``None``.
-    arc: "ArcSettings | None" = field(default=None, hash=False)
+    arc: ArcSettings | None = field(default=None, hash=False)
 
     def locate(self, device_id: str) -> tuple[Branch, Room] | None:
         """The branch and room of a registered device, or ``None`` if unknown."""

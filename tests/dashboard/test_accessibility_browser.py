@@ -28,7 +28,7 @@ from tests.axekit import axe_version, blocking, focus_ring, scan, undecided_cont
 from tests.browserkit import (DESKTOP, BoardServer, log_in_with_form, open_board,
                               screenshot, tile)
 from tests.conftest import SAMPLE_SITE
-from tests.test_incidents_kit import T0, scripted_alarm
+from tests.incidents_kit import T0, scripted_alarm
 
 pytestmark = pytest.mark.browser
 

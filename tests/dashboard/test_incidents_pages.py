@@ -11,7 +11,7 @@ import re
 import pytest
 
 from hub.incidents.store import IncidentStore
-from tests.test_incidents_kit import T0, scripted_alarm
+from tests.incidents_kit import T0, scripted_alarm
 
 DAY_MS = 86_400_000
 SECRET = "Jordan Q. Public, about 40, red coat"

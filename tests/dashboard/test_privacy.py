@@ -14,7 +14,7 @@ from hub.incidents.jobs import IncidentJobs
 from hub.incidents.store import IncidentStore
 from hub.core.messages import all_clear_text
 from hub.core.model import Alarm
-from tests.test_incidents_kit import RecordingNotifier
+from tests.incidents_kit import RecordingNotifier
 
 NOTE = "Patron J. Doe (red coat) threatened Kim; escorted out"
 ACCOUNT = "A man in a red coat shouted at Kim about his card"

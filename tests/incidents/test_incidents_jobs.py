@@ -13,7 +13,7 @@ from hub.incidents.mail import Mailer, SmtpSettings, smtp_from_env
 from hub.incidents.model import ReportStatus, parse_report
 from hub.incidents.store import IncidentStore
 from hub.errors import ConfigError
-from tests.test_incidents_kit import T0, RecordingNotifier, SmtpSink, daily_test_press, \
+from tests.incidents_kit import T0, RecordingNotifier, SmtpSink, daily_test_press, \
     scripted_alarm
 
 HOUR_MS = 3_600_000

@@ -8,7 +8,7 @@ from dashboard import create_app
 from hub.incidents.reports import drill_reports, readiness
 from hub.incidents.store import IncidentStore
 from tests.dashboard_login import logged_in_client
-from tests.test_incidents_kit import T0, daily_test_press, scripted_alarm
+from tests.incidents_kit import T0, daily_test_press, scripted_alarm
 
 DAY_MS = 86_400_000
 DANA, DESK, SAM = ("Dana Ortiz", "+12065550102"), ("Main circulation desk", "+12065550101"), \
