@@ -66,9 +66,8 @@ def branch_view(site: Site, store: Store, branch: Branch, now: int) -> BranchVie
     count = staff_on_duty(site, branch.id, now, store.branches.overrides(branch.id, now))
     staffed = max(2, len([c for c in site.contacts if branch.id in c.branches
                           and "staff" in c.roles])) if count is None else count
-    changed = store.r.hget(f"{store.prefix}:branch:{branch.id}", "changed_ms")
     return BranchView(branch, branch_state(staffed, switches, now), switches, count,
-                      int(changed) if changed and changed.isdigit() else None)
+                      store.branches.changed_ms(branch.id))
 
 
 def _branch_or_404(branch_id: str) -> Branch:

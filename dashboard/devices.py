@@ -86,13 +86,9 @@ def device_view(site: Site, device: Device, record: dict[str, str],
 
 def device_views(site: Site, store: Store) -> list[DeviceView]:
     """Every device of the site, in config order, read in one round trip."""
-    pipe = store.r.pipeline(transaction=False)
-    for device_id in site.devices:
-        pipe.hgetall(f"{store.prefix}:device:{device_id}")
-        pipe.smembers(f"{store.prefix}:troubles:{device_id}")
-    got = pipe.execute()
-    return [device_view(site, device, got[2 * i], set(got[2 * i + 1]))
-            for i, device in enumerate(site.devices.values())]
+    read = store.troubles.read(list(site.devices))  # (status hash, outbox run, troubles)
+    return [device_view(site, device, record, set(troubles))
+            for device, (record, _, troubles) in zip(site.devices.values(), read)]
 
 
 @bp.get("")

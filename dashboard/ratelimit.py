@@ -36,15 +36,14 @@ class LoginLimit:
 
 class LoginLimiter:
     def __init__(self, store: Store, limit: LoginLimit = LoginLimit()):
-        self.r = store.r
-        self.prefix = store.prefix
+        self.r, self.key = store.r, store.key
         self.limit = limit
 
     def _keys(self, username: str, address: str) -> list[str]:
-        keys = [f"{self.prefix}:login-failures:addr:{address[:64] or 'unknown'}"]
+        keys = [self.key("login-failures", "addr", address[:64] or "unknown")]
         name = normalise_name(username)
         if NAME_RE.match(name):  # no user can have any other name: the address limit covers it
-            keys.append(f"{self.prefix}:login-failures:user:{name}")
+            keys.append(self.key("login-failures", "user", name))
         return keys
 
     def retry_after(self, username: str, address: str) -> int:
@@ -72,4 +71,4 @@ class LoginLimiter:
     def succeeded(self, username: str) -> None:
         name = normalise_name(username)
         if NAME_RE.match(name):
-            self.r.delete(f"{self.prefix}:login-failures:user:{name}")
+            self.r.delete(self.key("login-failures", "user", name))

@@ -250,8 +250,7 @@ def sms() -> Response:
         return _twiml(response)
     ctx = dashboard_context()
     message_sid = request.form.get("MessageSid", "")
-    if message_sid and not ctx.store.r.set(f"{ctx.store.prefix}:twilio-sms:{message_sid}", 1,
-                                           nx=True, ex=SMS_SEEN_TTL_S):
+    if message_sid and not ctx.store.pages.first_sight_of_reply(message_sid, SMS_SEEN_TTL_S):
         # A correctly signed request seen before: a replay (or Twilio retrying after a
         # timeout). It must not acknowledge an alarm raised since the reply was sent.
         log.warning("SMS %s from %s seen before: ignored", message_sid, sender)

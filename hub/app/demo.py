@@ -423,8 +423,7 @@ class CheckinNotes:
         lines = []
         for device_id in self.worn:
             try:
-                requested = self.store.r.hget(self.store.key("checkin", device_id),
-                                              "requested_ms")
+                requested = self.store.devices.checkin_requested_ms(device_id)
             except redis.RedisError:
                 return lines
             if not requested or self._announced.get(device_id) == requested:

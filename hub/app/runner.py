@@ -77,10 +77,8 @@ def _followup_loop(service: AlarmService, store: Store, consumer: str,
 
 def device_counts(site, store: Store) -> tuple[int, int]:
     """(online, offline) devices, from the supervisor's trouble sets."""
-    pipe = store.r.pipeline(transaction=False)
-    for device_id in site.devices:
-        pipe.smembers(store.key("troubles", device_id))
-    offline = sum(1 for troubles in pipe.execute() if {"offline", "never_seen"} & troubles)
+    current = store.troubles.current(list(site.devices))
+    offline = sum(1 for troubles in current if {"offline", "never_seen"} & troubles)
     return len(site.devices) - offline, offline
 
 

@@ -12,13 +12,9 @@ escalated like any other, even if the shift ended meanwhile (a request made at
 20:59 is followed through at 21:01); a request older than ``checkin_grace_s +
 checkin_every_s`` is stale (a hub down all that time) and raises nothing.
 
-Per device, under the store prefix::
-
-    haven:checkin:<device>   hash   next_ms (next request due), requested_ms,
-                                    answered_ms, missed_for (requested_ms already alarmed)
-
-One Lua script decides per device and tick, so with several hub workers each
-request and each missed check-in happens once. The missed alarm's id is derived
+Each worn device's check-in state is ``store.devices``' (hub.store.devices: one Lua
+script decides per device and tick), so with several hub workers each request and
+each missed check-in happens once. The missed alarm's id is derived
 from the device and the request time (uuid5), so even a retried raise dedupes.
 """
 
@@ -36,30 +32,6 @@ from hub.store.alarms import Store
 
 log = logging.getLogger("haven.hub")
 
-_TICK = """
--- KEYS: checkin hash; ARGV: now_ms, every_ms, grace_ms, asking (1: make requests, 0: not)
-local now = tonumber(ARGV[1])
-local grace = tonumber(ARGV[3])
-local req = tonumber(redis.call('HGET', KEYS[1], 'requested_ms'))
-local ans = tonumber(redis.call('HGET', KEYS[1], 'answered_ms'))
-if req and (not ans or ans < req) and now >= req + grace
-   and now < req + grace + tonumber(ARGV[2])
-   and redis.call('HGET', KEYS[1], 'missed_for') ~= tostring(req) then
-  redis.call('HSET', KEYS[1], 'missed_for', tostring(req))
-  return {'missed', tostring(req)}
-end
-if ARGV[4] ~= '1' then
-  redis.call('HDEL', KEYS[1], 'next_ms')  -- a new lone-worker period starts with a request
-  return {}
-end
-local nxt = tonumber(redis.call('HGET', KEYS[1], 'next_ms'))
-if not nxt or now >= nxt then
-  redis.call('HSET', KEYS[1], 'requested_ms', ARGV[1], 'next_ms', now + tonumber(ARGV[2]))
-  return {'request', ARGV[1]}
-end
-return {}
-"""
-
 MISSED_NAMESPACE = uuid.UUID("6f0e5c4e-3b7a-4c1d-9d55-0f6c1a2b3c4d")
 #: The role of the people whose being on duty lets check-ins run at a branch.
 STAFF_ROLE = "staff"
@@ -68,7 +40,7 @@ STAFF_ROLE = "staff"
 def answer(store: Store, device_id: str, now_ms: int) -> None:
     """The wearer checked in at ``now_ms`` (hub clock, Unix ms): any check-in requested
     before is answered. (An alarm or a cancel answers through ``Store.heard``.)"""
-    store.r.hset(store.key("checkin", device_id), "answered_ms", now_ms)
+    store.devices.answer_checkin(device_id, now_ms)
 
 
 def someone_on_duty(site: Site, branch_id: str, now_ms: int,
@@ -88,10 +60,6 @@ class CheckinScheduler:
                  raise_alarm: Callable[[Alarm], None]):
         self.site, self.store = site, store
         self.branch_state, self.raise_alarm = branch_state, raise_alarm
-        self._tick = store.r.register_script(_TICK)
-
-    def _key(self, device_id: str) -> str:
-        return self.store.key("checkin", device_id)
 
     def answered(self, device_id: str, now_ms: int) -> None:
         """The wearer pressed in answer to a request."""
@@ -107,13 +75,12 @@ class CheckinScheduler:
                       and someone_on_duty(self.site, branch.id, now_ms,
                                           self.store.branches.overrides(branch.id, now_ms)))
             for device in wearables:  # a request made is followed through, asking or not
-                result = self._tick(keys=[self._key(device.id)],
-                                    args=[now_ms, int(branch.checkin_every_s * 1000),
-                                          int(branch.checkin_grace_s * 1000),
-                                          "1" if asking else "0"])
-                if not result:
+                result = self.store.devices.checkin_tick(
+                    device.id, now_ms, int(branch.checkin_every_s * 1000),
+                    int(branch.checkin_grace_s * 1000), asking)
+                if result is None:
                     continue
-                what, requested = result[0], int(result[1])
+                what, requested = result
                 if what == "request":
                     log.info("check-in requested from %s (lone worker at %s)", device.id,
                              branch.id)

@@ -9,19 +9,12 @@ change (a trouble raised, or its all-clear) reaches ``notify`` once across worke
 The troubles and their thresholds are pure (hub.core.troubles); this module is the
 loop that reads, records and reports them.
 
-Keys, under the store's prefix (default ``haven``)::
-
-    haven:troubles:<device>     set     the device's current troubles
-    haven:supervision:<device>  hash    outbox_since_ms: first heartbeat_ms of the
-                                        current run of non-empty outboxes
-    haven:troubles              stream  device, trouble, raised (1|0), branch, room,
-                                        at_ms; capped near 1000 entries
-    haven:events                pubsub  {"type": "device.trouble", "device", "trouble", "raised"}
+Its keys (each device's trouble set and outbox run, the troubles stream) belong to
+hub.store.troubles (``store.troubles``).
 
 Exactly once: every device is read (``READ_CHUNK`` per round trip); a device whose
-troubles (or outbox run) change is then checked again in one WATCH/MULTI transaction
-over its hash, supervision hash and trouble set, retried on fresh data if any changed
-meanwhile (another worker, a heartbeat); only the committing worker notifies. A worker
+troubles (or outbox run) change is then checked again in one transaction on fresh data
+(``TroubleStore.update``); only the committing worker notifies. A worker
 dying between commit and ``notify`` loses that notice (the stream keeps it).
 
 Wiring: ``sup = Supervisor(site, store, texts.queue, broker=lambda: mqtt.link,
@@ -33,7 +26,6 @@ low-priority messages (IT contacts) and never holds up alarm paging.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -49,12 +41,8 @@ from hub.store.alarms import Store
 
 log = logging.getLogger("haven.supervision")
 
-#: Entries kept in the troubles stream (approximate).
-HISTORY_MAXLEN = 1000
 #: Longest wait between checks while Redis is failing, in seconds.
 MAX_BACKOFF_S = 60.0
-#: Transaction attempts per device per check before leaving it to the next check.
-ATTEMPTS = 10
 #: Devices read per Redis round trip in a check (a read changes nothing: only devices
 #: whose troubles change get a transaction).
 READ_CHUNK = 500
@@ -108,20 +96,9 @@ class Supervisor:
             log.exception("notifying %s failed", notice)
         return notice
 
-    def _keys(self, device_id: str) -> tuple[str, str, str]:
-        key = self.store.key
-        return tuple(key(k, device_id) for k in ("device", "supervision", "troubles"))
-
     def _read(self, devices: list[Device]) -> list[tuple[dict, str | None, set]]:
         """Each device's (status hash, outbox_since_ms, trouble set), in one round trip."""
-        pipe = self.store.r.pipeline(transaction=False)
-        for device in devices:
-            dkey, skey, tkey = self._keys(device.id)
-            pipe.hgetall(dkey)
-            pipe.hget(skey, "outbox_since_ms")
-            pipe.smembers(tkey)
-        replies = pipe.execute()
-        return [tuple(replies[i:i + 3]) for i in range(0, len(replies), 3)]
+        return self.store.troubles.read([device.id for device in devices])
 
     def _evaluate(self, record: Mapping[str, str], old_since: str | None, members,
                   now_ms: int) -> tuple[str | None, frozenset, frozenset]:
@@ -134,40 +111,19 @@ class Supervisor:
         return since, before, current
 
     def _check_device(self, device: Device, now_ms: int) -> list[tuple[Trouble, bool]]:
-        key, device_id = self.store.key, device.id
-        dkey, skey, tkey = self._keys(device_id)
-        with self.store.r.pipeline() as pipe:
-            for _ in range(ATTEMPTS):
-                try:
-                    pipe.watch(dkey, skey, tkey)
-                    old_since = pipe.hget(skey, "outbox_since_ms")
-                    since, before, current = self._evaluate(
-                        pipe.hgetall(dkey), old_since, pipe.smembers(tkey), now_ms)
-                    raised, cleared = diff(before, current)
-                    pipe.multi()
-                    if since != old_since:
-                        if since is None:
-                            pipe.hdel(skey, "outbox_since_ms")
-                        else:
-                            pipe.hset(skey, "outbox_since_ms", since)
-                    changes = [(t, True) for t in sorted(raised)] + \
-                        [(t, False) for t in sorted(cleared)]
-                    for trouble, up in changes:
-                        (pipe.sadd if up else pipe.srem)(tkey, str(trouble))
-                        pipe.xadd(key("troubles"), {
-                            "device": device_id, "trouble": str(trouble), "raised": int(up),
-                            "branch": device.branch_id, "room": device.room_id,
-                            "at_ms": now_ms}, maxlen=HISTORY_MAXLEN, approximate=True)
-                        pipe.publish(self.store.events_channel, json.dumps(
-                            {"type": "device.trouble", "device": device_id,
-                             "trouble": str(trouble), "raised": up}))
-                    pipe.execute()
-                    return changes
-                except redis.WatchError:
-                    continue
-        log.warning("device %s changed under every check attempt: left to the next check",
-                    device_id)
-        return []
+        """Record the device's troubles as they are now, once across workers: the changes
+        this worker committed."""
+        def decide(record, old_since, members):
+            since, before, current = self._evaluate(record, old_since, members, now_ms)
+            return (since, *diff(before, current))
+
+        changes = self.store.troubles.update(device.id, device.branch_id, device.room_id,
+                                             now_ms, decide)
+        if changes is None:
+            log.warning("device %s changed under every check attempt: left to the next check",
+                        device.id)
+            return []
+        return changes
 
     def run(self, stop: threading.Event, interval_s: float = 5.0) -> None:
         """Check every ``interval_s`` seconds until ``stop`` is set; for a worker thread.

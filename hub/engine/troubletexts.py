@@ -14,12 +14,8 @@ silence is not their trouble (supervision raises no offline troubles then): afte
 ``BROKER_REPORT_AFTER_S`` the IT contacts of every branch are texted once that the
 hub cannot reach its broker, and once more when it is back.
 
-Keys, under the store's prefix::
-
-    haven:trouble-texts:<branch>       list    pending trouble changes (JSON), oldest first
-    haven:trouble-texts-sent:<branch>  string  when the last text left (Unix ms, hub clock)
-    haven:broker-outage                string  the worker that reported the outage, until
-                                               a worker that saw it sees the broker back
+Its keys (each branch's pending changes and last text, the outage report) belong to
+hub.store.troubles (``store.troubles``).
 
 Exactly once across hub workers: one Lua script takes a branch's whole pending list
 and sets its "sent" key in one step, so only one worker gets each batch; the outage
@@ -33,7 +29,6 @@ Texts leave on a small pool of their own: a slow API never holds up supervision.
 
 from __future__ import annotations
 
-import json
 import logging
 from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Callable
@@ -54,20 +49,6 @@ BROKER_REPORT_AFTER_S = 10.0
 #: The role of the contacts told about device troubles and broker outages.
 IT_ROLE = "it"
 
-_TAKE = """
--- KEYS: pending list, sent key; ARGV: now_ms, batch period in ms
-local last = tonumber(redis.call('GET', KEYS[2]))
-if (last and tonumber(ARGV[1]) < last + tonumber(ARGV[2]))
-   or redis.call('LLEN', KEYS[1]) == 0 then
-  return {}
-end
-local items = redis.call('LRANGE', KEYS[1], 0, -1)
-redis.call('DEL', KEYS[1])
-redis.call('SET', KEYS[2], ARGV[1], 'PX', 2 * tonumber(ARGV[2]))
-return items
-"""
-
-
 class TroubleTexts:
     """Queues trouble changes and texts them per branch; reports broker outages.
 
@@ -81,23 +62,20 @@ class TroubleTexts:
         self.site, self.store, self.notifier, self.broker = site, store, notifier, broker
         self.senders = senders or ThreadPoolExecutor(2, thread_name_prefix="trouble")
         self.batch_every_ms = int(batch_every_s * 1000)
-        self._take = store.r.register_script(_TAKE)
         self._saw_outage = False  # this worker saw the broker unreachable (and reported it)
 
     def queue(self, notice: TroubleNotice) -> None:
         """A trouble change, for the branch's next text (supervision's ``notify``)."""
-        self.store.r.rpush(self.store.key("trouble-texts", notice.branch_id), json.dumps(
-            {"device": notice.device_id, "trouble": str(notice.trouble),
-             "raised": notice.raised, "at_ms": notice.at_ms}))
+        self.store.troubles.queue_text(notice.branch_id, {
+            "device": notice.device_id, "trouble": str(notice.trouble),
+            "raised": notice.raised, "at_ms": notice.at_ms})
 
     def after_check(self, now_ms: int) -> None:
         """Send each branch's pending changes (if its minute is up), then report the
         broker's outage or its end. Raises ``redis.RedisError``."""
         for branch_id in self.site.branches:
-            taken = self._take(keys=[self.store.key("trouble-texts", branch_id),
-                                     self.store.key("trouble-texts-sent", branch_id)],
-                               args=[now_ms, self.batch_every_ms])
-            notices = [_notice(json.loads(item), branch_id, self.site) for item in taken]
+            taken = self.store.troubles.take_texts(branch_id, now_ms, self.batch_every_ms)
+            notices = [_notice(item, branch_id, self.site) for item in taken]
             if notices:
                 self._text(self._it(branch_id),
                            trouble_batch_text(branch_id, notices, self.site),
@@ -106,17 +84,16 @@ class TroubleTexts:
 
     def _check_broker(self, now_ms: int) -> None:
         connected, since_ms = self.broker()
-        key = self.store.key("broker-outage")
         if not connected and now_ms - since_ms >= BROKER_REPORT_AFTER_S * 1000:
             self._saw_outage = True
-            if self.store.r.set(key, str(since_ms), nx=True):
+            if self.store.troubles.report_broker_outage(since_ms):
                 log.error("broker unreachable for %.0f s: no device can raise an alarm "
                           "through it; devices' silence is not their trouble meanwhile",
                           (now_ms - since_ms) / 1000)
                 self._text(self._it(), broker_text(reachable=False), "broker unreachable")
         elif connected and self._saw_outage:
             self._saw_outage = False
-            if self.store.r.delete(key):
+            if self.store.troubles.end_broker_outage():
                 self._text(self._it(), broker_text(reachable=True), "broker back")
 
     def tell_it(self, text: str) -> None:

@@ -169,7 +169,6 @@ def _presence(redis_url: str | None) -> dict[str, str] | None:
     import redis
     try:
         store = Store.from_url(hub_settings(redis_url=redis_url).redis)
-        keys = store.r.keys(store.key("device", "*"))
-        return {key.split(":", 2)[2]: store.r.hget(key, "state") or "unknown" for key in keys}
+        return store.devices.presences()
     except redis.RedisError:
         return None

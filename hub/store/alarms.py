@@ -47,6 +47,7 @@ from hub.core.lifecycle import AlarmEvent, transition
 from hub.core.model import SAFE_ROOM_KIND, Alarm, PageKey
 from hub.store.branches import SHELTER_FIELD, BranchStore, parse_overrides, parse_switches
 from hub.store.devices import COMMANDS_MAXLEN, DeviceStore
+from hub.store.troubles import TroubleStore
 from hub.store.pages import (CLAIM_TTL_S, PageStore, finish_checked_lua, finished_or_failed,
                              flat_json)
 from hub.config.redistarget import RedisTarget, connect
@@ -277,8 +278,9 @@ class Store:
     """Haven's state in Redis: the alarms here, and one part per other concern, each given
     the client and :meth:`key`: ``store.branches`` (switches, shelters, duty overrides:
     hub.store.branches), ``store.pages`` (claims, records, follow-ups, retries:
-    hub.store.pages) and ``store.devices`` (statuses, commands, rejected messages:
-    hub.store.devices). ``client`` must be made with ``decode_responses=True``."""
+    hub.store.pages), ``store.devices`` (statuses, check-ins, commands, rejected messages:
+    hub.store.devices) and ``store.troubles`` (devices' troubles, the texts that tell
+    them, the broker-outage report: hub.store.troubles). ``client`` must be made with ``decode_responses=True``."""
 
     def __init__(self, client: redis.Redis, prefix: str = "haven"):
         self.r = client
@@ -294,11 +296,13 @@ class Store:
         self.branches = BranchStore(client, self.key, self.events_channel)
         self.pages = PageStore(client, self.key, self.events_channel)
         self.devices = DeviceStore(client, self.key, self.events_channel)
+        self.troubles = TroubleStore(client, self.key, self.events_channel)
 
     def warm_up(self) -> None:
         """Every Lua script loaded before the first alarm (hub start): otherwise the first
         alarm pays an extra round trip per script. Raises ``redis.RedisError``."""
-        scripts = [v for part in (self, self.pages, self.devices) for v in vars(part).values()
+        scripts = [v for part in (self, self.pages, self.devices, self.troubles)
+                   for v in vars(part).values()
                    if isinstance(v, redis.commands.core.Script)]
         with self.r.pipeline(transaction=False) as pipe:  # its connection stays in the pool
             for script in scripts:

@@ -76,6 +76,11 @@ class BranchStore:
     def branch_switches(self, branch_id: str) -> Switches:
         return parse_switches(self.r.hgetall(self.key("branch", branch_id)))
 
+    def changed_ms(self, branch_id: str) -> int | None:
+        """When someone last changed the branch's switches (Unix ms), if ever."""
+        changed = self.r.hget(self.key("branch", branch_id), "changed_ms")
+        return int(changed) if changed and changed.isdigit() else None
+
     def branch_context(self, branch_id: str, now_ms: int) -> tuple[Switches, list[Override]]:
         """A branch's switches and the overrides in force, in one round trip."""
         pipe = self.r.pipeline(transaction=False)

@@ -4,6 +4,9 @@ Keys (under the store's prefix)::
 
     haven:device:<id>             hash   a device's presence (state, since_ms, firmware) and
                                          its last heartbeat's readings (heartbeat_ms ...)
+    haven:checkin:<id>            hash   a worn device's lone-worker check-in: next_ms (next
+                                         request due), requested_ms, answered_ms,
+                                         missed_for (requested_ms already alarmed)
     haven:device-commands         stream commands for devices, consumed by hub workers
                                          (consumer group "hub") and published over MQTT
     haven:rejected                stream messages that broke the wire contract (capped)
@@ -48,6 +51,30 @@ return #KEYS
 """
 
 
+_CHECKIN_TICK = """
+-- KEYS: checkin hash; ARGV: now_ms, every_ms, grace_ms, asking (1: make requests, 0: not)
+local now = tonumber(ARGV[1])
+local grace = tonumber(ARGV[3])
+local req = tonumber(redis.call('HGET', KEYS[1], 'requested_ms'))
+local ans = tonumber(redis.call('HGET', KEYS[1], 'answered_ms'))
+if req and (not ans or ans < req) and now >= req + grace
+   and now < req + grace + tonumber(ARGV[2])
+   and redis.call('HGET', KEYS[1], 'missed_for') ~= tostring(req) then
+  redis.call('HSET', KEYS[1], 'missed_for', tostring(req))
+  return {'missed', tostring(req)}
+end
+if ARGV[4] ~= '1' then
+  redis.call('HDEL', KEYS[1], 'next_ms')  -- a new lone-worker period starts with a request
+  return {}
+end
+local nxt = tonumber(redis.call('HGET', KEYS[1], 'next_ms'))
+if not nxt or now >= nxt then
+  redis.call('HSET', KEYS[1], 'requested_ms', ARGV[1], 'next_ms', now + tonumber(ARGV[2]))
+  return {'request', ARGV[1]}
+end
+return {}
+"""
+
 class DeviceStore:
     """Device statuses, device commands and rejected messages. ``key(*parts)`` builds a
     key (Store.key)."""
@@ -55,6 +82,7 @@ class DeviceStore:
     def __init__(self, client: redis.Redis, key: Callable[..., str], events_channel: str):
         self.r, self.key, self.events_channel = client, key, events_channel
         self._statuses = client.register_script(_STATUSES)
+        self._checkin_tick = client.register_script(_CHECKIN_TICK)
 
     def set_device_status(self, device_id: str, state: str, at_ms: int,
                           firmware: str | None = None, **health: Any) -> None:
@@ -114,6 +142,28 @@ class DeviceStore:
             pipe.hset(self.key("checkin", device_id), "answered_ms", at_ms)
         pipe.execute()
 
+    # --- lone-worker check-ins (hub.engine.checkins decides who is asked) -------------
+
+    def answer_checkin(self, device_id: str, now_ms: int) -> None:
+        """The wearer checked in at ``now_ms``: any check-in requested before is answered."""
+        self.r.hset(self.key("checkin", device_id), "answered_ms", now_ms)
+
+    def checkin_tick(self, device_id: str, now_ms: int, every_ms: int, grace_ms: int,
+                     asking: bool) -> tuple[str, int] | None:
+        """One step of a worn device's check-ins, once across workers: ``("request", ms)``
+        when a request is due now (``asking``: a lone worker is on duty), ``("missed",
+        requested ms)`` when one went unanswered for ``grace_ms`` (once per request, and
+        not for a request older than ``grace_ms + every_ms``: a hub down all that time),
+        else ``None``. Not asking ends the period: the next one starts with a request."""
+        result = self._checkin_tick(keys=[self.key("checkin", device_id)],
+                                    args=[now_ms, every_ms, grace_ms, "1" if asking else "0"])
+        return (result[0], int(result[1])) if result else None
+
+    def checkin_requested_ms(self, device_id: str) -> int | None:
+        """When the device's last check-in was requested (Unix ms), if ever."""
+        requested = self.r.hget(self.key("checkin", device_id), "requested_ms")
+        return int(requested) if requested else None
+
     def queue_device_command(self, device_id: str, cmd: str, alarm_id: str | None = None) -> None:
         """A command for a device: about one alarm (``not_delivered``), or about the device
         (locate, test, checkin_request)."""
@@ -122,6 +172,16 @@ class DeviceStore:
             fields["alarm_id"] = alarm_id
         self.r.xadd(self.key("device-commands"), fields, maxlen=COMMANDS_MAXLEN,
                     approximate=True)
+
+    def presences(self) -> dict[str, str]:
+        """Every device the store has heard of, with its last presence (``online``,
+        ``offline``, or ``unknown`` for one that only sent readings)."""
+        head = self.key("device", "")
+        ids = [key[len(head):] for key in self.r.scan_iter(head + "*", count=1000)]
+        pipe = self.r.pipeline(transaction=False)
+        for device_id in ids:
+            pipe.hget(self.key("device", device_id), "state")
+        return {device_id: state or "unknown" for device_id, state in zip(ids, pipe.execute())}
 
     def device_statuses(self, device_ids: list[str]) -> dict[str, dict[str, str]]:
         """Each device's hash (presence, firmware, health), in one round trip."""

@@ -372,6 +372,11 @@ class PageStore:
                  *(self.key("notification", str(k)) for k in finish.keys)],
                 [*args, finish.alarm_id, finish.attempt, finish.next_due_ms])
 
+    def first_sight_of_reply(self, message_sid: str, ttl_s: int) -> bool:
+        """Whether the reply SMS ``message_sid`` (Twilio's id) is seen for the first time
+        within ``ttl_s`` seconds: a replayed or retried webhook must not act twice."""
+        return bool(self.r.set(self.key("twilio-sms", message_sid), 1, nx=True, ex=ttl_s))
+
     def queue_followup(self, key: str, status: str) -> None:
         """A page that finally failed (SMS undelivered, call unanswered): for a hub worker."""
         self.r.xadd(self.key("followups"), {"key": key, "status": status},

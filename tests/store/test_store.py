@@ -195,3 +195,24 @@ def test_devices_heard_together_keep_each_ones_latest_time(fake_store):
     assert r.hget(fake_store.key("device", "worn-1"), "alarm_ms") == "5000"
     assert r.hget(fake_store.key("checkin", "worn-1"), "answered_ms") == "5000"
     assert not r.exists(fake_store.key("checkin", "wall-1"))
+
+
+def test_every_device_heard_of_is_listed_with_its_presence(fake_store):
+    fake_store.devices.set_device_status("wall-1", "online", 1000)
+    fake_store.devices.set_device_status("worn-1", "offline", 2000)
+    fake_store.devices.heard([("new-1", "alarm_ms", 3000, False)])  # no status yet
+    assert fake_store.devices.presences() == {"wall-1": "online", "worn-1": "offline",
+                                              "new-1": "unknown"}
+
+
+def test_a_worn_devices_checkin_is_requested_answered_and_missed_once(fake_store):
+    devices = fake_store.devices
+    assert devices.checkin_tick("worn-1", 1000, 60_000, 30_000, True) == ("request", 1000)
+    assert devices.checkin_requested_ms("worn-1") == 1000
+    assert devices.checkin_tick("worn-1", 2000, 60_000, 30_000, True) is None
+    assert devices.checkin_tick("worn-1", 31_000, 60_000, 30_000, True) == ("missed", 1000)
+    assert devices.checkin_tick("worn-1", 32_000, 60_000, 30_000, True) is None  # once
+    assert devices.checkin_tick("worn-1", 61_000, 60_000, 30_000, True) == ("request", 61_000)
+    devices.answer_checkin("worn-1", 70_000)
+    assert devices.checkin_tick("worn-1", 91_000, 60_000, 30_000, True) is None
+    assert devices.checkin_requested_ms("wall-1") is None
