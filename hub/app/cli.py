@@ -27,6 +27,10 @@ EXIT_CONFIG = 2
 
 
 def _logging(level: str) -> None:
+    """Log lines to stderr (the journal, under systemd). The format names no thread or
+    process, so records do not gather them: ~5 µs less per line (a hub worker logs two
+    or three per alarm)."""
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     logging.basicConfig(level=getattr(logging, level.upper()), stream=sys.stderr,
                         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
 
