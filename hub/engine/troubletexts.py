@@ -17,10 +17,12 @@ hub cannot reach its broker, and once more when it is back.
 Its keys (each branch's pending changes and last text, the outage report) belong to
 hub.store.troubles (``store.troubles``).
 
-Exactly once across hub workers: one Lua script takes a branch's whole pending list
-and sets its "sent" key in one step, so only one worker gets each batch; the outage
-report is claimed with SET NX and its end with DEL. A worker dying between the take
-and the send loses that text (the troubles stream and the dashboard keep the changes).
+Once across hub workers: one Lua script takes a branch's whole pending list and sets
+its "sent" key in one step, so only one worker gets each batch, leased to it until
+every IT contact was tried; a worker that dies before that leaves the batch to the
+next one whose check finds the lease run out (``TEXT_LEASE_MS``): sent late, or twice
+to those the dead worker reached, never lost. The outage report is claimed with SET NX
+and its end with DEL.
 
 Wiring: ``texts = TroubleTexts(site, store, notifier, broker=lambda: mqtt.link)``,
 ``Supervisor(site, store, texts.queue, broker=..., after_check=texts.after_check)``.
@@ -30,7 +32,9 @@ Texts leave on a small pool of their own: a slow API never holds up supervision.
 from __future__ import annotations
 
 import logging
+import threading
 from concurrent.futures import Executor, ThreadPoolExecutor
+from functools import partial
 from typing import Callable
 
 from hub.core.messages import broker_text, trouble_batch_text
@@ -75,11 +79,13 @@ class TroubleTexts:
         broker's outage or its end. Raises ``redis.RedisError``."""
         for branch_id in self.site.branches:
             taken = self.store.troubles.take_texts(branch_id, now_ms, self.batch_every_ms)
-            notices = [_notice(item, branch_id, self.site) for item in taken]
-            if notices:
-                self._text(self._it(branch_id),
-                           trouble_batch_text(branch_id, notices, self.site),
-                           f"{len(notices)} trouble change(s) at {branch_id}")
+            if taken is None:
+                continue
+            token, items = taken
+            notices = [_notice(item, branch_id, self.site) for item in items]
+            self._text(self._it(branch_id), trouble_batch_text(branch_id, notices, self.site),
+                       f"{len(notices)} trouble change(s) at {branch_id}",
+                       then=partial(self._sent, branch_id, token))
         self._check_broker(now_ms)
 
     def _check_broker(self, now_ms: int) -> None:
@@ -108,14 +114,36 @@ class TroubleTexts:
                 chosen.setdefault(c.phone, c)
         return list(chosen.values())
 
-    def _text(self, contacts: list[Contact], text: str, what: str) -> None:
+    def _text(self, contacts: list[Contact], text: str, what: str,
+              then: Callable[[], None] | None = None) -> None:
+        """Text ``contacts`` on the senders; ``then`` runs once every one was tried (at
+        once if there is nobody to tell)."""
         if not contacts:
             log.error("%s: no contact with role %r to tell; add one to the site config %s",
                       what, IT_ROLE, self.site.source)
+            if then is not None:
+                then()
             return
         log.warning("%s: texting %d IT contact(s)", what, len(contacts))
+        left, lock = [len(contacts)], threading.Lock()
+
+        def send(contact: Contact) -> None:
+            self._send(contact, text)
+            with lock:
+                left[0] -= 1
+                last = left[0] == 0
+            if last and then is not None:
+                then()
         for contact in contacts:
-            self.senders.submit(self._send, contact, text)
+            self.senders.submit(send, contact)
+
+    def _sent(self, branch_id: str, token: str) -> None:
+        """A batch texted: released, so no other worker sends it again."""
+        try:
+            self.store.troubles.texts_sent(branch_id, token)
+        except Exception:  # its lease runs out and another worker texts it again
+            log.exception("marking the trouble texts of %s sent failed: they may go twice",
+                          branch_id)
 
     def _send(self, contact: Contact, text: str) -> None:
         try:

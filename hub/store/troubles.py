@@ -11,6 +11,8 @@ Keys (under the store's prefix)::
     haven:trouble-texts:<branch>       list    trouble changes waiting for the branch's
                                                next text (JSON), oldest first
     haven:trouble-texts-sent:<branch>  string  when the last text left (Unix ms, hub clock)
+    haven:trouble-texts-sending:<branch>  hash  batches taken and not yet sent: token ->
+                                               {"items": [...], "lease_until": ms}
     haven:broker-outage                string  since when the reported outage ran (Unix ms),
                                                until a worker that saw it sees the broker back
 
@@ -36,19 +38,36 @@ HISTORY_MAXLEN = 1000
 #: Transaction attempts per device before an update is left to the next check.
 ATTEMPTS = 10
 
+#: How long a worker has to send a batch of trouble texts it took before another worker
+#: sends it (a worker that died after the take), in milliseconds.
+TEXT_LEASE_MS = 120_000
+
 _TAKE_TEXTS = """
--- KEYS: pending list, sent key; ARGV: now_ms, batch period in ms
--- The whole pending list, if the branch's last text is a period old; the text's time set
--- in the same step, so one worker gets each batch.
+-- KEYS: pending list, sent key, sending hash; ARGV: now_ms, batch period in ms, lease ms
+-- A batch whose worker died before it was sent first (its lease run out: it goes out
+-- again, leased anew); else the whole pending list, if the branch's last text is a
+-- period old, leased to the taker and its time set in the same step, so one worker gets
+-- each batch. Returns {token, item, item ...} or {}.
+local now = tonumber(ARGV[1])
+local sending = redis.call('HGETALL', KEYS[3])
+for i = 1, #sending, 2 do
+  local batch = cjson.decode(sending[i + 1])
+  if tonumber(batch.lease_until) <= now then
+    batch.lease_until = now + tonumber(ARGV[3])
+    redis.call('HSET', KEYS[3], sending[i], cjson.encode(batch))
+    return {sending[i], unpack(batch.items)}
+  end
+end
 local last = tonumber(redis.call('GET', KEYS[2]))
-if (last and tonumber(ARGV[1]) < last + tonumber(ARGV[2]))
-   or redis.call('LLEN', KEYS[1]) == 0 then
+if (last and now < last + tonumber(ARGV[2])) or redis.call('LLEN', KEYS[1]) == 0 then
   return {}
 end
 local items = redis.call('LRANGE', KEYS[1], 0, -1)
 redis.call('DEL', KEYS[1])
 redis.call('SET', KEYS[2], ARGV[1], 'PX', 2 * tonumber(ARGV[2]))
-return items
+redis.call('HSET', KEYS[3], ARGV[1],
+           cjson.encode({items = items, lease_until = now + tonumber(ARGV[3])}))
+return {ARGV[1], unpack(items)}
 """
 
 #: What supervision decides from a device's (status hash, outbox_since_ms, trouble set):
@@ -128,13 +147,24 @@ class TroubleStore:
         """A trouble change for the branch's next text."""
         self.r.rpush(self.key("trouble-texts", branch_id), json.dumps(change))
 
-    def take_texts(self, branch_id: str, now_ms: int, every_ms: int) -> list[dict[str, Any]]:
-        """The branch's pending changes, oldest first, if its last text is ``every_ms`` old
-        (or it had none), marking a text sent at ``now_ms``; else none. Once across workers."""
+    def take_texts(self, branch_id: str, now_ms: int, every_ms: int,
+                   lease_ms: int = TEXT_LEASE_MS) -> tuple[str, list[dict[str, Any]]] | None:
+        """A batch of the branch's trouble changes to text, oldest first, with its token for
+        :meth:`texts_sent`, once across workers: a batch another worker took and did not
+        send within ``lease_ms`` (it died), else the pending changes if the branch's last
+        text is ``every_ms`` old (or it had none), marking a text sent at ``now_ms``. The
+        batch is leased to the taker for ``lease_ms``. ``None``: nothing to send now."""
         taken = self._take_texts(keys=[self.key("trouble-texts", branch_id),
-                                       self.key("trouble-texts-sent", branch_id)],
-                                 args=[now_ms, every_ms])
-        return [json.loads(item) for item in taken]
+                                       self.key("trouble-texts-sent", branch_id),
+                                       self.key("trouble-texts-sending", branch_id)],
+                                 args=[now_ms, every_ms, lease_ms])
+        if not taken:
+            return None
+        return taken[0], [json.loads(item) for item in taken[1:]]
+
+    def texts_sent(self, branch_id: str, token: str) -> None:
+        """The batch ``token`` was texted (every contact tried): no worker sends it again."""
+        self.r.hdel(self.key("trouble-texts-sending", branch_id), token)
 
     def report_broker_outage(self, since_ms: int) -> bool:
         """Mark the broker outage that began at ``since_ms`` reported; ``False`` if a worker

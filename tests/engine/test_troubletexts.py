@@ -14,9 +14,10 @@ from device.protocol import Topics, new_alarm
 from hub.edges.mqtt import BrokerAddress, HubMqtt
 from hub.edges.outage import Outage
 from hub.engine.service import AlarmService
-from hub.core.troubles import Trouble
+from hub.core.troubles import Trouble, TroubleNotice
 from hub.engine.supervision import Supervisor
 from hub.engine.troubletexts import TroubleTexts
+from hub.store.troubles import TEXT_LEASE_MS
 from tests.engine.test_escalation import InlinePool, Recorder
 
 NOW = 1_780_000_000_000  # ms
@@ -145,6 +146,27 @@ def test_two_workers_send_each_batch_once(sample_site, fake_store):
     for t in threads:
         t.join(10)
     assert len(sent_a.sent) + len(sent_b.sent) == 2  # one per branch, whoever sent it
+
+
+def test_a_batch_taken_by_a_worker_that_died_is_texted_by_another(sample_site, fake_store):
+    """Worker a takes main's batch and dies before texting it; worker b's check after the
+    lease texts it. A batch that was texted is not texted again."""
+    dead = TroubleTexts(sample_site, fake_store, Recorder(), senders=InlinePool())
+    dead.queue(TroubleNotice("main-ref-01", Trouble.OFFLINE, True, "main", "reference",
+                             NOW))
+    assert fake_store.troubles.take_texts("main", NOW, dead.batch_every_ms) is not None
+    b, sent_b = worker(sample_site, fake_store)
+    beat_all(fake_store, sample_site, NOW)
+    b.check(NOW + 1_000)
+    assert texts_to_it(sent_b) == []  # its worker may still be texting it
+    beat_all(fake_store, sample_site, NOW + TEXT_LEASE_MS)
+    b.check(NOW + TEXT_LEASE_MS)
+    assert texts_to_it(sent_b) == [
+        "HAVEN device main-ref-01 (Main Library, Reference Desk) is OFFLINE (no heartbeat): "
+        "it cannot raise alarms."]
+    beat_all(fake_store, sample_site, NOW + 10 * TEXT_LEASE_MS)
+    b.check(NOW + 10 * TEXT_LEASE_MS)
+    assert len(texts_to_it(sent_b)) == 1
 
 
 def test_a_broker_outage_is_reported_once_as_such_not_as_offline_devices(sample_site,

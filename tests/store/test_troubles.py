@@ -67,15 +67,36 @@ def test_a_device_changing_under_every_attempt_is_left_for_the_next_check(fake_s
     assert troubles.current(["d1"]) == [set()]
 
 
+def devices_of(taken):
+    token, items = taken
+    return [item["device"] for item in items]
+
+
 def test_a_branchs_pending_changes_are_taken_once_and_at_most_once_a_period(fake_store):
     troubles = fake_store.troubles
     troubles.queue_text("main", {"device": "d1", "trouble": "offline", "raised": True})
     troubles.queue_text("main", {"device": "d2", "trouble": "offline", "raised": True})
-    assert [c["device"] for c in troubles.take_texts("main", 1000, 60_000)] == ["d1", "d2"]
-    assert troubles.take_texts("main", 1000, 60_000) == []  # another worker: nothing left
+    first = troubles.take_texts("main", 1000, 60_000)
+    assert devices_of(first) == ["d1", "d2"]
+    assert troubles.take_texts("main", 1000, 60_000) is None  # another worker: nothing left
+    troubles.texts_sent("main", first[0])
     troubles.queue_text("main", {"device": "d3", "trouble": "offline", "raised": True})
-    assert troubles.take_texts("main", 59_999, 60_000) == []  # within the minute: waits
-    assert [c["device"] for c in troubles.take_texts("main", 61_000, 60_000)] == ["d3"]
+    assert troubles.take_texts("main", 59_999, 60_000) is None  # within the minute: waits
+    assert devices_of(troubles.take_texts("main", 61_000, 60_000)) == ["d3"]
+
+
+def test_a_batch_its_worker_never_sent_goes_out_once_its_lease_runs_out(fake_store):
+    """The worker that took it died before texting it: the batch is not lost, and it goes
+    to one other worker, once, after the lease; a batch marked sent never goes again."""
+    troubles = fake_store.troubles
+    troubles.queue_text("main", {"device": "d1", "trouble": "offline", "raised": True})
+    taken = troubles.take_texts("main", 1000, 60_000, lease_ms=120_000)  # then it died
+    assert troubles.take_texts("main", 120_999, 60_000, lease_ms=120_000) is None
+    again = troubles.take_texts("main", 121_000, 60_000, lease_ms=120_000)
+    assert again == taken
+    assert troubles.take_texts("main", 121_000, 60_000, lease_ms=120_000) is None  # leased
+    troubles.texts_sent("main", again[0])
+    assert troubles.take_texts("main", 500_000, 60_000, lease_ms=120_000) is None
 
 
 def test_a_broker_outage_is_reported_once_and_ended_once(fake_store):
