@@ -16,15 +16,18 @@ clears the alert on every alerted device: ``answered`` where it answered, else
 
 Wiring: :class:`Colleagues` is given the site and the store (and the clock); the
 intake calls :meth:`~Colleagues.alert` for each new alarm once its pages have left and
-the presser has heard ``received``; the device events call :meth:`~Colleagues.answer`;
+the presser has heard ``received`` (the escalator too, when it runs an attempt 0 again);
+the device events call :meth:`~Colleagues.answer`;
 the service's device-command forwarder hook calls :meth:`~Colleagues.command_forwarded`.
 Commands travel through the store's ``device-commands`` stream like every other device
 command (hub.engine.commands).
 
 Timeline entries (the alarm's): ``alerted`` (``device``, ``to`` = the contact's phone,
 ``contact`` = their name) and ``responded`` (``device``, ``by`` = the contact's name).
-A worker that dies between raising the alarm and queueing its alerts leaves them
-unsent: the pages and the presser's feedback do not depend on them.
+The alerts go once per alarm (hub.store.devices ``alert_once``). A worker that dies
+between raising the alarm and queueing them leaves its attempt 0 unfinished; the worker
+that runs that attempt again when its lease runs out (hub.engine.escalator) alerts
+them, a few seconds late.
 """
 
 from __future__ import annotations
@@ -64,17 +67,18 @@ class Colleagues:
         now_ms = int(self.clock() * 1000)
         targets = devices_to_alert(self.site, alarm, self.store.devices.device_statuses(ids),
                                    overrides, now_ms)
-        if not targets:
-            log.info("alarm %s: no colleague's device to alert at %s", alarm.id, alarm.branch)
-            return ()
         command = {"cmd": CMD_ALERT, "alarm_id": alarm.id, "kind": alarm.kind,
                    "room": alarm.room}
         if alarm.drill:
             command["drill"] = "1"
-        self.store.devices.queue_device_commands(
-            [{"device": t.device, **command} for t in targets], alarm_id=alarm.id,
-            timeline=[{"event": "alerted", "at_ms": now_ms, "device": t.device,
-                       "to": t.contact.phone, "contact": t.contact.name} for t in targets])
+        if not self.store.devices.alert_once(
+                alarm.id, now_ms, [{"device": t.device, **command} for t in targets],
+                [{"event": "alerted", "at_ms": now_ms, "device": t.device,
+                  "to": t.contact.phone, "contact": t.contact.name} for t in targets]):
+            return ()  # alerted already, by the worker that raised it
+        if not targets:
+            log.info("alarm %s: no colleague's device to alert at %s", alarm.id, alarm.branch)
+            return ()
         log.info("alarm %s: alerting %d colleague device(s): %s", alarm.id, len(targets),
                  ", ".join(t.device for t in targets))
         return targets

@@ -43,6 +43,7 @@ from hub.core.site import Site
 from hub.core.tally import UNCHECKED, AttemptTally, FinishCheck, PageTicket
 from hub.core.urgency import kind_rank
 from hub.edges.metrics import Metrics
+from hub.engine.colleagues import Colleagues
 from hub.engine.followups import Followups
 from hub.engine.pager import LEASE_MS, Pager
 from hub.engine.push_route import reached_other_way
@@ -72,10 +73,13 @@ class Escalator:
 
     def __init__(self, site: Site, store: Store, pager: Pager, followups: Followups,
                  escalators: Executor, *, clock: Callable[[], float], metrics: Metrics,
-                 public_url: str | None, plan_links: PlanLinks | None = None):
+                 public_url: str | None, plan_links: PlanLinks | None = None,
+                 colleagues: Colleagues | None = None):
         self.site, self.store, self.pager, self.followups = site, store, pager, followups
         self.escalators, self.clock, self.metrics = escalators, clock, metrics
         self.public_url, self.plan_links = public_url, plan_links
+        #: Alerts colleagues' devices when an attempt 0 is run again (its intake died).
+        self.colleagues = colleagues
         self.arc = None
         #: This worker's id among those sharing the store's escalations (balancing).
         self.worker = uuid.uuid4().hex[:12]
@@ -132,8 +136,19 @@ class Escalator:
         now = self._now_ms()
         switches, overrides = self.store.branches.branch_context(alarm.branch, now)
         self.start_attempt(alarm, number, switches, overrides, now)
+        if number == 0 and self.colleagues is not None:
+            self._alert_colleagues(alarm, overrides)
         if once:
             self.store.stop_escalation(alarm_id)
+
+    def _alert_colleagues(self, alarm: Alarm, overrides: list) -> None:
+        """Attempt 0 run again: the worker that raised the alarm died before it finished,
+        maybe before it alerted the colleagues' devices (Colleagues.alert: once per alarm,
+        so nothing goes twice). A failure is logged: the pages have left."""
+        try:
+            self.colleagues.alert(alarm, overrides)
+        except Exception:
+            log.exception("alarm %s: alerting colleagues' devices failed", alarm.id)
 
     def start_attempt(self, alarm: Alarm, number: int, switches: Switches, overrides: list,
                  now: int, *, new: bool = False) -> None:

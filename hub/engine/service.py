@@ -87,11 +87,11 @@ class AlarmService:
         self.pager = Pager(site, store, notifier, senders, clock=clock, metrics=self.metrics,
                            public_url=public_url)
         self.followups = Followups(site, store, self.pager, clock=clock)
+        self.colleagues = Colleagues(site, store, clock=clock)
         self.escalator = Escalator(site, store, self.pager, self.followups, escalators,
                                    clock=clock, metrics=self.metrics, public_url=public_url,
-                                   plan_links=plan_links)
+                                   plan_links=plan_links, colleagues=self.colleagues)
         self.reject = Rejects(store, self.metrics, topics, clock=clock)
-        self.colleagues = Colleagues(site, store, clock=clock)
         self.intake = Intake(site, store, self.escalator, topics=topics,
                              confirm=confirm or publish, reject=self.reject, clock=clock,
                              metrics=self.metrics, replication=replication,

@@ -75,6 +75,24 @@ end
 return {}
 """
 
+_ALERT_ONCE = """
+-- KEYS: alarm hash, device-commands stream, timeline stream
+-- ARGV: now_ms, commands maxlen, commands JSON [[field, value ...] ...], timeline JSON
+-- (same shape). An alarm's colleagues are alerted once, whichever worker gets here first
+-- (the intake, or the worker that runs attempt 0 again after the intake's died): the
+-- alarm hash's colleagues_alerted_ms marks it, with the commands and their timeline
+-- entries in the same step. Returns 1, or 0 if they were alerted already.
+if redis.call('HEXISTS', KEYS[1], 'colleagues_alerted_ms') == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'colleagues_alerted_ms', ARGV[1])
+for _, fields in ipairs(cjson.decode(ARGV[3])) do
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', unpack(fields))
+end
+for _, fields in ipairs(cjson.decode(ARGV[4])) do
+  redis.call('XADD', KEYS[3], '*', unpack(fields))
+end
+return 1
+"""
+
 class DeviceStore:
     """Device statuses, device commands and rejected messages. ``key(*parts)`` builds a
     key (Store.key)."""
@@ -83,6 +101,7 @@ class DeviceStore:
         self.r, self.key, self.events_channel = client, key, events_channel
         self._statuses = client.register_script(_STATUSES)
         self._checkin_tick = client.register_script(_CHECKIN_TICK)
+        self._alert_once = client.register_script(_ALERT_ONCE)
 
     def set_device_status(self, device_id: str, state: str, at_ms: int,
                           firmware: str | None = None, **health: Any) -> None:
@@ -203,6 +222,22 @@ class DeviceStore:
         for entry in timeline:
             pipe.xadd(self.key("timeline", alarm_id), {k: str(v) for k, v in entry.items()})
         pipe.execute()
+
+    def alert_once(self, alarm_id: str, now_ms: int, commands: list[dict[str, str]],
+                   timeline: list[dict[str, Any]]) -> bool:
+        """The colleagues' ``alert`` commands of an alarm (as :meth:`queue_device_commands`)
+        and their timeline entries, unless its colleagues were alerted already (by this or
+        another worker): ``False`` then, and nothing is queued. Marks the alarm alerted
+        (field ``colleagues_alerted_ms``), with no commands too."""
+        flat = [[part for pair in fields.items() for part in (pair[0], str(pair[1]))]
+                for fields in commands]
+        entries = [[part for pair in entry.items() for part in (pair[0], str(pair[1]))]
+                   for entry in timeline]
+        return bool(self._alert_once(
+            keys=[self.key("alarm", alarm_id), self.key("device-commands"),
+                  self.key("timeline", alarm_id)],
+            args=[now_ms, COMMANDS_MAXLEN, json.dumps(flat) if flat else "[]",
+                  json.dumps(entries) if entries else "[]"]))
 
     def read_device_commands(self, consumer: str, block_ms: int,
                              count: int = 100) -> list[tuple[str, dict[str, str]]]:

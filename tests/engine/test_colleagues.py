@@ -260,3 +260,40 @@ def test_the_benchmark_site_alerts_both_colleagues_and_reads_rises_from_the_pin(
     on = time.monotonic()
     assert cleared <= first_rise(motor.pin, cleared) <= on + 0.001
     motor.close()
+
+
+def test_an_alarms_colleagues_are_alerted_once_whoever_asks_again(site, fake_store, part):
+    a = alarm(kind="emergency")
+    fake_store.raise_alarm(a)
+    fake_store.devices.set_device_statuses([(d, "online", NOW, "0.5.0", {})
+                                            for d in site.devices])
+    assert [t.device for t in part.alert(a, [])] == ["main-b", "main-c"]
+    assert part.alert(a, []) == ()  # another worker, or the intake after a re-run
+    assert len(commands(fake_store)) == 2
+    assert len([e for e in fake_store.timeline(a.id) if e["event"] == "alerted"]) == 2
+
+
+def test_a_worker_that_died_after_the_raise_leaves_the_alerts_to_the_one_that_reruns_it(
+        site, fake_store):
+    """The intake stored and leased the alarm, then its worker died before alerting the
+    colleagues; when attempt 0's lease runs out, the worker that runs it again pages and
+    alerts them, once."""
+    from tests.engine.test_escalation import Clock, InlinePool, Recorder
+    from hub.engine.pager import LEASE_MS
+    from hub.engine.service import AlarmService
+    clock, pool = Clock(NOW / 1000), InlinePool()
+    service = AlarmService(site, fake_store, Recorder(), lambda t, p: None, pool,
+                           escalators=pool, clock=clock)
+    fake_store.devices.set_device_statuses([(d, "online", NOW, "0.5.0", {})
+                                            for d in site.devices])
+    a = alarm(kind="emergency")
+    fake_store.raise_leased(a, escalate=True, lease_ms=LEASE_MS)  # ... and the worker died
+    queued = lambda: [(c["device"], c["cmd"])  # noqa: E731 - read, never waiting
+                      for _, c in fake_store.r.xrange(fake_store.key("device-commands"))]
+    assert queued() == []
+    clock.now = (NOW + LEASE_MS + 1) / 1000
+    service.run_due()
+    assert queued() == [("main-b", "alert"), ("main-c", "alert")]
+    clock.now += 3600  # every later attempt runs too: none alerts again
+    service.run_due()
+    assert len([e for e in fake_store.timeline(a.id) if e["event"] == "alerted"]) == 2
