@@ -147,7 +147,8 @@ def main() -> int:
     reference = sum(results["http.client"])
     print(f"SDK messages.create, {args.rounds} rounds of {args.requests} requests each, "
           "CPU of the sending thread (median round)")
-    print(f"{'transport':<12} {'user µs':>8} {'sys µs':>7} {'total µs':>9} {'vs http.client':>15}")
+    print(f"{'transport':<12} {'user µs':>8} {'sys µs':>7} {'total µs':>9} "
+          f"{'vs http.client':>15}")
     for name, (user, system) in results.items():
         print(f"{name:<12} {user:8.0f} {system:7.0f} {user + system:9.0f} "
               f"{(user + system) / reference:14.2f}x")

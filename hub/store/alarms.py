@@ -280,7 +280,8 @@ class Store:
     hub.store.branches), ``store.pages`` (claims, records, follow-ups, retries:
     hub.store.pages), ``store.devices`` (statuses, check-ins, commands, rejected messages:
     hub.store.devices) and ``store.troubles`` (devices' troubles, the texts that tell
-    them, the broker-outage report: hub.store.troubles). ``client`` must be made with ``decode_responses=True``."""
+    them, the broker-outage report: hub.store.troubles). ``client`` must be made with
+    ``decode_responses=True``."""
 
     def __init__(self, client: redis.Redis, prefix: str = "haven"):
         self.r = client
