@@ -6,7 +6,7 @@ night, nobody on shift, asks nobody), every worn device (site device type
 ``wearable``) of that branch is sent ``checkin_request`` every
 ``checkin_every_s``; the wearer answers with a single press (the firmware sends
 a ``checkin`` event), and any other press of that device (an alarm of any kind,
-a cancel) answers too (``Store.heard``). No answer within
+a cancel) answers too (``store.devices.heard``). No answer within
 ``checkin_grace_s`` raises a ``missed_checkin`` alarm from that device's room,
 escalated like any other, even if the shift ended meanwhile (a request made at
 20:59 is followed through at 21:01); a request older than ``checkin_grace_s +
@@ -37,12 +37,6 @@ MISSED_NAMESPACE = uuid.UUID("6f0e5c4e-3b7a-4c1d-9d55-0f6c1a2b3c4d")
 STAFF_ROLE = "staff"
 
 
-def answer(store: Store, device_id: str, now_ms: int) -> None:
-    """The wearer checked in at ``now_ms`` (hub clock, Unix ms): any check-in requested
-    before is answered. (An alarm or a cancel answers through ``Store.heard``.)"""
-    store.devices.answer_checkin(device_id, now_ms)
-
-
 def someone_on_duty(site: Site, branch_id: str, now_ms: int,
                     overrides: Sequence[Override]) -> bool:
     """Whether a ``staff`` contact of the branch is on duty at ``now_ms`` (Unix ms), by
@@ -62,8 +56,9 @@ class CheckinScheduler:
         self.branch_state, self.raise_alarm = branch_state, raise_alarm
 
     def answered(self, device_id: str, now_ms: int) -> None:
-        """The wearer pressed in answer to a request."""
-        answer(self.store, device_id, now_ms)
+        """The wearer pressed in answer to a request (hub clock, Unix ms). (An alarm or a
+        cancel answers through ``store.devices.heard``.)"""
+        self.store.devices.answer_checkin(device_id, now_ms)
 
     def tick(self, now_ms: int) -> None:
         for branch in self.site.branches.values():

@@ -67,6 +67,9 @@ class Colleagues:
         now_ms = int(self.clock() * 1000)
         targets = devices_to_alert(self.site, alarm, self.store.devices.device_statuses(ids),
                                    overrides, now_ms)
+        if not targets:
+            log.info("alarm %s: no colleague's device to alert at %s", alarm.id, alarm.branch)
+            return ()
         command = {"cmd": CMD_ALERT, "alarm_id": alarm.id, "kind": alarm.kind,
                    "room": alarm.room}
         if alarm.drill:
@@ -76,9 +79,6 @@ class Colleagues:
                 [{"event": "alerted", "at_ms": now_ms, "device": t.device,
                   "to": t.contact.phone, "contact": t.contact.name} for t in targets]):
             return ()  # alerted already, by the worker that raised it
-        if not targets:
-            log.info("alarm %s: no colleague's device to alert at %s", alarm.id, alarm.branch)
-            return ()
         log.info("alarm %s: alerting %d colleague device(s): %s", alarm.id, len(targets),
                  ", ".join(t.device for t in targets))
         return targets

@@ -21,7 +21,6 @@ from device.protocol import (EVENT_CANCEL, EVENT_CHECKIN, EVENT_RESPONDING, EVEN
                              EVENT_SELFTEST, ProtocolError, Topics, decode_event,
                              decode_heartbeat, decode_status)
 
-from hub.engine.checkins import answer as answer_checkin
 from hub.engine.colleagues import Colleagues
 from hub.core.lifecycle import AlarmEvent, IllegalTransition
 from hub.core.outcome import MessageOutcome
@@ -139,7 +138,7 @@ class DeviceEvents:
             log.info("alarm %s cancelled from device %s", alarm.id, msg.device)
         elif msg.event == EVENT_CHECKIN:
             self.store.devices.update_device(msg.device, "checkin", checkin_ms=now)
-            answer_checkin(self.store, msg.device, now)
+            self.store.devices.answer_checkin(msg.device, now)
         elif msg.event == EVENT_SELFTEST:
             self.store.devices.update_device(msg.device, "selftest", selftest_ms=now,
                                              selftest_ok=int(bool(msg.ok)),

@@ -48,10 +48,9 @@ from hub.core.model import SAFE_ROOM_KIND, Alarm, PageKey
 from hub.store.branches import SHELTER_FIELD, BranchStore, parse_overrides, parse_switches
 from hub.store.devices import COMMANDS_MAXLEN, DeviceStore
 from hub.store.troubles import TroubleStore
-from hub.store.pages import (CLAIM_TTL_S, PageStore, finish_checked_lua, finished_or_failed,
-                             flat_json)
+from hub.store.pages import CLAIM_TTL_S, PageStore, finish_checked_lua, finished_or_failed
 from hub.config.redistarget import RedisTarget, connect
-from hub.store.redisops import run_scripts
+from hub.store.redisops import flat_json, run_scripts
 
 __all__ = ["Store", "Raised", "RaiseRequest", "CLAIM_TTL_S", "parse_switches", "parse_overrides"]
 

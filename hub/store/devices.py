@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 import redis
 
-from hub.store.redisops import WORKERS_GROUP, read_group
+from hub.store.redisops import WORKERS_GROUP, flat_json, read_group
 
 #: Entries kept in the rejected-messages stream.
 REJECTED_MAXLEN = 1000
@@ -77,18 +77,21 @@ return {}
 
 _ALERT_ONCE = """
 -- KEYS: alarm hash, device-commands stream, timeline stream
--- ARGV: now_ms, commands maxlen, commands JSON [[field, value ...] ...], timeline JSON
--- (same shape). An alarm's colleagues are alerted once, whichever worker gets here first
--- (the intake, or the worker that runs attempt 0 again after the intake's died): the
--- alarm hash's colleagues_alerted_ms marks it, with the commands and their timeline
--- entries in the same step. Returns 1, or 0 if they were alerted already.
+-- ARGV: now_ms, commands maxlen, how many commands, then each command's field/value
+-- pairs (a JSON array), then each timeline entry's. An alarm's colleagues are alerted
+-- once, whichever worker gets here first (the intake, or the worker that runs attempt 0
+-- again after the intake's died): the alarm hash's colleagues_alerted_ms marks it, with
+-- the commands and their timeline entries in the same step. Returns 1, or 0 if they were
+-- alerted already.
 if redis.call('HEXISTS', KEYS[1], 'colleagues_alerted_ms') == 1 then return 0 end
 redis.call('HSET', KEYS[1], 'colleagues_alerted_ms', ARGV[1])
-for _, fields in ipairs(cjson.decode(ARGV[3])) do
-  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', unpack(fields))
-end
-for _, fields in ipairs(cjson.decode(ARGV[4])) do
-  redis.call('XADD', KEYS[3], '*', unpack(fields))
+local commands = tonumber(ARGV[3])
+for i = 4, #ARGV do
+  if i < 4 + commands then
+    redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', unpack(cjson.decode(ARGV[i])))
+  else
+    redis.call('XADD', KEYS[3], '*', unpack(cjson.decode(ARGV[i])))
+  end
 end
 return 1
 """
@@ -226,18 +229,15 @@ class DeviceStore:
     def alert_once(self, alarm_id: str, now_ms: int, commands: list[dict[str, str]],
                    timeline: list[dict[str, Any]]) -> bool:
         """The colleagues' ``alert`` commands of an alarm (as :meth:`queue_device_commands`)
-        and their timeline entries, unless its colleagues were alerted already (by this or
-        another worker): ``False`` then, and nothing is queued. Marks the alarm alerted
-        (field ``colleagues_alerted_ms``), with no commands too."""
-        flat = [[part for pair in fields.items() for part in (pair[0], str(pair[1]))]
-                for fields in commands]
-        entries = [[part for pair in entry.items() for part in (pair[0], str(pair[1]))]
-                   for entry in timeline]
+        and their timeline entries, marking the alarm alerted (field
+        ``colleagues_alerted_ms``), unless its colleagues were alerted already (by this or
+        another worker): ``False`` then, and nothing is queued."""
         return bool(self._alert_once(
             keys=[self.key("alarm", alarm_id), self.key("device-commands"),
                   self.key("timeline", alarm_id)],
-            args=[now_ms, COMMANDS_MAXLEN, json.dumps(flat) if flat else "[]",
-                  json.dumps(entries) if entries else "[]"]))
+            args=[now_ms, COMMANDS_MAXLEN, len(commands),
+                  *(flat_json(fields) for fields in commands),
+                  *(flat_json(entry) for entry in timeline)]))
 
     def read_device_commands(self, consumer: str, block_ms: int,
                              count: int = 100) -> list[tuple[str, dict[str, str]]]:

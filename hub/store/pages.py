@@ -26,7 +26,7 @@ import redis
 from hub.core.model import Delivery, PageKey
 from hub.core.tally import FinishCheck
 from hub.store.devices import COMMANDS_MAXLEN
-from hub.store.redisops import WORKERS_GROUP, read_group, run_scripts
+from hub.store.redisops import WORKERS_GROUP, flat_json, read_group, run_scripts
 
 #: How long page claims are kept, in seconds: far longer than any
 #: alarm can be redelivered by the broker.
@@ -75,13 +75,6 @@ class PageRecord:
     slot: str = ""
     retry: PageRetry | None = None
     quiet: bool = False
-
-
-def flat_json(fields: dict[str, Any]) -> str:
-    """``{"a": 1, "b": "x"}`` as the JSON array ``["a", "1", "b", "x"]``, for a script to
-    ``unpack(cjson.decode(...))`` into HSET or XADD (values as strings: cjson would turn
-    a large number into "1.76384e+12")."""
-    return json.dumps([str(x) for kv in fields.items() for x in kv])
 
 
 _CLAIM_MANY = """

@@ -6,12 +6,20 @@ client; nothing here knows a key but the one it is given.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import redis
 
 #: The hub workers' consumer group on every work stream (device commands, follow-ups).
 WORKERS_GROUP = "hub"
+
+
+def flat_json(fields: dict[str, Any]) -> str:
+    """``{"a": 1, "b": "x"}`` as the JSON array ``["a", "1", "b", "x"]``, for a script to
+    ``unpack(cjson.decode(...))`` into HSET or XADD (values as strings: cjson would turn
+    a large number into "1.76384e+12")."""
+    return json.dumps([str(x) for kv in fields.items() for x in kv])
 
 
 def run_scripts(client: redis.Redis, calls: list[tuple[Any, list[str], list[Any]]]) -> list[Any]:
